@@ -1,0 +1,82 @@
+//! The event every system emits.
+//!
+//! Every failover decision is an event with its cause and time (DESIGN.md,
+//! invariant 4): logs, metrics and the API are all fed from these.
+
+use std::time::{Duration, Instant};
+
+use crate::{HealthState, Target};
+
+/// Something that happened to a target, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// When it happened, on the driver's monotonic clock.
+    pub at: Instant,
+    /// What it happened to.
+    pub target: Target,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened. Variants are added as systems need them.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The target's health changed.
+    Health {
+        /// State before.
+        from: HealthState,
+        /// State after.
+        to: HealthState,
+        /// Why, in words an operator understands.
+        cause: String,
+    },
+    /// A connection attempt to the target started.
+    ConnectAttempt {
+        /// 1 for the first attempt after the target went down.
+        attempt: u32,
+    },
+    /// The next connection attempt is scheduled after this delay.
+    RetryScheduled {
+        /// How long until the attempt.
+        after: Duration,
+        /// Why the target is being retried.
+        cause: String,
+    },
+    /// Work that was in flight when the target failed was handed back to the caller.
+    WorkHandedBack {
+        /// Items sent with no answer: the outcome is unknown (SPEC M8).
+        ambiguous: usize,
+        /// Items that never left: safe to send again anywhere.
+        unsent: usize,
+    },
+    /// The target asked us to slow down (SPEC M14).
+    Throttled {
+        /// How long sending to the target is paused.
+        pause: Duration,
+    },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            EventKind::Health { from, to, cause } => {
+                write!(f, "{}: {from:?} -> {to:?} ({cause})", self.target)
+            }
+            EventKind::ConnectAttempt { attempt } => {
+                write!(f, "{}: connect attempt {attempt}", self.target)
+            }
+            EventKind::RetryScheduled { after, cause } => {
+                write!(f, "{}: retry in {after:.1?} ({cause})", self.target)
+            }
+            EventKind::WorkHandedBack { ambiguous, unsent } => write!(
+                f,
+                "{}: handed back {ambiguous} ambiguous and {unsent} unsent submits",
+                self.target
+            ),
+            EventKind::Throttled { pause } => {
+                write!(f, "{}: throttled, pausing {pause:.1?}", self.target)
+            }
+        }
+    }
+}

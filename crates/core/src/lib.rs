@@ -1,0 +1,23 @@
+//! The vocabulary every hotsite system shares.
+//!
+//! Every system in hotsite has one shape (DESIGN.md): targets are probed, their
+//! [`Health`] decides which of them may carry work, a policy picks one, and every
+//! decision is an [`Event`]. This crate holds that vocabulary once.
+//!
+//! The crate is pure: it owns no socket, no task and no clock. Time comes in as a
+//! `now: Instant` parameter, randomness from a seeded [`Rng`], so every test that
+//! uses it is exact.
+
+#![warn(missing_docs)]
+
+mod backoff;
+mod event;
+mod health;
+mod rng;
+mod target;
+
+pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
+pub use event::{Event, EventKind};
+pub use health::{Health, HealthConfig, HealthState, HealthTransition};
+pub use rng::Rng;
+pub use target::{SiteName, Target};
