@@ -8,3 +8,5 @@
 #![warn(missing_docs)]
 
 pub mod pdu;
+pub mod session;
+pub mod pool;
