@@ -7,6 +7,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod pdu;
-pub mod session;
 pub mod pool;
+pub mod session;

@@ -42,7 +42,9 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolConfigError {
     /// SPEC M5: providers ask for no more than one rebind per 30 s per instance.
-    #[error("must be at least 30 s (SPEC M5: at most one rebind per 30 s per SMSC instance), got {0:?}")]
+    #[error(
+        "must be at least 30 s (SPEC M5: at most one rebind per 30 s per SMSC instance), got {0:?}"
+    )]
     RebindIntervalTooShort(Duration),
     /// Jitter larger than the interval would make pacing unpredictable.
     #[error("must not exceed rebind_interval ({interval:?}), got {jitter:?}")]
@@ -232,7 +234,8 @@ impl Pool {
             return;
         }
         let jitter_nanos = u64::try_from(self.config.rebind_jitter.as_nanos()).unwrap_or(u64::MAX);
-        let delay = self.config.rebind_interval + Duration::from_nanos(self.rng.below_or_equal(jitter_nanos));
+        let delay = self.config.rebind_interval
+            + Duration::from_nanos(self.rng.below_or_equal(jitter_nanos));
         // Measured from the later of the failure and the last attempt, so that two
         // attempts are always at least `rebind_interval` apart (SPEC M5).
         let from = instance.last_attempt.map_or(now, |last| last.max(now));

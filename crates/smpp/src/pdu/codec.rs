@@ -93,6 +93,9 @@ impl DecodeError {
             DecodeError::Length { .. } => CommandStatus::ESME_RINVCMDLEN,
             DecodeError::UnknownCommand { .. } => CommandStatus::ESME_RINVCMDID,
             DecodeError::Malformed { field: "tlv", .. } => CommandStatus::ESME_RINVOPTPARSTREAM,
+            DecodeError::Malformed {
+                field: "sm_length", ..
+            } => CommandStatus::ESME_RINVMSGLEN,
             DecodeError::Malformed { .. } => CommandStatus::ESME_RINVCMDLEN,
         }
     }
@@ -248,7 +251,9 @@ impl Reader<'_> {
             DELIVER_SM => Body::DeliverSm(self.short_message()?),
             // Error responses may omit the body (SMPP 3.4, 4.4.2).
             SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(status, false)?),
-            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(status, false)?),
+            // Many SMSCs and ESMEs send deliver_sm_resp without its (always
+            // empty) message_id: accept that, whatever the status.
+            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(CommandStatus(1), false)?),
             DATA_SM => Body::DataSm(self.data_sm()?),
             DATA_SM_RESP => Body::DataSmResp(self.message_id_resp(status, true)?),
             command_id => {

@@ -13,6 +13,9 @@ mod codec;
 mod status;
 mod tlv;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::Bytes;
 
 pub use codec::{frame_len, DecodeError, EncodeError, FrameError, HEADER_LEN, MAX_PDU_LEN};

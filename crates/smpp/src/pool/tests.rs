@@ -15,7 +15,9 @@ fn epoch() -> Instant {
 
 fn targets(sites: usize, per_site: usize) -> Vec<Target> {
     (0..sites)
-        .flat_map(|s| (0..per_site).map(move |i| Target::new(&format!("site{s}"), &format!("smsc{i}"))))
+        .flat_map(|s| {
+            (0..per_site).map(move |i| Target::new(&format!("site{s}"), &format!("smsc{i}")))
+        })
         .collect()
 }
 
@@ -39,8 +41,15 @@ fn binds_every_instance_of_every_site_at_start() {
         pool.handle_bound(id, start + secs(1));
     }
     assert_eq!(pool.bound().collect::<Vec<_>>(), [0, 1, 2, 3]);
-    assert!(pool.status().iter().all(|s| s.health == HealthState::Up && s.bind_attempts == 1));
-    assert_eq!(pool.poll_timeout(), None, "nothing to do while all are bound");
+    assert!(pool
+        .status()
+        .iter()
+        .all(|s| s.health == HealthState::Up && s.bind_attempts == 1));
+    assert_eq!(
+        pool.poll_timeout(),
+        None,
+        "nothing to do while all are bound"
+    );
 }
 
 /// SPEC M5, M7: a lost bind leaves the bound set at once, is reported down with
@@ -58,13 +67,25 @@ fn lost_bind_is_retried_after_interval_plus_jitter() {
     pool.handle_closed(1, died, "peer silent for 30s");
     assert_eq!(pool.bound().collect::<Vec<_>>(), [0]);
     let outputs: Vec<_> = std::iter::from_fn(|| pool.poll_output()).collect();
-    let PoolOutput::Event(Event { kind: EventKind::Health { from, to, cause }, target, .. }) = &outputs[0] else {
+    let PoolOutput::Event(Event {
+        kind: EventKind::Health { from, to, cause },
+        target,
+        ..
+    }) = &outputs[0]
+    else {
         panic!("{outputs:?}")
     };
-    assert_eq!((*from, *to, cause.as_str()), (HealthState::Up, HealthState::Down, "peer silent for 30s"));
+    assert_eq!(
+        (*from, *to, cause.as_str()),
+        (HealthState::Up, HealthState::Down, "peer silent for 30s")
+    );
     assert_eq!(target.to_string(), "site0/smsc1");
     let retry_at = pool.poll_timeout().unwrap();
-    assert!(retry_at >= died + secs(35) && retry_at <= died + secs(40), "{:?}", retry_at - died);
+    assert!(
+        retry_at >= died + secs(35) && retry_at <= died + secs(40),
+        "{:?}",
+        retry_at - died
+    );
     pool.handle_timeout(retry_at - Duration::from_millis(1));
     assert!(connects(&mut pool).is_empty());
     pool.handle_timeout(retry_at);
@@ -77,7 +98,10 @@ fn lost_bind_is_retried_after_interval_plus_jitter() {
 #[test]
 fn rebind_pacing_over_100_sessions_in_lockstep_failures() {
     let start = epoch();
-    let config = PoolConfig { rebind_interval: secs(30), rebind_jitter: secs(10) };
+    let config = PoolConfig {
+        rebind_interval: secs(30),
+        rebind_jitter: secs(10),
+    };
     let mut pool = Pool::new(config, targets(4, 25), 99, start);
     let mut attempts: HashMap<InstanceId, Vec<(Instant, bool)>> = HashMap::new();
     let mut now = start;
@@ -99,7 +123,9 @@ fn rebind_pacing_over_100_sessions_in_lockstep_failures() {
             }
         }
         let lockstep_death = start + secs(((now - start).as_secs() / 300 + 1) * 300);
-        let next = pool.poll_timeout().map_or(lockstep_death, |t| t.min(lockstep_death));
+        let next = pool
+            .poll_timeout()
+            .map_or(lockstep_death, |t| t.min(lockstep_death));
         now = next.max(now);
         if now == lockstep_death {
             let bound: Vec<_> = pool.bound().collect();
@@ -113,18 +139,32 @@ fn rebind_pacing_over_100_sessions_in_lockstep_failures() {
     assert_eq!(attempts.len(), 100, "every instance was attempted");
     let mut first_retry_offsets = std::collections::HashSet::new();
     for (id, times) in &attempts {
-        assert!(times.len() > 100, "instance {id}: only {} attempts in 2 h", times.len());
-        assert!(times.iter().filter(|(_, ok)| *ok).count() >= 10, "instance {id} was bound in every up window");
+        assert!(
+            times.len() > 100,
+            "instance {id}: only {} attempts in 2 h",
+            times.len()
+        );
+        assert!(
+            times.iter().filter(|(_, ok)| *ok).count() >= 10,
+            "instance {id} was bound in every up window"
+        );
         for pair in times.windows(2) {
             let (gap, previous_failed) = (pair[1].0 - pair[0].0, !pair[0].1);
             assert!(gap >= secs(30), "instance {id}: attempts {gap:?} apart");
             if previous_failed {
-                assert!(gap <= secs(41), "instance {id}: waited {gap:?} after a failure, longer than interval + jitter");
+                assert!(
+                    gap <= secs(41),
+                    "instance {id}: waited {gap:?} after a failure, longer than interval + jitter"
+                );
             }
         }
         first_retry_offsets.insert(times[1].0 - start);
     }
-    assert!(first_retry_offsets.len() > 50, "jitter must spread rebinds: {} distinct", first_retry_offsets.len());
+    assert!(
+        first_retry_offsets.len() > 50,
+        "jitter must spread rebinds: {} distinct",
+        first_retry_offsets.len()
+    );
 }
 
 /// SPEC M5: a failed attempt right after an earlier one still waits the interval
@@ -132,7 +172,10 @@ fn rebind_pacing_over_100_sessions_in_lockstep_failures() {
 #[test]
 fn attempts_are_spaced_even_when_failures_come_late() {
     let start = epoch();
-    let config = PoolConfig { rebind_interval: secs(30), rebind_jitter: Duration::ZERO };
+    let config = PoolConfig {
+        rebind_interval: secs(30),
+        rebind_jitter: Duration::ZERO,
+    };
     let mut pool = Pool::new(config, targets(1, 1), 1, start);
     connects(&mut pool);
     // The connect hangs for 20 s before failing: the next attempt is 30 s after
@@ -161,11 +204,17 @@ fn different_seeds_spread_rebinds() {
 /// SPEC M5: a configuration asking for rebinds under 30 s is refused, naming the key.
 #[test]
 fn config_under_30_seconds_is_rejected() {
-    let too_fast = PoolConfig { rebind_interval: secs(29), rebind_jitter: secs(1) };
+    let too_fast = PoolConfig {
+        rebind_interval: secs(29),
+        rebind_jitter: secs(1),
+    };
     let error = too_fast.validate().unwrap_err();
     assert_eq!(error.key(), "rebind_interval");
     assert!(error.to_string().contains("at least 30 s"), "{error}");
-    let wild = PoolConfig { rebind_interval: secs(30), rebind_jitter: secs(31) };
+    let wild = PoolConfig {
+        rebind_interval: secs(30),
+        rebind_jitter: secs(31),
+    };
     assert_eq!(wild.validate().unwrap_err().key(), "rebind_jitter");
     assert_eq!(PoolConfig::default().validate(), Ok(()));
 }

@@ -78,6 +78,8 @@ pub enum CloseReason {
     Unbound,
     /// The TCP connection closed or failed.
     ConnectionLost,
+    /// The driver could not open the connection at all.
+    Connect(String),
     /// The peer's framing cannot be trusted any more.
     Protocol(String),
 }
@@ -91,6 +93,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::PeerUnbound => f.write_str("peer unbound"),
             CloseReason::Unbound => f.write_str("unbound"),
             CloseReason::ConnectionLost => f.write_str("connection lost"),
+            CloseReason::Connect(why) => write!(f, "cannot connect: {why}"),
             CloseReason::Protocol(what) => write!(f, "protocol error: {what}"),
         }
     }
@@ -251,7 +254,9 @@ impl Session {
         if let Err(error) = session.send_request(now, Request::Bind, body) {
             // The config validated the field lengths, so this means a bug upstream;
             // close rather than hang in Binding.
-            session.close(CloseReason::Protocol(format!("cannot encode bind: {error}")));
+            session.close(CloseReason::Protocol(format!(
+                "cannot encode bind: {error}"
+            )));
         }
         session
     }
@@ -324,7 +329,10 @@ impl Session {
             SessionState::Bound | SessionState::Binding => {
                 self.state = SessionState::Unbinding;
                 self.unbind_deadline = Some(now + self.config.response_timeout);
-                if self.send_request(now, Request::Unbind, Body::Unbind).is_err() {
+                if self
+                    .send_request(now, Request::Unbind, Body::Unbind)
+                    .is_err()
+                {
                     self.close(CloseReason::Unbound);
                 }
             }
@@ -513,14 +521,17 @@ impl Session {
     fn handle_request(&mut self, pdu: Pdu) {
         let sequence = pdu.sequence;
         match pdu.body {
-            Body::EnquireLink => self.send_response(sequence, CommandStatus::ESME_ROK, Body::EnquireLinkResp),
+            Body::EnquireLink => {
+                self.send_response(sequence, CommandStatus::ESME_ROK, Body::EnquireLinkResp)
+            }
             Body::Unbind => {
                 self.send_response(sequence, CommandStatus::ESME_ROK, Body::UnbindResp);
                 self.close(CloseReason::PeerUnbound);
             }
             Body::DeliverSm(message) if self.state == SessionState::Bound => {
                 self.deliveries.insert(sequence, false);
-                self.events.push_back(SessionEvent::Deliver { sequence, message });
+                self.events
+                    .push_back(SessionEvent::Deliver { sequence, message });
             }
             Body::DataSm(data) if self.state == SessionState::Bound => {
                 self.deliveries.insert(sequence, true);
@@ -534,7 +545,8 @@ impl Session {
                     tlvs: data.tlvs,
                     ..ShortMessage::default()
                 };
-                self.events.push_back(SessionEvent::Deliver { sequence, message });
+                self.events
+                    .push_back(SessionEvent::Deliver { sequence, message });
             }
             Body::DeliverSm(_) | Body::DataSm(_) => {
                 self.send_response(sequence, CommandStatus::ESME_RINVBNDSTS, Body::GenericNack)

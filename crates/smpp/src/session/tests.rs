@@ -46,8 +46,23 @@ impl Harness {
         let mut h = Harness::new(config());
         let bind = h.sent();
         assert_eq!(bind.len(), 1);
-        h.feed(0, Pdu::response(bind[0].sequence, CommandStatus::ESME_ROK, Body::BindTransceiverResp(BindResp { system_id: "smsc".into(), tlvs: Tlvs::default() })));
-        assert_eq!(h.events(), [SessionEvent::Bound { system_id: "smsc".into() }]);
+        h.feed(
+            0,
+            Pdu::response(
+                bind[0].sequence,
+                CommandStatus::ESME_ROK,
+                Body::BindTransceiverResp(BindResp {
+                    system_id: "smsc".into(),
+                    tlvs: Tlvs::default(),
+                }),
+            ),
+        );
+        assert_eq!(
+            h.events(),
+            [SessionEvent::Bound {
+                system_id: "smsc".into()
+            }]
+        );
         h
     }
 
@@ -71,7 +86,8 @@ impl Harness {
 
     fn feed_millis(&mut self, millis: u64, pdu: Pdu) {
         let bytes = pdu.encode().unwrap();
-        self.session.handle_input(self.start + Duration::from_millis(millis), &bytes);
+        self.session
+            .handle_input(self.start + Duration::from_millis(millis), &bytes);
     }
 
     fn tick(&mut self, second: u64) {
@@ -87,7 +103,11 @@ fn message(id: SubmitId) -> ShortMessage {
     let mut tlvs = Tlvs::default();
     tlvs.set_user_message_reference(id as u16);
     ShortMessage {
-        destination: crate::pdu::Address { ton: 1, npi: 1, addr: "4915112345678".into() },
+        destination: crate::pdu::Address {
+            ton: 1,
+            npi: 1,
+            addr: "4915112345678".into(),
+        },
         short_message: Bytes::from(format!("message {id}")),
         registered_delivery: 1,
         tlvs,
@@ -96,7 +116,14 @@ fn message(id: SubmitId) -> ShortMessage {
 }
 
 fn submit_resp(sequence: u32, status: CommandStatus, message_id: &str) -> Pdu {
-    Pdu::response(sequence, status, Body::SubmitSmResp(MessageIdResp { message_id: message_id.into(), tlvs: Tlvs::default() }))
+    Pdu::response(
+        sequence,
+        status,
+        Body::SubmitSmResp(MessageIdResp {
+            message_id: message_id.into(),
+            tlvs: Tlvs::default(),
+        }),
+    )
 }
 
 /// SPEC M4: a transceiver bind carrying the account goes out first; OK binds.
@@ -105,11 +132,33 @@ fn bind_success_sends_transceiver_bind_with_credentials() {
     let mut h = Harness::new(config());
     assert_eq!(h.session.state(), SessionState::Binding);
     let sent = h.sent();
-    let Body::BindTransceiver(bind) = &sent[0].body else { panic!("expected bind_transceiver, got {:?}", sent[0]) };
-    assert_eq!((bind.system_id.as_str(), bind.password.as_str(), bind.interface_version), ("hotsite", "secret", 0x34));
-    assert!(!h.session.can_submit(h.at(0)), "no submit before the bind is answered");
-    assert_eq!(h.submit(0, 1), Err(SubmitError::NotBound(SessionState::Binding)));
-    h.feed(1, Pdu::response(sent[0].sequence, CommandStatus::ESME_ROK, Body::BindTransceiverResp(BindResp::default())));
+    let Body::BindTransceiver(bind) = &sent[0].body else {
+        panic!("expected bind_transceiver, got {:?}", sent[0])
+    };
+    assert_eq!(
+        (
+            bind.system_id.as_str(),
+            bind.password.as_str(),
+            bind.interface_version
+        ),
+        ("hotsite", "secret", 0x34)
+    );
+    assert!(
+        !h.session.can_submit(h.at(0)),
+        "no submit before the bind is answered"
+    );
+    assert_eq!(
+        h.submit(0, 1),
+        Err(SubmitError::NotBound(SessionState::Binding))
+    );
+    h.feed(
+        1,
+        Pdu::response(
+            sent[0].sequence,
+            CommandStatus::ESME_ROK,
+            Body::BindTransceiverResp(BindResp::default()),
+        ),
+    );
     assert_eq!(h.session.state(), SessionState::Bound);
     assert!(h.session.can_submit(h.at(1)));
 }
@@ -128,10 +177,21 @@ fn bind_kind_is_configurable() {
 fn bind_rejection_closes_with_status() {
     let mut h = Harness::new(config());
     let bind = h.sent().remove(0);
-    h.feed(1, Pdu::response(bind.sequence, CommandStatus::ESME_RINVPASWD, Body::BindTransceiverResp(BindResp::default())));
+    h.feed(
+        1,
+        Pdu::response(
+            bind.sequence,
+            CommandStatus::ESME_RINVPASWD,
+            Body::BindTransceiverResp(BindResp::default()),
+        ),
+    );
     assert_eq!(
         h.events(),
-        [SessionEvent::Closed { reason: CloseReason::BindRejected(CommandStatus::ESME_RINVPASWD), ambiguous: vec![], unsent: vec![] }]
+        [SessionEvent::Closed {
+            reason: CloseReason::BindRejected(CommandStatus::ESME_RINVPASWD),
+            ambiguous: vec![],
+            unsent: vec![]
+        }]
     );
     assert_eq!(h.session.state(), SessionState::Closed);
     assert_eq!(h.session.poll_timeout(), None);
@@ -142,8 +202,21 @@ fn bind_rejection_closes_with_status() {
 fn bind_answered_by_generic_nack_is_rejected() {
     let mut h = Harness::new(config());
     let bind = h.sent().remove(0);
-    h.feed(1, Pdu::response(bind.sequence, CommandStatus::ESME_RINVCMDID, Body::GenericNack));
-    assert!(matches!(h.events()[..], [SessionEvent::Closed { reason: CloseReason::BindRejected(CommandStatus::ESME_RINVCMDID), .. }]));
+    h.feed(
+        1,
+        Pdu::response(
+            bind.sequence,
+            CommandStatus::ESME_RINVCMDID,
+            Body::GenericNack,
+        ),
+    );
+    assert!(matches!(
+        h.events()[..],
+        [SessionEvent::Closed {
+            reason: CloseReason::BindRejected(CommandStatus::ESME_RINVCMDID),
+            ..
+        }]
+    ));
 }
 
 /// SPEC M4: an SMSC that never answers the bind is given up after the response timeout.
@@ -155,7 +228,13 @@ fn bind_timeout_closes() {
     h.tick(4);
     assert!(h.events().is_empty());
     h.tick(5);
-    assert!(matches!(h.events()[..], [SessionEvent::Closed { reason: CloseReason::BindTimeout, .. }]));
+    assert!(matches!(
+        h.events()[..],
+        [SessionEvent::Closed {
+            reason: CloseReason::BindTimeout,
+            ..
+        }]
+    ));
 }
 
 /// SPEC M4: enquire_link keeps a quiet bind alive; an answered one resets the clock.
@@ -165,12 +244,31 @@ fn enquire_link_is_sent_after_silence_and_answer_keeps_bind() {
     assert_eq!(h.session.poll_timeout(), Some(h.at(10)));
     h.tick(10);
     let sent = h.sent();
-    assert!(matches!(sent[..], [Pdu { body: Body::EnquireLink, .. }]));
-    h.feed(11, Pdu::response(sent[0].sequence, CommandStatus::ESME_ROK, Body::EnquireLinkResp));
+    assert!(matches!(
+        sent[..],
+        [Pdu {
+            body: Body::EnquireLink,
+            ..
+        }]
+    ));
+    h.feed(
+        11,
+        Pdu::response(
+            sent[0].sequence,
+            CommandStatus::ESME_ROK,
+            Body::EnquireLinkResp,
+        ),
+    );
     // Next one is due 10 s after the last thing received.
     assert_eq!(h.session.poll_timeout(), Some(h.at(21)));
     h.tick(21);
-    assert!(matches!(h.sent()[..], [Pdu { body: Body::EnquireLink, .. }]));
+    assert!(matches!(
+        h.sent()[..],
+        [Pdu {
+            body: Body::EnquireLink,
+            ..
+        }]
+    ));
     assert_eq!(h.session.state(), SessionState::Bound);
 }
 
@@ -185,19 +283,33 @@ fn silent_peer_is_declared_dead_within_dead_peer_timeout() {
     let mut now = 0;
     let mut enquire_links = 0;
     while h.session.state() != SessionState::Closed {
-        let next = h.session.poll_timeout().expect("a bound session always has a timer");
+        let next = h
+            .session
+            .poll_timeout()
+            .expect("a bound session always has a timer");
         now = (next - h.start).as_secs();
         assert!(now <= 30, "still not dead at {now} s");
         h.tick(now);
-        enquire_links += h.sent().iter().filter(|p| p.body == Body::EnquireLink).count();
+        enquire_links += h
+            .sent()
+            .iter()
+            .filter(|p| p.body == Body::EnquireLink)
+            .count();
     }
     assert_eq!(now, 30);
-    assert!(enquire_links >= 1, "the session asked before declaring the peer dead");
+    assert!(
+        enquire_links >= 1,
+        "the session asked before declaring the peer dead"
+    );
     let events = h.events();
     assert_eq!(events[0], SessionEvent::SubmitTimedOut { id: 7 });
     assert_eq!(
         events[1],
-        SessionEvent::Closed { reason: CloseReason::PeerSilent(secs(30)), ambiguous: vec![], unsent: vec![] }
+        SessionEvent::Closed {
+            reason: CloseReason::PeerSilent(secs(30)),
+            ambiguous: vec![],
+            unsent: vec![]
+        }
     );
 }
 
@@ -225,7 +337,13 @@ fn window_limits_outstanding_submits() {
     assert_eq!(h.submit(1, 4), Err(SubmitError::WindowFull(3)));
     h.sent();
     h.feed(2, submit_resp(sequences[1], CommandStatus::ESME_ROK, "abc"));
-    assert_eq!(h.events(), [SessionEvent::SubmitAccepted { id: 2, message_id: "abc".into() }]);
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitAccepted {
+            id: 2,
+            message_id: "abc".into()
+        }]
+    );
     assert!(h.session.can_submit(h.at(2)));
     assert!(h.submit(2, 4).is_ok());
     assert_eq!(h.submit(2, 5), Err(SubmitError::WindowFull(3)));
@@ -247,12 +365,22 @@ fn death_hands_back_ambiguous_and_unsent_submits() {
     assert_eq!(
         h.events(),
         [
-            SessionEvent::SubmitAccepted { id: 101, message_id: "x1".into() },
-            SessionEvent::Closed { reason: CloseReason::ConnectionLost, ambiguous: vec![102], unsent: vec![103] },
+            SessionEvent::SubmitAccepted {
+                id: 101,
+                message_id: "x1".into()
+            },
+            SessionEvent::Closed {
+                reason: CloseReason::ConnectionLost,
+                ambiguous: vec![102],
+                unsent: vec![103]
+            },
         ]
     );
     assert_eq!(h.session.in_flight(), 0);
-    assert!(h.session.poll_transmit().is_none(), "nothing is written after death");
+    assert!(
+        h.session.poll_transmit().is_none(),
+        "nothing is written after death"
+    );
 }
 
 /// Sequence numbers run 1..=0x7FFFFFFF and wrap to 1, skipping numbers still in use.
@@ -266,7 +394,13 @@ fn sequence_numbers_wrap_at_0x7fffffff() {
     assert_eq!((a, b, c), (MAX_SEQUENCE - 1, MAX_SEQUENCE, 1));
     h.sent();
     // 2 and 3 come next, unless still outstanding.
-    h.session.pending.insert(2, Pending { request: Request::EnquireLink, deadline: h.at(100) });
+    h.session.pending.insert(
+        2,
+        Pending {
+            request: Request::EnquireLink,
+            deadline: h.at(100),
+        },
+    );
     h.feed(2, submit_resp(a, CommandStatus::ESME_ROK, "a"));
     assert_eq!(h.submit(2, 4).unwrap(), 3);
     for pdu in h.sent() {
@@ -282,7 +416,14 @@ fn throttling_pauses_the_bind_and_hands_the_message_back() {
     let s1 = h.submit(1, 1).unwrap();
     h.sent();
     h.feed(1, submit_resp(s1, CommandStatus::ESME_RTHROTTLED, ""));
-    assert_eq!(h.events(), [SessionEvent::SubmitThrottled { id: 1, status: CommandStatus::ESME_RTHROTTLED, pause: secs(1) }]);
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitThrottled {
+            id: 1,
+            status: CommandStatus::ESME_RTHROTTLED,
+            pause: secs(1)
+        }]
+    );
     assert!(!h.session.can_submit(h.at(1)));
     assert!(matches!(h.submit(1, 2), Err(SubmitError::Throttled(_))));
     assert!(h.session.poll_timeout().unwrap() <= h.at(2));
@@ -290,7 +431,14 @@ fn throttling_pauses_the_bind_and_hands_the_message_back() {
     let s2 = h.submit(2, 2).unwrap();
     h.sent();
     h.feed(2, submit_resp(s2, CommandStatus::ESME_RMSGQFUL, ""));
-    assert_eq!(h.events(), [SessionEvent::SubmitThrottled { id: 2, status: CommandStatus::ESME_RMSGQFUL, pause: secs(2) }]);
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitThrottled {
+            id: 2,
+            status: CommandStatus::ESME_RMSGQFUL,
+            pause: secs(2)
+        }]
+    );
     assert!(!h.session.can_submit(h.at(3)));
     assert!(h.session.can_submit(h.at(4)));
     let s3 = h.submit(4, 3).unwrap();
@@ -301,8 +449,14 @@ fn throttling_pauses_the_bind_and_hands_the_message_back() {
     let s4 = h.submit(4, 4).unwrap();
     h.sent();
     h.feed(4, submit_resp(s4, CommandStatus::ESME_RTHROTTLED, ""));
-    assert!(matches!(h.events()[..], [SessionEvent::SubmitThrottled { pause, .. }] if pause == secs(1)));
-    assert_eq!(h.session.state(), SessionState::Bound, "throttling never unbinds");
+    assert!(
+        matches!(h.events()[..], [SessionEvent::SubmitThrottled { pause, .. }] if pause == secs(1))
+    );
+    assert_eq!(
+        h.session.state(),
+        SessionState::Bound,
+        "throttling never unbinds"
+    );
 }
 
 /// SPEC M14: other errors are reported with their status for the caller to classify.
@@ -312,11 +466,26 @@ fn rejected_submit_reports_status() {
     let s = h.submit(1, 9).unwrap();
     h.sent();
     h.feed(1, submit_resp(s, CommandStatus::ESME_RINVDSTADR, ""));
-    assert_eq!(h.events(), [SessionEvent::SubmitRejected { id: 9, status: CommandStatus::ESME_RINVDSTADR }]);
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitRejected {
+            id: 9,
+            status: CommandStatus::ESME_RINVDSTADR
+        }]
+    );
     let s = h.submit(1, 10).unwrap();
     h.sent();
-    h.feed(1, Pdu::response(s, CommandStatus::ESME_RSYSERR, Body::GenericNack));
-    assert_eq!(h.events(), [SessionEvent::SubmitRejected { id: 10, status: CommandStatus::ESME_RSYSERR }]);
+    h.feed(
+        1,
+        Pdu::response(s, CommandStatus::ESME_RSYSERR, Body::GenericNack),
+    );
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitRejected {
+            id: 10,
+            status: CommandStatus::ESME_RSYSERR
+        }]
+    );
 }
 
 /// SPEC M8: a submit with no answer in time is ambiguous; a late answer is still reported.
@@ -333,7 +502,11 @@ fn response_timeout_then_late_answer() {
     h.feed(7, submit_resp(s, CommandStatus::ESME_ROK, "late"));
     assert_eq!(
         h.events(),
-        [SessionEvent::SubmitAnsweredLate { id: 5, status: CommandStatus::ESME_ROK, message_id: "late".into() }]
+        [SessionEvent::SubmitAnsweredLate {
+            id: 5,
+            status: CommandStatus::ESME_ROK,
+            message_id: "late".into()
+        }]
     );
     // An answer to something never asked is ignored.
     h.feed(8, submit_resp(4242, CommandStatus::ESME_ROK, "who"));
@@ -356,7 +529,13 @@ fn deliver_sm_is_answered_when_the_caller_says() {
     };
     h.feed(1, Pdu::request(77, Body::DeliverSm(receipt.clone())));
     let events = h.events();
-    let [SessionEvent::Deliver { sequence: 77, message }] = &events[..] else { panic!("{events:?}") };
+    let [SessionEvent::Deliver {
+        sequence: 77,
+        message,
+    }] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
     assert!(message.is_receipt());
     assert_eq!(message.tlvs.receipted_message_id(), Some("abc123"));
     assert_eq!(message.tlvs.message_state(), Some(MessageState::Delivered));
@@ -364,7 +543,10 @@ fn deliver_sm_is_answered_when_the_caller_says() {
     h.session.respond_deliver(77, CommandStatus::ESME_ROK);
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].sequence, sent[0].status), (77, CommandStatus::ESME_ROK));
+    assert_eq!(
+        (sent[0].sequence, sent[0].status),
+        (77, CommandStatus::ESME_ROK)
+    );
     assert!(matches!(sent[0].body, Body::DeliverSmResp(_)));
     // A second answer to the same sequence is ignored.
     h.session.respond_deliver(77, CommandStatus::ESME_ROK);
@@ -377,12 +559,34 @@ fn data_sm_is_delivered_and_answered_with_data_sm_resp() {
     let mut h = Harness::bound();
     let mut tlvs = Tlvs::default();
     tlvs.set(tag::MESSAGE_PAYLOAD, Bytes::from_static(b"hello"));
-    h.feed(1, Pdu::request(5, Body::DataSm(crate::pdu::DataSm { tlvs, ..Default::default() })));
+    h.feed(
+        1,
+        Pdu::request(
+            5,
+            Body::DataSm(crate::pdu::DataSm {
+                tlvs,
+                ..Default::default()
+            }),
+        ),
+    );
     let events = h.events();
-    let [SessionEvent::Deliver { sequence: 5, message }] = &events[..] else { panic!("{events:?}") };
+    let [SessionEvent::Deliver {
+        sequence: 5,
+        message,
+    }] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
     assert_eq!(message.body().as_ref(), b"hello");
     h.session.respond_deliver(5, CommandStatus::ESME_ROK);
-    assert!(matches!(h.sent()[..], [Pdu { body: Body::DataSmResp(_), sequence: 5, .. }]));
+    assert!(matches!(
+        h.sent()[..],
+        [Pdu {
+            body: Body::DataSmResp(_),
+            sequence: 5,
+            ..
+        }]
+    ));
 }
 
 /// Invariant 3: garbage gets a generic_nack with the peer's sequence number and
@@ -395,14 +599,30 @@ fn garbage_is_nacked_and_broken_framing_closes() {
     h.session.handle_input(h.at(1), &frame);
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].sequence, sent[0].status, &sent[0].body), (42, CommandStatus::ESME_RINVCMDID, &Body::GenericNack));
+    assert_eq!(
+        (sent[0].sequence, sent[0].status, &sent[0].body),
+        (42, CommandStatus::ESME_RINVCMDID, &Body::GenericNack)
+    );
     assert_eq!(h.session.state(), SessionState::Bound);
     // A submit_sm from the SMSC is not ours to take.
     h.feed(1, Pdu::request(43, Body::SubmitSm(ShortMessage::default())));
-    assert!(matches!(h.sent()[..], [Pdu { sequence: 43, body: Body::GenericNack, .. }]));
+    assert!(matches!(
+        h.sent()[..],
+        [Pdu {
+            sequence: 43,
+            body: Body::GenericNack,
+            ..
+        }]
+    ));
     // command_length 5: no way to find the next PDU.
     h.session.handle_input(h.at(2), &[0, 0, 0, 5, 1, 2, 3, 4]);
-    assert!(matches!(h.events()[..], [SessionEvent::Closed { reason: CloseReason::Protocol(_), .. }]));
+    assert!(matches!(
+        h.events()[..],
+        [SessionEvent::Closed {
+            reason: CloseReason::Protocol(_),
+            ..
+        }]
+    ));
 }
 
 /// Input split at every byte boundary decodes the same.
@@ -413,7 +633,14 @@ fn input_split_anywhere_is_reassembled() {
     for byte in bytes.iter() {
         h.session.handle_input(h.at(1), std::slice::from_ref(byte));
     }
-    assert!(matches!(h.sent()[..], [Pdu { sequence: 9, body: Body::EnquireLinkResp, .. }]));
+    assert!(matches!(
+        h.sent()[..],
+        [Pdu {
+            sequence: 9,
+            body: Body::EnquireLinkResp,
+            ..
+        }]
+    ));
 }
 
 /// The peer's unbind is answered and ends the session; in-flight submits are ambiguous.
@@ -423,10 +650,21 @@ fn peer_unbind_is_answered_and_closes() {
     h.submit(1, 1).unwrap();
     h.sent();
     h.feed(2, Pdu::request(50, Body::Unbind));
-    assert!(matches!(h.sent()[..], [Pdu { sequence: 50, body: Body::UnbindResp, .. }]));
+    assert!(matches!(
+        h.sent()[..],
+        [Pdu {
+            sequence: 50,
+            body: Body::UnbindResp,
+            ..
+        }]
+    ));
     assert_eq!(
         h.events(),
-        [SessionEvent::Closed { reason: CloseReason::PeerUnbound, ambiguous: vec![1], unsent: vec![] }]
+        [SessionEvent::Closed {
+            reason: CloseReason::PeerUnbound,
+            ambiguous: vec![1],
+            unsent: vec![]
+        }]
     );
 }
 
@@ -436,16 +674,37 @@ fn our_unbind_closes_on_response_or_timeout() {
     let mut h = Harness::bound();
     h.session.unbind(h.at(1));
     let sent = h.sent();
-    assert!(matches!(sent[..], [Pdu { body: Body::Unbind, .. }]));
+    assert!(matches!(
+        sent[..],
+        [Pdu {
+            body: Body::Unbind,
+            ..
+        }]
+    ));
     assert!(!h.session.can_submit(h.at(1)));
-    h.feed(2, Pdu::response(sent[0].sequence, CommandStatus::ESME_ROK, Body::UnbindResp));
-    assert!(matches!(h.events()[..], [SessionEvent::Closed { reason: CloseReason::Unbound, .. }]));
+    h.feed(
+        2,
+        Pdu::response(sent[0].sequence, CommandStatus::ESME_ROK, Body::UnbindResp),
+    );
+    assert!(matches!(
+        h.events()[..],
+        [SessionEvent::Closed {
+            reason: CloseReason::Unbound,
+            ..
+        }]
+    ));
 
     let mut h = Harness::bound();
     h.session.unbind(h.at(1));
     h.sent();
     h.tick(6);
-    assert!(matches!(h.events()[..], [SessionEvent::Closed { reason: CloseReason::Unbound, .. }]));
+    assert!(matches!(
+        h.events()[..],
+        [SessionEvent::Closed {
+            reason: CloseReason::Unbound,
+            ..
+        }]
+    ));
 }
 
 /// The timer never points into the past after it has been handled: a driver
@@ -457,14 +716,19 @@ fn handled_timers_move_forward() {
     h.sent();
     let mut millis = 0u64;
     for _ in 0..200 {
-        let Some(next) = h.session.poll_timeout() else { break };
+        let Some(next) = h.session.poll_timeout() else {
+            break;
+        };
         let now = h.start + Duration::from_millis(millis);
         h.session.handle_timeout(now.max(next));
         millis = (now.max(next) - h.start).as_millis() as u64;
         h.sent();
         h.events();
         if let Some(after) = h.session.poll_timeout() {
-            assert!(after > now.max(next), "timer did not advance at {millis} ms");
+            assert!(
+                after > now.max(next),
+                "timer did not advance at {millis} ms"
+            );
         }
         // Answer every other enquire_link so the session lives a while.
         if millis % 20_000 < 10_000 {

@@ -1,0 +1,582 @@
+//! [`SmppClient`]: the pool policy plus one running session per bound instance,
+//! with submits spread over whatever is bound right now.
+//!
+//! One task owns the [`Pool`] and the shared queue; each connection runs in its
+//! own task ([`run_session`]). Submits wait in one queue shared by all binds and
+//! go to the bound instance with the fewest outstanding submits: a message is
+//! never parked behind a dead bind (SPEC M7). Throttled and unsent submits go
+//! back to the front of that queue; ambiguous ones (sent, never answered) are
+//! handed to the caller, who owns the resubmit policy (SPEC M8).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use hotsite_core::{Event, EventKind, Target};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::clock;
+use super::session::{run_session, SessionCommand, SessionReport};
+use crate::pdu::{CommandStatus, ShortMessage};
+use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolOutput};
+use crate::session::{CloseReason, Session, SessionConfig, SessionEvent, SubmitId};
+
+/// Everything an [`SmppClient`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Settings of every session.
+    pub session: SessionConfig,
+    /// Rebind pacing.
+    pub pool: PoolConfig,
+    /// Every SMSC instance of every site, with its `host:port`.
+    pub instances: Vec<(Target, String)>,
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// Seeds the rebind jitter.
+    pub seed: u64,
+}
+
+/// How a submit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// The SMSC took it.
+    Accepted {
+        /// The instance that took it.
+        target: Target,
+        /// The SMSC's message id, which receipts will carry (SPEC M13).
+        message_id: String,
+    },
+    /// The SMSC refused it; [`CommandStatus::outcome`] says whether a retry may help.
+    Rejected {
+        /// The instance that refused it.
+        target: Target,
+        /// The answer.
+        status: CommandStatus,
+    },
+    /// Sent, never answered: the SMSC may or may not have it (SPEC M8).
+    Ambiguous {
+        /// The instance it was sent to.
+        target: Target,
+        /// What happened to the session or request.
+        cause: String,
+    },
+}
+
+/// The client is gone (shut down, or its task ended).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the SMPP client has shut down")]
+pub struct ClientClosed;
+
+/// What the client tells its owner besides submit outcomes.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A bind or health change, a retry, work handed back (invariant 4).
+    Pool(Event),
+    /// An MO or a receipt, from any bind of any site (SPEC M1, M6). Answer it with
+    /// [`DeliverAck`] once it is stored.
+    Deliver {
+        /// The instance it came from.
+        target: Target,
+        /// The message.
+        message: ShortMessage,
+        /// The answer to send.
+        ack: DeliverAck,
+    },
+    /// A response to a submit that had already been reported ambiguous.
+    AnsweredLate {
+        /// The instance.
+        target: Target,
+        /// The answer.
+        status: CommandStatus,
+        /// The SMSC's message id.
+        message_id: String,
+    },
+}
+
+/// The answer owed to one `deliver_sm`. Dropped unanswered, it answers
+/// `ESME_RX_T_APPN` (temporary error), so the SMSC delivers it again later:
+/// nothing is acknowledged that was not handled.
+#[derive(Debug)]
+pub struct DeliverAck {
+    sequence: u32,
+    session: mpsc::UnboundedSender<SessionCommand>,
+    answered: bool,
+}
+
+impl DeliverAck {
+    /// Acknowledges with `ESME_ROK`.
+    pub fn accept(self) {
+        self.respond(CommandStatus::ESME_ROK);
+    }
+
+    /// Answers with `status`.
+    pub fn respond(mut self, status: CommandStatus) {
+        self.answered = true;
+        let _ = self.session.send(SessionCommand::RespondDeliver {
+            sequence: self.sequence,
+            status,
+        });
+    }
+}
+
+impl Drop for DeliverAck {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.session.send(SessionCommand::RespondDeliver {
+                sequence: self.sequence,
+                status: CommandStatus::ESME_RX_T_APPN,
+            });
+        }
+    }
+}
+
+/// One instance as shown by [`SmppClient::status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindStatus {
+    /// The pool's view: bind state, health, attempts, last failure.
+    pub pool: InstanceStatus,
+    /// Where it is.
+    pub address: String,
+    /// Submits outstanding on it now.
+    pub in_flight: usize,
+}
+
+enum Command {
+    Submit(Queued),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Queued {
+    message: ShortMessage,
+    reply: oneshot::Sender<SubmitOutcome>,
+}
+
+/// A handle on the running client. Cheap to clone.
+#[derive(Clone)]
+pub struct SmppClient {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<Vec<BindStatus>>,
+}
+
+impl SmppClient {
+    /// Starts binding to every instance. Events arrive on the returned receiver;
+    /// if it is dropped or lags past 4096 events, events are dropped (deliveries
+    /// are then answered with a temporary error and come again).
+    pub fn start(
+        config: ClientConfig,
+    ) -> (SmppClient, mpsc::Receiver<ClientEvent>, JoinHandle<()>) {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let now = clock::now();
+        let targets = config.instances.iter().map(|(t, _)| t.clone()).collect();
+        let pool = Pool::new(config.pool, targets, config.seed, now);
+        let instances = config
+            .instances
+            .iter()
+            .map(|(_, address)| Slot {
+                address: address.clone(),
+                session: None,
+                in_flight: 0,
+                throttled_until: None,
+            })
+            .collect();
+        let (status_tx, status_rx) = watch::channel(Vec::new());
+        let driver = Driver {
+            config,
+            pool,
+            instances,
+            queue: VecDeque::new(),
+            waiting: HashMap::new(),
+            next_id: 1,
+            events: events_tx,
+            reports_tx,
+            status: status_tx,
+            rotate: 0,
+        };
+        let task = tokio::spawn(driver.run(commands_rx, reports_rx));
+        (
+            SmppClient {
+                commands: commands_tx,
+                status: status_rx,
+            },
+            events_rx,
+            task,
+        )
+    }
+
+    /// Submits one message on whichever instance is bound and has room, waiting
+    /// for a bind if none is. Throttling and unsent submits are retried inside;
+    /// the outcome is accepted, rejected or ambiguous.
+    pub async fn submit(&self, message: ShortMessage) -> Result<SubmitOutcome, ClientClosed> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Submit(Queued { message, reply }))
+            .map_err(|_| ClientClosed)?;
+        outcome.await.map_err(|_| ClientClosed)
+    }
+
+    /// Every instance, bound or not.
+    pub fn status(&self) -> Vec<BindStatus> {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status changes.
+    pub async fn status_changed(&mut self) -> Result<Vec<BindStatus>, ClientClosed> {
+        self.status.changed().await.map_err(|_| ClientClosed)?;
+        Ok(self.status.borrow_and_update().clone())
+    }
+
+    /// Unbinds every session and stops. Queued submits are dropped unsent (their
+    /// callers get [`ClientClosed`]).
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+struct Slot {
+    address: String,
+    session: Option<mpsc::UnboundedSender<SessionCommand>>,
+    in_flight: usize,
+    throttled_until: Option<Instant>,
+}
+
+struct Driver {
+    config: ClientConfig,
+    pool: Pool,
+    instances: Vec<Slot>,
+    queue: VecDeque<Queued>,
+    waiting: HashMap<SubmitId, (InstanceId, Queued)>,
+    next_id: SubmitId,
+    events: mpsc::Sender<ClientEvent>,
+    reports_tx: mpsc::UnboundedSender<(InstanceId, SessionReport)>,
+    status: watch::Sender<Vec<BindStatus>>,
+    rotate: usize,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut reports: mpsc::UnboundedReceiver<(InstanceId, SessionReport)>,
+    ) {
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            self.drain_pool();
+            self.dispatch();
+            self.publish_status();
+            if shutdown.is_some() && self.instances.iter().all(|slot| slot.session.is_none()) {
+                break;
+            }
+            let deadline = if shutdown.is_some() {
+                None
+            } else {
+                let throttles = self
+                    .instances
+                    .iter()
+                    .filter_map(|slot| slot.throttled_until);
+                throttles.chain(self.pool.poll_timeout()).min()
+            };
+            tokio::select! {
+                Some((id, report)) = reports.recv() => self.handle_report(id, report),
+                command = commands.recv(), if shutdown.is_none() => match command {
+                    Some(Command::Submit(queued)) => self.queue.push_back(queued),
+                    Some(Command::Shutdown(done)) => {
+                        shutdown = Some(done);
+                        self.begin_shutdown();
+                    }
+                    None => {
+                        let (done, _) = oneshot::channel();
+                        shutdown = Some(done);
+                        self.begin_shutdown();
+                    }
+                },
+                () = clock::sleep_until(deadline) => {
+                    let now = clock::now();
+                    for slot in &mut self.instances {
+                        if slot.throttled_until.is_some_and(|until| until <= now) {
+                            slot.throttled_until = None;
+                        }
+                    }
+                    self.pool.handle_timeout(now);
+                }
+            }
+        }
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.queue.clear();
+        for slot in &mut self.instances {
+            // Dropping the sender makes the session unbind and end.
+            slot.session = slot
+                .session
+                .take()
+                .filter(|tx| tx.send(SessionCommand::Unbind).is_ok());
+        }
+    }
+
+    fn drain_pool(&mut self) {
+        while let Some(output) = self.pool.poll_output() {
+            match output {
+                PoolOutput::Connect(id) => self.connect(id),
+                PoolOutput::Event(event) => self.emit(event),
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        tracing::info!(target: "hotsite::smpp", "{event}");
+        let _ = self.events.try_send(ClientEvent::Pool(event));
+    }
+
+    fn connect(&mut self, id: InstanceId) {
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let slot = &mut self.instances[id];
+        slot.session = Some(commands_tx);
+        slot.in_flight = 0;
+        slot.throttled_until = None;
+        let address = slot.address.clone();
+        let session_config = self.config.session.clone();
+        let connect_timeout = self.config.connect_timeout;
+        let write_timeout = session_config.response_timeout;
+        let reports = self.reports_tx.clone();
+        tokio::spawn(async move {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let forward = async {
+                while let Some(report) = rx.recv().await {
+                    if reports.send((id, report)).is_err() {
+                        break;
+                    }
+                }
+            };
+            let run = async move {
+                match tokio::time::timeout(connect_timeout, TcpStream::connect(&address)).await {
+                    Ok(Ok(stream)) => {
+                        let session = Session::new(session_config, clock::now());
+                        run_session(stream, session, commands_rx, tx, write_timeout).await;
+                    }
+                    Ok(Err(error)) => {
+                        let reason = CloseReason::Connect(format!("{address}: {error}"));
+                        let _ = tx.send(closed(reason));
+                    }
+                    Err(_) => {
+                        let reason = CloseReason::Connect(format!("{address}: timed out"));
+                        let _ = tx.send(closed(reason));
+                    }
+                }
+            };
+            tokio::join!(run, forward);
+        });
+    }
+
+    fn handle_report(&mut self, id: InstanceId, report: SessionReport) {
+        let now = clock::now();
+        let target = self.target(id);
+        match report {
+            SessionReport::Refused { id: submit, .. } => {
+                self.instances[id].in_flight = self.instances[id].in_flight.saturating_sub(1);
+                if let Some((_, queued)) = self.waiting.remove(&submit) {
+                    self.queue.push_front(queued);
+                }
+            }
+            SessionReport::Event(event) => match event {
+                SessionEvent::Bound { .. } => self.pool.handle_bound(id, now),
+                SessionEvent::SubmitAccepted {
+                    id: submit,
+                    message_id,
+                } => {
+                    self.finish(id, submit, SubmitOutcome::Accepted { target, message_id });
+                }
+                SessionEvent::SubmitRejected { id: submit, status } => {
+                    self.finish(id, submit, SubmitOutcome::Rejected { target, status });
+                }
+                SessionEvent::SubmitTimedOut { id: submit } => {
+                    let cause = "no submit_sm_resp within the response timeout".to_owned();
+                    self.finish(id, submit, SubmitOutcome::Ambiguous { target, cause });
+                }
+                SessionEvent::SubmitThrottled {
+                    id: submit, pause, ..
+                } => {
+                    let slot = &mut self.instances[id];
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    slot.throttled_until = Some(now + pause);
+                    if let Some((_, queued)) = self.waiting.remove(&submit) {
+                        self.queue.push_front(queued);
+                    }
+                    self.emit(Event {
+                        at: now,
+                        target,
+                        kind: EventKind::Throttled { pause },
+                    });
+                }
+                SessionEvent::SubmitAnsweredLate {
+                    status, message_id, ..
+                } => {
+                    let _ = self.events.try_send(ClientEvent::AnsweredLate {
+                        target,
+                        status,
+                        message_id,
+                    });
+                }
+                SessionEvent::Deliver { sequence, message } => {
+                    let Some(session) = self.instances[id].session.clone() else {
+                        return;
+                    };
+                    let ack = DeliverAck {
+                        sequence,
+                        session,
+                        answered: false,
+                    };
+                    // If the owner lags, the ack drops and answers a temporary error.
+                    let _ = self.events.try_send(ClientEvent::Deliver {
+                        target,
+                        message,
+                        ack,
+                    });
+                }
+                SessionEvent::Closed {
+                    reason,
+                    ambiguous,
+                    unsent,
+                } => {
+                    let slot = &mut self.instances[id];
+                    slot.session = None;
+                    slot.in_flight = 0;
+                    slot.throttled_until = None;
+                    if !ambiguous.is_empty() || !unsent.is_empty() {
+                        self.emit(Event {
+                            at: now,
+                            target: target.clone(),
+                            kind: EventKind::WorkHandedBack {
+                                ambiguous: ambiguous.len(),
+                                unsent: unsent.len(),
+                            },
+                        });
+                    }
+                    for submit in unsent.into_iter().rev() {
+                        if let Some((_, queued)) = self.waiting.remove(&submit) {
+                            self.queue.push_front(queued);
+                        }
+                    }
+                    for submit in ambiguous {
+                        let cause = format!("session closed before any response: {reason}");
+                        self.finish(
+                            id,
+                            submit,
+                            SubmitOutcome::Ambiguous {
+                                target: target.clone(),
+                                cause,
+                            },
+                        );
+                    }
+                    self.pool.handle_closed(id, now, &reason.to_string());
+                }
+            },
+        }
+    }
+
+    fn finish(&mut self, instance: InstanceId, submit: SubmitId, outcome: SubmitOutcome) {
+        let slot = &mut self.instances[instance];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if let Some((_, queued)) = self.waiting.remove(&submit) {
+            let _ = queued.reply.send(outcome);
+        }
+    }
+
+    /// Sends queued submits to bound instances with room, fewest outstanding first.
+    fn dispatch(&mut self) {
+        let window = self.config.session.window;
+        let now = clock::now();
+        while !self.queue.is_empty() {
+            let count = self.instances.len();
+            let candidate = self
+                .pool
+                .bound()
+                .filter(|&id| {
+                    let slot = &self.instances[id];
+                    slot.session.is_some()
+                        && slot.in_flight < window
+                        && slot.throttled_until.is_none_or(|until| until <= now)
+                })
+                // Rotate ties so equal binds share the load.
+                .min_by_key(|&id| {
+                    (
+                        self.instances[id].in_flight,
+                        (id + count - self.rotate % count.max(1)) % count.max(1),
+                    )
+                });
+            let Some(instance) = candidate else {
+                return;
+            };
+            let Some(queued) = self.queue.pop_front() else {
+                return;
+            };
+            if queued.reply.is_closed() {
+                continue;
+            }
+            self.rotate = self.rotate.wrapping_add(1);
+            let submit = self.next_id;
+            self.next_id += 1;
+            let message = queued.message.clone();
+            let slot = &mut self.instances[instance];
+            let sent = slot.session.as_ref().is_some_and(|tx| {
+                tx.send(SessionCommand::Submit {
+                    id: submit,
+                    message,
+                })
+                .is_ok()
+            });
+            if sent {
+                slot.in_flight += 1;
+                self.waiting.insert(submit, (instance, queued));
+            } else {
+                self.queue.push_front(queued);
+                return;
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let pool = self.pool.status();
+        let status: Vec<BindStatus> = pool
+            .into_iter()
+            .zip(&self.instances)
+            .map(|(pool, slot)| BindStatus {
+                pool,
+                address: slot.address.clone(),
+                in_flight: slot.in_flight,
+            })
+            .collect();
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+
+    fn target(&self, id: InstanceId) -> Target {
+        self.pool
+            .targets()
+            .nth(id)
+            .cloned()
+            .unwrap_or_else(|| Target::new("?", "?"))
+    }
+}
+
+fn closed(reason: CloseReason) -> SessionReport {
+    SessionReport::Event(SessionEvent::Closed {
+        reason,
+        ambiguous: Vec::new(),
+        unsent: Vec::new(),
+    })
+}

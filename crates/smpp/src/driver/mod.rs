@@ -1,0 +1,11 @@
+//! The tokio driver (feature `driver`): thin loops that move bytes, events and
+//! time between sockets and the sans-IO machines. No protocol decisions here.
+
+mod client;
+mod clock;
+mod session;
+
+pub use client::{
+    BindStatus, ClientClosed, ClientConfig, ClientEvent, DeliverAck, SmppClient, SubmitOutcome,
+};
+pub use session::{run_session, SessionCommand, SessionReport};
