@@ -392,6 +392,10 @@ impl Driver {
                     id: submit,
                     message_id,
                 } => {
+                    if message_id.is_empty() {
+                        // Receipts for it can never be matched (SPEC M13).
+                        tracing::warn!(target: "hotsite::smpp", smsc = %target, "submit accepted without a message id");
+                    }
                     self.finish(id, submit, SubmitOutcome::Accepted { target, message_id });
                 }
                 SessionEvent::SubmitRejected { id: submit, status } => {

@@ -1,0 +1,321 @@
+//! The gateway's configuration file (`hotsite.toml`): parsing and validation.
+//!
+//! The file is read with `deny_unknown_fields`, then validated into the typed
+//! settings of each state machine before any socket opens. Every error names the
+//! key and the reason; all errors are reported at once, not one per run.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use hotsite_core::Target;
+use hotsite_smpp::driver::ClientConfig;
+use hotsite_smpp::pdu::BindKind;
+use hotsite_smpp::pool::PoolConfig;
+use hotsite_smpp::session::SessionConfig;
+use serde::Deserialize;
+
+/// `hotsite.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    /// The site this instance of hotsite runs at.
+    pub(crate) site: SiteSection,
+    /// SMPP connections to the aggregator.
+    pub(crate) smpp: SmppSection,
+}
+
+/// `[site]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteSection {
+    /// This site's name.
+    pub(crate) name: String,
+}
+
+/// `[smpp]`. Durations are strings such as `"35s"` or `"500ms"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmppSection {
+    pub(crate) system_id: String,
+    pub(crate) password: String,
+    #[serde(default)]
+    pub(crate) system_type: String,
+    #[serde(default)]
+    pub(crate) bind: BindName,
+    pub(crate) window: Option<usize>,
+    pub(crate) enquire_link_interval: Option<String>,
+    pub(crate) dead_peer_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) throttle_pause: Option<String>,
+    pub(crate) throttle_pause_max: Option<String>,
+    pub(crate) rebind_interval: Option<String>,
+    pub(crate) rebind_jitter: Option<String>,
+    /// Seeds the rebind jitter; defaults to a hash of the site name so that
+    /// gateways of different sites do not rebind in lockstep.
+    pub(crate) seed: Option<u64>,
+    /// Every SMSC instance of every site of the aggregator (SPEC M4).
+    #[serde(default)]
+    pub(crate) smsc: Vec<SmscEntry>,
+}
+
+/// The bind kind, as written in the file.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BindName {
+    #[default]
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+/// `[[smpp.smsc]]`: one SMSC instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmscEntry {
+    /// The provider's site the instance belongs to.
+    pub(crate) site: String,
+    /// The instance's name, unique within its site.
+    pub(crate) name: String,
+    /// `host:port`.
+    pub(crate) address: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// This site's name.
+    pub(crate) site: String,
+    /// The SMPP client's settings.
+    pub(crate) smpp: ClientConfig,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigIssue {
+    /// The dotted key, e.g. `smpp.rebind_interval`.
+    pub(crate) key: String,
+    /// What is wrong with it.
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) struct ConfigError(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError(vec![ConfigIssue {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+impl Config {
+    /// Parses and validates `hotsite.toml` text.
+    pub(crate) fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|error| {
+            // serde names the field in its message; the line says where.
+            let key = error
+                .span()
+                .map(|span| format!("line {}", line_of(text, span.start)))
+                .unwrap_or_else(|| "file".to_owned());
+            ConfigError::single(&key, error.message().trim())
+        })?;
+        file.validate()
+    }
+}
+
+impl ConfigFile {
+    /// Turns the file into typed settings, or lists everything wrong with it.
+    pub(crate) fn validate(self) -> Result<Config, ConfigError> {
+        let mut issues = Issues::default();
+        if self.site.name.trim().is_empty() {
+            issues.add("site.name", "must not be empty");
+        }
+        let smpp = &self.smpp;
+        let mut session = SessionConfig::new(&smpp.system_id, &smpp.password);
+        session.system_type = smpp.system_type.clone();
+        session.bind_kind = match smpp.bind {
+            BindName::Transceiver => BindKind::Transceiver,
+            BindName::Transmitter => BindKind::Transmitter,
+            BindName::Receiver => BindKind::Receiver,
+        };
+        if let Some(window) = smpp.window {
+            session.window = window;
+        }
+        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
+            if let Some(text) = value {
+                match humantime::parse_duration(text) {
+                    Ok(parsed) => *into = parsed,
+                    Err(error) => issues.add(
+                        &format!("smpp.{key}"),
+                        format!("{text:?} is not a duration ({error}); write e.g. \"35s\", \"500ms\", \"2m\""),
+                    ),
+                }
+            }
+        };
+        duration(
+            "enquire_link_interval",
+            &smpp.enquire_link_interval,
+            &mut session.enquire_link_interval,
+        );
+        duration(
+            "dead_peer_timeout",
+            &smpp.dead_peer_timeout,
+            &mut session.dead_peer_timeout,
+        );
+        duration(
+            "response_timeout",
+            &smpp.response_timeout,
+            &mut session.response_timeout,
+        );
+        duration(
+            "throttle_pause",
+            &smpp.throttle_pause,
+            &mut session.throttle_pause,
+        );
+        duration(
+            "throttle_pause_max",
+            &smpp.throttle_pause_max,
+            &mut session.throttle_pause_max,
+        );
+        let mut pool = PoolConfig::default();
+        duration(
+            "rebind_interval",
+            &smpp.rebind_interval,
+            &mut pool.rebind_interval,
+        );
+        duration(
+            "rebind_jitter",
+            &smpp.rebind_jitter,
+            &mut pool.rebind_jitter,
+        );
+        let mut connect_timeout = Duration::from_secs(5);
+        duration(
+            "connect_timeout",
+            &smpp.connect_timeout,
+            &mut connect_timeout,
+        );
+        if issues.0.is_empty() {
+            if let Err(error) = session.validate() {
+                issues.add(&format!("smpp.{}", error.key()), error.to_string());
+            }
+            if let Err(error) = pool.validate() {
+                issues.add(&format!("smpp.{}", error.key()), error.to_string());
+            }
+            if connect_timeout.is_zero() {
+                issues.add("smpp.connect_timeout", "must be greater than zero");
+            }
+        }
+        if smpp.smsc.is_empty() {
+            issues.add(
+                "smpp.smsc",
+                "list at least one SMSC instance ([[smpp.smsc]] with site, name, address)",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut instances = Vec::new();
+        for (i, entry) in smpp.smsc.iter().enumerate() {
+            let key = format!("smpp.smsc[{i}]");
+            if entry.site.trim().is_empty() {
+                issues.add(&format!("{key}.site"), "must not be empty");
+            }
+            if entry.name.trim().is_empty() {
+                issues.add(&format!("{key}.name"), "must not be empty");
+            }
+            if !seen.insert((entry.site.as_str(), entry.name.as_str())) {
+                issues.add(
+                    &format!("{key}.name"),
+                    format!("{}/{} is listed twice", entry.site, entry.name),
+                );
+            }
+            if let Err(reason) = check_address(&entry.address) {
+                issues.add(&format!("{key}.address"), reason);
+            }
+            instances.push((Target::new(&entry.site, &entry.name), entry.address.clone()));
+        }
+        if !issues.0.is_empty() {
+            return Err(ConfigError(issues.0));
+        }
+        let seed = smpp
+            .seed
+            .unwrap_or_else(|| fnv1a(self.site.name.as_bytes()));
+        Ok(Config {
+            site: self.site.name,
+            smpp: ClientConfig {
+                session,
+                pool,
+                instances,
+                connect_timeout,
+                seed,
+            },
+        })
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, key: &str, reason: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            key: key.to_owned(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// `host:port` with a non-zero port.
+fn check_address(address: &str) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{address:?} must be host:port"));
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?} has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{address:?} has no valid port (1-65535)")),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A stable hash for default seeds (FNV-1a): the same site always gets the same
+/// jitter sequence, different sites get different ones.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! Loopback integration tests: the real binary's parts over real sockets, and
+//! third-party protocol implementations as peers. One test binary (matklad).
+
+mod failover;
+mod interop;

@@ -1,0 +1,371 @@
+//! The lab's configuration: which sites and SMSC instances to simulate, which
+//! accounts may bind, and how receipts misbehave.
+//!
+//! Parsed from TOML under a top-level `[lab]` table and validated before any
+//! socket is opened, so a bad file fails with an error naming the key
+//! (`lab.receipts.duplicate_probability: must be between 0 and 1, got 1.5`)
+//! instead of half a lab.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use hotsite_smpp::pdu::MessageState;
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests;
+
+/// SMPP 3.4 limit on `system_id` (without the terminating NUL).
+const MAX_SYSTEM_ID_LEN: usize = 15;
+/// SMPP 3.4 limit on `password` (without the terminating NUL).
+const MAX_PASSWORD_LEN: usize = 8;
+/// Receipts later than this are a typo, not a simulation.
+const MAX_RECEIPT_DELAY_MS: u64 = 600_000;
+
+/// The whole lab: the control API, the accounts, the receipt behaviour and the sites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    /// Address of the HTTP control API. Port 0 picks a free port. Defaults to
+    /// `127.0.0.1:0`.
+    #[serde(default = "default_control")]
+    pub control: SocketAddr,
+    /// Seeds every random choice (receipt duplication, cross-site receipts,
+    /// throttling), so a run can be replayed. Defaults to 1.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Accounts allowed to bind, on every SMSC instance of every site.
+    pub accounts: Vec<AccountConfig>,
+    /// How delivery receipts are sent.
+    #[serde(default)]
+    pub receipts: ReceiptConfig,
+    /// The provider's sites, each with its SMSC instances.
+    pub sites: Vec<SiteConfig>,
+}
+
+/// One account (`system_id` and `password` of the bind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The account name, at most 15 characters.
+    pub system_id: String,
+    /// The password, at most 8 characters.
+    pub password: String,
+}
+
+/// Delivery receipt behaviour. The defaults describe a well-behaved provider:
+/// receipts after 20 ms, never duplicated, always on the submitting site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptConfig {
+    /// Delay between the `submit_sm_resp` and the receipt. Defaults to 20.
+    #[serde(default = "default_receipt_delay_ms")]
+    pub delay_ms: u64,
+    /// Probability that a receipt is sent twice (SPEC M13). Defaults to 0.
+    #[serde(default)]
+    pub duplicate_probability: f64,
+    /// Probability that a receipt goes out on a bind of another site than the
+    /// one that took the submit (SPEC M1, M6). Defaults to 0.
+    #[serde(default)]
+    pub other_site_probability: f64,
+    /// The final state every receipt reports. Defaults to `delivered`.
+    #[serde(default)]
+    pub final_state: FinalState,
+}
+
+/// The final state a receipt reports, in `message_state` and in the text's `stat:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalState {
+    /// `DELIVRD`, message_state 2.
+    #[default]
+    Delivered,
+    /// `EXPIRED`, message_state 3.
+    Expired,
+    /// `UNDELIV`, message_state 5.
+    Undeliverable,
+    /// `REJECTD`, message_state 8.
+    Rejected,
+}
+
+/// One site of the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's name, unique in the lab.
+    pub name: String,
+    /// The site's SMSC instances.
+    pub smsc: Vec<SmscConfig>,
+}
+
+/// One SMSC instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmscConfig {
+    /// The instance's name, unique within its site. Also the `system_id` of its
+    /// bind responses, so at most 15 characters.
+    pub name: String,
+    /// Where the instance listens. Port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+/// A configuration that cannot be used, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not valid TOML, or does not have the expected shape.
+    #[error("lab config: {0}")]
+    Parse(String),
+    /// A value is out of bounds or inconsistent with another one.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// Path of the offending key, such as `lab.sites[1].smsc[0].name`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The file's shape: everything lives under `[lab]`, so the lab's settings can
+/// share a file with other tools' tables later without ambiguity.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabFile {
+    lab: LabConfig,
+}
+
+impl LabConfig {
+    /// Parses a `[lab]` TOML document and validates it.
+    pub fn from_toml_str(text: &str) -> Result<LabConfig, ConfigError> {
+        let file: LabFile =
+            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        file.lab.validate()?;
+        Ok(file.lab)
+    }
+
+    /// Checks every bound and cross-reference; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_accounts()?;
+        self.receipts.validate()?;
+        self.validate_sites()
+    }
+
+    fn validate_accounts(&self) -> Result<(), ConfigError> {
+        if self.accounts.is_empty() {
+            return Err(ConfigError::invalid(
+                "lab.accounts",
+                "at least one account is needed, or no bind can succeed",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (index, account) in self.accounts.iter().enumerate() {
+            let key = format!("lab.accounts[{index}]");
+            if account.system_id.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.system_id"),
+                    "must not be empty",
+                ));
+            }
+            if account.system_id.len() > MAX_SYSTEM_ID_LEN {
+                return Err(ConfigError::invalid(
+                    format!("{key}.system_id"),
+                    format!(
+                        "must be at most {MAX_SYSTEM_ID_LEN} characters (SMPP 3.4), got {}",
+                        account.system_id.len()
+                    ),
+                ));
+            }
+            if account.password.len() > MAX_PASSWORD_LEN {
+                return Err(ConfigError::invalid(
+                    format!("{key}.password"),
+                    format!(
+                        "must be at most {MAX_PASSWORD_LEN} characters (SMPP 3.4), got {}",
+                        account.password.len()
+                    ),
+                ));
+            }
+            if !seen.insert(account.system_id.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.system_id"),
+                    format!("duplicate account {:?}", account.system_id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sites(&self) -> Result<(), ConfigError> {
+        if self.sites.is_empty() {
+            return Err(ConfigError::invalid(
+                "lab.sites",
+                "at least one site is needed",
+            ));
+        }
+        let mut site_names = HashSet::new();
+        // Fixed ports must be distinct; port 0 is a fresh port every time.
+        let mut fixed_addrs: Vec<(SocketAddr, String)> = Vec::new();
+        if self.control.port() != 0 {
+            fixed_addrs.push((self.control, "lab.control".to_owned()));
+        }
+        for (site_index, site) in self.sites.iter().enumerate() {
+            let site_key = format!("lab.sites[{site_index}]");
+            check_name(&format!("{site_key}.name"), &site.name)?;
+            if !site_names.insert(site.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{site_key}.name"),
+                    format!("duplicate site name {:?}", site.name),
+                ));
+            }
+            if site.smsc.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{site_key}.smsc"),
+                    format!("site {:?} needs at least one SMSC instance", site.name),
+                ));
+            }
+            let mut smsc_names = HashSet::new();
+            for (smsc_index, smsc) in site.smsc.iter().enumerate() {
+                let smsc_key = format!("{site_key}.smsc[{smsc_index}]");
+                check_name(&format!("{smsc_key}.name"), &smsc.name)?;
+                if smsc.name.len() > MAX_SYSTEM_ID_LEN {
+                    return Err(ConfigError::invalid(
+                        format!("{smsc_key}.name"),
+                        format!(
+                            "must be at most {MAX_SYSTEM_ID_LEN} characters (it is the \
+                             system_id of the instance's bind responses), got {}",
+                            smsc.name.len()
+                        ),
+                    ));
+                }
+                if !smsc_names.insert(smsc.name.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{smsc_key}.name"),
+                        format!(
+                            "duplicate SMSC name {:?} in site {:?}",
+                            smsc.name, site.name
+                        ),
+                    ));
+                }
+                if smsc.listen.port() != 0 {
+                    let listen_key = format!("{smsc_key}.listen");
+                    if let Some((_, other)) =
+                        fixed_addrs.iter().find(|(addr, _)| *addr == smsc.listen)
+                    {
+                        return Err(ConfigError::invalid(
+                            listen_key,
+                            format!("address {} is already used by {other}", smsc.listen),
+                        ));
+                    }
+                    fixed_addrs.push((smsc.listen, listen_key));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReceiptConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_probability(
+            "lab.receipts.duplicate_probability",
+            self.duplicate_probability,
+        )?;
+        check_probability(
+            "lab.receipts.other_site_probability",
+            self.other_site_probability,
+        )?;
+        if self.delay_ms > MAX_RECEIPT_DELAY_MS {
+            return Err(ConfigError::invalid(
+                "lab.receipts.delay_ms",
+                format!(
+                    "must be at most {MAX_RECEIPT_DELAY_MS}, got {}",
+                    self.delay_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReceiptConfig {
+    fn default() -> ReceiptConfig {
+        ReceiptConfig {
+            delay_ms: default_receipt_delay_ms(),
+            duplicate_probability: 0.0,
+            other_site_probability: 0.0,
+            final_state: FinalState::default(),
+        }
+    }
+}
+
+impl FinalState {
+    /// The `message_state` TLV value.
+    pub fn message_state(self) -> MessageState {
+        match self {
+            FinalState::Delivered => MessageState::Delivered,
+            FinalState::Expired => MessageState::Expired,
+            FinalState::Undeliverable => MessageState::Undeliverable,
+            FinalState::Rejected => MessageState::Rejected,
+        }
+    }
+
+    /// The `stat:` word of the receipt text.
+    pub fn stat(self) -> &'static str {
+        match self {
+            FinalState::Delivered => "DELIVRD",
+            FinalState::Expired => "EXPIRED",
+            FinalState::Undeliverable => "UNDELIV",
+            FinalState::Rejected => "REJECTD",
+        }
+    }
+}
+
+/// Checks that `value` is a probability; `key` names it in the error.
+pub(crate) fn check_probability(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be between 0 and 1, got {value}"),
+        ))
+    }
+}
+
+/// Site and instance names appear in URL paths of the control API and in
+/// `site/name` target strings, so they are kept to a safe alphabet.
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    if !name.chars().all(allowed) {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{name:?} may only contain ASCII letters, digits, '-', '_' and '.' \
+                 (it appears in control API paths)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn default_control() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_receipt_delay_ms() -> u64 {
+    20
+}

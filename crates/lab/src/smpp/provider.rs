@@ -1,0 +1,471 @@
+//! The provider's shared brain: accounts, message ids, dedupe, the handset log,
+//! the counters, and which bound session carries each receipt or MO.
+//!
+//! It does no I/O and reads no clock (times come in as parameters): sessions
+//! call it under one lock and act on what it returns. Handing a delivery to a
+//! session is a non-blocking channel send, so the lock is never held across an
+//! await.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+use hotsite_core::{Rng, SiteName, Target};
+use hotsite_smpp::pdu::{Address, CommandStatus, ShortMessage};
+use tokio::sync::mpsc;
+
+use crate::config::{LabConfig, ReceiptConfig};
+use crate::fault::Fault;
+use crate::smpp::receipt::{body_text, receipt_message, ReceiptFacts};
+use crate::stats::{SmscStats, TotalStats};
+use crate::traffic::HandsetMessage;
+
+/// Identifies one TCP session across the lab.
+pub(crate) type SessionId = u64;
+
+/// A `deliver_sm` the provider owes some bind of an account.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// Receipt or MO: decides which counters it moves.
+    pub(crate) kind: DeliveryKind,
+    /// Only binds of this account may carry it.
+    pub(crate) system_id: String,
+    /// Which sites' binds may carry it.
+    pub(crate) route: Route,
+    /// The `deliver_sm` body.
+    pub(crate) message: ShortMessage,
+}
+
+/// What a [`Delivery`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryKind {
+    /// A delivery receipt.
+    Receipt,
+    /// A mobile-originated message.
+    Mo,
+}
+
+/// Which binds may carry a delivery.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// A receipt: the submitting site, or with `other_site_probability` another
+    /// one (SPEC M1, M6); whichever has a bind if only one does.
+    Prefer(SiteName),
+    /// Only binds of this site.
+    Only(SiteName),
+    /// Any bind.
+    Any,
+}
+
+/// A session that completed a bind.
+pub(crate) struct BoundSession {
+    /// Index of its SMSC instance.
+    pub(crate) instance: usize,
+    /// The account it bound as.
+    pub(crate) system_id: String,
+    /// Receiver or transceiver: may carry receipts and MOs.
+    pub(crate) receives: bool,
+    /// Where its deliveries go.
+    pub(crate) inbox: mpsc::UnboundedSender<Delivery>,
+}
+
+/// A submit, from `submit_sm` or `data_sm`.
+pub(crate) struct Submission {
+    /// `source_addr`.
+    pub(crate) source: Address,
+    /// `destination_addr`.
+    pub(crate) destination: Address,
+    /// `data_coding`.
+    pub(crate) data_coding: u8,
+    /// `short_message` or `message_payload`.
+    pub(crate) body: Bytes,
+    /// The `user_message_reference` TLV: the dedupe key with the account and
+    /// destination (SPEC M8).
+    pub(crate) user_message_reference: Option<u16>,
+    /// `registered_delivery`.
+    pub(crate) registered_delivery: u8,
+}
+
+/// What the provider makes of a submit.
+#[derive(Debug)]
+pub(crate) enum SubmitOutcome {
+    /// Answer `ESME_RTHROTTLED`; the message was not taken.
+    Throttled,
+    /// A repeat of an accepted message: answer its original id, deliver nothing.
+    Duplicate {
+        /// The id the first submit got.
+        message_id: String,
+    },
+    /// A new message, now on a handset.
+    Accepted {
+        /// Its id.
+        message_id: String,
+        /// Receipts to route after the configured delay: none, one, or two.
+        receipts: Vec<Delivery>,
+    },
+}
+
+/// The dedupe key: account, destination, `user_message_reference`.
+type DedupeKey = (String, String, u16);
+
+/// State and counters of one SMSC instance.
+struct InstanceState {
+    target: Target,
+    fault: Option<Fault>,
+    counters: SmscStats,
+}
+
+/// See the module docs.
+pub(crate) struct Provider {
+    accounts: HashMap<String, String>,
+    /// The account MOs use when the request names none.
+    default_account: String,
+    receipts: ReceiptConfig,
+    rng: Rng,
+    next_message_id: u64,
+    next_session_id: SessionId,
+    dedupe: HashMap<DedupeKey, String>,
+    handsets: Vec<HandsetMessage>,
+    totals: TotalStats,
+    instances: Vec<InstanceState>,
+    /// Ordered, so that a seed gives the same choices every run.
+    bound: BTreeMap<SessionId, BoundSession>,
+    pending: VecDeque<Delivery>,
+}
+
+impl Provider {
+    /// A provider for `config`; `addrs` are the instances' listening addresses,
+    /// in configuration order.
+    pub(crate) fn new(config: &LabConfig, addrs: &[(Target, std::net::SocketAddr)]) -> Provider {
+        let instances = addrs
+            .iter()
+            .map(|(target, addr)| InstanceState {
+                target: target.clone(),
+                fault: None,
+                counters: SmscStats {
+                    site: target.site.to_string(),
+                    name: target.name.to_string(),
+                    addr: *addr,
+                    fault: None,
+                    bound_sessions: 0,
+                    connections: 0,
+                    bind_attempts: 0,
+                    bind_attempt_ms: Vec::new(),
+                    submits: 0,
+                    unique: 0,
+                    duplicates_dropped: 0,
+                    throttled: 0,
+                    receipts_sent: 0,
+                    mo_sent: 0,
+                },
+            })
+            .collect();
+        Provider {
+            accounts: config
+                .accounts
+                .iter()
+                .map(|account| (account.system_id.clone(), account.password.clone()))
+                .collect(),
+            default_account: config
+                .accounts
+                .first()
+                .map(|account| account.system_id.clone())
+                .unwrap_or_default(),
+            receipts: config.receipts.clone(),
+            rng: Rng::new(config.seed),
+            next_message_id: 1,
+            next_session_id: 1,
+            dedupe: HashMap::new(),
+            handsets: Vec::new(),
+            totals: TotalStats::default(),
+            instances,
+            bound: BTreeMap::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// A fresh session id.
+    pub(crate) fn new_session_id(&mut self) -> SessionId {
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        id
+    }
+
+    /// Records the fault in force at `instance`. After a recovery, pending
+    /// deliveries may have a bind again.
+    pub(crate) fn set_fault(&mut self, instance: usize, fault: Option<Fault>) {
+        self.instances[instance].fault = fault;
+        if fault.is_none() {
+            self.flush_pending();
+        }
+    }
+
+    /// Whether `system_id` is an account.
+    pub(crate) fn has_account(&self, system_id: &str) -> bool {
+        self.accounts.contains_key(system_id)
+    }
+
+    /// The account MOs use by default.
+    pub(crate) fn default_account(&self) -> &str {
+        &self.default_account
+    }
+
+    /// Counts an accepted TCP connection.
+    pub(crate) fn record_connection(&mut self, instance: usize) {
+        self.instances[instance].counters.connections += 1;
+    }
+
+    /// Counts a bind request that arrived `at_ms` after the lab started.
+    pub(crate) fn record_bind_attempt(&mut self, instance: usize, at_ms: u64) {
+        let counters = &mut self.instances[instance].counters;
+        counters.bind_attempts += 1;
+        counters.bind_attempt_ms.push(at_ms);
+    }
+
+    /// The status a bind request gets: `ESME_ROK` or why not.
+    pub(crate) fn check_bind(
+        &self,
+        instance: usize,
+        system_id: &str,
+        password: &str,
+    ) -> CommandStatus {
+        if self.instances[instance].fault == Some(Fault::RejectBinds) {
+            return CommandStatus::ESME_RBINDFAIL;
+        }
+        match self.accounts.get(system_id) {
+            None => CommandStatus::ESME_RINVSYSID,
+            Some(expected) if expected != password => CommandStatus::ESME_RINVPASWD,
+            Some(_) => CommandStatus::ESME_ROK,
+        }
+    }
+
+    /// Registers a bound session; a receiving one gets the pending deliveries
+    /// of its account.
+    pub(crate) fn register(&mut self, session: SessionId, bound: BoundSession) {
+        let receives = bound.receives;
+        self.bound.insert(session, bound);
+        if receives {
+            self.flush_pending();
+        }
+    }
+
+    /// Forgets a session: nothing is routed to it any more.
+    pub(crate) fn unregister(&mut self, session: SessionId) {
+        self.bound.remove(&session);
+    }
+
+    /// Decides what a submit from `system_id` at `instance` becomes. `now_unix`
+    /// dates the receipt.
+    pub(crate) fn submit(
+        &mut self,
+        instance: usize,
+        system_id: &str,
+        submission: Submission,
+        now_unix: u64,
+    ) -> SubmitOutcome {
+        self.totals.submits += 1;
+        self.instances[instance].counters.submits += 1;
+
+        if let Some(Fault::Throttle { probability }) = self.instances[instance].fault {
+            if self.rng.unit() < probability {
+                self.totals.throttled += 1;
+                self.instances[instance].counters.throttled += 1;
+                return SubmitOutcome::Throttled;
+            }
+        }
+
+        // The provider's dedupe (SPEC M8): a resubmit with the same reference,
+        // on any bind of any site, is answered but not delivered again.
+        let key = submission.user_message_reference.map(|reference| {
+            (
+                system_id.to_owned(),
+                submission.destination.addr.clone(),
+                reference,
+            )
+        });
+        if let Some(message_id) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
+            self.totals.duplicates_dropped += 1;
+            self.instances[instance].counters.duplicates_dropped += 1;
+            return SubmitOutcome::Duplicate {
+                message_id: message_id.clone(),
+            };
+        }
+
+        let serial = self.next_message_id;
+        self.next_message_id += 1;
+        let message_id = format!("{serial:08x}");
+        if let Some(key) = key {
+            self.dedupe.insert(key, message_id.clone());
+        }
+        self.totals.unique += 1;
+        self.instances[instance].counters.unique += 1;
+
+        let text = body_text(submission.data_coding, &submission.body);
+        let target = self.instances[instance].target.clone();
+        let receipts = if self.wants_receipt(submission.registered_delivery) {
+            // The carrier's id, deliberately unlike the submit_sm_resp id (SPEC M13).
+            let carrier_id = format!("{}", 4_100_000_000 + serial);
+            let message = receipt_message(&ReceiptFacts {
+                message_id: &message_id,
+                carrier_id: &carrier_id,
+                handset: &submission.destination,
+                submitter: &submission.source,
+                text: &text,
+                submitted_unix: now_unix,
+                done_unix: now_unix + self.receipts.delay_ms / 1000,
+                state: self.receipts.final_state,
+            });
+            let receipt = Delivery {
+                kind: DeliveryKind::Receipt,
+                system_id: system_id.to_owned(),
+                route: Route::Prefer(target.site.clone()),
+                message,
+            };
+            let copies = if self.rng.unit() < self.receipts.duplicate_probability {
+                2
+            } else {
+                1
+            };
+            vec![receipt; copies]
+        } else {
+            Vec::new()
+        };
+
+        self.handsets.push(HandsetMessage {
+            destination: submission.destination.addr,
+            source: submission.source.addr,
+            text,
+            user_message_reference: submission.user_message_reference,
+            message_id: message_id.clone(),
+            system_id: system_id.to_owned(),
+            site: target.site.to_string(),
+            smsc: target.name.to_string(),
+        });
+        SubmitOutcome::Accepted {
+            message_id,
+            receipts,
+        }
+    }
+
+    /// `registered_delivery` bits 0–1 (SMPP 3.4, 5.2.17): 1 asks for a receipt
+    /// on any final state, 2 only on failure; 3 is reserved and read as 1.
+    fn wants_receipt(&self, registered_delivery: u8) -> bool {
+        match registered_delivery & 0x03 {
+            0 => false,
+            2 => self.receipts.final_state != crate::config::FinalState::Delivered,
+            _ => true,
+        }
+    }
+
+    /// Hands `delivery` to a suitable bound session, or keeps it until one binds.
+    /// Returns the instance that got it.
+    pub(crate) fn route(&mut self, delivery: Delivery) -> Option<Target> {
+        let Some(session) = self.choose_session(&delivery) else {
+            self.pending.push_back(delivery);
+            return None;
+        };
+        let bound = &self.bound[&session];
+        let target = self.instances[bound.instance].target.clone();
+        match bound.inbox.send(delivery) {
+            Ok(()) => Some(target),
+            // The session is ending; its cleanup unregisters it shortly.
+            Err(mpsc::error::SendError(delivery)) => {
+                self.pending.push_back(delivery);
+                None
+            }
+        }
+    }
+
+    /// Routes again every pending delivery that now has a bind.
+    fn flush_pending(&mut self) {
+        let waiting = std::mem::take(&mut self.pending);
+        for delivery in waiting {
+            self.route(delivery);
+        }
+    }
+
+    fn choose_session(&mut self, delivery: &Delivery) -> Option<SessionId> {
+        let candidates: Vec<(SessionId, &SiteName)> = self
+            .bound
+            .iter()
+            .filter(|(_, bound)| bound.receives && bound.system_id == delivery.system_id)
+            .filter(|(_, bound)| {
+                // A dead or silent instance cannot carry anything.
+                !matches!(
+                    self.instances[bound.instance].fault,
+                    Some(Fault::Die | Fault::Blackhole)
+                )
+            })
+            .map(|(id, bound)| (*id, &self.instances[bound.instance].target.site))
+            .collect();
+        let pool: Vec<SessionId> = match &delivery.route {
+            Route::Any => candidates.iter().map(|(id, _)| *id).collect(),
+            Route::Only(site) => candidates
+                .iter()
+                .filter(|(_, candidate_site)| *candidate_site == site)
+                .map(|(id, _)| *id)
+                .collect(),
+            Route::Prefer(site) => {
+                let (same, other): (Vec<_>, Vec<_>) = candidates
+                    .iter()
+                    .partition(|(_, candidate_site)| *candidate_site == site);
+                let go_other = !other.is_empty()
+                    && (same.is_empty() || self.rng.unit() < self.receipts.other_site_probability);
+                let chosen = if go_other { other } else { same };
+                chosen.iter().map(|(id, _)| *id).collect()
+            }
+        };
+        let last = u64::try_from(pool.len().checked_sub(1)?).ok()?;
+        let index = usize::try_from(self.rng.below_or_equal(last)).ok()?;
+        pool.get(index).copied()
+    }
+
+    /// Counts a `deliver_sm` written on a session of `instance`.
+    pub(crate) fn record_sent(&mut self, instance: usize, kind: DeliveryKind) {
+        let counters = &mut self.instances[instance].counters;
+        match kind {
+            DeliveryKind::Receipt => {
+                self.totals.receipts_sent += 1;
+                counters.receipts_sent += 1;
+            }
+            DeliveryKind::Mo => {
+                self.totals.mo_sent += 1;
+                counters.mo_sent += 1;
+            }
+        }
+    }
+
+    /// Counts a `deliver_sm_resp`.
+    pub(crate) fn record_acked(&mut self, kind: DeliveryKind) {
+        match kind {
+            DeliveryKind::Receipt => self.totals.receipts_acked += 1,
+            DeliveryKind::Mo => self.totals.mo_acked += 1,
+        }
+    }
+
+    /// Every distinct message that reached a handset, oldest first.
+    pub(crate) fn handsets(&self) -> &[HandsetMessage] {
+        &self.handsets
+    }
+
+    /// The counters, with `at_ms` stamped by the caller.
+    pub(crate) fn stats(&self) -> (TotalStats, Vec<SmscStats>) {
+        let mut totals = self.totals.clone();
+        totals.pending_deliveries = self.pending.len() as u64;
+        let smsc = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(index, instance)| {
+                let mut counters = instance.counters.clone();
+                counters.fault = instance.fault;
+                counters.bound_sessions = self
+                    .bound
+                    .values()
+                    .filter(|bound| bound.instance == index)
+                    .count() as u64;
+                counters
+            })
+            .collect();
+        (totals, smsc)
+    }
+}
