@@ -113,7 +113,7 @@ fn unknown_keys_are_rejected_with_their_line() {
     let found = issues(&text);
     assert_eq!(found.len(), 1);
     assert!(
-        found[0].starts_with("line 10: unknown field `rebind_jiter`"),
+        found[0].starts_with("line 9: unknown field `rebind_jiter`"),
         "{found:?}"
     );
 }

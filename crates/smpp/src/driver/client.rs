@@ -195,6 +195,8 @@ impl SmppClient {
             status: status_tx,
             rotate: 0,
         };
+        // Callers see every instance from the start, not an empty list.
+        driver.publish_status();
         let task = tokio::spawn(driver.run(commands_rx, reports_rx));
         (
             SmppClient {
