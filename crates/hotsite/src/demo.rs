@@ -325,7 +325,7 @@ async fn deliver_one(client: &SmppClient, index: u64, counters: &Counters) {
                 counters.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(SubmitOutcome::Rejected { .. }) | Err(_) => break,
+            Ok(SubmitOutcome::Rejected { .. } | SubmitOutcome::Invalid { .. }) | Err(_) => break,
         }
     }
     counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -194,3 +194,66 @@ async fn killed_and_blackholed_smscs_are_routed_around_and_rebound_with_pacing()
     client.shutdown().await;
     lab.shutdown().await;
 }
+
+/// Invariant 3: a message that cannot be encoded is refused with a reason and
+/// does not block the queue behind it; a bad bind password keeps the instance
+/// down (and retried only at the paced interval), while the rest carry traffic.
+#[tokio::test]
+async fn unencodable_message_is_invalid_and_does_not_block_the_queue() {
+    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
+        .await
+        .unwrap();
+    let (client, _events, _task) = SmppClient::start(client_config(&lab));
+    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
+        s.iter().all(|b| b.pool.health == HealthState::Up)
+    })
+    .await;
+    let mut too_long = message(1);
+    too_long.short_message = Bytes::from(vec![b'x'; 300]);
+    let outcome = tokio::time::timeout(Duration::from_secs(2), client.submit(too_long))
+        .await
+        .unwrap()
+        .unwrap();
+    let SubmitOutcome::Invalid { reason } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reason.contains("short_message"), "{reason}");
+    let outcome = tokio::time::timeout(Duration::from_secs(2), client.submit(message(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(outcome, SubmitOutcome::Accepted { .. }),
+        "{outcome:?}"
+    );
+    client.shutdown().await;
+    lab.shutdown().await;
+}
+
+/// SPEC M4, M5: a refused bind (wrong password) leaves that client's instances
+/// down with the SMSC's reason, and they are not retried before the interval.
+#[tokio::test]
+async fn rejected_bind_is_reported_and_paced() {
+    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
+        .await
+        .unwrap();
+    let mut config = client_config(&lab);
+    config.session.password = "wrong".into();
+    let (client, _events, _task) = SmppClient::start(config);
+    wait_for(&client, Duration::from_secs(5), "every bind refused", |s| {
+        s.iter().all(|b| b.pool.last_failure.is_some())
+    })
+    .await;
+    for bind in client.status() {
+        assert_eq!(bind.pool.health, HealthState::Down);
+        let failure = bind.pool.last_failure.unwrap();
+        assert!(failure.contains("ESME_RINVPASWD"), "{failure}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        lab.stats().smsc.iter().all(|s| s.bind_attempts == 1),
+        "no rebind before the interval"
+    );
+    client.shutdown().await;
+    lab.shutdown().await;
+}

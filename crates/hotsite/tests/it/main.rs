@@ -1,5 +1,6 @@
 //! Loopback integration tests: the real binary's parts over real sockets, and
 //! third-party protocol implementations as peers. One test binary (matklad).
 
+mod cli;
 mod failover;
 mod interop;

@@ -20,7 +20,7 @@ use super::clock;
 use super::session::{run_session, SessionCommand, SessionReport};
 use crate::pdu::{CommandStatus, ShortMessage};
 use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolOutput};
-use crate::session::{CloseReason, Session, SessionConfig, SessionEvent, SubmitId};
+use crate::session::{CloseReason, Session, SessionConfig, SessionEvent, SubmitError, SubmitId};
 
 /// Everything an [`SmppClient`] needs.
 #[derive(Debug, Clone)]
@@ -53,6 +53,12 @@ pub enum SubmitOutcome {
         target: Target,
         /// The answer.
         status: CommandStatus,
+    },
+    /// The message cannot be put on the wire (a field too long, an embedded NUL);
+    /// nothing was sent, and sending it again will not help.
+    Invalid {
+        /// What is wrong with it.
+        reason: String,
     },
     /// Sent, never answered: the SMSC may or may not have it (SPEC M8).
     Ambiguous {
@@ -382,9 +388,20 @@ impl Driver {
         let now = clock::now();
         let target = self.target(id);
         match report {
+            SessionReport::Refused {
+                id: submit,
+                error: SubmitError::Encode(error),
+            } => {
+                let reason = error.to_string();
+                self.finish(id, submit, SubmitOutcome::Invalid { reason });
+            }
+            // The bind changed state under the submit (its close report is on
+            // the way): the message never left, so it may go anywhere.
             SessionReport::Refused { id: submit, .. } => {
-                self.instances[id].in_flight = self.instances[id].in_flight.saturating_sub(1);
-                if let Some((_, queued)) = self.waiting.remove(&submit) {
+                // Already handed back if the session's close came first.
+                if let Some((instance, queued)) = self.waiting.remove(&submit) {
+                    let slot = &mut self.instances[instance];
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
                     self.queue.push_front(queued);
                 }
             }
@@ -481,6 +498,19 @@ impl Driver {
                                 cause,
                             },
                         );
+                    }
+                    // Submits handed to the session task after it had closed never
+                    // reached the session: nothing was sent, so they may go anywhere.
+                    let orphans: Vec<SubmitId> = self
+                        .waiting
+                        .iter()
+                        .filter(|(_, (instance, _))| *instance == id)
+                        .map(|(submit, _)| *submit)
+                        .collect();
+                    for submit in orphans {
+                        if let Some((_, queued)) = self.waiting.remove(&submit) {
+                            self.queue.push_front(queued);
+                        }
                     }
                     self.pool.handle_closed(id, now, &reason.to_string());
                 }

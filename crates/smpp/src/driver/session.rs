@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::clock;
 use crate::pdu::{CommandStatus, ShortMessage};
-use crate::session::{Session, SessionEvent, SubmitError, SubmitId};
+use crate::session::{Session, SessionEvent, SessionState, SubmitError, SubmitId};
 
 /// What the owner of a running session can ask of it.
 #[derive(Debug)]
@@ -80,6 +80,15 @@ pub async fn run_session(
             let _ = reports.send(SessionReport::Event(event));
         }
         if closed {
+            // Submits already queued to this task never reached the session:
+            // hand them back so they can go out on another bind.
+            commands.close();
+            while let Ok(command) = commands.try_recv() {
+                if let SessionCommand::Submit { id, .. } = command {
+                    let error = SubmitError::NotBound(SessionState::Closed);
+                    let _ = reports.send(SessionReport::Refused { id, error });
+                }
+            }
             return;
         }
         let deadline = session.poll_timeout();

@@ -1,0 +1,188 @@
+//! The binary as a user runs it: exit codes, messages, printed addresses.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn hotsite() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hotsite"));
+    command.kill_on_drop(true).stdin(Stdio::null());
+    command
+}
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hotsite-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn check_config_accepts_the_examples() {
+    for name in ["hotsite.toml", "lab.toml"] {
+        let output = hotsite()
+            .arg("check-config")
+            .arg(examples().join(name))
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(": ok ("), "{stdout}");
+    }
+}
+
+/// SPEC M5: a rebind interval under 30 s is refused at load; the error names the key.
+#[tokio::test]
+async fn check_config_rejects_fast_rebind_naming_the_key() {
+    let text = std::fs::read_to_string(examples().join("hotsite.toml"))
+        .unwrap()
+        .replace("rebind_interval = \"35s\"", "rebind_interval = \"10s\"")
+        .replace("window = 10 ", "window = 0 ");
+    let path = temp_file("fast-rebind.toml", &text);
+    let output = hotsite()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("smpp.rebind_interval: must be at least 30 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("smpp.window"),
+        "every problem is reported: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn check_config_reports_unreadable_and_malformed_files() {
+    let output = hotsite()
+        .args(["check-config", "/nonexistent/hotsite.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+
+    let path = temp_file(
+        "bad-lab.toml",
+        "[lab]\nseed = 1\naccounts = []\nsites = []\n",
+    );
+    let output = hotsite()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("lab.accounts"), "{stderr}");
+}
+
+/// `hotsite lab` prints every SMSC's address and the control API, and they answer.
+#[tokio::test]
+async fn lab_prints_the_addresses_it_listens_on() {
+    let config = r#"
+[lab]
+control = "127.0.0.1:0"
+[[lab.accounts]]
+system_id = "hotsite"
+password = "secret"
+[[lab.sites]]
+name = "a"
+smsc = [{ name = "a1", listen = "127.0.0.1:0" }]
+[[lab.sites]]
+name = "b"
+smsc = [{ name = "b1", listen = "127.0.0.1:0" }]
+"#;
+    let path = temp_file("lab.toml", config);
+    let mut child = hotsite()
+        .arg("lab")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut smsc = Vec::new();
+    let mut control = None;
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("smsc ") {
+                smsc.push(rest.rsplit(' ').next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("control API on ") {
+                control = Some(rest.to_owned());
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("lab printed its addresses");
+    assert_eq!(smsc.len(), 2, "{smsc:?}");
+    for addr in &smsc {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("SMSC listens where printed");
+    }
+    let stats: serde_json::Value = reqwest::get(control.unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["smsc"].as_array().unwrap().len(), 2);
+    child.kill().await.unwrap();
+}
+
+/// The README's first command, shortened: nothing lost, nothing duplicated while a
+/// site dies and an SMSC is blackholed (SPEC M4, M5, M7, M8).
+#[tokio::test]
+async fn demo_reports_nothing_lost_nothing_duplicated() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        hotsite()
+            .args(["demo", "--messages", "4000", "--rate", "400", "--json"])
+            .output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["accepted"], 4000);
+    assert_eq!(report["delivered"], 4000);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicated"], 0);
+    assert!(report["throughput_msgs_per_s"].as_f64().unwrap() > 0.0);
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 3);
+    for failover in failovers {
+        assert!(
+            failover["detected_after_s"].as_f64().is_some(),
+            "{failover}"
+        );
+        assert!(failover["rebound_after_s"].as_f64().is_some(), "{failover}");
+    }
+}
