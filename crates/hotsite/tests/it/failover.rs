@@ -257,3 +257,61 @@ async fn rejected_bind_is_reported_and_paced() {
     client.shutdown().await;
     lab.shutdown().await;
 }
+
+/// SPEC M7: every submit handed to a session task gets exactly one report, even
+/// when the connection is already gone: nothing is lost between the pool and a
+/// dying bind, and what never left comes back to be sent elsewhere.
+#[tokio::test]
+async fn submits_queued_to_a_dying_session_are_handed_back() {
+    use hotsite_smpp::driver::{run_session, SessionCommand, SessionReport};
+    use hotsite_smpp::session::{Session, SessionEvent};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stream, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    drop(accepted.unwrap()); // the SMSC side goes away at once
+    let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    for id in 0..5u64 {
+        commands
+            .send(SessionCommand::Submit {
+                id,
+                message: message(id as u16),
+            })
+            .unwrap();
+    }
+    let session = Session::new(SessionConfig::new("hotsite", "secret"), now());
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        run_session(
+            stream.unwrap(),
+            session,
+            commands_rx,
+            reports_tx,
+            Duration::from_secs(1),
+        ),
+    )
+    .await
+    .expect("the session ends when its peer is gone");
+    let mut refused = Vec::new();
+    let mut closed = 0;
+    while let Ok(report) = reports.try_recv() {
+        match report {
+            SessionReport::Refused { id, .. } => refused.push(id),
+            SessionReport::Event(SessionEvent::Closed {
+                ambiguous, unsent, ..
+            }) => {
+                assert!(ambiguous.is_empty() && unsent.is_empty());
+                closed += 1;
+            }
+            SessionReport::Event(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    refused.sort_unstable();
+    assert_eq!(refused, [0, 1, 2, 3, 4]);
+    assert_eq!(closed, 1);
+    assert!(
+        commands.send(SessionCommand::Unbind).is_err(),
+        "a closed session takes no more commands"
+    );
+}
