@@ -122,7 +122,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(t, _)| t.clone())
         .collect();
-    let (client, events, _task) = SmppClient::start(client_config);
+    let (client, events, _task) = SmppClient::start(client_config).context("SMPP client")?;
     let counters = Arc::new(Counters::default());
     let health: HealthLog = Arc::default();
     tokio::spawn(consume_events(events, counters.clone(), health.clone()));

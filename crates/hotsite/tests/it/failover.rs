@@ -108,7 +108,7 @@ async fn killed_and_blackholed_smscs_are_routed_around_and_rebound_with_pacing()
     let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
         .await
         .unwrap();
-    let (client, _events, _task) = SmppClient::start(client_config(&lab));
+    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
     wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
         s.iter().all(|b| b.pool.health == HealthState::Up)
     })
@@ -203,7 +203,7 @@ async fn unencodable_message_is_invalid_and_does_not_block_the_queue() {
     let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
         .await
         .unwrap();
-    let (client, _events, _task) = SmppClient::start(client_config(&lab));
+    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
     wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
         s.iter().all(|b| b.pool.health == HealthState::Up)
     })
@@ -239,7 +239,7 @@ async fn rejected_bind_is_reported_and_paced() {
         .unwrap();
     let mut config = client_config(&lab);
     config.session.password = "wrong".into();
-    let (client, _events, _task) = SmppClient::start(config);
+    let (client, _events, _task) = SmppClient::start(config).unwrap();
     wait_for(&client, Duration::from_secs(5), "every bind refused", |s| {
         s.iter().all(|b| b.pool.last_failure.is_some())
     })
@@ -314,4 +314,60 @@ async fn submits_queued_to_a_dying_session_are_handed_back() {
         commands.send(SessionCommand::Unbind).is_err(),
         "a closed session takes no more commands"
     );
+}
+
+/// SPEC M14: an SMSC that answers ESME_RTHROTTLED is paused (1 s, doubling),
+/// not failed: its messages go out through the other binds, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_smsc_is_paused_and_its_messages_go_elsewhere() {
+    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
+        .await
+        .unwrap();
+    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
+    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
+        s.iter().all(|b| b.pool.health == HealthState::Up)
+    })
+    .await;
+    lab.set_fault(
+        &Target::new("a", "a1"),
+        Fault::Throttle { probability: 1.0 },
+    )
+    .unwrap();
+    let mut sends = tokio::task::JoinSet::new();
+    for index in 0..200u16 {
+        let client = client.clone();
+        sends.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(5), client.submit(message(index))).await
+        });
+    }
+    while let Some(outcome) = sends.join_next().await {
+        let outcome = outcome.unwrap().expect("no message waits long").unwrap();
+        let SubmitOutcome::Accepted { target, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_ne!(
+            target.name.as_ref(),
+            "a1",
+            "the throttling SMSC took nothing"
+        );
+    }
+    let stats = lab.stats();
+    let a1 = stats.smsc.iter().find(|s| s.name == "a1").unwrap();
+    assert!(
+        a1.throttled >= 1 && a1.throttled <= 40,
+        "a1 was asked {} times: not paused",
+        a1.throttled
+    );
+    assert_eq!(stats.totals.unique, 200);
+    assert_eq!(
+        client
+            .status()
+            .iter()
+            .filter(|b| b.pool.health == HealthState::Up)
+            .count(),
+        4,
+        "throttling never unbinds"
+    );
+    client.shutdown().await;
+    lab.shutdown().await;
 }

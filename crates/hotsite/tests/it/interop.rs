@@ -392,7 +392,8 @@ async fn our_client_against_smppy_server() {
     const N: u16 = 3;
     let mut smsc = PySmsc::start().await;
 
-    let (mut client, mut events, join) = SmppClient::start(client_config(smsc.port, "secret"));
+    let (mut client, mut events, join) =
+        SmppClient::start(client_config(smsc.port, "secret")).unwrap();
     wait_bound(&mut client, WAIT).await;
     smsc.wait_for("the bind", WAIT, |log| PySmsc::count(log, "bind") == 1)
         .await;
@@ -548,7 +549,7 @@ async fn our_client_against_smppy_server() {
     // A wrong password: smppy refuses (ESME_RBINDFAIL); the client gives up the
     // connection and does not retry at once (SPEC M5 paces rebinds).
     let (intruder, _intruder_events, intruder_join) =
-        SmppClient::start(client_config(smsc.port, "wrong"));
+        SmppClient::start(client_config(smsc.port, "wrong")).unwrap();
     smsc.wait_for("the refused bind and its disconnect", WAIT, |log| {
         log.iter().any(|e| e["event"] == "bind" && e["ok"] == false)
             && PySmsc::count(log, "connection_lost") == 2

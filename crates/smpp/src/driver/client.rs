@@ -19,8 +19,10 @@ use tokio::task::JoinHandle;
 use super::clock;
 use super::session::{run_session, SessionCommand, SessionReport};
 use crate::pdu::{CommandStatus, ShortMessage};
-use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolOutput};
-use crate::session::{CloseReason, Session, SessionConfig, SessionEvent, SubmitError, SubmitId};
+use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolConfigError, PoolOutput};
+use crate::session::{
+    CloseReason, Session, SessionConfig, SessionConfigError, SessionEvent, SubmitError, SubmitId,
+};
 
 /// Everything an [`SmppClient`] needs.
 #[derive(Debug, Clone)]
@@ -67,6 +69,28 @@ pub enum SubmitOutcome {
         /// What happened to the session or request.
         cause: String,
     },
+}
+
+/// A [`ClientConfig`] that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientConfigError {
+    /// A session setting is out of bounds.
+    #[error("smpp.{key}: {source}", key = .source.key())]
+    Session {
+        /// What is wrong.
+        #[from]
+        source: SessionConfigError,
+    },
+    /// A pacing setting is out of bounds.
+    #[error("smpp.{key}: {source}", key = .source.key())]
+    Pool {
+        /// What is wrong.
+        #[from]
+        source: PoolConfigError,
+    },
+    /// Nothing to bind to.
+    #[error("smpp.smsc: no SMSC instance configured")]
+    NoInstances,
 }
 
 /// The client is gone (shut down, or its task ended).
@@ -171,7 +195,12 @@ impl SmppClient {
     /// are then answered with a temporary error and come again).
     pub fn start(
         config: ClientConfig,
-    ) -> (SmppClient, mpsc::Receiver<ClientEvent>, JoinHandle<()>) {
+    ) -> Result<(SmppClient, mpsc::Receiver<ClientEvent>, JoinHandle<()>), ClientConfigError> {
+        config.session.validate()?;
+        config.pool.validate()?;
+        if config.instances.is_empty() {
+            return Err(ClientConfigError::NoInstances);
+        }
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::channel(4096);
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -204,14 +233,14 @@ impl SmppClient {
         // Callers see every instance from the start, not an empty list.
         driver.publish_status();
         let task = tokio::spawn(driver.run(commands_rx, reports_rx));
-        (
+        Ok((
             SmppClient {
                 commands: commands_tx,
                 status: status_rx,
             },
             events_rx,
             task,
-        )
+        ))
     }
 
     /// Submits one message on whichever instance is bound and has room, waiting
@@ -275,7 +304,13 @@ impl Driver {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         loop {
             self.drain_pool();
-            self.dispatch();
+            if shutdown.is_none() {
+                self.dispatch();
+            } else {
+                // Work handed back while stopping is dropped: its callers get
+                // `ClientClosed`, and nothing goes out after our unbind.
+                self.queue.clear();
+            }
             self.publish_status();
             if shutdown.is_some() && self.instances.iter().all(|slot| slot.session.is_none()) {
                 break;
@@ -358,10 +393,19 @@ impl Driver {
         tokio::spawn(async move {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let forward = async {
+                let mut closed_seen = false;
                 while let Some(report) = rx.recv().await {
+                    closed_seen |=
+                        matches!(report, SessionReport::Event(SessionEvent::Closed { .. }));
                     if reports.send((id, report)).is_err() {
-                        break;
+                        return;
                     }
+                }
+                if !closed_seen {
+                    // The session task died without closing (a bug): the pool
+                    // must still learn the bind is gone, or it waits forever.
+                    let reason = CloseReason::Protocol("session task ended unexpectedly".into());
+                    let _ = reports.send((id, closed(reason)));
                 }
             };
             let run = async move {
@@ -380,7 +424,9 @@ impl Driver {
                     }
                 }
             };
-            tokio::join!(run, forward);
+            // Run in its own task so that a panic ends the sender, not the forwarder.
+            let run = tokio::spawn(run);
+            let ((), _) = tokio::join!(forward, run);
         });
     }
 
@@ -397,11 +443,18 @@ impl Driver {
             }
             // The bind changed state under the submit (its close report is on
             // the way): the message never left, so it may go anywhere.
-            SessionReport::Refused { id: submit, .. } => {
+            SessionReport::Refused { id: submit, error } => {
                 // Already handed back if the session's close came first.
                 if let Some((instance, queued)) = self.waiting.remove(&submit) {
                     let slot = &mut self.instances[instance];
                     slot.in_flight = slot.in_flight.saturating_sub(1);
+                    if let SubmitError::Throttled(remaining) = error {
+                        // The session's pause outlasts ours: adopt it, or the
+                        // message would bounce between us and the session.
+                        let until = now + remaining;
+                        slot.throttled_until =
+                            Some(slot.throttled_until.map_or(until, |t| t.max(until)));
+                    }
                     self.queue.push_front(queued);
                 }
             }
@@ -429,7 +482,11 @@ impl Driver {
                 } => {
                     let slot = &mut self.instances[id];
                     slot.in_flight = slot.in_flight.saturating_sub(1);
-                    slot.throttled_until = Some(now + pause);
+                    // Never earlier than a pause already running: the session
+                    // keeps the later of the two, and so must we.
+                    let until = now + pause;
+                    slot.throttled_until =
+                        Some(slot.throttled_until.map_or(until, |t| t.max(until)));
                     if let Some((_, queued)) = self.waiting.remove(&submit) {
                         self.queue.push_front(queued);
                     }

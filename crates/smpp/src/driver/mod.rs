@@ -6,6 +6,7 @@ mod clock;
 mod session;
 
 pub use client::{
-    BindStatus, ClientClosed, ClientConfig, ClientEvent, DeliverAck, SmppClient, SubmitOutcome,
+    BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, SmppClient,
+    SubmitOutcome,
 };
 pub use session::{run_session, SessionCommand, SessionReport};

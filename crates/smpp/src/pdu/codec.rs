@@ -201,6 +201,7 @@ impl Pdu {
             Body::SubmitSm(m) | Body::DeliverSm(m) => w.short_message(m)?,
             Body::SubmitSmResp(r) | Body::DeliverSmResp(r) => {
                 w.cstr("message_id", &r.message_id, 65)?;
+                w.tlvs(&r.tlvs)?;
             }
             Body::DataSm(d) => w.data_sm(d)?,
             Body::DataSmResp(r) => {
@@ -250,10 +251,12 @@ impl Reader<'_> {
             SUBMIT_SM => Body::SubmitSm(self.short_message()?),
             DELIVER_SM => Body::DeliverSm(self.short_message()?),
             // Error responses may omit the body (SMPP 3.4, 4.4.2).
-            SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(status, false)?),
+            // SMPP 3.4 gives these responses no TLVs, but 5.0 SMSCs and vendors
+            // add some: accept and keep them rather than lose the answer.
+            SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(status, true)?),
             // Many SMSCs and ESMEs send deliver_sm_resp without its (always
             // empty) message_id: accept that, whatever the status.
-            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(CommandStatus(1), false)?),
+            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(CommandStatus(1), true)?),
             DATA_SM => Body::DataSm(self.data_sm()?),
             DATA_SM_RESP => Body::DataSmResp(self.message_id_resp(status, true)?),
             command_id => {
@@ -284,9 +287,13 @@ impl Reader<'_> {
                 self.malformed(field, "longer than the field allows")
             });
         };
-        let text = std::str::from_utf8(&self.buf[..nul])
-            .map_err(|_| self.malformed(field, "not valid UTF-8"))?
-            .to_owned();
+        // C-octet strings are ASCII in practice; an SMSC that sends Latin-1 (an
+        // alphanumeric sender with an accent) must not cost us the MO or receipt.
+        let bytes = &self.buf[..nul];
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+        };
         self.buf = &self.buf[nul + 1..];
         Ok(text)
     }

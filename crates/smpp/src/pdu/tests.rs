@@ -583,9 +583,12 @@ fn decode_cstring_without_nul() {
     // The body ends before any NUL.
     let err = Pdu::decode(&frame(command_id::SUBMIT_SM_RESP, 0, 1, b"abc")).unwrap_err();
     assert_eq!(malformed_field(&err), "message_id");
-    // Not UTF-8.
-    let err = Pdu::decode(&frame(command_id::SUBMIT_SM_RESP, 0, 1, b"\xff\0")).unwrap_err();
-    assert_eq!(malformed_field(&err), "message_id");
+    // Not UTF-8: read as Latin-1, so an accented sender does not cost the PDU.
+    let pdu = Pdu::decode(&frame(command_id::SUBMIT_SM_RESP, 0, 1, b"Jos\xe9\0")).unwrap();
+    let Body::SubmitSmResp(resp) = pdu.body else {
+        panic!()
+    };
+    assert_eq!(resp.message_id, "José");
 }
 
 /// sm_length 255 is above the 254-octet maximum of short_message.
@@ -615,11 +618,30 @@ fn decode_tlv_past_the_end() {
     assert!(Pdu::decode(&ok).is_ok());
 }
 
-/// Octets after the last field are refused (submit_sm_resp carries no TLVs).
+/// Octets after the last field are refused; after submit_sm_resp's message_id
+/// they are read as TLVs (SMPP 5.0 and vendors add some), so two stray octets are
+/// a broken TLV, while a whole TLV is kept.
 #[test]
 fn decode_trailing_bytes() {
     let err = Pdu::decode(&frame(command_id::SUBMIT_SM_RESP, 0, 1, b"id\0xx")).unwrap_err();
-    assert_eq!(malformed_field(&err), "body");
+    assert_eq!(malformed_field(&err), "tlv");
+    let pdu = Pdu::decode(&frame(
+        command_id::SUBMIT_SM_RESP,
+        0,
+        1,
+        b"id\0\x14\x25\x00\x01\x07",
+    ))
+    .unwrap();
+    let Body::SubmitSmResp(resp) = &pdu.body else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            resp.message_id.as_str(),
+            resp.tlvs.get(0x1425).map(|v| v.to_vec())
+        ),
+        ("id", Some(vec![7]))
+    );
     let err = Pdu::decode(&frame(command_id::ENQUIRE_LINK, 0, 1, &[0])).unwrap_err();
     assert_eq!(malformed_field(&err), "body");
 }

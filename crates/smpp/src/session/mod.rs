@@ -364,7 +364,7 @@ impl Session {
             self.last_received = now;
             match Pdu::decode(&frame) {
                 Ok(pdu) => self.handle_pdu(now, pdu),
-                Err(error) => self.handle_garbage(&error),
+                Err(error) => self.handle_garbage(now, &frame, &error),
             }
             if self.state == SessionState::Closed {
                 return;
@@ -381,15 +381,25 @@ impl Session {
             self.close(CloseReason::Unbound);
             return;
         }
-        let expired: Vec<(u32, Request)> = self
+        let mut expired: Vec<(u32, Request, Instant)> = self
             .pending
             .iter()
             .filter(|(_, pending)| pending.deadline <= now)
-            .map(|(sequence, pending)| (*sequence, pending.request))
+            .map(|(sequence, pending)| (*sequence, pending.request, pending.deadline))
             .collect();
-        for (sequence, request) in expired {
+        expired.sort_unstable_by_key(|(sequence, _, deadline)| (*deadline, *sequence));
+        for (sequence, request, deadline) in expired {
             if request == Request::Bind {
                 self.close(CloseReason::BindTimeout);
+                return;
+            }
+            let sent_at = deadline - self.config.response_timeout;
+            if matches!(request, Request::Submit(_)) && self.last_received <= sent_at {
+                // Not a word from the peer since this submit left: the peer, not
+                // the submit, is the problem. Feeding it more messages would only
+                // make more of them ambiguous (SPEC M7), so the bind ends now.
+                let silent = now.saturating_duration_since(self.last_received);
+                self.close(CloseReason::PeerSilent(silent));
                 return;
             }
             self.pending.remove(&sequence);
@@ -503,10 +513,37 @@ impl Session {
         }
     }
 
-    fn handle_garbage(&mut self, error: &DecodeError) {
-        match error.sequence() {
-            Some(sequence) => self.send_response(sequence, error.nack_status(), Body::GenericNack),
-            None => self.close(CloseReason::Protocol(error.to_string())),
+    fn handle_garbage(&mut self, now: Instant, frame: &[u8], error: &DecodeError) {
+        let Some(sequence) = error.sequence() else {
+            self.close(CloseReason::Protocol(error.to_string()));
+            return;
+        };
+        // A response is never nacked (some SMSCs unbind on that). If it answers
+        // something we asked, settle it from the header: an accepted submit with
+        // an unreadable body is still accepted, not ambiguous (SPEC M8).
+        let command_id = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if command_id & 0x8000_0000 == 0 {
+            self.send_response(sequence, error.nack_status(), Body::GenericNack);
+            return;
+        }
+        let status = CommandStatus(u32::from_be_bytes([
+            frame[8], frame[9], frame[10], frame[11],
+        ]));
+        let Some(pending) = self.pending.remove(&sequence) else {
+            return;
+        };
+        match pending.request {
+            Request::Submit(id) => {
+                self.submits_in_flight -= 1;
+                let body = Body::SubmitSmResp(MessageIdResp::default());
+                self.handle_submit_response(now, id, Pdu::response(sequence, status, body));
+            }
+            Request::Bind => {
+                let body = Body::BindTransceiverResp(Default::default());
+                self.handle_bind_response(Pdu::response(sequence, status, body));
+            }
+            Request::EnquireLink => self.enquire_link_outstanding = false,
+            Request::Unbind => self.close(CloseReason::Unbound),
         }
     }
 
@@ -580,6 +617,10 @@ impl Session {
             | Body::BindTransceiverResp(resp) => resp.system_id,
             _ => String::new(),
         };
+        if self.state == SessionState::Unbinding {
+            // We asked to leave while the bind was on its way: stay leaving.
+            return;
+        }
         if pdu.status.is_ok() && !is_nack {
             self.state = SessionState::Bound;
             self.events.push_back(SessionEvent::Bound { system_id });
@@ -618,6 +659,12 @@ impl Session {
                 self.events
                     .push_back(SessionEvent::SubmitThrottled { id, status, pause });
             }
+            Outcome::Retry if status == CommandStatus::ESME_RINVBNDSTS => {
+                // The SMSC no longer considers this bind bound: rebind. The
+                // message was refused, so it is safe to send elsewhere.
+                let reason = format!("SMSC answered {status}: the bind is not bound on its side");
+                self.close_with(CloseReason::Protocol(reason), vec![id]);
+            }
             Outcome::Retry | Outcome::Permanent => {
                 self.events
                     .push_back(SessionEvent::SubmitRejected { id, status });
@@ -654,15 +701,17 @@ impl Session {
     }
 
     fn close(&mut self, reason: CloseReason) {
+        self.close_with(reason, Vec::new());
+    }
+
+    /// Closes; `refused` are submits the SMSC answered without taking them.
+    fn close_with(&mut self, reason: CloseReason, refused: Vec<SubmitId>) {
         if self.state == SessionState::Closed {
             return;
         }
         self.state = SessionState::Closed;
-        let unsent: Vec<SubmitId> = self
-            .transmit
-            .iter()
-            .filter_map(|outgoing| outgoing.submit)
-            .collect();
+        let mut unsent = refused;
+        unsent.extend(self.transmit.iter().filter_map(|outgoing| outgoing.submit));
         // Submits stay unsent; a last answer (our unbind_resp) may still go out
         // unless the transport is already gone.
         if reason == CloseReason::ConnectionLost {

@@ -272,14 +272,12 @@ fn enquire_link_is_sent_after_silence_and_answer_keeps_bind() {
     assert_eq!(h.session.state(), SessionState::Bound);
 }
 
-/// SPEC M4, M7: a peer that stops answering (blackhole: TCP up, nothing comes back)
-/// is declared dead exactly `dead_peer_timeout` after the last thing it sent, and
-/// the submits it swallowed are handed back as ambiguous.
+/// SPEC M4: a quiet peer that stops answering (blackhole: TCP up, nothing comes
+/// back) is declared dead exactly `dead_peer_timeout` after the last thing it sent,
+/// after being asked with enquire_link.
 #[test]
 fn silent_peer_is_declared_dead_within_dead_peer_timeout() {
     let mut h = Harness::bound();
-    h.submit(2, 7).unwrap();
-    h.sent();
     let mut now = 0;
     let mut enquire_links = 0;
     while h.session.state() != SessionState::Closed {
@@ -301,15 +299,33 @@ fn silent_peer_is_declared_dead_within_dead_peer_timeout() {
         enquire_links >= 1,
         "the session asked before declaring the peer dead"
     );
-    let events = h.events();
-    assert_eq!(events[0], SessionEvent::SubmitTimedOut { id: 7 });
     assert_eq!(
-        events[1],
-        SessionEvent::Closed {
+        h.events(),
+        [SessionEvent::Closed {
             reason: CloseReason::PeerSilent(secs(30)),
             ambiguous: vec![],
             unsent: vec![]
-        }
+        }]
+    );
+}
+
+/// SPEC M7, M8: with traffic, a blackhole shows sooner: a submit that times out
+/// with not a word from the peer since it left ends the bind at once, instead
+/// of feeding more messages into the silence; what was in flight is ambiguous.
+#[test]
+fn submit_timeout_into_silence_ends_the_bind() {
+    let mut h = Harness::bound();
+    h.submit(2, 7).unwrap();
+    h.submit(3, 8).unwrap();
+    h.sent();
+    h.tick(7);
+    assert_eq!(
+        h.events(),
+        [SessionEvent::Closed {
+            reason: CloseReason::PeerSilent(secs(7)),
+            ambiguous: vec![7, 8],
+            unsent: vec![]
+        }]
     );
 }
 
@@ -493,6 +509,9 @@ fn rejected_submit_reports_status() {
 fn response_timeout_then_late_answer() {
     let mut h = Harness::bound();
     let s = h.submit(1, 5).unwrap();
+    h.sent();
+    // The peer is alive (it talks), it just never answers this one submit.
+    h.feed(2, Pdu::request(99, Body::EnquireLink));
     h.sent();
     h.tick(5);
     assert!(h.events().is_empty());
@@ -754,4 +773,62 @@ fn config_validation_names_the_key() {
     let mut c = config();
     c.password = "123456789".into();
     assert_eq!(c.validate().unwrap_err().key(), "password");
+}
+
+/// SPEC M8: a response whose body cannot be read is never nacked; an accepted
+/// submit with an unreadable body is still accepted (not ambiguous).
+#[test]
+fn unreadable_response_settles_from_its_header() {
+    let mut h = Harness::bound();
+    let sequence = h.submit(1, 3).unwrap();
+    h.sent();
+    // submit_sm_resp, ESME_ROK, body with a message_id missing its NUL.
+    let mut frame = vec![0, 0, 0, 19, 0x80, 0, 0, 4, 0, 0, 0, 0];
+    frame.extend_from_slice(&sequence.to_be_bytes());
+    frame.extend_from_slice(b"abc");
+    h.session.handle_input(h.at(1), &frame);
+    assert!(h.sent().is_empty(), "no generic_nack to a response");
+    assert_eq!(
+        h.events(),
+        [SessionEvent::SubmitAccepted {
+            id: 3,
+            message_id: String::new()
+        }]
+    );
+}
+
+/// A bind answer arriving after we asked to unbind does not bring the session back.
+#[test]
+fn bind_answer_during_unbind_keeps_unbinding() {
+    let mut h = Harness::new(config());
+    let bind = h.sent().remove(0);
+    h.session.unbind(h.at(0));
+    h.feed(
+        1,
+        Pdu::response(
+            bind.sequence,
+            CommandStatus::ESME_ROK,
+            Body::BindTransceiverResp(BindResp::default()),
+        ),
+    );
+    assert_eq!(h.session.state(), SessionState::Unbinding);
+    assert!(h.events().is_empty());
+    assert!(matches!(
+        h.submit(1, 1),
+        Err(SubmitError::NotBound(SessionState::Unbinding))
+    ));
+}
+
+/// ESME_RINVBNDSTS: the SMSC says we are not bound. The bind ends (to be rebound)
+/// and the refused message is handed back as unsent, safe to send elsewhere.
+#[test]
+fn invalid_bind_status_answer_ends_the_bind() {
+    let mut h = Harness::bound();
+    let sequence = h.submit(1, 4).unwrap();
+    h.sent();
+    h.feed(1, submit_resp(sequence, CommandStatus::ESME_RINVBNDSTS, ""));
+    assert!(matches!(
+        &h.events()[..],
+        [SessionEvent::Closed { reason: CloseReason::Protocol(_), ambiguous, unsent }] if ambiguous.is_empty() && unsent == &vec![4]
+    ));
 }
