@@ -15,7 +15,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use hotsite_core::{Event, EventKind, Health, HealthConfig, HealthState, Rng, Target};
+use hotsite_core::{
+    Event, EventKind, Health, HealthConfig, HealthState, HealthTransition, Rng, Target,
+};
 
 /// The shortest rebind interval any configuration may ask for (SPEC M5).
 pub const MIN_REBIND_INTERVAL: Duration = Duration::from_secs(30);
@@ -212,17 +214,9 @@ impl Pool {
         };
         instance.bind = BindState::Bound;
         instance.attempts_since_up = 0;
-        if let Some(transition) = instance.health.record_success(now) {
-            self.outputs.push_back(PoolOutput::Event(Event {
-                at: now,
-                target: instance.target.clone(),
-                kind: EventKind::Health {
-                    from: transition.from,
-                    to: transition.to,
-                    cause: "bound".to_owned(),
-                },
-            }));
-        }
+        let transition = instance.health.record_success(now);
+        let target = instance.target.clone();
+        self.report_health(target, transition, "bound");
     }
 
     /// The driver's attempt or session to `id` ended, for `cause`.
@@ -242,10 +236,24 @@ impl Pool {
         let retry_at = from + delay;
         instance.bind = BindState::Idle { retry_at };
         instance.last_failure = Some(cause.to_owned());
-        if let Some(transition) = instance.health.force_down(now) {
+        let transition = instance.health.force_down(now);
+        let target = instance.target.clone();
+        self.report_health(target.clone(), transition, cause);
+        self.outputs.push_back(PoolOutput::Event(Event {
+            at: now,
+            target,
+            kind: EventKind::RetryScheduled {
+                after: retry_at - now,
+                cause: cause.to_owned(),
+            },
+        }));
+    }
+
+    fn report_health(&mut self, target: Target, transition: Option<HealthTransition>, cause: &str) {
+        if let Some(transition) = transition {
             self.outputs.push_back(PoolOutput::Event(Event {
-                at: now,
-                target: instance.target.clone(),
+                at: transition.at,
+                target,
                 kind: EventKind::Health {
                     from: transition.from,
                     to: transition.to,
@@ -253,14 +261,6 @@ impl Pool {
                 },
             }));
         }
-        self.outputs.push_back(PoolOutput::Event(Event {
-            at: now,
-            target: instance.target.clone(),
-            kind: EventKind::RetryScheduled {
-                after: retry_at - now,
-                cause: cause.to_owned(),
-            },
-        }));
     }
 
     /// The next thing for the driver to do or report.

@@ -83,6 +83,19 @@ async fn wait_for(
     }
 }
 
+/// A lab with two sites of two SMSCs each, and a client bound to all four (SPEC M4).
+async fn bound_to_all() -> (LabHandle, SmppClient) {
+    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
+        .await
+        .unwrap();
+    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
+    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
+        s.iter().all(|b| b.pool.health == HealthState::Up)
+    })
+    .await;
+    (lab, client)
+}
+
 fn message(index: u16) -> ShortMessage {
     let mut tlvs = Tlvs::default();
     tlvs.set_user_message_reference(index);
@@ -105,14 +118,7 @@ fn message(index: u16) -> ShortMessage {
 /// allows (30 s between bind attempts per instance, checked on the lab's side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_blackholed_smscs_are_routed_around_and_rebound_with_pacing() {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
-        .await
-        .unwrap();
-    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
-    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
-        s.iter().all(|b| b.pool.health == HealthState::Up)
-    })
-    .await;
+    let (lab, client) = bound_to_all().await;
 
     let (a1, b1) = (Target::new("a", "a1"), Target::new("b", "b1"));
     lab.set_fault(&a1, Fault::Die).unwrap();
@@ -200,14 +206,7 @@ async fn killed_and_blackholed_smscs_are_routed_around_and_rebound_with_pacing()
 /// down (and retried only at the paced interval), while the rest carry traffic.
 #[tokio::test]
 async fn unencodable_message_is_invalid_and_does_not_block_the_queue() {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
-        .await
-        .unwrap();
-    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
-    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
-        s.iter().all(|b| b.pool.health == HealthState::Up)
-    })
-    .await;
+    let (lab, client) = bound_to_all().await;
     let mut too_long = message(1);
     too_long.short_message = Bytes::from(vec![b'x'; 300]);
     let outcome = tokio::time::timeout(Duration::from_secs(2), client.submit(too_long))
@@ -320,14 +319,7 @@ async fn submits_queued_to_a_dying_session_are_handed_back() {
 /// not failed: its messages go out through the other binds, none is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_smsc_is_paused_and_its_messages_go_elsewhere() {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
-        .await
-        .unwrap();
-    let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
-    wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
-        s.iter().all(|b| b.pool.health == HealthState::Up)
-    })
-    .await;
+    let (lab, client) = bound_to_all().await;
     lab.set_fault(
         &Target::new("a", "a1"),
         Fault::Throttle { probability: 1.0 },
