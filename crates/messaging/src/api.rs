@@ -1,0 +1,270 @@
+//! The HTTP API (axum): versioned, JSON, bearer-token authenticated.
+//!
+//! - `POST /v1/messages`: one message or `{"messages": [...]}` (up to 1,000);
+//!   answered `202` only after the batch is durable (SPEC M9); `400` with every
+//!   invalid message named, storing nothing; `507` when the disk is full.
+//! - `GET /v1/messages/{id}`: state and history.
+//! - `GET /v1/status`: binds, queue depth, recent bind events.
+//! - `GET /v1/health`, `GET /metrics`, `GET /v1/openapi.json`: no token needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hotsite_core::HealthState;
+use hotsite_smpp::driver::SmppClient;
+use hotsite_store::{Inserted, MessageId, NewMessage, Store, StoreError};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::clock;
+use crate::inbox::RecentEvents;
+use crate::metrics::Metrics;
+use crate::request;
+
+/// What the handlers share.
+pub struct ApiState<S> {
+    /// The durable store.
+    pub store: S,
+    /// Accepted bearer tokens.
+    pub tokens: Vec<String>,
+    /// Sender used when a message names none.
+    pub default_from: String,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The SMPP client, for status.
+    pub client: SmppClient,
+    /// Recent bind events, for status.
+    pub recent: Arc<RecentEvents>,
+    /// Wakes the dispatcher after an insert.
+    pub wake: Arc<Notify>,
+    /// Makes generated idempotency keys unique within the process.
+    pub key_counter: AtomicU64,
+}
+
+/// The router.
+pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(submit::<S>))
+        .route("/v1/messages/{id}", get(message::<S>))
+        .route("/v1/status", get(status::<S>))
+        .route("/v1/health", get(health::<S>))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::<S>))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Why the request may not proceed, if it may not.
+fn unauthorized<S>(state: &ApiState<S>, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match token {
+        Some(token) if state.tokens.iter().any(|t| t == token) => None,
+        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "unknown bearer token")),
+        None => Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+        )),
+    }
+}
+
+fn store_error(failure: &StoreError) -> Response {
+    match failure {
+        StoreError::Full(_) => error_full(),
+        other => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {other}"),
+        ),
+    }
+}
+
+fn error_full() -> Response {
+    error(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "storage is full: new messages are refused; every message already accepted is kept and delivered",
+    )
+}
+
+async fn submit<S: Store>(
+    State(state): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    let key = headers
+        .get("idempotency-key")
+        .map(|value| value.to_str().unwrap_or(""));
+    let messages = match request::parse(&body, key, &state.default_from) {
+        Ok(messages) => messages,
+        Err(errors) => {
+            Metrics::inc(&state.metrics.messages_invalid_total);
+            return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))).into_response();
+        }
+    };
+    let now = clock::now_ms();
+    let batch: Vec<NewMessage> = messages
+        .into_iter()
+        .map(|message| NewMessage {
+            key: message.key.unwrap_or_else(|| {
+                // No key from the client: no idempotency asked for, but a unique key.
+                let n = state.key_counter.fetch_add(1, Ordering::Relaxed);
+                format!("auto:{now}:{}:{n}", std::process::id())
+            }),
+            source: message.from,
+            destination: message.to,
+            body: message.body,
+            data_coding: message.encoding.data_coding(),
+            received_at_ms: now,
+        })
+        .collect();
+    let keys: Vec<String> = batch.iter().map(|m| m.key.clone()).collect();
+    let inserted = match state.store.insert_messages(batch).await {
+        Ok(inserted) => inserted,
+        Err(e) => return store_error(&e),
+    };
+    state.wake.notify_one();
+    let mut created = 0;
+    let results: Vec<Value> = inserted
+        .iter()
+        .zip(keys)
+        .map(|(inserted, key)| match inserted {
+            Inserted::Created(id) => {
+                created += 1;
+                json!({ "id": id.0, "key": key, "status": "accepted" })
+            }
+            Inserted::Existing(id) => json!({ "id": id.0, "key": key, "status": "duplicate" }),
+        })
+        .collect();
+    Metrics::add(&state.metrics.messages_accepted_total, created);
+    Metrics::add(
+        &state.metrics.messages_duplicate_total,
+        results.len() as u64 - created,
+    );
+    (StatusCode::ACCEPTED, Json(json!({ "messages": results }))).into_response()
+}
+
+async fn message<S: Store>(
+    State(state): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("message id {id:?} is not a number"),
+        );
+    };
+    match state.store.message(MessageId(id)).await {
+        Ok(Some(view)) => Json(json!({
+            "id": view.id.0,
+            "key": view.key,
+            "state": view.state.as_str(),
+            "from": view.source,
+            "to": view.destination,
+            "text": String::from_utf8(view.body.clone()).ok(),
+            "data_coding": view.data_coding,
+            "attempts": view.attempts,
+            "provider_message_id": view.provider_message_id,
+            "site": view.site,
+            "smsc": view.smsc,
+            "created_at_ms": view.created_at_ms,
+            "updated_at_ms": view.updated_at_ms,
+            "events": view.events.iter().map(|e| json!({ "at_ms": e.at_ms, "kind": e.kind, "detail": e.detail })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no message {id}")),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: HeaderMap) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    let stats = match state.store.stats().await {
+        Ok(stats) => stats,
+        Err(e) => return store_error(&e),
+    };
+    let binds: Vec<Value> = state
+        .client
+        .status()
+        .iter()
+        .map(|bind| {
+            json!({
+                "smsc": bind.pool.target.to_string(),
+                "address": bind.address,
+                "health": format!("{:?}", bind.pool.health),
+                "in_flight": bind.in_flight,
+                "bind_attempts": bind.pool.bind_attempts,
+                "last_failure": bind.pool.last_failure,
+            })
+        })
+        .collect();
+    let recent: Vec<Value> = state
+        .recent
+        .snapshot()
+        .into_iter()
+        .map(|(at_ms, text)| json!({ "at_ms": at_ms, "event": text }))
+        .collect();
+    Json(json!({
+        "binds": binds,
+        "queue": { "queued": stats.queued, "submitted": stats.submitted, "final": stats.final_states, "failed": stats.failed },
+        "inbound": { "pending": stats.inbound_pending, "total": stats.inbound_total },
+        "recent_events": recent,
+    }))
+    .into_response()
+}
+
+async fn health<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
+    let binds = state.client.status();
+    let up = binds
+        .iter()
+        .filter(|b| b.pool.health == HealthState::Up)
+        .count();
+    let store_ok = state.store.stats().await.is_ok();
+    let code = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!({ "store": if store_ok { "ok" } else { "unavailable" }, "binds_up": up, "binds": binds.len() }))).into_response()
+}
+
+async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
+    let binds = state.client.status();
+    let up = binds
+        .iter()
+        .filter(|b| b.pool.health == HealthState::Up)
+        .count() as u64;
+    let queued = state.store.stats().await.map(|s| s.queued).unwrap_or(0);
+    let text = state.metrics.render(&[
+        ("binds_up", "SMPP binds in service.", up),
+        ("binds", "SMPP binds configured.", binds.len() as u64),
+        ("queue_depth", "Messages waiting to be submitted.", queued),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}

@@ -1,0 +1,9 @@
+//! The one place the messaging drivers read the wall clock (for stored timestamps).
+
+/// Milliseconds since the Unix epoch.
+#[allow(clippy::disallowed_methods)] // the messaging drivers' clock module
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,249 @@
+//! MO messages and delivery receipts from every bind of every site into the
+//! durable inbox (SPEC M1, M6, M13), and bind events into metrics and the log.
+//!
+//! A `deliver_sm` is answered `ESME_ROK` only after it is stored; if the store
+//! refuses it, the answer is a temporary error and the SMSC delivers it again.
+//! Repeats (the same receipt or MO through several binds or sites) are stored
+//! once, by dedupe key (SPEC M8).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use hotsite_core::{Event, EventKind, HealthState};
+use hotsite_smpp::driver::ClientEvent;
+use hotsite_smpp::pdu::{CommandStatus, ShortMessage};
+use hotsite_store::{InboundInserted, InboundKind, NewInbound, Store};
+use tokio::sync::{mpsc, Notify};
+
+use crate::clock;
+use crate::metrics::Metrics;
+
+/// The most recent bind events kept for `hotsite status`.
+const RECENT_EVENTS: usize = 50;
+
+/// Recent bind events, newest last.
+#[derive(Debug, Default)]
+pub struct RecentEvents(Mutex<VecDeque<(i64, String)>>);
+
+impl RecentEvents {
+    fn push(&self, at_ms: i64, text: String) {
+        let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() == RECENT_EVENTS {
+            events.pop_front();
+        }
+        events.push_back((at_ms, text));
+    }
+
+    /// A copy, oldest first: (wall-clock ms, description).
+    pub fn snapshot(&self) -> Vec<(i64, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Consumes the SMPP client's events until the client is gone.
+pub async fn run_inbox<S: Store>(
+    store: S,
+    mut events: mpsc::Receiver<ClientEvent>,
+    metrics: Arc<Metrics>,
+    recent: Arc<RecentEvents>,
+    wake_webhooks: Arc<Notify>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ClientEvent::Pool(event) => record_pool_event(&event, &metrics, &recent),
+            ClientEvent::AnsweredLate {
+                target,
+                status,
+                message_id,
+            } => {
+                tracing::info!(%target, %status, %message_id, "a submit reported ambiguous was answered late");
+            }
+            ClientEvent::Deliver {
+                target,
+                message,
+                ack,
+            } => {
+                Metrics::inc(&metrics.inbound_received_total);
+                let inbound = to_inbound(
+                    &message,
+                    target.site.as_str(),
+                    &target.name,
+                    clock::now_ms(),
+                );
+                // Stored concurrently: the store groups these into one commit.
+                let store = store.clone();
+                let metrics = metrics.clone();
+                let wake = wake_webhooks.clone();
+                tokio::spawn(async move {
+                    match store.insert_inbound(vec![inbound]).await {
+                        Ok(inserted) => {
+                            if matches!(inserted.first(), Some(InboundInserted::Duplicate(_))) {
+                                Metrics::inc(&metrics.inbound_duplicate_total);
+                            }
+                            ack.accept();
+                            wake.notify_one();
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot store an MO or receipt; the SMSC will deliver it again");
+                            ack.respond(CommandStatus::ESME_RX_T_APPN);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn record_pool_event(event: &Event, metrics: &Metrics, recent: &RecentEvents) {
+    if let EventKind::Health {
+        to: HealthState::Down,
+        ..
+    } = event.kind
+    {
+        Metrics::inc(&metrics.bind_failovers_total);
+    }
+    if matches!(
+        event.kind,
+        EventKind::Health { .. } | EventKind::WorkHandedBack { .. } | EventKind::Throttled { .. }
+    ) {
+        recent.push(clock::now_ms(), event.to_string());
+    }
+}
+
+/// The inbox row for a `deliver_sm`, with the key its repeats share.
+pub fn to_inbound(message: &ShortMessage, site: &str, smsc: &str, now_ms: i64) -> NewInbound {
+    let body = message.body().to_vec();
+    if message.is_receipt() {
+        let provider_message_id = message.tlvs.receipted_message_id().map(str::to_owned);
+        let state = message.tlvs.message_state().map(|s| s.as_u8());
+        // SPEC M13: matched by receipted_message_id and message_state, never by
+        // the carrier's id inside the text. One MT may have several receipts
+        // (enroute, delivered): the state is part of the key.
+        let dedupe_key = match &provider_message_id {
+            Some(id) => format!("dr:{id}:{}", state.unwrap_or(0)),
+            None => format!("dr-text:{:016x}", fnv1a(&body)),
+        };
+        NewInbound {
+            kind: InboundKind::Receipt,
+            dedupe_key,
+            provider_message_id,
+            message_state: state,
+            source: message.source.addr.clone(),
+            destination: message.destination.addr.clone(),
+            body,
+            site: site.to_owned(),
+            smsc: smsc.to_owned(),
+            received_at_ms: now_ms,
+        }
+    } else {
+        // SMPP 3.4 gives an MO no id. A resend of the same MO (same sender,
+        // recipient, body and segment) within the same ten-minute window is
+        // taken as a repeat; the same text sent again later is a new message.
+        let sar = message
+            .tlvs
+            .sar()
+            .map_or(String::new(), |(r, t, s)| format!(":{r}/{t}/{s}"));
+        let window = now_ms / 600_000;
+        let mut identity = Vec::new();
+        identity.extend_from_slice(message.source.addr.as_bytes());
+        identity.push(0);
+        identity.extend_from_slice(message.destination.addr.as_bytes());
+        identity.push(0);
+        identity.extend_from_slice(&body);
+        NewInbound {
+            kind: InboundKind::Mo,
+            dedupe_key: format!("mo:{window}:{:016x}{sar}", fnv1a(&identity)),
+            provider_message_id: None,
+            message_state: None,
+            source: message.source.addr.clone(),
+            destination: message.destination.addr.clone(),
+            body,
+            site: site.to_owned(),
+            smsc: smsc.to_owned(),
+            received_at_ms: now_ms,
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use hotsite_smpp::pdu::{MessageState, Tlvs};
+
+    fn receipt(id: &str, state: MessageState, text: &str) -> ShortMessage {
+        let mut tlvs = Tlvs::default();
+        tlvs.set_receipted_message_id(id);
+        tlvs.set_message_state(state);
+        ShortMessage {
+            esm_class: ShortMessage::ESM_CLASS_RECEIPT,
+            short_message: Bytes::copy_from_slice(text.as_bytes()),
+            tlvs,
+            ..Default::default()
+        }
+    }
+
+    /// SPEC M13: receipts are keyed by receipted_message_id and state, not by text.
+    #[test]
+    fn receipt_key_uses_tlvs_not_text() {
+        let a = to_inbound(
+            &receipt("00ab", MessageState::Delivered, "id:999 stat:DELIVRD"),
+            "a",
+            "a1",
+            0,
+        );
+        let b = to_inbound(
+            &receipt(
+                "00ab",
+                MessageState::Delivered,
+                "id:123 stat:DELIVRD other text",
+            ),
+            "b",
+            "b2",
+            5,
+        );
+        let c = to_inbound(
+            &receipt("00ab", MessageState::Enroute, "id:999"),
+            "a",
+            "a1",
+            0,
+        );
+        assert_eq!(a.kind, InboundKind::Receipt);
+        assert_eq!(a.provider_message_id.as_deref(), Some("00ab"));
+        assert_eq!(a.message_state, Some(2));
+        assert_eq!(
+            a.dedupe_key, b.dedupe_key,
+            "the same receipt through another site is a repeat"
+        );
+        assert_ne!(
+            a.dedupe_key, c.dedupe_key,
+            "another state is another receipt"
+        );
+    }
+
+    /// SPEC M8: the same MO through two binds is one MO; another text is another.
+    #[test]
+    fn mo_key_identifies_resends() {
+        let mo = |text: &str| ShortMessage {
+            short_message: Bytes::copy_from_slice(text.as_bytes()),
+            ..Default::default()
+        };
+        let a = to_inbound(&mo("yes"), "a", "a1", 1_000);
+        let b = to_inbound(&mo("yes"), "b", "b1", 2_000);
+        let c = to_inbound(&mo("no"), "a", "a1", 1_000);
+        assert_eq!(a.kind, InboundKind::Mo);
+        assert_eq!(a.dedupe_key, b.dedupe_key);
+        assert_ne!(a.dedupe_key, c.dedupe_key);
+    }
+}

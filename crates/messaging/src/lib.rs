@@ -1,0 +1,30 @@
+//! The messaging gateway of one site: the MT pipeline from the HTTP API through
+//! the durable store to SMPP binds on every SMSC of every site, and MO/DR back
+//! to the customer's application (SPEC M1, M4–M9, M12–M15).
+//!
+//! ```text
+//!  POST /v1/messages ─▶ store (durable, batched commit) ─▶ 202
+//!                            │ queued_after(cursor)
+//!                            ▼
+//!                       dispatcher ─▶ SmppClient ─▶ bound SMSCs (all sites)
+//!                            ▲ outcome → policy → store update
+//!  SMSCs ─deliver_sm─▶ inbox (dedupe, durable) ─▶ ack ─▶ webhooks (signed, retried)
+//! ```
+//!
+//! Decisions are pure ([`policy`], [`request`], [`signing`]); the drivers
+//! ([`dispatcher`], [`inbox`], [`webhook`], [`api`]) move data and time.
+
+#![warn(missing_docs)]
+
+pub mod api;
+mod clock;
+pub mod dispatcher;
+pub mod gateway;
+pub mod inbox;
+pub mod metrics;
+pub mod policy;
+pub mod request;
+pub mod signing;
+pub mod webhook;
+
+pub use gateway::{start, GatewayConfig, GatewayError, GatewayHandle};

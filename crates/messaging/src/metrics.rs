@@ -1,0 +1,82 @@
+//! Counters and gauges, rendered as Prometheus text at `/metrics`.
+//!
+//! Plain atomics: a handful of numbers does not need a metrics framework.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $help:expr;)*) => {
+        /// Every counter the gateway keeps.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $(
+                #[doc = $help]
+                pub $name: AtomicU64,
+            )*
+        }
+
+        impl Metrics {
+            /// Prometheus text exposition of the counters, plus `gauges`.
+            pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+                let mut out = String::new();
+                $(
+                    let name = concat!("hotsite_", stringify!($name));
+                    let _ = writeln!(out, "# HELP {name} {}", $help);
+                    let _ = writeln!(out, "# TYPE {name} counter");
+                    let _ = writeln!(out, "{name} {}", self.$name.load(Ordering::Relaxed));
+                )*
+                for (name, help, value) in gauges {
+                    let _ = writeln!(out, "# HELP hotsite_{name} {help}");
+                    let _ = writeln!(out, "# TYPE hotsite_{name} gauge");
+                    let _ = writeln!(out, "hotsite_{name} {value}");
+                }
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    messages_accepted_total: "Messages accepted through the API (durable).";
+    messages_duplicate_total: "Messages refused as repeats of an idempotency key (SPEC M8).";
+    messages_invalid_total: "Messages refused by validation.";
+    submits_total: "submit_sm sent (first sends and resends).";
+    messages_submitted_total: "Messages accepted by an SMSC.";
+    messages_failed_total: "Messages failed for good.";
+    submits_ambiguous_total: "Submits whose outcome was unknown (SPEC M8).";
+    submits_retried_total: "Submits sent again after a temporary refusal.";
+    inbound_received_total: "MO and receipts received on any bind (repeats included).";
+    inbound_duplicate_total: "MO and receipts dropped as repeats (SPEC M8).";
+    webhooks_delivered_total: "MO and receipts delivered to the application.";
+    webhooks_failed_attempts_total: "Webhook attempts that did not get a 2xx.";
+    bind_failovers_total: "Binds that went out of service.";
+}
+
+impl Metrics {
+    /// Adds one to `counter`.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.messages_accepted_total, 3);
+        let text = metrics.render(&[("binds_up", "Binds in service.", 4)]);
+        assert!(text.contains(
+            "# TYPE hotsite_messages_accepted_total counter\nhotsite_messages_accepted_total 3\n"
+        ));
+        assert!(text.contains("# TYPE hotsite_binds_up gauge\nhotsite_binds_up 4\n"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Delivers stored MO messages and receipts to the customer's application as
+//! signed webhook POSTs (SPEC M15), retried with backoff until a 2xx. Each
+//! inbox row is delivered until acknowledged; repeats never reach the inbox
+//! (SPEC M8), so the application sees each MO and receipt once — unless it
+//! failed to answer a delivery in time, in which case the same `id` comes again
+//! and the application dedupes on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hotsite_core::{Backoff, BackoffConfig};
+use hotsite_store::{InboundKind, InboundUpdate, PendingInbound, Store};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::metrics::Metrics;
+use crate::signing::{sign, SIGNATURE_HEADER};
+
+/// Where and how to deliver.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The application's URL.
+    pub url: String,
+    /// HMAC-SHA256 secret for the signature header (SPEC M15).
+    pub secret: Vec<u8>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Backoff between attempts of one delivery.
+    pub backoff: BackoffConfig,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// The JSON body of a webhook.
+#[derive(Debug, Serialize)]
+pub struct WebhookBody<'a> {
+    /// `mo` or `receipt`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Stable id of this MO or receipt: repeats of a delivery carry the same.
+    pub id: i64,
+    /// For receipts: our message id, if correlated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<i64>,
+    /// For receipts: the SMSC's message id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<&'a str>,
+    /// For receipts: `message_state` (2 delivered, 5 undeliverable, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<u8>,
+    /// Sender.
+    pub from: &'a str,
+    /// Recipient.
+    pub to: &'a str,
+    /// The body, as text when it is valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    /// The body, base64, always.
+    pub body_base64: String,
+    /// The provider's site and SMSC it arrived through.
+    pub site: &'a str,
+    /// The SMSC instance.
+    pub smsc: &'a str,
+    /// When hotsite received it (ms since the epoch).
+    pub received_at_ms: i64,
+}
+
+impl<'a> WebhookBody<'a> {
+    /// The body for one inbox row.
+    pub fn new(row: &'a PendingInbound) -> WebhookBody<'a> {
+        WebhookBody {
+            kind: match row.kind {
+                InboundKind::Mo => "mo",
+                InboundKind::Receipt => "receipt",
+            },
+            id: row.id,
+            message_id: row.message_id.map(|id| id.0),
+            provider_message_id: row.provider_message_id.as_deref(),
+            state: row.message_state,
+            from: &row.source,
+            to: &row.destination,
+            text: std::str::from_utf8(&row.body).ok(),
+            body_base64: STANDARD.encode(&row.body),
+            site: &row.site,
+            smsc: &row.smsc,
+            received_at_ms: row.received_at_ms,
+        }
+    }
+}
+
+/// Runs until `shutdown`; `wake` is notified when something was stored.
+pub async fn run_webhooks<S: Store>(
+    store: S,
+    config: WebhookConfig,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let http = match reqwest::Client::builder().timeout(config.timeout).build() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are not delivered");
+            return;
+        }
+    };
+    let mut seed = 1u64;
+    loop {
+        let due = match store
+            .pending_inbound(clock::now_ms(), config.concurrency)
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the inbox");
+                Vec::new()
+            }
+        };
+        if due.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
+        let mut attempts = tokio::task::JoinSet::new();
+        for row in due {
+            let http = http.clone();
+            let config = config.clone();
+            seed += 1;
+            attempts.spawn(async move {
+                let ok = deliver(&http, &config, &row).await;
+                (row, ok, seed)
+            });
+        }
+        let mut updates = Vec::new();
+        while let Some(Ok((row, ok, seed))) = attempts.join_next().await {
+            let now = clock::now_ms();
+            if ok {
+                Metrics::inc(&metrics.webhooks_delivered_total);
+                updates.push(InboundUpdate::Delivered {
+                    id: row.id,
+                    at_ms: now,
+                });
+            } else {
+                Metrics::inc(&metrics.webhooks_failed_attempts_total);
+                let delay = delay_for_attempt(config.backoff, row.attempts, seed);
+                updates.push(InboundUpdate::Retry {
+                    id: row.id,
+                    next_attempt_at_ms: now + delay.as_millis() as i64,
+                });
+            }
+        }
+        if let Err(error) = store.update_inbound(updates).await {
+            tracing::error!(%error, "cannot record webhook results; they will be retried");
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// The backoff delay before attempt `attempts + 1` (full jitter).
+fn delay_for_attempt(config: BackoffConfig, attempts: u32, seed: u64) -> Duration {
+    let mut backoff = Backoff::new(config, seed);
+    for _ in 0..attempts.min(32) {
+        backoff.next_delay();
+    }
+    backoff.next_delay()
+}
+
+async fn deliver(http: &reqwest::Client, config: &WebhookConfig, row: &PendingInbound) -> bool {
+    let Ok(body) = serde_json::to_vec(&WebhookBody::new(row)) else {
+        return false;
+    };
+    let signature = sign(&config.secret, &body);
+    let sent = http
+        .post(&config.url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            tracing::debug!(status = %response.status(), id = row.id, "webhook refused");
+            false
+        }
+        Err(error) => {
+            tracing::debug!(%error, id = row.id, "webhook failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The durable store of the messaging gateway: accepted messages, their history, and
+//! inbound MO / delivery receipts.
+//!
+//! Only this crate writes queued work (ARCHITECTURE.md). Read this header before the
+//! code: it is the contract, and the on-disk format.
+//!
+//! # Contract
+//!
+//! 1. **Acknowledged means on stable storage (SPEC M9).** Every write method
+//!    ([`Store::insert_messages`], [`Store::update`], [`Store::insert_inbound`],
+//!    [`Store::update_inbound`]) returns `Ok` only after the transaction holding its
+//!    request has committed. The SQLite backend runs in WAL mode with
+//!    `PRAGMA synchronous=FULL`, so a commit has fsynced the WAL: a crash, a `kill -9`
+//!    or a power cut after `Ok` loses nothing. An `Err` means the request changed
+//!    nothing (each request is applied all-or-nothing).
+//! 2. **Group commit.** One writer thread owns the only write connection. It takes
+//!    every write request waiting in its channel (up to [`SqliteOptions::max_batch`])
+//!    into ONE transaction, commits once, then answers each request. Durability costs
+//!    one fsync per batch, not per message: while the writer fsyncs, the next batch
+//!    queues up. If a batch fails, it is rolled back and its requests are retried
+//!    one transaction each, so one bad request never fails its neighbours.
+//! 3. **Readers never wait for the writer.** Reads run on separate read connections
+//!    (WAL lets them read the last committed state during a write), on their own
+//!    threads. A read issued after a write returned `Ok` sees that write.
+//! 4. **Exactly-once acceptance (SPEC M8).** A message's idempotency `key` and an
+//!    inbound item's `dedupe_key` are unique constraints: the same key inserted again,
+//!    in the same batch or years later, answers [`Inserted::Existing`] /
+//!    [`InboundInserted::Duplicate`] with the first id and changes nothing.
+//! 5. **Receipts (SPEC M13, M1).** Every distinct receipt is stored and recorded as a
+//!    `receipt` event of its message; the first one carrying a final `message_state`
+//!    (2 delivered, 3 expired, 5 undeliverable, 8 rejected) sets the message's final
+//!    state, once; later ones never overwrite it. A receipt is matched to its message
+//!    by `provider_message_id` (the SMPP `receipted_message_id`), whichever site or
+//!    bind it came from. A receipt that arrives before the submit response was
+//!    recorded is kept uncorrelated and applied, in arrival order, by the
+//!    [`Update::Submitted`] that brings its provider id.
+//! 6. **A full disk refuses new work; it never drops accepted work (DESIGN.md,
+//!    invariant 1).** `SQLITE_FULL` (and an I/O error caused by `ENOSPC`) surfaces as
+//!    [`StoreError::Full`]; the failed request is rolled back, everything committed
+//!    before stays readable, and writes work again once space is freed.
+//! 7. **Time is an input.** The store never reads the clock: every write carries its
+//!    wall-clock time as `*_ms: i64` (milliseconds since the Unix epoch).
+//! 8. **Bounded memory.** Nothing is cached per message. The dispatcher pages through
+//!    the queue with [`Store::queued_after`] and a cursor, so a backlog of millions
+//!    never sits in RAM. Counters for [`Store::stats`] are kept in memory, counted
+//!    once at open and then moved by each committed transaction.
+//! 9. **Cancellation.** Dropping a write future does not cancel the write: it may
+//!    still commit. The caller learns the outcome by repeating the request with the
+//!    same key (which is exactly what idempotency keys are for).
+//!
+//! Dropping the last clone of a [`SqliteStore`] closes the channels and joins the
+//! writer and reader threads (the writer finishes the batch it holds first).
+//!
+//! # Message life cycle
+//!
+//! ```text
+//!  insert ──▶ Queued ──Submitted──▶ Submitted ──final receipt──▶ Delivered | Expired |
+//!              │  ▲                    │                          Undeliverable | Rejected
+//!              │  └─Requeued (attempts+1, stays Queued)
+//!              └────────Failed (from any non-final state)──────▶ Failed
+//! ```
+//!
+//! `Submitted` applies only to a `Queued` message (SPEC M8: a message that has a
+//! submit response is never submitted again); on any other state it is recorded as a
+//! `submit_ignored` event and changes nothing else. Final states never change.
+//!
+//! # History
+//!
+//! [`MessageView::events`] is the complete history in the order it was recorded:
+//! `accepted` (from `created_at_ms`), then every event, with the `submitted` line
+//! (site, smsc, provider id) at the point where the submit response was recorded.
+//! To keep the hot path at one INSERT plus one UPDATE per message, `accepted` and
+//! `submitted` are not event rows: they are derived from columns of `messages`, and
+//! `submitted_after_event` remembers where `submitted` falls among the event rows.
+//!
+//! # On-disk format (SQLite, `PRAGMA user_version = 1`)
+//!
+//! One database file plus its `-wal` and `-shm` files. Times are integer
+//! milliseconds since the Unix epoch. States and kinds are stored as text
+//! ([`MessageState::as_str`], [`InboundKind::as_str`]).
+//!
+//! ```sql
+//! CREATE TABLE messages (
+//!     id                    INTEGER PRIMARY KEY,   -- MessageId, ascending, never reused
+//!     key                   TEXT NOT NULL UNIQUE,  -- idempotency key (SPEC M8)
+//!     source                TEXT NOT NULL,
+//!     destination           TEXT NOT NULL,
+//!     body                  BLOB NOT NULL,
+//!     data_coding           INTEGER NOT NULL,
+//!     state                 TEXT NOT NULL,         -- MessageState::as_str
+//!     attempts              INTEGER NOT NULL,      -- Requeued count
+//!     provider_message_id   TEXT,                  -- from the submit response
+//!     site                  TEXT,
+//!     smsc                  TEXT,
+//!     submitted_at_ms       INTEGER,
+//!     submitted_after_event INTEGER,               -- events.id before the submit
+//!     created_at_ms         INTEGER NOT NULL,
+//!     updated_at_ms         INTEGER NOT NULL
+//! );
+//! CREATE INDEX messages_queued   ON messages(id) WHERE state = 'Queued';
+//! CREATE INDEX messages_provider ON messages(provider_message_id)
+//!     WHERE provider_message_id IS NOT NULL;
+//!
+//! CREATE TABLE events (
+//!     id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL,
+//!     at_ms INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL
+//! );
+//! CREATE INDEX events_message ON events(message_id);
+//!
+//! CREATE TABLE inbound (
+//!     id                  INTEGER PRIMARY KEY,
+//!     kind                TEXT NOT NULL,           -- 'Mo' | 'Receipt'
+//!     dedupe_key          TEXT NOT NULL UNIQUE,    -- SPEC M8: stored once
+//!     provider_message_id TEXT,                    -- receipted_message_id
+//!     message_state       INTEGER,                 -- SMPP message_state
+//!     source TEXT NOT NULL, destination TEXT NOT NULL, body BLOB NOT NULL,
+//!     site TEXT NOT NULL, smsc TEXT NOT NULL,
+//!     received_at_ms      INTEGER NOT NULL,
+//!     message_id          INTEGER,                 -- set once correlated
+//!     delivered_at_ms     INTEGER,                 -- NULL until the app has it
+//!     attempts            INTEGER NOT NULL,
+//!     next_attempt_at_ms  INTEGER NOT NULL
+//! );
+//! CREATE INDEX inbound_pending      ON inbound(id, next_attempt_at_ms)
+//!     WHERE delivered_at_ms IS NULL;
+//! CREATE INDEX inbound_uncorrelated ON inbound(provider_message_id)
+//!     WHERE kind = 'Receipt' AND message_id IS NULL;
+//! ```
+//!
+//! A file whose `user_version` is newer than this code knows is refused with
+//! [`StoreError::SchemaTooNew`]; nothing is written to it.
+//!
+//! Provider message ids are assumed unique per gateway (they come from one provider
+//! platform, whose sites share an id space). If two messages ever carry the same one,
+//! a receipt goes to the newest.
+
+#![warn(missing_docs)]
+
+mod error;
+mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use sqlite::{SqliteOptions, SqliteStore};
+pub use types::{
+    EventRecord, InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState,
+    MessageView, NewInbound, NewMessage, PendingInbound, QueuedMessage, StoreStats, UnknownName,
+    Update,
+};
+
+use std::future::Future;
+
+/// The durable store, as every backend offers it (SQLite now, PostgreSQL later).
+///
+/// Write methods are durable when they return `Ok` (see the crate docs). Every method
+/// takes and returns owned data, so a handle can be cloned into any task.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Accepts a batch of new messages, in order. Durable when `Ok` (SPEC M9). A key
+    /// already stored, or repeated earlier in the same batch, answers
+    /// [`Inserted::Existing`] with the first id (SPEC M8).
+    fn insert_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> impl Future<Output = Result<Vec<Inserted>, StoreError>> + Send;
+
+    /// Up to `limit` `Queued` messages with `id > after`, in ascending id order: page
+    /// through the queue by passing the last id seen.
+    fn queued_after(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send;
+
+    /// Applies state changes and history lines, all or nothing. Durable when `Ok`.
+    /// An update naming an unknown message fails the call with
+    /// [`StoreError::UnknownMessage`] and changes nothing.
+    fn update(&self, updates: Vec<Update>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One message with its complete history, or `None`.
+    fn message(
+        &self,
+        id: MessageId,
+    ) -> impl Future<Output = Result<Option<MessageView>, StoreError>> + Send;
+
+    /// One message by its idempotency key, or `None`.
+    fn message_by_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<MessageView>, StoreError>> + Send;
+
+    /// Stores MO and receipts, each once per `dedupe_key` (SPEC M8), and applies
+    /// receipts to their messages (SPEC M13). Durable when `Ok`.
+    fn insert_inbound(
+        &self,
+        batch: Vec<NewInbound>,
+    ) -> impl Future<Output = Result<Vec<InboundInserted>, StoreError>> + Send;
+
+    /// Up to `limit` inbound items not yet delivered to the application whose next
+    /// attempt is due (`next_attempt_at_ms <= now_ms`), in ascending id order.
+    fn pending_inbound(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingInbound>, StoreError>> + Send;
+
+    /// Marks inbound items delivered or schedules their retry, all or nothing.
+    /// Delivering an item twice is a no-op. Durable when `Ok`.
+    fn update_inbound(
+        &self,
+        updates: Vec<InboundUpdate>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts of messages by state and of inbound items.
+    fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send;
+}

@@ -1,0 +1,489 @@
+//! The SQLite backend: one writer thread (group commit), a few reader threads, each
+//! with its own connection to the same WAL-mode file.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+use crate::types::{
+    InboundInserted, InboundUpdate, Inserted, MessageId, MessageState, MessageView, NewInbound,
+    NewMessage, PendingInbound, QueuedMessage, StoreStats, Update,
+};
+use crate::Store;
+
+use self::writer::{Reply, WriteRequest, Writer};
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// At most this many write requests go into one transaction (default 4096).
+    pub max_batch: usize,
+    /// `PRAGMA synchronous=FULL` (default, required for SPEC M9: every commit is
+    /// fsynced). `false` means `NORMAL`: survives a crash of hotsite but not of the
+    /// machine. For tests and benchmarks only.
+    pub synchronous_full: bool,
+    /// Read connections, each on its own thread (default 2).
+    pub readers: usize,
+    /// `PRAGMA max_page_count` on the write connection: a size limit for the database
+    /// file, in pages (4 KiB by default). Reaching it refuses new work with
+    /// [`StoreError::Full`], like a full disk. `None` (default): no limit but the disk.
+    pub max_page_count: Option<u64>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            max_batch: 4096,
+            synchronous_full: true,
+            readers: 2,
+            max_page_count: None,
+        }
+    }
+}
+
+/// The SQLite [`Store`]: cheap to clone, every clone shares the same writer and
+/// readers. See the crate docs for the contract.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+struct Inner {
+    path: PathBuf,
+    writer: Option<mpsc::Sender<WriteRequest>>,
+    readers: Option<mpsc::Sender<ReadJob>>,
+    counters: Arc<Mutex<Counters>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channels ends the threads' loops; the writer finishes its batch.
+        self.writer.take();
+        self.readers.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Counts kept in memory: computed at open, moved by each committed transaction.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    pub(crate) states: [u64; 7],
+    pub(crate) inbound_pending: u64,
+    pub(crate) inbound_total: u64,
+    pub(crate) commits: u64,
+}
+
+impl Counters {
+    fn stats(&self) -> StoreStats {
+        let state = |state: MessageState| self.states[state.index()];
+        StoreStats {
+            queued: state(MessageState::Queued),
+            submitted: state(MessageState::Submitted),
+            final_states: MessageState::ALL
+                .into_iter()
+                .filter(|state| state.is_final())
+                .map(state)
+                .sum(),
+            failed: state(MessageState::Failed),
+            inbound_pending: self.inbound_pending,
+            inbound_total: self.inbound_total,
+            commits: self.commits,
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`: checks the schema version,
+    /// creates the schema, switches to WAL, and starts the writer and reader threads.
+    /// Refuses a file written by a newer version ([`StoreError::SchemaTooNew`]).
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let opening = || format!("opening {}", path.display());
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| map_error(&opening(), error))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|error| map_error(&opening(), error))?;
+        // Reading the version first: a newer or foreign file is refused untouched.
+        if schema::version(&conn)? > schema::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: schema::version(&conn)?,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(|error| map_error(&opening(), error))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io(format!(
+                "{}: the file system does not support WAL (journal_mode is {mode})",
+                opening()
+            )));
+        }
+        schema::check_and_create(&mut conn)?;
+        let synchronous = if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={synchronous}; PRAGMA temp_store=MEMORY; \
+             PRAGMA cache_size=-32768;"
+        ))
+        .map_err(|error| map_error(&opening(), error))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let unlimited_pages: u64 = conn
+            .query_row("PRAGMA max_page_count", [], |row| row.get(0))
+            .map_err(|error| map_error(&opening(), error))?;
+        if let Some(pages) = options.max_page_count {
+            writer::set_max_page_count(&conn, pages)?;
+        }
+        let counters = Arc::new(Mutex::new(schema::count(&conn)?));
+
+        let mut read_connections = Vec::new();
+        for _ in 0..options.readers.max(1) {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|reader| {
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                reader.execute_batch("PRAGMA query_only=ON; PRAGMA cache_size=-16384;")?;
+                reader.set_prepared_statement_cache_capacity(32);
+                Ok(reader)
+            })
+            .map_err(|error| map_error(&opening(), error))?;
+            read_connections.push(reader);
+        }
+
+        let mut threads = Vec::new();
+        let (write_sender, write_receiver) = mpsc::channel();
+        let writer = Writer::new(
+            conn,
+            write_receiver,
+            options.max_batch.max(1),
+            unlimited_pages,
+            Arc::clone(&counters),
+        );
+        threads.push(spawn("hotsite-store-writer".to_owned(), move || {
+            writer.run()
+        })?);
+        let (read_sender, read_receiver) = mpsc::channel::<ReadJob>();
+        let read_receiver = Arc::new(Mutex::new(read_receiver));
+        for (index, reader) in read_connections.into_iter().enumerate() {
+            let jobs = Arc::clone(&read_receiver);
+            threads.push(spawn(format!("hotsite-store-reader-{index}"), move || {
+                loop {
+                    let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    match job {
+                        Ok(job) => job(&reader),
+                        Err(mpsc::RecvError) => return,
+                    }
+                }
+            })?);
+        }
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Some(write_sender),
+                readers: Some(read_sender),
+                counters,
+                threads,
+            }),
+        })
+    }
+
+    /// See [`Store::insert_messages`].
+    pub async fn insert_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| WriteRequest::InsertMessages(batch, reply))
+            .await
+    }
+
+    /// See [`Store::queued_after`].
+    pub async fn queued_after(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        self.read(move |conn| read::queued_after(conn, after, limit))
+            .await
+    }
+
+    /// See [`Store::update`].
+    pub async fn update(&self, updates: Vec<Update>) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| WriteRequest::Update(updates, reply))
+            .await
+    }
+
+    /// See [`Store::message`].
+    pub async fn message(&self, id: MessageId) -> Result<Option<MessageView>, StoreError> {
+        self.read(move |conn| read::message(conn, read::By::Id(id)))
+            .await
+    }
+
+    /// See [`Store::message_by_key`].
+    pub async fn message_by_key(&self, key: &str) -> Result<Option<MessageView>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| read::message(conn, read::By::Key(&key)))
+            .await
+    }
+
+    /// See [`Store::insert_inbound`].
+    pub async fn insert_inbound(
+        &self,
+        batch: Vec<NewInbound>,
+    ) -> Result<Vec<InboundInserted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| WriteRequest::InsertInbound(batch, reply))
+            .await
+    }
+
+    /// See [`Store::pending_inbound`].
+    pub async fn pending_inbound(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingInbound>, StoreError> {
+        self.read(move |conn| read::pending_inbound(conn, now_ms, limit))
+            .await
+    }
+
+    /// See [`Store::update_inbound`].
+    pub async fn update_inbound(&self, updates: Vec<InboundUpdate>) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| WriteRequest::UpdateInbound(updates, reply))
+            .await
+    }
+
+    /// See [`Store::stats`].
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats())
+    }
+
+    /// Changes the size limit of [`SqliteOptions::max_page_count`] at run time
+    /// (`None`: no limit but the disk). SQLite never lowers it below the pages in use.
+    pub async fn set_max_page_count(&self, pages: Option<u64>) -> Result<(), StoreError> {
+        self.write(|reply| WriteRequest::SetMaxPageCount(pages, reply))
+            .await
+    }
+
+    async fn write<T>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> WriteRequest,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let writer = self.inner.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer
+            .send(request(reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let readers = self.inner.readers.as_ref().ok_or(StoreError::Closed)?;
+        readers
+            .send(Box::new(move |conn: &Connection| {
+                let _ = reply.send(query(conn));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> impl std::future::Future<Output = Result<Vec<Inserted>, StoreError>> + Send {
+        SqliteStore::insert_messages(self, batch)
+    }
+
+    fn queued_after(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send {
+        SqliteStore::queued_after(self, after, limit)
+    }
+
+    fn update(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::update(self, updates)
+    }
+
+    fn message(
+        &self,
+        id: MessageId,
+    ) -> impl std::future::Future<Output = Result<Option<MessageView>, StoreError>> + Send {
+        SqliteStore::message(self, id)
+    }
+
+    fn message_by_key(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<Option<MessageView>, StoreError>> + Send {
+        SqliteStore::message_by_key(self, key)
+    }
+
+    fn insert_inbound(
+        &self,
+        batch: Vec<NewInbound>,
+    ) -> impl std::future::Future<Output = Result<Vec<InboundInserted>, StoreError>> + Send {
+        SqliteStore::insert_inbound(self, batch)
+    }
+
+    fn pending_inbound(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<PendingInbound>, StoreError>> + Send {
+        SqliteStore::pending_inbound(self, now_ms, limit)
+    }
+
+    fn update_inbound(
+        &self,
+        updates: Vec<InboundUpdate>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::update_inbound(self, updates)
+    }
+
+    fn stats(&self) -> impl std::future::Future<Output = Result<StoreStats, StoreError>> + Send {
+        SqliteStore::stats(self)
+    }
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|error| StoreError::Io(format!("starting a store thread: {error}")))
+}
+
+/// Maps a SQLite error to what a caller can act on; `context` says what the store
+/// was doing.
+pub(crate) fn map_error(context: &str, error: rusqlite::Error) -> StoreError {
+    let detail = format!("{context}: {error}");
+    let rusqlite::Error::SqliteFailure(failure, _) = &error else {
+        return StoreError::Database(detail);
+    };
+    match failure.code {
+        ErrorCode::DiskFull => StoreError::Full(detail),
+        // SQLite reports some ENOSPC cases (growing the WAL or its index) as I/O
+        // errors; errno is still the one of the failed call.
+        ErrorCode::SystemIoFailure
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::StorageFull =>
+        {
+            StoreError::Full(detail)
+        }
+        ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(detail),
+        ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => StoreError::Io(detail),
+        _ => StoreError::Database(detail),
+    }
+}
+
+/// `.context("what the store was doing")` for rusqlite results.
+pub(crate) trait Context<T> {
+    fn context(self, doing: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn context(self, doing: &str) -> Result<T, StoreError> {
+        self.map_err(|error| map_error(doing, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn errors_map_to_what_a_caller_can_act_on() {
+        use rusqlite::ffi;
+        assert!(matches!(
+            map_error("inserting", failure(ffi::SQLITE_FULL)),
+            StoreError::Full(context) if context.starts_with("inserting: ")
+        ));
+        assert!(matches!(
+            map_error("x", failure(ffi::SQLITE_CORRUPT)),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(
+            map_error("x", failure(ffi::SQLITE_NOTADB)),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(
+            map_error("x", failure(ffi::SQLITE_CANTOPEN)),
+            StoreError::Io(_)
+        ));
+        assert!(matches!(
+            map_error("x", failure(ffi::SQLITE_CONSTRAINT)),
+            StoreError::Database(_)
+        ));
+    }
+
+    #[test]
+    fn stats_sum_final_states() {
+        let mut counters = Counters::default();
+        for state in MessageState::ALL {
+            counters.states[state.index()] = 1 + state.index() as u64;
+        }
+        let stats = counters.stats();
+        assert_eq!(stats.queued, 1);
+        assert_eq!(stats.submitted, 2);
+        assert_eq!(stats.final_states, 3 + 4 + 5 + 6 + 7);
+        assert_eq!(stats.failed, 7);
+    }
+}

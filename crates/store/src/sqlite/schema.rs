@@ -1,0 +1,144 @@
+//! Opening a database file: version check, pragmas, schema, and the initial counts.
+
+use rusqlite::Connection;
+
+use super::{Context, Counters};
+use crate::error::StoreError;
+use crate::types::MessageState;
+
+/// The `PRAGMA user_version` this code writes and reads.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1, exactly as documented at the top of `lib.rs`.
+const SCHEMA_V1: &str = "
+CREATE TABLE messages (
+    id                    INTEGER PRIMARY KEY,
+    key                   TEXT NOT NULL UNIQUE,
+    source                TEXT NOT NULL,
+    destination           TEXT NOT NULL,
+    body                  BLOB NOT NULL,
+    data_coding           INTEGER NOT NULL,
+    state                 TEXT NOT NULL,
+    attempts              INTEGER NOT NULL,
+    provider_message_id   TEXT,
+    site                  TEXT,
+    smsc                  TEXT,
+    submitted_at_ms       INTEGER,
+    submitted_after_event INTEGER,
+    created_at_ms         INTEGER NOT NULL,
+    updated_at_ms         INTEGER NOT NULL
+);
+CREATE INDEX messages_queued ON messages(id) WHERE state = 'Queued';
+CREATE INDEX messages_provider ON messages(provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    detail     TEXT NOT NULL
+);
+CREATE INDEX events_message ON events(message_id);
+
+CREATE TABLE inbound (
+    id                  INTEGER PRIMARY KEY,
+    kind                TEXT NOT NULL,
+    dedupe_key          TEXT NOT NULL UNIQUE,
+    provider_message_id TEXT,
+    message_state       INTEGER,
+    source              TEXT NOT NULL,
+    destination         TEXT NOT NULL,
+    body                BLOB NOT NULL,
+    site                TEXT NOT NULL,
+    smsc                TEXT NOT NULL,
+    received_at_ms      INTEGER NOT NULL,
+    message_id          INTEGER,
+    delivered_at_ms     INTEGER,
+    attempts            INTEGER NOT NULL,
+    next_attempt_at_ms  INTEGER NOT NULL
+);
+CREATE INDEX inbound_pending ON inbound(id, next_attempt_at_ms)
+    WHERE delivered_at_ms IS NULL;
+CREATE INDEX inbound_uncorrelated ON inbound(provider_message_id)
+    WHERE kind = 'Receipt' AND message_id IS NULL;
+";
+
+/// Reads the file's schema version. Reading is the first thing done to a file, so a
+/// file that is not a database is reported here, before anything is written.
+pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context("reading the schema version")
+}
+
+/// Refuses a newer file; creates the schema in a fresh one. Runs before any pragma
+/// that writes, so a refused file is left untouched.
+pub(crate) fn check_and_create(conn: &mut Connection) -> Result<(), StoreError> {
+    match version(conn)? {
+        SCHEMA_VERSION => Ok(()),
+        0 => {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .context("creating the schema")?;
+            // Another process may have created it between our read and our lock.
+            if version(&tx)? == 0 {
+                tx.execute_batch(SCHEMA_V1).context("creating the schema")?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .context("writing the schema version")?;
+            }
+            tx.commit().context("creating the schema")
+        }
+        found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        found => Err(StoreError::Corrupt(format!(
+            "reading the schema version: unknown version {found}"
+        ))),
+    }
+}
+
+/// Counts messages by state and inbound items: once at open; afterwards every
+/// committed transaction moves the counters.
+pub(crate) fn count(conn: &Connection) -> Result<Counters, StoreError> {
+    let mut counters = Counters::default();
+    let mut statement = conn
+        .prepare("SELECT state, COUNT(*) FROM messages GROUP BY state")
+        .context("counting messages")?;
+    let mut rows = statement.query([]).context("counting messages")?;
+    while let Some(row) = rows.next().context("counting messages")? {
+        let text: String = row.get(0).context("counting messages")?;
+        let count: i64 = row.get(1).context("counting messages")?;
+        let state = MessageState::parse(&text).ok_or_else(|| {
+            StoreError::Corrupt(format!("counting messages: unknown state {text:?}"))
+        })?;
+        counters.states[state.index()] = count as u64;
+    }
+    let (total, pending): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE delivered_at_ms IS NULL) FROM inbound",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .context("counting inbound items")?;
+    counters.inbound_total = total as u64;
+    counters.inbound_pending = pending as u64;
+    Ok(counters)
+}
+
+/// The query plan of `sql` on an empty schema, one detail per line.
+#[cfg(test)]
+pub(crate) fn plan(sql: &str) -> String {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+    let details = statement
+        .query_map(rusqlite::params_from_iter(nulls), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    details.join("\n")
+}
