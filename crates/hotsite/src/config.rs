@@ -8,7 +8,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use hotsite_core::Target;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use hotsite_core::{BackoffConfig, Target};
+use hotsite_messaging::dispatcher::DispatcherConfig;
+use hotsite_messaging::policy::AmbiguousPolicy;
+use hotsite_messaging::webhook::WebhookConfig;
+use hotsite_messaging::GatewayConfig;
 use hotsite_smpp::driver::ClientConfig;
 use hotsite_smpp::pdu::BindKind;
 use hotsite_smpp::pool::PoolConfig;
@@ -23,6 +30,63 @@ pub(crate) struct ConfigFile {
     pub(crate) site: SiteSection,
     /// SMPP connections to the aggregator.
     pub(crate) smpp: SmppSection,
+    /// The HTTP API.
+    pub(crate) api: ApiSection,
+    /// The durable store.
+    #[serde(default)]
+    pub(crate) store: StoreSection,
+    /// Where MO and receipts are delivered.
+    pub(crate) webhook: Option<WebhookSection>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiSection {
+    /// `host:port` to listen on.
+    pub(crate) listen: String,
+    /// Bearer tokens accepted.
+    pub(crate) tokens: Vec<String>,
+    /// Sender used when a message names none.
+    #[serde(default = "default_from")]
+    pub(crate) default_from: String,
+}
+
+fn default_from() -> String {
+    "hotsite".to_owned()
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreSection {
+    /// The SQLite file (created if missing).
+    #[serde(default = "default_store_path")]
+    pub(crate) path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("hotsite.db")
+}
+
+/// `[webhook]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookSection {
+    /// The application's URL for MO and receipts.
+    pub(crate) url: String,
+    /// HMAC-SHA256 secret of the signature header (SPEC M15).
+    pub(crate) secret: String,
+    /// Per-request timeout.
+    pub(crate) timeout: Option<String>,
 }
 
 /// `[site]`.
@@ -55,6 +119,10 @@ pub(crate) struct SmppSection {
     /// Seeds the rebind jitter; defaults to a hash of the site name so that
     /// gateways of different sites do not rebind in lockstep.
     pub(crate) seed: Option<u64>,
+    /// What to do with a submit whose outcome is unknown (SPEC M8):
+    /// `resubmit` (default) or `fail`.
+    #[serde(default)]
+    pub(crate) ambiguous: AmbiguousName,
     /// Every SMSC instance of every site of the aggregator (SPEC M4).
     #[serde(default)]
     pub(crate) smsc: Vec<SmscEntry>,
@@ -68,6 +136,16 @@ pub(crate) enum BindName {
     Transceiver,
     Transmitter,
     Receiver,
+}
+
+/// The ambiguous-submit policy, as written in the file.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AmbiguousName {
+    #[default]
+    Resubmit,
+    Hold,
+    Fail,
 }
 
 /// `[[smpp.smsc]]`: one SMSC instance.
@@ -89,6 +167,10 @@ pub(crate) struct Config {
     pub(crate) site: String,
     /// The SMPP client's settings.
     pub(crate) smpp: ClientConfig,
+    /// The gateway's settings.
+    pub(crate) gateway: GatewayConfig,
+    /// The SQLite file.
+    pub(crate) store_path: PathBuf,
 }
 
 /// One problem in a configuration file.
@@ -255,21 +337,101 @@ impl ConfigFile {
             }
             instances.push((Target::new(&entry.site, &entry.name), entry.address.clone()));
         }
+        let ambiguous = match smpp.ambiguous {
+            AmbiguousName::Resubmit => AmbiguousPolicy::Resubmit,
+            AmbiguousName::Fail => AmbiguousPolicy::Fail,
+            AmbiguousName::Hold => {
+                issues.add(
+                    "smpp.ambiguous",
+                    "\"hold\" is not possible over SMPP: a submit without a response has no message id, so no receipt can be matched to it; use \"resubmit\" or \"fail\"",
+                );
+                AmbiguousPolicy::Fail
+            }
+        };
+        let api_listen = match self.api.listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                issues.add(
+                    "api.listen",
+                    format!(
+                        "{:?} is not an address (ip:port, e.g. \"127.0.0.1:28080\")",
+                        self.api.listen
+                    ),
+                );
+                None
+            }
+        };
+        if self.api.tokens.is_empty() || self.api.tokens.iter().any(|t| t.len() < 8) {
+            issues.add(
+                "api.tokens",
+                "list at least one bearer token, each at least 8 characters",
+            );
+        }
+        let mut webhook = None;
+        if let Some(section) = &self.webhook {
+            if !(section.url.starts_with("http://") || section.url.starts_with("https://")) {
+                issues.add(
+                    "webhook.url",
+                    format!("{:?} must be an http:// or https:// URL", section.url),
+                );
+            }
+            if section.secret.len() < 16 {
+                issues.add(
+                    "webhook.secret",
+                    "must be at least 16 characters (it signs every webhook, SPEC M15)",
+                );
+            }
+            let mut timeout = Duration::from_secs(5);
+            if let Some(text) = &section.timeout {
+                match humantime::parse_duration(text) {
+                    Ok(parsed) if !parsed.is_zero() => timeout = parsed,
+                    _ => issues.add(
+                        "webhook.timeout",
+                        format!("{text:?} is not a positive duration such as \"5s\""),
+                    ),
+                }
+            }
+            webhook = Some(WebhookConfig {
+                url: section.url.clone(),
+                secret: section.secret.as_bytes().to_vec(),
+                timeout,
+                backoff: BackoffConfig {
+                    initial: Duration::from_secs(1),
+                    max: Duration::from_secs(300),
+                    multiplier: 2,
+                },
+                concurrency: 16,
+            });
+        }
         if !issues.0.is_empty() {
             return Err(ConfigError(issues.0));
         }
         let seed = smpp
             .seed
             .unwrap_or_else(|| fnv1a(self.site.name.as_bytes()));
+        let smpp = ClientConfig {
+            session,
+            pool,
+            instances,
+            connect_timeout,
+            seed,
+        };
+        let gateway = GatewayConfig {
+            smpp: smpp.clone(),
+            api_listen: api_listen.expect("checked above"),
+            tokens: self.api.tokens,
+            default_from: self.api.default_from,
+            dispatcher: DispatcherConfig {
+                ambiguous,
+                ..DispatcherConfig::default()
+            },
+            webhook,
+        };
         Ok(Config {
             site: self.site.name,
-            smpp: ClientConfig {
-                session,
-                pool,
-                instances,
-                connect_timeout,
-                seed,
-            },
+            smpp,
+            gateway,
+            store_path: self.store.path,
         })
     }
 }

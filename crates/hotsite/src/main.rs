@@ -5,10 +5,12 @@
 //! the exit code (ARCHITECTURE.md).
 
 mod check_config;
+mod client;
 mod clock;
 mod config;
 mod demo;
 mod lab;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,52 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Runs the gateway of one site: HTTP API, durable store, SMPP binds to
+    /// every SMSC of every site, MO/DR webhooks. Stops on SIGINT/SIGTERM.
+    Run {
+        /// Gateway configuration (see examples/hotsite.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Submits one message through a running gateway.
+    Send {
+        /// The gateway's configuration (for its address and a token).
+        #[arg(long, default_value = "hotsite.toml")]
+        config: PathBuf,
+        /// Recipient, e.g. +4917012345678.
+        #[arg(long)]
+        to: String,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        /// Sender (defaults to the gateway's api.default_from).
+        #[arg(long)]
+        from: Option<String>,
+        /// Idempotency key: sending twice with the same key sends once.
+        #[arg(long)]
+        key: Option<String>,
+        /// API base URL, overriding the config (e.g. http://127.0.0.1:28080).
+        #[arg(long)]
+        api: Option<String>,
+        /// Bearer token, overriding the config's first token.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Shows a running gateway's binds, queue depth and recent failovers.
+    Status {
+        /// The gateway's configuration (for its address and a token).
+        #[arg(long, default_value = "hotsite.toml")]
+        config: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        /// API base URL, overriding the config.
+        #[arg(long)]
+        api: Option<String>,
+        /// Bearer token, overriding the config's first token.
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Validates a configuration file (gateway or lab); exits non-zero with
     /// every error, each naming its key.
     CheckConfig {
@@ -58,6 +106,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => return check_config::run(&file),
         Command::Lab { config } => runtime().and_then(|rt| rt.block_on(lab::run(&config))),
+        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run::run(&config))),
+        Command::Send {
+            config,
+            to,
+            text,
+            from,
+            key,
+            api,
+            token,
+        } => client::Endpoint::new(&config, api, token)
+            .and_then(|endpoint| runtime()?.block_on(client::send(endpoint, to, text, from, key))),
+        Command::Status {
+            config,
+            json,
+            api,
+            token,
+        } => client::Endpoint::new(&config, api, token)
+            .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
     };
     match result {

@@ -6,6 +6,10 @@ const GOOD: &str = r#"
 [site]
 name = "a"
 
+[api]
+listen = "127.0.0.1:28080"
+tokens = ["token-123456"]
+
 [smpp]
 system_id = "hotsite"
 password = "secret"
@@ -57,6 +61,10 @@ fn every_problem_is_reported_with_its_key() {
     let text = r#"
 [site]
 name = ""
+
+[api]
+listen = "127.0.0.1:28080"
+tokens = ["token-123456"]
 
 [smpp]
 system_id = "hotsite"
@@ -120,7 +128,7 @@ fn unknown_keys_are_rejected_with_their_line() {
 
 #[test]
 fn missing_smsc_list_is_rejected() {
-    let text = "[site]\nname = \"a\"\n[smpp]\nsystem_id = \"x\"\npassword = \"y\"\n";
+    let text = "[site]\nname = \"a\"\n[api]\nlisten = \"127.0.0.1:1\"\ntokens = [\"token-123456\"]\n[smpp]\nsystem_id = \"x\"\npassword = \"y\"\n";
     assert_eq!(issues(text).len(), 1);
     assert!(issues(text)[0].starts_with("smpp.smsc: "));
 }

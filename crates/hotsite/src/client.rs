@@ -1,0 +1,138 @@
+//! `hotsite send` and `hotsite status`: clients of a running gateway's API.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+/// Where the gateway is and how to authenticate, from its config file.
+pub(crate) struct Endpoint {
+    base: String,
+    token: String,
+}
+
+impl Endpoint {
+    /// From the config, with optional overrides.
+    pub(crate) fn new(
+        config: &Path,
+        api: Option<String>,
+        token: Option<String>,
+    ) -> anyhow::Result<Endpoint> {
+        let text = std::fs::read_to_string(config)
+            .with_context(|| format!("cannot read {}", config.display()))?;
+        let parsed = Config::from_toml_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        let base = api.unwrap_or_else(|| format!("http://{}", parsed.gateway.api_listen));
+        let token = match token.or_else(|| parsed.gateway.tokens.first().cloned()) {
+            Some(token) => token,
+            None => bail!("no token: pass --token or list one in api.tokens"),
+        };
+        Ok(Endpoint { base, token })
+    }
+}
+
+/// Sends one message; prints the gateway's answer.
+pub(crate) async fn send(
+    endpoint: Endpoint,
+    to: String,
+    text: String,
+    from: Option<String>,
+    key: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut body = json!({ "to": to, "text": text });
+    if let Some(from) = from {
+        body["from"] = json!(from);
+    }
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/messages", endpoint.base))
+        .bearer_auth(&endpoint.token)
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {}", endpoint.base))?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .context("the gateway's answer is not JSON")?;
+    if status.is_success() {
+        for message in answer["messages"].as_array().into_iter().flatten() {
+            println!(
+                "{} message {} (key {})",
+                message["status"].as_str().unwrap_or("?"),
+                message["id"],
+                message["key"].as_str().unwrap_or("")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "refused ({status}): {}",
+            serde_json::to_string_pretty(&answer)?
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints binds, queue depth and recent bind events.
+pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<ExitCode> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/status", endpoint.base))
+        .bearer_auth(&endpoint.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {}", endpoint.base))?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .context("the gateway's answer is not JSON")?;
+    if !status.is_success() {
+        eprintln!("refused ({status}): {answer}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("binds:");
+    for bind in answer["binds"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {:<22} {:<8} in flight {:<4} attempts {:<4} {}",
+            bind["smsc"].as_str().unwrap_or("?"),
+            bind["address"].as_str().unwrap_or("?"),
+            bind["health"].as_str().unwrap_or("?"),
+            bind["in_flight"],
+            bind["bind_attempts"],
+            bind["last_failure"]
+                .as_str()
+                .map(|f| format!("last failure: {f}"))
+                .unwrap_or_default()
+        );
+    }
+    let queue = &answer["queue"];
+    println!(
+        "queue: {} queued, {} submitted, {} final, {} failed",
+        queue["queued"], queue["submitted"], queue["final"], queue["failed"]
+    );
+    println!(
+        "inbound: {} pending delivery, {} total",
+        answer["inbound"]["pending"], answer["inbound"]["total"]
+    );
+    println!("recent bind events:");
+    for event in answer["recent_events"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {}",
+            event["at_ms"],
+            event["event"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
