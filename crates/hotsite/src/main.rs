@@ -4,6 +4,7 @@
 //! Only this crate parses arguments, installs the tracing subscriber and picks
 //! the exit code (ARCHITECTURE.md).
 
+mod bench;
 mod check_config;
 mod client;
 mod clock;
@@ -34,6 +35,9 @@ enum Command {
     /// each), hotsite's SMPP client bound to all four, traffic, a site killed and
     /// an SMSC blackholed mid-run, then a report.
     Demo(demo::DemoArgs),
+    /// Measures throughput, latency and memory: hotsite's gateway (and, with
+    /// --target kannel, Kannel) against the simulated aggregator on loopback.
+    Bench(bench::BenchArgs),
     /// Runs the simulated aggregator and prints the addresses it listens on.
     Lab {
         /// Lab configuration (see examples/lab.toml).
@@ -125,6 +129,7 @@ fn main() -> ExitCode {
         } => client::Endpoint::new(&config, api, token)
             .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(code) => code,
