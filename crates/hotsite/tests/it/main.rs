@@ -2,5 +2,7 @@
 //! third-party protocol implementations as peers. One test binary (matklad).
 
 mod cli;
+mod crash;
 mod failover;
+mod gateway;
 mod interop;

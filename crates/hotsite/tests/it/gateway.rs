@@ -1,0 +1,515 @@
+//! The messaging gateway end to end on loopback: HTTP API → durable store →
+//! SMPP binds on every SMSC of every site → the simulated aggregator, and MO/DR
+//! back to a signed webhook receiver.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hotsite_core::{HealthState, Target};
+use hotsite_lab::{Fault, Lab, LabConfig, LabHandle, MoRequest};
+use hotsite_messaging::signing::{verify, SIGNATURE_HEADER};
+use hotsite_messaging::webhook::WebhookConfig;
+use hotsite_messaging::{GatewayConfig, GatewayHandle};
+use hotsite_smpp::driver::ClientConfig;
+use hotsite_smpp::pool::PoolConfig;
+use hotsite_smpp::session::SessionConfig;
+use hotsite_store::{SqliteOptions, SqliteStore};
+use serde_json::{json, Value};
+
+pub(crate) const TOKEN: &str = "test-token-0001";
+const SECRET: &str = "test-webhook-secret-01";
+
+pub(crate) fn lab_config(duplicate: f64, other_site: f64) -> LabConfig {
+    LabConfig::from_toml_str(&format!(
+        r#"
+[lab]
+control = "127.0.0.1:0"
+seed = 11
+[[lab.accounts]]
+system_id = "hotsite"
+password = "secret"
+[lab.receipts]
+delay_ms = 5
+duplicate_probability = {duplicate}
+other_site_probability = {other_site}
+[[lab.sites]]
+name = "a"
+smsc = [{{ name = "a1", listen = "127.0.0.1:0" }}, {{ name = "a2", listen = "127.0.0.1:0" }}]
+[[lab.sites]]
+name = "b"
+smsc = [{{ name = "b1", listen = "127.0.0.1:0" }}, {{ name = "b2", listen = "127.0.0.1:0" }}]
+"#
+    ))
+    .unwrap()
+}
+
+#[allow(clippy::disallowed_methods)] // test clock: measures real loopback time
+fn now() -> Instant {
+    Instant::now()
+}
+
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hotsite-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn smpp_config(lab: &LabHandle) -> ClientConfig {
+    let mut session = SessionConfig::new("hotsite", "secret");
+    session.enquire_link_interval = Duration::from_millis(500);
+    session.dead_peer_timeout = Duration::from_millis(1500);
+    session.response_timeout = Duration::from_secs(1);
+    ClientConfig {
+        session,
+        pool: PoolConfig {
+            rebind_interval: Duration::from_secs(30),
+            rebind_jitter: Duration::from_secs(1),
+        },
+        instances: lab
+            .smsc_addrs()
+            .into_iter()
+            .map(|(t, a)| (t, a.to_string()))
+            .collect(),
+        connect_timeout: Duration::from_secs(1),
+        seed: 5,
+    }
+}
+
+/// The customer's application: checks signatures, counts each id.
+#[derive(Clone, Default)]
+struct App {
+    received: Arc<Mutex<Vec<Value>>>,
+    bad_signatures: Arc<Mutex<u64>>,
+}
+
+impl App {
+    async fn start(&self) -> SocketAddr {
+        let app = self.clone();
+        let router = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let app = app.clone();
+                    async move {
+                        let signature = headers
+                            .get(SIGNATURE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        if !verify(SECRET.as_bytes(), &body, signature) {
+                            *app.bad_signatures.lock().unwrap() += 1;
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        app.received
+                            .lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_i64().unwrap())
+            .collect()
+    }
+}
+
+struct Setup {
+    lab: LabHandle,
+    gateway: GatewayHandle,
+    store: SqliteStore,
+    api: String,
+    app: App,
+    _dir: PathBuf,
+}
+
+async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
+    let dir = temp_dir(name);
+    let lab = Lab::start(lab).await.unwrap();
+    let app = App::default();
+    let app_addr = app.start().await;
+    let store = SqliteStore::open(&dir.join("hotsite.db"), options).unwrap();
+    let config = GatewayConfig {
+        smpp: smpp_config(&lab),
+        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tokens: vec![TOKEN.into()],
+        default_from: "hotsite".into(),
+        dispatcher: Default::default(),
+        webhook: Some(WebhookConfig {
+            url: format!("http://{app_addr}/hook"),
+            secret: SECRET.as_bytes().to_vec(),
+            timeout: Duration::from_secs(2),
+            backoff: Default::default(),
+            concurrency: 16,
+        }),
+    };
+    let gateway = hotsite_messaging::start(config, store.clone())
+        .await
+        .unwrap();
+    let api = format!("http://{}", gateway.api_addr());
+    let setup = Setup {
+        lab,
+        gateway,
+        store,
+        api,
+        app,
+        _dir: dir,
+    };
+    wait_until(Duration::from_secs(5), "all four bound", || {
+        setup
+            .gateway
+            .client()
+            .status()
+            .iter()
+            .all(|b| b.pool.health == HealthState::Up)
+    })
+    .await;
+    setup
+}
+
+async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+pub(crate) fn batch(range: std::ops::Range<u64>) -> Value {
+    json!({ "messages": range.map(|i| json!({ "id": format!("m-{i}"), "to": format!("+4917{i:08}"), "text": format!("gateway test #{i}") })).collect::<Vec<_>>() })
+}
+
+/// Posts until 202 (the same keys every time: SPEC M8 makes that safe).
+pub(crate) async fn post_until_accepted(http: &reqwest::Client, api: &str, body: &Value) {
+    for _ in 0..200 {
+        if let Ok(response) = http
+            .post(format!("{api}/v1/messages"))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+        {
+            if response.status() == 202 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the API never accepted the batch");
+}
+
+/// Per message index, how many times it reached a handset.
+pub(crate) fn handsets(lab: &LabHandle) -> HashMap<u64, u64> {
+    let mut seen = HashMap::new();
+    for message in lab.handset_log() {
+        if let Some(index) = message
+            .text
+            .strip_prefix("gateway test #")
+            .and_then(|n| n.parse().ok())
+        {
+            *seen.entry(index).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// SPEC M1, M4, M7, M8, M9: a whole site dies during a 10,000-message run, and an
+/// SMSC of the other site is blackholed: every message reaches a handset once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_death_during_10k_run_loses_and_duplicates_nothing() {
+    let s = setup("site-death", lab_config(0.0, 0.0), SqliteOptions::default()).await;
+    let http = reqwest::Client::new();
+    for first in (0..10_000).step_by(500) {
+        post_until_accepted(&http, &s.api, &batch(first..first + 500)).await;
+        if first == 3_000 {
+            s.lab
+                .set_fault(&Target::new("a", "a1"), Fault::Die)
+                .unwrap();
+            s.lab
+                .set_fault(&Target::new("a", "a2"), Fault::Die)
+                .unwrap();
+        }
+        if first == 6_000 {
+            s.lab
+                .set_fault(&Target::new("b", "b1"), Fault::Blackhole)
+                .unwrap();
+        }
+    }
+    wait_until(Duration::from_secs(30), "10,000 at the handsets", || {
+        s.lab.stats().totals.unique >= 10_000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = handsets(&s.lab);
+    assert_eq!(seen.len(), 10_000, "lost: {}", 10_000 - seen.len());
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a message reached a handset twice"
+    );
+    let stats = s.store.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.failed), (0, 0));
+    let status = s.gateway.client().status();
+    let down: Vec<String> = status
+        .iter()
+        .filter(|b| b.pool.health == HealthState::Down)
+        .map(|b| b.pool.target.to_string())
+        .collect();
+    assert_eq!(down, ["a/a1", "a/a2", "b/b1"]);
+    s.gateway.shutdown().await;
+}
+
+/// SPEC M4, M7: a blackholed SMSC (TCP up, nothing answered) is routed around
+/// within its dead-peer timeout; its in-flight messages go out elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_smsc_is_routed_around_within_the_dead_peer_timeout() {
+    let s = setup("blackhole", lab_config(0.0, 0.0), SqliteOptions::default()).await;
+    let http = reqwest::Client::new();
+    let b2 = Target::new("b", "b2");
+    s.lab.set_fault(&b2, Fault::Blackhole).unwrap();
+    let out = wait_until(Duration::from_secs(3), "b2 out of service", || {
+        s.gateway
+            .client()
+            .status()
+            .iter()
+            .any(|b| b.pool.target == b2 && b.pool.health == HealthState::Down)
+    });
+    post_until_accepted(&http, &s.api, &batch(0..300)).await;
+    let out = out.await;
+    assert!(out <= Duration::from_millis(1500 + 700), "took {out:?}");
+    wait_until(Duration::from_secs(10), "300 delivered", || {
+        s.lab.stats().totals.unique >= 300
+    })
+    .await;
+    let seen = handsets(&s.lab);
+    assert_eq!(seen.len(), 300);
+    assert!(seen.values().all(|&n| n == 1));
+    s.gateway.shutdown().await;
+}
+
+/// SPEC M1, M6, M13, M8, M15: every receipt comes back through the other site and
+/// twice; each message still gets its final state once, every receipt is in its
+/// history, and the application gets each receipt once, signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_through_the_other_site_and_twice_reach_the_app_once() {
+    let s = setup("receipts", lab_config(1.0, 1.0), SqliteOptions::default()).await;
+    let http = reqwest::Client::new();
+    post_until_accepted(&http, &s.api, &batch(0..200)).await;
+    wait_until(Duration::from_secs(10), "200 receipts at the app", || {
+        s.app.ids().len() >= 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = s.app.ids();
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!((ids.len(), unique.len()), (200, 200), "each receipt once");
+    assert_eq!(*s.app.bad_signatures.lock().unwrap(), 0);
+    let received = s.app.received.lock().unwrap().clone();
+    assert!(received
+        .iter()
+        .all(|r| r["type"] == "receipt" && r["state"] == 2 && r["message_id"].is_i64()));
+    // The receipt came through the other site than the submit.
+    let response: Value = http
+        .get(format!("{}/v1/messages/1", s.api))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["state"], "Delivered");
+    let receipt_site = response["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "receipt")
+        .unwrap()["detail"]
+        .clone();
+    assert!(
+        !receipt_site
+            .as_str()
+            .unwrap()
+            .contains(&format!("site={} ", response["site"].as_str().unwrap())),
+        "{response}"
+    );
+    let stats = s.store.stats().await.unwrap();
+    assert_eq!(stats.inbound_total, 200, "repeats stored once (SPEC M8)");
+    s.gateway.shutdown().await;
+}
+
+/// SPEC M1, M6, M8: an MO delivered through several binds reaches the app once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_through_several_binds_reaches_the_app_once() {
+    let s = setup("mo", lab_config(0.0, 0.0), SqliteOptions::default()).await;
+    for site in ["a", "b", "a"] {
+        s.lab
+            .send_mo(MoRequest {
+                from: "4917099999".into(),
+                to: "hotsite".into(),
+                text: "STOP".into(),
+                site: Some(site.into()),
+                system_id: None,
+            })
+            .unwrap();
+    }
+    wait_until(Duration::from_secs(5), "MO at the app", || {
+        !s.app.ids().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = s.app.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        (received[0]["type"].as_str(), received[0]["text"].as_str()),
+        (Some("mo"), Some("STOP"))
+    );
+    assert_eq!(
+        s.lab.stats().totals.mo_acked,
+        3,
+        "every copy was acknowledged after it was stored"
+    );
+    s.gateway.shutdown().await;
+}
+
+/// Invariant 3, SPEC M8: bad input gets a clear 4xx and stores nothing; a repeated
+/// idempotency key is accepted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let s = setup("bad-input", lab_config(0.0, 0.0), SqliteOptions::default()).await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, token: Option<&str>| {
+        let mut request = http.post(format!("{}/v1/messages", s.api)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let response = post(json!({ "to": "1", "text": "x" }), None).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = post(json!({ "to": "1", "text": "x" }), Some("wrong-token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = post(json!({ "messages": [{ "to": "+4917000", "text": "fine" }, { "to": "not a number", "text": "" }] }), Some(TOKEN)).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let errors: Value = response.json().await.unwrap();
+    let fields: Vec<(i64, &str)> = errors["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(fields, [(1, "to"), (1, "text")]);
+    let response = post(
+        json!({ "to": "+4917000", "text": "x", "encoding": "klingon" }),
+        Some(TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 400);
+    let raw = http
+        .post(format!("{}/v1/messages", s.api))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let stats = s.store.stats().await.unwrap();
+    assert_eq!(
+        stats.queued + stats.submitted + stats.final_states + stats.failed,
+        0,
+        "nothing stored"
+    );
+
+    let once = json!({ "id": "order-1", "to": "+4917000", "text": "once" });
+    let first: Value = post(once.clone(), Some(TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second: Value = post(once, Some(TOKEN)).await.unwrap().json().await.unwrap();
+    assert_eq!(first["messages"][0]["status"], "accepted");
+    assert_eq!(second["messages"][0]["status"], "duplicate");
+    assert_eq!(first["messages"][0]["id"], second["messages"][0]["id"]);
+    wait_until(Duration::from_secs(5), "delivered", || {
+        s.lab.stats().totals.unique >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.lab.stats().totals.unique, 1);
+    let missing = http
+        .get(format!("{}/v1/messages/999999", s.api))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    s.gateway.shutdown().await;
+}
+
+/// Invariant 1: a full store refuses new work with a clear error (507) and keeps
+/// and delivers everything it accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_store_refuses_new_work_and_keeps_what_it_accepted() {
+    let options = SqliteOptions {
+        max_page_count: Some(64),
+        ..SqliteOptions::default()
+    };
+    let s = setup("full", lab_config(0.0, 0.0), options).await;
+    let http = reqwest::Client::new();
+    let mut accepted = 0u64;
+    let mut refused = None;
+    for first in (0..100_000u64).step_by(100) {
+        let response = http
+            .post(format!("{}/v1/messages", s.api))
+            .bearer_auth(TOKEN)
+            .json(&batch(first..first + 100))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => accepted += 100,
+            507 => {
+                refused = Some(response.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let refused = refused.expect("the store filled up");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("storage is full"),
+        "{refused}"
+    );
+    assert!(accepted > 0);
+    wait_until(
+        Duration::from_secs(20),
+        "every accepted message delivered",
+        || s.lab.stats().totals.unique >= accepted,
+    )
+    .await;
+    let seen = handsets(&s.lab);
+    assert_eq!(seen.len() as u64, accepted);
+    assert!((0..accepted).all(|i| seen.get(&i) == Some(&1)));
+    s.gateway.shutdown().await;
+}
