@@ -186,3 +186,96 @@ async fn demo_reports_nothing_lost_nothing_duplicated() {
         assert!(failover["rebound_after_s"].as_f64().is_some(), "{failover}");
     }
 }
+
+/// `hotsite run`, `send` and `status` as a user runs them: a message sent twice
+/// with one key is accepted once (SPEC M8) and delivered; status shows the binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_send_and_status_work_together() {
+    use crate::crash::{config, free_port, spawn};
+    let dir = crate::gateway::temp_dir("cli-run");
+    let lab = hotsite_lab::Lab::start(crate::gateway::lab_config(0.0, 0.0))
+        .await
+        .unwrap();
+    let port = free_port();
+    let config_path = dir.join("hotsite.toml");
+    std::fs::write(&config_path, config(&lab, port, &dir.join("hotsite.db"))).unwrap();
+    let mut gateway = spawn(&config_path);
+    let http = reqwest::Client::new();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(response) = http
+            .get(format!("http://127.0.0.1:{port}/v1/health"))
+            .send()
+            .await
+        {
+            if response.status() == 200
+                && response.json::<serde_json::Value>().await.unwrap()["binds_up"] == 4
+            {
+                healthy = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the gateway came up with four binds");
+    let send = || {
+        hotsite()
+            .arg("send")
+            .arg("--config")
+            .arg(&config_path)
+            .args([
+                "--to",
+                "+4917012345678",
+                "--text",
+                "from the cli",
+                "--key",
+                "cli-1",
+            ])
+            .output()
+    };
+    let first = send().await.unwrap();
+    let second = send().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&first.stdout).starts_with("accepted message 1"),
+        "{first:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stdout).starts_with("duplicate message 1"),
+        "{second:?}"
+    );
+    let bad = hotsite()
+        .arg("send")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--to", "nope", "--text", "x"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("\"field\": \"to\""),
+        "{bad:?}"
+    );
+    let status = hotsite()
+        .arg("status")
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    for smsc in ["a/a1", "a/a2", "b/b1", "b/b2"] {
+        assert!(text.contains(smsc), "{text}");
+    }
+    for _ in 0..50 {
+        if lab.stats().totals.unique == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lab.stats().totals.unique, 1);
+    gateway.start_kill().unwrap();
+    let _ = gateway.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,7 @@ const BATCHES: u64 = 20;
 const PER_BATCH: u64 = 500;
 const KILLS: usize = 5;
 
-fn config(lab: &LabHandle, api_port: u16, store: &std::path::Path) -> String {
+pub(crate) fn config(lab: &LabHandle, api_port: u16, store: &std::path::Path) -> String {
     let mut text = format!(
         r#"
 [site]
@@ -43,7 +43,7 @@ response_timeout = "1s"
     text
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,7 +51,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(config: &std::path::Path) -> Child {
+pub(crate) fn spawn(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hotsite"))
         .arg("run")
         .arg("--config")
