@@ -1,11 +1,957 @@
-//! `hotsite bench`: placeholder being written; see the bench issue notes.
+//! `hotsite bench`: throughput, latency and memory of hotsite's messaging
+//! gateway, and of Kannel, against the same simulated aggregator
+//! (`hotsite-lab`) on the same machine in the same run.
+//!
+//! - The gateway runs as a child process (`<this exe> run --config`), its
+//!   SQLite store (fsync on) in a work directory on disk; Kannel's bearerbox
+//!   and smsbox run as child processes with a copy of the peers' config. Both
+//!   are stopped by PID.
+//! - The lab and the HTTP load driver run in this process. Every message has a
+//!   unique destination, so arrivals at the lab are matched per message.
+//! - Throughput = distinct messages at the lab / (last distinct submit_sm at
+//!   the lab − first HTTP request). Lost = accepted − distinct at the lab after
+//!   settling; duplicates = repeated submits of an arrived message.
+//!
+//! Everything is bounded: message counts, per-phase time limits, per-request
+//! timeouts; children are killed if the bench stops early.
 
+mod analysis;
+mod driver;
+mod procs;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hotsite_lab::{Fault, Lab, LabConfig, LabHandle};
+use serde::Serialize;
+use serde_json::json;
+
+use analysis::{arrivals, latencies, quantile, settle, Progress};
+use driver::{drive, Api, Load};
+use procs::{CpuMeter, CpuUse, Gateway, GatewaySettings, Kannel, WorkDir, KANNEL_INSTALL, TOKEN};
+
+/// Now, on the process's monotonic clock (tokio's, like the lab's).
+#[allow(clippy::disallowed_methods)] // the bench's one clock read: it measures time
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Which products to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Product {
+    Hotsite,
+    Kannel,
+    Both,
+}
+
+/// Which hotsite APIs to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// `{"messages": [...]}` of --batch messages per request.
+    Batch,
+    /// One message per request.
+    Single,
+    /// Both.
+    All,
+    /// No throughput runs (only --latency / --backlog).
+    None,
+}
+
+/// Which lab layouts hotsite is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Layout {
+    /// 2 sites × 2 SMSC instances; hotsite binds to all four.
+    Four,
+    /// One SMSC instance, like Kannel's.
+    One,
+    /// Both.
+    Both,
+}
 
 /// Options of `hotsite bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {}
+pub(crate) struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    target: Product,
+    /// hotsite throughput runs: batch API, one message per request, or both.
+    #[arg(long, value_enum, default_value = "all")]
+    mode: Mode,
+    /// Lab layout(s) for hotsite's throughput runs (Kannel always gets one SMSC).
+    #[arg(long, value_enum, default_value = "both")]
+    smsc: Layout,
+    /// Messages per run [default: 200000 batch, 50000 single and Kannel].
+    #[arg(long)]
+    messages: Option<u64>,
+    /// HTTP keep-alive connections of the load driver.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Messages per request with the batch API (at most 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
+    /// hotsite's SMPP window per bind (Kannel's config uses 10).
+    #[arg(long, default_value_t = 10)]
+    window: usize,
+    /// Also run a paced batch-API run at half the measured peak (4 SMSCs) and
+    /// report accept→submit_sm latency percentiles.
+    #[arg(long)]
+    latency: bool,
+    /// Pace of the latency run in msg/s, instead of half the measured peak.
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    /// Length of the latency run in seconds.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Memory run: push this many messages while the lab rejects binds, sample
+    /// the gateway's RSS, then let it drain (e.g. 1000000).
+    #[arg(long)]
+    backlog: Option<u64>,
+    /// Time limit of each phase (sending, settling, draining), in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Where the work directory (stores, configs, logs) goes; must be on disk,
+    /// not tmpfs [default: the system temp dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Kannel config to copy and adapt.
+    #[arg(long, default_value = "/work/shared/peers/kannel/kannel.conf")]
+    kannel_config: PathBuf,
+    /// Print the results as JSON on stdout instead of tables.
+    #[arg(long)]
+    json: bool,
+}
 
-pub(crate) async fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("hotsite bench is not built yet")
+/// One throughput run.
+#[derive(Debug, Clone, Serialize)]
+struct RunReport {
+    product: &'static str,
+    api: &'static str,
+    smsc_instances: usize,
+    connections: usize,
+    per_request: u64,
+    window: usize,
+    messages: u64,
+    accepted: u64,
+    rejected: u64,
+    errors: u64,
+    unique_at_lab: u64,
+    lost: i64,
+    duplicates: u64,
+    all_arrived: bool,
+    http_seconds: f64,
+    http_rate: f64,
+    seconds: f64,
+    throughput: f64,
+    /// Peak RSS of the gateway (Kannel: bearerbox + smsbox), MiB.
+    peak_rss_mib: f64,
+    /// CPU cores used from the first request until settled: the product
+    /// (gateway, or bearerbox + smsbox), this process (lab + driver), and the
+    /// rest of the machine (anything else running: noise).
+    cpu_cores: CpuUse,
+    first_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LatencyReport {
+    rate: f64,
+    per_request: u64,
+    messages: u64,
+    accepted: u64,
+    unique_at_lab: u64,
+    achieved_throughput: f64,
+    /// Microseconds, 202 at the driver → submit_sm at the lab.
+    accept_to_submit_us: Percentiles,
+    /// Microseconds, request written → submit_sm at the lab.
+    request_to_submit_us: Percentiles,
+    submits_before_202: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Percentiles {
+    min: i64,
+    p50: i64,
+    p90: i64,
+    p99: i64,
+    max: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct MemorySample {
+    t_s: f64,
+    phase: &'static str,
+    accepted: u64,
+    at_lab: u64,
+    rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct BacklogReport {
+    messages: u64,
+    accepted: u64,
+    push_seconds: f64,
+    push_rate: f64,
+    rss_at_queued: Vec<(u64, f64)>,
+    drain_rss_mib_min: f64,
+    drain_rss_mib_max: f64,
+    rss_at_drained: Vec<(u64, f64)>,
+    unique_at_lab: u64,
+    lost: i64,
+    duplicates: u64,
+    drain_seconds: f64,
+    drain_throughput: f64,
+    store_bytes: u64,
+    samples: Vec<MemorySample>,
+}
+
+struct Ctx {
+    args: BenchArgs,
+    work: WorkDir,
+    limit: Duration,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        result = bench(args) => result,
+        signal = tokio::signal::ctrl_c() => {
+            signal?;
+            // Dropping `bench` kills its children and removes the work directory.
+            anyhow::bail!("interrupted");
+        }
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let work = WorkDir::create(args.dir.as_deref())?;
+    if let Some(kind) = procs::fs_type(work.path()) {
+        if kind == "tmpfs" || kind == "ramfs" {
+            eprintln!(
+                "warning: {} is on {kind}: fsync costs nothing there; use --dir on a disk",
+                work.path().display()
+            );
+        }
+    }
+    let limit = Duration::from_secs(args.timeout.max(1));
+    let ctx = Ctx { args, work, limit };
+    let args = &ctx.args;
+    let mut runs: Vec<RunReport> = Vec::new();
+    let mut latency = None;
+    let mut backlog = None;
+    let mut notes: Vec<String> = Vec::new();
+
+    if matches!(args.target, Product::Hotsite | Product::Both) {
+        let layouts: &[usize] = match args.smsc {
+            Layout::Four => &[4],
+            Layout::One => &[1],
+            Layout::Both => &[4, 1],
+        };
+        let apis: Vec<Api> = match args.mode {
+            Mode::Batch => vec![Api::Batch(args.batch as usize)],
+            Mode::Single => vec![Api::Single],
+            Mode::All => vec![Api::Batch(args.batch as usize), Api::Single],
+            Mode::None => vec![],
+        };
+        for &instances in layouts {
+            for &api in &apis {
+                let messages = args.messages.unwrap_or(match api {
+                    Api::Batch(_) => 200_000,
+                    _ => 50_000,
+                });
+                let report = hotsite_run(&ctx, instances, api, messages, None)
+                    .await
+                    .with_context(|| format!("hotsite {} run, {instances} SMSC", api.label()))?;
+                print_run_line(&report);
+                runs.push(report.0);
+            }
+        }
+        if args.latency {
+            let rate = match args.latency_rate {
+                Some(rate) => rate,
+                None => {
+                    let peak = match runs.iter().find(|r| {
+                        r.product == "hotsite" && r.api == "batch" && r.smsc_instances == 4
+                    }) {
+                        Some(run) => run.throughput,
+                        None => {
+                            let messages = args.messages.unwrap_or(200_000);
+                            let report = hotsite_run(
+                                &ctx,
+                                4,
+                                Api::Batch(args.batch as usize),
+                                messages,
+                                None,
+                            )
+                            .await
+                            .context("hotsite batch run for the latency pace")?;
+                            print_run_line(&report);
+                            runs.push(report.0.clone());
+                            report.0.throughput
+                        }
+                    };
+                    peak / 2.0
+                }
+            };
+            latency = Some(latency_run(&ctx, rate).await.context("latency run")?);
+        }
+        if let Some(messages) = args.backlog {
+            backlog = Some(backlog_run(&ctx, messages).await.context("backlog run")?);
+        }
+    }
+
+    if matches!(args.target, Product::Kannel | Product::Both) {
+        match procs::kannel_binaries() {
+            None => {
+                let note = format!(
+                    "Kannel is not installed (no bearerbox/smsbox in PATH or /usr/sbin): skipped. Install it with:\n  {KANNEL_INSTALL}"
+                );
+                eprintln!("{note}");
+                notes.push(note);
+            }
+            Some(binaries) => {
+                let messages = args.messages.unwrap_or(50_000);
+                let report = kannel_run(&ctx, &binaries, messages)
+                    .await
+                    .context("Kannel run")?;
+                print_run_line(&(report.clone(), ()));
+                runs.push(report);
+            }
+        }
+    }
+
+    let ratios = ratios(&runs);
+    if args.json {
+        let out = json!({
+            "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+            "work_dir_fs": procs::fs_type(ctx.work.path()),
+            "runs": runs,
+            "ratios": ratios,
+            "latency": latency,
+            "backlog": backlog,
+            "notes": notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!(
+            "{}",
+            render(&runs, &ratios, latency.as_ref(), backlog.as_ref(), &notes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lab_config(instances: usize) -> anyhow::Result<LabConfig> {
+    let mut text = String::from(
+        "[lab]\ncontrol = \"127.0.0.1:0\"\nseed = 1\n\n[[lab.accounts]]\nsystem_id = \"hotsite\"\npassword = \"secret\"\n\n[[lab.accounts]]\nsystem_id = \"kannel\"\npassword = \"pass\"\n",
+    );
+    let sites: &[(&str, &[&str])] = if instances == 1 {
+        &[("a", &["a1"])]
+    } else {
+        &[("a", &["a1", "a2"]), ("b", &["b1", "b2"])]
+    };
+    for (site, names) in sites {
+        let _ = write!(text, "\n[[lab.sites]]\nname = \"{site}\"\n");
+        for name in *names {
+            let _ = write!(
+                text,
+                "[[lab.sites.smsc]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\n"
+            );
+        }
+    }
+    Ok(LabConfig::from_toml_str(&text)?)
+}
+
+async fn start_lab(instances: usize) -> anyhow::Result<Arc<LabHandle>> {
+    Ok(Arc::new(Lab::start(lab_config(instances)?).await?))
+}
+
+async fn stop_lab(lab: Arc<LabHandle>) {
+    if let Ok(lab) = Arc::try_unwrap(lab) {
+        lab.shutdown().await;
+    }
+}
+
+fn secs(from: Instant, to: Option<Instant>) -> f64 {
+    to.map_or(0.0, |to| to.saturating_duration_since(from).as_secs_f64())
+}
+
+fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn mib(kb: Option<u64>) -> f64 {
+    kb.unwrap_or(0) as f64 / 1024.0
+}
+
+/// One hotsite throughput run (or, with `pace`, a paced run); returns the
+/// report and what the latency run needs.
+async fn hotsite_run(
+    ctx: &Ctx,
+    instances: usize,
+    api: Api,
+    messages: u64,
+    pace: Option<f64>,
+) -> anyhow::Result<(RunReport, Option<(driver::Driven, analysis::Arrivals)>)> {
+    let args = &ctx.args;
+    let label = format!(
+        "hotsite {} {instances} SMSC{}",
+        api.label(),
+        if pace.is_some() { " paced" } else { "" }
+    );
+    let lab = start_lab(instances).await?;
+    let dir = ctx
+        .work
+        .sub(&format!("hotsite-{}-{instances}", api.label()))?;
+    let mut gateway = Gateway::start(
+        &dir,
+        &lab.smsc_addrs(),
+        &GatewaySettings {
+            window: args.window,
+        },
+    )
+    .await?;
+    gateway
+        .wait_binds(instances, Duration::from_secs(20))
+        .await?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(label, messages, Arc::clone(&accepted), Arc::clone(&lab));
+    let cpu = CpuMeter::start(&[gateway.proc.pid()]);
+    let driven = drive(Load {
+        api,
+        base: gateway.api.clone(),
+        token: TOKEN.to_owned(),
+        total: messages,
+        connections: args.connections,
+        rate: pace,
+        limit: ctx.limit,
+        accepted,
+    })
+    .await;
+    let driven = match driven {
+        Ok(driven) => driven,
+        Err(error) => {
+            progress.stop();
+            return Err(error);
+        }
+    };
+    let all_arrived = settle(&lab, driven.accepted, ctx.limit).await;
+    let cpu_cores = cpu.finish();
+    progress.stop();
+    let arrived = arrivals(&lab, messages);
+    let peak = procs::proc_kb(gateway.proc.pid(), "VmHWM");
+    gateway.stop().await;
+    stop_lab(lab).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let seconds = secs(driven.t0, arrived.last);
+    let http_seconds = secs(driven.t0, driven.last_accept);
+    let report = RunReport {
+        product: "hotsite",
+        api: api.label(),
+        smsc_instances: instances,
+        connections: args.connections,
+        per_request: match api {
+            Api::Batch(size) => size as u64,
+            _ => 1,
+        },
+        window: args.window,
+        messages,
+        accepted: driven.accepted,
+        rejected: driven.rejected,
+        errors: driven.errors,
+        unique_at_lab: arrived.unique,
+        lost: driven.accepted as i64 - arrived.unique as i64,
+        duplicates: arrived.duplicates,
+        all_arrived,
+        http_seconds,
+        http_rate: rate(driven.accepted, http_seconds),
+        seconds,
+        throughput: rate(arrived.unique, seconds),
+        peak_rss_mib: mib(peak),
+        cpu_cores,
+        first_failure: driven.first_failure.clone(),
+    };
+    Ok((report, Some((driven, arrived))))
+}
+
+async fn latency_run(ctx: &Ctx, rate_per_s: f64) -> anyhow::Result<LatencyReport> {
+    anyhow::ensure!(
+        rate_per_s >= 1.0,
+        "latency pace {rate_per_s} msg/s is too low"
+    );
+    let messages = ((rate_per_s * ctx.args.latency_seconds as f64) as u64).max(1);
+    // A request every ~10 ms, so a message waits little for its batch-mates.
+    let per_request = ((rate_per_s / 100.0) as u64).clamp(1, ctx.args.batch);
+    let (report, detail) = hotsite_run(
+        ctx,
+        4,
+        Api::Batch(per_request as usize),
+        messages,
+        Some(rate_per_s),
+    )
+    .await?;
+    let (driven, arrived) = detail.context("no detail")?;
+    let lat = latencies(&driven, &arrived);
+    let percentiles = |v: &[i64]| Percentiles {
+        min: v.first().copied().unwrap_or(0),
+        p50: quantile(v, 0.50).unwrap_or(0),
+        p90: quantile(v, 0.90).unwrap_or(0),
+        p99: quantile(v, 0.99).unwrap_or(0),
+        max: v.last().copied().unwrap_or(0),
+    };
+    let latency = LatencyReport {
+        rate: rate_per_s,
+        per_request,
+        messages,
+        accepted: report.accepted,
+        unique_at_lab: report.unique_at_lab,
+        achieved_throughput: report.throughput,
+        accept_to_submit_us: percentiles(&lat.from_accept),
+        request_to_submit_us: percentiles(&lat.from_request),
+        submits_before_202: lat.from_accept.iter().filter(|&&l| l < 0).count() as u64,
+    };
+    eprintln!(
+        "latency at {:.0} msg/s: accept→submit_sm p50 {:.1} ms, p99 {:.1} ms",
+        rate_per_s,
+        latency.accept_to_submit_us.p50 as f64 / 1000.0,
+        latency.accept_to_submit_us.p99 as f64 / 1000.0
+    );
+    Ok(latency)
+}
+
+async fn backlog_run(ctx: &Ctx, messages: u64) -> anyhow::Result<BacklogReport> {
+    let args = &ctx.args;
+    let lab = start_lab(4).await?;
+    let targets: Vec<_> = lab.smsc_addrs().into_iter().map(|(t, _)| t).collect();
+    for target in &targets {
+        lab.set_fault(target, Fault::RejectBinds)?;
+    }
+    let dir = ctx.work.sub("hotsite-backlog")?;
+    let gateway = Gateway::start(
+        &dir,
+        &lab.smsc_addrs(),
+        &GatewaySettings {
+            window: args.window,
+        },
+    )
+    .await?;
+    let pid = gateway.proc.pid();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let phase = Arc::new(AtomicU64::new(0)); // 0 push, 1 wait, 2 drain
+    let start = clock();
+    let sampler = {
+        let accepted = Arc::clone(&accepted);
+        let phase = Arc::clone(&phase);
+        let lab = Arc::clone(&lab);
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            // Bounded by the caller's abort; one sample per 0.5 s.
+            loop {
+                samples.push(MemorySample {
+                    t_s: clock().duration_since(start).as_secs_f64(),
+                    phase: match phase.load(Ordering::Relaxed) {
+                        0 => "push",
+                        1 => "wait_bind",
+                        _ => "drain",
+                    },
+                    accepted: accepted.load(Ordering::Relaxed),
+                    at_lab: lab.stats().totals.unique,
+                    rss_mib: mib(procs::proc_kb(pid, "VmRSS")),
+                });
+                if phase.load(Ordering::Relaxed) >= 3 {
+                    return samples;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let progress = Progress::start(
+        "backlog push (binds rejected)".to_owned(),
+        messages,
+        Arc::clone(&accepted),
+        Arc::clone(&lab),
+    );
+    let driven = drive(Load {
+        api: Api::Batch(args.batch as usize),
+        base: gateway.api.clone(),
+        token: TOKEN.to_owned(),
+        total: messages,
+        connections: args.connections,
+        rate: None,
+        limit: ctx.limit,
+        accepted: Arc::clone(&accepted),
+    })
+    .await;
+    progress.stop();
+    let driven = driven?;
+    let push_seconds = secs(driven.t0, driven.last_accept);
+    // A few quiet samples with the whole backlog queued.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    phase.store(1, Ordering::Relaxed);
+    for target in &targets {
+        lab.set_fault(target, Fault::Recover)?;
+    }
+    eprintln!(
+        "backlog of {} queued in {push_seconds:.1} s; lab recovered, waiting for the gateway's next bind attempt (rebind_interval 30 s) and the drain",
+        driven.accepted
+    );
+    let progress = Progress::start(
+        "backlog drain".to_owned(),
+        messages,
+        Arc::clone(&accepted),
+        Arc::clone(&lab),
+    );
+    // The drain starts with the first bind, up to rebind_interval + jitter later.
+    let drain_deadline = clock() + ctx.limit + Duration::from_secs(40);
+    while clock() < drain_deadline && lab.stats().totals.unique == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    phase.store(2, Ordering::Relaxed);
+    let all_arrived = settle(&lab, driven.accepted, ctx.limit).await;
+    progress.stop();
+    phase.store(3, Ordering::Relaxed);
+    let samples = sampler.await?;
+    let arrived = arrivals(&lab, messages);
+    let store_bytes = ["hotsite.db", "hotsite.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    gateway.stop().await;
+    stop_lab(lab).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !all_arrived {
+        eprintln!("warning: the backlog did not drain completely within the limit");
+    }
+    let at_queued = (0..=4)
+        .map(|q| {
+            let mark = messages * q / 4;
+            let rss = samples
+                .iter()
+                .find(|s| s.phase == "push" && s.accepted >= mark)
+                .or_else(|| samples.iter().rev().find(|s| s.phase == "push"))
+                .map_or(0.0, |s| s.rss_mib);
+            (mark, rss)
+        })
+        .collect();
+    let drain: Vec<&MemorySample> = samples.iter().filter(|s| s.phase == "drain").collect();
+    let at_drained = (0..=4)
+        .filter_map(|q| {
+            let mark = driven.accepted * q / 4;
+            drain
+                .iter()
+                .find(|s| s.at_lab >= mark)
+                .map(|s| (mark, s.rss_mib))
+        })
+        .collect();
+    let drain_seconds = match (arrived.first, arrived.last) {
+        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(BacklogReport {
+        messages,
+        accepted: driven.accepted,
+        push_seconds,
+        push_rate: rate(driven.accepted, push_seconds),
+        rss_at_queued: at_queued,
+        drain_rss_mib_min: drain
+            .iter()
+            .map(|s| s.rss_mib)
+            .fold(f64::INFINITY, f64::min),
+        drain_rss_mib_max: drain.iter().map(|s| s.rss_mib).fold(0.0, f64::max),
+        rss_at_drained: at_drained,
+        unique_at_lab: arrived.unique,
+        lost: driven.accepted as i64 - arrived.unique as i64,
+        duplicates: arrived.duplicates,
+        drain_seconds,
+        drain_throughput: rate(arrived.unique, drain_seconds),
+        store_bytes,
+        samples,
+    })
+}
+
+async fn kannel_run(
+    ctx: &Ctx,
+    binaries: &(PathBuf, PathBuf),
+    messages: u64,
+) -> anyhow::Result<RunReport> {
+    let args = &ctx.args;
+    let (template, source) = procs::kannel_template(&ctx.args.kannel_config);
+    eprintln!("Kannel config: {source} (copied and adapted in the work directory)");
+    let lab = start_lab(1).await?;
+    let (_, smsc_addr) = lab.smsc_addrs()[0].clone();
+    let dir = ctx.work.sub("kannel")?;
+    let kannel = Kannel::start(&dir, &template, smsc_addr, binaries).await?;
+    // Bound within reconnect-delay; wait for it.
+    let deadline = clock() + Duration::from_secs(20);
+    while lab.stats().smsc[0].bound_sessions == 0 {
+        if clock() > deadline {
+            let log = procs::tail(&kannel.dir.join("run/bearerbox.log"), 20);
+            kannel.stop().await;
+            anyhow::bail!("Kannel did not bind to the lab within 20 s:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accepted = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(
+        "Kannel sendsms 1 SMSC".to_owned(),
+        messages,
+        Arc::clone(&accepted),
+        Arc::clone(&lab),
+    );
+    let cpu = CpuMeter::start(&[kannel.bearerbox_pid(), kannel.smsbox_pid()]);
+    let driven = drive(Load {
+        api: Api::Kannel,
+        base: kannel.sendsms.clone(),
+        token: String::new(),
+        total: messages,
+        connections: args.connections,
+        rate: None,
+        limit: ctx.limit,
+        accepted,
+    })
+    .await;
+    let driven = match driven {
+        Ok(driven) => driven,
+        Err(error) => {
+            progress.stop();
+            kannel.stop().await;
+            return Err(error);
+        }
+    };
+    let all_arrived = settle(&lab, driven.accepted, ctx.limit).await;
+    let cpu_cores = cpu.finish();
+    progress.stop();
+    let arrived = arrivals(&lab, messages);
+    let peak = procs::proc_kb(kannel.bearerbox_pid(), "VmHWM").unwrap_or(0)
+        + procs::proc_kb(kannel.smsbox_pid(), "VmHWM").unwrap_or(0);
+    kannel.stop().await;
+    stop_lab(lab).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let seconds = secs(driven.t0, arrived.last);
+    let http_seconds = secs(driven.t0, driven.last_accept);
+    Ok(RunReport {
+        product: "kannel",
+        api: Api::Kannel.label(),
+        smsc_instances: 1,
+        connections: args.connections,
+        per_request: 1,
+        window: 10,
+        messages,
+        accepted: driven.accepted,
+        rejected: driven.rejected,
+        errors: driven.errors,
+        unique_at_lab: arrived.unique,
+        lost: driven.accepted as i64 - arrived.unique as i64,
+        duplicates: arrived.duplicates,
+        all_arrived,
+        http_seconds,
+        http_rate: rate(driven.accepted, http_seconds),
+        seconds,
+        throughput: rate(arrived.unique, seconds),
+        peak_rss_mib: mib(Some(peak)),
+        cpu_cores,
+        first_failure: driven.first_failure,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Ratio {
+    hotsite: String,
+    hotsite_throughput: f64,
+    kannel_throughput: f64,
+    ratio: f64,
+}
+
+fn ratios(runs: &[RunReport]) -> Vec<Ratio> {
+    let Some(kannel) = runs.iter().find(|r| r.product == "kannel") else {
+        return Vec::new();
+    };
+    runs.iter()
+        .filter(|r| r.product == "hotsite" && kannel.throughput > 0.0)
+        .map(|r| Ratio {
+            hotsite: format!("{} API, {} SMSC", r.api, r.smsc_instances),
+            hotsite_throughput: r.throughput,
+            kannel_throughput: kannel.throughput,
+            ratio: r.throughput / kannel.throughput,
+        })
+        .collect()
+}
+
+fn print_run_line<T>((report, _): &(RunReport, T)) {
+    eprintln!(
+        "{} {} {} SMSC: {:.0} msg/s at the lab ({} of {} accepted arrived, {} duplicates), HTTP {:.0} msg/s",
+        report.product,
+        report.api,
+        report.smsc_instances,
+        report.throughput,
+        report.unique_at_lab,
+        report.accepted,
+        report.duplicates,
+        report.http_rate
+    );
+    if let Some(failure) = &report.first_failure {
+        eprintln!("  first failure: {failure}");
+    }
+}
+
+fn render(
+    runs: &[RunReport],
+    ratios: &[Ratio],
+    latency: Option<&LatencyReport>,
+    backlog: Option<&BacklogReport>,
+    notes: &[String],
+) -> String {
+    let mut out = String::new();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(out, "\nThroughput: HTTP submit → durable store → submit_sm at the lab ({cpus} CPUs, everything on this machine)\n");
+    let _ = writeln!(
+        out,
+        "{:<8} {:<8} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10} {:>11} {:>8}",
+        "product",
+        "api",
+        "smsc",
+        "conns",
+        "msg/r",
+        "win",
+        "messages",
+        "accepted",
+        "at lab",
+        "lost",
+        "dups",
+        "HTTP msg/s",
+        "thru msg/s",
+        "RSS MiB"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<8} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10.0} {:>11.0} {:>8.1}  {:.2}/{:.2}/{:.2}{}",
+            r.product,
+            r.api,
+            r.smsc_instances,
+            r.connections,
+            r.per_request,
+            r.window,
+            r.messages,
+            r.accepted,
+            r.unique_at_lab,
+            r.lost,
+            r.duplicates,
+            r.http_rate,
+            r.throughput,
+            r.peak_rss_mib,
+            r.cpu_cores.product,
+            r.cpu_cores.bench,
+            r.cpu_cores.other,
+            if r.all_arrived { "" } else { "  (not all arrived)" }
+        );
+    }
+    let busiest = runs.iter().map(|r| r.cpu_cores.other).fold(0.0, f64::max);
+    if busiest > 0.2 {
+        let _ = writeln!(
+            out,
+            "warning: other processes used up to {busiest:.2} CPU cores during these runs: the figures are lower than on a quiet machine"
+        );
+    }
+    if !ratios.is_empty() {
+        let _ = writeln!(out, "\nRatios to Kannel (same lab, same run):");
+        for ratio in ratios {
+            let _ = writeln!(
+                out,
+                "  hotsite {:<22} {:>9.0} / {:>7.0} = {:>5.1}×",
+                ratio.hotsite, ratio.hotsite_throughput, ratio.kannel_throughput, ratio.ratio
+            );
+        }
+    }
+    if let Some(batch) = runs
+        .iter()
+        .filter(|r| r.product == "hotsite" && r.api == "batch")
+        .map(|r| r.throughput)
+        .reduce(f64::max)
+    {
+        let _ = writeln!(
+            out,
+            "\nTarget ≥ 50,000 msg/s with the batch API: {} ({batch:.0} msg/s best)",
+            if batch >= 50_000.0 { "met" } else { "NOT met" }
+        );
+        if let Some(ratio) = ratios
+            .iter()
+            .filter(|r| r.hotsite.starts_with("batch"))
+            .map(|r| r.ratio)
+            .reduce(f64::max)
+        {
+            let _ = writeln!(
+                out,
+                "Target ≥ 10× Kannel: {} ({ratio:.1}× best)",
+                if ratio >= 10.0 { "met" } else { "NOT met" }
+            );
+        }
+    }
+    if let Some(l) = latency {
+        let ms = |us: i64| us as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "\nLatency, paced at {:.0} msg/s ({} msg/request, {} messages, 4 SMSC; {:.0} msg/s arrived):",
+            l.rate, l.per_request, l.messages, l.achieved_throughput
+        );
+        for (name, p) in [
+            ("202 at driver → submit_sm at lab", &l.accept_to_submit_us),
+            ("request sent  → submit_sm at lab", &l.request_to_submit_us),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {name}: min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+                ms(p.min),
+                ms(p.p50),
+                ms(p.p90),
+                ms(p.p99),
+                ms(p.max)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  submits at the lab before their 202 reached the driver: {}\n  Target p99 < 50 ms: {}",
+            l.submits_before_202,
+            if l.accept_to_submit_us.p99 < 50_000 { "met" } else { "NOT met" }
+        );
+    }
+    if let Some(b) = backlog {
+        let _ = writeln!(
+            out,
+            "\nMemory: backlog of {} pushed with binds rejected ({:.1} s, {:.0} msg/s), gateway VmRSS:",
+            b.accepted, b.push_seconds, b.push_rate
+        );
+        for (mark, rss) in &b.rss_at_queued {
+            let _ = writeln!(out, "  queued {mark:>9}: {rss:>7.1} MiB");
+        }
+        let _ = writeln!(
+            out,
+            "  during the drain: {:.1}–{:.1} MiB",
+            b.drain_rss_mib_min, b.drain_rss_mib_max
+        );
+        for (mark, rss) in &b.rss_at_drained {
+            let _ = writeln!(out, "  drained {mark:>8}: {rss:>7.1} MiB");
+        }
+        let _ = writeln!(
+            out,
+            "  drain: {} at the lab in {:.1} s = {:.0} msg/s; lost {}, duplicates {}; store {:.0} MiB on disk",
+            b.unique_at_lab,
+            b.drain_seconds,
+            b.drain_throughput,
+            b.lost,
+            b.duplicates,
+            b.store_bytes as f64 / 1_048_576.0
+        );
+    }
+    for note in notes {
+        let _ = writeln!(out, "\n{note}");
+    }
+    out
 }

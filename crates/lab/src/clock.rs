@@ -21,6 +21,17 @@ impl Clock {
         Clock { start: now() }
     }
 
+    /// The instant the lab started: the epoch of [`Clock::elapsed_ms`] and
+    /// [`Clock::elapsed_us`].
+    pub(crate) fn epoch(&self) -> Instant {
+        self.start
+    }
+
+    /// Microseconds since the lab started.
+    pub(crate) fn elapsed_us(&self) -> u64 {
+        u64::try_from(now().duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// The current instant.
     pub(crate) fn now(&self) -> Instant {
         now()
@@ -52,4 +63,19 @@ fn now() -> Instant {
 #[allow(clippy::disallowed_methods)]
 fn wall_clock() -> std::time::SystemTime {
     std::time::SystemTime::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn elapsed_us_counts_from_the_epoch() {
+        let clock = Clock::start();
+        assert_eq!(clock.epoch(), clock.now());
+        tokio::time::advance(Duration::from_micros(1_500)).await;
+        assert_eq!(clock.elapsed_us(), 1_500);
+        assert_eq!(clock.elapsed_ms(), 1);
+        assert_eq!(clock.now().duration_since(clock.epoch()).as_micros(), 1_500);
+    }
 }

@@ -109,6 +109,12 @@ impl LabHandle {
             .collect()
     }
 
+    /// The instant the lab started, on the process's monotonic clock (tokio's):
+    /// [`HandsetMessage::received_us`] counts from it.
+    pub fn epoch(&self) -> std::time::Instant {
+        self.shared.clock.epoch().into_std()
+    }
+
     /// Where the control API listens.
     pub fn control_addr(&self) -> SocketAddr {
         self.control_addr

@@ -22,6 +22,11 @@ pub struct HandsetMessage {
     pub site: String,
     /// The SMSC instance that accepted it.
     pub smsc: String,
+    /// When its submit arrived, in microseconds since the lab started (see
+    /// [`LabHandle::epoch`](crate::LabHandle::epoch)): what benchmarks measure
+    /// latency and throughput against.
+    #[serde(default)]
+    pub received_us: u64,
 }
 
 /// A mobile-originated message to send to hotsite (`POST /v1/mo`).

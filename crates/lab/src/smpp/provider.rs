@@ -254,13 +254,15 @@ impl Provider {
     }
 
     /// Decides what a submit from `system_id` at `instance` becomes. `now_unix`
-    /// dates the receipt.
+    /// dates the receipt; `received_us` (since the lab started) is when the
+    /// submit arrived, kept in the handset log.
     pub(crate) fn submit(
         &mut self,
         instance: usize,
         system_id: &str,
         submission: Submission,
         now_unix: u64,
+        received_us: u64,
     ) -> SubmitOutcome {
         self.totals.submits += 1;
         self.instances[instance].counters.submits += 1;
@@ -339,6 +341,7 @@ impl Provider {
             system_id: system_id.to_owned(),
             site: target.site.to_string(),
             smsc: target.name.to_string(),
+            received_us,
         });
         SubmitOutcome::Accepted {
             message_id,
@@ -467,5 +470,73 @@ impl Provider {
             })
             .collect();
         (totals, smsc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> Provider {
+        let config = LabConfig::from_toml_str(
+            r#"
+[lab]
+[[lab.accounts]]
+system_id = "hotsite"
+password = "secret"
+[[lab.sites]]
+name = "a"
+[[lab.sites.smsc]]
+name = "a1"
+listen = "127.0.0.1:0"
+"#,
+        )
+        .expect("config");
+        let addrs = [(Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr"))];
+        Provider::new(&config, &addrs)
+    }
+
+    fn submission(to: &str, reference: u16) -> Submission {
+        Submission {
+            source: Address {
+                ton: 5,
+                npi: 0,
+                addr: "ACME".to_owned(),
+            },
+            destination: Address {
+                ton: 1,
+                npi: 1,
+                addr: to.to_owned(),
+            },
+            data_coding: 0,
+            body: Bytes::from_static(b"hello"),
+            user_message_reference: Some(reference),
+            registered_delivery: 0,
+        }
+    }
+
+    // The handset log keeps when each distinct message arrived; a repeat
+    // (SPEC M8) neither adds an entry nor moves the first one's time.
+    #[test]
+    fn handset_log_records_the_arrival_time_of_each_distinct_message() {
+        let mut provider = provider();
+        let first = provider.submit(0, "hotsite", submission("4470001", 1), 0, 1_250);
+        assert!(matches!(first, SubmitOutcome::Accepted { .. }), "{first:?}");
+        let again = provider.submit(0, "hotsite", submission("4470001", 1), 0, 9_000);
+        assert!(
+            matches!(again, SubmitOutcome::Duplicate { .. }),
+            "{again:?}"
+        );
+        provider.submit(0, "hotsite", submission("4470002", 2), 0, 2_500);
+        let log = provider.handsets();
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            (log[0].destination.as_str(), log[0].received_us),
+            ("4470001", 1_250)
+        );
+        assert_eq!(
+            (log[1].destination.as_str(), log[1].received_us),
+            ("4470002", 2_500)
+        );
     }
 }

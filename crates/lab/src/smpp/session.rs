@@ -333,10 +333,14 @@ impl Session {
             return;
         }
         let now_unix = self.shared.clock.unix_seconds();
-        let outcome =
-            self.shared
-                .provider()
-                .submit(self.instance, &system_id, submission, now_unix);
+        let received_us = self.shared.clock.elapsed_us();
+        let outcome = self.shared.provider().submit(
+            self.instance,
+            &system_id,
+            submission,
+            now_unix,
+            received_us,
+        );
         tracing::debug!(?outcome, "submit");
         let (status, message_id, receipts) = match outcome {
             SubmitOutcome::Throttled => (CommandStatus::ESME_RTHROTTLED, String::new(), Vec::new()),
