@@ -19,8 +19,8 @@ use bytes::Bytes;
 use hotsite_core::{Backoff, BackoffConfig};
 use hotsite_smpp::driver::SmppClient;
 use hotsite_smpp::pdu::{tag, Address, ShortMessage, Tlvs};
-use hotsite_store::{MessageId, QueuedMessage, Store, Update};
-use tokio::sync::{Notify, Semaphore};
+use hotsite_store::{MessageId, QueuedMessage, Store, StoreError, Update};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -71,6 +71,7 @@ pub async fn run_dispatcher<S: Store>(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let recorder = Recorder::start(store.clone());
     let mut cursor: Option<MessageId> = None;
     let mut seed = 0u64;
     loop {
@@ -108,7 +109,7 @@ pub async fn run_dispatcher<S: Store>(
             };
             seed += 1;
             let job = Job {
-                store: store.clone(),
+                recorder: recorder.clone(),
                 client: client.clone(),
                 config: config.clone(),
                 metrics: metrics.clone(),
@@ -126,15 +127,15 @@ pub async fn run_dispatcher<S: Store>(
     }
 }
 
-struct Job<S> {
-    store: S,
+struct Job {
+    recorder: Recorder,
     client: SmppClient,
     config: DispatcherConfig,
     metrics: Arc<Metrics>,
     backoff: Backoff,
 }
 
-impl<S: Store> Job<S> {
+impl Job {
     /// Sends `message` until its outcome is final, recording every step.
     async fn own(mut self, message: QueuedMessage) {
         let short_message = to_short_message(&message, self.config.registered_delivery);
@@ -169,17 +170,75 @@ impl<S: Store> Job<S> {
                 _ => {}
             }
             // Durable before anything else happens to the message.
-            let mut written = self.store.update(vec![decision.update.clone()]).await;
-            while let Err(error) = written {
-                tracing::error!(id = %message.id, %error, "cannot record an outcome; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                written = self.store.update(vec![decision.update.clone()]).await;
-            }
+            self.recorder.record(decision.update).await;
             match decision.retry_after {
                 None => return,
                 Some(delay) if delay.is_zero() => {}
                 Some(delay) => tokio::time::sleep(delay).await,
             }
+        }
+    }
+}
+
+/// Writes the outcomes of every job, many per store request: one channel hop
+/// and one reply per message instead of one store request each.
+#[derive(Clone)]
+struct Recorder {
+    requests: mpsc::UnboundedSender<(Update, oneshot::Sender<()>)>,
+}
+
+/// The most outcomes written in one store request.
+const MAX_OUTCOMES_PER_WRITE: usize = 4096;
+
+impl Recorder {
+    fn start<S: Store>(store: S) -> Recorder {
+        let (requests, mut incoming) = mpsc::unbounded_channel::<(Update, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_OUTCOMES_PER_WRITE {
+                    match incoming.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
+                let (updates, done): (Vec<Update>, Vec<_>) = batch.into_iter().unzip();
+                write(&store, updates).await;
+                for done in done {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Recorder { requests }
+    }
+
+    /// Returns once `update` is durable (or the recorder is gone, at shutdown).
+    async fn record(&self, update: Update) {
+        let (done, written) = oneshot::channel();
+        if self.requests.send((update, done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Writes `updates`, retrying while the store is unavailable. An update the
+/// store refuses on its own (an unknown id) must not hold the others back: the
+/// batch is then written one by one and the refused ones are logged.
+async fn write<S: Store>(store: &S, updates: Vec<Update>) {
+    loop {
+        match store.update(updates.clone()).await {
+            Ok(()) => return,
+            Err(StoreError::UnknownMessage(_)) => break,
+            Err(error) => {
+                tracing::error!(%error, count = updates.len(), "cannot record outcomes; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    for update in updates {
+        let id = update.id();
+        if let Err(error) = store.update(vec![update]).await {
+            tracing::error!(%id, %error, "outcome not recorded; the message is resent after a restart");
         }
     }
 }

@@ -45,7 +45,11 @@ impl RecentEvents {
     }
 }
 
-/// Consumes the SMPP client's events until the client is gone.
+/// The most events handled before their deliveries are stored together.
+const MAX_EVENTS_PER_BATCH: usize = 1024;
+
+/// Consumes the SMPP client's events until the client is gone. Deliveries that
+/// arrive together are stored in one request (one commit), then acknowledged.
 pub async fn run_inbox<S: Store>(
     store: S,
     mut events: mpsc::Receiver<ClientEvent>,
@@ -53,49 +57,70 @@ pub async fn run_inbox<S: Store>(
     recent: Arc<RecentEvents>,
     wake_webhooks: Arc<Notify>,
 ) {
-    while let Some(event) = events.recv().await {
-        match event {
-            ClientEvent::Pool(event) => record_pool_event(&event, &metrics, &recent),
-            ClientEvent::AnsweredLate {
-                target,
-                status,
-                message_id,
-            } => {
-                tracing::info!(%target, %status, %message_id, "a submit reported ambiguous was answered late");
+    while let Some(first) = events.recv().await {
+        let now = clock::now_ms();
+        let mut items = Vec::new();
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            match event {
+                ClientEvent::Pool(event) => record_pool_event(&event, &metrics, &recent),
+                ClientEvent::AnsweredLate {
+                    target,
+                    status,
+                    message_id,
+                } => {
+                    tracing::info!(%target, %status, %message_id, "a submit reported ambiguous was answered late");
+                }
+                ClientEvent::Deliver {
+                    target,
+                    message,
+                    ack,
+                } => {
+                    Metrics::inc(&metrics.inbound_received_total);
+                    items.push(to_inbound(
+                        &message,
+                        target.site.as_str(),
+                        &target.name,
+                        now,
+                    ));
+                    acks.push(ack);
+                }
             }
-            ClientEvent::Deliver {
-                target,
-                message,
-                ack,
-            } => {
-                Metrics::inc(&metrics.inbound_received_total);
-                let inbound = to_inbound(
-                    &message,
-                    target.site.as_str(),
-                    &target.name,
-                    clock::now_ms(),
-                );
-                // Stored concurrently: the store groups these into one commit.
-                let store = store.clone();
-                let metrics = metrics.clone();
-                let wake = wake_webhooks.clone();
-                tokio::spawn(async move {
-                    match store.insert_inbound(vec![inbound]).await {
-                        Ok(inserted) => {
-                            if matches!(inserted.first(), Some(InboundInserted::Duplicate(_))) {
-                                Metrics::inc(&metrics.inbound_duplicate_total);
-                            }
-                            ack.accept();
-                            wake.notify_one();
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot store an MO or receipt; the SMSC will deliver it again");
-                            ack.respond(CommandStatus::ESME_RX_T_APPN);
-                        }
-                    }
-                });
+            taken += 1;
+            if taken < MAX_EVENTS_PER_BATCH {
+                next = events.try_recv().ok();
             }
         }
+        if items.is_empty() {
+            continue;
+        }
+        // Stored concurrently with the next events: the store groups requests too.
+        let store = store.clone();
+        let metrics = metrics.clone();
+        let wake = wake_webhooks.clone();
+        tokio::spawn(async move {
+            match store.insert_inbound(items).await {
+                Ok(inserted) => {
+                    let repeats = inserted
+                        .iter()
+                        .filter(|i| matches!(i, InboundInserted::Duplicate(_)))
+                        .count();
+                    Metrics::add(&metrics.inbound_duplicate_total, repeats as u64);
+                    for ack in acks {
+                        ack.accept();
+                    }
+                    wake.notify_one();
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot store MO or receipts; the SMSC will deliver them again");
+                    for ack in acks {
+                        ack.respond(CommandStatus::ESME_RX_T_APPN);
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -415,6 +415,7 @@ impl Session {
     /// Writes every queued PDU that is due, in order.
     async fn write_due(&mut self) -> Option<End> {
         let now = self.shared.clock.now();
+        let mut batch = Vec::new();
         while let Some(front) = self.outgoing.front() {
             if let Outgoing::Response {
                 not_before: Some(not_before),
@@ -433,14 +434,19 @@ impl Session {
                 },
                 None => break,
             };
-            tokio::select! {
-                written = self.stream.write_all(&frame) => {
-                    if let Err(error) = written {
-                        return Some(End::Io(error));
-                    }
+            // Everything due goes out in one write, not one system call per PDU.
+            batch.extend_from_slice(&frame);
+        }
+        if batch.is_empty() {
+            return None;
+        }
+        tokio::select! {
+            written = self.stream.write_all(&batch) => {
+                if let Err(error) = written {
+                    return Some(End::Io(error));
                 }
-                () = self.kill.cancelled() => return Some(End::Killed),
             }
+            () = self.kill.cancelled() => return Some(End::Killed),
         }
         None
     }

@@ -9,6 +9,8 @@
 //! handed to the caller, who owns the resubmit policy (SPEC M8).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotsite_core::{Event, EventKind, Target};
@@ -17,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::clock;
-use super::session::{run_session, SessionCommand, SessionReport};
+use super::session::{run_session, ReportSink, SessionCommand, SessionReport};
 use crate::pdu::{CommandStatus, ShortMessage};
 use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolConfigError, PoolOutput};
 use crate::session::{
@@ -390,43 +392,38 @@ impl Driver {
         let connect_timeout = self.config.connect_timeout;
         let write_timeout = session_config.response_timeout;
         let reports = self.reports_tx.clone();
+        let sink = TaggedSink {
+            id,
+            reports,
+            closed_seen: Arc::new(AtomicBool::new(false)),
+        };
+        let closed_seen = sink.closed_seen.clone();
+        let guard = sink.reports.clone();
         tokio::spawn(async move {
-            let (tx, mut rx) = mpsc::unbounded_channel();
-            let forward = async {
-                let mut closed_seen = false;
-                while let Some(report) = rx.recv().await {
-                    closed_seen |=
-                        matches!(report, SessionReport::Event(SessionEvent::Closed { .. }));
-                    if reports.send((id, report)).is_err() {
-                        return;
-                    }
-                }
-                if !closed_seen {
-                    // The session task died without closing (a bug): the pool
-                    // must still learn the bind is gone, or it waits forever.
-                    let reason = CloseReason::Protocol("session task ended unexpectedly".into());
-                    let _ = reports.send((id, closed(reason)));
-                }
-            };
             let run = async move {
                 match tokio::time::timeout(connect_timeout, TcpStream::connect(&address)).await {
                     Ok(Ok(stream)) => {
                         let session = Session::new(session_config, clock::now());
-                        run_session(stream, session, commands_rx, tx, write_timeout).await;
+                        run_session(stream, session, commands_rx, sink, write_timeout).await;
                     }
                     Ok(Err(error)) => {
                         let reason = CloseReason::Connect(format!("{address}: {error}"));
-                        let _ = tx.send(closed(reason));
+                        sink.report(closed(reason));
                     }
                     Err(_) => {
                         let reason = CloseReason::Connect(format!("{address}: timed out"));
-                        let _ = tx.send(closed(reason));
+                        sink.report(closed(reason));
                     }
                 }
             };
-            // Run in its own task so that a panic ends the sender, not the forwarder.
-            let run = tokio::spawn(run);
-            let ((), _) = tokio::join!(forward, run);
+            // In its own task, so that a panic there still reaches the check below.
+            let _ = tokio::spawn(run).await;
+            if !closed_seen.load(Ordering::Acquire) {
+                // The session task died without closing (a bug): the pool must
+                // still learn the bind is gone, or it waits forever.
+                let reason = CloseReason::Protocol("session task ended unexpectedly".into());
+                let _ = guard.send((id, closed(reason)));
+            }
         });
     }
 
@@ -663,6 +660,23 @@ impl Driver {
             .nth(id)
             .cloned()
             .unwrap_or_else(|| Target::new("?", "?"))
+    }
+}
+
+/// Tags a session's reports with its instance and sends them straight to the
+/// client's task (no forwarding task in between: one hop less per PDU).
+struct TaggedSink {
+    id: InstanceId,
+    reports: mpsc::UnboundedSender<(InstanceId, SessionReport)>,
+    closed_seen: Arc<AtomicBool>,
+}
+
+impl ReportSink for TaggedSink {
+    fn report(&self, report: SessionReport) -> bool {
+        if matches!(report, SessionReport::Event(SessionEvent::Closed { .. })) {
+            self.closed_seen.store(true, Ordering::Release);
+        }
+        self.reports.send((self.id, report)).is_ok()
     }
 }
 

@@ -9,4 +9,4 @@ pub use client::{
     BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, SmppClient,
     SubmitOutcome,
 };
-pub use session::{run_session, SessionCommand, SessionReport};
+pub use session::{run_session, ReportSink, SessionCommand, SessionReport};

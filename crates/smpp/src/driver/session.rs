@@ -46,6 +46,41 @@ pub enum SessionReport {
     },
 }
 
+/// Where a running session's reports go.
+pub trait ReportSink: Send + 'static {
+    /// Delivers one report; `false` once nobody listens any more.
+    fn report(&self, report: SessionReport) -> bool;
+}
+
+impl ReportSink for mpsc::UnboundedSender<SessionReport> {
+    fn report(&self, report: SessionReport) -> bool {
+        self.send(report).is_ok()
+    }
+}
+
+/// Commands handled before the next write: enough to fill a window, small enough
+/// to keep reads and timers flowing.
+const MAX_COMMANDS_PER_WAKEUP: usize = 256;
+
+fn handle_command(
+    session: &mut Session,
+    now: std::time::Instant,
+    command: SessionCommand,
+    reports: &impl ReportSink,
+) {
+    match command {
+        SessionCommand::Submit { id, message } => {
+            if let Err(error) = session.submit(now, id, message) {
+                reports.report(SessionReport::Refused { id, error });
+            }
+        }
+        SessionCommand::RespondDeliver { sequence, status } => {
+            session.respond_deliver(sequence, status)
+        }
+        SessionCommand::Unbind => session.unbind(now),
+    }
+}
+
 /// Drives `session` over `stream` until it closes. Every outcome goes to
 /// `reports`; the last one is [`SessionEvent::Closed`]. Dropping every sender of
 /// `commands` unbinds.
@@ -53,7 +88,7 @@ pub async fn run_session(
     mut stream: TcpStream,
     mut session: Session,
     mut commands: mpsc::UnboundedReceiver<SessionCommand>,
-    reports: mpsc::UnboundedSender<SessionReport>,
+    reports: impl ReportSink,
     write_timeout: Duration,
 ) {
     // Small PDUs both ways: don't let Nagle hold a submit back.
@@ -77,7 +112,7 @@ pub async fn run_session(
         let mut closed = false;
         while let Some(event) = session.poll_event() {
             closed |= matches!(event, SessionEvent::Closed { .. });
-            let _ = reports.send(SessionReport::Event(event));
+            reports.report(SessionReport::Event(event));
         }
         if closed {
             // Submits already queued to this task never reached the session:
@@ -86,7 +121,7 @@ pub async fn run_session(
             while let Ok(command) = commands.try_recv() {
                 if let SessionCommand::Submit { id, .. } = command {
                     let error = SubmitError::NotBound(SessionState::Closed);
-                    let _ = reports.send(SessionReport::Refused { id, error });
+                    reports.report(SessionReport::Refused { id, error });
                 }
             }
             return;
@@ -100,21 +135,27 @@ pub async fn run_session(
                     read_buffer.clear();
                 }
             },
-            command = commands.recv(), if commands_open => match command {
-                Some(SessionCommand::Submit { id, message }) => {
-                    if let Err(error) = session.submit(clock::now(), id, message) {
-                        let _ = reports.send(SessionReport::Refused { id, error });
+            command = commands.recv(), if commands_open => {
+                let now = clock::now();
+                let mut next = command;
+                // Take every command already waiting, so that one write carries
+                // many PDUs instead of one system call each.
+                for _ in 0..MAX_COMMANDS_PER_WAKEUP {
+                    match next {
+                        Some(command) => handle_command(&mut session, now, command, &reports),
+                        None => {
+                            commands_open = false;
+                            session.unbind(now);
+                            break;
+                        }
                     }
+                    next = match commands.try_recv() {
+                        Ok(command) => Some(command),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    };
                 }
-                Some(SessionCommand::RespondDeliver { sequence, status }) => {
-                    session.respond_deliver(sequence, status);
-                }
-                Some(SessionCommand::Unbind) => session.unbind(clock::now()),
-                None => {
-                    commands_open = false;
-                    session.unbind(clock::now());
-                }
-            },
+            }
             () = clock::sleep_until(deadline) => session.handle_timeout(clock::now()),
         }
     }
