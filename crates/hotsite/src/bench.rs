@@ -97,6 +97,10 @@ pub(crate) struct BenchArgs {
     /// hotsite's SMPP window per bind (Kannel's config uses 10).
     #[arg(long, default_value_t = 10)]
     window: usize,
+    /// hotsite asks for no delivery receipts, like Kannel's baseline run (by
+    /// default it asks for one per message and stores and correlates each).
+    #[arg(long)]
+    no_receipts: bool,
     /// Also run a paced batch-API run at half the measured peak (4 SMSCs) and
     /// report accept→submit_sm latency percentiles.
     #[arg(long)]
@@ -414,6 +418,7 @@ async fn hotsite_run(
         &lab.smsc_addrs(),
         &GatewaySettings {
             window: args.window,
+            receipts: !args.no_receipts,
         },
     )
     .await?;
@@ -538,6 +543,7 @@ async fn backlog_run(ctx: &Ctx, messages: u64) -> anyhow::Result<BacklogReport> 
         &lab.smsc_addrs(),
         &GatewaySettings {
             window: args.window,
+            receipts: !args.no_receipts,
         },
     )
     .await?;

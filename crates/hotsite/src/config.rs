@@ -52,6 +52,10 @@ pub(crate) struct ApiSection {
     pub(crate) default_from: String,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_from() -> String {
     "hotsite".to_owned()
 }
@@ -119,6 +123,9 @@ pub(crate) struct SmppSection {
     /// Seeds the rebind jitter; defaults to a hash of the site name so that
     /// gateways of different sites do not rebind in lockstep.
     pub(crate) seed: Option<u64>,
+    /// Ask for a delivery receipt on every message (`registered_delivery` 1).
+    #[serde(default = "yes")]
+    pub(crate) receipts: bool,
     /// What to do with a submit whose outcome is unknown (SPEC M8):
     /// `resubmit` (default) or `fail`.
     #[serde(default)]
@@ -423,6 +430,7 @@ impl ConfigFile {
             default_from: self.api.default_from,
             dispatcher: DispatcherConfig {
                 ambiguous,
+                registered_delivery: u8::from(self.smpp.receipts),
                 ..DispatcherConfig::default()
             },
             webhook,

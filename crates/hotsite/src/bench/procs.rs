@@ -192,6 +192,8 @@ pub(crate) struct Gateway {
 /// Gateway settings the bench varies.
 pub(crate) struct GatewaySettings {
     pub(crate) window: usize,
+    /// Ask for delivery receipts (hotsite's default); Kannel's baseline run asks for none.
+    pub(crate) receipts: bool,
 }
 
 impl Gateway {
@@ -205,9 +207,10 @@ impl Gateway {
         let mut config = format!(
             "[site]\nname = \"bench\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\ndefault_from = \"hotsite\"\n\n\
              [store]\npath = {:?}\n\n[smpp]\nsystem_id = \"hotsite\"\npassword = \"secret\"\nwindow = {}\n\
-             rebind_interval = \"30s\"\nrebind_jitter = \"1s\"\n",
+             rebind_interval = \"30s\"\nrebind_jitter = \"1s\"\nreceipts = {}\n",
             dir.join("hotsite.db").display().to_string(),
-            settings.window
+            settings.window,
+            settings.receipts
         );
         for (target, addr) in smsc {
             let _ = write!(
