@@ -34,6 +34,24 @@ impl Endpoint {
     }
 }
 
+/// Sends `request` and reads the gateway's JSON answer with its status.
+async fn call(
+    endpoint: &Endpoint,
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+    let response = request
+        .bearer_auth(&endpoint.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {}", endpoint.base))?;
+    let status = response.status();
+    let answer = response
+        .json()
+        .await
+        .context("the gateway's answer is not JSON")?;
+    Ok((status, answer))
+}
+
 /// Sends one message; prints the gateway's answer.
 pub(crate) async fn send(
     endpoint: Endpoint,
@@ -48,20 +66,11 @@ pub(crate) async fn send(
     }
     let mut request = reqwest::Client::new()
         .post(format!("{}/v1/messages", endpoint.base))
-        .bearer_auth(&endpoint.token)
         .json(&body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {}", endpoint.base))?;
-    let status = response.status();
-    let answer: Value = response
-        .json()
-        .await
-        .context("the gateway's answer is not JSON")?;
+    let (status, answer) = call(&endpoint, request).await?;
     if status.is_success() {
         for message in answer["messages"].as_array().into_iter().flatten() {
             println!(
@@ -83,17 +92,8 @@ pub(crate) async fn send(
 
 /// Prints binds, queue depth and recent bind events.
 pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<ExitCode> {
-    let response = reqwest::Client::new()
-        .get(format!("{}/v1/status", endpoint.base))
-        .bearer_auth(&endpoint.token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {}", endpoint.base))?;
-    let status = response.status();
-    let answer: Value = response
-        .json()
-        .await
-        .context("the gateway's answer is not JSON")?;
+    let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
+    let (status, answer) = call(&endpoint, request).await?;
     if !status.is_success() {
         eprintln!("refused ({status}): {answer}");
         return Ok(ExitCode::FAILURE);

@@ -50,30 +50,6 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-/// The lab the demo runs against: embedded, on ephemeral loopback ports.
-const LAB: &str = r#"
-[lab]
-control = "127.0.0.1:0"
-seed = 7
-
-[[lab.accounts]]
-system_id = "hotsite"
-password = "secret"
-
-[lab.receipts]
-delay_ms = 20
-duplicate_probability = 0.1
-other_site_probability = 0.3
-
-[[lab.sites]]
-name = "a"
-smsc = [{ name = "a1", listen = "127.0.0.1:0" }, { name = "a2", listen = "127.0.0.1:0" }]
-
-[[lab.sites]]
-name = "b"
-smsc = [{ name = "b1", listen = "127.0.0.1:0" }, { name = "b2", listen = "127.0.0.1:0" }]
-"#;
-
 const TOKEN: &str = "demo-token-0001";
 const WEBHOOK_SECRET: &str = "demo-webhook-secret-0001";
 
@@ -145,7 +121,13 @@ async fn run_in(
     dir: &std::path::Path,
     progress: &Progress,
 ) -> anyhow::Result<Report> {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).context("embedded lab config")?)
+    // Two sites of two SMSCs on ephemeral loopback ports; receipts sometimes
+    // twice and sometimes through the other site, as real aggregators send them.
+    let mut lab_config = LabConfig::two_sites_two_smscs();
+    lab_config.seed = 7;
+    lab_config.receipts.duplicate_probability = 0.1;
+    lab_config.receipts.other_site_probability = 0.3;
+    let lab = Lab::start(lab_config)
         .await
         .context("cannot start the lab")?;
     let app = App::start().await?;

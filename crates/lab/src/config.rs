@@ -143,6 +143,39 @@ struct LabFile {
 }
 
 impl LabConfig {
+    /// A lab on loopback with ephemeral ports: the given sites and SMSC names, the
+    /// account `hotsite`/`secret`, well-behaved receipts. For tests, the demo and
+    /// benchmarks.
+    pub fn loopback(sites: &[(&str, &[&str])]) -> LabConfig {
+        LabConfig {
+            control: default_control(),
+            seed: default_seed(),
+            accounts: vec![AccountConfig {
+                system_id: "hotsite".to_owned(),
+                password: "secret".to_owned(),
+            }],
+            receipts: ReceiptConfig::default(),
+            sites: sites
+                .iter()
+                .map(|(site, smscs)| SiteConfig {
+                    name: (*site).to_owned(),
+                    smsc: smscs
+                        .iter()
+                        .map(|name| SmscConfig {
+                            name: (*name).to_owned(),
+                            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Two sites, `a` (`a1`, `a2`) and `b` (`b1`, `b2`), as [`LabConfig::loopback`].
+    pub fn two_sites_two_smscs() -> LabConfig {
+        LabConfig::loopback(&[("a", &["a1", "a2"]), ("b", &["b1", "b2"])])
+    }
+
     /// Parses a `[lab]` TOML document and validates it.
     pub fn from_toml_str(text: &str) -> Result<LabConfig, ConfigError> {
         let file: LabFile =

@@ -143,28 +143,17 @@ fn record_pool_event(event: &Event, metrics: &Metrics, recent: &RecentEvents) {
 /// The inbox row for a `deliver_sm`, with the key its repeats share.
 pub fn to_inbound(message: &ShortMessage, site: &str, smsc: &str, now_ms: i64) -> NewInbound {
     let body = message.body().to_vec();
-    if message.is_receipt() {
+    let (kind, dedupe_key, provider_message_id, message_state) = if message.is_receipt() {
         let provider_message_id = message.tlvs.receipted_message_id().map(str::to_owned);
         let state = message.tlvs.message_state().map(|s| s.as_u8());
         // SPEC M13: matched by receipted_message_id and message_state, never by
         // the carrier's id inside the text. One MT may have several receipts
         // (enroute, delivered): the state is part of the key.
-        let dedupe_key = match &provider_message_id {
+        let key = match &provider_message_id {
             Some(id) => format!("dr:{id}:{}", state.unwrap_or(0)),
             None => format!("dr-text:{:016x}", fnv1a(&body)),
         };
-        NewInbound {
-            kind: InboundKind::Receipt,
-            dedupe_key,
-            provider_message_id,
-            message_state: state,
-            source: message.source.addr.clone(),
-            destination: message.destination.addr.clone(),
-            body,
-            site: site.to_owned(),
-            smsc: smsc.to_owned(),
-            received_at_ms: now_ms,
-        }
+        (InboundKind::Receipt, key, provider_message_id, state)
     } else {
         // SMPP 3.4 gives an MO no id. A resend of the same MO (same sender,
         // recipient, body and segment) within the same ten-minute window is
@@ -180,18 +169,20 @@ pub fn to_inbound(message: &ShortMessage, site: &str, smsc: &str, now_ms: i64) -
         identity.extend_from_slice(message.destination.addr.as_bytes());
         identity.push(0);
         identity.extend_from_slice(&body);
-        NewInbound {
-            kind: InboundKind::Mo,
-            dedupe_key: format!("mo:{window}:{:016x}{sar}", fnv1a(&identity)),
-            provider_message_id: None,
-            message_state: None,
-            source: message.source.addr.clone(),
-            destination: message.destination.addr.clone(),
-            body,
-            site: site.to_owned(),
-            smsc: smsc.to_owned(),
-            received_at_ms: now_ms,
-        }
+        let key = format!("mo:{window}:{:016x}{sar}", fnv1a(&identity));
+        (InboundKind::Mo, key, None, None)
+    };
+    NewInbound {
+        kind,
+        dedupe_key,
+        provider_message_id,
+        message_state,
+        source: message.source.addr.clone(),
+        destination: message.destination.addr.clone(),
+        body,
+        site: site.to_owned(),
+        smsc: smsc.to_owned(),
+        received_at_ms: now_ms,
     }
 }
 

@@ -128,7 +128,18 @@ pub async fn run_webhooks<S: Store>(
             continue;
         }
         let mut attempts = tokio::task::JoinSet::new();
+        let mut updates = Vec::new();
+        let now = clock::now_ms();
         for row in due {
+            if awaits_correlation(&row, now) {
+                // Receipts can overtake their submit response (SPEC M13): give the
+                // message id a moment to be recorded, once, then deliver anyway.
+                updates.push(InboundUpdate::Retry {
+                    id: row.id,
+                    next_attempt_at_ms: row.received_at_ms + CORRELATION_GRACE_MS,
+                });
+                continue;
+            }
             let http = http.clone();
             let config = config.clone();
             seed += 1;
@@ -137,7 +148,6 @@ pub async fn run_webhooks<S: Store>(
                 (row, ok, seed)
             });
         }
-        let mut updates = Vec::new();
         while let Some(Ok((row, ok, seed))) = attempts.join_next().await {
             let now = clock::now_ms();
             if ok {
@@ -162,6 +172,17 @@ pub async fn run_webhooks<S: Store>(
             return;
         }
     }
+}
+
+/// How long a receipt waits for its message to be known before it is delivered
+/// with the provider's id only.
+const CORRELATION_GRACE_MS: i64 = 2_000;
+
+/// Whether `row` is a young receipt whose message is not known yet.
+fn awaits_correlation(row: &PendingInbound, now_ms: i64) -> bool {
+    row.kind == InboundKind::Receipt
+        && row.message_id.is_none()
+        && now_ms < row.received_at_ms + CORRELATION_GRACE_MS
 }
 
 /// The backoff delay before attempt `attempts + 1` (full jitter).
@@ -195,5 +216,67 @@ async fn deliver(http: &reqwest::Client, config: &WebhookConfig, row: &PendingIn
             tracing::debug!(%error, id = row.id, "webhook failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotsite_store::MessageId;
+
+    fn row(
+        kind: InboundKind,
+        message_id: Option<MessageId>,
+        received_at_ms: i64,
+    ) -> PendingInbound {
+        PendingInbound {
+            id: 1,
+            kind,
+            provider_message_id: Some("00ab".into()),
+            message_state: Some(2),
+            message_id,
+            source: "4917".into(),
+            destination: "hotsite".into(),
+            body: b"id:1 stat:DELIVRD".to_vec(),
+            site: "a".into(),
+            smsc: "a1".into(),
+            attempts: 0,
+            received_at_ms,
+        }
+    }
+
+    /// SPEC M13: a receipt that overtook its submit response waits (once, for a
+    /// moment) for its message to be known; MO and correlated receipts never wait.
+    #[test]
+    fn young_uncorrelated_receipts_wait_for_their_message() {
+        assert!(awaits_correlation(
+            &row(InboundKind::Receipt, None, 1_000),
+            1_500
+        ));
+        assert!(!awaits_correlation(
+            &row(InboundKind::Receipt, None, 1_000),
+            3_000
+        ));
+        assert!(!awaits_correlation(
+            &row(InboundKind::Receipt, Some(MessageId(4)), 1_000),
+            1_500
+        ));
+        assert!(!awaits_correlation(
+            &row(InboundKind::Mo, None, 1_000),
+            1_500
+        ));
+    }
+
+    /// SPEC M15: the body names what it is and carries the raw body in base64.
+    #[test]
+    fn webhook_body_shape() {
+        let row = row(InboundKind::Receipt, Some(MessageId(4)), 1_000);
+        let json = serde_json::to_value(WebhookBody::new(&row)).unwrap();
+        assert_eq!(json["type"], "receipt");
+        assert_eq!(json["message_id"], 4);
+        assert_eq!(json["provider_message_id"], "00ab");
+        assert_eq!(json["state"], 2);
+        assert_eq!(json["text"], "id:1 stat:DELIVRD");
+        assert_eq!(json["body_base64"], STANDARD.encode(b"id:1 stat:DELIVRD"));
     }
 }

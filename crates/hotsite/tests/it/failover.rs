@@ -10,20 +10,6 @@ use hotsite_smpp::pdu::{Address, ShortMessage, Tlvs};
 use hotsite_smpp::pool::PoolConfig;
 use hotsite_smpp::session::SessionConfig;
 
-const LAB: &str = r#"
-[lab]
-control = "127.0.0.1:0"
-[[lab.accounts]]
-system_id = "hotsite"
-password = "secret"
-[[lab.sites]]
-name = "a"
-smsc = [{ name = "a1", listen = "127.0.0.1:0" }, { name = "a2", listen = "127.0.0.1:0" }]
-[[lab.sites]]
-name = "b"
-smsc = [{ name = "b1", listen = "127.0.0.1:0" }, { name = "b2", listen = "127.0.0.1:0" }]
-"#;
-
 const DEAD_PEER: Duration = Duration::from_millis(1500);
 const REBIND: Duration = Duration::from_secs(30);
 
@@ -85,9 +71,7 @@ async fn wait_for(
 
 /// A lab with two sites of two SMSCs each, and a client bound to all four (SPEC M4).
 async fn bound_to_all() -> (LabHandle, SmppClient) {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
-        .await
-        .unwrap();
+    let lab = Lab::start(LabConfig::two_sites_two_smscs()).await.unwrap();
     let (client, _events, _task) = SmppClient::start(client_config(&lab)).unwrap();
     wait_for(&client, Duration::from_secs(5), "all four bound", |s| {
         s.iter().all(|b| b.pool.health == HealthState::Up)
@@ -233,9 +217,7 @@ async fn unencodable_message_is_invalid_and_does_not_block_the_queue() {
 /// down with the SMSC's reason, and they are not retried before the interval.
 #[tokio::test]
 async fn rejected_bind_is_reported_and_paced() {
-    let lab = Lab::start(LabConfig::from_toml_str(LAB).unwrap())
-        .await
-        .unwrap();
+    let lab = Lab::start(LabConfig::two_sites_two_smscs()).await.unwrap();
     let mut config = client_config(&lab);
     config.session.password = "wrong".into();
     let (client, _events, _task) = SmppClient::start(config).unwrap();

@@ -23,27 +23,12 @@ pub(crate) const TOKEN: &str = "test-token-0001";
 const SECRET: &str = "test-webhook-secret-01";
 
 pub(crate) fn lab_config(duplicate: f64, other_site: f64) -> LabConfig {
-    LabConfig::from_toml_str(&format!(
-        r#"
-[lab]
-control = "127.0.0.1:0"
-seed = 11
-[[lab.accounts]]
-system_id = "hotsite"
-password = "secret"
-[lab.receipts]
-delay_ms = 5
-duplicate_probability = {duplicate}
-other_site_probability = {other_site}
-[[lab.sites]]
-name = "a"
-smsc = [{{ name = "a1", listen = "127.0.0.1:0" }}, {{ name = "a2", listen = "127.0.0.1:0" }}]
-[[lab.sites]]
-name = "b"
-smsc = [{{ name = "b1", listen = "127.0.0.1:0" }}, {{ name = "b2", listen = "127.0.0.1:0" }}]
-"#
-    ))
-    .unwrap()
+    let mut config = LabConfig::two_sites_two_smscs();
+    config.seed = 11;
+    config.receipts.delay_ms = 5;
+    config.receipts.duplicate_probability = duplicate;
+    config.receipts.other_site_probability = other_site;
+    config
 }
 
 #[allow(clippy::disallowed_methods)] // test clock: measures real loopback time

@@ -195,3 +195,16 @@ fn final_state_maps_to_state_and_stat() {
     );
     assert_eq!(config.receipts.final_state.stat(), "UNDELIV");
 }
+
+#[test]
+fn loopback_layout_is_valid() {
+    let config = LabConfig::two_sites_two_smscs();
+    assert_eq!(config.validate(), Ok(()));
+    let names: Vec<_> = config
+        .sites
+        .iter()
+        .flat_map(|s| s.smsc.iter().map(|m| format!("{}/{}", s.name, m.name)))
+        .collect();
+    assert_eq!(names, ["a/a1", "a/a2", "b/b1", "b/b2"]);
+    assert_eq!(config.accounts[0].system_id, "hotsite");
+}
