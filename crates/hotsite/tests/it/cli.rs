@@ -16,12 +16,29 @@ fn examples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hotsite-cli-{}", std::process::id()));
+/// A file in a folder of its own, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn temp_file(name: &str, text: &str) -> TempFile {
+    let dir = std::env::temp_dir().join(format!("hotsite-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    TempFile(path)
 }
 
 #[tokio::test]
@@ -53,7 +70,7 @@ async fn check_config_rejects_fast_rebind_naming_the_key() {
     let path = temp_file("fast-rebind.toml", &text);
     let output = hotsite()
         .arg("check-config")
-        .arg(&path)
+        .arg(path.path())
         .output()
         .await
         .unwrap();
@@ -85,7 +102,7 @@ async fn check_config_reports_unreadable_and_malformed_files() {
     );
     let output = hotsite()
         .arg("check-config")
-        .arg(&path)
+        .arg(path.path())
         .output()
         .await
         .unwrap();
@@ -114,7 +131,7 @@ smsc = [{ name = "b1", listen = "127.0.0.1:0" }]
     let mut child = hotsite()
         .arg("lab")
         .arg("--config")
-        .arg(&path)
+        .arg(path.path())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
