@@ -119,7 +119,16 @@ struct Setup {
     store: SqliteStore,
     api: String,
     app: App,
-    _dir: PathBuf,
+    _dir: RemovedOnDrop,
+}
+
+/// A test's folder, removed when the test ends (pass or fail).
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
@@ -152,7 +161,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
         store,
         api,
         app,
-        _dir: dir,
+        _dir: RemovedOnDrop(dir),
     };
     wait_until(Duration::from_secs(5), "all four bound", || {
         setup
