@@ -129,10 +129,32 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
     println!("recent bind events:");
     for event in answer["recent_events"].as_array().into_iter().flatten() {
         println!(
-            "  {} {}",
-            event["at_ms"],
+            "  {} UTC {}",
+            time_of_day(event["at_ms"].as_i64().unwrap_or(0)),
             event["event"].as_str().unwrap_or("")
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
+fn time_of_day(at_ms: i64) -> String {
+    let ms = at_ms.rem_euclid(86_400_000);
+    let (hours, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    format!(
+        "{hours:02}:{minutes:02}:{:02}.{:03}",
+        rest / 1_000,
+        rest % 1_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_of_day_is_utc_clock_time() {
+        // 2026-11-25T12:19:45.123Z
+        assert_eq!(super::time_of_day(1_795_609_185_123), "12:19:45.123");
+        assert_eq!(super::time_of_day(0), "00:00:00.000");
+    }
 }
