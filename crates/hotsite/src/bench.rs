@@ -31,8 +31,8 @@ use hotsite_lab::{Fault, Lab, LabConfig, LabHandle};
 use serde::Serialize;
 use serde_json::json;
 
-use analysis::{arrivals, latencies, quantile, settle, Progress};
-use driver::{drive, Api, Load};
+use analysis::{arrivals, latencies, quantile, settle, Arrivals, Progress};
+use driver::{drive, Api, Driven, Load};
 use procs::{CpuMeter, CpuUse, Gateway, GatewaySettings, Kannel, WorkDir, KANNEL_INSTALL, TOKEN};
 
 /// Now, on the process's monotonic clock (tokio's, like the lab's).
@@ -158,6 +158,55 @@ struct RunReport {
     /// rest of the machine (anything else running: noise).
     cpu_cores: CpuUse,
     first_failure: Option<String>,
+}
+
+/// What a throughput run was asked to do.
+struct RunSetup {
+    product: &'static str,
+    api: &'static str,
+    smsc_instances: usize,
+    connections: usize,
+    per_request: u64,
+    window: usize,
+    messages: u64,
+}
+
+impl RunReport {
+    /// The report of one run: what the driver saw and what reached the lab.
+    fn new(
+        setup: RunSetup,
+        driven: &Driven,
+        arrived: &Arrivals,
+        all_arrived: bool,
+        peak_rss_kb: Option<u64>,
+        cpu_cores: CpuUse,
+    ) -> RunReport {
+        let seconds = secs(driven.t0, arrived.last);
+        let http_seconds = secs(driven.t0, driven.last_accept);
+        RunReport {
+            product: setup.product,
+            api: setup.api,
+            smsc_instances: setup.smsc_instances,
+            connections: setup.connections,
+            per_request: setup.per_request,
+            window: setup.window,
+            messages: setup.messages,
+            accepted: driven.accepted,
+            rejected: driven.rejected,
+            errors: driven.errors,
+            unique_at_lab: arrived.unique,
+            lost: driven.accepted as i64 - arrived.unique as i64,
+            duplicates: arrived.duplicates,
+            all_arrived,
+            http_seconds,
+            http_rate: rate(driven.accepted, http_seconds),
+            seconds,
+            throughput: rate(arrived.unique, seconds),
+            peak_rss_mib: mib(peak_rss_kb),
+            cpu_cores,
+            first_failure: driven.first_failure.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -454,34 +503,25 @@ async fn hotsite_run(
     gateway.stop().await;
     stop_lab(lab).await;
     let _ = std::fs::remove_dir_all(&dir);
-    let seconds = secs(driven.t0, arrived.last);
-    let http_seconds = secs(driven.t0, driven.last_accept);
-    let report = RunReport {
-        product: "hotsite",
-        api: api.label(),
-        smsc_instances: instances,
-        connections: args.connections,
-        per_request: match api {
-            Api::Batch(size) => size as u64,
-            _ => 1,
+    let report = RunReport::new(
+        RunSetup {
+            product: "hotsite",
+            api: api.label(),
+            smsc_instances: instances,
+            connections: args.connections,
+            per_request: match api {
+                Api::Batch(size) => size as u64,
+                _ => 1,
+            },
+            window: args.window,
+            messages,
         },
-        window: args.window,
-        messages,
-        accepted: driven.accepted,
-        rejected: driven.rejected,
-        errors: driven.errors,
-        unique_at_lab: arrived.unique,
-        lost: driven.accepted as i64 - arrived.unique as i64,
-        duplicates: arrived.duplicates,
+        &driven,
+        &arrived,
         all_arrived,
-        http_seconds,
-        http_rate: rate(driven.accepted, http_seconds),
-        seconds,
-        throughput: rate(arrived.unique, seconds),
-        peak_rss_mib: mib(peak),
+        peak,
         cpu_cores,
-        first_failure: driven.first_failure.clone(),
-    };
+    );
     Ok((report, Some((driven, arrived))))
 }
 
@@ -740,31 +780,22 @@ async fn kannel_run(
     kannel.stop().await;
     stop_lab(lab).await;
     let _ = std::fs::remove_dir_all(&dir);
-    let seconds = secs(driven.t0, arrived.last);
-    let http_seconds = secs(driven.t0, driven.last_accept);
-    Ok(RunReport {
-        product: "kannel",
-        api: Api::Kannel.label(),
-        smsc_instances: 1,
-        connections: args.connections,
-        per_request: 1,
-        window: 10,
-        messages,
-        accepted: driven.accepted,
-        rejected: driven.rejected,
-        errors: driven.errors,
-        unique_at_lab: arrived.unique,
-        lost: driven.accepted as i64 - arrived.unique as i64,
-        duplicates: arrived.duplicates,
+    Ok(RunReport::new(
+        RunSetup {
+            product: "kannel",
+            api: Api::Kannel.label(),
+            smsc_instances: 1,
+            connections: args.connections,
+            per_request: 1,
+            window: 10,
+            messages,
+        },
+        &driven,
+        &arrived,
         all_arrived,
-        http_seconds,
-        http_rate: rate(driven.accepted, http_seconds),
-        seconds,
-        throughput: rate(arrived.unique, seconds),
-        peak_rss_mib: mib(Some(peak)),
+        Some(peak),
         cpu_cores,
-        first_failure: driven.first_failure,
-    })
+    ))
 }
 
 #[derive(Debug, Clone, Serialize)]
