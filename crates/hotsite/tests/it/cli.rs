@@ -41,21 +41,27 @@ fn temp_file(name: &str, text: &str) -> TempFile {
     TempFile(path)
 }
 
+/// Runs `hotsite check-config FILE`: (exit code, stdout, stderr).
+async fn check_config(file: &std::path::Path) -> (Option<i32>, String, String) {
+    let output = hotsite()
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
 #[tokio::test]
 async fn check_config_accepts_the_examples() {
     for name in ["hotsite.toml", "lab.toml"] {
-        let output = hotsite()
-            .arg("check-config")
-            .arg(examples().join(name))
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{name}: {stdout} {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (code, stdout, stderr) = check_config(&examples().join(name)).await;
+        assert_eq!(code, Some(0), "{name}: {stdout} {stderr}");
         assert!(stdout.contains(": ok ("), "{stdout}");
     }
 }
@@ -68,14 +74,8 @@ async fn check_config_rejects_fast_rebind_naming_the_key() {
         .replace("rebind_interval = \"35s\"", "rebind_interval = \"10s\"")
         .replace("window = 10 ", "window = 0 ");
     let path = temp_file("fast-rebind.toml", &text);
-    let output = hotsite()
-        .arg("check-config")
-        .arg(path.path())
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = check_config(path.path()).await;
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("smpp.rebind_interval: must be at least 30 s"),
         "{stderr}"
@@ -88,26 +88,16 @@ async fn check_config_rejects_fast_rebind_naming_the_key() {
 
 #[tokio::test]
 async fn check_config_reports_unreadable_and_malformed_files() {
-    let output = hotsite()
-        .args(["check-config", "/nonexistent/hotsite.toml"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+    let (code, _, stderr) = check_config(std::path::Path::new("/nonexistent/hotsite.toml")).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read"), "{stderr}");
 
     let path = temp_file(
         "bad-lab.toml",
         "[lab]\nseed = 1\naccounts = []\nsites = []\n",
     );
-    let output = hotsite()
-        .arg("check-config")
-        .arg(path.path())
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = check_config(path.path()).await;
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("lab.accounts"), "{stderr}");
 }
 
