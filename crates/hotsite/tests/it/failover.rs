@@ -18,7 +18,8 @@ fn now() -> Instant {
     Instant::now()
 }
 
-fn client_config(lab: &LabHandle) -> ClientConfig {
+/// Short timers for loopback tests; rebind pacing at the 30 s minimum (SPEC M5).
+pub(crate) fn client_config(lab: &LabHandle) -> ClientConfig {
     let mut session = SessionConfig::new("hotsite", "secret");
     session.enquire_link_interval = Duration::from_millis(500);
     session.dead_peer_timeout = DEAD_PEER;

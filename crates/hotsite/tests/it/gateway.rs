@@ -8,14 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::failover::client_config;
 use hotsite_core::{HealthState, Target};
 use hotsite_lab::{Fault, Lab, LabConfig, LabHandle, MoRequest};
 use hotsite_messaging::signing::{verify, SIGNATURE_HEADER};
 use hotsite_messaging::webhook::WebhookConfig;
 use hotsite_messaging::{GatewayConfig, GatewayHandle};
-use hotsite_smpp::driver::ClientConfig;
-use hotsite_smpp::pool::PoolConfig;
-use hotsite_smpp::session::SessionConfig;
 use hotsite_store::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
@@ -41,27 +39,6 @@ pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn smpp_config(lab: &LabHandle) -> ClientConfig {
-    let mut session = SessionConfig::new("hotsite", "secret");
-    session.enquire_link_interval = Duration::from_millis(500);
-    session.dead_peer_timeout = Duration::from_millis(1500);
-    session.response_timeout = Duration::from_secs(1);
-    ClientConfig {
-        session,
-        pool: PoolConfig {
-            rebind_interval: Duration::from_secs(30),
-            rebind_jitter: Duration::from_secs(1),
-        },
-        instances: lab
-            .smsc_addrs()
-            .into_iter()
-            .map(|(t, a)| (t, a.to_string()))
-            .collect(),
-        connect_timeout: Duration::from_secs(1),
-        seed: 5,
-    }
 }
 
 /// The customer's application: checks signatures, counts each id.
@@ -138,7 +115,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
     let app_addr = app.start().await;
     let store = SqliteStore::open(&dir.join("hotsite.db"), options).unwrap();
     let config = GatewayConfig {
-        smpp: smpp_config(&lab),
+        smpp: client_config(&lab),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
