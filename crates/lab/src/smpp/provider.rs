@@ -478,20 +478,7 @@ mod tests {
     use super::*;
 
     fn provider() -> Provider {
-        let config = LabConfig::from_toml_str(
-            r#"
-[lab]
-[[lab.accounts]]
-system_id = "hotsite"
-password = "secret"
-[[lab.sites]]
-name = "a"
-[[lab.sites.smsc]]
-name = "a1"
-listen = "127.0.0.1:0"
-"#,
-        )
-        .expect("config");
+        let config = LabConfig::loopback(&[("a", &["a1"])]);
         let addrs = [(Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr"))];
         Provider::new(&config, &addrs)
     }
