@@ -56,6 +56,7 @@ fn check(text: &str) -> Result<String, Vec<String>> {
             let config = Config::from_toml_str(text)
                 .map_err(|error| error.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
             let sites: std::collections::BTreeSet<_> = config
+                .gateway
                 .smpp
                 .instances
                 .iter()
@@ -64,7 +65,7 @@ fn check(text: &str) -> Result<String, Vec<String>> {
             Ok(format!(
                 "gateway for site {}: {} SMSC instances on {} provider sites",
                 config.site,
-                config.smpp.instances.len(),
+                config.gateway.smpp.instances.len(),
                 sites.len()
             ))
         }

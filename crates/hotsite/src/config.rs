@@ -172,9 +172,7 @@ pub(crate) struct SmscEntry {
 pub(crate) struct Config {
     /// This site's name.
     pub(crate) site: String,
-    /// The SMPP client's settings.
-    pub(crate) smpp: ClientConfig,
-    /// The gateway's settings.
+    /// The gateway's settings, SMPP client included.
     pub(crate) gateway: GatewayConfig,
     /// The SQLite file.
     pub(crate) store_path: PathBuf,
@@ -424,7 +422,7 @@ impl ConfigFile {
             seed,
         };
         let gateway = GatewayConfig {
-            smpp: smpp.clone(),
+            smpp,
             api_listen: api_listen.expect("checked above"),
             tokens: self.api.tokens,
             default_from: self.api.default_from,
@@ -437,7 +435,6 @@ impl ConfigFile {
         };
         Ok(Config {
             site: self.site.name,
-            smpp,
             gateway,
             store_path: self.store.path,
         })

@@ -35,7 +35,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "store {}; binding to {} SMSC instances",
         config.store_path.display(),
-        config.smpp.instances.len()
+        config.gateway.smpp.instances.len()
     );
     wait_for_signal().await?;
     eprintln!("stopping: unbinding; queued messages stay in the store");

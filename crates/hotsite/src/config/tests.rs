@@ -38,10 +38,13 @@ fn issues(text: &str) -> Vec<String> {
 fn good_config_validates_with_defaults() {
     let config = Config::from_toml_str(GOOD).unwrap();
     assert_eq!(config.site, "a");
-    assert_eq!(config.smpp.instances.len(), 2);
-    assert_eq!(config.smpp.pool.rebind_interval, Duration::from_secs(35));
-    assert_eq!(config.smpp.session.window, 10);
-    assert_eq!(config.smpp.session.bind_kind, BindKind::Transceiver);
+    assert_eq!(config.gateway.smpp.instances.len(), 2);
+    assert_eq!(
+        config.gateway.smpp.pool.rebind_interval,
+        Duration::from_secs(35)
+    );
+    assert_eq!(config.gateway.smpp.session.window, 10);
+    assert_eq!(config.gateway.smpp.session.bind_kind, BindKind::Transceiver);
 }
 
 /// SPEC M5: a rebind interval under 30 s is rejected at load, naming the key.
@@ -138,5 +141,43 @@ fn default_seed_differs_per_site() {
     let a = Config::from_toml_str(GOOD).unwrap();
     let b = Config::from_toml_str(&GOOD.replace("[site]\nname = \"a\"", "[site]\nname = \"b\""))
         .unwrap();
-    assert_ne!(a.smpp.seed, b.smpp.seed);
+    assert_ne!(a.gateway.smpp.seed, b.gateway.smpp.seed);
+}
+
+/// SPEC M13: receipts are asked for by default; `receipts = false` turns it off.
+#[test]
+fn receipts_setting_sets_registered_delivery() {
+    let config = Config::from_toml_str(GOOD).unwrap();
+    assert_eq!(config.gateway.dispatcher.registered_delivery, 1);
+    let text = GOOD.replace(
+        "rebind_jitter = \"5s\"",
+        "rebind_jitter = \"5s\"\nreceipts = false",
+    );
+    let config = Config::from_toml_str(&text).unwrap();
+    assert_eq!(config.gateway.dispatcher.registered_delivery, 0);
+}
+
+/// SPEC M8: the ambiguous policy is `resubmit` by default, `fail` on request, and
+/// `hold` is refused over SMPP with the reason (no message id to wait for).
+#[test]
+fn ambiguous_policy_is_validated() {
+    let config = Config::from_toml_str(GOOD).unwrap();
+    assert_eq!(
+        config.gateway.dispatcher.ambiguous,
+        AmbiguousPolicy::Resubmit
+    );
+    let with = |policy: &str| {
+        GOOD.replace(
+            "rebind_jitter = \"5s\"",
+            &format!("rebind_jitter = \"5s\"\nambiguous = \"{policy}\""),
+        )
+    };
+    let config = Config::from_toml_str(&with("fail")).unwrap();
+    assert_eq!(config.gateway.dispatcher.ambiguous, AmbiguousPolicy::Fail);
+    let found = issues(&with("hold"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("smpp.ambiguous: \"hold\" is not possible over SMPP"),
+        "{found:?}"
+    );
 }
