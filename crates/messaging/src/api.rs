@@ -127,6 +127,8 @@ async fn submit<S: Store>(
             destination: message.to,
             body: message.body,
             data_coding: message.encoding.data_coding(),
+            route: String::new(),
+            email: None,
             received_at_ms: now,
         })
         .collect();

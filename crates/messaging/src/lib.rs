@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod channel;
 mod clock;
 pub mod dispatcher;
 pub mod gateway;

@@ -69,6 +69,7 @@ pub fn decide(
             Outcome::Retry | Outcome::Throttled if attempt < retry_budget => Decision {
                 update: Update::Requeued {
                     id,
+                    kind: "requeued".to_owned(),
                     reason: format!("{target} answered {status}: retrying"),
                     at_ms: now_ms,
                 },
@@ -92,6 +93,7 @@ pub fn decide(
             AmbiguousPolicy::Resubmit if attempt < retry_budget => Decision {
                 update: Update::Requeued {
                     id,
+                    kind: "ambiguous".to_owned(),
                     reason: format!(
                         "ambiguous on {target} ({cause}): resubmitting with the same reference"
                     ),

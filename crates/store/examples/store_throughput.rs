@@ -58,6 +58,8 @@ async fn main() {
                         destination: format!("+4670{:07}", i),
                         body: b"Your code is 123456. It expires in 10 minutes.".to_vec(),
                         data_coding: 0,
+                        route: String::new(),
+                        email: None,
                         received_at_ms: 1_700_000_000_000,
                     })
                     .collect();

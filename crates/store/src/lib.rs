@@ -56,7 +56,8 @@
 //! ```text
 //!  insert ──▶ Queued ──Submitted──▶ Submitted ──final receipt──▶ Delivered | Expired |
 //!              │  ▲                    │                          Undeliverable | Rejected
-//!              │  └─Requeued (attempts+1, stays Queued)
+//!              │  ├─Requeued (attempts+1, stays Queued)
+//!              │  └─Fallback (next hop of the route, attempts=0, stays Queued)
 //!              └────────Failed (from any non-final state)──────▶ Failed
 //! ```
 //!
@@ -73,7 +74,7 @@
 //! `submitted` are not event rows: they are derived from columns of `messages`, and
 //! `submitted_after_event` remembers where `submitted` falls among the event rows.
 //!
-//! # On-disk format (SQLite, `PRAGMA user_version = 1`)
+//! # On-disk format (SQLite, `PRAGMA user_version = 2`)
 //!
 //! One database file plus its `-wal` and `-shm` files. Times are integer
 //! milliseconds since the Unix epoch. States and kinds are stored as text
@@ -95,7 +96,10 @@
 //!     submitted_at_ms       INTEGER,
 //!     submitted_after_event INTEGER,               -- events.id before the submit
 //!     created_at_ms         INTEGER NOT NULL,
-//!     updated_at_ms         INTEGER NOT NULL
+//!     updated_at_ms         INTEGER NOT NULL,
+//!     route                 TEXT NOT NULL DEFAULT '', -- fallback chain; '' = default
+//!     hop                   INTEGER NOT NULL DEFAULT 0, -- current hop of the route
+//!     email                 TEXT                   -- for an e-mail hop (SPEC M11)
 //! );
 //! CREATE INDEX messages_queued   ON messages(id) WHERE state = 'Queued';
 //! CREATE INDEX messages_provider ON messages(provider_message_id)
@@ -128,7 +132,9 @@
 //! ```
 //!
 //! A file whose `user_version` is newer than this code knows is refused with
-//! [`StoreError::SchemaTooNew`]; nothing is written to it.
+//! [`StoreError::SchemaTooNew`]; nothing is written to it. A version 1 file (before
+//! routes) is upgraded in place at open, in one transaction: the three columns are
+//! added, and its messages stay on the default route's first hop.
 //!
 //! Provider message ids are assumed unique per gateway (they come from one provider
 //! platform, whose sites share an id space). If two messages ever carry the same one,

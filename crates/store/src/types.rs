@@ -34,6 +34,10 @@ pub struct NewMessage {
     pub body: Vec<u8>,
     /// SMPP `data_coding` of `body`.
     pub data_coding: u8,
+    /// The route (fallback chain) it takes; empty for the default route.
+    pub route: String,
+    /// The recipient's e-mail address, for an e-mail hop of its route (SPEC M11).
+    pub email: Option<String>,
     /// When the application handed it over.
     pub received_at_ms: i64,
 }
@@ -165,8 +169,14 @@ pub struct QueuedMessage {
     pub data_coding: u8,
     /// `id & 0xFFFF`: the stable `user_message_reference` sent on every submit.
     pub reference: u16,
-    /// How many times it was requeued.
+    /// How many times it was requeued on its current hop.
     pub attempts: u32,
+    /// The route (fallback chain) it takes; empty for the default route.
+    pub route: String,
+    /// Which hop of the route it is on (0 = the first provider).
+    pub hop: u32,
+    /// The recipient's e-mail address, for an e-mail hop.
+    pub email: Option<String>,
 }
 
 /// A change to a stored message, applied by [`Store::update`](crate::Store::update).
@@ -188,11 +198,14 @@ pub enum Update {
         at_ms: i64,
     },
     /// The submit failed in a way worth retrying, or its outcome is unknown: the
-    /// message stays as it is (normally `Queued`), `attempts` += 1, and a `requeued`
-    /// event records the reason.
+    /// message stays as it is (normally `Queued`), `attempts` += 1, and an event of
+    /// `kind` records the reason.
     Requeued {
         /// The message.
         id: MessageId,
+        /// The event's kind: `requeued`, or what went wrong (`transport_failure`,
+        /// `timeout`, `throttled`, … SPEC M10).
+        kind: String,
         /// Why.
         reason: String,
         /// When.
@@ -203,6 +216,19 @@ pub enum Update {
         /// The message.
         id: MessageId,
         /// Why.
+        reason: String,
+        /// When.
+        at_ms: i64,
+    },
+    /// The message's hop spent its budget: it moves to hop `hop` of its route with
+    /// `attempts` back to 0, and a `fallback` event records why (SPEC M11). Only on
+    /// a `Queued` message; on another state, a `fallback_ignored` event only.
+    Fallback {
+        /// The message.
+        id: MessageId,
+        /// The hop it moves to.
+        hop: u32,
+        /// Why, and from where to where.
         reason: String,
         /// When.
         at_ms: i64,
@@ -226,6 +252,7 @@ impl Update {
         match self {
             Update::Submitted { id, .. }
             | Update::Requeued { id, .. }
+            | Update::Fallback { id, .. }
             | Update::Failed { id, .. }
             | Update::Event { id, .. } => *id,
         }
@@ -261,8 +288,14 @@ pub struct MessageView {
     pub data_coding: u8,
     /// Current state.
     pub state: MessageState,
-    /// How many times it was requeued.
+    /// How many times it was requeued on its current hop.
     pub attempts: u32,
+    /// The route it takes; empty for the default route.
+    pub route: String,
+    /// The hop of the route it is on.
+    pub hop: u32,
+    /// The recipient's e-mail address, if given.
+    pub email: Option<String>,
     /// The provider's id, once submitted.
     pub provider_message_id: Option<String>,
     /// The site that accepted the submit.

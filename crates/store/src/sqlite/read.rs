@@ -15,12 +15,12 @@ pub(crate) enum By<'a> {
 }
 
 // `state = 'Queued'` is written out (not a parameter) so the partial index applies.
-const QUEUED_AFTER: &str = "SELECT id, source, destination, body, data_coding, attempts
-    FROM messages WHERE state = 'Queued' AND id > ?1 ORDER BY id LIMIT ?2";
+const QUEUED_AFTER: &str = "SELECT id, source, destination, body, data_coding, attempts,
+    route, hop, email FROM messages WHERE state = 'Queued' AND id > ?1 ORDER BY id LIMIT ?2";
 
 const MESSAGE_COLUMNS: &str = "SELECT id, key, source, destination, body, data_coding, state,
     attempts, provider_message_id, site, smsc, created_at_ms, updated_at_ms,
-    submitted_at_ms, submitted_after_event FROM messages";
+    submitted_at_ms, submitted_after_event, route, hop, email FROM messages";
 
 const EVENTS: &str = "SELECT id, at_ms, kind, detail FROM events WHERE message_id = ?1 ORDER BY id";
 
@@ -48,6 +48,9 @@ pub(crate) fn queued_after(
                 data_coding: row.get(4)?,
                 reference: id.reference(),
                 attempts: row.get(5)?,
+                route: row.get(6)?,
+                hop: row.get(7)?,
+                email: row.get(8)?,
             })
         })
         .context(DOING)?;
@@ -133,6 +136,9 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         data_coding: row.get(5)?,
         state: MessageState::Queued,
         attempts: row.get(7)?,
+        route: row.get(15)?,
+        hop: row.get(16)?,
+        email: row.get(17)?,
         provider_message_id: row.get(8)?,
         site: row.get(9)?,
         smsc: row.get(10)?,

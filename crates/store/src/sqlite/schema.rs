@@ -7,9 +7,10 @@ use crate::error::StoreError;
 use crate::types::MessageState;
 
 /// The `PRAGMA user_version` this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
-/// Version 1, exactly as documented at the top of `lib.rs`.
+/// Version 1. A fresh file gets it and then every migration, so a new file and an
+/// upgraded one are the same (documented at the top of `lib.rs`).
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
     id                    INTEGER PRIMARY KEY,
@@ -64,6 +65,14 @@ CREATE INDEX inbound_uncorrelated ON inbound(provider_message_id)
     WHERE kind = 'Receipt' AND message_id IS NULL;
 ";
 
+/// Version 1 → 2: routes (fallback chains, SPEC M11). Existing messages take the
+/// default route from its first hop, which is where version 1 sent them.
+const MIGRATE_V2: &str = "
+ALTER TABLE messages ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN hop INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN email TEXT;
+";
+
 /// Reads the file's schema version. Reading is the first thing done to a file, so a
 /// file that is not a database is reported here, before anything is written.
 pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
@@ -74,28 +83,39 @@ pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
 /// Refuses a newer file; creates the schema in a fresh one. Runs before any pragma
 /// that writes, so a refused file is left untouched.
 pub(crate) fn check_and_create(conn: &mut Connection) -> Result<(), StoreError> {
-    match version(conn)? {
-        SCHEMA_VERSION => Ok(()),
-        0 => {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .context("creating the schema")?;
-            // Another process may have created it between our read and our lock.
-            if version(&tx)? == 0 {
-                tx.execute_batch(SCHEMA_V1).context("creating the schema")?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .context("writing the schema version")?;
-            }
-            tx.commit().context("creating the schema")
-        }
-        found if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+    let found = version(conn)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
-        }),
-        found => Err(StoreError::Corrupt(format!(
-            "reading the schema version: unknown version {found}"
-        ))),
+        });
     }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .context("creating the schema")?;
+    // Another process may have created or upgraded it between our read and our lock.
+    match version(&tx)? {
+        0 => {
+            tx.execute_batch(SCHEMA_V1).context("creating the schema")?;
+            tx.execute_batch(MIGRATE_V2)
+                .context("creating the schema")?;
+        }
+        1 => tx
+            .execute_batch(MIGRATE_V2)
+            .context("upgrading the schema from version 1 to 2")?,
+        SCHEMA_VERSION => return Ok(()),
+        found => {
+            return Err(StoreError::Corrupt(format!(
+                "reading the schema version: unknown version {found}"
+            )))
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .context("writing the schema version")?;
+    tx.commit().context("creating the schema")
 }
 
 /// Counts messages by state and inbound items: once at open; afterwards every
@@ -131,6 +151,7 @@ pub(crate) fn count(conn: &Connection) -> Result<Counters, StoreError> {
 pub(crate) fn plan(sql: &str) -> String {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(SCHEMA_V1).unwrap();
+    conn.execute_batch(MIGRATE_V2).unwrap();
     let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
     let details = statement

@@ -204,8 +204,9 @@ impl Delta {
 }
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages
-    (key, source, destination, body, data_coding, state, attempts, created_at_ms, updated_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, 'Queued', 0, ?6, ?6)
+    (key, source, destination, body, data_coding, route, email, state, attempts,
+     created_at_ms, updated_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, 'Queued', 0, ?6, ?6)
     ON CONFLICT(key) DO NOTHING";
 const MESSAGE_ID_BY_KEY: &str = "SELECT id FROM messages WHERE key = ?1";
 const MESSAGE_STATE: &str = "SELECT state FROM messages WHERE id = ?1";
@@ -215,6 +216,8 @@ const SUBMIT: &str = "UPDATE messages SET state = 'Submitted', provider_message_
     WHERE id = ?1 AND state = 'Queued'";
 const REQUEUE: &str = "UPDATE messages SET attempts = attempts + 1,
     updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1";
+const FALLBACK: &str = "UPDATE messages SET hop = ?2, attempts = 0,
+    updated_at_ms = MAX(updated_at_ms, ?3) WHERE id = ?1 AND state = 'Queued'";
 const TOUCH: &str = "UPDATE messages SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1";
 const SET_STATE: &str = "UPDATE messages SET state = ?2, updated_at_ms = MAX(updated_at_ms, ?3)
     WHERE id = ?1";
@@ -301,6 +304,8 @@ impl<'c> Work<'c> {
                     message.body,
                     message.data_coding,
                     message.received_at_ms,
+                    message.route,
+                    message.email,
                 ])
                 .context(DOING)?;
             if changed == 1 {
@@ -359,7 +364,12 @@ impl<'c> Work<'c> {
                     self.touch(*id, *at_ms)
                 }
             }
-            Update::Requeued { id, reason, at_ms } => {
+            Update::Requeued {
+                id,
+                kind,
+                reason,
+                at_ms,
+            } => {
                 let changed = self
                     .statement(REQUEUE)?
                     .execute(params![id.0, at_ms])
@@ -367,7 +377,30 @@ impl<'c> Work<'c> {
                 if changed == 0 {
                     return Err(StoreError::UnknownMessage(*id));
                 }
-                self.add_event(*id, *at_ms, "requeued", reason)
+                self.add_event(*id, *at_ms, kind, reason)
+            }
+            Update::Fallback {
+                id,
+                hop,
+                reason,
+                at_ms,
+            } => {
+                let changed = self
+                    .statement(FALLBACK)?
+                    .execute(params![id.0, hop, at_ms])
+                    .context(DOING)?;
+                if changed == 1 {
+                    self.add_event(*id, *at_ms, "fallback", reason)
+                } else {
+                    let state = self.state(*id)?;
+                    self.touch(*id, *at_ms)?;
+                    self.add_event(
+                        *id,
+                        *at_ms,
+                        "fallback_ignored",
+                        &format!("state={state}: {reason}"),
+                    )
+                }
             }
             Update::Failed { id, reason, at_ms } => {
                 let state = self.state(*id)?;

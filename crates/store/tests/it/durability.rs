@@ -32,6 +32,7 @@ async fn committed_work_survives_reopen() {
             submitted(ids[0], "P-0", 200),
             Update::Requeued {
                 id: ids[1],
+                kind: "requeued".to_owned(),
                 reason: "ambiguous".to_owned(),
                 at_ms: 201,
             },
@@ -199,17 +200,66 @@ async fn newer_schema_version_is_refused() {
     drop(store);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
     }
     let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
     assert_eq!(
         error,
         StoreError::SchemaTooNew {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
     assert!(error.to_string().contains("upgrade hotsite"), "{error}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+}
+
+/// A file written by the previous version (1, before routes) is upgraded in place:
+/// its queued messages keep their place and take the default route's first hop.
+#[tokio::test]
+async fn version_1_file_is_upgraded() {
+    let (_dir, path, store) = store();
+    let ids: Vec<MessageId> = store
+        .insert_messages(vec![message("a", 1), message("b", 2)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Inserted::id)
+        .collect();
+    store
+        .update(vec![submitted(ids[0], "p-a", 3)])
+        .await
+        .unwrap();
+    drop(store);
+    {
+        // Exactly what version 1 had: no route, hop or email columns.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for column in ["route", "hop", "email"] {
+            conn.execute_batch(&format!("ALTER TABLE messages DROP COLUMN {column}"))
+                .unwrap();
+        }
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = reopen(&path);
+    let queued = store.queued_after(None, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].id, ids[1]);
+    assert_eq!(
+        (
+            queued[0].route.as_str(),
+            queued[0].hop,
+            queued[0].email.as_deref()
+        ),
+        ("", 0, None)
+    );
+    let first = store.message(ids[0]).await.unwrap().unwrap();
+    assert_eq!(first.state, MessageState::Submitted);
+    assert_eq!(first.provider_message_id.as_deref(), Some("p-a"));
+    drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))

@@ -35,6 +35,8 @@ fn message(key: &str, at_ms: i64) -> NewMessage {
         destination: format!("+4670{key}"),
         body: format!("body of {key}").into_bytes(),
         data_coding: 0,
+        route: String::new(),
+        email: None,
         received_at_ms: at_ms,
     }
 }

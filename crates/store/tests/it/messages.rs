@@ -81,11 +81,13 @@ async fn queue_pages_in_id_order_and_loses_submitted_and_failed() {
             },
             Update::Requeued {
                 id: ids[2],
+                kind: "requeued".to_owned(),
                 reason: "bind lost before response".to_owned(),
                 at_ms: 102,
             },
             Update::Requeued {
                 id: ids[2],
+                kind: "requeued".to_owned(),
                 reason: "timeout".to_owned(),
                 at_ms: 103,
             },
@@ -131,6 +133,68 @@ async fn queue_pages_in_id_order_and_loses_submitted_and_failed() {
     assert_eq!(view.site.as_deref(), Some("a"));
     assert_eq!(view.smsc.as_deref(), Some("a1"));
     assert_eq!(view.updated_at_ms, 100);
+}
+
+/// SPEC M10, M11: a retry records its own kind of event; a fallback moves the message
+/// to the next hop of its route with a fresh budget, only while it is queued.
+#[tokio::test]
+async fn fallback_moves_a_queued_message_to_the_next_hop() {
+    let (_dir, _path, store) = store();
+    let mut chat = message("chat", 1);
+    chat.route = "chat".to_owned();
+    chat.email = Some("ann@example.com".to_owned());
+    let ids: Vec<MessageId> = store
+        .insert_messages(vec![chat, message("done", 1)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Inserted::id)
+        .collect();
+    store
+        .update(vec![
+            Update::Requeued {
+                id: ids[0],
+                kind: "transport_failure".to_owned(),
+                reason: "primary-chat answered 503".to_owned(),
+                at_ms: 2,
+            },
+            Update::Fallback {
+                id: ids[0],
+                hop: 1,
+                reason: "primary-chat -> secondary-chat".to_owned(),
+                at_ms: 3,
+            },
+            submitted(ids[1], "p1", 4),
+            Update::Fallback {
+                id: ids[1],
+                hop: 1,
+                reason: "late".to_owned(),
+                at_ms: 5,
+            },
+        ])
+        .await
+        .unwrap();
+    let queued = store.queued_after(None, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        (queued[0].route.as_str(), queued[0].hop, queued[0].attempts),
+        ("chat", 1, 0)
+    );
+    assert_eq!(queued[0].email.as_deref(), Some("ann@example.com"));
+    assert_eq!(
+        history(&store, ids[0]).await,
+        vec![
+            "1 accepted key=chat",
+            "2 transport_failure primary-chat answered 503",
+            "3 fallback primary-chat -> secondary-chat",
+        ]
+    );
+    let done = store.message(ids[1]).await.unwrap().unwrap();
+    assert_eq!((done.state, done.hop), (MessageState::Submitted, 0));
+    assert_eq!(
+        history(&store, ids[1]).await.last().unwrap(),
+        "5 fallback_ignored state=Submitted: late"
+    );
 }
 
 /// SPEC M8: a message that has a submit response is never submitted again — a second
@@ -193,6 +257,7 @@ async fn update_with_unknown_id_changes_nothing() {
             submitted(id, "p1", 2),
             Update::Requeued {
                 id: MessageId(999),
+                kind: "requeued".to_owned(),
                 reason: "x".to_owned(),
                 at_ms: 3,
             },

@@ -18,6 +18,7 @@ enum Op {
     Insert(Vec<(u8, u8)>),
     Submit { message: u8, site: u8 },
     Requeue { message: u8 },
+    Fallback { message: u8 },
     Fail { message: u8 },
     Event { message: u8 },
     Receipt { target: u8, state: u8, dedupe: u8 },
@@ -32,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop::collection::vec((0..12u8, any::<u8>()), 1..5).prop_map(Op::Insert),
         4 => (any::<u8>(), 0..2u8).prop_map(|(message, site)| Op::Submit { message, site }),
         1 => any::<u8>().prop_map(|message| Op::Requeue { message }),
+        1 => any::<u8>().prop_map(|message| Op::Fallback { message }),
         1 => any::<u8>().prop_map(|message| Op::Fail { message }),
         1 => any::<u8>().prop_map(|message| Op::Event { message }),
         4 => (0..14u8, prop::sample::select(vec![1u8, 2, 3, 5, 6, 8]), 0..20u8)
@@ -47,6 +49,7 @@ struct ModelMessage {
     new: NewMessage,
     state: MessageState,
     attempts: u32,
+    hop: u32,
     submitted: Option<(String, String, String)>,
     updated_at_ms: i64,
     events: Vec<EventRecord>,
@@ -98,6 +101,7 @@ impl Model {
                         new: new.clone(),
                         state: MessageState::Queued,
                         attempts: 0,
+                        hop: 0,
                         submitted: None,
                         updated_at_ms: new.received_at_ms,
                         events: vec![event(
@@ -165,12 +169,36 @@ impl Model {
                     self.touch(*id, *at_ms);
                 }
             }
-            Update::Requeued { id, reason, at_ms } => {
+            Update::Requeued {
+                id,
+                kind,
+                reason,
+                at_ms,
+            } => {
                 let message = self.message(*id);
                 message.attempts += 1;
-                message
-                    .events
-                    .push(event(*at_ms, "requeued", reason.clone()));
+                message.events.push(event(*at_ms, kind, reason.clone()));
+                self.touch(*id, *at_ms);
+            }
+            Update::Fallback {
+                id,
+                hop,
+                reason,
+                at_ms,
+            } => {
+                let message = self.message(*id);
+                if message.state == MessageState::Queued {
+                    message.hop = *hop;
+                    message.attempts = 0;
+                    message
+                        .events
+                        .push(event(*at_ms, "fallback", reason.clone()));
+                } else {
+                    let detail = format!("state={}: {reason}", message.state);
+                    message
+                        .events
+                        .push(event(*at_ms, "fallback_ignored", detail));
+                }
                 self.touch(*id, *at_ms);
             }
             Update::Failed { id, reason, at_ms } => {
@@ -284,6 +312,9 @@ impl Model {
             data_coding: message.new.data_coding,
             state: message.state,
             attempts: message.attempts,
+            route: message.new.route.clone(),
+            hop: message.hop,
+            email: message.new.email.clone(),
             provider_message_id,
             site,
             smsc,
@@ -340,12 +371,25 @@ async fn check(store: &SqliteStore, model: &Model, now_ms: i64) {
         let page = store.queued_after(cursor, 3).await.unwrap();
         let Some(last) = page.last() else { break };
         cursor = Some(last.id);
-        queue.extend(page.into_iter().map(|q| (q.id, q.attempts, q.reference)));
+        queue.extend(
+            page.into_iter()
+                .map(|q| (q.id, q.attempts, q.reference, q.hop, q.route, q.email)),
+        );
     }
     let expected_queue: Vec<_> = (0..model.messages.len())
         .map(|index| model.view(index))
         .filter(|view| view.state == MessageState::Queued)
-        .map(|view| (view.id, view.attempts, (view.id.0 & 0xFFFF) as u16))
+        .map(|view| {
+            let reference = (view.id.0 & 0xFFFF) as u16;
+            (
+                view.id,
+                view.attempts,
+                reference,
+                view.hop,
+                view.route,
+                view.email,
+            )
+        })
         .collect();
     assert_eq!(queue, expected_queue);
     assert_eq!(
@@ -382,6 +426,12 @@ async fn run(ops: Vec<Op>, path: &Path) {
                         destination: format!("+46{key}"),
                         body: vec![body; usize::from(body % 7)],
                         data_coding: body % 3,
+                        route: if key % 2 == 0 {
+                            String::new()
+                        } else {
+                            "chat".to_owned()
+                        },
+                        email: (key % 3 == 0).then(|| format!("u{key}@example.com")),
                         received_at_ms: now,
                     })
                     .collect();
@@ -402,14 +452,24 @@ async fn run(ops: Vec<Op>, path: &Path) {
                 store.update(vec![update.clone()]).await.unwrap();
                 model.update(&update);
             }
-            Op::Requeue { message } | Op::Fail { message } | Op::Event { message } => {
+            Op::Requeue { message }
+            | Op::Fallback { message }
+            | Op::Fail { message }
+            | Op::Event { message } => {
                 let Some(id) = model.pick(message) else {
                     continue;
                 };
                 let update = match op {
                     Op::Requeue { .. } => Update::Requeued {
                         id,
+                        kind: if step % 2 == 0 { "requeued" } else { "timeout" }.to_owned(),
                         reason: format!("ambiguous at {now}"),
+                        at_ms: now,
+                    },
+                    Op::Fallback { .. } => Update::Fallback {
+                        id,
+                        hop: (step % 3) as u32 + 1,
+                        reason: format!("budget spent at {now}"),
                         at_ms: now,
                     },
                     Op::Fail { .. } => Update::Failed {

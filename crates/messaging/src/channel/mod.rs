@@ -1,0 +1,114 @@
+//! Delivery channels: the ways a message can leave hotsite. Each hop of a route
+//! (SPEC M11) is one channel: the SMPP binds, the aggregator's HTTP API, a digital
+//! channel's webhook, or e-mail. A channel sends one message once and says what
+//! came of it as a [`SendOutcome`]; what to do next (retry, back off, next hop,
+//! fail) is decided by the route policy ([`crate::route`]), the same for every
+//! channel.
+
+use std::time::Duration;
+
+use hotsite_store::QueuedMessage;
+
+/// What one send on one channel came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The provider took the message.
+    Accepted {
+        /// The provider's site that took it (a site name, or the channel name).
+        site: String,
+        /// The endpoint (SMSC, URL, SMTP server) that answered.
+        endpoint: String,
+        /// The provider's id for it; receipts correlate on it (SPEC M13).
+        provider_id: String,
+    },
+    /// Refused for good: not retried on this hop (SPEC M10: 4xx other than
+    /// 408/429; SPEC M14: authentication, invalid sender or destination, too long).
+    Permanent {
+        /// The endpoint that refused it.
+        endpoint: String,
+        /// Why, in words (status, provider code and text).
+        reason: String,
+    },
+    /// Worth sending again (SPEC M10, M14).
+    Retry {
+        /// The endpoint that failed.
+        endpoint: String,
+        /// What went wrong; names the event recorded on the message.
+        kind: RetryKind,
+        /// Why, in words.
+        reason: String,
+        /// When the channel itself knows when to try again: a `Retry-After`
+        /// header, the aggregator's resubmit delay, or zero to go at once to the
+        /// alternate site. `None`: the route's backoff decides.
+        retry_after: Option<Duration>,
+    },
+    /// Sent, and the provider may or may not have it: the connection died before
+    /// any answer (SPEC M8). The route's ambiguous policy decides.
+    Ambiguous {
+        /// The endpoint.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Why a send is worth repeating. Each names the event recorded on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryKind {
+    /// Connection refused or reset, 503, other 5xx, 408 (SPEC M10).
+    TransportFailure,
+    /// No answer in time (SPEC M10).
+    Timeout,
+    /// 429, or the provider's "throttled" code (SPEC M14).
+    Throttled,
+    /// The provider's "internal error" code, or another temporary refusal.
+    ProviderError,
+}
+
+impl RetryKind {
+    /// The kind of the event recorded on the message.
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            RetryKind::TransportFailure => "transport_failure",
+            RetryKind::Timeout => "timeout",
+            RetryKind::Throttled => "throttled",
+            RetryKind::ProviderError => "provider_error",
+        }
+    }
+}
+
+/// The text of a stored body: the API stores GSM 7-bit as one octet per
+/// character (ASCII plus Latin-1 letters), Latin-1 as is, UCS-2 as UTF-16 BE.
+/// Channels that carry text (HTTP, webhooks, e-mail) send this.
+pub fn text_of(message: &QueuedMessage) -> String {
+    decode(&message.body, message.data_coding)
+}
+
+/// See [`text_of`]. Unknown codings are read as Latin-1, which never fails.
+pub fn decode(body: &[u8], data_coding: u8) -> String {
+    match data_coding {
+        8 => {
+            let units: Vec<u16> = body
+                .chunks_exact(2)
+                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => body.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_the_api_encodes() {
+        assert_eq!(decode(b"Hello", 0), "Hello");
+        assert_eq!(decode(&[0x48, 0xE9], 3), "Hé");
+        let ucs2: Vec<u8> = "Привет €".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(decode(&ucs2, 8), "Привет €");
+        // An odd trailing octet is dropped, not a panic.
+        assert_eq!(decode(&[0x00, 0x41, 0x00], 8), "A");
+    }
+}
