@@ -4,7 +4,10 @@
 //!   answered `202` only after the batch is durable (SPEC M9); `400` with every
 //!   invalid message named, storing nothing; `507` when the disk is full.
 //! - `GET /v1/messages/{id}`: state and history.
-//! - `GET /v1/status`: binds, queue depth, recent bind events.
+//! - `GET /v1/status`: binds, channels, routes, queue depth, recent bind events.
+//! - `POST /v1/callbacks/{channel}/receipt` and `.../mo`: an HTTP provider's
+//!   receipts and MO (form-encoded, see [`crate::callback`]); no bearer token,
+//!   signature checked when a callback secret is configured.
 //! - `GET /v1/health`, `GET /metrics`, `GET /v1/openapi.json`: no token needed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,15 +20,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hotsite_core::HealthState;
-use hotsite_smpp::driver::SmppClient;
-use hotsite_store::{Inserted, MessageId, NewMessage, Store, StoreError};
+use hotsite_smpp::driver::{BindStatus, SmppClient};
+use hotsite_store::{
+    InboundInserted, Inserted, MessageId, NewInbound, NewMessage, Store, StoreError,
+};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::callback;
+use crate::channel::decode;
 use crate::clock;
 use crate::inbox::RecentEvents;
 use crate::metrics::Metrics;
 use crate::request;
+use crate::route::Routes;
+use crate::signing::{verify, SIGNATURE_HEADER};
+
+/// A channel's status as JSON, read when `/v1/status` is asked.
+pub type ChannelStatus = Box<dyn Fn() -> Value + Send + Sync>;
 
 /// What the handlers share.
 pub struct ApiState<S> {
@@ -37,8 +49,18 @@ pub struct ApiState<S> {
     pub default_from: String,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The SMPP client, for status.
-    pub client: SmppClient,
+    /// The SMPP client, for status (none when no SMPP is configured).
+    pub client: Option<SmppClient>,
+    /// The routes, to check what a message asks for.
+    pub routes: Arc<Routes>,
+    /// Channels whose provider may POST receipts and MO (SPEC M13), each with
+    /// the secret its callbacks' `X-Hub-Signature-256` must verify with, if
+    /// one is configured (SPEC M15).
+    pub callback_channels: Vec<(String, Option<Vec<u8>>)>,
+    /// Woken when an inbound row is stored, so webhooks go out at once.
+    pub wake_webhooks: Arc<Notify>,
+    /// Status of the other channels, by name (aggregator URLs and their health).
+    pub channel_status: Vec<(String, ChannelStatus)>,
     /// Recent bind events, for status.
     pub recent: Arc<RecentEvents>,
     /// Wakes the dispatcher after an insert.
@@ -53,6 +75,8 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/messages", post(submit::<S>))
         .route("/v1/messages/{id}", get(message::<S>))
         .route("/v1/status", get(status::<S>))
+        .route("/v1/callbacks/{channel}/receipt", post(receipt_callback::<S>))
+        .route("/v1/callbacks/{channel}/mo", post(mo_callback::<S>))
         .route("/v1/health", get(health::<S>))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::<S>))
@@ -114,6 +138,29 @@ async fn submit<S: Store>(
             return (StatusCode::BAD_REQUEST, Json(json!({ "errors": errors }))).into_response();
         }
     };
+    let unknown_routes: Vec<request::FieldError> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(index, message)| {
+            let route = message.route.as_deref()?;
+            (!state.routes.contains(route)).then(|| request::FieldError {
+                index,
+                field: "route".into(),
+                error: format!(
+                    "unknown route {route:?}; configured: {}",
+                    state.routes.names().join(", ")
+                ),
+            })
+        })
+        .collect();
+    if !unknown_routes.is_empty() {
+        Metrics::inc(&state.metrics.messages_invalid_total);
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "errors": unknown_routes })),
+        )
+            .into_response();
+    }
     let now = clock::now_ms();
     let batch: Vec<NewMessage> = messages
         .into_iter()
@@ -127,8 +174,8 @@ async fn submit<S: Store>(
             destination: message.to,
             body: message.body,
             data_coding: message.encoding.data_coding(),
-            route: String::new(),
-            email: None,
+            route: message.route.unwrap_or_default(),
+            email: message.email,
             received_at_ms: now,
         })
         .collect();
@@ -179,9 +226,12 @@ async fn message<S: Store>(
             "state": view.state.as_str(),
             "from": view.source,
             "to": view.destination,
-            "text": String::from_utf8(view.body.clone()).ok(),
+            "text": decode(&view.body, view.data_coding),
             "data_coding": view.data_coding,
             "attempts": view.attempts,
+            "route": if view.route.is_empty() { state.routes.default_name() } else { &view.route },
+            "hop": view.hop,
+            "email": view.email,
             "provider_message_id": view.provider_message_id,
             "site": view.site,
             "smsc": view.smsc,
@@ -195,6 +245,73 @@ async fn message<S: Store>(
     }
 }
 
+async fn receipt_callback<S: Store>(
+    state: State<Arc<ApiState<S>>>,
+    path: Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    callback(state, path, headers, body, callback::receipt).await
+}
+
+async fn mo_callback<S: Store>(
+    state: State<Arc<ApiState<S>>>,
+    path: Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    callback(state, path, headers, body, callback::mo).await
+}
+
+/// A provider's receipt or MO: checked, stored, and only then answered 200
+/// (SPEC M13); a repeat is answered 200 too and stored once (SPEC M8).
+async fn callback<S: Store>(
+    State(state): State<Arc<ApiState<S>>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+    parse: fn(&str, &[u8], i64) -> Result<NewInbound, callback::CallbackError>,
+) -> Response {
+    let Some((_, secret)) = state
+        .callback_channels
+        .iter()
+        .find(|(name, _)| *name == channel)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no HTTP channel {channel:?} takes callbacks"),
+        );
+    };
+    if let Some(secret) = secret {
+        let signature = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|value| value.to_str().ok());
+        if !signature.is_some_and(|signature| verify(secret, &body, signature)) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or invalid {SIGNATURE_HEADER}"),
+            );
+        }
+    }
+    let item = match parse(&channel, &body, clock::now_ms()) {
+        Ok(item) => item,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    Metrics::inc(&state.metrics.inbound_received_total);
+    match state.store.insert_inbound(vec![item]).await {
+        Ok(inserted) => {
+            let duplicate = matches!(inserted.first(), Some(InboundInserted::Duplicate(_)));
+            if duplicate {
+                Metrics::inc(&state.metrics.inbound_duplicate_total);
+            } else {
+                state.wake_webhooks.notify_one();
+            }
+            Json(json!({ "stored": if duplicate { "duplicate" } else { "new" } })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
 async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: HeaderMap) -> Response {
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
@@ -203,9 +320,7 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
         Ok(stats) => stats,
         Err(e) => return store_error(&e),
     };
-    let binds: Vec<Value> = state
-        .client
-        .status()
+    let binds: Vec<Value> = smpp_status(&state)
         .iter()
         .map(|bind| {
             json!({
@@ -224,8 +339,16 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
         .into_iter()
         .map(|(at_ms, text)| json!({ "at_ms": at_ms, "event": text }))
         .collect();
+    let channels: serde_json::Map<String, Value> = state
+        .channel_status
+        .iter()
+        .map(|(name, status)| (name.clone(), status()))
+        .collect();
     Json(json!({
         "binds": binds,
+        "channels": channels,
+        "routes": state.routes.names(),
+        "default_route": state.routes.default_name(),
         "queue": { "queued": stats.queued, "submitted": stats.submitted, "final": stats.final_states, "failed": stats.failed },
         "inbound": { "pending": stats.inbound_pending, "total": stats.inbound_total },
         "recent_events": recent,
@@ -233,8 +356,17 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
     .into_response()
 }
 
+/// The SMPP binds' status; empty without SMPP.
+fn smpp_status<S: Store>(state: &ApiState<S>) -> Vec<BindStatus> {
+    state
+        .client
+        .as_ref()
+        .map(SmppClient::status)
+        .unwrap_or_default()
+}
+
 async fn health<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
-    let binds = state.client.status();
+    let binds = smpp_status(&state);
     let up = binds
         .iter()
         .filter(|b| b.pool.health == HealthState::Up)
@@ -249,7 +381,7 @@ async fn health<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
 }
 
 async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
-    let binds = state.client.status();
+    let binds = smpp_status(&state);
     let up = binds
         .iter()
         .filter(|b| b.pool.health == HealthState::Up)

@@ -1,31 +1,34 @@
-//! Moves queued messages from the store to the SMPP binds, and outcomes back.
+//! Moves queued messages from the store to their route's channels, and outcomes
+//! back.
 //!
 //! The dispatcher pages through the queue in id order with a cursor (so a
 //! backlog of millions never sits in memory), and gives each message a task that
 //! owns it until its outcome is final: accepted, failed, or, after an ambiguous
-//! or temporary outcome, sent again (SPEC M7, M8, M14). At most `concurrency`
-//! messages are owned at once. Every outcome is written to the store before the
-//! message's slot is released; the store batches those writes.
+//! or temporary outcome, sent again — on the same hop or, once the hop's budget
+//! is spent, on the next hop of its route (SPEC M7, M8, M10, M11, M14). At most
+//! `concurrency` messages are owned at once. Every outcome is written to the
+//! store before anything else happens to the message; the store batches those
+//! writes.
 //!
 //! After a restart the cursor starts over: every message still `Queued` is
-//! picked up again, including those that were on the wire when the process
-//! died. They go out with the same `user_message_reference`, so the provider
-//! drops any repeat (SPEC M8, M9).
+//! picked up again on the hop it was on, including those that were on the wire
+//! when the process died. They go out with the same reference
+//! (`user_message_reference` over SMPP, `message_id` over HTTP, the message id in
+//! webhooks), so the provider drops any repeat (SPEC M8, M9).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hotsite_core::{Backoff, BackoffConfig};
-use hotsite_smpp::driver::SmppClient;
-use hotsite_smpp::pdu::{tag, Address, ShortMessage, Tlvs};
 use hotsite_store::{MessageId, QueuedMessage, Store, StoreError, Update};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::{HopState, SendOutcome};
 use crate::clock;
 use crate::metrics::Metrics;
-use crate::policy::{decide, AmbiguousPolicy};
+use crate::policy::{decide, AmbiguousPolicy, Next, Position};
+use crate::route::Routes;
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -34,11 +37,11 @@ pub struct DispatcherConfig {
     pub concurrency: usize,
     /// Messages read from the store per page.
     pub page: usize,
-    /// What to do with ambiguous submits (SPEC M8).
+    /// The SMPP hop's ambiguous policy (SPEC M8), when routes are not configured.
     pub ambiguous: AmbiguousPolicy,
-    /// Submits per message before a temporary refusal becomes a failure.
+    /// The SMPP hop's budget: submits before a temporary refusal becomes a failure.
     pub retry_budget: u32,
-    /// Backoff between resends after a temporary refusal.
+    /// The SMPP hop's backoff between resends after a temporary refusal.
     pub backoff: BackoffConfig,
     /// `registered_delivery` of every submit: 1 asks for a final receipt.
     pub registered_delivery: u8,
@@ -64,7 +67,7 @@ impl Default for DispatcherConfig {
 /// Runs until `shutdown`. `wake` is notified when new messages are stored.
 pub async fn run_dispatcher<S: Store>(
     store: S,
-    client: SmppClient,
+    routes: Arc<Routes>,
     config: DispatcherConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
@@ -110,10 +113,9 @@ pub async fn run_dispatcher<S: Store>(
             seed += 1;
             let job = Job {
                 recorder: recorder.clone(),
-                client: client.clone(),
-                config: config.clone(),
+                routes: routes.clone(),
                 metrics: metrics.clone(),
-                backoff: Backoff::new(config.backoff, seed),
+                seed,
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -129,52 +131,107 @@ pub async fn run_dispatcher<S: Store>(
 
 struct Job {
     recorder: Recorder,
-    client: SmppClient,
-    config: DispatcherConfig,
+    routes: Arc<Routes>,
     metrics: Arc<Metrics>,
-    backoff: Backoff,
+    seed: u64,
 }
 
 impl Job {
-    /// Sends `message` until its outcome is final, recording every step.
-    async fn own(mut self, message: QueuedMessage) {
-        let short_message = to_short_message(&message, self.config.registered_delivery);
+    /// Sends `message` along its route until its outcome is final, recording
+    /// every step.
+    async fn own(self, message: QueuedMessage) {
+        let Some(route) = self.routes.get(&message.route).cloned() else {
+            // The configuration lost the route since the message was stored. It
+            // stays queued (never dropped) until a configuration has it again.
+            tracing::error!(id = %message.id, route = %message.route, "message names an unknown route; left queued");
+            self.recorder
+                .record(vec![Update::Event {
+                    id: message.id,
+                    kind: "route_unknown".to_owned(),
+                    detail: format!(
+                        "route {:?} is not configured; left queued until it is",
+                        message.route
+                    ),
+                    at_ms: clock::now_ms(),
+                }])
+                .await;
+            return;
+        };
+        let (mut hop_index, _) = route.hop(message.hop);
         let mut attempt = message.attempts;
+        let mut state = HopState::default();
+        let mut backoff = Backoff::new(route.hop(hop_index).1.policy.backoff, self.seed);
         loop {
+            let (_, hop) = route.hop(hop_index);
             Metrics::inc(&self.metrics.submits_total);
-            let Ok(outcome) = self.client.submit(short_message.clone()).await else {
-                return; // the client is shutting down; the message stays queued
+            let Some(outcome) = hop.channel.send(&message, &mut state).await else {
+                return; // the channel is shutting down; the message stays queued
             };
             attempt += 1;
+            self.metrics.inc_labeled(
+                "channel_sends_total",
+                &[("channel", &hop.channel_name), ("outcome", outcome.label())],
+            );
+            if let SendOutcome::Permanent { reason, .. } = &outcome {
+                tracing::warn!(id = %message.id, channel = %hop.channel_name, %reason, "refused for good");
+            }
+            let position = Position {
+                hop: hop_index,
+                channel: &hop.channel_name,
+                next_channel: route.next_channel(hop_index),
+                attempt,
+            };
             let decision = decide(
                 message.id,
                 outcome,
-                self.config.ambiguous,
-                self.config.retry_budget,
-                attempt,
-                &mut self.backoff,
+                position,
+                &hop.policy,
+                &mut backoff,
                 clock::now_ms(),
             );
             if decision.ambiguous {
                 Metrics::inc(&self.metrics.submits_ambiguous_total);
             }
-            match &decision.update {
-                Update::Submitted { .. } => Metrics::inc(&self.metrics.messages_submitted_total),
-                Update::Failed { reason, .. } => {
-                    tracing::warn!(id = %message.id, %reason, "message failed");
-                    Metrics::inc(&self.metrics.messages_failed_total);
+            for update in &decision.updates {
+                match update {
+                    Update::Submitted { .. } => {
+                        Metrics::inc(&self.metrics.messages_submitted_total)
+                    }
+                    Update::Failed { reason, .. } => {
+                        tracing::warn!(id = %message.id, %reason, "message failed");
+                        Metrics::inc(&self.metrics.messages_failed_total);
+                    }
+                    Update::Requeued { kind, .. } if kind != "ambiguous" => {
+                        Metrics::inc(&self.metrics.submits_retried_total)
+                    }
+                    _ => {}
                 }
-                Update::Requeued { .. } if !decision.ambiguous => {
-                    Metrics::inc(&self.metrics.submits_retried_total)
-                }
-                _ => {}
+            }
+            if let Next::Hop(next) = decision.next {
+                let (_, to) = route.hop(next);
+                tracing::info!(id = %message.id, route = %route.name, from = %hop.channel_name, to = %to.channel_name, "fallback to the next hop");
+                Metrics::inc(&self.metrics.messages_fallback_total);
+                self.metrics.inc_labeled(
+                    "route_fallbacks_total",
+                    &[
+                        ("route", &route.name),
+                        ("from", &hop.channel_name),
+                        ("to", &to.channel_name),
+                    ],
+                );
             }
             // Durable before anything else happens to the message.
-            self.recorder.record(decision.update).await;
-            match decision.retry_after {
-                None => return,
-                Some(delay) if delay.is_zero() => {}
-                Some(delay) => tokio::time::sleep(delay).await,
+            self.recorder.record(decision.updates).await;
+            match decision.next {
+                Next::Done => return,
+                Next::Retry(delay) if delay.is_zero() => {}
+                Next::Retry(delay) => tokio::time::sleep(delay).await,
+                Next::Hop(next) => {
+                    hop_index = next;
+                    attempt = 0;
+                    state = HopState::default();
+                    backoff = Backoff::new(route.hop(next).1.policy.backoff, self.seed);
+                }
             }
         }
     }
@@ -184,7 +241,7 @@ impl Job {
 /// and one reply per message instead of one store request each.
 #[derive(Clone)]
 struct Recorder {
-    requests: mpsc::UnboundedSender<(Update, oneshot::Sender<()>)>,
+    requests: mpsc::UnboundedSender<(Vec<Update>, oneshot::Sender<()>)>,
 }
 
 /// The most outcomes written in one store request.
@@ -192,7 +249,8 @@ const MAX_OUTCOMES_PER_WRITE: usize = 4096;
 
 impl Recorder {
     fn start<S: Store>(store: S) -> Recorder {
-        let (requests, mut incoming) = mpsc::unbounded_channel::<(Update, oneshot::Sender<()>)>();
+        let (requests, mut incoming) =
+            mpsc::unbounded_channel::<(Vec<Update>, oneshot::Sender<()>)>();
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
                 let mut batch = vec![first];
@@ -202,8 +260,8 @@ impl Recorder {
                         Err(_) => break,
                     }
                 }
-                let (updates, done): (Vec<Update>, Vec<_>) = batch.into_iter().unzip();
-                write(&store, updates).await;
+                let (updates, done): (Vec<Vec<Update>>, Vec<_>) = batch.into_iter().unzip();
+                write(&store, updates.into_iter().flatten().collect()).await;
                 for done in done {
                     let _ = done.send(());
                 }
@@ -212,10 +270,11 @@ impl Recorder {
         Recorder { requests }
     }
 
-    /// Returns once `update` is durable (or the recorder is gone, at shutdown).
-    async fn record(&self, update: Update) {
+    /// Returns once `updates` are durable, in order (or the recorder is gone, at
+    /// shutdown).
+    async fn record(&self, updates: Vec<Update>) {
         let (done, written) = oneshot::channel();
-        if self.requests.send((update, done)).is_ok() {
+        if self.requests.send((updates, done)).is_ok() {
             let _ = written.await;
         }
     }
@@ -240,38 +299,5 @@ async fn write<S: Store>(store: &S, updates: Vec<Update>) {
         if let Err(error) = store.update(vec![update]).await {
             tracing::error!(%id, %error, "outcome not recorded; the message is resent after a restart");
         }
-    }
-}
-
-/// The `submit_sm` for a stored message: its stable reference on every send.
-fn to_short_message(message: &QueuedMessage, registered_delivery: u8) -> ShortMessage {
-    let mut tlvs = Tlvs::default();
-    tlvs.set_user_message_reference(message.reference);
-    let (short_message, payload) = if message.body.len() <= 254 {
-        (Bytes::copy_from_slice(&message.body), None)
-    } else {
-        (Bytes::new(), Some(Bytes::copy_from_slice(&message.body)))
-    };
-    if let Some(payload) = payload {
-        tlvs.set(tag::MESSAGE_PAYLOAD, payload);
-    }
-    let numeric = message.source.bytes().all(|b| b.is_ascii_digit());
-    ShortMessage {
-        source: Address {
-            // International number, or alphanumeric sender.
-            ton: if numeric { 1 } else { 5 },
-            npi: if numeric { 1 } else { 0 },
-            addr: message.source.clone(),
-        },
-        destination: Address {
-            ton: 1,
-            npi: 1,
-            addr: message.destination.clone(),
-        },
-        registered_delivery,
-        data_coding: message.data_coding,
-        short_message,
-        tlvs,
-        ..ShortMessage::default()
     }
 }

@@ -1,6 +1,8 @@
 //! Wires one site's messaging gateway together: the SMPP client bound to every
-//! SMSC of every site, the dispatcher, the inbox, webhooks and the HTTP API.
+//! SMSC of every site, the other channels, the routes over them, the dispatcher,
+//! the inbox, webhooks and the HTTP API.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -8,21 +10,62 @@ use std::sync::Arc;
 use hotsite_smpp::driver::{ClientConfig, SmppClient};
 use hotsite_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{router, ApiState};
+use crate::api::{router, ApiState, ChannelStatus};
+use crate::channel::digital::{DigitalChannel, DigitalConfig, DigitalConfigError};
+use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
+use crate::channel::smpp::SmppChannel;
+use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
 use crate::inbox::{run_inbox, RecentEvents};
 use crate::metrics::Metrics;
+use crate::policy::HopPolicy;
+use crate::route::{Hop, Route, Routes, SMPP_CHANNEL};
 use crate::webhook::{run_webhooks, WebhookConfig};
+
+/// A channel other than SMPP, by kind.
+#[derive(Debug, Clone)]
+pub enum ChannelConfig {
+    /// A digital channel's webhook (SPEC M10).
+    Digital(DigitalConfig),
+    /// E-mail over SMTP, the usual last hop (SPEC M11).
+    Email(EmailConfig),
+}
+
+impl ChannelConfig {
+    /// Whether the provider behind it POSTs receipts and MO to hotsite, and
+    /// the secret their signature must verify with (SPEC M15), if any.
+    fn callbacks(&self) -> Option<Option<Vec<u8>>> {
+        match self {
+            ChannelConfig::Digital(_) | ChannelConfig::Email(_) => None,
+        }
+    }
+}
+
+/// One route: a name and its hops, first to last (SPEC M11).
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The name messages ask for.
+    pub name: String,
+    /// Channel name and policy of each hop.
+    pub hops: Vec<(String, HopPolicy)>,
+}
 
 /// Everything the gateway needs besides its store.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// SMPP binds to every SMSC of every site.
-    pub smpp: ClientConfig,
+    /// SMPP binds to every SMSC of every site: the channel named `smpp`.
+    pub smpp: Option<ClientConfig>,
+    /// The other channels, by name.
+    pub channels: Vec<(String, ChannelConfig)>,
+    /// The routes. Empty: one route `sms` with the SMPP channel as its only hop,
+    /// with the dispatcher's budget, backoff and ambiguous policy.
+    pub routes: Vec<RouteConfig>,
+    /// The route of messages that name none; the first route when `None`.
+    pub default_route: Option<String>,
     /// Where the HTTP API listens.
     pub api_listen: SocketAddr,
     /// Accepted bearer tokens.
@@ -41,6 +84,25 @@ pub enum GatewayError {
     /// The SMPP settings cannot be run.
     #[error(transparent)]
     Smpp(#[from] hotsite_smpp::driver::ClientConfigError),
+    /// A digital channel cannot be built.
+    #[error("channels.{name}: {source}")]
+    Digital {
+        /// The channel.
+        name: String,
+        /// What is wrong.
+        source: DigitalConfigError,
+    },
+    /// The e-mail channel cannot be built.
+    #[error("channels.{name}: {source}")]
+    Email {
+        /// The channel.
+        name: String,
+        /// What is wrong.
+        source: EmailConfigError,
+    },
+    /// The routes do not fit the channels.
+    #[error("routes: {0}")]
+    Routes(String),
     /// The API port could not be bound.
     #[error("cannot listen on {addr} for the HTTP API: {source}")]
     Listen {
@@ -54,7 +116,7 @@ pub enum GatewayError {
 /// A running gateway.
 pub struct GatewayHandle {
     api_addr: SocketAddr,
-    client: SmppClient,
+    client: Option<SmppClient>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -78,13 +140,23 @@ pub async fn start<S: Store>(
             addr: config.api_listen,
             source,
         })?;
-    let (client, events, client_task) = SmppClient::start(config.smpp.clone())?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let (client, events) = match config.smpp.clone() {
+        Some(smpp) => {
+            let (client, events, client_task) = SmppClient::start(smpp)?;
+            tasks.push(client_task);
+            (Some(client), events)
+        }
+        // Nothing ever arrives over SMPP; the inbox still serves HTTP callbacks.
+        None => (None, mpsc::channel(1).1),
+    };
+    let (routes, channel_status) = build_routes(&config, client.as_ref())?;
+    let routes = Arc::new(routes);
     let metrics = Arc::new(Metrics::default());
     let recent = Arc::new(RecentEvents::default());
     let wake_dispatcher = Arc::new(Notify::new());
     let wake_webhooks = Arc::new(Notify::new());
-    let shutdown = CancellationToken::new();
-    let mut tasks = vec![client_task];
     tasks.push(tokio::spawn(run_inbox(
         store.clone(),
         events,
@@ -92,9 +164,14 @@ pub async fn start<S: Store>(
         recent.clone(),
         wake_webhooks.clone(),
     )));
+    let callback_channels = config
+        .channels
+        .iter()
+        .filter_map(|(name, channel)| Some((name.clone(), channel.callbacks()?)))
+        .collect();
     tasks.push(tokio::spawn(run_dispatcher(
         store.clone(),
-        client.clone(),
+        routes.clone(),
         config.dispatcher.clone(),
         metrics.clone(),
         wake_dispatcher.clone(),
@@ -105,7 +182,7 @@ pub async fn start<S: Store>(
             store.clone(),
             webhook,
             metrics.clone(),
-            wake_webhooks,
+            wake_webhooks.clone(),
             shutdown.clone(),
         )));
     }
@@ -115,8 +192,12 @@ pub async fn start<S: Store>(
         default_from: config.default_from.clone(),
         metrics: metrics.clone(),
         client: client.clone(),
+        routes,
+        channel_status,
         recent,
         wake: wake_dispatcher,
+        callback_channels,
+        wake_webhooks: wake_webhooks.clone(),
         key_counter: AtomicU64::new(0),
     });
     let app = router(state);
@@ -143,9 +224,9 @@ impl GatewayHandle {
         self.api_addr
     }
 
-    /// The SMPP client (status, binds).
-    pub fn client(&self) -> &SmppClient {
-        &self.client
+    /// The SMPP client (status, binds), when SMPP is configured.
+    pub fn client(&self) -> Option<&SmppClient> {
+        self.client.as_ref()
     }
 
     /// The counters.
@@ -157,9 +238,102 @@ impl GatewayHandle {
     /// submitted stay queued in the store for the next start.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        self.client.shutdown().await;
+        if let Some(client) = &self.client {
+            client.shutdown().await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }
     }
+}
+
+/// Builds every channel and the routes over them. Checked again here (the
+/// binary's config validation names the keys first) so a library user gets a
+/// clear error too.
+fn build_routes(
+    config: &GatewayConfig,
+    client: Option<&SmppClient>,
+) -> Result<(Routes, Vec<(String, ChannelStatus)>), GatewayError> {
+    let mut channels: HashMap<String, Channel> = HashMap::new();
+    let status: Vec<(String, ChannelStatus)> = Vec::new();
+    if let Some(client) = client {
+        let smpp = SmppChannel::new(client.clone(), config.dispatcher.registered_delivery);
+        channels.insert(SMPP_CHANNEL.to_owned(), Channel::Smpp(smpp));
+    }
+    for (name, channel) in &config.channels {
+        if channels.contains_key(name) {
+            return Err(GatewayError::Routes(format!(
+                "channel name {name:?} is used twice (\"smpp\" is the SMPP binds)"
+            )));
+        }
+        let built = match channel {
+            ChannelConfig::Digital(digital) => Channel::Digital(Arc::new(
+                DigitalChannel::new(digital.clone()).map_err(|source| {
+                    GatewayError::Digital {
+                        name: name.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            ChannelConfig::Email(email) => Channel::Email(Arc::new(
+                EmailChannel::new(email.clone()).map_err(|source| GatewayError::Email {
+                    name: name.clone(),
+                    source,
+                })?,
+            )),
+        };
+        channels.insert(name.clone(), built);
+    }
+    let route_configs = if config.routes.is_empty() {
+        vec![RouteConfig {
+            name: "sms".to_owned(),
+            hops: vec![(
+                SMPP_CHANNEL.to_owned(),
+                HopPolicy {
+                    budget: Some(config.dispatcher.retry_budget),
+                    backoff: config.dispatcher.backoff,
+                    ambiguous: config.dispatcher.ambiguous,
+                },
+            )],
+        }]
+    } else {
+        config.routes.clone()
+    };
+    let mut routes = Vec::new();
+    for route in &route_configs {
+        if route.hops.is_empty() {
+            return Err(GatewayError::Routes(format!(
+                "route {:?} has no hops",
+                route.name
+            )));
+        }
+        let mut hops = Vec::new();
+        for (channel_name, policy) in &route.hops {
+            let channel = channels.get(channel_name).ok_or_else(|| {
+                GatewayError::Routes(format!(
+                    "route {:?} names channel {channel_name:?}, which is not configured",
+                    route.name
+                ))
+            })?;
+            hops.push(Hop {
+                channel_name: channel_name.clone(),
+                channel: channel.clone(),
+                policy: *policy,
+            });
+        }
+        routes.push(Route {
+            name: route.name.clone(),
+            hops,
+        });
+    }
+    let default = match &config.default_route {
+        Some(name) if !route_configs.iter().any(|route| &route.name == name) => {
+            return Err(GatewayError::Routes(format!(
+                "default route {name:?} is not defined"
+            )))
+        }
+        Some(name) => name.clone(),
+        None => route_configs[0].name.clone(),
+    };
+    Ok((Routes::new(routes, &default), status))
 }

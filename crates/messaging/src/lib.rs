@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod callback;
 pub mod channel;
 mod clock;
 pub mod dispatcher;
@@ -25,6 +26,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod policy;
 pub mod request;
+pub mod route;
 pub mod signing;
 pub mod webhook;
 

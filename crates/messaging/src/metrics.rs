@@ -2,8 +2,10 @@
 //!
 //! Plain atomics: a handful of numbers does not need a metrics framework.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 macro_rules! counters {
     ($($name:ident: $help:expr;)*) => {
@@ -14,6 +16,8 @@ macro_rules! counters {
                 #[doc = $help]
                 pub $name: AtomicU64,
             )*
+            /// Counters with labels, by (name, labels).
+            labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
         }
 
         impl Metrics {
@@ -26,6 +30,7 @@ macro_rules! counters {
                     let _ = writeln!(out, "# TYPE {name} counter");
                     let _ = writeln!(out, "{name} {}", self.$name.load(Ordering::Relaxed));
                 )*
+                self.render_labeled(&mut out);
                 for (name, help, value) in gauges {
                     let _ = writeln!(out, "# HELP hotsite_{name} {help}");
                     let _ = writeln!(out, "# TYPE hotsite_{name} gauge");
@@ -51,7 +56,20 @@ counters! {
     webhooks_delivered_total: "MO and receipts delivered to the application.";
     webhooks_failed_attempts_total: "Webhook attempts that did not get a 2xx.";
     bind_failovers_total: "Binds that went out of service.";
+    messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
 }
+
+/// Counters with labels: name, help.
+const LABELED: &[(&str, &str)] = &[
+    (
+        "channel_sends_total",
+        "Sends per channel and outcome (accepted, permanent, transport_failure, timeout, throttled, provider_error, ambiguous).",
+    ),
+    (
+        "route_fallbacks_total",
+        "Messages handed from one hop of a route to the next (SPEC M11).",
+    ),
+];
 
 impl Metrics {
     /// Adds one to `counter`.
@@ -62,6 +80,41 @@ impl Metrics {
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to the labeled counter `name` (one of [`LABELED`]) with
+    /// `labels` as `(key, value)` pairs.
+    pub fn inc_labeled(&self, name: &'static str, labels: &[(&str, &str)]) {
+        debug_assert!(LABELED.iter().any(|(known, _)| *known == name), "{name}");
+        let mut text = String::new();
+        for (i, (key, value)) in labels.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = write!(text, "{separator}{key}=\"{value}\"");
+        }
+        let mut labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
+        *labeled.entry((name, text)).or_default() += 1;
+    }
+
+    /// The labeled counter `name` with exactly `labels` (0 if never counted).
+    pub fn labeled(&self, name: &'static str, labels: &[(&str, &str)]) -> u64 {
+        let text: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}=\"{value}\""))
+            .collect();
+        let labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
+        labeled.get(&(name, text.join(","))).copied().unwrap_or(0)
+    }
+
+    fn render_labeled(&self, out: &mut String) {
+        let labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, help) in LABELED {
+            let _ = writeln!(out, "# HELP hotsite_{name} {help}");
+            let _ = writeln!(out, "# TYPE hotsite_{name} counter");
+            for ((_, labels), value) in labeled.iter().filter(|((n, _), _)| n == name) {
+                let _ = writeln!(out, "hotsite_{name}{{{labels}}} {value}");
+            }
+        }
     }
 }
 
@@ -78,5 +131,21 @@ mod tests {
             "# TYPE hotsite_messages_accepted_total counter\nhotsite_messages_accepted_total 3\n"
         ));
         assert!(text.contains("# TYPE hotsite_binds_up gauge\nhotsite_binds_up 4\n"));
+    }
+
+    #[test]
+    fn renders_labeled_counters() {
+        let metrics = Metrics::default();
+        let labels = [("route", "chat"), ("from", "primary-chat"), ("to", "email")];
+        metrics.inc_labeled("route_fallbacks_total", &labels);
+        metrics.inc_labeled("route_fallbacks_total", &labels);
+        assert_eq!(metrics.labeled("route_fallbacks_total", &labels), 2);
+        let text = metrics.render(&[]);
+        assert!(
+            text.contains(
+                "hotsite_route_fallbacks_total{route=\"chat\",from=\"primary-chat\",to=\"email\"} 2\n"
+            ),
+            "{text}"
+        );
     }
 }

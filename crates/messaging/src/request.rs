@@ -49,6 +49,11 @@ pub struct ValidMessage {
     pub body: Vec<u8>,
     /// How it is encoded.
     pub encoding: Encoding,
+    /// The route it asks for (SPEC M11); `None`: the default route. Whether the
+    /// route exists is the caller's to check (it knows the configuration).
+    pub route: Option<String>,
+    /// The recipient's e-mail address, for an e-mail hop of the route.
+    pub email: Option<String>,
 }
 
 /// One problem with one message of a request.
@@ -153,10 +158,10 @@ fn parse_one(
         return Err(errors);
     };
     for name in fields.keys() {
-        if !["id", "to", "from", "text", "encoding"].contains(&name.as_str()) {
+        if !["id", "to", "from", "text", "encoding", "route", "email"].contains(&name.as_str()) {
             fail(
                 name,
-                "unknown field; known: id, to, from, text, encoding".into(),
+                "unknown field; known: id, to, from, text, encoding, route, email".into(),
             );
         }
     }
@@ -215,6 +220,31 @@ fn parse_one(
             None
         }
     };
+    let route = match text_of("route") {
+        Ok(Some(route)) if route.is_empty() || route.len() > 64 => {
+            fail("route", "must be a route name of 1 to 64 characters".into());
+            None
+        }
+        Ok(route) => route.map(str::to_owned),
+        Err(e) => {
+            fail("route", e);
+            None
+        }
+    };
+    let email = match text_of("email") {
+        Ok(Some(email)) => match check_email(email) {
+            Ok(()) => Some(email.to_owned()),
+            Err(e) => {
+                fail("email", e);
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            fail("email", e);
+            None
+        }
+    };
     let encoding = match text_of("encoding") {
         Ok(None) | Ok(Some("auto")) => Ok(None),
         Ok(Some("gsm7")) => Ok(Some(Encoding::Gsm7)),
@@ -260,6 +290,8 @@ fn parse_one(
             to,
             body,
             encoding,
+            route,
+            email,
         }),
         _ => Err(errors),
     }
@@ -298,6 +330,28 @@ fn check_sender(sender: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A plausible e-mail address: one `@`, a local part, a dotted domain, no spaces
+/// or angle brackets, at most 254 characters (RFC 5321). The SMTP server has the
+/// last word; this catches typos at the door.
+fn check_email(email: &str) -> Result<(), String> {
+    let bad = || Err(format!("{email:?} is not an e-mail address"));
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+        return bad();
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(())
+        }
+        _ => bad(),
+    }
 }
 
 /// Encodes `text`; `None` picks GSM 7-bit when every character is in its basic

@@ -9,6 +9,39 @@ use std::time::Duration;
 
 use hotsite_store::QueuedMessage;
 
+pub mod aggregator;
+pub mod digital;
+pub mod email;
+pub mod smpp;
+
+/// A channel of a hop.
+#[derive(Clone)]
+pub enum Channel {
+    /// The SMPP binds.
+    Smpp(smpp::SmppChannel),
+    /// A digital channel's webhook.
+    Digital(std::sync::Arc<digital::DigitalChannel>),
+    /// E-mail over SMTP.
+    Email(std::sync::Arc<email::EmailChannel>),
+}
+
+/// What a message's send on one hop remembers between sends (the aggregator's
+/// position in its list of site URLs). Fresh for each hop.
+#[derive(Debug, Default)]
+pub struct HopState {}
+
+impl Channel {
+    /// Sends `message` once. `None` when the channel is shutting down: the
+    /// message stays queued for the next start.
+    pub async fn send(&self, message: &QueuedMessage, _state: &mut HopState) -> Option<SendOutcome> {
+        match self {
+            Channel::Smpp(channel) => channel.send(message).await,
+            Channel::Digital(channel) => Some(channel.send(message).await),
+            Channel::Email(channel) => Some(channel.send(message).await),
+        }
+    }
+}
+
 /// What one send on one channel came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -63,6 +96,19 @@ pub enum RetryKind {
     Throttled,
     /// The provider's "internal error" code, or another temporary refusal.
     ProviderError,
+}
+
+impl SendOutcome {
+    /// A short name for metrics: `accepted`, `permanent`, `ambiguous` or the
+    /// retry kind's event.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SendOutcome::Accepted { .. } => "accepted",
+            SendOutcome::Permanent { .. } => "permanent",
+            SendOutcome::Retry { kind, .. } => kind.event_kind(),
+            SendOutcome::Ambiguous { .. } => "ambiguous",
+        }
+    }
 }
 
 impl RetryKind {

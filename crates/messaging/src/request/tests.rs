@@ -24,7 +24,9 @@ fn single_message_with_defaults() {
             from: "hotsite".into(),
             to: "4917012345678".into(),
             body: b"hello".to_vec(),
-            encoding: Encoding::Gsm7
+            encoding: Encoding::Gsm7,
+            route: None,
+            email: None,
         }]
     );
 }
@@ -144,4 +146,24 @@ proptest::proptest! {
     fn arbitrary_bodies_never_panic(body: Vec<u8>, key: Option<String>) {
         let _ = parse(&body, key.as_deref(), "hs");
     }
+}
+
+/// SPEC M11: a message may name its route and the e-mail address of its
+/// fallback hop; a bad address is named.
+#[test]
+fn route_and_email_are_taken_and_checked() {
+    let message = &ok(r#"{"to": "+46701", "text": "x", "route": "chat", "email": "ann@example.com"}"#)[0];
+    assert_eq!(message.route.as_deref(), Some("chat"));
+    assert_eq!(message.email.as_deref(), Some("ann@example.com"));
+    for bad in ["ann", "ann@", "@example.com", "a b@example.com", "ann@example", "a@b@c.d"] {
+        let errors = parse(
+            format!(r#"{{"to": "+46701", "text": "x", "email": "{bad}"}}"#).as_bytes(),
+            None,
+            "hs",
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "email", "{bad}");
+    }
+    let errors = parse(br#"{"to": "+46701", "text": "x", "route": ""}"#, None, "hs").unwrap_err();
+    assert_eq!(errors[0].field, "route");
 }
