@@ -55,18 +55,10 @@ fn check(text: &str) -> Result<String, Vec<String>> {
         Kind::Gateway => {
             let config = Config::from_toml_str(text)
                 .map_err(|error| error.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-            let sites: std::collections::BTreeSet<_> = config
-                .gateway
-                .smpp
-                .instances
-                .iter()
-                .map(|(t, _)| t.site.clone())
-                .collect();
             Ok(format!(
-                "gateway for site {}: {} SMSC instances on {} provider sites",
+                "gateway for site {}: {}",
                 config.site,
-                config.gateway.smpp.instances.len(),
-                sites.len()
+                config.summary()
             ))
         }
         Kind::Lab => {

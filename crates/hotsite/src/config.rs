@@ -28,8 +28,17 @@ use serde::Deserialize;
 pub(crate) struct ConfigFile {
     /// The site this instance of hotsite runs at.
     pub(crate) site: SiteSection,
-    /// SMPP connections to the aggregator.
-    pub(crate) smpp: SmppSection,
+    /// SMPP connections to the aggregator: the channel named `smpp`.
+    pub(crate) smpp: Option<SmppSection>,
+    /// The other channels: HTTP aggregators, digital channels' webhooks, e-mail.
+    #[serde(default)]
+    pub(crate) channels: Vec<toml::Table>,
+    /// Fallback chains over the channels (SPEC M11).
+    #[serde(default)]
+    pub(crate) routes: Vec<RouteEntry>,
+    /// Which route messages take when they name none.
+    #[serde(default)]
+    pub(crate) routing: RoutingSection,
     /// The HTTP API.
     pub(crate) api: ApiSection,
     /// The durable store.
@@ -37,6 +46,25 @@ pub(crate) struct ConfigFile {
     pub(crate) store: StoreSection,
     /// Where MO and receipts are delivered.
     pub(crate) webhook: Option<WebhookSection>,
+}
+
+/// `[[routes]]`: one fallback chain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteEntry {
+    /// The name messages ask for (`"route": "chat"`).
+    pub(crate) name: String,
+    /// Channel names, first to last.
+    pub(crate) hops: Vec<String>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoutingSection {
+    /// The route of messages that name none; the first `[[routes]]` entry (or
+    /// `sms`, the SMPP binds alone, when there are no routes) by default.
+    pub(crate) default_route: Option<String>,
 }
 
 /// `[api]`.
@@ -219,6 +247,42 @@ impl ConfigError {
 }
 
 impl Config {
+    /// One line on what the gateway sends with: SMSC instances and provider
+    /// sites, other channels, and the routes with their hops.
+    pub(crate) fn summary(&self) -> String {
+        let gateway = &self.gateway;
+        let mut parts = Vec::new();
+        if let Some(smpp) = &gateway.smpp {
+            let sites: HashSet<_> = smpp.instances.iter().map(|(t, _)| t.site.clone()).collect();
+            parts.push(format!(
+                "{} SMSC instances on {} provider sites",
+                smpp.instances.len(),
+                sites.len()
+            ));
+        }
+        if !gateway.channels.is_empty() {
+            let names: Vec<&str> = gateway.channels.iter().map(|(n, _)| n.as_str()).collect();
+            parts.push(format!("channels {}", names.join(", ")));
+        }
+        let routes: Vec<String> = gateway
+            .routes
+            .iter()
+            .map(|route| {
+                let hops: Vec<&str> = route.hops.iter().map(|(n, _)| n.as_str()).collect();
+                format!("{} ({})", route.name, hops.join(" -> "))
+            })
+            .collect();
+        match gateway
+            .default_route
+            .as_deref()
+            .or(routes.first().map(|_| gateway.routes[0].name.as_str()))
+        {
+            Some(default) => parts.push(format!("routes {}; default {default}", routes.join(", "))),
+            None => parts.push("route sms (smpp)".to_owned()),
+        }
+        parts.join("; ")
+    }
+
     /// Parses and validates `hotsite.toml` text.
     pub(crate) fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|error| {
@@ -240,119 +304,10 @@ impl ConfigFile {
         if self.site.name.trim().is_empty() {
             issues.add("site.name", "must not be empty");
         }
-        let smpp = &self.smpp;
-        let mut session = SessionConfig::new(&smpp.system_id, &smpp.password);
-        session.system_type = smpp.system_type.clone();
-        session.bind_kind = match smpp.bind {
-            BindName::Transceiver => BindKind::Transceiver,
-            BindName::Transmitter => BindKind::Transmitter,
-            BindName::Receiver => BindKind::Receiver,
-        };
-        if let Some(window) = smpp.window {
-            session.window = window;
-        }
-        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
-            if let Some(text) = value {
-                match humantime::parse_duration(text) {
-                    Ok(parsed) => *into = parsed,
-                    Err(error) => issues.add(
-                        &format!("smpp.{key}"),
-                        format!("{text:?} is not a duration ({error}); write e.g. \"35s\", \"500ms\", \"2m\""),
-                    ),
-                }
-            }
-        };
-        duration(
-            "enquire_link_interval",
-            &smpp.enquire_link_interval,
-            &mut session.enquire_link_interval,
-        );
-        duration(
-            "dead_peer_timeout",
-            &smpp.dead_peer_timeout,
-            &mut session.dead_peer_timeout,
-        );
-        duration(
-            "response_timeout",
-            &smpp.response_timeout,
-            &mut session.response_timeout,
-        );
-        duration(
-            "throttle_pause",
-            &smpp.throttle_pause,
-            &mut session.throttle_pause,
-        );
-        duration(
-            "throttle_pause_max",
-            &smpp.throttle_pause_max,
-            &mut session.throttle_pause_max,
-        );
-        let mut pool = PoolConfig::default();
-        duration(
-            "rebind_interval",
-            &smpp.rebind_interval,
-            &mut pool.rebind_interval,
-        );
-        duration(
-            "rebind_jitter",
-            &smpp.rebind_jitter,
-            &mut pool.rebind_jitter,
-        );
-        let mut connect_timeout = Duration::from_secs(5);
-        duration(
-            "connect_timeout",
-            &smpp.connect_timeout,
-            &mut connect_timeout,
-        );
-        if issues.0.is_empty() {
-            if let Err(error) = session.validate() {
-                issues.add(&format!("smpp.{}", error.key()), error.to_string());
-            }
-            if let Err(error) = pool.validate() {
-                issues.add(&format!("smpp.{}", error.key()), error.to_string());
-            }
-            if connect_timeout.is_zero() {
-                issues.add("smpp.connect_timeout", "must be greater than zero");
-            }
-        }
-        if smpp.smsc.is_empty() {
-            issues.add(
-                "smpp.smsc",
-                "list at least one SMSC instance ([[smpp.smsc]] with site, name, address)",
-            );
-        }
-        let mut seen = HashSet::new();
-        let mut instances = Vec::new();
-        for (i, entry) in smpp.smsc.iter().enumerate() {
-            let key = format!("smpp.smsc[{i}]");
-            if entry.site.trim().is_empty() {
-                issues.add(&format!("{key}.site"), "must not be empty");
-            }
-            if entry.name.trim().is_empty() {
-                issues.add(&format!("{key}.name"), "must not be empty");
-            }
-            if !seen.insert((entry.site.as_str(), entry.name.as_str())) {
-                issues.add(
-                    &format!("{key}.name"),
-                    format!("{}/{} is listed twice", entry.site, entry.name),
-                );
-            }
-            if let Err(reason) = check_address(&entry.address) {
-                issues.add(&format!("{key}.address"), reason);
-            }
-            instances.push((Target::new(&entry.site, &entry.name), entry.address.clone()));
-        }
-        let ambiguous = match smpp.ambiguous {
-            AmbiguousName::Resubmit => AmbiguousPolicy::Resubmit,
-            AmbiguousName::Fail => AmbiguousPolicy::Fail,
-            AmbiguousName::Hold => {
-                issues.add(
-                    "smpp.ambiguous",
-                    "\"hold\" is not possible over SMPP: a submit without a response has no message id, so no receipt can be matched to it; use \"resubmit\" or \"fail\"",
-                );
-                AmbiguousPolicy::Fail
-            }
-        };
+        let smpp = self
+            .smpp
+            .as_ref()
+            .map(|section| section.validate(&self.site.name, &mut issues));
         let api_listen = match self.api.listen.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
@@ -408,29 +363,49 @@ impl ConfigFile {
                 concurrency: 16,
             });
         }
+        let mut dispatcher = DispatcherConfig::default();
+        if let Some(smpp) = &smpp {
+            dispatcher.ambiguous = smpp.ambiguous;
+            dispatcher.registered_delivery = u8::from(smpp.receipts);
+        }
+        let (channels, routes) = channels::validate(
+            &self.channels,
+            &self.routes,
+            smpp.as_ref().map(|smpp| smpp.ambiguous),
+            &mut issues,
+        );
+        let default_route = self.routing.default_route.clone();
+        if let Some(name) = &default_route {
+            let known = if self.routes.is_empty() {
+                name == "sms" && self.smpp.is_some()
+            } else {
+                self.routes.iter().any(|route| &route.name == name)
+            };
+            if !known {
+                issues.add(
+                    "routing.default_route",
+                    format!("{name:?} is not a route defined in [[routes]]"),
+                );
+            }
+        }
+        if self.smpp.is_none() && self.routes.is_empty() {
+            issues.add(
+                "smpp",
+                "nothing to send with: configure [smpp], or [[channels]] and [[routes]]",
+            );
+        }
         if !issues.0.is_empty() {
             return Err(ConfigError(issues.0));
         }
-        let seed = smpp
-            .seed
-            .unwrap_or_else(|| fnv1a(self.site.name.as_bytes()));
-        let smpp = ClientConfig {
-            session,
-            pool,
-            instances,
-            connect_timeout,
-            seed,
-        };
         let gateway = GatewayConfig {
-            smpp,
+            smpp: smpp.map(|smpp| smpp.client.expect("valid when there are no issues")),
+            channels,
+            routes,
+            default_route,
             api_listen: api_listen.expect("checked above"),
             tokens: self.api.tokens,
             default_from: self.api.default_from,
-            dispatcher: DispatcherConfig {
-                ambiguous,
-                registered_delivery: u8::from(self.smpp.receipts),
-                ..DispatcherConfig::default()
-            },
+            dispatcher,
             webhook,
         };
         Ok(Config {
@@ -441,11 +416,153 @@ impl ConfigFile {
     }
 }
 
+/// The SMPP channel's validated settings.
+pub(crate) struct SmppSettings {
+    /// The client's settings; `None` when something was wrong (then `issues`
+    /// says what).
+    pub(crate) client: Option<ClientConfig>,
+    pub(crate) ambiguous: AmbiguousPolicy,
+    pub(crate) receipts: bool,
+}
+
+impl SmppSection {
+    /// Validates `[smpp]`, adding every problem to `issues`.
+    fn validate(&self, site: &str, issues: &mut Issues) -> SmppSettings {
+        let smpp = self;
+        let before = issues.0.len();
+        let mut session = SessionConfig::new(&smpp.system_id, &smpp.password);
+        session.system_type = smpp.system_type.clone();
+        session.bind_kind = match smpp.bind {
+            BindName::Transceiver => BindKind::Transceiver,
+            BindName::Transmitter => BindKind::Transmitter,
+            BindName::Receiver => BindKind::Receiver,
+        };
+        if let Some(window) = smpp.window {
+            session.window = window;
+        }
+        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
+            if let Some(text) = value {
+                match humantime::parse_duration(text) {
+                        Ok(parsed) => *into = parsed,
+                        Err(error) => issues.add(
+                            &format!("smpp.{key}"),
+                            format!("{text:?} is not a duration ({error}); write e.g. \"35s\", \"500ms\", \"2m\""),
+                        ),
+                    }
+            }
+        };
+        duration(
+            "enquire_link_interval",
+            &smpp.enquire_link_interval,
+            &mut session.enquire_link_interval,
+        );
+        duration(
+            "dead_peer_timeout",
+            &smpp.dead_peer_timeout,
+            &mut session.dead_peer_timeout,
+        );
+        duration(
+            "response_timeout",
+            &smpp.response_timeout,
+            &mut session.response_timeout,
+        );
+        duration(
+            "throttle_pause",
+            &smpp.throttle_pause,
+            &mut session.throttle_pause,
+        );
+        duration(
+            "throttle_pause_max",
+            &smpp.throttle_pause_max,
+            &mut session.throttle_pause_max,
+        );
+        let mut pool = PoolConfig::default();
+        duration(
+            "rebind_interval",
+            &smpp.rebind_interval,
+            &mut pool.rebind_interval,
+        );
+        duration(
+            "rebind_jitter",
+            &smpp.rebind_jitter,
+            &mut pool.rebind_jitter,
+        );
+        let mut connect_timeout = Duration::from_secs(5);
+        duration(
+            "connect_timeout",
+            &smpp.connect_timeout,
+            &mut connect_timeout,
+        );
+        if issues.0.len() == before {
+            if let Err(error) = session.validate() {
+                issues.add(&format!("smpp.{}", error.key()), error.to_string());
+            }
+            if let Err(error) = pool.validate() {
+                issues.add(&format!("smpp.{}", error.key()), error.to_string());
+            }
+            if connect_timeout.is_zero() {
+                issues.add("smpp.connect_timeout", "must be greater than zero");
+            }
+        }
+        if smpp.smsc.is_empty() {
+            issues.add(
+                "smpp.smsc",
+                "list at least one SMSC instance ([[smpp.smsc]] with site, name, address)",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut instances = Vec::new();
+        for (i, entry) in smpp.smsc.iter().enumerate() {
+            let key = format!("smpp.smsc[{i}]");
+            if entry.site.trim().is_empty() {
+                issues.add(&format!("{key}.site"), "must not be empty");
+            }
+            if entry.name.trim().is_empty() {
+                issues.add(&format!("{key}.name"), "must not be empty");
+            }
+            if !seen.insert((entry.site.as_str(), entry.name.as_str())) {
+                issues.add(
+                    &format!("{key}.name"),
+                    format!("{}/{} is listed twice", entry.site, entry.name),
+                );
+            }
+            if let Err(reason) = check_address(&entry.address) {
+                issues.add(&format!("{key}.address"), reason);
+            }
+            instances.push((Target::new(&entry.site, &entry.name), entry.address.clone()));
+        }
+        let ambiguous = match smpp.ambiguous {
+            AmbiguousName::Resubmit => AmbiguousPolicy::Resubmit,
+            AmbiguousName::Fail => AmbiguousPolicy::Fail,
+            AmbiguousName::Hold => {
+                issues.add(
+                        "smpp.ambiguous",
+                        "\"hold\" is not possible over SMPP: a submit without a response has no message id, so no receipt can be matched to it; use \"resubmit\" or \"fail\"",
+                    );
+                AmbiguousPolicy::Fail
+            }
+        };
+
+        let client = (issues.0.len() == before).then(|| ClientConfig {
+            session,
+            pool,
+            instances,
+            connect_timeout,
+            seed: smpp.seed.unwrap_or_else(|| fnv1a(site.as_bytes())),
+        });
+        SmppSettings {
+            client,
+            ambiguous,
+            receipts: smpp.receipts,
+        }
+    }
+}
+
 #[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
+pub(crate) struct Issues(Vec<ConfigIssue>);
 
 impl Issues {
-    fn add(&mut self, key: &str, reason: impl Into<String>) {
+    pub(crate) fn add(&mut self, key: &str, reason: impl Into<String>) {
         self.0.push(ConfigIssue {
             key: key.to_owned(),
             reason: reason.into(),
@@ -484,5 +601,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+mod channels;
 #[cfg(test)]
 mod tests;

@@ -200,7 +200,7 @@ async fn run_in(
             phase_text = "recovered; rebinding no sooner than 30 s (SPEC M5)";
             phase = 3;
         }
-        let status = gateway.client().status();
+        let status = gateway.client().expect("the demo has SMPP").status();
         for fault in &mut faults {
             let health = status
                 .iter()
@@ -299,10 +299,13 @@ fn gateway_config(lab: &LabHandle, app: SocketAddr) -> GatewayConfig {
         seed: 42,
     };
     GatewayConfig {
-        smpp,
+        smpp: Some(smpp),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tokens: vec![TOKEN.to_owned()],
         default_from: "hotsite".to_owned(),
+        channels: Vec::new(),
+        routes: Vec::new(),
+        default_route: None,
         dispatcher: Default::default(),
         webhook: Some(WebhookConfig {
             url: format!("http://{app}/hotsite"),
@@ -323,6 +326,7 @@ async fn wait_bound(
     loop {
         let up = gateway
             .client()
+            .expect("the demo has SMPP")
             .status()
             .iter()
             .filter(|s| s.pool.health == HealthState::Up)

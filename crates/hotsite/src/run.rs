@@ -33,9 +33,9 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         gateway.api_addr()
     );
     println!(
-        "store {}; binding to {} SMSC instances",
+        "store {}; {}",
         config.store_path.display(),
-        config.gateway.smpp.instances.len()
+        config.summary()
     );
     wait_for_signal().await?;
     eprintln!("stopping: unbinding; queued messages stay in the store");

@@ -75,7 +75,10 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/messages", post(submit::<S>))
         .route("/v1/messages/{id}", get(message::<S>))
         .route("/v1/status", get(status::<S>))
-        .route("/v1/callbacks/{channel}/receipt", post(receipt_callback::<S>))
+        .route(
+            "/v1/callbacks/{channel}/receipt",
+            post(receipt_callback::<S>),
+        )
         .route("/v1/callbacks/{channel}/mo", post(mo_callback::<S>))
         .route("/v1/health", get(health::<S>))
         .route("/v1/openapi.json", get(openapi))

@@ -40,7 +40,11 @@ const MAX_TEXT: usize = 8 * 1024;
 fn fields(body: &[u8]) -> Result<HashMap<String, String>, CallbackError> {
     let mut fields = HashMap::new();
     for (name, value) in form_urlencoded::parse(body) {
-        let limit = if name == "message" { MAX_TEXT } else { MAX_FIELD };
+        let limit = if name == "message" {
+            MAX_TEXT
+        } else {
+            MAX_FIELD
+        };
         if value.len() > limit {
             return Err(CallbackError::TooLong(name.into_owned()));
         }
@@ -161,7 +165,10 @@ mod tests {
             receipt("agg", b"message_id=1&provider_id=P&status=GREAT", 1).unwrap_err(),
             CallbackError::Status("GREAT".into())
         );
-        let long = format!("message_id={}&provider_id=P&status=DELIVRD", "9".repeat(300));
+        let long = format!(
+            "message_id={}&provider_id=P&status=DELIVRD",
+            "9".repeat(300)
+        );
         assert!(matches!(
             receipt("agg", long.as_bytes(), 1).unwrap_err(),
             CallbackError::TooLong(name) if name == "message_id"
@@ -171,10 +178,23 @@ mod tests {
     /// SPEC M13: an MO is keyed by the provider's id for it.
     #[test]
     fn mo_is_keyed_by_the_providers_id() {
-        let mo_a = mo("agg", b"message_id=M1&from=4670111&to=12345&message=hej+d%C3%A5&site=a", 1).unwrap();
-        let mo_b = mo("agg", b"message_id=M1&from=4670111&to=12345&message=hej+d%C3%A5&site=b", 2).unwrap();
+        let mo_a = mo(
+            "agg",
+            b"message_id=M1&from=4670111&to=12345&message=hej+d%C3%A5&site=a",
+            1,
+        )
+        .unwrap();
+        let mo_b = mo(
+            "agg",
+            b"message_id=M1&from=4670111&to=12345&message=hej+d%C3%A5&site=b",
+            2,
+        )
+        .unwrap();
         assert_eq!(mo_a.dedupe_key, mo_b.dedupe_key);
         assert_eq!(mo_a.body, "hej då".as_bytes());
-        assert_eq!(mo("agg", b"message_id=M1&to=1", 1).unwrap_err(), CallbackError::Missing("from"));
+        assert_eq!(
+            mo("agg", b"message_id=M1&to=1", 1).unwrap_err(),
+            CallbackError::Missing("from")
+        );
     }
 }

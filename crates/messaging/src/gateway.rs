@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{router, ApiState, ChannelStatus};
+use crate::channel::aggregator::{AggregatorChannel, AggregatorConfig, AggregatorConfigError};
 use crate::channel::digital::{DigitalChannel, DigitalConfig, DigitalConfigError};
 use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
 use crate::channel::smpp::SmppChannel;
@@ -33,6 +34,14 @@ pub enum ChannelConfig {
     Digital(DigitalConfig),
     /// E-mail over SMTP, the usual last hop (SPEC M11).
     Email(EmailConfig),
+    /// An SMS aggregator's HTTP API (SPEC M2, M3), whose receipts and MO come
+    /// back as callbacks, signed with `callback_secret` when it is set.
+    Http {
+        /// The API's sites and settings.
+        config: AggregatorConfig,
+        /// The secret callbacks' signatures must verify with (SPEC M15).
+        callback_secret: Option<Vec<u8>>,
+    },
 }
 
 impl ChannelConfig {
@@ -41,6 +50,9 @@ impl ChannelConfig {
     fn callbacks(&self) -> Option<Option<Vec<u8>>> {
         match self {
             ChannelConfig::Digital(_) | ChannelConfig::Email(_) => None,
+            ChannelConfig::Http {
+                callback_secret, ..
+            } => Some(callback_secret.clone()),
         }
     }
 }
@@ -100,6 +112,14 @@ pub enum GatewayError {
         /// What is wrong.
         source: EmailConfigError,
     },
+    /// An HTTP aggregator channel cannot be built.
+    #[error("channels.{name}: {source}")]
+    Http {
+        /// The channel.
+        name: String,
+        /// What is wrong.
+        source: AggregatorConfigError,
+    },
     /// The routes do not fit the channels.
     #[error("routes: {0}")]
     Routes(String),
@@ -151,7 +171,7 @@ pub async fn start<S: Store>(
         // Nothing ever arrives over SMPP; the inbox still serves HTTP callbacks.
         None => (None, mpsc::channel(1).1),
     };
-    let (routes, channel_status) = build_routes(&config, client.as_ref())?;
+    let (routes, channel_status) = build_routes(&config, client.as_ref(), &shutdown)?;
     let routes = Arc::new(routes);
     let metrics = Arc::new(Metrics::default());
     let recent = Arc::new(RecentEvents::default());
@@ -253,9 +273,10 @@ impl GatewayHandle {
 fn build_routes(
     config: &GatewayConfig,
     client: Option<&SmppClient>,
+    shutdown: &CancellationToken,
 ) -> Result<(Routes, Vec<(String, ChannelStatus)>), GatewayError> {
     let mut channels: HashMap<String, Channel> = HashMap::new();
-    let status: Vec<(String, ChannelStatus)> = Vec::new();
+    let mut status: Vec<(String, ChannelStatus)> = Vec::new();
     if let Some(client) = client {
         let smpp = SmppChannel::new(client.clone(), config.dispatcher.registered_delivery);
         channels.insert(SMPP_CHANNEL.to_owned(), Channel::Smpp(smpp));
@@ -268,13 +289,25 @@ fn build_routes(
         }
         let built = match channel {
             ChannelConfig::Digital(digital) => Channel::Digital(Arc::new(
-                DigitalChannel::new(digital.clone()).map_err(|source| {
-                    GatewayError::Digital {
-                        name: name.clone(),
-                        source,
-                    }
+                DigitalChannel::new(digital.clone()).map_err(|source| GatewayError::Digital {
+                    name: name.clone(),
+                    source,
                 })?,
             )),
+            ChannelConfig::Http { config, .. } => {
+                let channel = AggregatorChannel::start(config.clone(), shutdown.clone()).map_err(
+                    |source| GatewayError::Http {
+                        name: name.clone(),
+                        source,
+                    },
+                )?;
+                let for_status = channel.clone();
+                status.push((
+                    name.clone(),
+                    Box::new(move || serde_json::to_value(for_status.status()).unwrap_or_default()),
+                ));
+                Channel::Http(channel)
+            }
             ChannelConfig::Email(email) => Channel::Email(Arc::new(
                 EmailChannel::new(email.clone()).map_err(|source| GatewayError::Email {
                     name: name.clone(),

@@ -112,9 +112,9 @@ pub fn decide(
             smsc: endpoint,
             at_ms: now_ms,
         }),
-        SendOutcome::Permanent { endpoint, reason } => {
-            done(failed(format!("{channel} ({endpoint}) refused it: {reason}")))
-        }
+        SendOutcome::Permanent { endpoint, reason } => done(failed(format!(
+            "{channel} ({endpoint}) refused it: {reason}"
+        ))),
         SendOutcome::Retry {
             endpoint,
             kind,

@@ -337,7 +337,11 @@ fn check_sender(sender: &str) -> Result<(), String> {
 /// last word; this catches typos at the door.
 fn check_email(email: &str) -> Result<(), String> {
     let bad = || Err(format!("{email:?} is not an e-mail address"));
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+    if email.len() > 254
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
         return bad();
     }
     match email.split_once('@') {

@@ -63,7 +63,10 @@ impl Routes {
             .into_iter()
             .map(|route| (route.name.clone(), Arc::new(route)))
             .collect();
-        assert!(routes.contains_key(default), "default route {default:?} is not defined");
+        assert!(
+            routes.contains_key(default),
+            "default route {default:?} is not defined"
+        );
         Routes {
             routes,
             default: default.to_owned(),

@@ -1,6 +1,7 @@
 //! Configuration validation: every bad value is reported with its key.
 
 use super::*;
+use hotsite_messaging::gateway::ChannelConfig;
 
 const GOOD: &str = r#"
 [site]
@@ -38,13 +39,11 @@ fn issues(text: &str) -> Vec<String> {
 fn good_config_validates_with_defaults() {
     let config = Config::from_toml_str(GOOD).unwrap();
     assert_eq!(config.site, "a");
-    assert_eq!(config.gateway.smpp.instances.len(), 2);
-    assert_eq!(
-        config.gateway.smpp.pool.rebind_interval,
-        Duration::from_secs(35)
-    );
-    assert_eq!(config.gateway.smpp.session.window, 10);
-    assert_eq!(config.gateway.smpp.session.bind_kind, BindKind::Transceiver);
+    let smpp = config.gateway.smpp.as_ref().unwrap();
+    assert_eq!(smpp.instances.len(), 2);
+    assert_eq!(smpp.pool.rebind_interval, Duration::from_secs(35));
+    assert_eq!(smpp.session.window, 10);
+    assert_eq!(smpp.session.bind_kind, BindKind::Transceiver);
 }
 
 /// SPEC M5: a rebind interval under 30 s is rejected at load, naming the key.
@@ -141,7 +140,7 @@ fn default_seed_differs_per_site() {
     let a = Config::from_toml_str(GOOD).unwrap();
     let b = Config::from_toml_str(&GOOD.replace("[site]\nname = \"a\"", "[site]\nname = \"b\""))
         .unwrap();
-    assert_ne!(a.gateway.smpp.seed, b.gateway.smpp.seed);
+    assert_ne!(a.gateway.smpp.unwrap().seed, b.gateway.smpp.unwrap().seed);
 }
 
 /// SPEC M13: receipts are asked for by default; `receipts = false` turns it off.
@@ -179,5 +178,161 @@ fn ambiguous_policy_is_validated() {
     assert!(
         found[0].starts_with("smpp.ambiguous: \"hold\" is not possible over SMPP"),
         "{found:?}"
+    );
+}
+
+const CHANNELS: &str = r#"
+[[channels]]
+name = "aggregator"
+kind = "http"
+login = "hotsite"
+password = "secret"
+resubmit_delay = "10s"
+callback_secret = "another-long-secret"
+urls = [
+  { site = "a", url = "http://127.0.0.1:28090/sms/send" },
+  { site = "b", url = "http://127.0.0.1:28091/sms/send" },
+]
+
+[[channels]]
+name = "primary-chat"
+kind = "webhook"
+url = "https://chat.example/hook"
+secret = "a-long-random-secret"
+retry_budget = 3
+retry_initial = "200ms"
+retry_max = "2s"
+
+[[channels]]
+name = "mail"
+kind = "email"
+host = "smtp.example.com"
+from = "noreply@example.com"
+
+[[routes]]
+name = "chat"
+hops = ["primary-chat", "mail"]
+
+[[routes]]
+name = "sms-then-mail"
+hops = ["smpp", "mail"]
+
+[[routes]]
+name = "http"
+hops = ["aggregator"]
+
+[routing]
+default_route = "chat"
+"#;
+
+/// SPEC M11: routes are fallback chains over named channels, each hop with the
+/// retry policy of its channel.
+#[test]
+fn channels_and_routes_validate() {
+    let config = Config::from_toml_str(&format!("{GOOD}{CHANNELS}")).unwrap();
+    let gateway = &config.gateway;
+    assert_eq!(gateway.channels.len(), 3);
+    let http = &gateway.routes[2];
+    assert_eq!(
+        http.hops[0].1.budget, None,
+        "SPEC M3: an aggregator keeps trying"
+    );
+    assert_eq!(gateway.default_route.as_deref(), Some("chat"));
+    let chat = &gateway.routes[0];
+    assert!(matches!(
+        &gateway.channels[0].1,
+        ChannelConfig::Http { config, callback_secret: Some(_) }
+            if config.resubmit_delay == Duration::from_secs(10) && config.urls.len() == 2
+    ));
+    assert_eq!(chat.name, "chat");
+    let hops: Vec<&str> = chat.hops.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(hops, ["primary-chat", "mail"]);
+    let webhook = chat.hops[0].1;
+    assert_eq!(webhook.budget, Some(3));
+    assert_eq!(webhook.backoff.initial, Duration::from_millis(200));
+    assert_eq!(webhook.backoff.max, Duration::from_secs(2));
+    assert_eq!(chat.hops[1].1.budget, Some(10), "e-mail's default budget");
+    assert_eq!(gateway.routes[1].hops[0].0, "smpp");
+}
+
+/// Bad channels and routes are reported with their keys, all at once.
+#[test]
+fn bad_channels_and_routes_name_their_keys() {
+    let text = format!("{GOOD}{CHANNELS}")
+        .replace(
+            "url = \"https://chat.example/hook\"",
+            "url = \"ftp://x\"\ncolour = \"red\"",
+        )
+        .replace("retry_budget = 3", "retry_budget = -1")
+        .replace("resubmit_delay = \"10s\"", "resubmit_delay = \"1ms\"")
+        .replace("from = \"noreply@example.com\"", "from = \"nobody\"")
+        .replace(
+            "hops = [\"primary-chat\", \"mail\"]",
+            "hops = [\"primary-chat\", \"pigeon\"]",
+        )
+        .replace("default_route = \"chat\"", "default_route = \"fax\"");
+    let found = issues(&text);
+    let keys: Vec<&str> = found
+        .iter()
+        .map(|issue| issue.split(':').next().unwrap())
+        .collect();
+    for key in [
+        "channels[0].resubmit_delay",
+        "channels[1].retry_budget",
+        "channels[1]",
+        "channels[2].from",
+        "routes[0].hops[1]",
+        "routing.default_route",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {found:#?}");
+    }
+    assert!(
+        found.iter().any(|issue| issue.contains("colour")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|issue| issue.contains("\"pigeon\"")),
+        "{found:#?}"
+    );
+}
+
+/// Without [smpp] a gateway needs routes; a route cannot name "smpp" then.
+#[test]
+fn smpp_is_optional_with_routes() {
+    let without_smpp = GOOD[..GOOD.find("[smpp]").unwrap()].to_owned();
+    let only_chat = CHANNELS.replace(
+        "[[routes]]\nname = \"sms-then-mail\"\nhops = [\"smpp\", \"mail\"]\n",
+        "",
+    );
+    let config = Config::from_toml_str(&format!("{without_smpp}{only_chat}")).unwrap();
+    assert!(config.gateway.smpp.is_none());
+    let found = issues(&format!("{without_smpp}{CHANNELS}"));
+    assert_eq!(
+        found,
+        ["routes[1].hops[0]: \"smpp\" needs an [smpp] section"]
+    );
+    let found = issues(&without_smpp);
+    assert!(
+        found[0].starts_with("smpp: nothing to send with"),
+        "{found:?}"
+    );
+}
+
+/// Channel names are unique and "smpp" is taken; unknown kinds are named.
+#[test]
+fn channel_names_and_kinds_are_checked() {
+    let text = format!(
+        "{GOOD}{CHANNELS}\n[[channels]]\nname = \"smpp\"\nkind = \"webhook\"\nurl = \"http://x/\"\n\n[[channels]]\nname = \"fax\"\nkind = \"fax\"\n"
+    );
+    let found = issues(&text);
+    assert!(
+        found.iter().any(|i| i.starts_with("channels[3].name")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("channels[4].kind: unknown kind \"fax\"")),
+        "{found:#?}"
     );
 }

@@ -115,10 +115,13 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
     let app_addr = app.start().await;
     let store = SqliteStore::open(&dir.join("hotsite.db"), options).unwrap();
     let config = GatewayConfig {
-        smpp: client_config(&lab),
+        smpp: Some(client_config(&lab)),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
+        channels: Vec::new(),
+        routes: Vec::new(),
+        default_route: None,
         dispatcher: Default::default(),
         webhook: Some(WebhookConfig {
             url: format!("http://{app_addr}/hook"),
@@ -144,6 +147,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
         setup
             .gateway
             .client()
+            .expect("SMPP configured")
             .status()
             .iter()
             .all(|b| b.pool.health == HealthState::Up)
@@ -234,7 +238,7 @@ async fn site_death_during_10k_run_loses_and_duplicates_nothing() {
     );
     let stats = s.store.stats().await.unwrap();
     assert_eq!((stats.queued, stats.failed), (0, 0));
-    let status = s.gateway.client().status();
+    let status = s.gateway.client().expect("the demo has SMPP").status();
     let down: Vec<String> = status
         .iter()
         .filter(|b| b.pool.health == HealthState::Down)
@@ -255,6 +259,7 @@ async fn blackholed_smsc_is_routed_around_within_the_dead_peer_timeout() {
     let out = wait_until(Duration::from_secs(3), "b2 out of service", || {
         s.gateway
             .client()
+            .expect("SMPP configured")
             .status()
             .iter()
             .any(|b| b.pool.target == b2 && b.pool.health == HealthState::Down)

@@ -247,7 +247,14 @@ mod tests {
     }
 
     fn answer(status: u16, retry_after: Option<&str>, body: &str) -> SendOutcome {
-        classify("primary-chat", "http://x/".into(), &message(), status, retry_after, body.as_bytes())
+        classify(
+            "primary-chat",
+            "http://x/".into(),
+            &message(),
+            status,
+            retry_after,
+            body.as_bytes(),
+        )
     }
 
     /// SPEC M10: 503, 408 and other 5xx are transport failures, retried.
@@ -257,7 +264,11 @@ mod tests {
             assert!(
                 matches!(
                     answer(status, None, ""),
-                    SendOutcome::Retry { kind: RetryKind::TransportFailure, retry_after: None, .. }
+                    SendOutcome::Retry {
+                        kind: RetryKind::TransportFailure,
+                        retry_after: None,
+                        ..
+                    }
                 ),
                 "{status}"
             );
@@ -274,7 +285,11 @@ mod tests {
         ));
         assert!(matches!(
             answer(429, None, ""),
-            SendOutcome::Retry { kind: RetryKind::Throttled, retry_after: None, .. }
+            SendOutcome::Retry {
+                kind: RetryKind::Throttled,
+                retry_after: None,
+                ..
+            }
         ));
         assert_eq!(parse_retry_after("999999"), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);

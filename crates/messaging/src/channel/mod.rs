@@ -23,21 +23,26 @@ pub enum Channel {
     Digital(std::sync::Arc<digital::DigitalChannel>),
     /// E-mail over SMTP.
     Email(std::sync::Arc<email::EmailChannel>),
+    /// The aggregator's HTTP API, with site failover (SPEC M2, M3).
+    Http(std::sync::Arc<aggregator::AggregatorChannel>),
 }
 
 /// What a message's send on one hop remembers between sends (the aggregator's
 /// position in its list of site URLs). Fresh for each hop.
 #[derive(Debug, Default)]
-pub struct HopState {}
+pub struct HopState {
+    aggregator: aggregator::AggregatorCursor,
+}
 
 impl Channel {
     /// Sends `message` once. `None` when the channel is shutting down: the
     /// message stays queued for the next start.
-    pub async fn send(&self, message: &QueuedMessage, _state: &mut HopState) -> Option<SendOutcome> {
+    pub async fn send(&self, message: &QueuedMessage, state: &mut HopState) -> Option<SendOutcome> {
         match self {
             Channel::Smpp(channel) => channel.send(message).await,
             Channel::Digital(channel) => Some(channel.send(message).await),
             Channel::Email(channel) => Some(channel.send(message).await),
+            Channel::Http(channel) => Some(channel.send(message, &mut state.aggregator).await),
         }
     }
 }
@@ -152,7 +157,10 @@ mod tests {
     fn decodes_what_the_api_encodes() {
         assert_eq!(decode(b"Hello", 0), "Hello");
         assert_eq!(decode(&[0x48, 0xE9], 3), "Hé");
-        let ucs2: Vec<u8> = "Привет €".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let ucs2: Vec<u8> = "Привет €"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
         assert_eq!(decode(&ucs2, 8), "Привет €");
         // An odd trailing octet is dropped, not a panic.
         assert_eq!(decode(&[0x00, 0x41, 0x00], 8), "A");

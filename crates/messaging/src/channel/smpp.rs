@@ -118,29 +118,53 @@ mod tests {
     #[test]
     fn smsc_answers_map_to_outcomes() {
         let target = || Target::new("b", "b2");
-        let rejected = |status| map(SubmitOutcome::Rejected { target: target(), status });
+        let rejected = |status| {
+            map(SubmitOutcome::Rejected {
+                target: target(),
+                status,
+            })
+        };
         assert!(matches!(
             rejected(CommandStatus::ESME_RINVDSTADR),
             SendOutcome::Permanent { reason, .. } if reason.contains("ESME_RINVDSTADR")
         ));
         assert!(matches!(
             rejected(CommandStatus::ESME_RTHROTTLED),
-            SendOutcome::Retry { kind: RetryKind::Throttled, retry_after: None, .. }
+            SendOutcome::Retry {
+                kind: RetryKind::Throttled,
+                retry_after: None,
+                ..
+            }
         ));
         assert!(matches!(
             rejected(CommandStatus::ESME_RSYSERR),
-            SendOutcome::Retry { kind: RetryKind::ProviderError, .. }
+            SendOutcome::Retry {
+                kind: RetryKind::ProviderError,
+                ..
+            }
         ));
         assert_eq!(
-            map(SubmitOutcome::Accepted { target: target(), message_id: "m1".into() }),
-            SendOutcome::Accepted { site: "b".into(), endpoint: "b2".into(), provider_id: "m1".into() }
+            map(SubmitOutcome::Accepted {
+                target: target(),
+                message_id: "m1".into()
+            }),
+            SendOutcome::Accepted {
+                site: "b".into(),
+                endpoint: "b2".into(),
+                provider_id: "m1".into()
+            }
         );
         assert!(matches!(
-            map(SubmitOutcome::Ambiguous { target: target(), cause: "peer silent".into() }),
+            map(SubmitOutcome::Ambiguous {
+                target: target(),
+                cause: "peer silent".into()
+            }),
             SendOutcome::Ambiguous { .. }
         ));
         assert!(matches!(
-            map(SubmitOutcome::Invalid { reason: "too long".into() }),
+            map(SubmitOutcome::Invalid {
+                reason: "too long".into()
+            }),
             SendOutcome::Permanent { .. }
         ));
     }

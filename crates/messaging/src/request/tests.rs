@@ -152,10 +152,18 @@ proptest::proptest! {
 /// fallback hop; a bad address is named.
 #[test]
 fn route_and_email_are_taken_and_checked() {
-    let message = &ok(r#"{"to": "+46701", "text": "x", "route": "chat", "email": "ann@example.com"}"#)[0];
+    let message =
+        &ok(r#"{"to": "+46701", "text": "x", "route": "chat", "email": "ann@example.com"}"#)[0];
     assert_eq!(message.route.as_deref(), Some("chat"));
     assert_eq!(message.email.as_deref(), Some("ann@example.com"));
-    for bad in ["ann", "ann@", "@example.com", "a b@example.com", "ann@example", "a@b@c.d"] {
+    for bad in [
+        "ann",
+        "ann@",
+        "@example.com",
+        "a b@example.com",
+        "ann@example",
+        "a@b@c.d",
+    ] {
         let errors = parse(
             format!(r#"{{"to": "+46701", "text": "x", "email": "{bad}"}}"#).as_bytes(),
             None,
