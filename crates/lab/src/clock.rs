@@ -43,6 +43,16 @@ impl Clock {
         u64::try_from(now().duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Milliseconds since the Unix epoch: `done_at` of HTTP receipts, arrival
+    /// times of webhook messages and mails. A clock set before 1970 reads as
+    /// the epoch.
+    pub(crate) fn unix_ms(&self) -> u64 {
+        let since_epoch = wall_clock()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Seconds since the Unix epoch, for the dates in receipt texts. A clock set
     /// before 1970 reads as the epoch: the dates are decoration, never parsed.
     pub(crate) fn unix_seconds(&self) -> u64 {
@@ -59,7 +69,8 @@ fn now() -> Instant {
     Instant::now()
 }
 
-// Receipt texts carry wall-clock dates like a real SMSC's; only this reads them.
+// Receipt texts and callbacks carry wall-clock dates like a real provider's;
+// only this reads them.
 #[allow(clippy::disallowed_methods)]
 fn wall_clock() -> std::time::SystemTime {
     std::time::SystemTime::now()

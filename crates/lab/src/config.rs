@@ -1,5 +1,6 @@
 //! The lab's configuration: which sites and SMSC instances to simulate, which
-//! accounts may bind, and how receipts misbehave.
+//! accounts may bind, how receipts misbehave, and the optional HTTP API sites,
+//! webhook receivers, DNS server and SMTP sink.
 //!
 //! Parsed from TOML under a top-level `[lab]` table and validated before any
 //! socket is opened, so a bad file fails with an error naming the key
@@ -12,8 +13,14 @@ use std::net::SocketAddr;
 use hotsite_smpp::pdu::MessageState;
 use serde::{Deserialize, Serialize};
 
+mod servers;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use servers::normalize_dns_name;
+pub use servers::{
+    DnsConfig, DnsRecordConfig, HttpConfig, HttpSiteConfig, SmtpConfig, WebhookConfig,
+};
 
 /// SMPP 3.4 limit on `system_id` (without the terminating NUL).
 const MAX_SYSTEM_ID_LEN: usize = 15;
@@ -22,7 +29,8 @@ const MAX_PASSWORD_LEN: usize = 8;
 /// Receipts later than this are a typo, not a simulation.
 const MAX_RECEIPT_DELAY_MS: u64 = 600_000;
 
-/// The whole lab: the control API, the accounts, the receipt behaviour and the sites.
+/// The whole lab: the control API, the accounts, the receipt behaviour, the
+/// SMPP sites, and the optional HTTP API, webhook receivers, DNS and SMTP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabConfig {
@@ -34,13 +42,29 @@ pub struct LabConfig {
     /// throttling), so a run can be replayed. Defaults to 1.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Accounts allowed to bind, on every SMSC instance of every site.
+    /// Accounts allowed to bind, on every SMSC instance of every site, and to
+    /// log in to the HTTP API (`login` = `system_id`). Needed when there are
+    /// SMPP or HTTP sites.
+    #[serde(default)]
     pub accounts: Vec<AccountConfig>,
     /// How delivery receipts are sent.
     #[serde(default)]
     pub receipts: ReceiptConfig,
-    /// The provider's sites, each with its SMSC instances.
+    /// The provider's SMPP sites, each with its SMSC instances.
+    #[serde(default)]
     pub sites: Vec<SiteConfig>,
+    /// The provider's HTTP API: its sites and the callback URLs (`[lab.http]`).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    /// Webhook receivers: the digital channels' endpoints (`[[lab.webhooks]]`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// An authoritative DNS server for the HTTP API's names (`[lab.dns]`).
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+    /// An SMTP sink for the e-mail fallback channel (`[lab.smtp]`).
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
 }
 
 /// One account (`system_id` and `password` of the bind).
@@ -168,6 +192,10 @@ impl LabConfig {
                         .collect(),
                 })
                 .collect(),
+            http: None,
+            webhooks: Vec::new(),
+            dns: None,
+            smtp: None,
         }
     }
 
@@ -186,9 +214,39 @@ impl LabConfig {
 
     /// Checks every bound and cross-reference; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_accounts()?;
+        let http_sites = self.http.as_ref().map_or(0, |http| http.sites.len());
+        if self.sites.is_empty()
+            && http_sites == 0
+            && self.webhooks.is_empty()
+            && self.dns.is_none()
+            && self.smtp.is_none()
+        {
+            return Err(ConfigError::invalid(
+                "lab.sites",
+                "at least one site is needed (or an HTTP site, webhook receiver, \
+                 DNS server or SMTP sink)",
+            ));
+        }
+        if !self.sites.is_empty() || http_sites > 0 {
+            self.validate_accounts()?;
+        }
         self.receipts.validate()?;
-        self.validate_sites()
+        let mut fixed_addrs = FixedAddrs::default();
+        if self.control.port() != 0 {
+            fixed_addrs.claim("lab.control".to_owned(), self.control)?;
+        }
+        self.validate_sites(&mut fixed_addrs)?;
+        if let Some(http) = &self.http {
+            http.validate(&mut fixed_addrs)?;
+        }
+        servers::validate_webhooks(&self.webhooks, &mut fixed_addrs)?;
+        if let Some(dns) = &self.dns {
+            dns.validate()?;
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate(&mut fixed_addrs)?;
+        }
+        Ok(())
     }
 
     fn validate_accounts(&self) -> Result<(), ConfigError> {
@@ -235,19 +293,8 @@ impl LabConfig {
         Ok(())
     }
 
-    fn validate_sites(&self) -> Result<(), ConfigError> {
-        if self.sites.is_empty() {
-            return Err(ConfigError::invalid(
-                "lab.sites",
-                "at least one site is needed",
-            ));
-        }
+    fn validate_sites(&self, fixed_addrs: &mut FixedAddrs) -> Result<(), ConfigError> {
         let mut site_names = HashSet::new();
-        // Fixed ports must be distinct; port 0 is a fresh port every time.
-        let mut fixed_addrs: Vec<(SocketAddr, String)> = Vec::new();
-        if self.control.port() != 0 {
-            fixed_addrs.push((self.control, "lab.control".to_owned()));
-        }
         for (site_index, site) in self.sites.iter().enumerate() {
             let site_key = format!("lab.sites[{site_index}]");
             check_name(&format!("{site_key}.name"), &site.name)?;
@@ -286,18 +333,7 @@ impl LabConfig {
                         ),
                     ));
                 }
-                if smsc.listen.port() != 0 {
-                    let listen_key = format!("{smsc_key}.listen");
-                    if let Some((_, other)) =
-                        fixed_addrs.iter().find(|(addr, _)| *addr == smsc.listen)
-                    {
-                        return Err(ConfigError::invalid(
-                            listen_key,
-                            format!("address {} is already used by {other}", smsc.listen),
-                        ));
-                    }
-                    fixed_addrs.push((smsc.listen, listen_key));
-                }
+                fixed_addrs.claim(format!("{smsc_key}.listen"), smsc.listen)?;
             }
         }
         Ok(())
@@ -360,6 +396,31 @@ impl FinalState {
     }
 }
 
+/// The fixed TCP addresses claimed so far, with the key that claimed each:
+/// they must be distinct (port 0 is a fresh port every time).
+#[derive(Default)]
+pub(crate) struct FixedAddrs {
+    claimed: Vec<(SocketAddr, String)>,
+}
+
+impl FixedAddrs {
+    /// Claims `addr` for `key`, unless its port is 0; an address claimed twice
+    /// is an error naming both keys.
+    pub(crate) fn claim(&mut self, key: String, addr: SocketAddr) -> Result<(), ConfigError> {
+        if addr.port() == 0 {
+            return Ok(());
+        }
+        if let Some((_, other)) = self.claimed.iter().find(|(claimed, _)| *claimed == addr) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("address {addr} is already used by {other}"),
+            ));
+        }
+        self.claimed.push((addr, key));
+        Ok(())
+    }
+}
+
 /// Checks that `value` is a probability; `key` names it in the error.
 pub(crate) fn check_probability(key: &str, value: f64) -> Result<(), ConfigError> {
     if (0.0..=1.0).contains(&value) {
@@ -374,7 +435,7 @@ pub(crate) fn check_probability(key: &str, value: f64) -> Result<(), ConfigError
 
 /// Site and instance names appear in URL paths of the control API and in
 /// `site/name` target strings, so they are kept to a safe alphabet.
-fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::invalid(key, "must not be empty"));
     }
@@ -392,6 +453,11 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
 }
 
 fn default_control() -> SocketAddr {
+    loopback_any_port()
+}
+
+/// `127.0.0.1:0`: loopback, a free port.
+pub(crate) fn loopback_any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 

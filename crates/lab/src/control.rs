@@ -1,9 +1,11 @@
-//! The HTTP control API: read counters, inject faults, send MOs.
+//! The HTTP control API: read counters, inject faults, send MOs, read what the
+//! handsets, webhook receivers and SMTP sink got, move DNS records.
 //!
 //! JSON in and out; every error is `{"error": "..."}` with 400 for a bad request
 //! and 404 for an unknown site or instance. The routes are listed in the crate
 //! docs.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -19,9 +21,12 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::fault::Fault;
+use crate::http::{HttpFault, ServerRef};
 use crate::lab::{self, LabError};
-use crate::smpp::Shared;
-use crate::traffic::{HandsetMessage, MoRequest};
+use crate::port::lock;
+use crate::shared::Shared;
+use crate::smtp::SmtpFault;
+use crate::traffic::{HandsetMessage, HttpMoRequest, MoRequest};
 
 /// Serves the control API on `listener` until the lab shuts down.
 pub(crate) fn spawn(shared: Arc<Shared>, listener: TcpListener) {
@@ -43,6 +48,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/smsc/{site}/{name}/fault", post(post_fault))
         .route("/v1/mo", post(post_mo))
         .route("/v1/handsets", get(get_handsets))
+        .route("/v1/http/sites/{name}/fault", post(post_http_site_fault))
+        .route("/v1/http/mo", post(post_http_mo))
+        .route("/v1/webhooks/{name}/fault", post(post_webhook_fault))
+        .route("/v1/webhooks/{name}/messages", get(get_webhook_messages))
+        .route("/v1/dns", get(get_dns))
+        .route("/v1/dns/records", post(post_dns_record))
+        .route("/v1/smtp/fault", post(post_smtp_fault))
+        .route("/v1/smtp/mails", get(get_smtp_mails))
         .with_state(shared)
 }
 
@@ -62,11 +75,17 @@ impl IntoResponse for ApiError {
 impl From<LabError> for ApiError {
     fn from(error: LabError) -> ApiError {
         let status = match error {
-            LabError::UnknownSmsc(_) | LabError::UnknownSite(_) => StatusCode::NOT_FOUND,
-            LabError::UnknownAccount(_) | LabError::InvalidFault(_) | LabError::InvalidMo(_) => {
-                StatusCode::BAD_REQUEST
+            LabError::UnknownSmsc(_)
+            | LabError::UnknownSite(_)
+            | LabError::UnknownWebhook(_)
+            | LabError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            LabError::UnknownAccount(_)
+            | LabError::InvalidFault(_)
+            | LabError::InvalidMo(_)
+            | LabError::InvalidDns(_) => StatusCode::BAD_REQUEST,
+            LabError::Config(_) | LabError::Listen { .. } | LabError::HttpClient(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
             }
-            LabError::Config(_) | LabError::Listen { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
             status,
@@ -110,26 +129,135 @@ async fn post_mo(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Respo
 }
 
 #[derive(Deserialize)]
-struct HandsetQuery {
+struct LimitQuery {
     /// Only the most recent `limit` entries.
     limit: Option<usize>,
 }
 
-async fn get_handsets(
-    State(shared): State<Arc<Shared>>,
-    query: Result<Query<HandsetQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        message: format!("invalid query: {rejection}"),
-    })?;
-    let log: Vec<HandsetMessage> = {
-        let provider = shared.provider();
-        let all = provider.handsets();
-        let skip = query
+impl LimitQuery {
+    fn read(query: Result<Query<LimitQuery>, QueryRejection>) -> Result<LimitQuery, ApiError> {
+        let Query(query) = query.map_err(|rejection| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("invalid query: {rejection}"),
+        })?;
+        Ok(query)
+    }
+
+    /// The last `limit` entries of `all`, or all of them.
+    fn tail<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        let skip = self
             .limit
             .map_or(0, |limit| all.len().saturating_sub(limit));
         all[skip..].to_vec()
-    };
+    }
+}
+
+async fn get_handsets(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = LimitQuery::read(query)?;
+    let log: Vec<HandsetMessage> = query.tail(shared.provider().handsets());
     Ok(Json(log).into_response())
+}
+
+async fn post_http_site_fault(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let index = shared
+        .http_site_index(&name)
+        .ok_or_else(|| LabError::UnknownSite(name.clone()))?;
+    let fault: HttpFault = parse_body(&body)?;
+    shared.set_http_fault(ServerRef::Site(index), fault)?;
+    Ok(Json(serde_json::json!({ "http_site": name, "fault": fault })).into_response())
+}
+
+async fn post_webhook_fault(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let index = shared
+        .webhook_index(&name)
+        .ok_or_else(|| LabError::UnknownWebhook(name.clone()))?;
+    let fault: HttpFault = parse_body(&body)?;
+    shared.set_http_fault(ServerRef::Webhook(index), fault)?;
+    Ok(Json(serde_json::json!({ "webhook": name, "fault": fault })).into_response())
+}
+
+async fn post_http_mo(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: HttpMoRequest = parse_body(&body)?;
+    let dispatch = lab::send_http_mo(&shared, request)?;
+    Ok(Json(dispatch).into_response())
+}
+
+async fn get_webhook_messages(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let index = shared
+        .webhook_index(&name)
+        .ok_or_else(|| LabError::UnknownWebhook(name.clone()))?;
+    let query = LimitQuery::read(query)?;
+    let log = query.tail(&lock(&shared.webhooks[index].state).log);
+    Ok(Json(log).into_response())
+}
+
+async fn get_dns(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let dns = shared
+        .dns
+        .as_ref()
+        .ok_or(LabError::NotConfigured("lab.dns"))?;
+    Ok(Json(dns.stats()).into_response())
+}
+
+/// `POST /v1/dns/records`: moves or adds a record.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsRecordRequest {
+    name: String,
+    addrs: Vec<IpAddr>,
+}
+
+async fn post_dns_record(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let dns = shared
+        .dns
+        .as_ref()
+        .ok_or(LabError::NotConfigured("lab.dns"))?;
+    let request: DnsRecordRequest = parse_body(&body)?;
+    let name = dns.set(&request.name, request.addrs.clone())?;
+    Ok(Json(serde_json::json!({ "name": name, "addrs": request.addrs })).into_response())
+}
+
+async fn post_smtp_fault(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if shared.smtp.is_none() {
+        return Err(LabError::NotConfigured("lab.smtp").into());
+    }
+    let fault: SmtpFault = parse_body(&body)?;
+    shared.set_smtp_fault(fault)?;
+    Ok(Json(serde_json::json!({ "smtp": "sink", "fault": fault })).into_response())
+}
+
+async fn get_smtp_mails(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let smtp = shared
+        .smtp
+        .as_ref()
+        .ok_or(LabError::NotConfigured("lab.smtp"))?;
+    let query = LimitQuery::read(query)?;
+    Ok(Json(query.tail(&smtp.mails())).into_response())
 }

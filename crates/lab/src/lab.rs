@@ -1,8 +1,9 @@
 //! Starting, steering and stopping a lab.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hotsite_core::{SiteName, Target};
 use hotsite_smpp::pdu::{Address, ShortMessage, Tlvs};
@@ -12,11 +13,18 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, LabConfig};
 use crate::control;
 use crate::fault::{Fault, InvalidFault};
+use crate::http::aggregator::MAX_MESSAGE_CHARS;
+use crate::http::callbacks::{self, Callback};
+use crate::http::{form, HttpFault, ServerRef};
+use crate::port::lock;
+use crate::shared::Shared;
 use crate::smpp::provider::{Delivery, DeliveryKind, Route};
 use crate::smpp::receipt::encode_text;
-use crate::smpp::Shared;
+use crate::smtp::SmtpFault;
 use crate::stats::LabStats;
-use crate::traffic::{HandsetMessage, MoDispatch, MoRequest};
+use crate::traffic::{
+    HandsetMessage, HttpMoDispatch, HttpMoRequest, MoDispatch, MoRequest, SmtpMail, WebhookMessage,
+};
 
 /// SMPP 3.4 limit on `source_addr` and `destination_addr` of `deliver_sm`.
 const MAX_ADDR_LEN: usize = 20;
@@ -37,7 +45,8 @@ pub enum LabError {
     /// A port could not be listened on.
     #[error("{what}: cannot listen on {addr}: {source}")]
     Listen {
-        /// What wanted the port (`smsc a/a1`, `control API`).
+        /// What wanted the port (`smsc a/a1`, `http site a`, `webhook chat`,
+        /// `dns`, `smtp`, `control API`).
         what: String,
         /// The address.
         addr: SocketAddr,
@@ -47,9 +56,21 @@ pub enum LabError {
     /// No SMSC instance has this site and name.
     #[error("unknown smsc {0}")]
     UnknownSmsc(Target),
-    /// No site has this name.
+    /// No site (SMPP, or HTTP for the HTTP API's calls) has this name.
     #[error("unknown site {0:?}")]
     UnknownSite(String),
+    /// No webhook receiver has this name.
+    #[error("unknown webhook receiver {0:?}")]
+    UnknownWebhook(String),
+    /// The request needs a part of the configuration the lab was started without.
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    /// A DNS name the server cannot hold.
+    #[error("invalid dns name: {0}")]
+    InvalidDns(String),
+    /// The HTTP client for callbacks could not be built.
+    #[error("cannot build the callback HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// No account has this `system_id`.
     #[error("unknown account {0:?}")]
     UnknownAccount(String),
@@ -69,8 +90,9 @@ pub struct LabHandle {
 }
 
 impl Lab {
-    /// Validates `config`, binds every SMSC port and the control API, and starts
-    /// serving. Must be called within a tokio runtime.
+    /// Validates `config`, binds every port (SMSC instances, HTTP sites,
+    /// webhook receivers, DNS, SMTP, the control API), and starts serving. Must
+    /// be called within a tokio runtime.
     pub async fn start(config: LabConfig) -> Result<LabHandle, LabError> {
         config.validate()?;
         let control_config_addr = config.control;
@@ -89,9 +111,15 @@ impl Lab {
                 addr: control_config_addr,
                 source,
             })?;
-        shared.start_all(listeners);
+        shared.start_all(listeners)?;
         control::spawn(Arc::clone(&shared), control_listener);
-        tracing::info!(%control_addr, smsc = shared.instances.len(), "lab started");
+        tracing::info!(
+            %control_addr,
+            smsc = shared.instances.len(),
+            http_sites = shared.http_sites.len(),
+            webhooks = shared.webhooks.len(),
+            "lab started"
+        );
         Ok(LabHandle {
             shared,
             control_addr,
@@ -105,8 +133,36 @@ impl LabHandle {
         self.shared
             .instances
             .iter()
-            .map(|instance| (instance.target.clone(), instance.addr))
+            .map(|instance| (instance.target.clone(), instance.port.addr))
             .collect()
+    }
+
+    /// Every HTTP API site (name) and where it listens, in configuration order.
+    pub fn http_site_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.shared
+            .http_sites
+            .iter()
+            .map(|site| (site.server.name.clone(), site.server.port.addr))
+            .collect()
+    }
+
+    /// Every webhook receiver (name) and where it listens, in configuration order.
+    pub fn webhook_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.shared
+            .webhooks
+            .iter()
+            .map(|receiver| (receiver.server.name.clone(), receiver.server.port.addr))
+            .collect()
+    }
+
+    /// Where the DNS server listens (UDP), if `[lab.dns]` is configured.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.shared.dns.as_ref().map(|dns| dns.addr)
+    }
+
+    /// Where the SMTP sink listens, if `[lab.smtp]` is configured.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.shared.smtp.as_ref().map(|smtp| smtp.port.addr)
     }
 
     /// The instant the lab started, on the process's monotonic clock (tokio's):
@@ -139,9 +195,78 @@ impl LabHandle {
         send_mo(&self.shared, request)
     }
 
-    /// Every distinct message that reached a handset, oldest first.
+    /// Every distinct message that reached a handset, oldest first, over SMPP
+    /// and the HTTP API alike.
     pub fn handset_log(&self) -> Vec<HandsetMessage> {
         self.shared.provider().handsets().to_vec()
+    }
+
+    /// Puts an HTTP API site into `fault`, replacing the previous one; it
+    /// applies to the next request. After [`HttpFault::Die`] returns the port
+    /// refuses connections (open ones are reset a moment later). Callable from
+    /// any thread.
+    pub fn set_http_site_fault(&self, site: &str, fault: HttpFault) -> Result<(), LabError> {
+        let index = self
+            .shared
+            .http_site_index(site)
+            .ok_or_else(|| LabError::UnknownSite(site.to_owned()))?;
+        self.shared.set_http_fault(ServerRef::Site(index), fault)
+    }
+
+    /// Puts a webhook receiver into `fault`, as [`LabHandle::set_http_site_fault`].
+    /// `throttle` and `internal_error` are the HTTP API's and are refused here.
+    pub fn set_webhook_fault(&self, receiver: &str, fault: HttpFault) -> Result<(), LabError> {
+        let index = self
+            .shared
+            .webhook_index(receiver)
+            .ok_or_else(|| LabError::UnknownWebhook(receiver.to_owned()))?;
+        self.shared.set_http_fault(ServerRef::Webhook(index), fault)
+    }
+
+    /// Puts the SMTP sink into `fault`.
+    pub fn set_smtp_fault(&self, fault: SmtpFault) -> Result<(), LabError> {
+        self.shared.set_smtp_fault(fault)
+    }
+
+    /// Posts an MO to `lab.http.mo_url` (once, or twice with `duplicate`),
+    /// retried like every callback. Returns as soon as the POSTs are started.
+    pub fn send_http_mo(&self, request: HttpMoRequest) -> Result<HttpMoDispatch, LabError> {
+        send_http_mo(&self.shared, request)
+    }
+
+    /// Every distinct message receiver `receiver` accepted, oldest first.
+    pub fn webhook_log(&self, receiver: &str) -> Result<Vec<WebhookMessage>, LabError> {
+        let index = self
+            .shared
+            .webhook_index(receiver)
+            .ok_or_else(|| LabError::UnknownWebhook(receiver.to_owned()))?;
+        Ok(lock(&self.shared.webhooks[index].state).log.clone())
+    }
+
+    /// Every mail the SMTP sink accepted, oldest first (none without `[lab.smtp]`).
+    pub fn smtp_mails(&self) -> Vec<SmtpMail> {
+        self.shared
+            .smtp
+            .as_ref()
+            .map(|smtp| smtp.mails())
+            .unwrap_or_default()
+    }
+
+    /// Points DNS name `name` at `addrs` (IPv4 for A, IPv6 for AAAA), adding
+    /// it if new. Resolvers see the move once their cached answer's TTL ends.
+    pub fn set_dns(&self, name: &str, addrs: Vec<IpAddr>) -> Result<(), LabError> {
+        let dns = self
+            .shared
+            .dns
+            .as_ref()
+            .ok_or(LabError::NotConfigured("lab.dns"))?;
+        dns.set(name, addrs).map(|_| ())
+    }
+
+    /// How many queries for `name` the DNS server answered so far (0 without
+    /// `[lab.dns]`).
+    pub fn dns_queries(&self, name: &str) -> u64 {
+        self.shared.dns.as_ref().map_or(0, |dns| dns.queries(name))
     }
 
     /// Stops every listener, session, timer and the control API, and waits for them.
@@ -163,7 +288,62 @@ pub(crate) fn stats(shared: &Shared) -> LabStats {
         at_ms: shared.clock.elapsed_ms(),
         totals,
         smsc,
+        http_sites: shared.http_site_stats(),
+        webhooks: shared.webhook_stats(),
+        dns: shared.dns.as_ref().map(|dns| dns.stats()),
+        smtp: shared.smtp.as_ref().map(|smtp| smtp.stats()),
     }
+}
+
+pub(crate) fn send_http_mo(
+    shared: &Arc<Shared>,
+    request: HttpMoRequest,
+) -> Result<HttpMoDispatch, LabError> {
+    for (field, value) in [("from", &request.from), ("to", &request.to)] {
+        let len = value.chars().count();
+        if len == 0 || len > MAX_ADDR_LEN {
+            return Err(LabError::InvalidMo(format!(
+                "{field}: must be 1 to {MAX_ADDR_LEN} characters, got {len}"
+            )));
+        }
+    }
+    let length = request.text.chars().count();
+    if length > MAX_MESSAGE_CHARS {
+        return Err(LabError::InvalidMo(format!(
+            "text: must be at most {MAX_MESSAGE_CHARS} characters, got {length}"
+        )));
+    }
+    if !shared.callbacks.has_mo_url() {
+        return Err(LabError::NotConfigured("lab.http.mo_url"));
+    }
+    let site = match &request.site {
+        Some(name) => shared
+            .http_site_index(name)
+            .ok_or_else(|| LabError::UnknownSite(name.clone()))?,
+        None if shared.http_sites.is_empty() => {
+            return Err(LabError::NotConfigured("lab.http.sites"))
+        }
+        None => 0,
+    };
+    let site_name = shared.http_sites[site].server.name.clone();
+    let message_id = shared.provider().new_message_id();
+    let body = form::encode(&[
+        ("message_id", &message_id),
+        ("from", &request.from),
+        ("to", &request.to),
+        ("message", &request.text),
+        ("site", &site_name),
+    ]);
+    let copies: u8 = if request.duplicate { 2 } else { 1 };
+    let callback = Callback::mo(ServerRef::Site(site), body);
+    for _ in 0..copies {
+        callbacks::post_after(shared, callback.clone(), Duration::ZERO);
+    }
+    Ok(HttpMoDispatch {
+        message_id,
+        site: site_name,
+        copies,
+    })
 }
 
 pub(crate) fn set_fault(

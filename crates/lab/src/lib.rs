@@ -1,27 +1,46 @@
 //! hotsite-lab: a simulated SMS aggregator with several hot sites, speaking real
-//! SMPP 3.4 over TCP on loopback, with fault injection.
+//! SMPP 3.4 and a real HTTP API over TCP on loopback, with fault injection; and
+//! around it the other far ends hotsite talks to: webhook receivers (digital
+//! channels), an authoritative DNS server and an SMTP sink.
 //!
 //! Tests, benchmarks and `hotsite demo` point hotsite at a lab to show the
-//! messaging behaviours of SPEC M1–M14 against a provider that misbehaves on
+//! messaging behaviours of SPEC M1–M15 against peers that misbehave on
 //! command: binds to every instance of every site (M4), rebind pacing (M5),
-//! receipts and MOs on any bind of any site (M1, M6), dead, silent, slow and
-//! throttling SMSCs (M7, M14), and exactly-once delivery to handsets despite
-//! resubmits (M8). The lab is never part of the systems themselves.
+//! receipts and MOs on any bind or site (M1, M6, M13), dead, silent, slow,
+//! resetting and throttling servers (M3, M7, M10, M14), a single URL whose DNS
+//! record moves (M2), exactly-once delivery to handsets despite resubmits over
+//! SMPP and HTTP alike (M8), signed callbacks and webhooks (M15), and an
+//! e-mail fallback (M11). The lab is never part of the systems themselves.
 //!
 //! # Layout
 //!
-//! - `config`: [`LabConfig`], parsed from TOML and validated before any port opens.
+//! - `config`: [`LabConfig`], parsed from TOML and validated before any port
+//!   opens; `config/servers.rs` holds the optional sections (HTTP, webhooks,
+//!   DNS, SMTP).
 //! - `lab`: [`Lab::start`] and the [`LabHandle`] that steers and stops a lab.
+//! - `shared`: what every task shares; `port`: a TCP port that can die and come
+//!   back (every TCP server's lifecycle).
 //! - `smpp`: the SMSC instances: `listener` (one life of a port), `session` (one
-//!   bind), `provider` (accounts, message ids, dedupe, receipt routing: no I/O),
-//!   `receipt` (receipt PDUs and their text).
-//! - `fault`: [`Fault`], what can be injected.
+//!   bind), `provider` (accounts, message ids, dedupe, receipt routing, the
+//!   handset log, for SMPP and HTTP: no I/O), `receipt` (receipt PDUs and
+//!   their text).
+//! - `http`: the HTTP API's sites (`aggregator`: `POST /sms/send`, its codes;
+//!   `callbacks`: receipts and MOs posted to hotsite, retried; `form`;
+//!   `signing`), webhook receivers (`webhook`), and what they share: `serve`
+//!   (one connection, its faults) and `fault` ([`HttpFault`]). The wire
+//!   contract is in `src/http/mod.rs`'s header, summarized below.
+//! - `dns`: the DNS server (`codec`: RFC 1035, pure).
+//! - `smtp`: the SMTP sink (`session`: the protocol, pure).
+//! - `fault`: [`Fault`], what can be injected into SMSC instances.
 //! - `control`: the HTTP control API.
-//! - `stats`, `traffic`: what the lab reports ([`LabStats`], [`HandsetMessage`])
-//!   and the MOs it is asked to send ([`MoRequest`]).
+//! - `stats`, `traffic`: what the lab reports ([`LabStats`], [`HandsetMessage`],
+//!   [`WebhookMessage`], [`SmtpMail`]) and the MOs it is asked to send
+//!   ([`MoRequest`], [`HttpMoRequest`]).
 //! - `clock`: the only module that reads the clock.
 //!
 //! # The provider it imitates
+//!
+//! ## Over SMPP
 //!
 //! - Binds (`bind_transmitter`, `bind_receiver`, `bind_transceiver`) are checked
 //!   against the accounts: unknown `system_id` → `ESME_RINVSYSID`, wrong password
@@ -49,6 +68,38 @@
 //!   transceiver of the account (optionally of one site), or wait for one.
 //! - All randomness comes from one seeded `hotsite_core::Rng`.
 //!
+//! ## Over HTTP (the full contract is in `src/http/mod.rs`)
+//!
+//! - `POST /sms/send`, a form with `login`, `password`, `phone_number`,
+//!   `sender`, `message`, `message_id` (the client's id, its dedupe key),
+//!   `receipt` (0/1), `priority` (0–3). The answer is JSON `{"code", "description",
+//!   "message_id", "provider_id"}`: 0 accepted; 10 authentication failed; 11
+//!   invalid sender; 12 invalid destination; 13 message too long; 14 duplicate,
+//!   with the *original* `provider_id`, not delivered again; 20 throttled; 21
+//!   internal error (HTTP 200 for all of these); 30 missing field and 31
+//!   malformed request (HTTP 400).
+//! - Accepted messages join the same handset log and counters as SMPP's
+//!   ([`HandsetMessage::protocol`] tells them apart).
+//! - With `receipt=1` and `lab.http.dr_url`, a form POST `message_id`,
+//!   `provider_id`, `status` (`DELIVRD`, or the `final_state`'s word), `site`,
+//!   `done_at` (unix ms), after `receipts.delay_ms`; twice with
+//!   `duplicate_probability`, from another site with `other_site_probability`.
+//!   MOs ([`LabHandle::send_http_mo`]) post `message_id`, `from`, `to`,
+//!   `message`, `site` to `lab.http.mo_url`. With `callback_secret` both carry
+//!   `X-Hub-Signature-256: sha256=<base64 HMAC-SHA256>`; both are retried until
+//!   answered 2xx.
+//!
+//! ## Around it
+//!
+//! - Webhook receivers take a JSON `POST` with an `"id"` on any path, check the
+//!   signature when they have a secret (401), log each id once and answer
+//!   `{"id": "<receiver's id>"}`, repeats included.
+//! - The DNS server answers A/AAAA for its records with their TTL, NXDOMAIN
+//!   for other names; [`LabHandle::set_dns`] moves a record. HTTP sites can
+//!   share one port at several loopback addresses (`lab.http.shared_port`), so
+//!   one URL `http://NAME:PORT/` follows the record (SPEC M2).
+//! - The SMTP sink takes plain SMTP and records every mail.
+//!
 //! # Configuration
 //!
 //! ```toml
@@ -56,38 +107,70 @@
 //! control = "127.0.0.1:28700"     # HTTP control API (port 0: ephemeral; default 127.0.0.1:0)
 //! seed = 1                        # default 1
 //!
-//! [[lab.accounts]]                # at least one
-//! system_id = "hotsite"           # at most 15 characters
+//! [[lab.accounts]]                # needed with SMPP or HTTP sites
+//! system_id = "hotsite"           # at most 15 characters; the HTTP API's login
 //! password = "secret"             # at most 8 characters
 //!
-//! [lab.receipts]                  # optional; defaults shown
-//! delay_ms = 20                   # after the submit_sm_resp
+//! [lab.receipts]                  # optional; defaults shown; SMPP and HTTP
+//! delay_ms = 20                   # after the submit's answer
 //! duplicate_probability = 0.0     # a receipt is sent twice
-//! other_site_probability = 0.0    # a receipt goes out on another site's bind
+//! other_site_probability = 0.0    # a receipt goes out through another site
 //! final_state = "delivered"       # or "expired", "undeliverable", "rejected"
 //!
-//! [[lab.sites]]
+//! [[lab.sites]]                   # SMPP sites (optional if anything else is configured)
 //! name = "a"
 //! [[lab.sites.smsc]]
 //! name = "a1"                     # unique in its site, at most 15 characters
 //! listen = "127.0.0.1:28775"      # port 0: ephemeral
+//!
+//! [lab.http]                      # optional: the HTTP API
+//! dr_url = "http://127.0.0.1:8080/callbacks/dr"   # optional: receipts go here
+//! mo_url = "http://127.0.0.1:8080/callbacks/mo"   # optional: MOs go here
+//! callback_secret = "s3cret"      # optional: sign callbacks (SPEC M15)
+//! shared_port = true              # default false: every site on one port, own address
+//! callback_retry_ms = 200         # defaults shown
+//! callback_max_attempts = 50
+//! callback_timeout_ms = 2000
+//! [[lab.http.sites]]
+//! name = "a"
+//! listen = "127.0.0.1:28780"      # default 127.0.0.1:0
+//! [[lab.http.sites]]
+//! name = "b"
+//! listen = "127.0.0.2:28780"      # 127.0.0.2 needs no setup on Linux
+//!
+//! [[lab.webhooks]]                # optional: digital channels' endpoints
+//! name = "primary-chat"
+//! listen = "127.0.0.1:28790"      # default 127.0.0.1:0
+//! secret = "hook-secret"          # optional: require signed requests
+//!
+//! [lab.dns]                       # optional: authoritative DNS on UDP
+//! listen = "127.0.0.1:28753"      # default 127.0.0.1:0
+//! ttl_s = 1                       # default 1
+//! [[lab.dns.records]]
+//! name = "sms.lab.test"
+//! addrs = ["127.0.0.1"]           # IPv4 answer A, IPv6 AAAA
+//!
+//! [lab.smtp]                      # optional: SMTP sink
+//! listen = "127.0.0.1:28725"      # default 127.0.0.1:0
+//! max_message_bytes = 1048576     # default 1 MiB
 //! ```
 //!
 //! `examples/lab.toml` in the workspace is a ready two-site lab.
 //!
 //! # Control API
 //!
-//! JSON in and out; errors are `{"error": "..."}`, 404 for an unknown site or
-//! instance, 400 for a bad body.
+//! JSON in and out; errors are `{"error": "..."}`, 404 for an unknown site,
+//! instance or receiver (or a server that is not configured), 400 for a bad body.
 //!
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
-//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries) and,
-//! # per instance, site, name, addr, fault, bound_sessions, connections,
-//! # bind_attempts, bind_attempt_ms (ms since lab start), submits, ...
+//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries); per
+//! # SMSC instance (smsc), per HTTP site (http_sites: transport, accepted,
+//! # duplicates_dropped, codes, callbacks), per webhook receiver (webhooks),
+//! # dns and smtp.
 //! curl -s 127.0.0.1:28700/v1/stats
 //!
-//! # Faults, per instance; each replaces the previous one.
+//! # SMSC faults, per instance; each replaces the previous one.
 //! curl -s -XPOST 127.0.0.1:28700/v1/smsc/a/a1/fault -d '{"fault":"die"}'
 //! curl -s -XPOST 127.0.0.1:28700/v1/smsc/a/a1/fault -d '{"fault":"blackhole"}'
 //! curl -s -XPOST 127.0.0.1:28700/v1/smsc/a/a1/fault -d '{"fault":"slow","delay_ms":200}'
@@ -95,21 +178,53 @@
 //! curl -s -XPOST 127.0.0.1:28700/v1/smsc/a/a1/fault -d '{"fault":"reject_binds"}'
 //! curl -s -XPOST 127.0.0.1:28700/v1/smsc/a/a1/fault -d '{"fault":"recover"}'
 //!
-//! # An MO from a handset; "site" and "system_id" are optional.
+//! # HTTP faults, per HTTP site or webhook receiver.
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"die"}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"hang"}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"slow","delay_ms":500}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"status","code":429,"retry_after_s":2}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"reset"}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"throttle","probability":1.0}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/sites/a/fault -d '{"fault":"internal_error","probability":0.5}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/webhooks/primary-chat/fault -d '{"fault":"status","code":503}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/webhooks/primary-chat/fault -d '{"fault":"recover"}'
+//!
+//! # SMTP faults: die, status (MAIL FROM answered with the code), recover.
+//! curl -s -XPOST 127.0.0.1:28700/v1/smtp/fault -d '{"fault":"status","code":451}'
+//!
+//! # An MO from a handset over SMPP; "site" and "system_id" are optional.
 //! # Answers {"status":"routed","site":"a","smsc":"a1"} or {"status":"pending"}.
 //! curl -s -XPOST 127.0.0.1:28700/v1/mo -d '{"from":"33612345678","to":"36000","text":"STOP","site":"a"}'
 //!
-//! # Every distinct message that reached a handset (the last N with ?limit=N).
+//! # An MO posted to lab.http.mo_url; "site" and "duplicate" are optional.
+//! # Answers {"message_id":"0000002a","site":"a","copies":1}.
+//! curl -s -XPOST 127.0.0.1:28700/v1/http/mo -d '{"from":"33612345678","to":"36000","text":"STOP"}'
+//!
+//! # Move a DNS record; read records and query counts.
+//! curl -s -XPOST 127.0.0.1:28700/v1/dns/records -d '{"name":"sms.lab.test","addrs":["127.0.0.2"]}'
+//! curl -s 127.0.0.1:28700/v1/dns
+//!
+//! # What arrived (the last N with ?limit=N): handsets (SMPP and HTTP),
+//! # a webhook receiver's messages, the SMTP sink's mails.
 //! curl -s '127.0.0.1:28700/v1/handsets?limit=10'
+//! curl -s '127.0.0.1:28700/v1/webhooks/primary-chat/messages?limit=10'
+//! curl -s '127.0.0.1:28700/v1/smtp/mails?limit=10'
 //! ```
 //!
-//! Faults ([`Fault`]): `die` resets every session (RST) and closes the port;
-//! `blackhole` keeps and accepts connections but reads and answers nothing;
-//! `slow` delays every response; `throttle` answers that fraction of submits
-//! `ESME_RTHROTTLED`; `reject_binds` answers binds `ESME_RBINDFAIL` while bound
-//! sessions carry on; `recover` makes the instance healthy and, after `die`,
-//! listens on the same port again. Any fault but `die` set on a dead instance
-//! brings it back up with that fault.
+//! SMSC faults ([`Fault`]): `die` resets every session (RST) and closes the
+//! port; `blackhole` keeps and accepts connections but reads and answers
+//! nothing; `slow` delays every response; `throttle` answers that fraction of
+//! submits `ESME_RTHROTTLED`; `reject_binds` answers binds `ESME_RBINDFAIL`
+//! while bound sessions carry on; `recover` makes the instance healthy and,
+//! after `die`, listens on the same port again. Any fault but `die` set on a
+//! dead instance brings it back up with that fault.
+//!
+//! HTTP faults ([`HttpFault`]) apply to the next request: `die` closes the port
+//! and resets open connections; `hang` reads requests and never answers (hung
+//! connections close when the fault changes); `slow` delays answers; `status`
+//! answers every request with that status (and `Retry-After`); `reset` reads
+//! the request, then resets the connection (RST); `throttle` and
+//! `internal_error` (HTTP sites only) answer codes 20 and 21; `recover` heals.
 //!
 //! # From Rust
 //!
@@ -117,6 +232,9 @@
 //! let lab = Lab::start(LabConfig::from_toml_str(&text)?).await?;
 //! let (target, addr) = lab.smsc_addrs()[0].clone();
 //! lab.set_fault(&target, Fault::Die)?;   // the port is closed when it returns
+//! let (site, http_addr) = lab.http_site_addrs()[0].clone();
+//! lab.set_http_site_fault(&site, HttpFault::Status { code: 503, retry_after_s: None })?;
+//! lab.set_dns("sms.lab.test", vec!["127.0.0.2".parse()?])?;
 //! assert_eq!(lab.stats().totals.unique, 0);
 //! lab.shutdown().await;
 //! ```
@@ -126,16 +244,30 @@
 mod clock;
 mod config;
 mod control;
+mod dns;
 mod fault;
+mod http;
 mod lab;
+mod port;
+mod shared;
 mod smpp;
+mod smtp;
 mod stats;
 mod traffic;
 
 pub use config::{
-    AccountConfig, ConfigError, FinalState, LabConfig, ReceiptConfig, SiteConfig, SmscConfig,
+    AccountConfig, ConfigError, DnsConfig, DnsRecordConfig, FinalState, HttpConfig, HttpSiteConfig,
+    LabConfig, ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
+pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
-pub use stats::{LabStats, SmscStats, TotalStats};
-pub use traffic::{HandsetMessage, MoDispatch, MoRequest};
+pub use smtp::SmtpFault;
+pub use stats::{
+    CallbackStats, DnsStats, HttpSiteStats, HttpTransportStats, LabStats, SmscStats, SmtpStats,
+    TotalStats, WebhookStats,
+};
+pub use traffic::{
+    HandsetMessage, HttpMoDispatch, HttpMoRequest, MoDispatch, MoRequest, Protocol, SmtpMail,
+    WebhookMessage,
+};

@@ -37,7 +37,7 @@ use crate::route::Routes;
 use crate::signing::{verify, SIGNATURE_HEADER};
 
 /// A channel's status as JSON, read when `/v1/status` is asked.
-pub type ChannelStatus = Box<dyn Fn() -> Value + Send + Sync>;
+pub type ChannelStatus = Arc<dyn Fn() -> Value + Send + Sync>;
 
 /// What the handlers share.
 pub struct ApiState<S> {

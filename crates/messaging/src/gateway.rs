@@ -137,6 +137,7 @@ pub enum GatewayError {
 pub struct GatewayHandle {
     api_addr: SocketAddr,
     client: Option<SmppClient>,
+    channel_status: Vec<(String, ChannelStatus)>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -213,7 +214,7 @@ pub async fn start<S: Store>(
         metrics: metrics.clone(),
         client: client.clone(),
         routes,
-        channel_status,
+        channel_status: channel_status.clone(),
         recent,
         wake: wake_dispatcher,
         callback_channels,
@@ -232,6 +233,7 @@ pub async fn start<S: Store>(
     Ok(GatewayHandle {
         api_addr,
         client,
+        channel_status,
         metrics,
         shutdown,
         tasks,
@@ -247,6 +249,15 @@ impl GatewayHandle {
     /// The SMPP client (status, binds), when SMPP is configured.
     pub fn client(&self) -> Option<&SmppClient> {
         self.client.as_ref()
+    }
+
+    /// The status of channel `name` (an HTTP aggregator's sites and their
+    /// health), as `/v1/status` shows it under `channels`.
+    pub fn channel_status(&self, name: &str) -> Option<serde_json::Value> {
+        self.channel_status
+            .iter()
+            .find(|(channel, _)| channel == name)
+            .map(|(_, status)| status())
     }
 
     /// The counters.
@@ -304,7 +315,7 @@ fn build_routes(
                 let for_status = channel.clone();
                 status.push((
                     name.clone(),
-                    Box::new(move || serde_json::to_value(for_status.status()).unwrap_or_default()),
+                    Arc::new(move || serde_json::to_value(for_status.status()).unwrap_or_default()),
                 ));
                 Channel::Http(channel)
             }

@@ -18,7 +18,7 @@ use hotsite_store::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
 pub(crate) const TOKEN: &str = "test-token-0001";
-const SECRET: &str = "test-webhook-secret-01";
+pub(crate) const SECRET: &str = "test-webhook-secret-01";
 
 pub(crate) fn lab_config(duplicate: f64, other_site: f64) -> LabConfig {
     let mut config = LabConfig::two_sites_two_smscs();
@@ -30,7 +30,7 @@ pub(crate) fn lab_config(duplicate: f64, other_site: f64) -> LabConfig {
 }
 
 #[allow(clippy::disallowed_methods)] // test clock: measures real loopback time
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
@@ -43,13 +43,13 @@ pub(crate) fn temp_dir(name: &str) -> PathBuf {
 
 /// The customer's application: checks signatures, counts each id.
 #[derive(Clone, Default)]
-struct App {
-    received: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct App {
+    pub(crate) received: Arc<Mutex<Vec<Value>>>,
     bad_signatures: Arc<Mutex<u64>>,
 }
 
 impl App {
-    async fn start(&self) -> SocketAddr {
+    pub(crate) async fn start(&self) -> SocketAddr {
         let app = self.clone();
         let router = axum::Router::new().route(
             "/hook",
@@ -80,7 +80,7 @@ impl App {
         addr
     }
 
-    fn ids(&self) -> Vec<i64> {
+    pub(crate) fn ids(&self) -> Vec<i64> {
         self.received
             .lock()
             .unwrap()
@@ -100,7 +100,7 @@ struct Setup {
 }
 
 /// A test's folder, removed when the test ends (pass or fail).
-struct RemovedOnDrop(PathBuf);
+pub(crate) struct RemovedOnDrop(pub(crate) PathBuf);
 
 impl Drop for RemovedOnDrop {
     fn drop(&mut self) {
@@ -156,7 +156,11 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
     setup
 }
 
-async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> Duration {
     let start = now();
     while !done() {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");

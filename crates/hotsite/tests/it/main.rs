@@ -5,4 +5,5 @@ mod cli;
 mod crash;
 mod failover;
 mod gateway;
+mod http;
 mod interop;

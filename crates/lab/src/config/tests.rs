@@ -52,6 +52,35 @@ fn example_file_is_valid() {
     assert_eq!(names, ["a1", "a2", "b1", "b2"]);
 }
 
+/// The commented optional sections of `examples/lab.toml` are valid too.
+#[test]
+fn example_file_optional_sections_are_valid() {
+    let text = include_str!("../../../../examples/lab.toml");
+    let uncommented: String = text
+        .lines()
+        .map(|line| {
+            let rest = line.strip_prefix("# ").unwrap_or(line);
+            let is_toml = rest.starts_with('[')
+                || rest.split_once(" = ").is_some_and(|(key, _)| {
+                    key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+            if is_toml {
+                rest
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = LabConfig::from_toml_str(&uncommented).expect("uncommented example is valid");
+    let http = config.http.expect("http");
+    assert_eq!(http.sites.len(), 2);
+    assert!(http.shared_port);
+    assert_eq!(config.webhooks.len(), 2);
+    assert_eq!(config.dns.map(|dns| dns.records.len()), Some(1));
+    assert!(config.smtp.is_some());
+}
+
 #[test]
 fn probabilities_outside_zero_one_are_rejected() {
     check_error(
@@ -100,7 +129,8 @@ fn no_accounts_or_sites_is_rejected() {
     );
     check_error(
         "[lab]\nsites = []\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"",
-        "lab.sites: at least one site is needed",
+        "lab.sites: at least one site is needed (or an HTTP site, webhook receiver, DNS \
+         server or SMTP sink)",
     );
     check_error(
         "[lab]\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"\n\
@@ -207,4 +237,159 @@ fn loopback_layout_is_valid() {
         .collect();
     assert_eq!(names, ["a/a1", "a/a2", "b/b1", "b/b2"]);
     assert_eq!(config.accounts[0].system_id, "hotsite");
+}
+
+/// Every optional server at once, as `examples/lab.toml` documents them.
+const ALL_SERVERS: &str = r#"
+[lab]
+[[lab.accounts]]
+system_id = "hotsite"
+password = "secret"
+
+[lab.http]
+dr_url = "http://127.0.0.1:8080/callbacks/dr"
+mo_url = "http://127.0.0.1:8080/callbacks/mo"
+callback_secret = "s3cret"
+shared_port = true
+[[lab.http.sites]]
+name = "a"
+listen = "127.0.0.1:0"
+[[lab.http.sites]]
+name = "b"
+listen = "127.0.0.2:0"
+
+[[lab.webhooks]]
+name = "primary-chat"
+secret = "hook"
+[[lab.webhooks]]
+name = "secondary-chat"
+listen = "127.0.0.1:0"
+
+[lab.dns]
+ttl_s = 2
+[[lab.dns.records]]
+name = "sms.lab.test."
+addrs = ["127.0.0.1", "::1"]
+
+[lab.smtp]
+listen = "127.0.0.1:0"
+"#;
+
+#[test]
+fn optional_servers_parse_with_defaults() {
+    let config = LabConfig::from_toml_str(ALL_SERVERS).expect("valid");
+    assert!(config.sites.is_empty(), "an HTTP-only lab needs no SMSC");
+    let http = config.http.as_ref().expect("http");
+    assert_eq!(http.sites.len(), 2);
+    assert_eq!(
+        (
+            http.callback_retry_ms,
+            http.callback_max_attempts,
+            http.callback_timeout_ms
+        ),
+        (200, 50, 2_000)
+    );
+    assert_eq!(
+        config.webhooks[0].listen,
+        "127.0.0.1:0".parse().expect("addr")
+    );
+    assert_eq!(config.webhooks[0].secret.as_deref(), Some("hook"));
+    let dns = config.dns.as_ref().expect("dns");
+    assert_eq!((dns.ttl_s, dns.records[0].addrs.len()), (2, 2));
+    assert_eq!(
+        config.smtp.as_ref().map(|smtp| smtp.max_message_bytes),
+        Some(1 << 20)
+    );
+    let only_dns = LabConfig::from_toml_str("[lab]\n[lab.dns]\n").expect("valid");
+    assert_eq!(only_dns.dns.map(|dns| dns.ttl_s), Some(1));
+}
+
+#[test]
+fn optional_servers_are_validated_with_their_keys() {
+    for (from, to, expected) in [
+        (
+            "name = \"b\"",
+            "name = \"a\"",
+            "lab.http.sites[1].name: duplicate HTTP site name \"a\"",
+        ),
+        (
+            "listen = \"127.0.0.2:0\"",
+            "listen = \"127.0.0.1:0\"",
+            "lab.http.sites[1].listen: with shared_port every site needs its own address, \
+             and 127.0.0.1 is taken by another site",
+        ),
+        (
+            "listen = \"127.0.0.2:0\"",
+            "listen = \"127.0.0.2:8080\"",
+            "lab.http.sites[1].listen: with shared_port every site listens on the same port: \
+             127.0.0.2:8080 has port 8080, lab.http.sites[0].listen has 0",
+        ),
+        (
+            "dr_url = \"http://127.0.0.1:8080/callbacks/dr\"",
+            "dr_url = \"ftp://127.0.0.1/dr\"",
+            "lab.http.dr_url: \"ftp://127.0.0.1/dr\": must be an http:// or https:// URL",
+        ),
+        (
+            "callback_secret = \"s3cret\"",
+            "callback_retry_ms = 0",
+            "lab.http.callback_retry_ms: must be between 1 and 60000, got 0",
+        ),
+        (
+            "name = \"secondary-chat\"",
+            "name = \"primary-chat\"",
+            "lab.webhooks[1].name: duplicate webhook receiver name \"primary-chat\"",
+        ),
+        (
+            "secret = \"hook\"",
+            "secret = \"\"",
+            "lab.webhooks[0].secret: must not be empty (leave it out to accept unsigned requests)",
+        ),
+        (
+            "name = \"sms.lab.test.\"",
+            "name = \"sms..test\"",
+            "lab.dns.records[0].name: \"sms..test\" is not a DNS name: labels are 1 to 63 ASCII \
+             letters, digits, '-' or '_'",
+        ),
+        (
+            "ttl_s = 2",
+            "ttl_s = 86401",
+            "lab.dns.ttl_s: must be between 0 and 86400, got 86401",
+        ),
+        (
+            "[lab.smtp]",
+            "[lab.smtp]\nmax_message_bytes = 10",
+            "lab.smtp.max_message_bytes: must be between 1024 and 67108864, got 10",
+        ),
+    ] {
+        assert!(ALL_SERVERS.contains(from), "{from}");
+        check_error(&ALL_SERVERS.replacen(from, to, 1), expected);
+    }
+    check_error(
+        &ALL_SERVERS.replace(
+            "[lab.smtp]\nlisten = \"127.0.0.1:0\"",
+            "[lab.smtp]\nlisten = \"127.0.0.1:28800\"\n[[lab.sites]]\nname = \"s\"\n\
+             [[lab.sites.smsc]]\nname = \"s1\"\nlisten = \"127.0.0.1:28800\"",
+        ),
+        "lab.smtp.listen: address 127.0.0.1:28800 is already used by lab.sites[0].smsc[0].listen",
+    );
+    check_error(
+        "[lab]\n[lab.http]\n[[lab.http.sites]]\nname = \"a\"",
+        "lab.accounts: at least one account is needed, or no bind can succeed",
+    );
+}
+
+#[test]
+fn helper_layouts_are_valid() {
+    let mut config = LabConfig::two_sites_two_smscs();
+    config.http = Some(HttpConfig::shared_port(&[
+        ("a", "127.0.0.1".parse().expect("ip")),
+        ("b", "127.0.0.2".parse().expect("ip")),
+    ]));
+    config.webhooks = vec![WebhookConfig::loopback("chat", Some("s"))];
+    config.dns = Some(DnsConfig::loopback(&[(
+        "sms.lab.test",
+        &["127.0.0.1".parse().expect("ip")],
+    )]));
+    config.smtp = Some(SmtpConfig::loopback());
+    assert_eq!(config.validate(), Ok(()));
 }

@@ -1,5 +1,7 @@
 //! The provider's shared brain: accounts, message ids, dedupe, the handset log,
-//! the counters, and which bound session carries each receipt or MO.
+//! the counters, and which bound session carries each receipt or MO. The HTTP
+//! API's sites share it too (`submit_http`), so ids, dedupe and the handset log
+//! are one for both protocols, as in a real aggregator's message store.
 //!
 //! It does no I/O and reads no clock (times come in as parameters): sessions
 //! call it under one lock and act on what it returns. Handing a delivery to a
@@ -15,9 +17,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{LabConfig, ReceiptConfig};
 use crate::fault::Fault;
+use crate::http::HttpFault;
 use crate::smpp::receipt::{body_text, receipt_message, ReceiptFacts};
 use crate::stats::{SmscStats, TotalStats};
-use crate::traffic::HandsetMessage;
+use crate::traffic::{HandsetMessage, Protocol};
 
 /// Identifies one TCP session across the lab.
 pub(crate) type SessionId = u64;
@@ -104,6 +107,41 @@ pub(crate) enum SubmitOutcome {
     },
 }
 
+/// An HTTP API submit that passed validation.
+pub(crate) struct HttpSubmission<'a> {
+    /// The HTTP site that took it.
+    pub(crate) site: &'a str,
+    /// `login`, an account's `system_id`.
+    pub(crate) login: &'a str,
+    /// `phone_number`.
+    pub(crate) phone_number: &'a str,
+    /// `sender`.
+    pub(crate) sender: &'a str,
+    /// `message`.
+    pub(crate) message: &'a str,
+    /// `message_id`: the dedupe key with the login.
+    pub(crate) client_message_id: &'a str,
+}
+
+/// What the provider makes of an HTTP API submit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HttpSubmitOutcome {
+    /// Code 20: not taken.
+    Throttled,
+    /// Code 21: not taken.
+    InternalError,
+    /// Code 14: a repeat of an accepted message, not delivered again.
+    Duplicate {
+        /// The id the first submit got.
+        provider_id: String,
+    },
+    /// Code 0: a new message, now on a handset.
+    Accepted {
+        /// Its id.
+        provider_id: String,
+    },
+}
+
 /// The dedupe key: account, destination, `user_message_reference`.
 type DedupeKey = (String, String, u16);
 
@@ -124,6 +162,8 @@ pub(crate) struct Provider {
     next_message_id: u64,
     next_session_id: SessionId,
     dedupe: HashMap<DedupeKey, String>,
+    /// The HTTP API's dedupe: (login, client `message_id`) → provider id.
+    http_dedupe: HashMap<(String, String), String>,
     handsets: Vec<HandsetMessage>,
     totals: TotalStats,
     instances: Vec<InstanceState>,
@@ -175,6 +215,7 @@ impl Provider {
             next_message_id: 1,
             next_session_id: 1,
             dedupe: HashMap::new(),
+            http_dedupe: HashMap::new(),
             handsets: Vec::new(),
             totals: TotalStats::default(),
             instances,
@@ -292,8 +333,7 @@ impl Provider {
             };
         }
 
-        let serial = self.next_message_id;
-        self.next_message_id += 1;
+        let serial = self.next_serial();
         let message_id = format!("{serial:08x}");
         if let Some(key) = key {
             self.dedupe.insert(key, message_id.clone());
@@ -342,11 +382,106 @@ impl Provider {
             site: target.site.to_string(),
             smsc: target.name.to_string(),
             received_us,
+            protocol: Protocol::Smpp,
+            client_message_id: None,
         });
         SubmitOutcome::Accepted {
             message_id,
             receipts,
         }
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        let serial = self.next_message_id;
+        self.next_message_id += 1;
+        serial
+    }
+
+    /// A fresh id, unique across the lab (MOs of the HTTP API use them).
+    pub(crate) fn new_message_id(&mut self) -> String {
+        format!("{:08x}", self.next_serial())
+    }
+
+    /// Whether `login` and `password` are an account's.
+    pub(crate) fn check_login(&self, login: &str, password: &str) -> bool {
+        self.accounts
+            .get(login)
+            .is_some_and(|expected| expected == password)
+    }
+
+    /// Decides what an HTTP API submit that passed validation becomes: counted
+    /// like an SMPP submit in the totals, delivered to the handset once per
+    /// (login, client `message_id`) (SPEC M8). `fault` is the site's fault in
+    /// force; `received_us` is when the request arrived.
+    pub(crate) fn submit_http(
+        &mut self,
+        submission: HttpSubmission<'_>,
+        fault: Option<HttpFault>,
+        received_us: u64,
+    ) -> HttpSubmitOutcome {
+        self.totals.submits += 1;
+        match fault {
+            Some(HttpFault::Throttle { probability }) if self.rng.unit() < probability => {
+                self.totals.throttled += 1;
+                return HttpSubmitOutcome::Throttled;
+            }
+            Some(HttpFault::InternalError { probability }) if self.rng.unit() < probability => {
+                return HttpSubmitOutcome::InternalError;
+            }
+            _ => {}
+        }
+        let key = (
+            submission.login.to_owned(),
+            submission.client_message_id.to_owned(),
+        );
+        if let Some(provider_id) = self.http_dedupe.get(&key) {
+            self.totals.duplicates_dropped += 1;
+            return HttpSubmitOutcome::Duplicate {
+                provider_id: provider_id.clone(),
+            };
+        }
+        let provider_id = self.new_message_id();
+        self.http_dedupe.insert(key, provider_id.clone());
+        self.totals.unique += 1;
+        self.handsets.push(HandsetMessage {
+            destination: submission.phone_number.to_owned(),
+            source: submission.sender.to_owned(),
+            text: submission.message.to_owned(),
+            user_message_reference: None,
+            message_id: provider_id.clone(),
+            system_id: submission.login.to_owned(),
+            site: submission.site.to_owned(),
+            smsc: String::new(),
+            received_us,
+            protocol: Protocol::Http,
+            client_message_id: Some(submission.client_message_id.to_owned()),
+        });
+        HttpSubmitOutcome::Accepted { provider_id }
+    }
+
+    /// Which HTTP site posts a delivery receipt for a message taken by site
+    /// `origin` of `site_count`, and how many identical copies: usually the
+    /// same site once; another site with `other_site_probability` (SPEC M1);
+    /// twice with `duplicate_probability` (SPEC M13).
+    pub(crate) fn http_receipt_plan(&mut self, origin: usize, site_count: usize) -> (usize, u8) {
+        let mut site = origin;
+        if site_count > 1 && self.rng.unit() < self.receipts.other_site_probability {
+            let others = u64::try_from(site_count - 2).unwrap_or(0);
+            let pick = usize::try_from(self.rng.below_or_equal(others)).unwrap_or(0);
+            // Skip over the origin: `pick` indexes the other sites.
+            site = if pick >= origin { pick + 1 } else { pick };
+        }
+        let copies = if self.rng.unit() < self.receipts.duplicate_probability {
+            2
+        } else {
+            1
+        };
+        (site, copies)
+    }
+
+    /// The final state receipts report.
+    pub(crate) fn final_state(&self) -> crate::config::FinalState {
+        self.receipts.final_state
     }
 
     /// `registered_delivery` bits 0–1 (SMPP 3.4, 5.2.17): 1 asks for a receipt

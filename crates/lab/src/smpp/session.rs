@@ -28,8 +28,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::Fault;
+use crate::shared::Shared;
 use crate::smpp::provider::{BoundSession, Delivery, SessionId, Submission, SubmitOutcome};
-use crate::smpp::Shared;
 
 /// `interface_version` / `sc_interface_version` of SMPP 3.4.
 const SMPP_3_4: u8 = 0x34;

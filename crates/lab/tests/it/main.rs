@@ -1,13 +1,22 @@
-//! Loopback tests of hotsite-lab: a real SMPP client (the `client` module) and
-//! the HTTP control API against a lab on ephemeral ports. One binary, per
-//! matklad's advice (STYLE.md); each test names the SPEC behaviour it serves.
+//! Loopback tests of hotsite-lab: a real SMPP client (the `client` module), the
+//! HTTP API, webhook receivers, DNS (through a real resolver), the SMTP sink
+//! (through a real mail client) and the HTTP control API, against labs on
+//! ephemeral ports. One binary, per matklad's advice (STYLE.md); each test
+//! names the SPEC behaviour it serves.
 
 mod binds;
+mod callback_sink;
 mod client;
 mod control;
+mod dns;
 mod faults;
+mod http_api;
+mod http_faults;
+mod http_lab;
 mod messages;
 mod mo;
+mod smtp;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -294,7 +294,10 @@ impl NamedHost {
         };
         // Another send may have resolved while this one waited.
         let now = clock::now();
-        match self.lock().cache.plan(now) {
+        // The plan is read first: a guard in the match's scrutinee would live
+        // through the arms, and the arms lock again (std's Mutex deadlocks).
+        let plan = self.lock().cache.plan(now);
+        match plan {
             Plan::Use | Plan::UseStale => return self.current_client(),
             Plan::Unavailable => return Err(self.unavailable()),
             Plan::Resolve => {}

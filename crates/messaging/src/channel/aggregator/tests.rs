@@ -548,6 +548,48 @@ async fn moved_dns_record_is_followed_within_its_ttl() {
     assert_eq!(new_site.submits(), 1);
 }
 
+/// SPEC M2: many sends needing the same resolution at once all get an answer:
+/// one resolves, the others wait for it or use the last answer (a regression
+/// test for a lock held across the wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_share_one_resolution() {
+    let site = Site::start("only", accept()).await;
+    let record = Arc::new(Mutex::new(Ipv4Addr::new(127, 0, 0, 1)));
+    let queries = Arc::new(AtomicUsize::new(0));
+    let dns_server = dns_responder(Arc::clone(&record), Arc::clone(&queries)).await;
+    let port = site.addr.port();
+    let mut config = config(&[("a", format!("http://sms.test:{port}/sms/send"))]);
+    config.dns_server = Some(dns_server);
+    let channel = start(config);
+    for round in 0..3i64 {
+        let sends = (0..32i64).map(|i| {
+            let channel = Arc::clone(&channel);
+            tokio::spawn(async move { send_once(&channel, round * 100 + i).await })
+        });
+        let outcomes =
+            tokio::time::timeout(Duration::from_secs(10), futures_join_all(sends.collect()))
+                .await
+                .expect("every send answered within 10 s");
+        for outcome in outcomes {
+            assert!(
+                matches!(outcome, SendOutcome::Accepted { .. }),
+                "{outcome:?}"
+            );
+        }
+        // Past the 1 s TTL, so the next round resolves again, concurrently.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    assert!(queries.load(Ordering::SeqCst) >= 3);
+}
+
+async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<SendOutcome>>) -> Vec<SendOutcome> {
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.unwrap());
+    }
+    outcomes
+}
+
 /// A minimal DNS server: answers every A question with `record`, TTL 1 s, and
 /// any other question with no records.
 async fn dns_responder(record: Arc<Mutex<Ipv4Addr>>, queries: Arc<AtomicUsize>) -> SocketAddr {
