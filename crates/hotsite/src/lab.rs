@@ -21,10 +21,33 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for (target, addr) in lab.smsc_addrs() {
         println!("smsc {target} listening on {addr}");
     }
+    for (name, addr) in lab.http_site_addrs() {
+        println!("http site {name} on http://{addr}/sms/send");
+    }
+    for (name, addr) in lab.webhook_addrs() {
+        println!("webhook receiver {name} on http://{addr}/");
+    }
+    if let Some(addr) = lab.dns_addr() {
+        println!("dns server on udp://{addr}");
+    }
+    if let Some(addr) = lab.smtp_addr() {
+        println!("smtp sink on {addr}");
+    }
     let control = lab.control_addr();
     println!("control API on http://{control}/v1/stats");
-    println!("  inject a fault:  curl -X POST http://{control}/v1/smsc/a/a1/fault -d '{{\"fault\":\"die\"}}' -H 'content-type: application/json'");
-    println!("  recover:         curl -X POST http://{control}/v1/smsc/a/a1/fault -d '{{\"fault\":\"recover\"}}' -H 'content-type: application/json'");
+    let fault = |path: &str, fault: &str| {
+        format!("curl -X POST http://{control}{path} -d '{{\"fault\":\"{fault}\"}}' -H 'content-type: application/json'")
+    };
+    if let Some((target, _)) = lab.smsc_addrs().first() {
+        let path = format!("/v1/smsc/{}/{}/fault", target.site, target.name);
+        println!("  kill an SMSC:      {}", fault(&path, "die"));
+        println!("  recover it:        {}", fault(&path, "recover"));
+    }
+    if let Some((name, _)) = lab.http_site_addrs().first() {
+        let path = format!("/v1/http/sites/{name}/fault");
+        println!("  hang an HTTP site: {}", fault(&path, "hang"));
+        println!("  recover it:        {}", fault(&path, "recover"));
+    }
     println!("Ctrl-C stops the lab.");
     tokio::signal::ctrl_c()
         .await

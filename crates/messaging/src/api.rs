@@ -395,7 +395,41 @@ async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
         ("binds", "SMPP binds configured.", binds.len() as u64),
         ("queue_depth", "Messages waiting to be submitted.", queued),
     ]);
+    let text = text + &http_site_gauges(&state.channel_status);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Per HTTP aggregator: sites up, and the alert raised when every site failed
+/// (SPEC M3), as Prometheus gauges.
+fn http_site_gauges(channels: &[(String, ChannelStatus)]) -> String {
+    let mut up = String::new();
+    let mut alert = String::new();
+    for (name, status) in channels {
+        let status = status();
+        let Some(urls) = status["urls"].as_array() else {
+            continue;
+        };
+        for url in urls {
+            let site = url["site"].as_str().unwrap_or_default();
+            let value = u8::from(url["up"] == true);
+            up.push_str(&format!(
+                "hotsite_http_site_up{{channel=\"{name}\",site=\"{site}\"}} {value}\n"
+            ));
+        }
+        let value = u8::from(status["all_down_alert"] == true);
+        alert.push_str(&format!(
+            "hotsite_http_all_sites_down{{channel=\"{name}\"}} {value}\n"
+        ));
+    }
+    if up.is_empty() && alert.is_empty() {
+        return String::new();
+    }
+    format!(
+        "# HELP hotsite_http_site_up Whether an HTTP aggregator's site is in service (SPEC M3, M12).\n\
+         # TYPE hotsite_http_site_up gauge\n{up}\
+         # HELP hotsite_http_all_sites_down 1 while every site of an HTTP aggregator has failed (SPEC M3 alert).\n\
+         # TYPE hotsite_http_all_sites_down gauge\n{alert}"
+    )
 }
 
 async fn openapi() -> Response {

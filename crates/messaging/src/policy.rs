@@ -386,4 +386,104 @@ mod tests {
         let decision = check(ambiguous(), at(3, Some("email")), &POLICY);
         assert_eq!(kinds(&decision), ["ambiguous", "fallback to 1"]);
     }
+
+    /// SPEC M10, M11: a whole route in simulated time. Both chat providers answer
+    /// 503 (one of them once with 429 and Retry-After): every delay is what the
+    /// hop's backoff allows (full jitter under a doubling ceiling) or exactly
+    /// the Retry-After; each hop is left after its budget; e-mail takes it.
+    #[test]
+    fn a_whole_route_in_simulated_time() {
+        let hops = [
+            (
+                "primary-chat",
+                HopPolicy {
+                    budget: Some(4),
+                    ..POLICY
+                },
+            ),
+            (
+                "secondary-chat",
+                HopPolicy {
+                    budget: Some(2),
+                    ..POLICY
+                },
+            ),
+            (
+                "email",
+                HopPolicy {
+                    budget: Some(3),
+                    ..POLICY
+                },
+            ),
+        ];
+        let mut now = Duration::ZERO;
+        let mut hop = 0u32;
+        let mut attempt = 0u32;
+        let mut backoff = Backoff::new(hops[0].1.backoff, 9);
+        let mut ceiling = POLICY.backoff.initial;
+        let mut history = Vec::new();
+        for send in 0..20 {
+            let (channel, policy) = hops[hop as usize];
+            attempt += 1;
+            let outcome = match (channel, send) {
+                ("email", _) => SendOutcome::Accepted {
+                    site: "email".into(),
+                    endpoint: "smtp:25".into(),
+                    provider_id: "q1".into(),
+                },
+                ("primary-chat", 1) => SendOutcome::Retry {
+                    endpoint: channel.into(),
+                    kind: RetryKind::Throttled,
+                    reason: "429".into(),
+                    retry_after: Some(Duration::from_secs(7)),
+                },
+                _ => unavailable(None),
+            };
+            let position = Position {
+                hop,
+                channel,
+                next_channel: hops.get(hop as usize + 1).map(|(name, _)| *name),
+                attempt,
+            };
+            let decision = decide(MessageId(1), outcome, position, &policy, &mut backoff, 0);
+            history.extend(kinds(&decision));
+            match decision.next {
+                Next::Done => break,
+                Next::Retry(delay) if channel == "primary-chat" && send == 1 => {
+                    assert_eq!(delay, Duration::from_secs(7), "Retry-After as it is");
+                    now += delay;
+                }
+                Next::Retry(delay) => {
+                    assert!(delay <= ceiling, "{delay:?} over the ceiling {ceiling:?}");
+                    ceiling = (ceiling * 2).min(POLICY.backoff.max);
+                    now += delay;
+                }
+                Next::Hop(next) => {
+                    hop = next;
+                    attempt = 0;
+                    backoff = Backoff::new(hops[next as usize].1.backoff, 9);
+                    ceiling = POLICY.backoff.initial;
+                }
+            }
+        }
+        assert_eq!(
+            history,
+            [
+                "transport_failure",
+                "throttled",
+                "transport_failure",
+                "transport_failure",
+                "fallback to 1",
+                "transport_failure",
+                "transport_failure",
+                "fallback to 2",
+                "submitted",
+            ]
+        );
+        // 7 s of Retry-After plus at most 1 + 2 s (primary) and 1 s (secondary).
+        assert!(
+            now >= Duration::from_secs(7) && now <= Duration::from_secs(11),
+            "{now:?}"
+        );
+    }
 }

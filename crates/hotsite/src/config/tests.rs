@@ -336,3 +336,34 @@ fn channel_names_and_kinds_are_checked() {
         "{found:#?}"
     );
 }
+
+/// The example file validates as shipped, and with its commented channels and
+/// routes switched on.
+#[test]
+fn example_file_validates_with_and_without_its_routes() {
+    let example = include_str!("../../../../examples/hotsite.toml");
+    assert!(Config::from_toml_str(example)
+        .unwrap()
+        .gateway
+        .routes
+        .is_empty());
+    let start = example.find("# [[channels]]").expect("commented channels");
+    let uncommented: Vec<&str> = example[start..]
+        .lines()
+        .filter(|line| !line.starts_with("# # "))
+        .map(|line| {
+            line.strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'))
+        })
+        .collect();
+    let text = format!("{}{}", &example[..start], uncommented.join("\n"));
+    let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config
+        .gateway
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["chat", "sms"]);
+    assert_eq!(config.gateway.channels.len(), 3);
+}

@@ -346,6 +346,20 @@ async fn primary_503_then_hang_fails_over_and_traffic_returns() {
     }
     let status = aggregator_status(&s);
     assert_eq!(status["urls"][0]["up"], false, "{status:#}");
+    let metrics = http
+        .get(format!("{}/metrics", s.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hotsite_http_site_up{channel=\"agg\",site=\"a\"} 0\n")
+            && metrics.contains("hotsite_http_site_up{channel=\"agg\",site=\"b\"} 1\n")
+            && metrics.contains("hotsite_http_all_sites_down{channel=\"agg\"} 0\n"),
+        "{metrics}"
+    );
 
     // Nothing lost, nothing twice.
     for prefix in ["fail", "hang"] {
