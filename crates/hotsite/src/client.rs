@@ -117,6 +117,33 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
                 .unwrap_or_default()
         );
     }
+    if let Some(channels) = answer["channels"].as_object() {
+        for (name, channel) in channels {
+            let alert = if channel["all_down_alert"] == true {
+                "  ALERT: every site failed"
+            } else {
+                ""
+            };
+            println!("http channel {name}:{alert}");
+            for url in channel["urls"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<8} {:<40} {:<8} {}",
+                    url["site"].as_str().unwrap_or("?"),
+                    url["url"].as_str().unwrap_or("?"),
+                    url["state"].as_str().unwrap_or("?"),
+                    url["cause"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    if let Some(routes) = answer["routes"].as_array() {
+        let names: Vec<&str> = routes.iter().filter_map(Value::as_str).collect();
+        println!(
+            "routes: {} (default {})",
+            names.join(", "),
+            answer["default_route"].as_str().unwrap_or("?")
+        );
+    }
     let queue = &answer["queue"];
     println!(
         "queue: {} queued, {} submitted, {} final, {} failed",

@@ -31,9 +31,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the bind-failover demo: a simulated aggregator (two sites, two SMSCs
-    /// each), hotsite's SMPP client bound to all four, traffic, a site killed and
-    /// an SMSC blackholed mid-run, then a report.
+    /// Runs a demo on loopback: a simulated aggregator, hotsite's gateway,
+    /// traffic, failures injected mid-run, then a report. The default scenario
+    /// binds over SMPP to two sites of two SMSCs, kills a site and blackholes an
+    /// SMSC; --scenario picks another (HTTP site failover, DNS move, digital
+    /// fallback to e-mail).
     Demo(demo::DemoArgs),
     /// Measures throughput, latency and memory: hotsite's gateway (and, with
     /// --target kannel, Kannel) against the simulated aggregator on loopback.

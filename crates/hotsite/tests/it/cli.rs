@@ -94,7 +94,7 @@ async fn check_config_reports_unreadable_and_malformed_files() {
 
     let path = temp_file(
         "bad-lab.toml",
-        "[lab]\nseed = 1\naccounts = []\nsites = []\n",
+        "[lab]\nseed = 1\naccounts = []\n\n[[lab.sites]]\nname = \"a\"\n\n[[lab.sites.smsc]]\nname = \"a1\"\nlisten = \"127.0.0.1:0\"\n",
     );
     let (code, _, stderr) = check_config(path.path()).await;
     assert_eq!(code, Some(2), "{stderr}");
@@ -183,6 +183,7 @@ async fn demo_reports_nothing_lost_nothing_duplicated() {
     assert_eq!(report["lost"], 0);
     assert_eq!(report["duplicated"], 0);
     assert!(report["throughput_msgs_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["scenario"], "bind-failover");
     let failovers = report["failovers"].as_array().unwrap();
     assert_eq!(failovers.len(), 3);
     for failover in failovers {
@@ -190,7 +191,10 @@ async fn demo_reports_nothing_lost_nothing_duplicated() {
             failover["detected_after_s"].as_f64().is_some(),
             "{failover}"
         );
-        assert!(failover["rebound_after_s"].as_f64().is_some(), "{failover}");
+        assert!(
+            failover["recovered_after_s"].as_f64().is_some(),
+            "{failover}"
+        );
     }
 }
 
@@ -285,4 +289,147 @@ async fn run_send_and_status_work_together() {
     gateway.start_kill().unwrap();
     let _ = gateway.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `hotsite demo ARGS --json` (within `limit`) and returns its report,
+/// after checking it exited 0 with nothing lost or duplicated.
+async fn demo_report(args: &[&str], limit: Duration) -> serde_json::Value {
+    let output = tokio::time::timeout(
+        limit,
+        hotsite().arg("demo").args(args).arg("--json").output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["lost"], 0, "{report:#}");
+    assert_eq!(report["duplicated"], 0, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["accepted"], report["messages"], "{report:#}");
+    assert_eq!(report["delivered"], report["messages"], "{report:#}");
+    assert!(report["throughput_msgs_per_s"].as_f64().unwrap() > 0.0);
+    report
+}
+
+/// A failover's time `key`, present and between `min` and `max` seconds.
+fn seconds(failover: &serde_json::Value, key: &str, min: f64, max: f64) -> f64 {
+    let value = failover[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} in {failover}"));
+    assert!(
+        (min..=max).contains(&value),
+        "{key} = {value}, expected {min}..={max}: {failover}"
+    );
+    value
+}
+
+/// SPEC M3, M8, M12: the primary URL answers 503, then hangs: messages go to
+/// it once more after the resubmit delay (2 s in the demo), then to the
+/// alternate; after its probes it takes the traffic again. As fast as the API
+/// takes the messages: the scenario holds the traffic at each phase until the
+/// phase's effect shows.
+#[tokio::test]
+async fn demo_http_failover_reports_failover_and_return() {
+    let report = demo_report(
+        &[
+            "--scenario",
+            "http-failover",
+            "--messages",
+            "200",
+            "--rate",
+            "0",
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(report["scenario"], "http-failover");
+    assert_eq!(report["app_received_twice"], 0, "{report:#}");
+    assert!(report["receipts_delivered_to_app"].as_u64().unwrap() > 0);
+    assert!(report["by_site"]["a"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["by_site"]["b"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["primary_503_answers"].as_u64().unwrap() > 0);
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 1, "{report:#}");
+    // Nothing reaches b before the resubmit delay has passed.
+    seconds(&failovers[0], "time_to_failover_s", 1.9, 15.0);
+    seconds(&failovers[0], "detected_after_s", 1.9, 15.0);
+    seconds(&failovers[0], "recovered_after_s", 0.0, 15.0);
+}
+
+/// SPEC M2: one URL whose DNS record (TTL 1 s) moves: the first message at the
+/// new site comes within one TTL and a request of the move.
+#[tokio::test]
+async fn demo_dns_move_follows_the_record_within_its_ttl() {
+    let report = demo_report(
+        &["--scenario", "dns-move", "--messages", "200", "--rate", "0"],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(report["scenario"], "dns-move");
+    assert_eq!(report["app_received_twice"], 0, "{report:#}");
+    assert!(report["by_site"]["a"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["by_site"]["b"].as_u64().unwrap() > 0, "{report:#}");
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 1, "{report:#}");
+    let limit = report["limit_s"].as_f64().unwrap();
+    seconds(&failovers[0], "time_to_failover_s", 0.0, limit);
+    assert_eq!(report["within_limit"], true, "{report:#}");
+}
+
+/// SPEC M10, M11: the chat providers answer 503 in turn: messages fall back to
+/// the secondary, then to e-mail, once each; after the recovery they go to the
+/// primary again.
+#[tokio::test]
+async fn demo_digital_fallback_reaches_every_channel_once() {
+    let report = demo_report(
+        &[
+            "--scenario",
+            "digital-fallback",
+            "--messages",
+            "200",
+            "--rate",
+            "0",
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(report["scenario"], "digital-fallback");
+    for channel in ["primary-chat", "secondary-chat", "email"] {
+        assert!(
+            report["by_channel"][channel].as_u64().unwrap() > 0,
+            "{channel}: {report:#}"
+        );
+    }
+    assert!(report["fallbacks"].as_u64().unwrap() > 0, "{report:#}");
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 2, "{report:#}");
+    for failover in failovers {
+        seconds(failover, "time_to_failover_s", 0.0, 15.0);
+    }
+    seconds(&failovers[0], "recovered_after_s", 0.0, 15.0);
+}
+
+/// An unknown scenario is a usage error naming the valid ones.
+#[tokio::test]
+async fn demo_rejects_an_unknown_scenario_naming_the_valid_ones() {
+    let output = hotsite()
+        .args(["demo", "--scenario", "meteor-strike"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("meteor-strike"), "{stderr}");
+    for name in [
+        "bind-failover",
+        "http-failover",
+        "dns-move",
+        "digital-fallback",
+    ] {
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
 }
