@@ -132,6 +132,18 @@ fn aggregator(name: &str, urls: Vec<SiteUrl>) -> AggregatorConfig {
     config
 }
 
+/// One URL per HTTP site of the lab, in its order (the first is the primary).
+fn site_urls(lab: &LabHandle) -> Vec<SiteUrl> {
+    lab.http_site_addrs()
+        .into_iter()
+        .map(|(name, addr)| SiteUrl {
+            site: name,
+            url: format!("http://{addr}/sms/send"),
+            health_url: None,
+        })
+        .collect()
+}
+
 fn http_channel(config: AggregatorConfig) -> Vec<(String, ChannelConfig)> {
     vec![(
         "agg".to_owned(),
@@ -255,18 +267,7 @@ async fn primary_503_then_hang_fails_over_and_traffic_returns() {
     let s = setup(
         "http-failover",
         lab,
-        |lab| {
-            let urls = lab
-                .http_site_addrs()
-                .into_iter()
-                .map(|(name, addr)| SiteUrl {
-                    site: name,
-                    url: format!("http://{addr}/sms/send"),
-                    health_url: None,
-                })
-                .collect();
-            http_channel(aggregator("agg", urls))
-        },
+        |lab| http_channel(aggregator("agg", site_urls(lab))),
         route("sms", vec![("agg", policy(None, 100, 1_000))]),
     )
     .await;
@@ -672,18 +673,7 @@ async fn repeated_callbacks_reach_the_application_once() {
     let s = setup(
         "http-callbacks",
         lab,
-        |lab| {
-            let urls = lab
-                .http_site_addrs()
-                .into_iter()
-                .map(|(name, addr)| SiteUrl {
-                    site: name,
-                    url: format!("http://{addr}/sms/send"),
-                    health_url: None,
-                })
-                .collect();
-            http_channel(aggregator("agg", urls))
-        },
+        |lab| http_channel(aggregator("agg", site_urls(lab))),
         route("sms", vec![("agg", policy(None, 100, 1_000))]),
     )
     .await;

@@ -14,13 +14,8 @@ use hotsite_store::QueuedMessage;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde::Serialize;
 
-use super::{text_of, RetryKind, SendOutcome};
+use super::{error_chain, parse_retry_after, snippet, text_of, RetryKind, SendOutcome};
 use crate::signing::{sign, SIGNATURE_HEADER};
-
-/// The longest `Retry-After` taken as it is: a larger one is a provider's
-/// mistake or an outage, and waiting longer than this hides the message from the
-/// next hop of its route for too long.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// One digital channel's endpoint.
 #[derive(Debug, Clone)]
@@ -187,14 +182,6 @@ pub fn classify(
     }
 }
 
-/// `Retry-After` in seconds (RFC 9110 also allows an HTTP date; channels send
-/// seconds in practice, and a date falls back to the hop's backoff), capped at
-/// [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 fn provider_id(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     match value.get("id")? {
@@ -202,28 +189,6 @@ fn provider_id(body: &[u8]) -> Option<String> {
         serde_json::Value::Number(id) => Some(id.to_string()),
         _ => None,
     }
-}
-
-/// The start of an answer's body, for the history: enough to see why.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// `error` and its causes, which say whether it was refused, reset or DNS.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -291,7 +256,10 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(parse_retry_after("999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("999999"),
+            Some(crate::channel::MAX_RETRY_AFTER)
+        );
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 

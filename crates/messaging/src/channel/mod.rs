@@ -128,6 +128,42 @@ impl RetryKind {
     }
 }
 
+/// The longest `Retry-After` taken as it is: a larger one is a provider's
+/// mistake or an outage, and waiting longer than this hides the message from the
+/// next hop of its route for too long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in seconds (RFC 9110 also allows an HTTP date; providers send
+/// seconds in practice, and a date falls back to the hop's backoff), capped at
+/// [`MAX_RETRY_AFTER`]. Used by every HTTP channel (SPEC M10).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// The start of an answer's body, for the history: enough to see why, never a
+/// whole page.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// `error` and its causes, which say whether it was refused, reset or DNS.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The text of a stored body: the API stores GSM 7-bit as one octet per
 /// character (ASCII plus Latin-1 letters), Latin-1 as is, UCS-2 as UTF-16 BE.
 /// Channels that carry text (HTTP, webhooks, e-mail) send this.

@@ -22,12 +22,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::channel::RetryKind;
+use crate::channel::{snippet, RetryKind};
 
-/// The longest `Retry-After` taken as it is (the digital channels use the same
-/// cap): a larger one is a provider's mistake, and waiting longer hides the
-/// message from the next hop of its route for too long.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub use crate::channel::{parse_retry_after, MAX_RETRY_AFTER};
 
 /// What one answer means for the message and for the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,29 +208,11 @@ pub fn code_name(code: i64) -> &'static str {
     }
 }
 
-/// `Retry-After` in seconds (RFC 9110 also allows an HTTP date; providers send
-/// seconds in practice, and a date falls back to the route's backoff), capped
-/// at [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 fn id_text(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::String(id) if !id.is_empty() => Some(id.clone()),
         serde_json::Value::Number(id) => Some(id.to_string()),
         _ => None,
-    }
-}
-
-/// The start of a body, for reasons: enough to see why, never a whole page.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 

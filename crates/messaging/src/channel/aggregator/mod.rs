@@ -51,6 +51,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use self::answer::{CodeOverrides, Verdict};
 use self::dns::HostClient;
 use self::failover::{Failover, FailoverConfig, Step};
+use super::error_chain;
 use super::{text_of, RetryKind, SendOutcome};
 
 pub use self::config::{AggregatorConfig, AggregatorConfigError, ConfigIssue, SiteUrl};
@@ -654,16 +655,4 @@ fn state_name(state: HealthState) -> &'static str {
         HealthState::Down => "down",
         HealthState::Probing => "probing",
     }
-}
-
-/// `error` and its causes, which say whether it was refused, reset or DNS.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
