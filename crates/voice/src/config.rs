@@ -1,0 +1,713 @@
+//! The `[voice]` section of `hotsite.toml`: the proxy's address, its trunks and
+//! trunk groups, and its timers (SPEC V1–V4).
+//!
+//! ```toml
+//! [voice]
+//! listen = "0.0.0.0:5060"
+//! public_address = "203.0.113.5:5060"   # Via and Record-Route; default: listen
+//! invite_timeout = "2s"                 # no reply at all → next trunk (SPEC V1)
+//! invite_final_timeout = "120s"         # after a provisional: ring time
+//!
+//! [[voice.trunks]]
+//! name = "carrier-a-1"
+//! carrier = "carrier-a"
+//! address = "192.0.2.10:5060"
+//! priority = 10
+//! media_region = "eu-west"
+//! failover_region = "eu-central"
+//! probe = { interval = "5s", fall = 3, rise = 2 }
+//!
+//! [[voice.groups]]
+//! name = "pstn"
+//! trunks = ["carrier-a-1", "carrier-b-1"]
+//! distribution = "sequential"
+//! ```
+//!
+//! Durations are humantime strings (`"2s"`, `"500ms"`). Serde rejects unknown
+//! keys and bad types; [`VoiceConfig::validate`] checks values and cross
+//! references, and every error names its key (`voice.trunks[1].address: "x" is
+//! not ip:port`). [`VoiceConfig::proxy_config`] turns a valid section into the
+//! typed [`ProxyConfig`] the proxy core takes, which has no serde in it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hotsite_sip::message::Uri;
+use serde::{Deserialize, Deserializer};
+
+use crate::proxy::{GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, TrunkSetup};
+use crate::routing::{Distribution, TrunkSpec};
+
+/// The `[voice]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoiceConfig {
+    /// The UDP address the proxy binds. Default: `0.0.0.0:5060`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The address written into Via and Record-Route, and where trunks and
+    /// callers send to: `ip:port`. Default: `listen` (which must then name a
+    /// specific IP, not `0.0.0.0`).
+    #[serde(default)]
+    pub public_address: Option<String>,
+    /// No reply at all (not even 100) from a trunk within this → the next trunk
+    /// of the plan, and the trunk is marked out of service (SPEC V1, V2).
+    /// Kamailio's `fr_timer`. Default: 2 s.
+    #[serde(default = "default_invite_timeout", deserialize_with = "duration")]
+    pub invite_timeout: Duration,
+    /// After a provisional answer, how long to wait for the final one before
+    /// cancelling the branch and answering 408 (ring time; never marks the
+    /// trunk). Kamailio's `fr_inv_timer`. Default: 120 s.
+    #[serde(
+        default = "default_invite_final_timeout",
+        deserialize_with = "duration"
+    )]
+    pub invite_final_timeout: Duration,
+    /// RFC 3261 T1, the first retransmission interval over UDP. Default: 500 ms.
+    #[serde(default = "default_t1", deserialize_with = "duration")]
+    pub t1: Duration,
+    /// How long a passive mark (an unanswered INVITE) keeps a trunk *without a
+    /// prober* out of service; probed trunks come back when their prober sees
+    /// them. Default: 30 s.
+    #[serde(default = "default_passive_hold", deserialize_with = "duration")]
+    pub passive_hold: Duration,
+    /// The group for calls that match no group's `prefixes`. Default: the
+    /// first group.
+    #[serde(default)]
+    pub default_group: Option<String>,
+    /// The trunks (at least one).
+    pub trunks: Vec<TrunkConfig>,
+    /// The trunk groups. Default: one group `default` with every trunk,
+    /// sequential.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// One trunk (`[[voice.trunks]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Its name, unique.
+    pub name: String,
+    /// The carrier it belongs to (events show it as the site). Default: the name.
+    #[serde(default)]
+    pub carrier: Option<String>,
+    /// Where INVITEs and probes go: `ip:port` (names are not resolved).
+    pub address: String,
+    /// `udp` (the only one for now).
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Lower is preferred (SPEC V1). Default: 10.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Share under `random` distribution, at least 1 (SPEC V4). Default: 1.
+    #[serde(default = "one_u32")]
+    pub weight: u32,
+    /// Where the trunk's media is anchored (SPEC V3).
+    pub media_region: String,
+    /// Where its media goes when that region fails (SPEC V3).
+    pub failover_region: String,
+    /// OPTIONS probing (SPEC V2). Default: on, every 5 s.
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// Keep a REGISTER alive; the trunk is out of service while unregistered
+    /// (SPEC V2). Default: none.
+    #[serde(default)]
+    pub register: Option<RegisterConfig>,
+}
+
+/// `voice.trunks[i].probe`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Whether the trunk is probed. Default: true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Between two probes. Default: 5 s.
+    #[serde(default = "default_probe_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// A probe with no final answer within this failed (at most `interval`).
+    /// Default: 2 s.
+    #[serde(default = "default_probe_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Consecutive failures that take the trunk out of service. Default: 3.
+    #[serde(default = "three")]
+    pub fall: u32,
+    /// Consecutive successes that bring it back. Default: 2.
+    #[serde(default = "two")]
+    pub rise: u32,
+    /// Only 2xx counts as alive; by default any final answer does (a 404 or
+    /// 503 to OPTIONS still proves the trunk is there). Default: false.
+    #[serde(default)]
+    pub only_2xx: bool,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            enabled: true,
+            interval: default_probe_interval(),
+            timeout: default_probe_timeout(),
+            fall: 3,
+            rise: 2,
+            only_2xx: false,
+        }
+    }
+}
+
+/// `voice.trunks[i].register`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    /// The registrar's SIP URI, the REGISTER's Request-URI
+    /// (`sip:sip.carrier.example`). The address of record is
+    /// `sip:USER@` its host.
+    pub registrar: String,
+    /// The user name (address of record and Digest user name).
+    pub user: String,
+    /// The Digest password. Never logged.
+    #[serde(default)]
+    pub password: String,
+    /// The binding lifetime asked for. Default: 3600 s.
+    #[serde(default = "default_register_expires", deserialize_with = "duration")]
+    pub expires: Duration,
+    /// Where REGISTERs go, `ip:port`. Default: the trunk's address.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl fmt::Debug for RegisterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterConfig")
+            .field("registrar", &self.registrar)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("expires", &self.expires)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// One trunk group (`[[voice.groups]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Its name, unique.
+    pub name: String,
+    /// `sequential` (priority order, the default) or `random` (SPEC V4).
+    #[serde(default)]
+    pub distribution: DistributionConfig,
+    /// Its trunks, by name.
+    pub trunks: Vec<String>,
+    /// At most this many trunks per call. Default: every trunk of the group.
+    #[serde(default)]
+    pub max_attempts: Option<usize>,
+    /// Calls whose Request-URI user part starts with one of these go to this
+    /// group (longest prefix wins over all groups). Default: none.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+/// How a group spreads calls (SPEC V4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistributionConfig {
+    /// Priority order.
+    #[default]
+    Sequential,
+    /// Weighted random order over the in-service trunks.
+    Random,
+}
+
+/// Why a `[voice]` section was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoiceConfigError {
+    /// Some keys have bad values; each issue names its key.
+    #[error("{}", display_issues(.0))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl VoiceConfigError {
+    /// The issues, for callers that list them one per line.
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            VoiceConfigError::Invalid(issues) => issues,
+        }
+    }
+}
+
+/// One bad key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The full key, `voice.trunks[1].address`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+fn display_issues(issues: &[ConfigIssue]) -> String {
+    let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    lines.join("; ")
+}
+
+/// Shortest timer accepted: anything below is a typo (`"2ms"` for `"2s"`).
+const MIN_TIMER: Duration = Duration::from_millis(100);
+
+impl VoiceConfig {
+    /// A section with one trunk and every optional key at its default; for
+    /// tests and examples.
+    pub fn new(listen: &str, trunks: Vec<TrunkConfig>) -> VoiceConfig {
+        VoiceConfig {
+            listen: listen.to_owned(),
+            public_address: None,
+            invite_timeout: default_invite_timeout(),
+            invite_final_timeout: default_invite_final_timeout(),
+            t1: default_t1(),
+            passive_hold: default_passive_hold(),
+            default_group: None,
+            trunks,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Checks every key; the error lists each bad one.
+    pub fn validate(&self) -> Result<(), VoiceConfigError> {
+        let mut issues = Issues::default();
+        let listen = parse_addr(&self.listen);
+        match &listen {
+            Err(reason) => issues.add("voice.listen", reason.clone()),
+            Ok(addr) if addr.ip().is_unspecified() && self.public_address.is_none() => issues.add(
+                "voice.public_address",
+                format!(
+                    "required when voice.listen ({}) is not a specific address: \
+                     Via and Record-Route must name where to reach the proxy",
+                    self.listen
+                ),
+            ),
+            Ok(_) => {}
+        }
+        if let Some(public) = &self.public_address {
+            match parse_addr(public) {
+                Err(reason) => issues.add("voice.public_address", reason),
+                Ok(addr) if addr.ip().is_unspecified() || addr.port() == 0 => issues.add(
+                    "voice.public_address",
+                    format!("{public:?} must name a specific IP and port"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        issues.timer("voice.t1", self.t1, MIN_TIMER, Duration::from_secs(5));
+        issues.timer(
+            "voice.invite_timeout",
+            self.invite_timeout,
+            MIN_TIMER,
+            self.t1 * 64,
+        );
+        issues.timer(
+            "voice.invite_final_timeout",
+            self.invite_final_timeout,
+            self.invite_timeout.max(MIN_TIMER),
+            Duration::from_secs(3600),
+        );
+        issues.timer(
+            "voice.passive_hold",
+            self.passive_hold,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        );
+        if self.trunks.is_empty() {
+            issues.add("voice.trunks", "at least one trunk is required".into());
+        }
+        let mut names = HashSet::new();
+        for (index, trunk) in self.trunks.iter().enumerate() {
+            let key = |field: &str| format!("voice.trunks[{index}].{field}");
+            if trunk.name.trim().is_empty() {
+                issues.add(&key("name"), "must not be empty".into());
+            } else if !names.insert(trunk.name.as_str()) {
+                issues.add(
+                    &key("name"),
+                    format!("{:?} is used by another trunk", trunk.name),
+                );
+            }
+            match parse_addr(&trunk.address) {
+                Err(reason) => issues.add(&key("address"), reason),
+                Ok(addr) => {
+                    let ours = [Some(self.listen.as_str()), self.public_address.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|text| parse_addr(text).ok())
+                        .any(|proxy| proxy == addr);
+                    if ours {
+                        issues.add(
+                            &key("address"),
+                            format!("{:?} is the proxy's own address", trunk.address),
+                        );
+                    }
+                }
+            }
+            if !trunk.transport.eq_ignore_ascii_case("udp") {
+                issues.add(
+                    &key("transport"),
+                    format!("{:?} is not supported yet (only \"udp\")", trunk.transport),
+                );
+            }
+            if trunk.weight == 0 {
+                issues.add(&key("weight"), "must be at least 1".into());
+            }
+            for (field, value) in [
+                ("media_region", &trunk.media_region),
+                ("failover_region", &trunk.failover_region),
+            ] {
+                if value.trim().is_empty() {
+                    issues.add(&key(field), "must not be empty (SPEC V3)".into());
+                }
+            }
+            let probe = &trunk.probe;
+            if probe.enabled {
+                issues.timer(
+                    &key("probe.interval"),
+                    probe.interval,
+                    MIN_TIMER,
+                    Duration::from_secs(3600),
+                );
+                if probe.timeout < MIN_TIMER || probe.timeout > probe.interval {
+                    issues.add(
+                        &key("probe.timeout"),
+                        format!(
+                            "must be at least {MIN_TIMER:?} and at most probe.interval ({:?}), got {:?}",
+                            probe.interval, probe.timeout
+                        ),
+                    );
+                }
+                for (field, value) in [("probe.fall", probe.fall), ("probe.rise", probe.rise)] {
+                    if !(1..=100).contains(&value) {
+                        issues.add(&key(field), format!("must be 1 to 100, got {value}"));
+                    }
+                }
+            }
+            if let Some(register) = &trunk.register {
+                if let Err(reason) = registrar_uri(&register.registrar) {
+                    issues.add(&key("register.registrar"), reason);
+                }
+                if register.user.trim().is_empty() {
+                    issues.add(&key("register.user"), "must not be empty".into());
+                }
+                issues.timer(
+                    &key("register.expires"),
+                    register.expires,
+                    Duration::from_secs(1),
+                    Duration::from_secs(86_400),
+                );
+                if let Some(address) = &register.address {
+                    if let Err(reason) = parse_addr(address) {
+                        issues.add(&key("register.address"), reason);
+                    }
+                }
+            }
+        }
+        let mut group_names = HashSet::new();
+        for (index, group) in self.groups.iter().enumerate() {
+            let key = |field: &str| format!("voice.groups[{index}].{field}");
+            if group.name.trim().is_empty() {
+                issues.add(&key("name"), "must not be empty".into());
+            } else if !group_names.insert(group.name.as_str()) {
+                issues.add(
+                    &key("name"),
+                    format!("{:?} is used by another group", group.name),
+                );
+            }
+            if group.trunks.is_empty() {
+                issues.add(&key("trunks"), "at least one trunk is required".into());
+            }
+            let mut seen = HashSet::new();
+            for (i, name) in group.trunks.iter().enumerate() {
+                if !names.contains(name.as_str()) {
+                    issues.add(
+                        &format!("voice.groups[{index}].trunks[{i}]"),
+                        format!("no trunk is named {name:?}"),
+                    );
+                } else if !seen.insert(name.as_str()) {
+                    issues.add(
+                        &format!("voice.groups[{index}].trunks[{i}]"),
+                        format!("{name:?} is listed twice"),
+                    );
+                }
+            }
+            if let Some(max) = group.max_attempts {
+                if max == 0 || max > group.trunks.len().max(1) {
+                    issues.add(
+                        &key("max_attempts"),
+                        format!(
+                            "must be 1 to the group's {} trunks, got {max}",
+                            group.trunks.len()
+                        ),
+                    );
+                }
+            }
+            for (i, prefix) in group.prefixes.iter().enumerate() {
+                if prefix.is_empty() {
+                    issues.add(
+                        &format!("voice.groups[{index}].prefixes[{i}]"),
+                        "must not be empty (use voice.default_group)".into(),
+                    );
+                }
+            }
+        }
+        if let Some(default) = &self.default_group {
+            let known = if self.groups.is_empty() {
+                default == "default"
+            } else {
+                group_names.contains(default.as_str())
+            };
+            if !known {
+                issues.add(
+                    "voice.default_group",
+                    format!("no group is named {default:?}"),
+                );
+            }
+        }
+        issues.finish()
+    }
+
+    /// The listen address, once [`VoiceConfig::validate`] passed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, VoiceConfigError> {
+        parse_addr(&self.listen)
+            .map_err(|reason| VoiceConfigError::Invalid(vec![issue("voice.listen", reason)]))
+    }
+
+    /// The typed configuration of the proxy core. `bound` is the address the
+    /// socket actually got (the port may have been 0): it is the public
+    /// address unless `public_address` is set.
+    pub fn proxy_config(&self, bound: SocketAddr) -> Result<ProxyConfig, VoiceConfigError> {
+        self.validate()?;
+        let invalid =
+            |key: &str, reason: String| VoiceConfigError::Invalid(vec![issue(key, reason)]);
+        let address = match &self.public_address {
+            Some(public) => parse_addr(public).map_err(|r| invalid("voice.public_address", r))?,
+            None => bound,
+        };
+        let mut trunks = Vec::with_capacity(self.trunks.len());
+        for (index, trunk) in self.trunks.iter().enumerate() {
+            let key = |field: &str| format!("voice.trunks[{index}].{field}");
+            let trunk_address =
+                parse_addr(&trunk.address).map_err(|r| invalid(&key("address"), r))?;
+            let register = match &trunk.register {
+                None => None,
+                Some(register) => Some(RegisterSetup {
+                    registrar: registrar_uri(&register.registrar)
+                        .map_err(|r| invalid(&key("register.registrar"), r))?,
+                    user: register.user.clone(),
+                    password: register.password.clone(),
+                    expires: register.expires,
+                    address: match &register.address {
+                        Some(a) => {
+                            parse_addr(a).map_err(|r| invalid(&key("register.address"), r))?
+                        }
+                        None => trunk_address,
+                    },
+                }),
+            };
+            trunks.push(TrunkSetup {
+                spec: TrunkSpec {
+                    name: trunk.name.clone(),
+                    carrier: trunk.carrier.clone().unwrap_or_else(|| trunk.name.clone()),
+                    priority: trunk.priority,
+                    weight: trunk.weight,
+                    media_region: trunk.media_region.clone(),
+                    failover_region: trunk.failover_region.clone(),
+                    probed: trunk.probe.enabled,
+                    registered: register.is_some(),
+                },
+                address: trunk_address,
+                probe: trunk.probe.enabled.then_some(ProbeSetup {
+                    interval: trunk.probe.interval,
+                    timeout: trunk.probe.timeout,
+                    fall: trunk.probe.fall,
+                    rise: trunk.probe.rise,
+                    only_2xx: trunk.probe.only_2xx,
+                }),
+                register,
+            });
+        }
+        let index_of = |name: &str| self.trunks.iter().position(|t| t.name == name);
+        let groups: Vec<GroupSetup> = if self.groups.is_empty() {
+            vec![GroupSetup {
+                name: "default".into(),
+                distribution: Distribution::Sequential,
+                trunks: (0..self.trunks.len()).collect(),
+                max_attempts: self.trunks.len(),
+                prefixes: Vec::new(),
+            }]
+        } else {
+            self.groups
+                .iter()
+                .map(|group| GroupSetup {
+                    name: group.name.clone(),
+                    distribution: match group.distribution {
+                        DistributionConfig::Sequential => Distribution::Sequential,
+                        DistributionConfig::Random => Distribution::Random,
+                    },
+                    trunks: group.trunks.iter().filter_map(|n| index_of(n)).collect(),
+                    max_attempts: group.max_attempts.unwrap_or(group.trunks.len()),
+                    prefixes: group.prefixes.clone(),
+                })
+                .collect()
+        };
+        let default_group = self
+            .default_group
+            .as_deref()
+            .and_then(|name| groups.iter().position(|g| g.name == name))
+            .unwrap_or(0);
+        Ok(ProxyConfig {
+            address,
+            listen: bound,
+            trunks,
+            groups,
+            default_group,
+            invite_timeout: self.invite_timeout,
+            invite_final_timeout: self.invite_final_timeout,
+            t1: self.t1,
+            passive_hold: self.passive_hold,
+        })
+    }
+}
+
+impl TrunkConfig {
+    /// A trunk with every optional key at its default; for tests and examples.
+    pub fn new(name: &str, address: &str, priority: u32) -> TrunkConfig {
+        TrunkConfig {
+            name: name.to_owned(),
+            carrier: None,
+            address: address.to_owned(),
+            transport: default_transport(),
+            priority,
+            weight: 1,
+            media_region: "local".into(),
+            failover_region: "local".into(),
+            probe: ProbeConfig::default(),
+            register: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, key: &str, reason: String) {
+        self.0.push(issue(key, reason));
+    }
+
+    fn timer(&mut self, key: &str, value: Duration, min: Duration, max: Duration) {
+        if value < min {
+            self.add(key, format!("must be at least {min:?}, got {value:?}"));
+        } else if value > max {
+            self.add(key, format!("must be at most {max:?}, got {value:?}"));
+        }
+    }
+
+    fn finish(self) -> Result<(), VoiceConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(VoiceConfigError::Invalid(self.0))
+        }
+    }
+}
+
+fn issue(key: &str, reason: String) -> ConfigIssue {
+    ConfigIssue {
+        key: key.to_owned(),
+        reason,
+    }
+}
+
+/// `ip:port` with an IP literal (`[::1]:5060` for IPv6) and a port.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .map_err(|_| format!("{text:?} is not ip:port (names are not resolved)"))
+}
+
+fn registrar_uri(text: &str) -> Result<Uri, String> {
+    let uri = Uri::parse(text.to_owned()).map_err(|e| format!("{text:?}: {e}"))?;
+    if uri.sip().is_none() {
+        return Err(format!("{text:?} is not a sip: URI"));
+    }
+    Ok(uri)
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|error| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration ({error}); write e.g. \"2s\", \"500ms\", \"2m\""
+        ))
+    })
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:5060".into()
+}
+
+fn default_transport() -> String {
+    "udp".into()
+}
+
+fn default_priority() -> u32 {
+    10
+}
+
+fn default_invite_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_invite_final_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_t1() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_passive_hold() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_register_expires() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+fn two() -> u32 {
+    2
+}
+
+fn three() -> u32 {
+    3
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! Stateless forwarding: in-dialog requests by loose routing (§16.4, §16.11,
+//! §16.12), and responses that match no transaction (§16.7 with RFC 6026:
+//! 2xx to INVITE and the answers to in-dialog requests).
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, BytesMut};
+use hotsite_sip::message::{Method, Request, Response, StatusCode, Via};
+
+use super::{wire, Proxy};
+
+impl Proxy {
+    /// A request inside a dialog (To tag) that matched no transaction.
+    pub(super) fn forward_in_dialog(&mut self, from: SocketAddr, mut request: Request, via: Via) {
+        let is_ack = request.method == Method::Ack;
+        let routed = request
+            .headers
+            .top_route()
+            .is_some_and(|route| self.us.is_uri(&route.uri));
+        if !routed {
+            // Not a dialog we record-routed: nothing to forward it by.
+            if is_ack {
+                tracing::debug!(%from, "ACK without a Route to us dropped");
+                self.stats.dropped += 1;
+            } else {
+                self.reply(
+                    from,
+                    &request,
+                    &via,
+                    StatusCode::CALL_DOES_NOT_EXIST,
+                    Some("in-dialog request without a Route naming this proxy"),
+                );
+            }
+            return;
+        }
+        request.headers.pop_route();
+        let next = match request.headers.top_route() {
+            Some(route) => wire::uri_addr(&route.uri),
+            None => wire::uri_addr(&request.uri),
+        };
+        let dest = match next {
+            Ok(dest) if dest == self.us.public || dest == self.us.listen => {
+                Err("the next hop is this proxy")
+            }
+            other => other,
+        };
+        let dest = match dest {
+            Ok(dest) => dest,
+            Err(reason) => {
+                tracing::debug!(%from, method = %request.method, reason, "in-dialog request not forwarded");
+                if is_ack {
+                    self.stats.dropped += 1;
+                } else {
+                    self.reply(from, &request, &via, StatusCode::NOT_FOUND, Some(reason));
+                }
+                return;
+            }
+        };
+        if request.headers.decrement_max_forwards().is_err() {
+            if is_ack {
+                self.stats.dropped += 1;
+            } else {
+                self.reply(from, &request, &via, StatusCode::TOO_MANY_HOPS, None);
+            }
+            return;
+        }
+        let branch = wire::stateless_branch(&request, &via);
+        wire::stamp_via(&mut request.headers, &via, from);
+        let mut top = BytesMut::with_capacity(self.via_prefix.len() + branch.len());
+        top.put_slice(&self.via_prefix);
+        top.put_slice(&branch);
+        request.headers.push_via(top.freeze());
+        self.stats.in_dialog_forwarded += 1;
+        self.transmits.push_back((dest, request.to_bytes()));
+    }
+
+    /// A response that matched no transaction: our Via is popped and the
+    /// response goes where the next Via says. Late non-2xx answers on one of
+    /// our stateful INVITE branches are dropped (their transaction is over;
+    /// relaying them would confuse the caller).
+    pub(super) fn relay_response(&mut self, mut response: Response, via: &Via, method: &Method) {
+        if !self.us.is_via(via) {
+            tracing::debug!(status = %response.status, "response whose top Via is not ours dropped");
+            self.stats.dropped += 1;
+            return;
+        }
+        let stateful = via
+            .branch
+            .as_ref()
+            .is_some_and(|b| wire::is_stateful_branch(b));
+        if stateful && *method == Method::Invite && !response.status.is_success() {
+            self.stats.dropped += 1;
+            return;
+        }
+        response.headers.pop_via();
+        let Some(next) = response.headers.top_via() else {
+            // A response to a request we originated and no longer track.
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(dest) = wire::response_addr(&next) else {
+            tracing::debug!(via = %next.sent_by(), "response not relayed: the next Via names no IP");
+            self.stats.dropped += 1;
+            return;
+        };
+        self.stats.responses_relayed += 1;
+        self.transmits.push_back((dest, response.to_bytes()));
+    }
+}

@@ -1,0 +1,212 @@
+//! Trunk health from OPTIONS probes and registrations (SPEC V2), run inside the
+//! proxy so they share its socket.
+//!
+//! Each probed trunk has its own hotsite-sip [`Prober`] (its own interval and
+//! thresholds) with one target; each registration-based trunk its own
+//! [`RegisterClient`]. Their requests carry our Via, so the answers come back
+//! to the proxy, which offers OPTIONS answers to the probers and REGISTER
+//! answers to the clients (they match them by branch). Health changes go to
+//! [`Trunks`](crate::routing::Trunks), whose service-state changes become
+//! [`ProxyEvent::Trunk`](super::ProxyEvent::Trunk).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use hotsite_core::{EventKind, HealthConfig, HealthState, Target};
+use hotsite_sip::message::{Response, Uri};
+use hotsite_sip::prober::{AliveWhen, ProbeOutcome, Prober, ProberConfig};
+use hotsite_sip::register::{Credentials, RegisterClient, RegisterConfig, RegisterEvent};
+
+use super::{Proxy, TrunkSetup};
+
+pub(crate) struct ProbeRunner {
+    pub(crate) trunk: usize,
+    pub(crate) prober: Prober,
+}
+
+pub(crate) struct RegisterRunner {
+    pub(crate) trunk: usize,
+    pub(crate) client: RegisterClient,
+    address: SocketAddr,
+}
+
+impl Proxy {
+    pub(super) fn start_health(&mut self, trunks: &[TrunkSetup], now: Instant) {
+        let sent_by = self.agent.clone();
+        let from = Uri::parse(format!("sip:hotsite@{sent_by}"))
+            .unwrap_or_else(|_| Uri::parse("sip:hotsite@invalid").expect("a valid URI"));
+        for (index, setup) in trunks.iter().enumerate() {
+            let target = Target::new(&setup.spec.carrier, &setup.spec.name);
+            if let Some(probe) = &setup.probe {
+                let Ok(uri) = Uri::parse(format!("sip:{}", setup.address)) else {
+                    continue;
+                };
+                let mut config = ProberConfig::new(&sent_by, from.clone());
+                config.interval = probe.interval;
+                config.timeout = probe.timeout.min(probe.interval);
+                config.health = HealthConfig {
+                    rise: probe.rise,
+                    fall: probe.fall,
+                };
+                config.alive = if probe.only_2xx {
+                    AliveWhen::Success
+                } else {
+                    AliveWhen::AnyFinal
+                };
+                config.transaction = self.tx_config;
+                let prober = Prober::new(
+                    config,
+                    vec![(target.clone(), uri)],
+                    self.rng.next_u64(),
+                    now,
+                );
+                self.probers.push(ProbeRunner {
+                    trunk: index,
+                    prober,
+                });
+            }
+            if let Some(register) = &setup.register {
+                let host = register
+                    .registrar
+                    .sip()
+                    .map(|sip| {
+                        let host = String::from_utf8_lossy(&sip.host).into_owned();
+                        match sip.port {
+                            Some(port) => format!("{host}:{port}"),
+                            None => host,
+                        }
+                    })
+                    .unwrap_or_default();
+                let (Ok(aor), Ok(contact)) = (
+                    Uri::parse(format!("sip:{}@{host}", register.user)),
+                    Uri::parse(format!("sip:{}@{sent_by}", register.user)),
+                ) else {
+                    tracing::warn!(trunk = %setup.spec.name, "registration skipped: the user does not make a valid URI");
+                    continue;
+                };
+                let mut config =
+                    RegisterConfig::new(register.registrar.clone(), aor, contact, &sent_by);
+                config.expires = register.expires;
+                config.credentials = Some(Credentials {
+                    username: register.user.clone(),
+                    password: register.password.clone(),
+                });
+                config.transaction = self.tx_config;
+                let client = RegisterClient::new(config, target, self.rng.next_u64(), now);
+                self.registrations.push(RegisterRunner {
+                    trunk: index,
+                    client,
+                    address: register.address,
+                });
+            }
+        }
+        self.drive_health(now, false);
+    }
+
+    /// Runs probers and registrations: their due timers when `fire`, then
+    /// their output and health changes.
+    pub(super) fn drive_health(&mut self, now: Instant, fire: bool) {
+        for i in 0..self.probers.len() {
+            let runner = &mut self.probers[i];
+            if fire && runner.prober.poll_timeout().is_some_and(|at| at <= now) {
+                runner.prober.handle_timeout(now);
+            }
+            self.drain_prober(i);
+        }
+        for i in 0..self.registrations.len() {
+            let runner = &mut self.registrations[i];
+            if fire && runner.client.poll_timeout().is_some_and(|at| at <= now) {
+                runner.client.handle_timeout(now);
+            }
+            self.drain_registration(i);
+        }
+    }
+
+    pub(super) fn health_timeout(&self) -> Option<Instant> {
+        let probes = self.probers.iter().filter_map(|r| r.prober.poll_timeout());
+        let registrations = self
+            .registrations
+            .iter()
+            .filter_map(|r| r.client.poll_timeout());
+        probes.chain(registrations).min()
+    }
+
+    /// Offers an answer to OPTIONS to the probers; true if one claimed it.
+    pub(super) fn offer_probe_response(&mut self, now: Instant, response: &Response) -> bool {
+        for i in 0..self.probers.len() {
+            let runner = &mut self.probers[i];
+            if !runner.prober.handle_response(now, response) {
+                continue;
+            }
+            // The prober reports only changes of its health; a trunk marked
+            // passively while the prober stayed up comes back on the first
+            // answer that counts as alive (routing.rs).
+            let alive = runner.prober.health(0) == Some(HealthState::Up)
+                && runner
+                    .prober
+                    .status()
+                    .first()
+                    .is_some_and(|s| matches!(s.last, Some(ProbeOutcome::Alive { .. })));
+            let trunk = runner.trunk;
+            self.drain_prober(i);
+            if alive && !self.trunks.in_service(trunk) {
+                let detail = format!("OPTIONS answered {}", response.status);
+                self.trunks
+                    .on_probe_health(trunk, HealthState::Up, &detail, now);
+                self.drain_trunk_events();
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Offers an answer to REGISTER to the clients; true if one claimed it.
+    pub(super) fn offer_register_response(&mut self, now: Instant, response: &Response) -> bool {
+        for i in 0..self.registrations.len() {
+            if self.registrations[i].client.handle_response(now, response) {
+                self.drain_registration(i);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn drain_prober(&mut self, i: usize) {
+        let runner = &mut self.probers[i];
+        let trunk = runner.trunk;
+        let addr = self.trunk_addrs[trunk];
+        while let Some(transmit) = runner.prober.poll_transmit() {
+            self.transmits.push_back((addr, transmit.bytes));
+        }
+        while let Some(event) = runner.prober.poll_event() {
+            if let EventKind::Health { to, cause, .. } = &event.kind {
+                tracing::debug!(trunk = %event.target, ?to, %cause, "probe health");
+                self.trunks.on_probe_health(trunk, *to, cause, event.at);
+            }
+        }
+        self.drain_trunk_events();
+    }
+
+    fn drain_registration(&mut self, i: usize) {
+        let runner = &mut self.registrations[i];
+        let trunk = runner.trunk;
+        while let Some(bytes) = runner.client.poll_transmit() {
+            self.transmits.push_back((runner.address, bytes));
+        }
+        while let Some(event) = runner.client.poll_event() {
+            match event {
+                RegisterEvent::Health(event) => {
+                    if let EventKind::Health { to, cause, .. } = &event.kind {
+                        self.trunks
+                            .on_registration(trunk, *to == HealthState::Up, cause, event.at);
+                    }
+                }
+                RegisterEvent::Failed { cause, .. } => {
+                    tracing::debug!(trunk = trunk, %cause, "registration failed");
+                }
+                _ => {}
+            }
+        }
+        self.drain_trunk_events();
+    }
+}

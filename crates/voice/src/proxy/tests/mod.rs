@@ -1,0 +1,307 @@
+//! The proxy core in simulated time: datagrams built with hotsite-sip's
+//! builders go in, transmits come out, the clock only moves when a test says.
+//! No sockets, no sleeps.
+
+mod dialog;
+mod failover;
+mod health;
+mod robustness;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hotsite_sip::message::{
+    parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
+    Response, StatusCode, Uri,
+};
+
+use super::*;
+use crate::routing::TrunkSpec;
+
+const PROXY: &str = "10.0.0.1:5060";
+const CALLER: &str = "10.0.0.9:5070";
+const TRUNK1: &str = "10.0.1.1:5060";
+const TRUNK2: &str = "10.0.1.2:5060";
+const TRUNK3: &str = "10.0.1.3:5060";
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[allow(clippy::disallowed_methods)] // test epoch: only offsets from it matter
+fn epoch() -> Instant {
+    Instant::now()
+}
+
+fn trunk(name: &str, address: &str, priority: u32) -> TrunkSetup {
+    TrunkSetup {
+        spec: TrunkSpec {
+            name: name.into(),
+            carrier: format!("carrier-{name}"),
+            priority,
+            weight: 1,
+            media_region: "eu-west".into(),
+            failover_region: "eu-central".into(),
+            probed: false,
+            registered: false,
+        },
+        address: addr(address),
+        probe: None,
+        register: None,
+    }
+}
+
+/// Three trunks t1, t2, t3 by priority, one sequential group of all three,
+/// no probes, default timers.
+fn config() -> ProxyConfig {
+    ProxyConfig {
+        address: addr(PROXY),
+        listen: addr(PROXY),
+        trunks: vec![
+            trunk("t1", TRUNK1, 10),
+            trunk("t2", TRUNK2, 20),
+            trunk("t3", TRUNK3, 30),
+        ],
+        groups: vec![GroupSetup {
+            name: "pstn".into(),
+            distribution: Distribution::Sequential,
+            trunks: vec![0, 1, 2],
+            max_attempts: 3,
+            prefixes: Vec::new(),
+        }],
+        default_group: 0,
+        invite_timeout: Duration::from_secs(2),
+        invite_final_timeout: Duration::from_secs(120),
+        t1: Duration::from_millis(500),
+        passive_hold: Duration::from_secs(30),
+    }
+}
+
+/// What the proxy sent in one step.
+#[derive(Debug, Default)]
+struct Sent(Vec<(SocketAddr, Message)>);
+
+impl Sent {
+    fn to(&self, to: &str) -> Vec<&Message> {
+        let to = addr(to);
+        self.0
+            .iter()
+            .filter(|(a, _)| *a == to)
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    fn requests(&self, to: &str) -> Vec<Request> {
+        self.to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Request(r) => Some(r.clone()),
+                Message::Response(_) => None,
+            })
+            .collect()
+    }
+
+    fn responses(&self, to: &str) -> Vec<Response> {
+        self.to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Response(r) => Some(r.clone()),
+                Message::Request(_) => None,
+            })
+            .collect()
+    }
+
+    /// The only message to `to`, a request.
+    fn request(&self, to: &str) -> Request {
+        let all = self.requests(to);
+        assert_eq!(all.len(), 1, "one request to {to}: {self:#?}");
+        assert_eq!(self.to(to).len(), 1, "only one message to {to}: {self:#?}");
+        all.into_iter().next().unwrap()
+    }
+
+    /// The only message to `to`, a response.
+    fn response(&self, to: &str) -> Response {
+        let all = self.responses(to);
+        assert_eq!(all.len(), 1, "one response to {to}: {self:#?}");
+        assert_eq!(self.to(to).len(), 1, "only one message to {to}: {self:#?}");
+        all.into_iter().next().unwrap()
+    }
+
+    fn statuses(&self, to: &str) -> Vec<u16> {
+        self.responses(to)
+            .iter()
+            .map(|r| r.status.as_u16())
+            .collect()
+    }
+
+    fn methods(&self, to: &str) -> Vec<String> {
+        self.requests(to)
+            .iter()
+            .map(|r| r.method.to_string())
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The proxy and a simulated clock.
+struct Sim {
+    proxy: Proxy,
+    t0: Instant,
+    now: Instant,
+    events: Vec<ProxyEvent>,
+}
+
+impl Sim {
+    fn new(config: ProxyConfig) -> Sim {
+        Sim::start(config).0
+    }
+
+    /// The proxy and what it sent at start (first probes and REGISTERs).
+    fn start(config: ProxyConfig) -> (Sim, Sent) {
+        let t0 = epoch();
+        let mut sim = Sim {
+            proxy: Proxy::new(config, 7, t0),
+            t0,
+            now: t0,
+            events: Vec::new(),
+        };
+        let sent = sim.drain();
+        (sim, sent)
+    }
+
+    fn drain(&mut self) -> Sent {
+        let mut sent = Sent::default();
+        while let Some((to, bytes)) = self.proxy.poll_transmit() {
+            let message = parse_bytes(bytes).expect("the proxy sends what it can parse");
+            sent.0.push((to, message));
+        }
+        while let Some(event) = self.proxy.poll_event() {
+            self.events.push(event);
+        }
+        sent
+    }
+
+    /// A datagram from `from`; what the proxy sent in answer.
+    fn send(&mut self, from: &str, bytes: impl Into<Bytes>) -> Sent {
+        self.proxy
+            .handle_datagram(self.now, addr(from), bytes.into());
+        self.drain()
+    }
+
+    fn send_request(&mut self, from: &str, request: &Request) -> Sent {
+        self.send(from, request.to_bytes())
+    }
+
+    fn send_response(&mut self, from: &str, response: &Response) -> Sent {
+        self.send(from, response.to_bytes())
+    }
+
+    /// Moves the clock to `t0 + at`, firing every deadline on the way at its
+    /// time; what was sent meanwhile.
+    fn run_until(&mut self, at: Duration) -> Sent {
+        let target = self.t0 + at;
+        let mut sent = Sent::default();
+        while let Some(deadline) = self.proxy.poll_timeout() {
+            if deadline > target {
+                break;
+            }
+            self.now = self.now.max(deadline);
+            self.proxy.handle_timeout(self.now);
+            sent.0.extend(self.drain().0);
+        }
+        self.now = target;
+        sent
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn take_events(&mut self) -> Vec<ProxyEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn uri(text: &str) -> Uri {
+    Uri::parse(text.to_owned()).unwrap()
+}
+
+/// The caller's INVITE (hotsite-sip's builder: Via with `rport`).
+fn invite(call_id: &str, branch: &str, user: &str) -> Request {
+    NewRequest {
+        method: Method::Invite,
+        uri: uri(&format!("sip:{user}@{PROXY}")),
+        from: uri(&format!("sip:pbx@{CALLER}")),
+        from_tag: "caller-tag".into(),
+        to: uri(&format!("sip:{user}@{PROXY}")),
+        call_id: call_id.into(),
+        cseq: 1,
+        transport: "UDP".into(),
+        sent_by: CALLER.into(),
+        branch: Branch::from_string(branch.into()),
+        max_forwards: 70,
+        contact: Some(uri(&format!("sip:pbx@{CALLER}"))),
+    }
+    .build()
+}
+
+/// A trunk's answer to a request it received, with its To tag and, for
+/// 101–299, a Contact.
+fn answer(request: &Request, status: u16, tag: &str, contact: &str) -> Response {
+    let status = StatusCode::new(status).unwrap();
+    let mut response = response_to(request, status, Some(tag));
+    if status.as_u16() > 100 && status.as_u16() < 300 {
+        response
+            .headers
+            .push(Header::new(HeaderName::Contact, format!("<sip:{contact}>")));
+    }
+    response
+}
+
+fn branch_of(message: &Request) -> String {
+    message
+        .headers
+        .top_via()
+        .unwrap()
+        .branch()
+        .unwrap()
+        .to_owned()
+}
+
+fn trunk_events(events: &[ProxyEvent]) -> Vec<(String, HealthState)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ProxyEvent::Trunk(Event {
+                target,
+                kind: hotsite_core::EventKind::Health { to, .. },
+                ..
+            }) => Some((target.name.to_string(), *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failovers(events: &[ProxyEvent]) -> Vec<&Failover> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ProxyEvent::Failover(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ended(events: &[ProxyEvent]) -> Vec<&CallEnded> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ProxyEvent::CallEnded(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,287 @@
+//! The driver against two UDP "trunks" on loopback (SPEC V1, V2).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hotsite_sip::message::{
+    parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
+    Response, StatusCode, Uri,
+};
+use hotsite_voice::config::{TrunkConfig, VoiceConfig};
+use hotsite_voice::routing::Cause;
+use hotsite_voice::ProxyEvent;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// How a test trunk answers INVITEs.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// 100, 180, 200 (with Contact and the Record-Route echoed).
+    Answer,
+    /// Nothing (but OPTIONS are answered).
+    Silent,
+}
+
+/// A trunk on 127.0.0.1: answers INVITE as told, OPTIONS and BYE with 200,
+/// absorbs ACK. Returns its address and how many INVITEs it saw.
+async fn trunk(behaviour: Behaviour) -> (SocketAddr, JoinHandle<()>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(Message::Request(request)) = parse_bytes(Bytes::copy_from_slice(&buf[..n]))
+            else {
+                continue;
+            };
+            let answers: Vec<Response> = match (&request.method, behaviour) {
+                (Method::Invite, Behaviour::Unavailable) => {
+                    vec![response_to(
+                        &request,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("u"),
+                    )]
+                }
+                (Method::Invite, Behaviour::Answer) => {
+                    [StatusCode::TRYING, StatusCode::RINGING, StatusCode::OK]
+                        .into_iter()
+                        .map(|status| {
+                            let mut response = response_to(&request, status, Some("a"));
+                            response.headers.push(Header::new(
+                                HeaderName::Contact,
+                                format!("<sip:callee@{addr}>"),
+                            ));
+                            response
+                        })
+                        .collect()
+                }
+                (Method::Invite, Behaviour::Silent) | (Method::Ack, _) => Vec::new(),
+                _ => vec![response_to(&request, StatusCode::OK, Some("o"))],
+            };
+            for answer in answers {
+                let _ = socket.send_to(&answer.to_bytes(), from).await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+fn uri(text: &str) -> Uri {
+    Uri::parse(text.to_owned()).unwrap()
+}
+
+/// The caller's side: sends an INVITE and collects responses.
+struct Caller {
+    socket: UdpSocket,
+    proxy: SocketAddr,
+}
+
+impl Caller {
+    async fn new(proxy: SocketAddr) -> Caller {
+        Caller {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            proxy,
+        }
+    }
+
+    fn invite(&self, call_id: &str) -> Request {
+        let me = self.socket.local_addr().unwrap();
+        NewRequest {
+            method: Method::Invite,
+            uri: uri(&format!("sip:+4420@{}", self.proxy)),
+            from: uri(&format!("sip:pbx@{me}")),
+            from_tag: "c".into(),
+            to: uri(&format!("sip:+4420@{}", self.proxy)),
+            call_id: call_id.into(),
+            cseq: 1,
+            transport: "UDP".into(),
+            sent_by: me.to_string(),
+            branch: Branch::from_string(format!("z9hG4bK{call_id}")),
+            max_forwards: 70,
+            contact: Some(uri(&format!("sip:pbx@{me}"))),
+        }
+        .build()
+    }
+
+    async fn send(&self, request: &Request) {
+        self.socket
+            .send_to(&request.to_bytes(), self.proxy)
+            .await
+            .unwrap();
+    }
+
+    /// The next response, within 5 s.
+    async fn response(&self) -> Response {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
+                .await
+                .expect("a response within 5 s")
+                .unwrap();
+            if let Ok(Message::Response(response)) = parse_bytes(Bytes::copy_from_slice(&buf[..n]))
+            {
+                return response;
+            }
+        }
+    }
+
+    /// Responses until a final one.
+    async fn final_response(&self) -> (Vec<u16>, Response) {
+        let mut seen = Vec::new();
+        loop {
+            let response = self.response().await;
+            seen.push(response.status.as_u16());
+            if response.status.is_final() {
+                return (seen, response);
+            }
+        }
+    }
+
+    /// ACK or BYE along the Record-Route set of `ok`.
+    fn in_dialog(&self, method: Method, invite: &Request, ok: &Response, cseq: u32) -> Request {
+        let me = self.socket.local_addr().unwrap();
+        let mut request = Request::new(method.clone(), ok.headers.contacts()[0].uri.clone());
+        let h = &mut request.headers;
+        h.push(Header::new(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {me};branch=z9hG4bK{method}{cseq}"),
+        ));
+        for route in ok.headers.record_routes() {
+            h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
+        }
+        h.push(Header::new(HeaderName::MaxForwards, "70"));
+        h.push(invite.headers.get(HeaderName::From).unwrap().clone());
+        h.push(ok.headers.get(HeaderName::To).unwrap().clone());
+        h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
+        h.push(Header::new(HeaderName::CSeq, format!("{cseq} {method}")));
+        request
+    }
+}
+
+fn config(trunks: &[(&str, SocketAddr, u32)]) -> VoiceConfig {
+    let trunks = trunks
+        .iter()
+        .map(|(name, addr, priority)| {
+            let mut trunk = TrunkConfig::new(name, &addr.to_string(), *priority);
+            trunk.probe.interval = Duration::from_millis(200);
+            trunk.probe.timeout = Duration::from_millis(150);
+            trunk
+        })
+        .collect();
+    let mut config = VoiceConfig::new("127.0.0.1:0", trunks);
+    config.invite_timeout = Duration::from_millis(300);
+    config.t1 = Duration::from_millis(100);
+    config
+}
+
+/// SPEC V1 end to end: trunk 1 answers 503, trunk 2 answers the same call;
+/// ACK and BYE follow the Record-Route through the proxy; counters and the
+/// failover event tell the story.
+#[tokio::test]
+async fn a_503_fails_over_to_the_second_trunk_over_udp() {
+    let (t1, _t1_task) = trunk(Behaviour::Unavailable).await;
+    let (t2, _t2_task) = trunk(Behaviour::Answer).await;
+    let handle = hotsite_voice::start(&config(&[("t1", t1, 10), ("t2", t2, 20)]))
+        .await
+        .unwrap();
+    let mut events = handle.subscribe();
+    let caller = Caller::new(handle.local_addr()).await;
+
+    let invite = caller.invite("udp-1");
+    caller.send(&invite).await;
+    let (seen, ok) = caller.final_response().await;
+    assert_eq!(seen, [100, 180, 200]);
+    assert_eq!(ok.headers.vias().len(), 1);
+    assert_eq!(ok.headers.record_routes().len(), 1);
+
+    caller
+        .send(&caller.in_dialog(Method::Ack, &invite, &ok, 1))
+        .await;
+    caller
+        .send(&caller.in_dialog(Method::Bye, &invite, &ok, 2))
+        .await;
+    let bye_ok = caller.response().await;
+    assert_eq!(bye_ok.status, StatusCode::OK);
+    assert_eq!(bye_ok.headers.cseq().unwrap().method, Method::Bye);
+
+    let mut failover = None;
+    while failover.is_none() {
+        let event = timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the failover event")
+            .unwrap();
+        if let ProxyEvent::Failover(f) = event {
+            failover = Some(f);
+        }
+    }
+    let failover = failover.unwrap();
+    assert_eq!((&*failover.from.name, &*failover.to.name), ("t1", "t2"));
+
+    // Counters are published after each batch.
+    let mut stats = handle.metrics().stats;
+    for _ in 0..50 {
+        if stats.in_dialog_forwarded == 2 && stats.responses_relayed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = handle.metrics().stats;
+    }
+    assert_eq!((stats.calls, stats.answered, stats.failovers), (1, 1, 1));
+    assert_eq!(stats.in_dialog_forwarded, 2);
+    let status = handle.status();
+    assert_eq!(status.len(), 2);
+    assert!(status.iter().all(|t| t.in_service), "503 marks nothing");
+    handle.shutdown().await;
+}
+
+/// SPEC V2: a trunk that does not answer INVITEs is marked out of service by
+/// the first unanswered one; the call still completes on trunk 2, and status
+/// shows why.
+#[tokio::test]
+async fn a_silent_trunk_is_marked_and_the_call_completes_elsewhere() {
+    let (t1, _t1_task) = trunk(Behaviour::Silent).await;
+    let (t2, _t2_task) = trunk(Behaviour::Answer).await;
+    let handle = hotsite_voice::start(&config(&[("t1", t1, 10), ("t2", t2, 20)]))
+        .await
+        .unwrap();
+    let caller = Caller::new(handle.local_addr()).await;
+    caller.send(&caller.invite("udp-2")).await;
+    let (seen, _) = caller.final_response().await;
+    assert_eq!(seen, [100, 180, 200]);
+
+    let mut t1_status = handle.status()[0].clone();
+    for _ in 0..50 {
+        if !t1_status.in_service {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        t1_status = handle.status()[0].clone();
+    }
+    assert!(!t1_status.in_service);
+    assert_eq!(t1_status.causes, [Cause::Passive]);
+    assert!(
+        t1_status.detail.contains("INVITE unanswered"),
+        "{}",
+        t1_status.detail
+    );
+    assert_eq!(t1_status.stats.no_reply, 1);
+
+    // t1 still answers OPTIONS: its prober brings it back.
+    let mut back = false;
+    for _ in 0..100 {
+        if handle.status()[0].in_service {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(back, "the prober's next answer clears the passive mark");
+    handle.shutdown().await;
+}
