@@ -2,3 +2,4 @@
 //! tiny trunks and a caller written here.
 
 mod driver;
+mod sipp;
