@@ -136,6 +136,27 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
             }
         }
     }
+    if let Some(trunks) = answer["trunks"].as_array() {
+        println!("trunks:");
+        for trunk in trunks {
+            let state = if trunk["in_service"] == true {
+                "in service".to_owned()
+            } else {
+                format!("OUT ({})", trunk["detail"].as_str().unwrap_or("?"))
+            };
+            println!(
+                "  {:<12} {:<22} {:<40} since {} UTC  media {} / failover {}  attempts {} failed over {}",
+                trunk["name"].as_str().unwrap_or("?"),
+                trunk["address"].as_str().unwrap_or("?"),
+                state,
+                time_of_day(trunk["since_ms"].as_i64().unwrap_or(0)),
+                trunk["media_region"].as_str().unwrap_or("?"),
+                trunk["failover_region"].as_str().unwrap_or("?"),
+                trunk["attempts"],
+                trunk["failed_over"],
+            );
+        }
+    }
     if let Some(routes) = answer["routes"].as_array() {
         let names: Vec<&str> = routes.iter().filter_map(Value::as_str).collect();
         println!(

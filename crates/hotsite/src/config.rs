@@ -39,6 +39,8 @@ pub(crate) struct ConfigFile {
     /// Which route messages take when they name none.
     #[serde(default)]
     pub(crate) routing: RoutingSection,
+    /// The trunk failover proxy (SPEC V1–V4); none: no voice at this site.
+    pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
     /// The HTTP API.
     pub(crate) api: ApiSection,
     /// The durable store.
@@ -204,6 +206,8 @@ pub(crate) struct Config {
     pub(crate) gateway: GatewayConfig,
     /// The SQLite file.
     pub(crate) store_path: PathBuf,
+    /// The trunk failover proxy, validated.
+    pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
 }
 
 /// One problem in a configuration file.
@@ -394,6 +398,11 @@ impl ConfigFile {
                 "nothing to send with: configure [smpp], or [[channels]] and [[routes]]",
             );
         }
+        if let Some(Err(error)) = self.voice.as_ref().map(|voice| voice.validate()) {
+            for issue in error.issues() {
+                issues.add(&issue.key, issue.reason.clone());
+            }
+        }
         if !issues.0.is_empty() {
             return Err(ConfigError(issues.0));
         }
@@ -412,6 +421,7 @@ impl ConfigFile {
             site: self.site.name,
             gateway,
             store_path: self.store.path,
+            voice: self.voice,
         })
     }
 }

@@ -3,8 +3,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use hotsite_messaging::gateway::Extras;
 use hotsite_store::{SqliteOptions, SqliteStore};
+use hotsite_voice::TrunkStatusView;
+use serde_json::{json, Value};
 
 use crate::config::Config;
 
@@ -23,7 +28,16 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let store = SqliteStore::open(&config.store_path, SqliteOptions::default())
         .with_context(|| format!("cannot open the store {}", config.store_path.display()))?;
-    let gateway = hotsite_messaging::start(config.gateway.clone(), store)
+    let voice = match &config.voice {
+        Some(voice) => Some(
+            hotsite_voice::start(voice)
+                .await
+                .context("cannot start the voice proxy")?,
+        ),
+        None => None,
+    };
+    let extras = voice.as_ref().map(voice_extras).unwrap_or_default();
+    let gateway = hotsite_messaging::gateway::start_with(config.gateway.clone(), store, extras)
         .await
         .context("cannot start the gateway")?;
     println!(
@@ -37,10 +51,101 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         config.store_path.display(),
         config.summary()
     );
+    if let Some(voice) = &voice {
+        println!("voice proxy on udp://{}", voice.local_addr());
+    }
     wait_for_signal().await?;
     eprintln!("stopping: unbinding; queued messages stay in the store");
     gateway.shutdown().await;
+    if let Some(voice) = voice {
+        voice.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The voice proxy's trunks in `/v1/status` (`trunks`) and `/metrics` (SPEC V2,
+/// V3): state, cause, since when, regions, counters.
+fn voice_extras(voice: &hotsite_voice::VoiceHandle) -> Extras {
+    let status = voice.status_reader();
+    let metrics = voice.status_reader();
+    Extras {
+        status: vec![(
+            "trunks".to_owned(),
+            Arc::new(move || Value::Array(status().iter().map(trunk_json).collect())),
+        )],
+        metrics: vec![Arc::new(move || trunk_metrics(&metrics()))],
+    }
+}
+
+fn trunk_json(trunk: &TrunkStatusView) -> Value {
+    let since_ms = trunk
+        .since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "name": trunk.name,
+        "carrier": trunk.carrier,
+        "address": trunk.address.to_string(),
+        "in_service": trunk.in_service,
+        "since_ms": since_ms,
+        "causes": trunk.causes.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
+        "detail": trunk.detail,
+        "media_region": trunk.media_region,
+        "failover_region": trunk.failover_region,
+        "registered": trunk.registered,
+        "attempts": trunk.stats.attempts,
+        "answered": trunk.stats.answered,
+        "failed_over": trunk.stats.failed_over,
+        "no_reply": trunk.stats.no_reply,
+    })
+}
+
+fn trunk_metrics(trunks: &[TrunkStatusView]) -> String {
+    let mut text = String::from(
+        "# HELP hotsite_trunk_in_service Whether a SIP trunk takes calls (SPEC V2).\n\
+         # TYPE hotsite_trunk_in_service gauge\n",
+    );
+    for trunk in trunks {
+        text.push_str(&format!(
+            "hotsite_trunk_in_service{{trunk=\"{}\",carrier=\"{}\",media_region=\"{}\",failover_region=\"{}\"}} {}\n",
+            trunk.name,
+            trunk.carrier,
+            trunk.media_region,
+            trunk.failover_region,
+            u8::from(trunk.in_service)
+        ));
+    }
+    type Counter = fn(&TrunkStatusView) -> u64;
+    let counters: [(&str, &str, Counter); 3] = [
+        (
+            "trunk_attempts_total",
+            "INVITEs sent to a trunk.",
+            |t: &TrunkStatusView| t.stats.attempts,
+        ),
+        (
+            "trunk_failed_over_total",
+            "Calls that left a trunk for the next one (SPEC V1).",
+            |t: &TrunkStatusView| t.stats.failed_over,
+        ),
+        (
+            "trunk_no_reply_total",
+            "INVITEs a trunk did not answer at all in time.",
+            |t: &TrunkStatusView| t.stats.no_reply,
+        ),
+    ];
+    for (name, help, value) in counters {
+        text.push_str(&format!(
+            "# HELP hotsite_{name} {help}\n# TYPE hotsite_{name} counter\n"
+        ));
+        for trunk in trunks {
+            text.push_str(&format!(
+                "hotsite_{name}{{trunk=\"{}\"}} {}\n",
+                trunk.name,
+                value(trunk)
+            ));
+        }
+    }
+    text
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

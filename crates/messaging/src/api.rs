@@ -39,6 +39,10 @@ use crate::signing::{verify, SIGNATURE_HEADER};
 /// A channel's status as JSON, read when `/v1/status` is asked.
 pub type ChannelStatus = Arc<dyn Fn() -> Value + Send + Sync>;
 
+/// Prometheus text of another system of the same process (the voice proxy's
+/// trunks), appended to `/metrics`.
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the handlers share.
 pub struct ApiState<S> {
     /// The durable store.
@@ -59,6 +63,11 @@ pub struct ApiState<S> {
     pub callback_channels: Vec<(String, Option<Vec<u8>>)>,
     /// Woken when an inbound row is stored, so webhooks go out at once.
     pub wake_webhooks: Arc<Notify>,
+    /// Other systems of the process, each a top-level key of `/v1/status`
+    /// (`trunks`: the voice proxy's trunks, SPEC V2).
+    pub sections: Vec<(String, ChannelStatus)>,
+    /// Their metrics, appended to `/metrics`.
+    pub extra_metrics: Vec<MetricsText>,
     /// Status of the other channels, by name (aggregator URLs and their health).
     pub channel_status: Vec<(String, ChannelStatus)>,
     /// Recent bind events, for status.
@@ -347,7 +356,7 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
         .iter()
         .map(|(name, status)| (name.clone(), status()))
         .collect();
-    Json(json!({
+    let mut body = json!({
         "binds": binds,
         "channels": channels,
         "routes": state.routes.names(),
@@ -355,8 +364,11 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
         "queue": { "queued": stats.queued, "submitted": stats.submitted, "final": stats.final_states, "failed": stats.failed },
         "inbound": { "pending": stats.inbound_pending, "total": stats.inbound_total },
         "recent_events": recent,
-    }))
-    .into_response()
+    });
+    for (name, section) in &state.sections {
+        body[name] = section();
+    }
+    Json(body).into_response()
 }
 
 /// The SMPP binds' status; empty without SMPP.
@@ -395,7 +407,10 @@ async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
         ("binds", "SMPP binds configured.", binds.len() as u64),
         ("queue_depth", "Messages waiting to be submitted.", queued),
     ]);
-    let text = text + &http_site_gauges(&state.channel_status);
+    let mut text = text + &http_site_gauges(&state.channel_status);
+    for extra in &state.extra_metrics {
+        text.push_str(&extra());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

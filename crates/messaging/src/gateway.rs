@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{router, ApiState, ChannelStatus};
+use crate::api::{router, ApiState, ChannelStatus, MetricsText};
 use crate::channel::aggregator::{AggregatorChannel, AggregatorConfig, AggregatorConfigError};
 use crate::channel::digital::{DigitalChannel, DigitalConfig, DigitalConfigError};
 use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
@@ -143,11 +143,29 @@ pub struct GatewayHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What other systems of the same process show through the gateway's API.
+#[derive(Default)]
+pub struct Extras {
+    /// Top-level sections of `/v1/status`, by key.
+    pub status: Vec<(String, ChannelStatus)>,
+    /// Text appended to `/metrics`.
+    pub metrics: Vec<MetricsText>,
+}
+
 /// Starts the gateway on `store`. The API port is bound before anything else
 /// starts, so a port conflict fails fast.
 pub async fn start<S: Store>(
     config: GatewayConfig,
     store: S,
+) -> Result<GatewayHandle, GatewayError> {
+    start_with(config, store, Extras::default()).await
+}
+
+/// [`start`], with other systems' status and metrics in the API.
+pub async fn start_with<S: Store>(
+    config: GatewayConfig,
+    store: S,
+    extras: Extras,
 ) -> Result<GatewayHandle, GatewayError> {
     let listener = TcpListener::bind(config.api_listen)
         .await
@@ -215,6 +233,8 @@ pub async fn start<S: Store>(
         client: client.clone(),
         routes,
         channel_status: channel_status.clone(),
+        sections: extras.status,
+        extra_metrics: extras.metrics,
         recent,
         wake: wake_dispatcher,
         callback_channels,

@@ -127,6 +127,13 @@ impl VoiceHandle {
             .unwrap_or_default()
     }
 
+    /// A reader of [`VoiceHandle::status`] that outlives the borrow of the
+    /// handle: for the API of the same process.
+    pub fn status_reader(&self) -> impl Fn() -> Vec<TrunkStatusView> + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.lock().map(|s| s.status.clone()).unwrap_or_default()
+    }
+
     /// Counters (calls, failovers, trunk state changes, …) as of the last batch.
     pub fn metrics(&self) -> VoiceMetrics {
         self.shared
@@ -297,7 +304,12 @@ fn drain_events(proxy: &mut Proxy, events: &broadcast::Sender<ProxyEvent>) -> bo
     let mut trunk_changed = false;
     while let Some(event) = proxy.poll_event() {
         match &event {
-            ProxyEvent::Trunk(_) => trunk_changed = true,
+            ProxyEvent::Trunk(change) => {
+                // Every trunk state change is logged with its cause (DESIGN.md,
+                // invariant 4); `hotsite status` and /metrics show the state.
+                tracing::warn!(event = %change, "trunk state changed");
+                trunk_changed = true;
+            }
             ProxyEvent::Failover(failover) => tracing::info!(
                 call_id = %failover.call_id,
                 from = %failover.from.name,

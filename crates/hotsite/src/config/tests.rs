@@ -350,7 +350,7 @@ fn example_file_validates_with_and_without_its_routes() {
     let start = example.find("# [[channels]]").expect("commented channels");
     let uncommented: Vec<&str> = example[start..]
         .lines()
-        .filter(|line| !line.starts_with("# # "))
+        .filter(|line| !line.starts_with("# # ") && !line.starts_with("##"))
         .map(|line| {
             line.strip_prefix("# ")
                 .unwrap_or(line.trim_start_matches('#'))
@@ -366,4 +366,22 @@ fn example_file_validates_with_and_without_its_routes() {
         .collect();
     assert_eq!(names, ["chat", "sms"]);
     assert_eq!(config.gateway.channels.len(), 3);
+    let voice = config.voice.expect("the [voice] example");
+    assert_eq!(voice.trunks.len(), 2);
+    assert_eq!(voice.groups[0].trunks, ["carrier-a-1", "carrier-b-1"]);
+}
+
+/// SPEC V1-V3: a bad [voice] section is reported with the full key.
+#[test]
+fn voice_errors_name_their_keys() {
+    let text = format!(
+        "{GOOD}\n[voice]\nlisten = \"127.0.0.1:28060\"\n\n[[voice.trunks]]\nname = \"t1\"\naddress = \"nowhere\"\nmedia_region = \"a\"\nfailover_region = \"b\"\n"
+    );
+    let found = issues(&text);
+    assert!(
+        found
+            .iter()
+            .any(|issue| issue.starts_with("voice.trunks[0].address")),
+        "{found:#?}"
+    );
 }

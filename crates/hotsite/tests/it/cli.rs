@@ -209,7 +209,21 @@ async fn run_send_and_status_work_together() {
         .unwrap();
     let port = free_port();
     let config_path = dir.join("hotsite.toml");
-    std::fs::write(&config_path, config(&lab, port, &dir.join("hotsite.db"))).unwrap();
+    // With a voice proxy whose one trunk never answers its OPTIONS: it goes out
+    // of service, and `hotsite status` and /metrics say so (SPEC V2, V3).
+    let silent_trunk = free_port();
+    let voice = format!(
+        "\n[voice]\nlisten = \"127.0.0.1:{}\"\n\n[[voice.trunks]]\nname = \"t1\"\n\
+         address = \"127.0.0.1:{silent_trunk}\"\nmedia_region = \"eu-west\"\n\
+         failover_region = \"eu-central\"\n\
+         probe = {{ interval = \"200ms\", timeout = \"150ms\", fall = 1, rise = 1 }}\n",
+        free_port()
+    );
+    std::fs::write(
+        &config_path,
+        config(&lab, port, &dir.join("hotsite.db")) + &voice,
+    )
+    .unwrap();
     let mut gateway = spawn(&config_path);
     let http = reqwest::Client::new();
     let mut healthy = false;
@@ -279,6 +293,35 @@ async fn run_send_and_status_work_together() {
     for smsc in ["a/a1", "a/a2", "b/b1", "b/b2"] {
         assert!(text.contains(smsc), "{text}");
     }
+    assert!(text.contains("trunks:") && text.contains("t1"), "{text}");
+    let mut out_of_service = false;
+    for _ in 0..50 {
+        let metrics = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(
+            "hotsite_trunk_in_service{trunk=\"t1\",carrier=\"t1\",media_region=\"eu-west\",failover_region=\"eu-central\"} 0",
+        ) {
+            out_of_service = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(out_of_service, "the unanswered trunk went out of service");
+    let status = hotsite()
+        .arg("status")
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("OUT ("), "{text}");
     for _ in 0..50 {
         if lab.stats().totals.unique == 1 {
             break;
