@@ -11,16 +11,18 @@
 //!
 //! The proxy is the real core (sans-IO: no socket, no clock) in a steady
 //! state: simulated time advances 0.5 ms per call (2,000 calls/s), every call
-//! is completed by a 200 from the trunk that took it, and due timers are fired
+//! gets a 503 from trunk 1 and a 200 from trunk 2, and due timers are fired
 //! between the measured steps, so the maps hold what they hold under that
-//! load (≈ 32 s of tombstones and completed client transactions). Only the
-//! measured step is timed; building the inputs, the trunks' other answers and
-//! the timers are not. Messages are built with hotsite-sip's builders, like
-//! the proxy's unit tests, with an SDP body like SIPp's `uac.xml`.
+//! load (64·T1 = 32 s of tombstones and of completed trunk-1 transactions,
+//! ≈ 64,000 each) after a warm-up of 70,000 such calls. Only the measured
+//! step is timed; building the inputs, the trunks' other answers and the
+//! timers are not. Messages are built with hotsite-sip's builders, like the
+//! proxy's unit tests, with an SDP body like SIPp's `uac.xml`.
 //!
-//! Besides criterion's means, `failover/latency` prints the distribution of
-//! single 503 → INVITE steps (each timed on its own, so each figure includes
-//! one clock read, ≈ 20–30 ns).
+//! Besides criterion's means, `latency` prints the distribution of single
+//! 503 → INVITE steps in that steady state (each timed on its own, so each
+//! figure includes one clock read, ≈ 20–30 ns), and `latency_from_start`
+//! the slow steps of a fresh proxy while its state grows to that size.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -205,14 +207,44 @@ impl Rig {
         self.discard_output();
     }
 
-    /// Runs `calls` calls at the simulated rate, each completed on trunk 1,
-    /// so the proxy's maps and timer heap reach their steady-state size.
+    /// One call as the benchmark's traffic runs it (not measured): 503 from
+    /// trunk 1, 200 from trunk 2.
+    fn failover_call(&mut self) {
+        let answer = self.call_on_trunk1_and_its_503();
+        let to_trunk2 = self.step(self.trunk1, answer, self.trunk2);
+        self.discard_output();
+        self.complete(self.trunk2, to_trunk2);
+    }
+
+    /// Runs `calls` such calls at the simulated rate, so that the proxy's
+    /// maps and timer heap reach their steady-state size (and capacity).
     fn warm_up(&mut self, calls: u64) {
         for _ in 0..calls {
-            let invite = self.next_invite();
-            let to_trunk1 = self.step(self.caller, invite, self.trunk1);
+            self.failover_call();
+        }
+    }
+
+    /// Measures `n` 503 → INVITE-on-trunk-2 steps one by one; `each` gets
+    /// every step's duration and the proxy as it is after it.
+    fn timed_failovers(&mut self, n: usize, mut each: impl FnMut(Duration, &Proxy)) {
+        let (trunk1, trunk2) = (self.trunk1, self.trunk2);
+        let mut done = 0;
+        while done < n {
+            let answers: Vec<Bytes> = (0..CHUNK.min((n - done) as u64))
+                .map(|_| self.call_on_trunk1_and_its_503())
+                .collect();
+            let mut out = Vec::with_capacity(answers.len());
+            for answer in answers {
+                let start = clock();
+                let invite = self.step(trunk1, black_box(answer), trunk2);
+                each(start.elapsed(), &self.proxy);
+                out.push(invite);
+            }
+            done += out.len();
             self.discard_output();
-            self.complete(self.trunk1, to_trunk1);
+            for invite in out {
+                self.complete(trunk2, invite);
+            }
         }
     }
 }
@@ -243,8 +275,8 @@ fn answer(request: &Request, status: u16, tag: &str) -> hotsite_sip::message::Re
     response
 }
 
-/// Steady state at 2,000 calls/s: 32 s of tombstones and completed
-/// transactions (64·T1).
+/// Steady state at 2,000 calls/s of this traffic: 32 s (64·T1) of
+/// tombstones and completed trunk-1 transactions, plus a margin.
 const WARM_UP: u64 = 70_000;
 
 fn bench(c: &mut Criterion) {
@@ -291,15 +323,19 @@ fn bench(c: &mut Criterion) {
                 let n = left.min(CHUNK);
                 left -= n;
                 let invites: Vec<Bytes> = (0..n).map(|_| rig.next_invite()).collect();
-                let (caller, trunk1) = (rig.caller, rig.trunk1);
+                let (caller, trunk1, trunk2) = (rig.caller, rig.trunk1, rig.trunk2);
                 let start = clock();
                 for invite in invites {
                     out.push(rig.step(caller, black_box(invite), trunk1));
                 }
                 total += start.elapsed();
                 rig.discard_output();
+                // The same traffic as above from here on: 503, then trunk 2.
                 for invite in out.drain(..) {
-                    rig.complete(trunk1, invite);
+                    let answer = answer(&request(invite), 503, "t1").to_bytes();
+                    let to_trunk2 = rig.step(trunk1, answer, trunk2);
+                    rig.discard_output();
+                    rig.complete(trunk2, to_trunk2);
                 }
             }
             total
@@ -308,49 +344,82 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// `cargo bench` passes `--bench`; `cargo test --benches` runs benchmarks
+/// once in test mode, where the latency passes are kept short.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// The distribution of single 503 → INVITE-on-trunk-2 steps, each timed on
-/// its own: the 5 ms target is about every call, not the mean.
+/// its own, in the steady state: the 5 ms target is about every call, not
+/// the mean.
 fn latency(_: &mut Criterion) {
-    // `cargo test --benches` runs benchmarks once in test mode: keep it short.
-    let samples: usize = if std::env::args().any(|a| a == "--bench") {
-        200_000
+    let (warm, samples) = if full_run() {
+        (WARM_UP, 200_000)
     } else {
-        1_000
+        (1_000, 1_000)
     };
     let mut rig = Rig::new();
-    rig.warm_up(WARM_UP.min(samples as u64 * 10));
+    rig.warm_up(warm);
     let mut times = Vec::with_capacity(samples);
-    let (trunk1, trunk2) = (rig.trunk1, rig.trunk2);
-    while times.len() < samples {
-        let answers: Vec<Bytes> = (0..CHUNK)
-            .map(|_| rig.call_on_trunk1_and_its_503())
-            .collect();
-        let mut out = Vec::with_capacity(answers.len());
-        for answer in answers {
-            let start = clock();
-            let invite = rig.step(trunk1, black_box(answer), trunk2);
-            times.push(start.elapsed());
-            out.push(invite);
-        }
-        rig.discard_output();
-        for invite in out {
-            rig.complete(trunk2, invite);
-        }
-    }
+    rig.timed_failovers(samples, |took, _| times.push(took));
+    println!(
+        "failover/latency: state held after {} calls: {:?}",
+        rig.calls,
+        rig.proxy.sizes()
+    );
     times.sort_unstable();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let over = |limit: Duration| times.iter().filter(|t| **t > limit).count();
+    let top: Vec<String> = times
+        .iter()
+        .rev()
+        .take(5)
+        .map(|t| format!("{:.0}", us(*t)))
+        .collect();
     println!(
-        "failover/latency (503 -> INVITE on trunk 2, {} single steps): \
-         p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.2} us",
+        "failover/latency (steady state, 503 -> INVITE on trunk 2, {} single steps): \
+         p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.2} us; \
+         over 100 us: {}, over 1 ms: {}, over 5 ms: {}; slowest (us): {}",
         times.len(),
         us(at(0.50)),
         us(at(0.90)),
         us(at(0.99)),
         us(at(0.999)),
         us(times[times.len() - 1]),
+        over(Duration::from_micros(100)),
+        over(Duration::from_millis(1)),
+        over(Duration::from_millis(5)),
+        top.join(", "),
     );
 }
 
-criterion_group!(benches, bench, latency);
+/// The same steps from a fresh proxy while its state grows to the steady
+/// state (the first 64·T1 of traffic after a start): every step over 500 µs,
+/// with the state held at that moment. Growing maps rehash and move their
+/// entries on the step that inserts past their capacity.
+fn latency_from_start(_: &mut Criterion) {
+    let samples = if full_run() { 80_000 } else { 1_000 };
+    let mut rig = Rig::new();
+    let mut slow = Vec::new();
+    let mut index = 0usize;
+    rig.timed_failovers(samples, |took, proxy| {
+        index += 1;
+        if took > Duration::from_micros(500) {
+            slow.push(format!(
+                "#{index} {:.2} ms (branches {})",
+                took.as_secs_f64() * 1e3,
+                proxy.sizes().branches
+            ));
+        }
+    });
+    println!(
+        "failover/latency_from_start ({samples} steps from a fresh proxy): {} over 500 us: {}",
+        slow.len(),
+        slow.join(", ")
+    );
+}
+
+criterion_group!(benches, bench, latency, latency_from_start);
 criterion_main!(benches);
