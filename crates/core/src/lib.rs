@@ -11,12 +11,14 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod config_issue;
 mod event;
 mod health;
 mod rng;
 mod target;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
+pub use config_issue::ConfigIssue;
 pub use event::{Event, EventKind};
 pub use health::{Health, HealthConfig, HealthState, HealthTransition};
 pub use rng::Rng;

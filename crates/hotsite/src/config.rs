@@ -210,20 +210,8 @@ pub(crate) struct Config {
     pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
 }
 
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigIssue {
-    /// The dotted key, e.g. `smpp.rebind_interval`.
-    pub(crate) key: String,
-    /// What is wrong with it.
-    pub(crate) reason: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+/// One problem in a configuration file: the key and why.
+pub(crate) use hotsite_core::ConfigIssue;
 
 /// Every problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

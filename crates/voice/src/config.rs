@@ -238,24 +238,10 @@ impl VoiceConfigError {
     }
 }
 
-/// One bad key and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// The full key, `voice.trunks[1].address`.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+pub use hotsite_core::ConfigIssue;
 
 fn display_issues(issues: &[ConfigIssue]) -> String {
-    let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
-    lines.join("; ")
+    ConfigIssue::join(issues, "; ")
 }
 
 /// Shortest timer accepted: anything below is a typo (`"2ms"` for `"2s"`).
@@ -624,10 +610,7 @@ impl Issues {
 }
 
 fn issue(key: &str, reason: String) -> ConfigIssue {
-    ConfigIssue {
-        key: key.to_owned(),
-        reason,
-    }
+    ConfigIssue::new(key, reason)
 }
 
 /// `ip:port` with an IP literal (`[::1]:5060` for IPv6) and a port.

@@ -166,19 +166,7 @@ pub struct EmailConfigError {
 }
 
 /// One problem: the key (`email.from`) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmailConfigIssue {
-    /// The key, such as `email.from`.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for EmailConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+pub type EmailConfigIssue = hotsite_core::ConfigIssue;
 
 /// The e-mail channel: one SMTP server, one sender.
 #[derive(Clone)]
@@ -884,19 +872,15 @@ where
 
 fn single(key: &str, reason: &str) -> EmailConfigError {
     EmailConfigError {
-        issues: vec![EmailConfigIssue {
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        }],
+        issues: vec![EmailConfigIssue::new(key, reason)],
     }
 }
 
 fn join_issues(issues: &[EmailConfigIssue]) -> String {
-    issues
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    EmailConfigIssue::join(
+        issues, "
+",
+    )
 }
 
 #[derive(Default)]
@@ -904,10 +888,7 @@ struct Issues(Vec<EmailConfigIssue>);
 
 impl Issues {
     fn add(&mut self, key: &str, reason: impl Into<String>) {
-        self.0.push(EmailConfigIssue {
-            key: key.to_owned(),
-            reason: reason.into(),
-        });
+        self.0.push(EmailConfigIssue::new(key, reason));
     }
 
     fn into_result(self) -> Result<(), EmailConfigError> {

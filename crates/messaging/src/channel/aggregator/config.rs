@@ -91,25 +91,10 @@ pub enum AggregatorConfigError {
     Client(String),
 }
 
-/// One bad key and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// The key, relative to the channel (`urls[1].url`, `resubmit_delay`): the
-    /// caller prefixes it with where the channel sits in its file.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+pub use hotsite_core::ConfigIssue;
 
 fn display_issues(issues: &[ConfigIssue]) -> String {
-    let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
-    lines.join("; ")
+    ConfigIssue::join(issues, "; ")
 }
 
 /// Shortest accepted timer: anything below this is a typo (`"30"` read as a
