@@ -145,9 +145,13 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
                 format!("OUT ({})", trunk["detail"].as_str().unwrap_or("?"))
             };
             println!(
-                "  {:<12} {:<22} {:<40} since {} UTC  media {} / failover {}  attempts {} failed over {}",
+                "  {:<12} {:<26} {:<40} since {} UTC  media {} / failover {}  attempts {} failed over {}",
                 trunk["name"].as_str().unwrap_or("?"),
-                trunk["address"].as_str().unwrap_or("?"),
+                format!(
+                    "{}:{}",
+                    trunk["transport"].as_str().unwrap_or("udp"),
+                    trunk["address"].as_str().unwrap_or("?")
+                ),
                 state,
                 time_of_day(trunk["since_ms"].as_i64().unwrap_or(0)),
                 trunk["media_region"].as_str().unwrap_or("?"),

@@ -86,6 +86,7 @@ fn trunk_json(trunk: &TrunkStatusView) -> Value {
         "name": trunk.name,
         "carrier": trunk.carrier,
         "address": trunk.address.to_string(),
+        "transport": trunk.transport.name(),
         "in_service": trunk.in_service,
         "since_ms": since_ms,
         "causes": trunk.causes.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),

@@ -33,7 +33,7 @@ use hotsite_sip::message::{
     parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
     StatusCode, Uri,
 };
-use hotsite_voice::proxy::{GroupSetup, Proxy, ProxyConfig, TrunkSetup};
+use hotsite_voice::proxy::{GroupSetup, Proxy, ProxyConfig, Transmit, Transport, TrunkSetup};
 use hotsite_voice::routing::{Distribution, TrunkSpec};
 
 const PROXY: &str = "10.0.0.1:5060";
@@ -82,6 +82,7 @@ fn trunk(name: &str, address: &str, priority: u32) -> TrunkSetup {
             registered: false,
         },
         address: addr(address),
+        transport: Transport::Udp,
         probe: None,
         register: None,
     }
@@ -182,7 +183,7 @@ impl Rig {
         self.proxy.handle_datagram(self.now, from, datagram);
         loop {
             match self.proxy.poll_transmit() {
-                Some((dest, bytes)) if dest == to => return bytes,
+                Some(Transmit { to: dest, bytes }) if dest.addr == to => return bytes,
                 Some(_) => {}
                 None => panic!("the proxy sent nothing to {to}"),
             }

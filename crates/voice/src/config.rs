@@ -37,7 +37,7 @@ use std::time::Duration;
 use hotsite_sip::message::Uri;
 use serde::{Deserialize, Deserializer};
 
-use crate::proxy::{GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, TrunkSetup};
+use crate::proxy::{GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup};
 use crate::routing::{Distribution, TrunkSpec};
 
 /// The `[voice]` section.
@@ -96,7 +96,7 @@ pub struct TrunkConfig {
     pub carrier: Option<String>,
     /// Where INVITEs and probes go: `ip:port` (names are not resolved).
     pub address: String,
-    /// `udp` (the only one for now).
+    /// `udp` (default) or `tcp`: how its INVITEs, probes and REGISTERs go.
     #[serde(default = "default_transport")]
     pub transport: String,
     /// Lower is preferred (SPEC V1). Default: 10.
@@ -339,10 +339,10 @@ impl VoiceConfig {
                     }
                 }
             }
-            if !trunk.transport.eq_ignore_ascii_case("udp") {
+            if Transport::parse(trunk.transport.as_bytes()).is_none() {
                 issues.add(
                     &key("transport"),
-                    format!("{:?} is not supported yet (only \"udp\")", trunk.transport),
+                    format!("{:?} is not \"udp\" or \"tcp\"", trunk.transport),
                 );
             }
             if trunk.weight == 0 {
@@ -513,6 +513,8 @@ impl VoiceConfig {
                     registered: register.is_some(),
                 },
                 address: trunk_address,
+                transport: Transport::parse(trunk.transport.as_bytes())
+                    .ok_or_else(|| invalid(&key("transport"), "not \"udp\" or \"tcp\"".into()))?,
                 probe: trunk.probe.enabled.then_some(ProbeSetup {
                     interval: trunk.probe.interval,
                     timeout: trunk.probe.timeout,

@@ -173,6 +173,13 @@ impl Trunks {
         self.trunks[trunk].causes == 0
     }
 
+    /// Whether `trunk` is out of service because it stopped answering (its
+    /// prober's health is down, or an INVITE got no reply at all), as
+    /// opposed to only having lost its registration.
+    pub fn stopped_answering(&self, trunk: usize) -> bool {
+        self.trunks[trunk].causes & (Cause::Probe.bit() | Cause::Passive.bit()) != 0
+    }
+
     /// The trunk's state.
     pub fn state(&self, trunk: usize) -> TrunkState {
         let t = &self.trunks[trunk];
@@ -284,11 +291,27 @@ impl Trunks {
         }
         let waited = now.saturating_duration_since(sent_at);
         let detail = format!("INVITE unanswered for {:.1} s", waited.as_secs_f64());
-        self.set(trunk, Cause::Passive, &detail, now);
+        self.mark_passive(trunk, &detail, now);
+        true
+    }
+
+    /// The transport could not reach `trunk` just now (over TCP: the
+    /// connection was refused, timed out or broke): marked like an INVITE
+    /// with no reply, at once. Returns whether it was marked (false if it was
+    /// out of service already).
+    pub fn on_unreachable(&mut self, trunk: usize, detail: &str, now: Instant) -> bool {
+        if self.trunks[trunk].causes != 0 {
+            return false;
+        }
+        self.mark_passive(trunk, detail, now);
+        true
+    }
+
+    fn mark_passive(&mut self, trunk: usize, detail: &str, now: Instant) {
+        self.set(trunk, Cause::Passive, detail, now);
         if !self.trunks[trunk].spec.probed {
             self.trunks[trunk].passive_until = Some(now + self.passive_hold);
         }
-        true
     }
 
     /// Clears passive marks whose hold has passed (trunks without a prober).

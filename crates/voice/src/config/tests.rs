@@ -134,7 +134,7 @@ fn errors_name_the_key() {
         [[voice.trunks]]
         name = "a"
         address = "x"
-        transport = "tcp"
+        transport = "tls"
         weight = 0
         media_region = ""
         failover_region = "eu"
@@ -158,7 +158,7 @@ fn errors_name_the_key() {
             "voice.public_address: required when voice.listen (0.0.0.0:5060) is not a specific address: Via and Record-Route must name where to reach the proxy",
             "voice.invite_timeout: must be at least 100ms, got 50ms",
             "voice.trunks[0].address: \"x\" is not ip:port (names are not resolved)",
-            "voice.trunks[0].transport: \"tcp\" is not supported yet (only \"udp\")",
+            "voice.trunks[0].transport: \"tls\" is not \"udp\" or \"tcp\"",
             "voice.trunks[0].weight: must be at least 1",
             "voice.trunks[0].media_region: must not be empty (SPEC V3)",
             "voice.trunks[0].probe.timeout: must be at least 100ms and at most probe.interval (5s), got 10s",

@@ -2,16 +2,15 @@
 //! §16.12), and responses that match no transaction (§16.7 with RFC 6026:
 //! 2xx to INVITE and the answers to in-dialog requests).
 
-use std::net::SocketAddr;
-
 use bytes::{BufMut, BytesMut};
 use hotsite_sip::message::{Method, Request, Response, StatusCode, Via};
 
+use super::transport::{Peer, Transport};
 use super::{wire, Proxy};
 
 impl Proxy {
     /// A request inside a dialog (To tag) that matched no transaction.
-    pub(super) fn forward_in_dialog(&mut self, from: SocketAddr, mut request: Request, via: Via) {
+    pub(super) fn forward_in_dialog(&mut self, from: Peer, mut request: Request, via: Via) {
         let is_ack = request.method == Method::Ack;
         let routed = request
             .headers
@@ -39,10 +38,22 @@ impl Proxy {
             None => wire::uri_addr(&request.uri),
         };
         let dest = match next {
-            Ok(dest) if dest == self.us.public || dest == self.us.listen => {
+            Ok((dest, _)) if dest == self.us.public || dest == self.us.listen => {
                 Err("the next hop is this proxy")
             }
-            other => other,
+            // The URI's transport if it names one; else a trunk's own
+            // transport for a trunk's address; else UDP (RFC 3263 §4.1 for an
+            // IP literal without a transport parameter).
+            Ok((addr, transport)) => Ok(Peer {
+                transport: transport.unwrap_or_else(|| {
+                    self.trunk_peers
+                        .iter()
+                        .find(|trunk| trunk.addr == addr)
+                        .map_or(Transport::Udp, |trunk| trunk.transport)
+                }),
+                addr,
+            }),
+            Err(reason) => Err(reason),
         };
         let dest = match dest {
             Ok(dest) => dest,
@@ -66,12 +77,13 @@ impl Proxy {
         }
         let branch = wire::stateless_branch(&request, &via);
         wire::stamp_via(&mut request.headers, &via, from);
-        let mut top = BytesMut::with_capacity(self.via_prefix.len() + branch.len());
-        top.put_slice(&self.via_prefix);
+        let prefix = self.via_prefix(dest.transport);
+        let mut top = BytesMut::with_capacity(prefix.len() + branch.len());
+        top.put_slice(prefix);
         top.put_slice(&branch);
         request.headers.push_via(top.freeze());
         self.stats.in_dialog_forwarded += 1;
-        self.transmits.push_back((dest, request.to_bytes()));
+        self.send(dest, request.to_bytes());
     }
 
     /// A response that matched no transaction: our Via is popped and the
@@ -99,11 +111,11 @@ impl Proxy {
             return;
         };
         let Some(dest) = wire::response_addr(&next) else {
-            tracing::debug!(via = %next.sent_by(), "response not relayed: the next Via names no IP");
+            tracing::debug!(via = %next.sent_by(), "response not relayed: the next Via names no IP or an unknown transport");
             self.stats.dropped += 1;
             return;
         };
         self.stats.responses_relayed += 1;
-        self.transmits.push_back((dest, response.to_bytes()));
+        self.send(dest, response.to_bytes());
     }
 }

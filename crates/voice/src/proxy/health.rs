@@ -9,7 +9,6 @@
 //! [`Trunks`](crate::routing::Trunks), whose service-state changes become
 //! [`ProxyEvent::Trunk`](super::ProxyEvent::Trunk).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use hotsite_core::{EventKind, HealthConfig, HealthState, Target};
@@ -17,6 +16,7 @@ use hotsite_sip::message::{Response, Uri};
 use hotsite_sip::prober::{AliveWhen, ProbeOutcome, Prober, ProberConfig};
 use hotsite_sip::register::{Credentials, RegisterClient, RegisterConfig, RegisterEvent};
 
+use super::transport::{Peer, Transmit};
 use super::{Proxy, TrunkSetup};
 
 pub(crate) struct ProbeRunner {
@@ -27,7 +27,7 @@ pub(crate) struct ProbeRunner {
 pub(crate) struct RegisterRunner {
     pub(crate) trunk: usize,
     pub(crate) client: RegisterClient,
-    address: SocketAddr,
+    pub(crate) address: Peer,
 }
 
 impl Proxy {
@@ -53,7 +53,8 @@ impl Proxy {
                 } else {
                     AliveWhen::AnyFinal
                 };
-                config.transaction = self.tx_config;
+                config.transaction = self.tx_config_for(setup.transport);
+                config.transport = setup.transport.via_name().into();
                 let prober = Prober::new(
                     config,
                     vec![(target.clone(), uri)],
@@ -91,12 +92,16 @@ impl Proxy {
                     username: register.user.clone(),
                     password: register.password.clone(),
                 });
-                config.transaction = self.tx_config;
+                config.transaction = self.tx_config_for(setup.transport);
+                config.transport = setup.transport.via_name().into();
                 let client = RegisterClient::new(config, target, self.rng.next_u64(), now);
                 self.registrations.push(RegisterRunner {
                     trunk: index,
                     client,
-                    address: register.address,
+                    address: Peer {
+                        transport: setup.transport,
+                        addr: register.address,
+                    },
                 });
             }
         }
@@ -174,14 +179,20 @@ impl Proxy {
     fn drain_prober(&mut self, i: usize) {
         let runner = &mut self.probers[i];
         let trunk = runner.trunk;
-        let addr = self.trunk_addrs[trunk];
+        let to = self.trunk_peers[trunk];
         while let Some(transmit) = runner.prober.poll_transmit() {
-            self.transmits.push_back((addr, transmit.bytes));
+            self.transmits.push_back(Transmit {
+                to,
+                bytes: transmit.bytes,
+            });
         }
         while let Some(event) = runner.prober.poll_event() {
             if let EventKind::Health { to, cause, .. } = &event.kind {
                 tracing::debug!(trunk = %event.target, ?to, %cause, "probe health");
                 self.trunks.on_probe_health(trunk, *to, cause, event.at);
+                if *to == HealthState::Down {
+                    self.stopped_answering.push(trunk);
+                }
             }
         }
         self.drain_trunk_events();
@@ -191,7 +202,10 @@ impl Proxy {
         let runner = &mut self.registrations[i];
         let trunk = runner.trunk;
         while let Some(bytes) = runner.client.poll_transmit() {
-            self.transmits.push_back((runner.address, bytes));
+            self.transmits.push_back(Transmit {
+                to: runner.address,
+                bytes,
+            });
         }
         while let Some(event) = runner.client.poll_event() {
             match event {

@@ -21,14 +21,16 @@
 //! A 2xx ends the branch and the call at once (see the module docs of
 //! [`super`]).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hotsite_sip::message::{cancel_for, response_to, Method, Request, Response, StatusCode, Via};
-use hotsite_sip::transaction::{ClientInvite, ClientNonInvite, ServerInvite, TransactionEvent};
+use hotsite_sip::transaction::{
+    ClientInvite, ClientNonInvite, ServerInvite, TransactionConfig, TransactionEvent,
+};
 
 use super::timers::TimerRef;
+use super::transport::{Peer, Transmit};
 use super::wire::{self, ServerKey};
 use super::{CallEnded, CallOutcome, Failover, Proxy, ProxyEvent};
 use crate::routing::fails_over;
@@ -39,7 +41,7 @@ pub(crate) struct Call {
     /// Holds the caller's INVITE as forwarded (Via stamped, Max-Forwards
     /// decremented, Record-Route added): each attempt copies it.
     server: ServerInvite,
-    caller: SocketAddr,
+    caller: Peer,
     group: usize,
     plan: Vec<usize>,
     /// How many trunks of the plan were started.
@@ -58,12 +60,21 @@ enum Failure {
     Final { trunk: usize, response: Response },
     /// No reply at all.
     NoReply { trunk: usize, waited: Duration },
+    /// It rang, then the trunk was taken out of service for not answering
+    /// (probes or another call's silent INVITE) and this branch had heard
+    /// nothing from it for `silent` either.
+    StoppedAnswering { trunk: usize, silent: Duration },
+    /// The transport could not reach it (over TCP: no connection).
+    Unreachable { trunk: usize, reason: String },
 }
 
 impl Failure {
     fn trunk(&self) -> usize {
         match self {
-            Failure::Final { trunk, .. } | Failure::NoReply { trunk, .. } => *trunk,
+            Failure::Final { trunk, .. }
+            | Failure::NoReply { trunk, .. }
+            | Failure::StoppedAnswering { trunk, .. }
+            | Failure::Unreachable { trunk, .. } => *trunk,
         }
     }
 
@@ -75,6 +86,11 @@ impl Failure {
             Failure::NoReply { waited, .. } => {
                 format!("no reply within {:.1} s", waited.as_secs_f64())
             }
+            Failure::Unreachable { reason, .. } => format!("unreachable: {reason}"),
+            Failure::StoppedAnswering { silent, .. } => format!(
+                "out of service while ringing, silent for {:.1} s",
+                silent.as_secs_f64()
+            ),
         }
     }
 }
@@ -86,6 +102,11 @@ pub(crate) struct Branch {
     tx: ClientInvite,
     cancel: Option<ClientNonInvite>,
     sent_at: Instant,
+    /// The last answer from the trunk on this branch (`sent_at` until one).
+    heard_at: Instant,
+    /// While ringing on a trunk that stopped answering: when to look again
+    /// (see [`Proxy::reroute_ringing`]).
+    recheck: Option<Instant>,
     phase: Phase,
     pub(crate) scheduled: Option<Instant>,
 }
@@ -118,13 +139,7 @@ impl Phase {
 
 impl Proxy {
     /// An INVITE without a To tag: a retransmission, or a new call.
-    pub(super) fn on_invite(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        mut request: Request,
-        via: Via,
-    ) {
+    pub(super) fn on_invite(&mut self, now: Instant, from: Peer, mut request: Request, via: Via) {
         let Some(key) = ServerKey::of(&request, &via) else {
             self.reply(
                 from,
@@ -150,7 +165,7 @@ impl Proxy {
         // A new call from a trunk would go straight back out to the trunks:
         // inbound calls are not routed (yet), and this also stops a loop
         // through a trunk that points back at us.
-        if self.trunk_addrs.contains(&from) {
+        if self.trunk_peers.iter().any(|trunk| trunk.addr == from.addr) {
             self.reply(
                 from,
                 &request,
@@ -175,7 +190,7 @@ impl Proxy {
         }
         request
             .headers
-            .insert_record_route(self.record_route.clone());
+            .insert_record_route(self.record_route[caller.transport as usize].clone());
         let group = self.select_group(&request.uri);
         let Some(setup) = self.groups.get(group) else {
             self.reply_to(
@@ -193,14 +208,14 @@ impl Proxy {
             &mut self.rng,
         );
         let trying = response_to(&request, StatusCode::TRYING, None);
-        let mut server = ServerInvite::new(now, request, self.tx_config);
+        let mut server = ServerInvite::new(now, request, self.tx_config_for(caller.transport));
         // Answered at once: the caller stops retransmitting (§16.2).
         let _ = server.respond(now, trying);
         let id = self.next_call;
         self.next_call += 1;
         self.calls.insert(
             id,
-            Call {
+            Box::new(Call {
                 key: key.clone(),
                 server,
                 caller,
@@ -213,7 +228,7 @@ impl Proxy {
                 last_failure: None,
                 started: now,
                 scheduled: None,
-            },
+            }),
         );
         self.call_keys.insert(key, id);
         self.stats.calls += 1;
@@ -222,7 +237,7 @@ impl Proxy {
     }
 
     /// The caller's CANCEL (§9.2, §16.10).
-    pub(super) fn on_cancel(&mut self, now: Instant, from: SocketAddr, request: Request, via: Via) {
+    pub(super) fn on_cancel(&mut self, now: Instant, from: Peer, request: Request, via: Via) {
         let key = ServerKey::of(&request, &via);
         let call = key
             .as_ref()
@@ -279,6 +294,7 @@ impl Proxy {
         let Some(branch) = self.branches.get_mut(id) else {
             return;
         };
+        branch.heard_at = now;
         branch.tx.handle_response(now, response);
         self.drive_branch(now, id, false);
     }
@@ -302,7 +318,10 @@ impl Proxy {
             call.server.handle_timeout(now);
         }
         while let Some(bytes) = call.server.poll_transmit() {
-            self.transmits.push_back((call.caller, bytes));
+            self.transmits.push_back(Transmit {
+                to: call.caller,
+                bytes,
+            });
         }
         while let Some(event) = call.server.poll_event() {
             if event == TransactionEvent::Timeout {
@@ -341,7 +360,7 @@ impl Proxy {
         }
         let (response, trunk) = match call.last_failure.take() {
             Some(Failure::Final { trunk, response }) => (response, Some(trunk)),
-            Some(failure @ Failure::NoReply { .. }) => {
+            Some(failure @ (Failure::NoReply { .. } | Failure::StoppedAnswering { .. })) => {
                 let trunk = failure.trunk();
                 let text = format!(
                     "trunk {}: {}; no trunk left",
@@ -349,6 +368,16 @@ impl Proxy {
                     failure.describe()
                 );
                 let response = self.local_answer(id, StatusCode::REQUEST_TIMEOUT, Some(&text));
+                (response, Some(trunk))
+            }
+            Some(failure @ Failure::Unreachable { .. }) => {
+                let trunk = failure.trunk();
+                let text = format!(
+                    "trunk {}: {}; no trunk left",
+                    self.trunk_refs[trunk].name,
+                    failure.describe()
+                );
+                let response = self.local_answer(id, StatusCode::SERVICE_UNAVAILABLE, Some(&text));
                 (response, Some(trunk))
             }
             None => {
@@ -424,8 +453,10 @@ impl Proxy {
         call.tried += 1;
         let branch = wire::stateful_branch(&mut self.rng);
         let mut request = call.server.request().clone();
-        let mut via = BytesMut::with_capacity(self.via_prefix.len() + branch.len());
-        via.put_slice(&self.via_prefix);
+        let transport = self.trunk_peers[trunk].transport;
+        let prefix = &self.via_prefix[transport as usize];
+        let mut via = BytesMut::with_capacity(prefix.len() + branch.len());
+        via.put_slice(prefix);
         via.put_slice(&branch);
         request.headers.push_via(via.freeze());
         call.current = Some(branch.clone());
@@ -458,17 +489,19 @@ impl Proxy {
         self.trunk_stats[trunk].attempts += 1;
         self.branches.insert(
             branch.clone(),
-            Branch {
+            Box::new(Branch {
                 call: id,
                 trunk,
-                tx: ClientInvite::new(now, request, self.tx_config),
+                tx: ClientInvite::new(now, request, self.tx_config_for(transport)),
                 cancel: None,
                 sent_at: now,
+                heard_at: now,
+                recheck: None,
                 phase: Phase::Calling {
                     until: now + self.invite_timeout,
                 },
                 scheduled: None,
-            },
+            }),
         );
         self.drive_branch(now, &branch, false);
     }
@@ -492,6 +525,13 @@ impl Proxy {
         self.flush_branch(id);
         while let Some(event) = self.branches.get_mut(id).and_then(|b| b.tx.poll_event()) {
             self.on_branch_event(now, id, event);
+        }
+        if self
+            .branches
+            .get(id)
+            .is_some_and(|b| b.recheck.is_some_and(|at| at <= now))
+        {
+            self.recheck_ringing(now, id);
         }
         let due = self
             .branches
@@ -527,6 +567,7 @@ impl Proxy {
         };
         let next = [
             branch.phase.deadline(),
+            branch.recheck,
             tx,
             branch.cancel.as_ref().and_then(|c| c.poll_timeout()),
         ]
@@ -542,13 +583,13 @@ impl Proxy {
         let Some(branch) = self.branches.get_mut(id) else {
             return;
         };
-        let addr = self.trunk_addrs[branch.trunk];
+        let to = self.trunk_peers[branch.trunk];
         while let Some(bytes) = branch.tx.poll_transmit() {
-            self.transmits.push_back((addr, bytes));
+            self.transmits.push_back(Transmit { to, bytes });
         }
         if let Some(cancel) = branch.cancel.as_mut() {
             while let Some(bytes) = cancel.poll_transmit() {
-                self.transmits.push_back((addr, bytes));
+                self.transmits.push_back(Transmit { to, bytes });
             }
             // 200 to our CANCEL, or its timeout: nothing to do either way.
             while cancel.poll_event().is_some() {}
@@ -739,7 +780,9 @@ impl Proxy {
         let (call, trunk, sent_at) = (branch.call, branch.trunk, branch.sent_at);
         self.stats.invite_timeouts += 1;
         self.trunk_stats[trunk].no_reply += 1;
-        self.trunks.on_invite_timeout(trunk, sent_at, false, now);
+        if self.trunks.on_invite_timeout(trunk, sent_at, false, now) {
+            self.stopped_answering.push(trunk);
+        }
         self.drain_trunk_events();
         if !self.is_live(call, id) {
             return;
@@ -801,14 +844,135 @@ impl Proxy {
         if branch.cancel.is_some() || branch.phase == Phase::Done {
             return;
         }
+        let config = TransactionConfig {
+            reliable: self.trunk_peers[branch.trunk].transport.is_reliable(),
+            ..self.tx_config
+        };
         match cancel_for(branch.tx.request()) {
             Ok(cancel) => {
-                branch.cancel = Some(ClientNonInvite::new(now, cancel, self.tx_config));
+                branch.recheck = None;
+                branch.cancel = Some(ClientNonInvite::new(now, cancel, config));
                 branch.phase = Phase::Cancelling {
                     until: now + self.tx_config.timeout(),
                 };
             }
             Err(error) => tracing::debug!(%error, "cannot build CANCEL"),
+        }
+    }
+}
+
+impl Proxy {
+    /// Calls ringing on trunks that were just taken out of service for not
+    /// answering move to the next trunk of their plan (SPEC V1, V2).
+    ///
+    /// A trunk that dies silently leaves its ringing calls with nothing to
+    /// wait for: their 200 will never come, and without this they would hold
+    /// the caller for the whole ring time (`invite_final_timeout`) and then
+    /// fail. So when a trunk is marked down by its prober or by another
+    /// call's unanswered INVITE, each of its ringing branches that has heard
+    /// nothing from it for `invite_timeout` is cancelled and its call tries
+    /// the next trunk at once; one that heard from it more recently (the
+    /// trunk was alive after the evidence began) is looked at again when it
+    /// has been silent that long, and moved then if the trunk is still out.
+    /// A trunk out of service only for its registration keeps its calls.
+    ///
+    /// This never marks a trunk (the stale-call rule of SPEC V2 stands), and
+    /// calls still trying the trunk (no reply yet) are left to their own
+    /// `invite_timeout`, which already bounds their delay.
+    pub(super) fn reroute_ringing(&mut self, now: Instant) {
+        if self.stopped_answering.is_empty() {
+            return;
+        }
+        let mut trunks = std::mem::take(&mut self.stopped_answering);
+        trunks.sort_unstable();
+        trunks.dedup();
+        let ringing: Vec<Bytes> = self
+            .branches
+            .iter()
+            .filter(|(_, b)| {
+                matches!(b.phase, Phase::Ringing { .. }) && trunks.binary_search(&b.trunk).is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ringing {
+            self.recheck_ringing(now, &id);
+            self.drive_branch(now, &id, false);
+        }
+    }
+
+    /// One ringing branch on a trunk that may have stopped answering: moved
+    /// on, looked at again later, or left alone (see
+    /// [`Proxy::reroute_ringing`]).
+    fn recheck_ringing(&mut self, now: Instant, id: &Bytes) {
+        let Some(branch) = self.branches.get_mut(id) else {
+            return;
+        };
+        branch.recheck = None;
+        let (call, trunk, heard_at) = (branch.call, branch.trunk, branch.heard_at);
+        if !matches!(branch.phase, Phase::Ringing { .. })
+            || !self.trunks.stopped_answering(trunk)
+            || !self.is_live(call, id)
+        {
+            return;
+        }
+        let quiet_until = heard_at + self.invite_timeout;
+        if quiet_until > now {
+            if let Some(branch) = self.branches.get_mut(id) {
+                branch.recheck = Some(quiet_until);
+            }
+            return;
+        }
+        self.send_cancel(now, id);
+        self.stats.ringing_rerouted += 1;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.current = None;
+            c.last_failure = Some(Failure::StoppedAnswering {
+                trunk,
+                silent: now.saturating_duration_since(heard_at),
+            });
+        }
+        self.advance(now, call);
+    }
+}
+
+impl Proxy {
+    /// Calls trying a trunk the transport cannot reach move on at once (SPEC
+    /// V1), and the trunk is marked like a silent one (SPEC V2): over TCP a
+    /// refused or broken connection is known in a moment, so nobody waits
+    /// `invite_timeout` for it. See [`Proxy::handle_unreachable`].
+    pub(super) fn trunk_unreachable(&mut self, now: Instant, trunk: usize, reason: &str) {
+        let trying: Vec<Bytes> = self
+            .branches
+            .iter()
+            .filter(|(_, b)| b.trunk == trunk && matches!(b.phase, Phase::Calling { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let detail = format!("{}: {reason}", self.trunk_peers[trunk]);
+        if self.trunks.on_unreachable(trunk, &detail, now) {
+            self.stopped_answering.push(trunk);
+        }
+        self.drain_trunk_events();
+        for id in trying {
+            let Some(branch) = self.branches.get_mut(&id) else {
+                continue;
+            };
+            branch.phase = Phase::Done;
+            branch.tx.handle_transport_error(now);
+            // Its TransportError event is this failure, handled here.
+            while branch.tx.poll_event().is_some() {}
+            let call = branch.call;
+            self.trunk_stats[trunk].no_reply += 1;
+            if self.is_live(call, &id) {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.current = None;
+                    c.last_failure = Some(Failure::Unreachable {
+                        trunk,
+                        reason: reason.to_owned(),
+                    });
+                }
+                self.advance(now, call);
+            }
+            self.drive_branch(now, &id, false);
         }
     }
 }

@@ -132,6 +132,7 @@ mod dialog;
 mod health;
 mod invite;
 mod timers;
+mod transport;
 mod wire;
 
 #[cfg(test)]
@@ -156,6 +157,8 @@ use self::health::{ProbeRunner, RegisterRunner};
 use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
 use self::wire::{ServerKey, Us};
+
+pub use self::transport::{Peer, Transmit, Transport};
 
 /// What the proxy core needs to run; built from `[voice]` by
 /// [`VoiceConfig::proxy_config`](crate::config::VoiceConfig::proxy_config).
@@ -188,6 +191,8 @@ pub struct TrunkSetup {
     pub spec: TrunkSpec,
     /// Where its INVITEs and probes go.
     pub address: SocketAddr,
+    /// Over what (its probes and REGISTERs too).
+    pub transport: Transport,
     /// OPTIONS probing, if any.
     pub probe: Option<ProbeSetup>,
     /// Registration, if it is registration-based.
@@ -351,6 +356,8 @@ pub struct ProxyStats {
     pub failovers: u64,
     /// INVITEs with no reply at all within `invite_timeout`.
     pub invite_timeouts: u64,
+    /// Ringing calls moved to the next trunk because theirs stopped answering.
+    pub ringing_rerouted: u64,
     /// Trunk service state changes (SPEC V2).
     pub trunk_state_changes: u64,
     /// Retransmitted INVITEs absorbed.
@@ -393,6 +400,8 @@ pub struct TrunkStatus {
     pub trunk: TrunkRef,
     /// Where it is.
     pub address: SocketAddr,
+    /// Over what.
+    pub transport: Transport,
     /// Whether calls go to it.
     pub in_service: bool,
     /// Since when.
@@ -426,30 +435,39 @@ pub struct Sizes {
 pub struct Proxy {
     us: Us,
     agent: String,
-    via_prefix: Bytes,
-    record_route: Bytes,
+    /// `SIP/2.0/UDP ADDR;branch=` and the same for TCP, by [`Transport`].
+    via_prefix: [Bytes; 2],
+    /// Our Record-Route, plain and with `transport=tcp` (for TCP callers).
+    record_route: [Bytes; 2],
     to_tag: String,
     tx_config: TransactionConfig,
     invite_timeout: Duration,
     invite_final_timeout: Duration,
     trunks: Trunks,
     trunk_refs: Vec<TrunkRef>,
-    trunk_addrs: Vec<SocketAddr>,
+    trunk_peers: Vec<Peer>,
     trunk_stats: Vec<TrunkStats>,
     groups: Vec<GroupSetup>,
     group_names: Vec<Arc<str>>,
     default_group: usize,
     rng: Rng,
     next_call: u64,
-    calls: HashMap<u64, Call>,
+    // Boxed: a call is ≈700 bytes and a branch ≈950; unboxed, growing a map
+    // past ≈56k live branches moved ≈50 MB in one go (a 70 ms stall measured
+    // by benches/failover.rs), boxed it moves 40-byte entries.
+    calls: HashMap<u64, Box<Call>>,
     call_keys: HashMap<ServerKey, u64>,
-    branches: HashMap<Bytes, Branch>,
+    branches: HashMap<Bytes, Box<Branch>>,
     tombstones: HashSet<ServerKey>,
     tombstone_queue: VecDeque<(Instant, ServerKey)>,
     timers: Timers,
     probers: Vec<ProbeRunner>,
     registrations: Vec<RegisterRunner>,
-    transmits: VecDeque<(SocketAddr, Bytes)>,
+    /// Trunks just taken out of service for not answering, whose ringing
+    /// calls [`Proxy::reroute_ringing`] looks at before the input's handling
+    /// ends.
+    stopped_answering: Vec<usize>,
+    transmits: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
     stats: ProxyStats,
 }
@@ -490,14 +508,27 @@ impl Proxy {
                 listen: config.listen,
             },
             agent: address.to_string(),
-            via_prefix: Bytes::from(format!("SIP/2.0/UDP {address};branch=")),
-            record_route: Bytes::from(format!("<sip:{address};lr>")),
+            via_prefix: [
+                Bytes::from(format!("SIP/2.0/UDP {address};branch=")),
+                Bytes::from(format!("SIP/2.0/TCP {address};branch=")),
+            ],
+            record_route: [
+                Bytes::from(format!("<sip:{address};lr>")),
+                Bytes::from(format!("<sip:{address};transport=tcp;lr>")),
+            ],
             to_tag: format!("hs{:012x}", rng.next_u64() >> 16),
             tx_config,
             invite_timeout: config.invite_timeout,
             invite_final_timeout: config.invite_final_timeout,
             trunks,
-            trunk_addrs: config.trunks.iter().map(|t| t.address).collect(),
+            trunk_peers: config
+                .trunks
+                .iter()
+                .map(|t| Peer {
+                    transport: t.transport,
+                    addr: t.address,
+                })
+                .collect(),
             trunk_stats: vec![TrunkStats::default(); config.trunks.len()],
             trunk_refs,
             group_names: config
@@ -518,6 +549,7 @@ impl Proxy {
             timers: Timers::default(),
             probers: Vec::new(),
             registrations: Vec::new(),
+            stopped_answering: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: ProxyStats::default(),
@@ -527,15 +559,22 @@ impl Proxy {
         proxy
     }
 
-    /// One datagram from `from`. Whatever it causes is queued before this
-    /// returns (transmits, events, timers).
+    /// One UDP datagram from `from`: [`Proxy::handle_message`] over UDP.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        self.handle_message(now, Peer::udp(from), datagram);
+    }
+
+    /// One message from `from`: a UDP datagram, or one message framed out of
+    /// a TCP stream (hotsite-sip's `frame_len`). Whatever it causes is queued
+    /// before this returns (transmits, events, timers).
+    pub fn handle_message(&mut self, now: Instant, from: Peer, message: Bytes) {
         self.stats.datagrams += 1;
-        match parse_bytes(datagram) {
+        match parse_bytes(message) {
             Ok(Message::Request(request)) => self.on_request(now, from, request),
             Ok(Message::Response(response)) => self.on_response(now, response),
             Err(error) => self.on_malformed(from, &error),
         }
+        self.reroute_ringing(now);
     }
 
     /// Fires every deadline due at `now`: retransmissions, `invite_timeout`,
@@ -572,11 +611,12 @@ impl Proxy {
         self.trunks.handle_timeout(now);
         self.drain_trunk_events();
         self.drive_health(now, true);
+        self.reroute_ringing(now);
     }
 
-    /// The next datagram to send and where. Changes after every
-    /// `handle_datagram` and `handle_timeout`.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+    /// The next message to send and where. Changes after every
+    /// `handle_message`, `handle_unreachable` and `handle_timeout`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
@@ -597,6 +637,31 @@ impl Proxy {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The driver could not deliver to `to`: over TCP, the connection could
+    /// not be opened or broke while sending (`reason` says which, for the
+    /// trunk's status). If `to` is a trunk, the calls trying it move to their
+    /// next trunk at once, it is marked out of service (SPEC V1, V2), and its
+    /// probe or REGISTER in flight fails. Other peers (a caller that hung up
+    /// its connection) need nothing: their transactions time out.
+    pub fn handle_unreachable(&mut self, now: Instant, to: Peer, reason: &str) {
+        let Some(trunk) = self.trunk_peers.iter().position(|peer| *peer == to) else {
+            return;
+        };
+        self.trunk_unreachable(now, trunk, reason);
+        for runner in self.probers.iter_mut().filter(|r| r.trunk == trunk) {
+            runner.prober.handle_transport_error(now, 0);
+        }
+        for runner in self.registrations.iter_mut().filter(|r| r.trunk == trunk) {
+            // (Its registrar may live elsewhere; then this is only the trunk.)
+            if runner.address != to {
+                continue;
+            }
+            runner.client.handle_transport_error(now);
+        }
+        self.drive_health(now, false);
+        self.reroute_ringing(now);
     }
 
     /// Removes every registration (REGISTER with Expires: 0); the requests are
@@ -635,7 +700,8 @@ impl Proxy {
                 let state = self.trunks.state(index);
                 TrunkStatus {
                     trunk: self.trunk_refs[index].clone(),
-                    address: self.trunk_addrs[index],
+                    address: self.trunk_peers[index].addr,
+                    transport: self.trunk_peers[index].transport,
                     in_service: state.in_service,
                     since: state.since,
                     causes: state.causes,
@@ -656,7 +722,7 @@ impl Proxy {
             .collect()
     }
 
-    fn on_request(&mut self, now: Instant, from: SocketAddr, request: Request) {
+    fn on_request(&mut self, now: Instant, from: Peer, request: Request) {
         // The parser checked Via, From and To: these views answer.
         let Some(via) = request.headers.top_via() else {
             self.stats.dropped += 1;
@@ -723,7 +789,7 @@ impl Proxy {
         }
     }
 
-    fn on_malformed(&mut self, from: SocketAddr, error: &ParseError) {
+    fn on_malformed(&mut self, from: Peer, error: &ParseError) {
         if error.is_keepalive() {
             self.stats.keepalives += 1;
             return;
@@ -745,7 +811,7 @@ impl Proxy {
                 tracing::debug!(%from, %error, "malformed request answered {}", response.status);
                 self.stats.local_replies += 1;
                 // The Via may be what is broken: answer the source address.
-                self.transmits.push_back((from, bytes));
+                self.send(from, bytes);
             }
             None => {
                 tracing::debug!(%from, %error, "malformed datagram dropped");
@@ -757,7 +823,7 @@ impl Proxy {
     /// Answers a request ourselves, without a transaction (nothing for ACK).
     fn reply(
         &mut self,
-        from: SocketAddr,
+        from: Peer,
         request: &Request,
         via: &Via,
         status: StatusCode,
@@ -768,7 +834,7 @@ impl Proxy {
 
     fn reply_to(
         &mut self,
-        addr: SocketAddr,
+        addr: Peer,
         request: &Request,
         status: StatusCode,
         warning: Option<&str>,
@@ -787,7 +853,24 @@ impl Proxy {
             ));
         }
         self.stats.local_replies += 1;
-        self.transmits.push_back((addr, response.to_bytes()));
+        self.send(addr, response.to_bytes());
+    }
+
+    fn send(&mut self, to: Peer, bytes: Bytes) {
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    /// Our Via up to the branch value, for a message sent over `transport`.
+    fn via_prefix(&self, transport: Transport) -> &Bytes {
+        &self.via_prefix[transport as usize]
+    }
+
+    /// The transaction timers for `transport` (no retransmissions over TCP).
+    fn tx_config_for(&self, transport: Transport) -> TransactionConfig {
+        TransactionConfig {
+            reliable: transport.is_reliable(),
+            ..self.tx_config
+        }
     }
 
     fn drain_trunk_events(&mut self) {

@@ -9,6 +9,8 @@ use hotsite_core::Rng;
 use hotsite_sip::message::{Header, HeaderName, Headers, Request, Uri, Via, BRANCH_MAGIC_COOKIE};
 use sha2::{Digest, Sha256};
 
+use super::transport::{Peer, Transport};
+
 /// What identifies the caller's INVITE server transaction (§17.2.3): the top
 /// Via branch and sent-by, or for pre-RFC 3261 clients (no magic cookie) the
 /// Request-URI, From tag, Call-ID, CSeq number and top Via. ACK and CANCEL
@@ -55,26 +57,31 @@ pub(crate) fn parse_ip(host: &[u8]) -> Option<IpAddr> {
 }
 
 /// Where the responses to a request that came from `from` go (§18.2.2 with
-/// RFC 3581): with `rport`, back to the source address and port; otherwise to
-/// the source IP (the `received` address) at the sent-by port.
-pub(crate) fn reply_addr(via: &Via, from: SocketAddr) -> SocketAddr {
-    if via.rport().is_some() {
+/// RFC 3581): over TCP, back on the connection it came on; over UDP with
+/// `rport`, back to the source address and port; otherwise to the source IP
+/// (the `received` address) at the sent-by port.
+pub(crate) fn reply_addr(via: &Via, from: Peer) -> Peer {
+    if from.transport == Transport::Tcp || via.rport().is_some() {
         from
     } else {
-        SocketAddr::new(from.ip(), via.port.unwrap_or(5060))
+        Peer::udp(SocketAddr::new(from.addr.ip(), via.port.unwrap_or(5060)))
     }
 }
 
-/// Adds `received` (and the `rport` value) to the top Via when RFC 3261
-/// §18.2.1 and RFC 3581 §4 ask for it: the sent-by host is not the source IP,
-/// or the client asked for `rport`. The common case (an IP sent-by equal to
-/// the source, no `rport`) edits nothing. Returns where responses go.
-pub(crate) fn stamp_via(headers: &mut Headers, via: &Via, from: SocketAddr) -> SocketAddr {
+/// Adds `received` (and `rport`) to the top Via when RFC 3261 §18.2.1 and
+/// RFC 3581 §4 ask for it: the sent-by host is not the source IP, or the
+/// client asked for `rport`; and over TCP always, with the connection's port
+/// as `rport`, so that a 2xx relayed along the Via after the call's state is
+/// gone (RFC 6026) finds the same connection. The common UDP case (an IP
+/// sent-by equal to the source, no `rport`) edits nothing. Returns where
+/// responses go.
+pub(crate) fn stamp_via(headers: &mut Headers, via: &Via, from: Peer) -> Peer {
     let addr = reply_addr(via, from);
-    let rport = via.rport().is_some();
-    if !rport && parse_ip(&via.host) == Some(from.ip()) {
+    let rport = via.rport().is_some() || from.transport == Transport::Tcp;
+    if !rport && parse_ip(&via.host) == Some(from.addr.ip()) {
         return addr;
     }
+    let from = from.addr;
     let mut value = BytesMut::with_capacity(96 + via.params.as_bytes().len());
     value.put_slice(&via.protocol);
     value.put_u8(b'/');
@@ -104,10 +111,12 @@ pub(crate) fn stamp_via(headers: &mut Headers, via: &Via, from: SocketAddr) -> S
     addr
 }
 
-/// Where a response goes after we popped our Via: the next Via's `received`
-/// (or host, if an IP) and `rport` (or port, or 5060). `None` when the host is
-/// a name: we resolve nothing.
-pub(crate) fn response_addr(via: &Via) -> Option<SocketAddr> {
+/// Where a response goes after we popped our Via: over the Via's transport,
+/// to its `received` (or host, if an IP) and `rport` (or port, or 5060).
+/// `None` when the host is a name (we resolve nothing) or the transport is
+/// one we do not speak.
+pub(crate) fn response_addr(via: &Via) -> Option<Peer> {
+    let transport = Transport::parse(&via.transport)?;
     let ip = match via.received() {
         Some(received) => parse_ip(received.as_bytes())?,
         None => parse_ip(&via.host)?,
@@ -116,23 +125,33 @@ pub(crate) fn response_addr(via: &Via) -> Option<SocketAddr> {
         Some(Some(port)) => port,
         _ => via.port.unwrap_or(5060),
     };
-    Some(SocketAddr::new(ip, port))
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+    })
 }
 
 /// The address a SIP URI points at (a Route entry or a Request-URI): its
-/// `maddr` or host, which must be an IP literal, and its port or 5060.
-pub(crate) fn uri_addr(uri: &Uri) -> Result<SocketAddr, &'static str> {
+/// `maddr` or host, which must be an IP literal, and its port or 5060; with
+/// the transport its `transport` parameter names, if any.
+pub(crate) fn uri_addr(uri: &Uri) -> Result<(SocketAddr, Option<Transport>), &'static str> {
     let sip = uri.sip().ok_or("not a sip: URI")?;
     if sip.secure {
         return Err("sips: needs TLS, which this proxy does not speak yet");
     }
+    let transport = match sip.param("transport") {
+        Some(Some(name)) => {
+            Some(Transport::parse(name).ok_or("the URI's transport is not one this proxy speaks")?)
+        }
+        _ => None,
+    };
     let host = match sip.param("maddr") {
         Some(Some(maddr)) => maddr,
         _ => &sip.host[..],
     };
     let ip =
         parse_ip(host).ok_or("the host is a name, not an IP address (names are not resolved)")?;
-    Ok(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+    Ok((SocketAddr::new(ip, sip.port.unwrap_or(5060)), transport))
 }
 
 /// Our addresses: the public one (Via, Record-Route) and the bound one.

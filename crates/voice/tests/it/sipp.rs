@@ -24,9 +24,15 @@ fn free_port() -> u16 {
 
 /// A SIPp trunk: answers calls by `scenario`, OPTIONS with `-aa`.
 fn trunk(scenario_file: &str, port: u16) -> Child {
+    trunk_over(scenario_file, port, "u1")
+}
+
+/// A SIPp trunk over SIPp's transport mode `mode` (`u1` UDP, `t1` TCP).
+fn trunk_over(scenario_file: &str, port: u16, mode: &str) -> Child {
     Command::new("sipp")
         .arg("-sf")
         .arg(scenario(scenario_file))
+        .args(["-t", mode])
         .args([
             "-i",
             "127.0.0.1",
@@ -53,12 +59,24 @@ struct Calls {
 /// Places `calls` calls at `rate` per second through `proxy` with SIPp's
 /// `tests/sipp/uac.xml`, and reads its statistics file.
 async fn place_calls(proxy: SocketAddr, rate: u32, calls: u32, dir: &Path) -> Calls {
+    place_calls_over(proxy, rate, calls, dir, "u1").await
+}
+
+/// [`place_calls`] over SIPp's transport mode `mode` (`u1` UDP, `t1` TCP).
+async fn place_calls_over(
+    proxy: SocketAddr,
+    rate: u32,
+    calls: u32,
+    dir: &Path,
+    mode: &str,
+) -> Calls {
     let stats = dir.join(format!("uac-{}.csv", free_port()));
     let status = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new("sipp")
             .arg("-sf")
             .arg(scenario("uac.xml"))
+            .args(["-t", mode])
             .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
             .args(["-r", &rate.to_string(), "-m", &calls.to_string()])
             .args([
@@ -231,6 +249,100 @@ async fn killed_trunk_is_routed_around_and_takes_traffic_again_after_recovery() 
     assert_eq!((calls.successful, calls.failed), (50, 0), "{calls:?}");
     settle().await;
     assert_eq!(answered_by_t1(&proxy) - before, 50, "traffic is back on t1");
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (up to 5 s) until a TCP connection to `port` is accepted.
+async fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on TCP port {port} after 5 s");
+}
+
+/// A free port for both UDP and TCP on 127.0.0.1.
+fn free_port_both() -> u16 {
+    for _ in 0..50 {
+        let port = free_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
+/// TCP end to end (issue: "over UDP and TCP"; SPEC V1, V2): SIPp calls over
+/// TCP, both trunks are SIPp over TCP. Trunk 1 takes the first calls; then
+/// it is killed, so its port refuses connections: the next call's connection
+/// attempt fails, that call moves to trunk 2 at once (no invite_timeout to
+/// wait), trunk 1 is out of service with the reason, and every call
+/// completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_calls_and_a_trunk_that_refuses_connections() {
+    let dir = temp_dir("tcp");
+    let (p1, p2) = (free_port_both(), free_port_both());
+    let mut t1 = trunk_over("uas.xml", p1, "t1");
+    let _t2 = trunk_over("uas.xml", p2, "t1");
+    // Started before they listen, the proxy would find both trunks refusing
+    // connections and mark them (rightly).
+    for port in [p1, p2] {
+        wait_listening(port).await;
+    }
+    let mut voice = config(&[("t1", p1, 10), ("t2", p2, 20)]);
+    for trunk in &mut voice.trunks {
+        trunk.transport = "tcp".into();
+        trunk.probe.interval = Duration::from_secs(10);
+        trunk.probe.timeout = Duration::from_secs(2);
+    }
+    let proxy = hotsite_voice::start(&voice).await.unwrap();
+    let mut events = proxy.subscribe();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let calls = place_calls_over(proxy.local_addr(), 50, 50, &dir, "t1").await;
+    assert_eq!((calls.successful, calls.failed), (50, 0), "{calls:?}");
+    settle().await;
+    let t1_status = |proxy: &hotsite_voice::VoiceHandle| {
+        proxy.status().into_iter().find(|t| t.name == "t1").unwrap()
+    };
+    assert_eq!(
+        t1_status(&proxy).stats.answered,
+        50,
+        "{:?}",
+        t1_status(&proxy)
+    );
+    assert_eq!(
+        t1_status(&proxy).transport,
+        hotsite_voice::proxy::Transport::Tcp
+    );
+
+    t1.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = place_calls_over(proxy.local_addr(), 50, 100, &dir, "t1").await;
+    assert_eq!((calls.successful, calls.failed), (100, 0), "{calls:?}");
+    settle().await;
+    let s1 = t1_status(&proxy);
+    assert!(!s1.in_service, "{s1:?}");
+    assert!(s1.detail.contains("TCP connect"), "{s1:?}");
+    let mut unreachable = 0;
+    let mut silent = 0;
+    while let Ok(event) = events.try_recv() {
+        if let hotsite_voice::ProxyEvent::Failover(failover) = event {
+            if failover.cause.starts_with("unreachable") {
+                unreachable += 1;
+            } else if failover.cause.starts_with("no reply") {
+                silent += 1;
+            }
+        }
+    }
+    assert!(unreachable >= 1, "a refused connection moved a call on");
+    assert_eq!(silent, 0, "no call waited for invite_timeout");
     proxy.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,9 @@
 mod dialog;
 mod failover;
 mod health;
+mod ringing;
 mod robustness;
+mod tcp;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -47,6 +49,7 @@ fn trunk(name: &str, address: &str, priority: u32) -> TrunkSetup {
             registered: false,
         },
         address: addr(address),
+        transport: Transport::Udp,
         probe: None,
         register: None,
     }
@@ -80,15 +83,25 @@ fn config() -> ProxyConfig {
 
 /// What the proxy sent in one step.
 #[derive(Debug, Default)]
-struct Sent(Vec<(SocketAddr, Message)>);
+struct Sent(Vec<(Peer, Message)>);
 
 impl Sent {
     fn to(&self, to: &str) -> Vec<&Message> {
         let to = addr(to);
         self.0
             .iter()
-            .filter(|(a, _)| *a == to)
+            .filter(|(peer, _)| peer.addr == to)
             .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// The transports of the messages to `to`.
+    fn transports(&self, to: &str) -> Vec<Transport> {
+        let to = addr(to);
+        self.0
+            .iter()
+            .filter(|(peer, _)| peer.addr == to)
+            .map(|(peer, _)| peer.transport)
             .collect()
     }
 
@@ -175,7 +188,7 @@ impl Sim {
 
     fn drain(&mut self) -> Sent {
         let mut sent = Sent::default();
-        while let Some((to, bytes)) = self.proxy.poll_transmit() {
+        while let Some(Transmit { to, bytes }) = self.proxy.poll_transmit() {
             let message = parse_bytes(bytes).expect("the proxy sends what it can parse");
             sent.0.push((to, message));
         }
@@ -189,6 +202,13 @@ impl Sim {
     fn send(&mut self, from: &str, bytes: impl Into<Bytes>) -> Sent {
         self.proxy
             .handle_datagram(self.now, addr(from), bytes.into());
+        self.drain()
+    }
+
+    /// One message from a TCP connection from `from`.
+    fn send_tcp(&mut self, from: &str, bytes: impl Into<Bytes>) -> Sent {
+        self.proxy
+            .handle_message(self.now, Peer::tcp(addr(from)), bytes.into());
         self.drain()
     }
 

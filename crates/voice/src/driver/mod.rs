@@ -1,8 +1,11 @@
-//! The tokio driver: one UDP socket, one task, one [`Proxy`].
+//! The tokio driver: one UDP socket and one TCP listener on the same port,
+//! one task, one [`Proxy`].
 //!
-//! The task only moves bytes and time (DESIGN.md): it waits for a datagram or
-//! the proxy's next deadline, feeds the proxy, and sends what the proxy wants
-//! sent. Datagrams are drained in batches (`try_recv_from` until the socket
+//! The task only moves bytes and time (DESIGN.md): it waits for a datagram, a
+//! message from a TCP connection (`tcp.rs` frames them) or the proxy's next
+//! deadline, feeds the proxy, and sends what the proxy wants sent, over UDP or
+//! on the TCP connection to the peer (opened when there is none; a peer that
+//! cannot be reached is reported to the proxy, which moves its calls on). Datagrams are drained in batches (`try_recv_from` until the socket
 //! would block, at most [`MAX_BATCH`]) so one wake-up serves many messages
 //! under load, and sends go out with `try_send_to`, awaiting only when the
 //! socket buffer is full. Each datagram is copied once out of the receive
@@ -21,14 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, oneshot};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::config::{VoiceConfig, VoiceConfigError};
-use crate::proxy::{Proxy, ProxyEvent, ProxyStats, Sizes, TrunkStats};
+use crate::proxy::{Peer, Proxy, ProxyEvent, ProxyStats, Sizes, Transmit, Transport, TrunkStats};
 use crate::routing::Cause;
+
+use self::tcp::{Connections, TcpInput};
+
+mod tcp;
 
 /// Most datagrams handled per wake-up before the answers are sent.
 pub const MAX_BATCH: usize = 64;
@@ -49,8 +56,10 @@ pub enum VoiceError {
     #[error(transparent)]
     Config(#[from] VoiceConfigError),
     /// The socket could not be bound.
-    #[error("voice.listen: cannot bind UDP {addr}: {source}")]
+    #[error("voice.listen: cannot bind {transport} {addr}: {source}")]
     Bind {
+        /// `UDP` or `TCP`.
+        transport: &'static str,
         /// The address.
         addr: SocketAddr,
         /// Why.
@@ -70,6 +79,8 @@ pub struct TrunkStatusView {
     pub carrier: String,
     /// Address.
     pub address: SocketAddr,
+    /// `udp` or `tcp`.
+    pub transport: Transport,
     /// Whether calls go to it.
     pub in_service: bool,
     /// Since when (wall clock).
@@ -100,6 +111,8 @@ pub struct VoiceMetrics {
 #[derive(Default)]
 struct Shared {
     status: Vec<TrunkStatusView>,
+    /// The counters as of `status`.
+    status_stats: Option<ProxyStats>,
     metrics: Option<VoiceMetrics>,
 }
 
@@ -114,7 +127,7 @@ pub struct VoiceHandle {
 }
 
 impl VoiceHandle {
-    /// The address the socket is bound to.
+    /// The address the sockets are bound to (UDP and TCP: the same port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -181,10 +194,7 @@ impl Drop for VoiceHandle {
 pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
     config.validate()?;
     let listen = config.listen_addr()?;
-    let socket = bind(listen).map_err(|source| VoiceError::Bind {
-        addr: listen,
-        source,
-    })?;
+    let (socket, listener) = bind_both(listen)?;
     let local_addr = socket.local_addr()?;
     let proxy = Proxy::new(
         config.proxy_config(local_addr)?,
@@ -199,7 +209,12 @@ pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
     let task = tokio::spawn({
         let shared = shared.clone();
         let events = events.clone();
-        tracing::Instrument::instrument(run(socket, proxy, shared, events, stopped), span)
+        let sockets = Sockets {
+            udp: socket,
+            tcp: listener,
+            connect_timeout: config.invite_timeout,
+        };
+        tracing::Instrument::instrument(run(sockets, proxy, shared, events, stopped), span)
     });
     Ok(VoiceHandle {
         local_addr,
@@ -210,9 +225,45 @@ pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
     })
 }
 
+/// The UDP socket and the TCP listener, on the same port. With port 0 the
+/// port the UDP socket got may be taken for TCP: then another is tried.
+fn bind_both(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), VoiceError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let socket = bind_udp(listen).map_err(|source| VoiceError::Bind {
+            transport: "UDP",
+            addr: listen,
+            source,
+        })?;
+        let addr = socket.local_addr()?;
+        match bind_tcp(addr) {
+            Ok(listener) => return Ok((socket, listener)),
+            Err(_) if listen.port() == 0 && attempts < 20 => continue,
+            Err(source) => {
+                return Err(VoiceError::Bind {
+                    transport: "TCP",
+                    addr,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// A non-blocking UDP socket with [`SOCKET_BUFFER`] receive and send
 /// buffers (the kernel caps them at `net.core.rmem_max` / `wmem_max`).
-fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
@@ -231,22 +282,37 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+struct Sockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    connect_timeout: Duration,
+}
+
 async fn run(
-    socket: UdpSocket,
+    sockets: Sockets,
     mut proxy: Proxy,
     shared: Arc<Mutex<Shared>>,
     events: broadcast::Sender<ProxyEvent>,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let Sockets {
+        udp: socket,
+        tcp: listener,
+        connect_timeout,
+    } = sockets;
+    let (tcp_inputs, mut tcp_received) = mpsc::channel(4 * MAX_BATCH);
+    let mut connections = Connections::new(tcp_inputs, connect_timeout);
     let mut buf = vec![0u8; 65_535];
     let mut published: Option<Instant> = None;
     let mut trunk_changed = true;
     // Whatever the proxy queued at start (first probes, REGISTERs).
-    flush(&socket, &mut proxy).await;
+    flush(&socket, &mut connections, &mut proxy).await;
     loop {
         trunk_changed |= drain_events(&mut proxy, &events);
-        publish(&proxy, &shared, &mut published, &mut trunk_changed);
-        let deadline = proxy.poll_timeout();
+        // A status not published because it was too fresh is published when
+        // it is due, even if nothing else happens by then.
+        let refresh = publish(&proxy, &shared, &mut published, &mut trunk_changed);
+        let deadline = [proxy.poll_timeout(), refresh].into_iter().flatten().min();
         tokio::select! {
             biased;
             _ = &mut stopped => break,
@@ -270,23 +336,54 @@ async fn run(
                 }
                 Err(error) => tracing::debug!(%error, "receive failed"),
             },
+            Some(input) = tcp_received.recv() => {
+                on_tcp(&mut proxy, &mut connections, input);
+                for _ in 1..MAX_BATCH {
+                    match tcp_received.try_recv() {
+                        Ok(input) => on_tcp(&mut proxy, &mut connections, input),
+                        Err(_) => break,
+                    }
+                }
+            },
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => connections.accepted(stream, peer),
+                Err(error) => tracing::debug!(%error, "TCP accept failed"),
+            },
             () = clock::sleep_until(deadline) => {}
         }
         let now = clock::now();
         if proxy.poll_timeout().is_some_and(|at| at <= now) {
             proxy.handle_timeout(now);
         }
-        flush(&socket, &mut proxy).await;
+        flush(&socket, &mut connections, &mut proxy).await;
     }
     proxy.unregister_all(clock::now());
-    flush(&socket, &mut proxy).await;
+    flush(&socket, &mut connections, &mut proxy).await;
     drain_events(&mut proxy, &events);
-    tracing::info!("voice proxy stopped");
+    tracing::info!(tcp_connections = connections.len(), "voice proxy stopped");
+}
+
+fn on_tcp(proxy: &mut Proxy, connections: &mut Connections, input: TcpInput) {
+    match input {
+        TcpInput::Message(from, bytes) => {
+            proxy.handle_message(clock::now(), Peer::tcp(from), bytes)
+        }
+        TcpInput::Unreachable(to, reason) => {
+            tracing::debug!(%to, %reason, "TCP peer unreachable");
+            proxy.handle_unreachable(clock::now(), Peer::tcp(to), &reason);
+        }
+        TcpInput::Closed(peer, id) => connections.closed(peer, id),
+    }
 }
 
 /// Sends everything the proxy queued.
-async fn flush(socket: &UdpSocket, proxy: &mut Proxy) {
-    while let Some((addr, bytes)) = proxy.poll_transmit() {
+async fn flush(socket: &UdpSocket, connections: &mut Connections, proxy: &mut Proxy) {
+    while let Some(Transmit { to, bytes }) = proxy.poll_transmit() {
+        if to.transport == Transport::Tcp {
+            connections.send(to.addr, bytes);
+            continue;
+        }
+        let addr = to.addr;
         match socket.try_send_to(&bytes, addr) {
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -326,12 +423,14 @@ fn drain_events(proxy: &mut Proxy, events: &broadcast::Sender<ProxyEvent>) -> bo
     trunk_changed
 }
 
+/// Publishes the counters, and the trunk status if it is due; returns when
+/// the status is due if it was left unpublished.
 fn publish(
     proxy: &Proxy,
     shared: &Mutex<Shared>,
     published: &mut Option<Instant>,
     trunk_changed: &mut bool,
-) {
+) -> Option<Instant> {
     let now = clock::now();
     let status_due = *trunk_changed || published.is_none_or(|at| now >= at + STATUS_EVERY);
     let status = status_due.then(|| {
@@ -343,6 +442,7 @@ fn publish(
                 name: t.trunk.name.to_string(),
                 carrier: t.trunk.carrier.to_string(),
                 address: t.address,
+                transport: t.transport,
                 in_service: t.in_service,
                 since: wall - now.saturating_duration_since(t.since),
                 causes: t.causes,
@@ -355,15 +455,24 @@ fn publish(
             .collect()
     });
     let Ok(mut shared) = shared.lock() else {
-        return;
+        return None;
     };
-    shared.metrics = Some(VoiceMetrics {
+    let metrics = Some(VoiceMetrics {
         stats: *proxy.stats(),
         sizes: proxy.sizes(),
     });
-    if let Some(status) = status {
-        shared.status = status;
-        *published = Some(now);
-        *trunk_changed = false;
+    let stale = shared.status_stats != Some(*proxy.stats());
+    shared.metrics = metrics;
+    match status {
+        Some(status) => {
+            shared.status = status;
+            shared.status_stats = Some(*proxy.stats());
+            *published = Some(now);
+            *trunk_changed = false;
+            None
+        }
+        // Something happened since the last status: a new one is owed.
+        None if stale => published.map(|at| at + STATUS_EVERY),
+        None => None,
     }
 }

@@ -1,0 +1,237 @@
+//! Calls ringing on a trunk that stops answering (SPEC V1, V2): the issue's
+//! "delay no call by more than one transaction timeout" for calls that had
+//! already rung when their trunk died.
+
+use super::*;
+
+fn probed_t1(mut config: ProxyConfig) -> ProxyConfig {
+    config.trunks[0].spec.probed = true;
+    config.trunks[0].probe = Some(ProbeSetup {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        fall: 3,
+        rise: 2,
+        only_2xx: false,
+    });
+    config
+}
+
+/// SPEC V1, V2: call A rings on trunk 1, then trunk 1 dies silently; call
+/// B's INVITE goes unanswered and marks it at 2.5 s. A has heard nothing for
+/// more than `invite_timeout`, so at that moment it is cancelled on trunk 1
+/// and tried on trunk 2 (not held for the 120 s ring time); its caller gets
+/// trunk 2's answer. Trunk 1's late 487 is ACKed and goes nowhere else.
+#[test]
+fn a_ringing_call_moves_on_when_its_trunk_is_marked_down() {
+    let mut sim = Sim::new(config());
+    let a_to_t1 = sim
+        .send_request(CALLER, &invite("ring-a", "z9hG4bKringa", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(100));
+    let ringing = sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
+    assert_eq!(ringing.statuses(CALLER), [180]);
+
+    sim.run_until(Duration::from_millis(500));
+    sim.send_request(CALLER, &invite("ring-b", "z9hG4bKringb", "+4420"))
+        .request(TRUNK1);
+    let before = sim.run_until(Duration::from_millis(2499));
+    assert!(before.to(TRUNK2).is_empty(), "{before:#?}");
+
+    let sent = sim.run_until(Duration::from_millis(2500));
+    assert!(!sim.proxy.trunks().in_service(0));
+    let cancel = sent
+        .requests(TRUNK1)
+        .into_iter()
+        .find(|r| r.method == Method::Cancel)
+        .expect("A cancelled on trunk 1");
+    assert_eq!(branch_of(&cancel), branch_of(&a_to_t1));
+    let to_t2: Vec<Request> = sent.requests(TRUNK2);
+    let call_ids: Vec<&str> = to_t2.iter().map(|r| r.headers.call_id().unwrap()).collect();
+    assert_eq!(call_ids.len(), 2, "{sent:#?}");
+    assert!(call_ids.contains(&"ring-a") && call_ids.contains(&"ring-b"));
+    let events = sim.take_events();
+    let moved: Vec<_> = failovers(&events)
+        .into_iter()
+        .filter(|f| f.call_id == "ring-a")
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        moved[0].cause,
+        "out of service while ringing, silent for 2.4 s"
+    );
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 1);
+
+    let a_to_t2 = to_t2
+        .into_iter()
+        .find(|r| r.headers.call_id() == Some("ring-a"))
+        .unwrap();
+    let ok = sim.send_response(TRUNK2, &answer(&a_to_t2, 200, "t2", TRUNK2));
+    assert_eq!(ok.statuses(CALLER), [200]);
+    // Trunk 1 was only slow after all: its 487 is ACKed hop by hop, nothing
+    // reaches the caller.
+    let late = sim.send_response(TRUNK1, &answer(&a_to_t1, 487, "t1", TRUNK1));
+    assert_eq!(late.methods(TRUNK1), ["ACK"]);
+    assert!(late.to(CALLER).is_empty());
+    let events = sim.take_events();
+    let a_end: Vec<_> = ended(&events)
+        .into_iter()
+        .filter(|e| e.call_id == "ring-a")
+        .collect();
+    assert_eq!(a_end.len(), 1);
+    assert_eq!(a_end[0].outcome, CallOutcome::Answered);
+    assert_eq!(&*a_end[0].trunk.as_ref().unwrap().name, "t2");
+    assert_eq!(a_end[0].attempts, 2);
+}
+
+/// A call that heard from trunk 1 after the unanswered INVITE was sent is
+/// not moved at once (the trunk was alive then): it is looked at again when
+/// it has been silent for `invite_timeout`, and moved then, the trunk being
+/// still out of service.
+#[test]
+fn a_call_that_rang_recently_is_looked_at_again_later() {
+    let mut sim = Sim::new(config());
+    sim.send_request(CALLER, &invite("quiet-b", "z9hG4bKqb", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(1800));
+    let a_to_t1 = sim
+        .send_request(CALLER, &invite("quiet-a", "z9hG4bKqa", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(1900));
+    sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
+
+    // B marks trunk 1 at 2 s; A rang 0.1 s ago and stays.
+    let sent = sim.run_until(Duration::from_secs(2));
+    assert!(!sim.proxy.trunks().in_service(0));
+    assert_eq!(
+        sent.requests(TRUNK2)
+            .iter()
+            .map(|r| r.headers.call_id().unwrap())
+            .collect::<Vec<_>>(),
+        ["quiet-b"]
+    );
+    assert!(sent.to(TRUNK1).is_empty(), "{sent:#?}");
+    let sent = sim.run_until(Duration::from_millis(3899));
+    assert!(
+        sent.requests(TRUNK2)
+            .iter()
+            .all(|r| r.headers.call_id() != Some("quiet-a")),
+        "{sent:#?}"
+    );
+
+    // Silent since 1.9 s: moved at 3.9 s.
+    let sent = sim.run_until(Duration::from_millis(3900));
+    assert_eq!(sent.methods(TRUNK1), ["CANCEL"]);
+    let to_t2 = sent.request(TRUNK2);
+    assert_eq!(to_t2.headers.call_id(), Some("quiet-a"));
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 1);
+}
+
+/// A trunk back in service before the second look keeps its ringing call,
+/// and the call's 200 reaches the caller.
+#[test]
+fn a_trunk_back_in_service_keeps_its_ringing_calls() {
+    let mut config = probed_t1(config());
+    config.groups[0].max_attempts = 3;
+    let (mut sim, first) = Sim::start(config);
+    let probe = first.request(TRUNK1);
+    sim.send_response(TRUNK1, &answer(&probe, 200, "probe", TRUNK1));
+
+    sim.run_until(Duration::from_secs(3));
+    sim.send_request(CALLER, &invite("back-b", "z9hG4bKbb", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(4500));
+    let a_to_t1 = sim
+        .send_request(CALLER, &invite("back-a", "z9hG4bKba", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(4600));
+    sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
+
+    // B marks trunk 1 at 5 s; the 5 s probe is answered: back in service.
+    let sent = sim.run_until(Duration::from_secs(5));
+    assert_eq!(sim.proxy.stats().invite_timeouts, 1);
+    let probe = sent
+        .requests(TRUNK1)
+        .into_iter()
+        .find(|r| r.method == Method::Options)
+        .expect("the 5 s probe");
+    sim.send_response(TRUNK1, &answer(&probe, 200, "probe", TRUNK1));
+    assert!(sim.proxy.trunks().in_service(0));
+
+    // The second look at 6.6 s finds it in service: A stays on trunk 1.
+    let sent = sim.run_until(Duration::from_secs(8));
+    assert!(
+        sent.requests(TRUNK1)
+            .iter()
+            .all(|r| r.method != Method::Cancel),
+        "{sent:#?}"
+    );
+    assert!(sent
+        .requests(TRUNK2)
+        .iter()
+        .all(|r| r.headers.call_id() != Some("back-a")));
+    let ok = sim.send_response(TRUNK1, &answer(&a_to_t1, 200, "t1", TRUNK1));
+    assert_eq!(ok.statuses(CALLER), [200]);
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
+}
+
+/// SPEC V2: probes take trunk 1 out of service at 12 s; a call that has been
+/// ringing there since 0.5 s moves to trunk 2 at that moment.
+#[test]
+fn the_prober_marking_a_trunk_down_moves_its_ringing_calls() {
+    let (mut sim, _) = Sim::start(probed_t1(config()));
+    sim.run_until(Duration::from_millis(400));
+    let to_t1 = sim
+        .send_request(CALLER, &invite("probe-a", "z9hG4bKpa", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(500));
+    sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
+
+    let sent = sim.run_until(Duration::from_millis(11_999));
+    assert!(sent.to(TRUNK2).is_empty());
+    let sent = sim.run_until(Duration::from_secs(12));
+    assert!(!sim.proxy.trunks().in_service(0));
+    assert!(sent.methods(TRUNK1).contains(&"CANCEL".to_owned()));
+    assert_eq!(sent.request(TRUNK2).headers.call_id(), Some("probe-a"));
+    let events = sim.take_events();
+    assert_eq!(
+        failovers(&events)[0].cause,
+        "out of service while ringing, silent for 11.5 s"
+    );
+}
+
+/// A trunk out of service only because it lost its registration still
+/// carries the calls ringing on it: it may well be answering.
+#[test]
+fn a_lost_registration_does_not_move_ringing_calls() {
+    let mut config = config();
+    config.trunks[0].spec.registered = true;
+    config.trunks[0].register = Some(RegisterSetup {
+        registrar: uri("sip:10.0.1.1"),
+        user: "hotsite".into(),
+        password: "secret".into(),
+        expires: Duration::from_secs(600),
+        address: addr(TRUNK1),
+    });
+    let (mut sim, first) = Sim::start(config);
+    let register = first.request(TRUNK1);
+    sim.send_response(TRUNK1, &answer(&register, 200, "reg", TRUNK1));
+    assert!(sim.proxy.trunks().in_service(0));
+    let to_t1 = sim
+        .send_request(CALLER, &invite("reg-a", "z9hG4bKra", "+4420"))
+        .request(TRUNK1);
+    sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
+
+    // The refresh (at about half the 600 s lifetime) is refused: out of service.
+    let sent = sim.run_until(Duration::from_secs(400));
+    let refresh = sent
+        .requests(TRUNK1)
+        .into_iter()
+        .find(|r| r.method == Method::Register)
+        .expect("a refresh");
+    let sent = sim.send_response(TRUNK1, &answer(&refresh, 403, "reg", TRUNK1));
+    assert!(!sim.proxy.trunks().in_service(0), "{sent:#?}");
+    assert!(sent.to(TRUNK2).is_empty());
+    let sent = sim.run_until(Duration::from_secs(405));
+    assert!(sent.to(TRUNK2).is_empty(), "{sent:#?}");
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
+}

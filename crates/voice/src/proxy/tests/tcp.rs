@@ -1,0 +1,251 @@
+//! TCP on either side of the proxy (issue: "over UDP and TCP"): answers go
+//! back on the connection a request came on (RFC 3261 §18.2.2), our Via names
+//! the transport, nothing is retransmitted over TCP, and a trunk that cannot
+//! be reached moves its calls on at once (SPEC V1, V2).
+
+use super::*;
+
+/// The caller's TCP connection: another port than its Via's sent-by.
+const CALLER_CONN: &str = "10.0.0.9:40001";
+
+fn tcp_invite(call_id: &str, branch: &str) -> Request {
+    NewRequest {
+        method: Method::Invite,
+        uri: uri(&format!("sip:+4420@{PROXY}")),
+        from: uri(&format!("sip:pbx@{CALLER}")),
+        from_tag: "caller-tag".into(),
+        to: uri(&format!("sip:+4420@{PROXY}")),
+        call_id: call_id.into(),
+        cseq: 1,
+        transport: "TCP".into(),
+        sent_by: CALLER.into(),
+        branch: Branch::from_string(branch.into()),
+        max_forwards: 70,
+        contact: Some(uri(&format!("sip:pbx@{CALLER};transport=tcp"))),
+    }
+    .build()
+}
+
+fn tcp_trunk1(mut config: ProxyConfig) -> ProxyConfig {
+    config.trunks[0].transport = Transport::Tcp;
+    config
+}
+
+/// A caller over TCP, trunks over UDP: 100 and the trunk's 180 and 200 go
+/// back on the caller's connection; its Via got `received` and `rport` (the
+/// connection's port, so a 2xx relayed along the Via finds the connection);
+/// our Record-Route keeps it on TCP; the trunk gets the INVITE over UDP with
+/// a UDP Via of ours.
+#[test]
+fn a_tcp_caller_is_answered_on_its_connection() {
+    let mut sim = Sim::new(config());
+    let sent = sim.send_tcp(CALLER_CONN, tcp_invite("tcp-1", "z9hG4bKtcp1").to_bytes());
+    let trying = sent.response(CALLER_CONN);
+    assert_eq!(trying.status, StatusCode::TRYING);
+    assert_eq!(sent.transports(CALLER_CONN), [Transport::Tcp]);
+    let via = trying.headers.top_via().unwrap();
+    assert_eq!(via.received(), Some("10.0.0.9"));
+    assert_eq!(via.rport(), Some(Some(40001)));
+
+    let to_t1 = sent.request(TRUNK1);
+    assert_eq!(sent.transports(TRUNK1), [Transport::Udp]);
+    let vias = to_t1.headers.vias();
+    assert_eq!(&vias[0].transport[..], b"UDP");
+    assert_eq!(&vias[1].transport[..], b"TCP");
+    assert_eq!(
+        to_t1.headers.record_routes()[0].uri.to_string(),
+        format!("sip:{PROXY};transport=tcp;lr")
+    );
+
+    let ringing = sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
+    assert_eq!(ringing.statuses(CALLER_CONN), [180]);
+    assert_eq!(ringing.transports(CALLER_CONN), [Transport::Tcp]);
+    let ok = sim.send_response(TRUNK1, &answer(&to_t1, 200, "t1", TRUNK1));
+    assert_eq!(ok.statuses(CALLER_CONN), [200]);
+    assert_eq!(ok.transports(CALLER_CONN), [Transport::Tcp]);
+    // A retransmitted 200 (no state left: relayed along the Via) too.
+    let again = sim.send_response(TRUNK1, &answer(&to_t1, 200, "t1", TRUNK1));
+    assert_eq!(again.transports(CALLER_CONN), [Transport::Tcp]);
+    assert!(sent.to(CALLER).is_empty(), "nothing to the sent-by port");
+}
+
+/// A 486 to a TCP caller is sent once: no timer G over a reliable transport;
+/// the caller's ACK ends the transaction at once (timer I is zero).
+#[test]
+fn final_answers_to_a_tcp_caller_are_not_retransmitted() {
+    let mut sim = Sim::new(config());
+    let caller_invite = tcp_invite("tcp-2", "z9hG4bKtcp2");
+    let to_t1 = sim
+        .send_tcp(CALLER_CONN, caller_invite.to_bytes())
+        .request(TRUNK1);
+    let busy = sim.send_response(TRUNK1, &answer(&to_t1, 486, "t1", TRUNK1));
+    assert_eq!(busy.statuses(CALLER_CONN), [486]);
+    let later = sim.run_until(Duration::from_secs(10));
+    assert!(later.to(CALLER_CONN).is_empty(), "{later:#?}");
+    let response = busy.response(CALLER_CONN);
+    let ack = hotsite_sip::message::ack_for(&caller_invite, &response).unwrap();
+    assert!(sim.send_tcp(CALLER_CONN, ack.to_bytes()).is_empty());
+    sim.run_until(Duration::from_secs(11));
+    assert_eq!(sim.proxy.sizes().calls, 0);
+}
+
+/// A TCP trunk gets the INVITE over TCP, with a TCP Via of ours, and no
+/// retransmissions; silence still fails over at invite_timeout.
+#[test]
+fn a_tcp_trunk_gets_one_invite_and_silence_still_fails_over() {
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    let sent = sim.send_request(CALLER, &invite("tcp-3", "z9hG4bKtcp3", "+4420"));
+    let to_t1 = sent.request(TRUNK1);
+    assert_eq!(sent.transports(TRUNK1), [Transport::Tcp]);
+    assert_eq!(&to_t1.headers.vias()[0].transport[..], b"TCP");
+    let quiet = sim.run_until(Duration::from_millis(1999));
+    assert!(
+        quiet.to(TRUNK1).is_empty(),
+        "no timer A over TCP: {quiet:#?}"
+    );
+    let sent = sim.run_until(Duration::from_secs(2));
+    assert_eq!(sent.methods(TRUNK2), ["INVITE"]);
+    assert_eq!(sent.transports(TRUNK2), [Transport::Udp]);
+    assert!(!sim.proxy.trunks().in_service(0));
+}
+
+/// SPEC V1, V2: the driver cannot connect to trunk 1: the call trying it
+/// moves to trunk 2 in the same step (not after invite_timeout), trunk 1 is
+/// out of service with the reason, and the next call skips it. A call that
+/// exhausts its trunks this way gets 503 naming the reason.
+#[test]
+fn an_unreachable_tcp_trunk_fails_over_at_once() {
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    sim.send_request(CALLER, &invite("tcp-4", "z9hG4bKtcp4", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(3));
+    sim.proxy.handle_unreachable(
+        sim.now,
+        Peer::tcp(addr(TRUNK1)),
+        "TCP connect: Connection refused (os error 111)",
+    );
+    let sent = sim.drain();
+    assert_eq!(sent.methods(TRUNK2), ["INVITE"]);
+    assert!(!sim.proxy.trunks().in_service(0));
+    let status = &sim.proxy.trunk_status()[0];
+    assert_eq!(status.causes, [Cause::Passive]);
+    assert_eq!(
+        status.detail,
+        format!("tcp:{TRUNK1}: TCP connect: Connection refused (os error 111)")
+    );
+    assert_eq!(status.transport, Transport::Tcp);
+    let events = sim.take_events();
+    assert_eq!(
+        failovers(&events)[0].cause,
+        "unreachable: TCP connect: Connection refused (os error 111)"
+    );
+    let next = sim.send_request(CALLER, &invite("tcp-5", "z9hG4bKtcp5", "+4420"));
+    assert!(next.to(TRUNK1).is_empty());
+
+    // One trunk, unreachable: 503 with the reason.
+    let mut one_trunk = tcp_trunk1(config());
+    one_trunk.groups[0].trunks = vec![0];
+    one_trunk.groups[0].max_attempts = 1;
+    let mut sim = Sim::new(one_trunk);
+    sim.send_request(CALLER, &invite("tcp-6", "z9hG4bKtcp6", "+4420"));
+    sim.proxy
+        .handle_unreachable(sim.now, Peer::tcp(addr(TRUNK1)), "TCP connect: refused");
+    let sent = sim.drain();
+    let answer = sent.response(CALLER);
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let warning = answer.headers.value(HeaderName::Warning).unwrap();
+    assert!(
+        String::from_utf8_lossy(warning).contains("trunk t1: unreachable: TCP connect: refused"),
+        "{warning:?}"
+    );
+    // Trunk 2 is a UDP trunk: a TCP peer at its address is not it.
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    sim.send_request(CALLER, &invite("tcp-7", "z9hG4bKtcp7", "+4420"));
+    sim.proxy
+        .handle_unreachable(sim.now, Peer::tcp(addr(TRUNK2)), "refused");
+    assert!(sim.drain().is_empty());
+    assert!(sim.proxy.trunks().in_service(1));
+}
+
+/// Probes to a TCP trunk go over TCP, are not retransmitted, and fail at
+/// once when the trunk cannot be reached.
+#[test]
+fn probes_to_a_tcp_trunk_go_over_tcp() {
+    let mut config = tcp_trunk1(config());
+    config.trunks[0].spec.probed = true;
+    config.trunks[0].probe = Some(ProbeSetup {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        fall: 1,
+        rise: 1,
+        only_2xx: false,
+    });
+    let (mut sim, first) = Sim::start(config);
+    let probe = first.request(TRUNK1);
+    assert_eq!(probe.method, Method::Options);
+    assert_eq!(first.transports(TRUNK1), [Transport::Tcp]);
+    assert_eq!(&probe.headers.vias()[0].transport[..], b"TCP");
+    assert!(sim.run_until(Duration::from_millis(1900)).is_empty());
+    sim.run_until(Duration::from_secs(5));
+    sim.proxy
+        .handle_unreachable(sim.now, Peer::tcp(addr(TRUNK1)), "TCP connect: refused");
+    sim.drain();
+    assert!(!sim.proxy.trunks().in_service(0));
+    assert_eq!(sim.proxy.trunk_status()[0].probe, Some(HealthState::Down));
+}
+
+/// In-dialog requests: to a TCP trunk's Contact (no transport parameter)
+/// over TCP, since the address is the trunk's; to a Contact with
+/// `transport=tcp` over TCP.
+#[test]
+fn in_dialog_requests_pick_the_transport_of_their_next_hop() {
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    let caller_invite = invite("tcp-8", "z9hG4bKtcp8", "+4420");
+    let to_t1 = sim.send_request(CALLER, &caller_invite).request(TRUNK1);
+    let ok = sim
+        .send_response(TRUNK1, &answer(&to_t1, 200, "t1", TRUNK1))
+        .response(CALLER);
+    let mut bye = Request::new(Method::Bye, ok.headers.contacts()[0].uri.clone());
+    let h = &mut bye.headers;
+    h.push(Header::new(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP {CALLER};branch=z9hG4bKbye8"),
+    ));
+    h.push(Header::new(HeaderName::Route, format!("<sip:{PROXY};lr>")));
+    h.push(Header::new(HeaderName::MaxForwards, "70"));
+    h.push(caller_invite.headers.get(HeaderName::From).unwrap().clone());
+    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
+    h.push(Header::new(HeaderName::CallId, "tcp-8"));
+    h.push(Header::new(HeaderName::CSeq, "2 BYE"));
+    let sent = sim.send_request(CALLER, &bye);
+    assert_eq!(sent.methods(TRUNK1), ["BYE"]);
+    assert_eq!(sent.transports(TRUNK1), [Transport::Tcp]);
+
+    // The callee's BYE to the caller's Contact with transport=tcp.
+    let mut bye = Request::new(Method::Bye, uri(&format!("sip:pbx@{CALLER};transport=tcp")));
+    let h = &mut bye.headers;
+    h.push(Header::new(
+        HeaderName::Via,
+        format!("SIP/2.0/TCP {TRUNK1};branch=z9hG4bKbyeback"),
+    ));
+    h.push(Header::new(HeaderName::Route, format!("<sip:{PROXY};lr>")));
+    h.push(Header::new(HeaderName::MaxForwards, "70"));
+    h.push(Header::new(HeaderName::From, "<sip:+4420@t1>;tag=t1"));
+    h.push(Header::new(
+        HeaderName::To,
+        "<sip:pbx@caller>;tag=caller-tag",
+    ));
+    h.push(Header::new(HeaderName::CallId, "tcp-8"));
+    h.push(Header::new(HeaderName::CSeq, "1 BYE"));
+    let sent = sim.send_tcp("10.0.1.1:45000", bye.to_bytes());
+    assert_eq!(sent.methods(CALLER), ["BYE"]);
+    assert_eq!(sent.transports(CALLER), [Transport::Tcp]);
+    let forwarded = sent.request(CALLER);
+    assert_eq!(&forwarded.headers.vias()[0].transport[..], b"TCP");
+    // The caller's 200 goes back along the trunk's Via: over TCP, to the
+    // connection the BYE came on (received/rport stamped).
+    let bye_ok = answer(&forwarded, 200, "", CALLER);
+    let sent = sim.send_response(CALLER, &bye_ok);
+    assert_eq!(sent.statuses("10.0.1.1:45000"), [200]);
+    assert_eq!(sent.transports("10.0.1.1:45000"), [Transport::Tcp]);
+}
