@@ -75,6 +75,7 @@ fn a_full_section_maps_onto_the_proxy_config() {
         [[voice.trunks]]
         name = "b1"
         address = "198.51.100.7:5070"
+        transport = "TCP"
         weight = 3
         media_region = "us-east"
         failover_region = "us-west"
@@ -117,6 +118,8 @@ fn a_full_section_maps_onto_the_proxy_config() {
         (Duration::from_secs(10), Duration::from_secs(3), 2, 4, true)
     );
     assert!(proxy.trunks[1].probe.is_none());
+    assert_eq!(proxy.trunks[0].transport, Transport::Udp, "the default");
+    assert_eq!(proxy.trunks[1].transport, Transport::Tcp, "any case");
     assert!(proxy.trunks[1].spec.registered);
     let register = proxy.trunks[1].register.as_ref().unwrap();
     assert_eq!(register.address, "198.51.100.7:5070".parse().unwrap());

@@ -73,6 +73,29 @@
 //! retransmissions. Non-2xx finals are ACKed by the client transaction and
 //! either trigger the failover or go back through the server transaction.
 //!
+//! A trunk taken out of service for not answering (its prober, or another
+//! call's silent INVITE) also moves the calls *ringing* on it: each one that
+//! has heard nothing from it for `invite_timeout` is cancelled there and tried
+//! on the next trunk at once (one that heard from it more recently is looked
+//! at again when it has been silent that long). A dead trunk's ringing calls
+//! would otherwise wait the whole ring time and fail. This never marks a
+//! trunk, and a trunk out of service only for its registration keeps its
+//! calls.
+//!
+//! # Transports
+//!
+//! Every input and output names its [`Peer`]: UDP or TCP and an address. A
+//! request over TCP is answered on its connection (§18.2.2: its Via gets
+//! `received` and `rport` with the connection's port, so a 2xx relayed along
+//! the Via later finds it too) and our Record-Route then says
+//! `transport=tcp`; trunks are reached over their configured transport, with
+//! our Via naming it; transactions over TCP are not retransmitted and their
+//! wait states last zero (hotsite-sip's `reliable`). In-dialog requests go over
+//! the next hop URI's `transport` parameter, else a trunk's own transport at a
+//! trunk's address, else UDP. When the driver cannot reach a trunk (a TCP
+//! connection refused, timed out or broken: [`Proxy::handle_unreachable`]),
+//! the calls trying it move on at once and it is marked like a silent trunk.
+//!
 //! # CANCEL
 //!
 //! The caller's CANCEL gets 200 at once and stops the failover. The current
@@ -123,7 +146,10 @@
 //!
 //! # Not yet
 //!
-//! TCP and TLS; DNS names for next hops; strict routers (§16.4's Request-URI
+//! TLS (and a Record-Route per side when the two sides' transports differ,
+//! RFC 5658: one entry serves both, since we listen on UDP and TCP alike);
+//! idle TCP connections are kept until the peer closes them; DNS names for
+//! next hops; strict routers (§16.4's Request-URI
 //! rewrite, §16.12's `lr`-less next hop, both treated as loose routers);
 //! forking to several trunks at once; PRACK-aware reliability of provisionals
 //! (PRACK is forwarded like any in-dialog request).
