@@ -1,5 +1,5 @@
 //! The tokio driver: one UDP socket and one TCP listener on the same port,
-//! one task, one [`Proxy`].
+//! one task for the [`Proxy`] (and two per TCP connection, in `tcp.rs`).
 //!
 //! The task only moves bytes and time (DESIGN.md): it waits for a datagram, a
 //! message from a TCP connection (`tcp.rs` frames them) or the proxy's next
@@ -44,6 +44,9 @@ pub const MAX_BATCH: usize = 64;
 /// 10 ms scheduling gap is 350 datagrams, more than the kernel's default
 /// 208 KiB holds.
 pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// How long accepting TCP connections pauses after an error.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// How stale the published trunk status may get (its counters; state changes
 /// are published at once).
@@ -117,7 +120,8 @@ struct Shared {
 }
 
 /// The running proxy. Dropping it stops the task too; [`VoiceHandle::shutdown`]
-/// also waits for it (and for the unregistrations to be sent).
+/// also waits for it, and for the unregistrations to be handed over: sent,
+/// over UDP; over TCP queued to the connection's writer, best effort.
 pub struct VoiceHandle {
     local_addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
@@ -305,6 +309,7 @@ async fn run(
     let mut buf = vec![0u8; 65_535];
     let mut published: Option<Instant> = None;
     let mut trunk_changed = true;
+    let mut accept_paused_until: Option<Instant> = None;
     // Whatever the proxy queued at start (first probes, REGISTERs).
     flush(&socket, &mut connections, &mut proxy).await;
     loop {
@@ -312,9 +317,16 @@ async fn run(
         // A status not published because it was too fresh is published when
         // it is due, even if nothing else happens by then.
         let refresh = publish(&proxy, &shared, &mut published, &mut trunk_changed);
-        let deadline = [proxy.poll_timeout(), refresh].into_iter().flatten().min();
+        if accept_paused_until.is_some_and(|at| clock::now() >= at) {
+            accept_paused_until = None;
+        }
+        let deadline = [proxy.poll_timeout(), refresh, accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min();
+        // Not `biased`: under a UDP flood the TCP inputs and accepts must
+        // still get their turn.
         tokio::select! {
-            biased;
             _ = &mut stopped => break,
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
@@ -345,9 +357,19 @@ async fn run(
                     }
                 }
             },
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => connections.accepted(stream, peer),
-                Err(error) => tracing::debug!(%error, "TCP accept failed"),
+            accepted = listener.accept(), if accept_paused_until.is_none_or(|at| clock::now() >= at) => {
+                match accepted {
+                    Ok((stream, peer)) => {
+                        accept_paused_until = None;
+                        connections.accepted(stream, peer);
+                    }
+                    Err(error) => {
+                        // Out of file descriptors, typically: accept would
+                        // fail again at once, so it waits a little.
+                        tracing::warn!(%error, "TCP accept failed; accepting again in 100 ms");
+                        accept_paused_until = Some(clock::now() + ACCEPT_PAUSE);
+                    }
+                }
             },
             () = clock::sleep_until(deadline) => {}
         }

@@ -7,10 +7,18 @@
 //! A connection's task frames messages out of the stream with hotsite-sip's
 //! `frame_len` (Content-Length is mandatory on streams, RFC 3261 §18.3) and
 //! hands them to the driver's loop; a second task writes what the loop sends
-//! it, in order. A connection that cannot be opened in time, or whose write
-//! fails, is reported as [`TcpInput::Unreachable`] so the proxy moves its
-//! calls on at once; one that ends is reported as [`TcpInput::Closed`] and
-//! forgotten (the next message to that address opens a new one).
+//! it, in order. A connection that cannot be opened in time, whose write
+//! fails, or whose peer stops reading (its write queue full) is reported as
+//! [`TcpInput::Unreachable`] so the proxy moves its calls on at once; one
+//! that ends (closed by the peer, or idle for [`IDLE_TIMEOUT`]) is reported
+//! as [`TcpInput::Closed`] and forgotten: the next request to that address
+//! opens a new one. Responses are only ever sent on an open connection: the
+//! one the request came on is named by its source address, an ephemeral port
+//! nobody listens on once the connection is gone (RFC 3261 §18.2.2's
+//! fallback to the sent-by port is not done).
+//!
+//! Connections peers open to us are capped at [`MAX_ACCEPTED`], so they can
+//! never use up what the connections to trunks need.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,13 +31,18 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Messages waiting to be written on one connection; beyond this the peer is
-/// not reading and further messages to it are dropped (UDP would lose them
-/// too; the transactions' timeouts deal with either).
+/// not reading: it is reported unreachable and further messages to it are
+/// dropped until the connection ends.
 const WRITE_QUEUE: usize = 1024;
 
-/// Connections at most (accepted and opened together): beyond it new
-/// accepted connections are closed at once.
-pub(super) const MAX_CONNECTIONS: usize = 4096;
+/// Connections peers opened to us, at most: beyond it new ones are closed at
+/// once.
+pub(super) const MAX_ACCEPTED: usize = 4096;
+
+/// A connection on which nothing arrives for this long is closed (probes
+/// keep a trunk's connection busier than that; Kamailio's
+/// `tcp_connection_lifetime` defaults to the same).
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the connection tasks tell the driver's loop.
 #[derive(Debug)]
@@ -46,6 +59,9 @@ pub(super) enum TcpInput {
 struct Conn {
     id: u64,
     outgoing: mpsc::Sender<Bytes>,
+    accepted: bool,
+    /// Reported unreachable for a full queue already.
+    stalled: bool,
 }
 
 /// The open connections, by remote address.
@@ -76,27 +92,51 @@ impl Connections {
 
     /// A connection a peer opened to us.
     pub(super) fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if self.open.len() >= MAX_CONNECTIONS {
-            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "TCP connection refused: too many open");
+        let accepted = self.open.values().filter(|c| c.accepted).count();
+        if accepted >= MAX_ACCEPTED {
+            tracing::warn!(%peer, limit = MAX_ACCEPTED, "TCP connection refused: too many accepted");
             return;
         }
         let _ = stream.set_nodelay(true);
         let (outgoing, queue) = mpsc::channel(WRITE_QUEUE);
         let id = self.id();
-        // A peer that connects again replaces its old entry; the old
-        // connection's task still ends on its own.
-        self.open.insert(peer, Conn { id, outgoing });
+        // A live connection to the same address (ours to a trunk that also
+        // connects from its listening port) keeps carrying what we send;
+        // this one is read only, and its task ends on its own.
+        let live = self
+            .open
+            .get(&peer)
+            .is_some_and(|conn| !conn.outgoing.is_closed());
+        if !live {
+            self.open.insert(
+                peer,
+                Conn {
+                    id,
+                    outgoing,
+                    accepted: true,
+                    stalled: false,
+                },
+            );
+        }
         tokio::spawn(run(stream, peer, id, queue, self.inputs.clone()));
     }
 
-    /// Sends `bytes` to `peer` on its connection, opening one if there is
-    /// none.
+    /// Sends `bytes` to `peer` on its connection. A request opens one if
+    /// there is none; a response without one is dropped (see the module
+    /// docs).
     pub(super) fn send(&mut self, peer: SocketAddr, bytes: Bytes) {
-        let bytes = match self.open.get(&peer) {
+        let bytes = match self.open.get_mut(&peer) {
             Some(conn) => match conn.outgoing.try_send(bytes) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::debug!(%peer, "TCP write queue full: message dropped");
+                    if !conn.stalled {
+                        conn.stalled = true;
+                        let _ = self.inputs.try_send(TcpInput::Unreachable(
+                            peer,
+                            format!("TCP peer not reading ({WRITE_QUEUE} messages queued)"),
+                        ));
+                    }
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(bytes)) => {
@@ -106,17 +146,22 @@ impl Connections {
             },
             None => bytes,
         };
-        if self.open.len() >= MAX_CONNECTIONS {
-            let _ = self.inputs.try_send(TcpInput::Unreachable(
-                peer,
-                format!("too many TCP connections open ({MAX_CONNECTIONS})"),
-            ));
+        if bytes.starts_with(b"SIP/2.0 ") {
+            tracing::debug!(%peer, "response dropped: its TCP connection is gone");
             return;
         }
         let (outgoing, queue) = mpsc::channel(WRITE_QUEUE);
         let _ = outgoing.try_send(bytes);
         let id = self.id();
-        self.open.insert(peer, Conn { id, outgoing });
+        self.open.insert(
+            peer,
+            Conn {
+                id,
+                outgoing,
+                accepted: false,
+                stalled: false,
+            },
+        );
         let inputs = self.inputs.clone();
         let timeout = self.connect_timeout;
         tokio::spawn(async move {
@@ -199,11 +244,15 @@ async fn run(
             }
         }
         buf.reserve(8 * 1024);
-        match reader.read_buf(&mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error) => {
+        match tokio::time::timeout(IDLE_TIMEOUT, reader.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "TCP read failed");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TCP connection idle: closed");
                 break;
             }
         }

@@ -32,7 +32,15 @@ impl Proxy {
             }
             return;
         }
-        request.headers.pop_route();
+        // Ours, and a second entry of ours if the dialog was double
+        // record-routed (RFC 5658: the two sides use different transports).
+        while request
+            .headers
+            .top_route()
+            .is_some_and(|route| self.us.is_uri(&route.uri))
+        {
+            request.headers.pop_route();
+        }
         let next = match request.headers.top_route() {
             Some(route) => wire::uri_addr(&route.uri),
             None => wire::uri_addr(&request.uri),

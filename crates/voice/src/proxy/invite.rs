@@ -21,6 +21,7 @@
 //! A 2xx ends the branch and the call at once (see the module docs of
 //! [`super`]).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -165,7 +166,11 @@ impl Proxy {
         // A new call from a trunk would go straight back out to the trunks:
         // inbound calls are not routed (yet), and this also stops a loop
         // through a trunk that points back at us.
-        if self.trunk_peers.iter().any(|trunk| trunk.addr == from.addr) {
+        let sent_by =
+            wire::parse_ip(&via.host).map(|ip| SocketAddr::new(ip, via.port.unwrap_or(5060)));
+        if self.trunk_index.contains_key(&from.addr)
+            || sent_by.is_some_and(|addr| self.trunk_index.contains_key(&addr))
+        {
             self.reply(
                 from,
                 &request,
@@ -181,7 +186,7 @@ impl Proxy {
             return;
         }
         // A preloaded Route naming us is ours to consume (§16.4).
-        if request
+        while request
             .headers
             .top_route()
             .is_some_and(|route| self.us.is_uri(&route.uri))
@@ -454,6 +459,14 @@ impl Proxy {
         let branch = wire::stateful_branch(&mut self.rng);
         let mut request = call.server.request().clone();
         let transport = self.trunk_peers[trunk].transport;
+        if transport != call.caller.transport {
+            // Two transports, two Record-Route entries (RFC 5658): each side
+            // reaches us over its own. The held request has the caller's;
+            // the trunk's goes on top, where the trunk reads first.
+            request
+                .headers
+                .insert_record_route(self.record_route[transport as usize].clone());
+        }
         let prefix = &self.via_prefix[transport as usize];
         let mut via = BytesMut::with_capacity(prefix.len() + branch.len());
         via.put_slice(prefix);
@@ -908,10 +921,23 @@ impl Proxy {
             return;
         };
         branch.recheck = None;
-        let (call, trunk, heard_at) = (branch.call, branch.trunk, branch.heard_at);
+        let (call, trunk) = (branch.call, branch.trunk);
+        // The last word from the trunk on this branch or any other way
+        // (another call, a probe): a trunk that still answers something is
+        // not dead, whatever marked it (a dropped INVITE, probes answered
+        // with a non-2xx).
+        let heard_at = branch.heard_at.max(self.trunk_heard_at[trunk]);
         if !matches!(branch.phase, Phase::Ringing { .. })
             || !self.trunks.stopped_answering(trunk)
             || !self.is_live(call, id)
+        {
+            return;
+        }
+        // With no trunk left to try, moving the call would only end it.
+        if self
+            .calls
+            .get(&call)
+            .is_none_or(|c| c.tried >= c.plan.len())
         {
             return;
         }
@@ -956,10 +982,12 @@ impl Proxy {
             let Some(branch) = self.branches.get_mut(&id) else {
                 continue;
             };
-            branch.phase = Phase::Done;
-            branch.tx.handle_transport_error(now);
-            // Its TransportError event is this failure, handled here.
-            while branch.tx.poll_event().is_some() {}
+            // The INVITE may have gone out before the connection broke: the
+            // branch is kept like one given up for silence, so a late 1xx is
+            // cancelled and a late 2xx relayed.
+            branch.phase = Phase::Abandoned {
+                until: (branch.sent_at + self.tx_config.timeout()).max(now),
+            };
             let call = branch.call;
             self.trunk_stats[trunk].no_reply += 1;
             if self.is_live(call, &id) {

@@ -10,12 +10,13 @@
 //! # Shape
 //!
 //! [`Proxy`] owns no socket and reads no clock (DESIGN.md, "Protocol logic is
-//! sans-IO"). The driver feeds it [`Proxy::handle_datagram`] and
-//! [`Proxy::handle_timeout`], and after each call drains
-//! [`Proxy::poll_transmit`] (datagrams and where to send them),
-//! [`Proxy::poll_event`] and [`Proxy::poll_timeout`]. Everything one input
-//! causes is queued before the call returns: a 503 from trunk 1 and the INVITE
-//! to trunk 2 are one `handle_datagram` apart from nothing.
+//! sans-IO"). The driver feeds it [`Proxy::handle_message`] (a UDP datagram
+//! or a message framed out of a TCP stream; [`Proxy::handle_datagram`] for
+//! UDP), [`Proxy::handle_unreachable`] and [`Proxy::handle_timeout`], and
+//! after each call drains [`Proxy::poll_transmit`] (messages and where to
+//! send them), [`Proxy::poll_event`] and [`Proxy::poll_timeout`]. Everything
+//! one input causes is queued before the call returns: a 503 from trunk 1 and
+//! the INVITE to trunk 2 are one `handle_message` apart from nothing.
 //!
 //! # The INVITE from the caller (no To tag)
 //!
@@ -29,8 +30,8 @@
 //!   through us, `received`/`rport` added to the caller's Via when needed, our
 //!   Via pushed with a fresh branch, and the datagram sent to the trunk's
 //!   address with the Request-URI untouched (like Kamailio's `ds_select_dst`).
-//!   A client INVITE transaction per attempt retransmits it (timer A) and ACKs
-//!   non-2xx answers hop by hop.
+//!   A client INVITE transaction per attempt retransmits it (timer A, over UDP
+//!   only) and ACKs non-2xx answers hop by hop.
 //! - The trunks come from [`Trunks::plan`](crate::routing::Trunks::plan) over
 //!   the call's group: the group whose `prefixes` match the Request-URI user
 //!   part (longest wins), else the default group; at most `max_attempts`
@@ -47,6 +48,8 @@
 //! Health is learnt *passively* from the calls, narrowly: only an INVITE with
 //! no reply at all marks its trunk out of service
 //! ([`Trunks::on_invite_timeout`](crate::routing::Trunks::on_invite_timeout)),
+//! or, over TCP, a connection to it that cannot be opened or breaks
+//! ([`Trunks::on_unreachable`](crate::routing::Trunks::on_unreachable)),
 //! so the next calls skip it at once instead of each waiting `invite_timeout`
 //! until the prober notices. A trunk that answered provisionally is alive: if
 //! the final answer then does not come within `invite_final_timeout` (ring
@@ -73,14 +76,18 @@
 //! retransmissions. Non-2xx finals are ACKed by the client transaction and
 //! either trigger the failover or go back through the server transaction.
 //!
-//! A trunk taken out of service for not answering (its prober, or another
-//! call's silent INVITE) also moves the calls *ringing* on it: each one that
-//! has heard nothing from it for `invite_timeout` is cancelled there and tried
-//! on the next trunk at once (one that heard from it more recently is looked
-//! at again when it has been silent that long). A dead trunk's ringing calls
-//! would otherwise wait the whole ring time and fail. This never marks a
-//! trunk, and a trunk out of service only for its registration keeps its
-//! calls.
+//! A trunk taken out of service for not answering (its prober, another
+//! call's silent INVITE, a refused connection) also moves the calls
+//! *ringing* on it, once nothing at all has come from the trunk (on any call,
+//! probe or connection) for `invite_timeout`: each is cancelled there and
+//! tried on the next trunk of its plan at once. A dead trunk's ringing calls
+//! would otherwise wait the whole ring time and fail. A trunk that still
+//! answers something keeps them (looked at again when it has been silent
+//! that long); so does a call with no trunk left to try, and a trunk out of
+//! service only for its registration. This never marks a trunk. If the trunk
+//! was alive after all and its 200 crosses the CANCEL, the caller may get
+//! two answers (the proxy never swallows a 2xx) and ends one, as with any
+//! late 2xx.
 //!
 //! # Transports
 //!
@@ -472,6 +479,10 @@ pub struct Proxy {
     trunks: Trunks,
     trunk_refs: Vec<TrunkRef>,
     trunk_peers: Vec<Peer>,
+    /// Trunk by address (its own and its registrar's).
+    trunk_index: HashMap<SocketAddr, usize>,
+    /// When each trunk was last heard from (any message from its address).
+    trunk_heard_at: Vec<Instant>,
     trunk_stats: Vec<TrunkStats>,
     groups: Vec<GroupSetup>,
     group_names: Vec<Arc<str>>,
@@ -547,6 +558,16 @@ impl Proxy {
             invite_timeout: config.invite_timeout,
             invite_final_timeout: config.invite_final_timeout,
             trunks,
+            trunk_index: config
+                .trunks
+                .iter()
+                .enumerate()
+                .flat_map(|(index, t)| {
+                    let registrar = t.register.as_ref().map(|r| (r.address, index));
+                    std::iter::once((t.address, index)).chain(registrar)
+                })
+                .collect(),
+            trunk_heard_at: vec![now; config.trunks.len()],
             trunk_peers: config
                 .trunks
                 .iter()
@@ -595,6 +616,9 @@ impl Proxy {
     /// before this returns (transmits, events, timers).
     pub fn handle_message(&mut self, now: Instant, from: Peer, message: Bytes) {
         self.stats.datagrams += 1;
+        if let Some(&trunk) = self.trunk_index.get(&from.addr) {
+            self.trunk_heard_at[trunk] = now;
+        }
         match parse_bytes(message) {
             Ok(Message::Request(request)) => self.on_request(now, from, request),
             Ok(Message::Response(response)) => self.on_response(now, response),
@@ -672,18 +696,14 @@ impl Proxy {
     /// probe or REGISTER in flight fails. Other peers (a caller that hung up
     /// its connection) need nothing: their transactions time out.
     pub fn handle_unreachable(&mut self, now: Instant, to: Peer, reason: &str) {
-        let Some(trunk) = self.trunk_peers.iter().position(|peer| *peer == to) else {
-            return;
-        };
-        self.trunk_unreachable(now, trunk, reason);
-        for runner in self.probers.iter_mut().filter(|r| r.trunk == trunk) {
-            runner.prober.handle_transport_error(now, 0);
-        }
-        for runner in self.registrations.iter_mut().filter(|r| r.trunk == trunk) {
-            // (Its registrar may live elsewhere; then this is only the trunk.)
-            if runner.address != to {
-                continue;
+        if let Some(trunk) = self.trunk_peers.iter().position(|peer| *peer == to) {
+            self.trunk_unreachable(now, trunk, reason);
+            for runner in self.probers.iter_mut().filter(|r| r.trunk == trunk) {
+                runner.prober.handle_transport_error(now, 0);
             }
+        }
+        // Registrars may live at another address than their trunk.
+        for runner in self.registrations.iter_mut().filter(|r| r.address == to) {
             runner.client.handle_transport_error(now);
         }
         self.drive_health(now, false);

@@ -285,3 +285,158 @@ async fn a_silent_trunk_is_marked_and_the_call_completes_elsewhere() {
     assert!(back, "the prober's next answer clears the passive mark");
     handle.shutdown().await;
 }
+
+/// The test's stopwatch.
+#[allow(clippy::disallowed_methods)] // a test timing a real exchange
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// What a TCP test trunk saw.
+#[derive(Default)]
+struct TcpTrunkLog {
+    connections: usize,
+    invites: usize,
+    byes: usize,
+}
+
+/// A trunk over TCP on 127.0.0.1: answers INVITE with 100/180/200 (Contact
+/// with `transport=tcp`), OPTIONS and BYE with 200, absorbs ACK, on the
+/// connection each request came on. Stopping the task closes the listener
+/// and every connection.
+async fn tcp_trunk() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<TcpTrunkLog>>,
+    JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(TcpTrunkLog::default()));
+    let task = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                log.lock().unwrap().connections += 1;
+                let log = log.clone();
+                connections.spawn(async move {
+                    let mut buf = bytes::BytesMut::new();
+                    loop {
+                        while let Ok(Some(len)) = hotsite_sip::message::frame_len(&buf) {
+                            let frame = buf.split_to(len).freeze();
+                            let Ok(Message::Request(request)) = parse_bytes(frame) else {
+                                continue;
+                            };
+                            let statuses: &[StatusCode] = match request.method {
+                                Method::Invite => {
+                                    log.lock().unwrap().invites += 1;
+                                    &[StatusCode::TRYING, StatusCode::RINGING, StatusCode::OK]
+                                }
+                                Method::Ack => &[],
+                                Method::Bye => {
+                                    log.lock().unwrap().byes += 1;
+                                    &[StatusCode::OK]
+                                }
+                                _ => &[StatusCode::OK],
+                            };
+                            for &status in statuses {
+                                let mut response = response_to(&request, status, Some("tcp"));
+                                if request.method == Method::Invite {
+                                    response.headers.push(Header::new(
+                                        HeaderName::Contact,
+                                        format!("<sip:callee@{addr};transport=tcp>"),
+                                    ));
+                                }
+                                if stream.write_all(&response.to_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        match stream.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (addr, log, task)
+}
+
+/// Over TCP end to end (issue: "over UDP and TCP"; SPEC V1, V2): a UDP caller,
+/// trunk 1 over TCP, trunk 2 over UDP. Five calls go through trunk 1 on one
+/// connection, each with two Record-Route entries (the sides' transports
+/// differ, RFC 5658) so the caller's ACK and BYE reach trunk 1 over TCP.
+/// Then trunk 1 goes away (listener and connections closed): the next call's
+/// connection is refused, the call moves to trunk 2 at once, not after
+/// invite_timeout, and trunk 1 is out of service with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_trunk_carries_calls_on_one_connection_and_refusal_fails_over_at_once() {
+    let (t1, log, t1_task) = tcp_trunk().await;
+    let (t2, _t2_task) = trunk(Behaviour::Answer).await;
+    let mut voice = config(&[("t1", t1, 10), ("t2", t2, 20)]);
+    voice.trunks[0].transport = "tcp".into();
+    // The call, not a probe, is to find trunk 1 gone.
+    voice.trunks[0].probe.interval = Duration::from_secs(30);
+    voice.trunks[0].probe.timeout = Duration::from_secs(2);
+    // Long enough that a wait for it would show in the setup time.
+    voice.invite_timeout = Duration::from_secs(3);
+    let handle = hotsite_voice::start(&voice).await.unwrap();
+    let mut events = handle.subscribe();
+    let caller = Caller::new(handle.local_addr()).await;
+
+    for n in 0..5 {
+        let invite = caller.invite(&format!("tcp-call-{n}"));
+        caller.send(&invite).await;
+        let (seen, ok) = caller.final_response().await;
+        assert_eq!(seen, [100, 180, 200]);
+        assert_eq!(ok.headers.record_routes().len(), 2, "{ok:?}");
+        caller
+            .send(&caller.in_dialog(Method::Ack, &invite, &ok, 1))
+            .await;
+        caller
+            .send(&caller.in_dialog(Method::Bye, &invite, &ok, 2))
+            .await;
+        let bye_ok = caller.response().await;
+        assert_eq!(bye_ok.headers.cseq().unwrap().method, Method::Bye);
+        assert_eq!(bye_ok.status, StatusCode::OK);
+    }
+    {
+        let log = log.lock().unwrap();
+        assert_eq!((log.invites, log.byes), (5, 5));
+        assert_eq!(log.connections, 1, "one connection for calls and probes");
+    }
+
+    t1_task.abort();
+    let _ = t1_task.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = now();
+    caller.send(&caller.invite("tcp-call-refused")).await;
+    let (seen, _) = caller.final_response().await;
+    let setup = started.elapsed();
+    assert_eq!(seen, [100, 180, 200]);
+    assert!(
+        setup < Duration::from_secs(2),
+        "moved on at the refusal, not after invite_timeout: {setup:?}"
+    );
+    let mut unreachable = None;
+    while let Ok(Ok(event)) = timeout(Duration::from_secs(2), events.recv()).await {
+        if let ProxyEvent::Failover(f) = event {
+            if f.call_id == "tcp-call-refused" {
+                unreachable = Some(f.cause);
+                break;
+            }
+        }
+    }
+    let cause = unreachable.expect("a failover event for the refused call");
+    assert!(cause.starts_with("unreachable: TCP connect"), "{cause}");
+    let t1_status = handle
+        .status()
+        .into_iter()
+        .find(|t| t.name == "t1")
+        .unwrap();
+    assert!(!t1_status.in_service, "{t1_status:?}");
+    handle.shutdown().await;
+}

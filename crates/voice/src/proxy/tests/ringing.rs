@@ -235,3 +235,75 @@ fn a_lost_registration_does_not_move_ringing_calls() {
     assert!(sent.to(TRUNK2).is_empty(), "{sent:#?}");
     assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
 }
+
+/// A trunk marked down that still answers something (here another call's
+/// 180, after the silent INVITE that marked it) keeps its ringing calls: it
+/// is not dead. They are looked at again once the trunk has been silent for
+/// `invite_timeout`, and moved then.
+#[test]
+fn a_trunk_that_still_answers_keeps_its_ringing_calls() {
+    let mut sim = Sim::new(config());
+    let a_to_t1 = sim
+        .send_request(CALLER, &invite("alive-a", "z9hG4bKala", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(100));
+    sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
+    sim.run_until(Duration::from_millis(500));
+    sim.send_request(CALLER, &invite("alive-b", "z9hG4bKalb", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_secs(1));
+    let c_to_t1 = sim
+        .send_request(CALLER, &invite("alive-c", "z9hG4bKalc", "+4420"))
+        .request(TRUNK1);
+    sim.run_until(Duration::from_millis(2400));
+    sim.send_response(TRUNK1, &answer(&c_to_t1, 180, "t1", TRUNK1));
+
+    // B marks trunk 1 at 2.5 s; it spoke at 2.4 s: A and C stay.
+    let sent = sim.run_until(Duration::from_millis(2500));
+    assert!(!sim.proxy.trunks().in_service(0));
+    assert_eq!(
+        sent.requests(TRUNK2)
+            .iter()
+            .map(|r| r.headers.call_id().unwrap())
+            .collect::<Vec<_>>(),
+        ["alive-b"]
+    );
+    // (B's INVITE is retransmitted to trunk 2 meanwhile: timer A.)
+    let calls_to_t2 = |sent: &Sent| -> Vec<String> {
+        let mut ids: Vec<String> = sent
+            .requests(TRUNK2)
+            .iter()
+            .map(|r| r.headers.call_id().unwrap().to_owned())
+            .filter(|id| id != "alive-b")
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let sent = sim.run_until(Duration::from_millis(4399));
+    assert!(calls_to_t2(&sent).is_empty(), "{sent:#?}");
+    // Silent since 2.4 s: both move at 4.4 s.
+    let sent = sim.run_until(Duration::from_millis(4400));
+    assert_eq!(calls_to_t2(&sent), ["alive-a", "alive-c"]);
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 2);
+}
+
+/// A call with no trunk left in its plan keeps ringing on a trunk marked
+/// down: moving it would only end it.
+#[test]
+fn a_call_with_no_trunk_left_keeps_ringing() {
+    let mut config = config();
+    config.groups[0].trunks = vec![0];
+    config.groups[0].max_attempts = 1;
+    let mut sim = Sim::new(config);
+    let a_to_t1 = sim
+        .send_request(CALLER, &invite("last-a", "z9hG4bKlsa", "+4420"))
+        .request(TRUNK1);
+    sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
+    sim.run_until(Duration::from_millis(500));
+    sim.send_request(CALLER, &invite("last-b", "z9hG4bKlsb", "+4420"));
+    sim.run_until(Duration::from_secs(10));
+    assert!(!sim.proxy.trunks().in_service(0));
+    assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
+    let ok = sim.send_response(TRUNK1, &answer(&a_to_t1, 200, "t1", TRUNK1));
+    assert_eq!(ok.statuses(CALLER), [200]);
+}

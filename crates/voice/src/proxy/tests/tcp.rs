@@ -34,8 +34,9 @@ fn tcp_trunk1(mut config: ProxyConfig) -> ProxyConfig {
 /// A caller over TCP, trunks over UDP: 100 and the trunk's 180 and 200 go
 /// back on the caller's connection; its Via got `received` and `rport` (the
 /// connection's port, so a 2xx relayed along the Via finds the connection);
-/// our Record-Route keeps it on TCP; the trunk gets the INVITE over UDP with
-/// a UDP Via of ours.
+/// the trunk gets the INVITE over UDP with a UDP Via of ours, and two
+/// Record-Route entries of ours (RFC 5658), its side's (UDP) on top and the
+/// caller's (TCP) below, so each side reaches us over its own transport.
 #[test]
 fn a_tcp_caller_is_answered_on_its_connection() {
     let mut sim = Sim::new(config());
@@ -52,9 +53,18 @@ fn a_tcp_caller_is_answered_on_its_connection() {
     let vias = to_t1.headers.vias();
     assert_eq!(&vias[0].transport[..], b"UDP");
     assert_eq!(&vias[1].transport[..], b"TCP");
+    let rr: Vec<String> = to_t1
+        .headers
+        .record_routes()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
     assert_eq!(
-        to_t1.headers.record_routes()[0].uri.to_string(),
-        format!("sip:{PROXY};transport=tcp;lr")
+        rr,
+        [
+            format!("sip:{PROXY};lr"),
+            format!("sip:{PROXY};transport=tcp;lr")
+        ]
     );
 
     let ringing = sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
@@ -66,7 +76,64 @@ fn a_tcp_caller_is_answered_on_its_connection() {
     // A retransmitted 200 (no state left: relayed along the Via) too.
     let again = sim.send_response(TRUNK1, &answer(&to_t1, 200, "t1", TRUNK1));
     assert_eq!(again.transports(CALLER_CONN), [Transport::Tcp]);
-    assert!(sent.to(CALLER).is_empty(), "nothing to the sent-by port");
+    for step in [&sent, &ringing, &ok, &again] {
+        assert!(step.to(CALLER).is_empty(), "nothing to the sent-by port");
+    }
+    // The caller's ACK and BYE carry both entries as Routes (reversed): both
+    // are ours and consumed; the request goes to the trunk's Contact.
+    let caller_invite = tcp_invite("tcp-1", "z9hG4bKtcp1");
+    let ok = ok.response(CALLER_CONN);
+    let mut bye = Request::new(Method::Bye, ok.headers.contacts()[0].uri.clone());
+    let h = &mut bye.headers;
+    h.push(Header::new(
+        HeaderName::Via,
+        format!("SIP/2.0/TCP {CALLER};branch=z9hG4bKbye1"),
+    ));
+    for route in ok.headers.record_routes().iter().rev() {
+        h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
+    }
+    h.push(Header::new(HeaderName::MaxForwards, "70"));
+    h.push(caller_invite.headers.get(HeaderName::From).unwrap().clone());
+    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
+    h.push(Header::new(HeaderName::CallId, "tcp-1"));
+    h.push(Header::new(HeaderName::CSeq, "2 BYE"));
+    let sent = sim.send_tcp(CALLER_CONN, bye.to_bytes());
+    let forwarded = sent.request(TRUNK1);
+    assert_eq!(forwarded.method, Method::Bye);
+    assert!(forwarded.headers.routes().is_empty(), "{forwarded:?}");
+    assert_eq!(sent.transports(TRUNK1), [Transport::Udp]);
+}
+
+/// Same transport on both sides: one Record-Route entry, as before.
+#[test]
+fn one_transport_one_record_route() {
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    let to_t1 = sim
+        .send_tcp(CALLER_CONN, tcp_invite("tcp-rr", "z9hG4bKtcprr").to_bytes())
+        .request(TRUNK1);
+    let rr: Vec<String> = to_t1
+        .headers
+        .record_routes()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(rr, [format!("sip:{PROXY};transport=tcp;lr")]);
+}
+
+/// A trunk's INVITE over a connection it opened (an ephemeral source port)
+/// is still recognised as the trunk's by its Via and refused, not routed
+/// back out to the trunks (a loop, or an inbound call billed outbound).
+#[test]
+fn an_invite_from_a_trunk_over_its_own_connection_is_refused() {
+    let mut sim = Sim::new(tcp_trunk1(config()));
+    let mut from_trunk = tcp_invite("tcp-in", "z9hG4bKtcpin");
+    from_trunk.headers.pop_via();
+    from_trunk.headers.push_via(Bytes::from(format!(
+        "SIP/2.0/TCP {TRUNK1};branch=z9hG4bKtcpin"
+    )));
+    let sent = sim.send_tcp("10.0.1.1:45000", from_trunk.to_bytes());
+    assert_eq!(sent.statuses("10.0.1.1:45000"), [403]);
+    assert!(sent.to(TRUNK1).is_empty() && sent.to(TRUNK2).is_empty());
 }
 
 /// A 486 to a TCP caller is sent once: no timer G over a reliable transport;
