@@ -31,11 +31,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a demo on loopback: a simulated aggregator, hotsite's gateway,
-    /// traffic, failures injected mid-run, then a report. The default scenario
-    /// binds over SMPP to two sites of two SMSCs, kills a site and blackholes an
-    /// SMSC; --scenario picks another (HTTP site failover, DNS move, digital
-    /// fallback to e-mail).
+    /// Runs a demo on loopback: simulated far ends, hotsite, traffic, failures
+    /// injected mid-run, then a report. The default scenario binds over SMPP
+    /// to two sites of two SMSCs, kills a site and blackholes an SMSC;
+    /// --scenario picks another (HTTP site failover, DNS move, digital
+    /// fallback to e-mail, or trunk-failover: calls through the SIP trunk
+    /// proxy while the preferred trunk dies silently and comes back).
     Demo(demo::DemoArgs),
     /// Measures throughput, latency and memory: hotsite's gateway (and, with
     /// --target kannel, Kannel) against the simulated aggregator on loopback.

@@ -12,6 +12,12 @@
 //! SMPP and HTTP alike (M8), signed callbacks and webhooks (M15), and an
 //! e-mail fallback (M11). The lab is never part of the systems themselves.
 //!
+//! For the voice proxy (SPEC V1–V4), [`sip`] has SIP peers on UDP: carrier
+//! trunks ([`SipTrunk`]) that answer calls and die silently or answer 503 on
+//! command, and a caller ([`SipCaller`]) that places paced calls through the
+//! proxy and records each one's setup time and outcome. They run on their
+//! own, outside [`Lab`].
+//!
 //! # Layout
 //!
 //! - `config`: [`LabConfig`], parsed from TOML and validated before any port
@@ -36,6 +42,8 @@
 //! - `stats`, `traffic`: what the lab reports ([`LabStats`], [`HandsetMessage`],
 //!   [`WebhookMessage`], [`SmtpMail`]) and the MOs it is asked to send
 //!   ([`MoRequest`], [`HttpMoRequest`]).
+//! - `sip`: SIP trunks and a caller for the voice proxy (`trunk`, `caller`:
+//!   sans-IO cores; `driver`: their UDP task; `wire`: SDP and addressing).
 //! - `clock`: the only module that reads the clock.
 //!
 //! # The provider it imitates
@@ -250,6 +258,7 @@ mod http;
 mod lab;
 mod port;
 mod shared;
+pub mod sip;
 mod smpp;
 mod smtp;
 mod stats;
@@ -262,6 +271,10 @@ pub use config::{
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
+pub use sip::{
+    CallRecord, CallerProgress, ReceivedInvite, SipCaller, SipCallerConfig, SipError, SipTrunk,
+    SipTrunkConfig, TrunkFault, TrunkStats,
+};
 pub use smtp::SmtpFault;
 pub use stats::{
     CallbackStats, DnsStats, HttpSiteStats, HttpTransportStats, LabStats, SmscStats, SmtpStats,

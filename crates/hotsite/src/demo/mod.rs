@@ -10,6 +10,10 @@
 //!   site (SPEC M2).
 //! - `digital-fallback` ([`digital_fallback`]): a chat route falling back to a
 //!   secondary provider, then to e-mail (SPEC M10, M11).
+//! - `trunk-failover` ([`trunk_failover`]): calls through the voice proxy while
+//!   the preferred SIP trunk dies silently, then recovers (SPEC V1, V2). It
+//!   has no gateway: lab trunks, the proxy and a lab caller, and a report of
+//!   its own (calls, not messages).
 //!
 //! Each one starts the simulated aggregator (`hotsite-lab`), the gateway on its
 //! embedded store in a temporary folder, and a small application receiving the
@@ -30,6 +34,7 @@ mod dns_move;
 mod http_failover;
 mod report;
 mod traffic;
+mod trunk_failover;
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -60,11 +65,15 @@ pub(crate) struct DemoArgs {
     /// Which failure to show.
     #[arg(long, value_enum, value_name = "NAME", default_value_t = Scenario::BindFailover)]
     scenario: Scenario,
-    /// Messages to send [default: 20000 for bind-failover, 2000 for the others].
-    #[arg(long)]
+    /// Messages to send; for trunk-failover, calls to place (--calls says the
+    /// same) [default: 20000 for bind-failover, 600 for trunk-failover, 2000
+    /// for the others].
+    #[arg(long, visible_alias = "calls")]
     messages: Option<u64>,
-    /// Submit rate in messages per second; 0 sends as fast as the API takes them
-    /// [default: 2000 for bind-failover, 200 for the others].
+    /// Submit rate in messages per second, or calls per second for
+    /// trunk-failover; 0 sends as fast as the API takes them (places every
+    /// call at once) [default: 2000 for bind-failover, 50 for trunk-failover,
+    /// 200 for the others].
     #[arg(long)]
     rate: Option<u64>,
     /// Messages per API request, 1 to 1000 [default: 100 for bind-failover,
@@ -90,6 +99,9 @@ pub(crate) enum Scenario {
     /// Route chat = primary-chat, secondary-chat, e-mail: the chat providers
     /// answer 503 in turn, then recover (SPEC M10, M11).
     DigitalFallback,
+    /// Calls through the voice proxy to three SIP trunks: the first dies
+    /// silently, then recovers (SPEC V1, V2).
+    TrunkFailover,
 }
 
 impl Scenario {
@@ -99,6 +111,7 @@ impl Scenario {
             Scenario::HttpFailover => "http-failover",
             Scenario::DnsMove => "dns-move",
             Scenario::DigitalFallback => "digital-fallback",
+            Scenario::TrunkFailover => "trunk-failover",
         }
     }
 }
@@ -115,6 +128,7 @@ impl Settings {
     fn new(args: &DemoArgs) -> anyhow::Result<Settings> {
         let (messages, rate, batch) = match args.scenario {
             Scenario::BindFailover => (20_000, 2_000, 100),
+            Scenario::TrunkFailover => (600, 50, 10),
             _ => (2_000, 200, 10),
         };
         let settings = Settings {
@@ -145,6 +159,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Scenario::HttpFailover => http_failover::run(&settings, &dir, &progress).await,
         Scenario::DnsMove => dns_move::run(&settings, &dir, &progress).await,
         Scenario::DigitalFallback => digital_fallback::run(&settings, &dir, &progress).await,
+        Scenario::TrunkFailover => {
+            // Calls, not messages: no gateway, no store, a report of its own.
+            let _ = std::fs::remove_dir_all(&dir);
+            return trunk_failover::run(&settings, &progress)
+                .await?
+                .finish(args.json);
+        }
     };
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;

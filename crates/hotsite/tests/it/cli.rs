@@ -476,3 +476,70 @@ async fn demo_rejects_an_unknown_scenario_naming_the_valid_ones() {
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
 }
+
+/// SPEC V1, V2 (issue 5): calls through the voice proxy while trunk-1 dies
+/// silently, then recovers. No call fails; trunk-1 is out of service about
+/// one `invite_timeout` (2 s) after the kill and gets no new call after that;
+/// no call waits more than one `invite_timeout` (plus a margin); after its
+/// recovery trunk-1 takes calls again. `--calls` is `--messages` by its
+/// scenario's name.
+#[tokio::test]
+async fn demo_trunk_failover_delays_no_call_beyond_one_timeout() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        hotsite()
+            .args([
+                "demo",
+                "--scenario",
+                "trunk-failover",
+                "--calls",
+                "150",
+                "--rate",
+                "50",
+                "--json",
+            ])
+            .output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["scenario"], "trunk-failover");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["attempted"], 150, "{report:#}");
+    assert_eq!(report["completed"], 150, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["statuses"]["200"], 150, "{report:#}");
+    assert_eq!(report["byes_unanswered"], 0, "{report:#}");
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 1, "{report:#}");
+    seconds(&failovers[0], "detected_after_s", 0.0, 2.6);
+    seconds(&failovers[0], "last_call_on_dead_trunk_after_s", 0.0, 2.6);
+    seconds(&failovers[0], "up_again_after_s", 0.0, 15.0);
+    seconds(&failovers[0], "recovered_after_s", 0.0, 15.0);
+    let limit = report["setup_limit_s"].as_f64().unwrap();
+    assert!(limit <= 2.5, "{report:#}");
+    assert!(
+        report["max_setup_s"].as_f64().unwrap() <= limit,
+        "{report:#}"
+    );
+    assert_eq!(report["within_limit"], true, "{report:#}");
+    assert!(report["calls_tried_dead_trunk"].as_u64().unwrap() > 0);
+    assert!(
+        report["failovers_by_route"]["trunk-1 -> trunk-2"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        report["by_trunk"]["trunk-1"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert!(
+        report["by_trunk"]["trunk-2"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+}

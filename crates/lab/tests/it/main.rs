@@ -15,6 +15,7 @@ mod http_faults;
 mod http_lab;
 mod messages;
 mod mo;
+mod sip;
 mod smtp;
 mod webhooks;
 

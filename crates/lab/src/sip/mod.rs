@@ -1,0 +1,114 @@
+//! SIP peers for the voice proxy (SPEC V1–V4): carrier trunks that answer
+//! calls and can die on command, and a caller that places calls through the
+//! proxy the way a contact-center platform does. UDP on loopback, real SIP
+//! (RFC 3261) built and parsed with `hotsite-sip`'s message layer.
+//!
+//! # Shape
+//!
+//! Each peer is a sans-IO core (DESIGN.md) that takes datagrams and `now` and
+//! hands back datagrams and its next deadline: `trunk::Uas` (a user agent
+//! server) and `caller::Uac` (a user agent client). `driver` runs either on a
+//! UDP socket; [`SipTrunk`] and [`SipCaller`] are the handles. The cores keep
+//! their own, deliberately small, transaction timers rather than reuse
+//! `hotsite_sip::transaction`: a test peer that shares the proxy's transaction
+//! code would share its bugs too.
+//!
+//! # The trunk ([`SipTrunk`], a UAS)
+//!
+//! - `OPTIONS` → `200` (with `Allow`).
+//! - `INVITE` → `100 Trying` at once; `180 Ringing` after `ring_delay`
+//!   (default 0: with the 100); `200 OK` `answer_delay` after the 180
+//!   (default 20 ms), with a To tag, `Contact: <sip:NAME@ADDR>` and a small
+//!   SDP answer. The 200 is sent again at T1, 2·T1, … (at most T2 apart) until
+//!   the ACK (matched by Call-ID: a 2xx's ACK is a new transaction), for at
+//!   most 64·T1. A retransmitted INVITE (same branch) gets the last response
+//!   again, and is counted once.
+//! - `ACK` is absorbed. `BYE` → `200` and the dialog ends (`481` for an
+//!   unknown one). `CANCEL` of an INVITE not yet answered → `200` for the
+//!   CANCEL and `487` for the INVITE (retransmitted until its ACK, like every
+//!   final answer); of an answered one → `200` and nothing else; unknown →
+//!   `481`. A retransmitted OPTIONS, BYE or CANCEL gets the same answer again.
+//! - Other methods → `405` with `Allow`; an unparsable request whose headers
+//!   could be read → `400`; anything else unreadable is dropped.
+//! - Responses go back to the address the request came from.
+//!
+//! Faults ([`TrunkFault`], settable at any time, each replacing the last):
+//! `Silent` — the trunk dies silently: every datagram is read and dropped,
+//! nothing is answered or retransmitted (INVITEs that arrive are still logged,
+//! marked `dropped`, so a report can tell which calls tried the dead trunk);
+//! `Reject(status)` — every new INVITE gets `100` then `status` (say 503), and
+//! OPTIONS get the same `status`, so a prober that counts only 2xx sees it
+//! too (hotsite's prober by default counts any answer as alive); `Recover` —
+//! healthy again. Calls already under way carry on through `Reject`;
+//! through `Silent` their answers and retransmissions are dropped, and those
+//! still being retransmitted go out again after `Recover` (a partition that
+//! healed: the far end had answered meanwhile).
+//!
+//! # The caller ([`SipCaller`], a UAC)
+//!
+//! Places `calls` calls at `rate` calls/s to one address (the proxy): an INVITE
+//! with a fresh `z9hG4bK` branch, From tag and Call-ID, CSeq 1, Contact,
+//! Max-Forwards 70 and an SDP offer, sent again by timer A (T1, doubling)
+//! until any response, and given up by timer B (64·T1) as a local `408`.
+//! After a provisional it waits for the final answer up to `final_timeout`,
+//! then cancels. On a 2xx it ACKs along the dialog's route set (the
+//! Record-Route, reversed: the proxy, since it record-routes), holds the call
+//! for `hold`, then sends BYE the same way and waits for its answer (timer E,
+//! timer F = 64·T1). A non-2xx final answer gets the hop-by-hop ACK (same
+//! branch as the INVITE). A 2xx from a second dialog (another To tag, say a
+//! late answer from a trunk the proxy gave up on) is ACKed and hung up at
+//! once (§13.2.2.4). With `cancel_after`, each call is cancelled that
+//! long after its INVITE if no final answer came (after its first
+//! provisional, §9.1). Requests from the far end get 200 (OPTIONS) or 501.
+//! Each call ends with a [`CallRecord`]: start, first response, setup time
+//! (INVITE → final answer), status, who answered (the 2xx's Contact), the
+//! BYE's answer. Every
+//! call ends within a bounded time (the sum of its timers), so the caller
+//! finishes.
+//!
+//! The traffic can be held at a call count ([`SipCaller::allow`]) and
+//! released; pacing resumes from the release, with no burst to catch up.
+//!
+//! # From Rust
+//!
+//! ```ignore
+//! let trunk = SipTrunk::start(SipTrunkConfig::new("trunk-1", "127.0.0.1:0".parse()?)).await?;
+//! let caller = SipCaller::start(SipCallerConfig::new(trunk.local_addr(), 10, 50.0)).await?;
+//! trunk.set_fault(TrunkFault::Silent)?;   // dies silently
+//! trunk.set_fault(TrunkFault::Recover)?;
+//! let records = caller.wait().await;
+//! assert!(records.iter().all(|call| call.status == Some(200)));
+//! trunk.shutdown().await;
+//! ```
+
+mod caller;
+mod driver;
+mod trunk;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::SocketAddr;
+
+pub use caller::{CallRecord, CallerProgress, SipCaller, SipCallerConfig};
+pub use trunk::{ReceivedInvite, SipTrunk, SipTrunkConfig, TrunkFault, TrunkStats};
+
+/// Why a SIP peer could not start, or a request to it was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    /// The UDP socket could not be bound.
+    #[error("{what}: cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// Which peer (`sip trunk NAME`, `sip caller`).
+        what: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A setting is out of bounds.
+    #[error("invalid {0}")]
+    Invalid(String),
+}
