@@ -118,7 +118,7 @@ start_uas() { # $1 = name, $2 = port, extra args go to sipp
 	local name=$1 port=$2
 	shift 2
 	( cd "$RUN" && exec sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$port" -nostdin \
-		-aa -trace_stat -stf "$RUN/${name}_stat.csv" -fd 1 -max_socket 1000 "$@" \
+		-aa -trace_stat -stf "$RUN/${name}_stat.csv" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} "$@" \
 		> "$RUN/$name.out" 2>&1 ) &
 	local pid=$!
 	PIDS+=("$pid")

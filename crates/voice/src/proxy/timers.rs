@@ -28,6 +28,13 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
+    /// A queue with room for `capacity` deadlines.
+    pub(crate) fn with_capacity(capacity: usize) -> Timers {
+        Timers {
+            heap: BinaryHeap::with_capacity(capacity),
+        }
+    }
+
     /// Makes sure `next` is in the queue for an owner whose earliest queued
     /// deadline is `scheduled`.
     pub(crate) fn schedule(
