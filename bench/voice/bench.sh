@@ -10,7 +10,9 @@
 # kamailio.cfg unchanged; e.g. 4194304 to let Kamailio's UDP receive buffer
 # grow to hotsite's 4 MiB), SIPP_BUFF (unset: SIPp's default socket buffers;
 # e.g. 4194304 so that SIPp's own sockets drop less and the proxies' limits
-# show: passed as -buff_size to the UAC and both UAS).
+# show: passed as -buff_size to the UAC and both UAS), SIP_TRANSPORT (udp, or
+# tcp: SIPp caller and trunks over TCP, hotsite's trunks `transport = "tcp"`;
+# hotsite only, the peers' Kamailio config has disable_tcp=yes).
 #
 # Throughput: sipp UAC (tests/sipp/uac.xml, 0 s hold) -> proxy -> UAS-1
 # (preferred) / UAS-2 (tests/sipp/uas.xml); each step bounded in calls (-m)
@@ -26,11 +28,14 @@ STEPS=("$@")
 read -r -a PROXY_LIST <<<"${PROXIES:-hotsite kamailio}"
 read -r -a KAM_MODES <<<"${KAM_FAILOVER_MODES:-mark}"
 case $WHAT in all|throughput|failover) ;; *) echo "usage: $0 [all|throughput|failover] [rate:calls ...]"; exit 2 ;; esac
+if [ "${SIP_TRANSPORT:-udp}" = tcp ] && [[ " ${PROXY_LIST[*]} " == *" kamailio "* ]]; then
+	echo "SIP_TRANSPORT=tcp: the peers' Kamailio config listens on UDP only; use PROXIES=hotsite"; exit 2
+fi
 
 new_base_dir
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "command: $0 $WHAT ${STEPS[*]} (PROXIES=\"${PROXY_LIST[*]}\" KAM_FAILOVER_MODES=\"${KAM_MODES[*]}\" KAM_MAXBUFFER=\"${KAM_MAXBUFFER:-}\" SIPP_BUFF=\"${SIPP_BUFF:-}\")"
+	echo "command: $0 $WHAT ${STEPS[*]} (PROXIES=\"${PROXY_LIST[*]}\" KAM_FAILOVER_MODES=\"${KAM_MODES[*]}\" KAM_MAXBUFFER=\"${KAM_MAXBUFFER:-}\" SIPP_BUFF=\"${SIPP_BUFF:-}\" SIP_TRANSPORT=\"${SIP_TRANSPORT:-udp}\")"
 	echo "machine: $(nproc) vCPU, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r)"
 	echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*'), kamailio: $(kamailio -v | sed -n 's/^version: //p')"
 	echo "hotsite: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- crates || echo ' + uncommitted changes in crates/'), $PROXY_BIN"
@@ -61,7 +66,7 @@ throughput() { # $1 = hotsite|kamailio
 		( cd "$RUN" && exec /usr/bin/time -f "%U %S" -o "$RUN/uac_${rate}.time" \
 			sipp -sf "$SIPP_DIR/uac.xml" 127.0.0.1:$PROXY_PORT -i 127.0.0.1 -p $UAC_PORT \
 			-r "$rate" -m "$calls" -l 5000 -d 0 -nostdin -timeout 60s \
-			-trace_stat -stf "$stf" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} > "$RUN/uac_${rate}.out" 2>&1 ) &
+			-trace_stat -stf "$stf" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} $(sipp_transport) > "$RUN/uac_${rate}.out" 2>&1 ) &
 		local uac=$!
 		PIDS+=("$uac")
 		reap "$uac"
@@ -109,7 +114,7 @@ failover() { # $1 = hotsite|kamailio, $2 = mark|probe (Kamailio only)
 	[ "$proxy" = kamailio ] && ds_list
 	( cd "$RUN" && exec sipp -sf "$SIPP_DIR/uac.xml" 127.0.0.1:$PROXY_PORT -i 127.0.0.1 -p $UAC_PORT \
 		-r "$rate" -m "$calls" -l 5000 -d "$hold" -nostdin -timeout 90s -trace_err \
-		-trace_stat -stf "$RUN/uac.csv" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} > "$RUN/uac.out" 2>&1 ) &
+		-trace_stat -stf "$RUN/uac.csv" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} $(sipp_transport) > "$RUN/uac.out" 2>&1 ) &
 	uac=$!
 	PIDS+=("$uac")
 	echo "start $(now)" > "$RUN/times"

@@ -65,6 +65,7 @@ address = "127.0.0.1:$UAS1_PORT"
 priority = 5
 media_region = "local"
 failover_region = "local"
+transport = "${SIP_TRANSPORT:-udp}"
 probe = { interval = "2s", timeout = "2s", fall = 3, rise = 2 }
 
 [[voice.trunks]]
@@ -73,6 +74,7 @@ address = "127.0.0.1:$UAS2_PORT"
 priority = 10
 media_region = "local"
 failover_region = "local"
+transport = "${SIP_TRANSPORT:-udp}"
 probe = { interval = "2s", timeout = "2s", fall = 3, rise = 2 }
 EOT
 }
@@ -114,11 +116,16 @@ reap() { # $1 = pid
 }
 trap stop_all EXIT
 
+# SIPp's transport mode for SIP_TRANSPORT (udp: its default, one socket).
+sipp_transport() {
+	if [ "${SIP_TRANSPORT:-udp}" = tcp ]; then echo "-t t1"; else echo "-t u1"; fi
+}
+
 start_uas() { # $1 = name, $2 = port, extra args go to sipp
 	local name=$1 port=$2
 	shift 2
 	( cd "$RUN" && exec sipp -sf "$SIPP_DIR/uas.xml" -i 127.0.0.1 -p "$port" -nostdin \
-		-aa -trace_stat -stf "$RUN/${name}_stat.csv" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} "$@" \
+		-aa -trace_stat -stf "$RUN/${name}_stat.csv" -fd 1 -max_socket 1000 ${SIPP_BUFF:+-buff_size $SIPP_BUFF} $(sipp_transport) "$@" \
 		> "$RUN/$name.out" 2>&1 ) &
 	local pid=$!
 	PIDS+=("$pid")
