@@ -12,10 +12,9 @@ impl Proxy {
     /// A request inside a dialog (To tag) that matched no transaction.
     pub(super) fn forward_in_dialog(&mut self, from: Peer, mut request: Request, via: Via) {
         let is_ack = request.method == Method::Ack;
-        let routed = request
-            .headers
-            .top_route()
-            .is_some_and(|route| self.us.is_uri(&route.uri));
+        // Ours, and a second entry of ours if the dialog was double
+        // record-routed (RFC 5658: the two sides use different transports).
+        let routed = self.us.pop_routes(&mut request.headers) > 0;
         if !routed {
             // Not a dialog we record-routed: nothing to forward it by.
             if is_ack {
@@ -31,15 +30,6 @@ impl Proxy {
                 );
             }
             return;
-        }
-        // Ours, and a second entry of ours if the dialog was double
-        // record-routed (RFC 5658: the two sides use different transports).
-        while request
-            .headers
-            .top_route()
-            .is_some_and(|route| self.us.is_uri(&route.uri))
-        {
-            request.headers.pop_route();
         }
         let next = match request.headers.top_route() {
             Some(route) => wire::uri_addr(&route.uri),

@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hotsite_sip::message::{cancel_for, response_to, Method, Request, Response, StatusCode, Via};
-use hotsite_sip::transaction::{
-    ClientInvite, ClientNonInvite, ServerInvite, TransactionConfig, TransactionEvent,
-};
+use hotsite_sip::transaction::{ClientInvite, ClientNonInvite, ServerInvite, TransactionEvent};
 
 use super::timers::TimerRef;
 use super::transport::{Peer, Transmit};
@@ -67,6 +65,18 @@ enum Failure {
     StoppedAnswering { trunk: usize, silent: Duration },
     /// The transport could not reach it (over TCP: no connection).
     Unreachable { trunk: usize, reason: String },
+}
+
+impl Call {
+    /// Its Call-ID, for events.
+    fn call_id(&self) -> String {
+        self.server
+            .request()
+            .headers
+            .call_id()
+            .unwrap_or_default()
+            .to_owned()
+    }
 }
 
 impl Failure {
@@ -186,13 +196,7 @@ impl Proxy {
             return;
         }
         // A preloaded Route naming us is ours to consume (§16.4).
-        while request
-            .headers
-            .top_route()
-            .is_some_and(|route| self.us.is_uri(&route.uri))
-        {
-            request.headers.pop_route();
-        }
+        self.us.pop_routes(&mut request.headers);
         request
             .headers
             .insert_record_route(self.record_route[caller.transport as usize].clone());
@@ -365,25 +369,20 @@ impl Proxy {
         }
         let (response, trunk) = match call.last_failure.take() {
             Some(Failure::Final { trunk, response }) => (response, Some(trunk)),
-            Some(failure @ (Failure::NoReply { .. } | Failure::StoppedAnswering { .. })) => {
+            Some(failure) => {
+                // No final answer to pass on: 503 if the trunk could not be
+                // reached at all, else 408 (it did not answer in time).
+                let status = match failure {
+                    Failure::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::REQUEST_TIMEOUT,
+                };
                 let trunk = failure.trunk();
                 let text = format!(
                     "trunk {}: {}; no trunk left",
                     self.trunk_refs[trunk].name,
                     failure.describe()
                 );
-                let response = self.local_answer(id, StatusCode::REQUEST_TIMEOUT, Some(&text));
-                (response, Some(trunk))
-            }
-            Some(failure @ Failure::Unreachable { .. }) => {
-                let trunk = failure.trunk();
-                let text = format!(
-                    "trunk {}: {}; no trunk left",
-                    self.trunk_refs[trunk].name,
-                    failure.describe()
-                );
-                let response = self.local_answer(id, StatusCode::SERVICE_UNAVAILABLE, Some(&text));
-                (response, Some(trunk))
+                (self.local_answer(id, status, Some(&text)), Some(trunk))
             }
             None => {
                 let text = format!("group {}: no trunk to try", self.group_names[call.group]);
@@ -392,6 +391,27 @@ impl Proxy {
             }
         };
         self.answer(now, id, response, CallOutcome::Failed, trunk);
+    }
+
+    /// The report of a call's end.
+    fn ended(
+        &self,
+        call: &Call,
+        now: Instant,
+        trunk: Option<usize>,
+        status: StatusCode,
+        outcome: CallOutcome,
+    ) -> CallEnded {
+        CallEnded {
+            at: now,
+            call_id: call.call_id(),
+            group: self.group_names[call.group].clone(),
+            trunk: trunk.map(|t| self.trunk_refs[t].clone()),
+            status: status.as_u16(),
+            outcome,
+            attempts: call.tried as u32,
+            setup_time: now.saturating_duration_since(call.started),
+        }
     }
 
     /// A response of our own to the caller's INVITE.
@@ -422,22 +442,7 @@ impl Proxy {
         if let Err(error) = call.server.respond(now, response) {
             tracing::debug!(%error, "final answer refused by the server transaction");
         }
-        let ended = CallEnded {
-            at: now,
-            call_id: call
-                .server
-                .request()
-                .headers
-                .call_id()
-                .unwrap_or_default()
-                .to_owned(),
-            group: self.group_names[call.group].clone(),
-            trunk: trunk.map(|t| self.trunk_refs[t].clone()),
-            status: status.as_u16(),
-            outcome,
-            attempts: call.tried as u32,
-            setup_time: now.saturating_duration_since(call.started),
-        };
+        let ended = self.ended(&self.calls[&id], now, trunk, status, outcome);
         match outcome {
             CallOutcome::Answered => self.stats.answered += 1,
             CallOutcome::Rejected => self.stats.rejected += 1,
@@ -477,13 +482,7 @@ impl Proxy {
             let from = failure.trunk();
             let failover = Failover {
                 at: now,
-                call_id: call
-                    .server
-                    .request()
-                    .headers
-                    .call_id()
-                    .unwrap_or_default()
-                    .to_owned(),
+                call_id: call.call_id(),
                 from: self.trunk_refs[from].clone(),
                 to: self.trunk_refs[trunk].clone(),
                 cause: failure.describe(),
@@ -709,24 +708,17 @@ impl Proxy {
         }
         call.finished = true;
         let other = call.current.take().filter(|current| current != id);
-        let ended = CallEnded {
-            at: now,
-            call_id: call
-                .server
-                .request()
-                .headers
-                .call_id()
-                .unwrap_or_default()
-                .to_owned(),
-            group: self.group_names[call.group].clone(),
-            trunk: Some(self.trunk_refs[branch.trunk].clone()),
-            status: status.as_u16(),
-            outcome: CallOutcome::Answered,
-            attempts: call.tried as u32,
-            setup_time: now.saturating_duration_since(call.started),
+        let Some(call) = self.calls.remove(&branch.call) else {
+            return;
         };
+        let ended = self.ended(
+            &call,
+            now,
+            Some(branch.trunk),
+            status,
+            CallOutcome::Answered,
+        );
         let key = call.key.clone();
-        self.calls.remove(&branch.call);
         self.call_keys.remove(&key);
         // The server transaction is gone: a tombstone absorbs retransmitted
         // INVITEs for as long as it would have (timer L, RFC 6026).
@@ -851,16 +843,16 @@ impl Proxy {
 
     /// Sends CANCEL for a branch that had a provisional (once).
     fn send_cancel(&mut self, now: Instant, id: &Bytes) {
+        let Some(trunk) = self.branches.get(id).map(|b| b.trunk) else {
+            return;
+        };
+        let config = self.tx_config_for(self.trunk_peers[trunk].transport);
         let Some(branch) = self.branches.get_mut(id) else {
             return;
         };
         if branch.cancel.is_some() || branch.phase == Phase::Done {
             return;
         }
-        let config = TransactionConfig {
-            reliable: self.trunk_peers[branch.trunk].transport.is_reliable(),
-            ..self.tx_config
-        };
         match cancel_for(branch.tx.request()) {
             Ok(cancel) => {
                 branch.recheck = None;

@@ -176,6 +176,20 @@ impl Us {
             .is_some_and(|sip| self.is(parse_ip(&sip.host), sip.port))
     }
 
+    /// Removes the Route entries naming us from the top of `headers` (one,
+    /// or two when the dialog was double record-routed); how many.
+    pub(crate) fn pop_routes(&self, headers: &mut Headers) -> usize {
+        let mut popped = 0;
+        while headers
+            .top_route()
+            .is_some_and(|route| self.is_uri(&route.uri))
+        {
+            headers.pop_route();
+            popped += 1;
+        }
+        popped
+    }
+
     /// Whether a Via hop is one this proxy pushed.
     pub(crate) fn is_via(&self, via: &Via) -> bool {
         self.is(parse_ip(&via.host), via.port)
