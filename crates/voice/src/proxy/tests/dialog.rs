@@ -17,27 +17,6 @@ fn answered_call(sim: &mut Sim) -> (Request, Response) {
     (caller_invite, ok)
 }
 
-/// A request inside the dialog, as the caller's UA builds it from the 200:
-/// Request-URI the remote Contact, Route from the Record-Route set.
-fn in_dialog(method: Method, invite: &Request, ok: &Response, branch: &str, cseq: u32) -> Request {
-    let contact = ok.headers.contacts()[0].uri.clone();
-    let mut request = Request::new(method.clone(), contact);
-    let h = &mut request.headers;
-    h.push(Header::new(
-        HeaderName::Via,
-        format!("SIP/2.0/UDP {CALLER};branch={branch}"),
-    ));
-    for route in ok.headers.record_routes() {
-        h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
-    }
-    h.push(Header::new(HeaderName::MaxForwards, "70"));
-    h.push(invite.headers.get(HeaderName::From).unwrap().clone());
-    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
-    h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
-    h.push(Header::new(HeaderName::CSeq, format!("{cseq} {method}")));
-    request
-}
-
 /// ACK and BYE follow the Route: our entry removed, sent to the Request-URI
 /// (the trunk's Contact), our Via on top with a branch that a retransmission
 /// keeps; the trunk's 200 to the BYE comes back to the caller, our Via popped.

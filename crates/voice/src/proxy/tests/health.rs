@@ -3,25 +3,12 @@
 
 use super::*;
 
-fn probed_config() -> ProxyConfig {
-    let mut config = config();
-    config.trunks[0].spec.probed = true;
-    config.trunks[0].probe = Some(ProbeSetup {
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(2),
-        fall: 3,
-        rise: 2,
-        only_2xx: false,
-    });
-    config
-}
-
 /// SPEC V2: three unanswered probes take trunk 1 out of service (an event
 /// with its time); calls then go to trunk 2 directly; two answered probes
 /// bring it back.
 #[test]
 fn the_prober_takes_a_trunk_out_and_back() {
-    let (mut sim, first) = Sim::start(probed_config());
+    let (mut sim, first) = Sim::start(probed_t1(config()));
     let probe = first.request(TRUNK1);
     assert_eq!(probe.method, Method::Options);
     assert_eq!(probe.headers.top_via().unwrap().sent_by(), PROXY);
@@ -68,7 +55,7 @@ fn the_prober_takes_a_trunk_out_and_back() {
 /// prober sees it alive.
 #[test]
 fn a_passive_mark_on_a_probed_trunk_clears_when_a_probe_answers() {
-    let mut config = probed_config();
+    let mut config = probed_t1(config());
     config.groups[0].max_attempts = 1;
     let (mut sim, first) = Sim::start(config);
     let probe = first.request(TRUNK1);
@@ -101,15 +88,7 @@ fn a_passive_mark_on_a_probed_trunk_clears_when_a_probe_answers() {
 /// is accepted; calls skip it meanwhile.
 #[test]
 fn a_registration_trunk_carries_calls_once_registered() {
-    let mut config = config();
-    config.trunks[0].spec.registered = true;
-    config.trunks[0].register = Some(RegisterSetup {
-        registrar: uri("sip:10.0.1.1"),
-        user: "hotsite".into(),
-        password: "secret".into(),
-        expires: Duration::from_secs(600),
-        address: addr(TRUNK1),
-    });
+    let config = registered_t1(config());
     let (mut sim, first) = Sim::start(config);
     let register = first.request(TRUNK1);
     assert_eq!(register.method, Method::Register);

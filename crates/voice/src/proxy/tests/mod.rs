@@ -81,6 +81,34 @@ fn config() -> ProxyConfig {
     }
 }
 
+/// `config` with trunk 1 probed: OPTIONS every 5 s, 2 s to answer, out of
+/// service after 3 failures, back after 2 answers (SPEC V2).
+fn probed_t1(mut config: ProxyConfig) -> ProxyConfig {
+    config.trunks[0].spec.probed = true;
+    config.trunks[0].probe = Some(ProbeSetup {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        fall: 3,
+        rise: 2,
+        only_2xx: false,
+    });
+    config
+}
+
+/// `config` with trunk 1 registration-based: its registrar at its address,
+/// 600 s asked (SPEC V2).
+fn registered_t1(mut config: ProxyConfig) -> ProxyConfig {
+    config.trunks[0].spec.registered = true;
+    config.trunks[0].register = Some(RegisterSetup {
+        registrar: uri("sip:10.0.1.1"),
+        user: "hotsite".into(),
+        password: "secret".into(),
+        expires: Duration::from_secs(600),
+        address: addr(TRUNK1),
+    });
+    config
+}
+
 /// What the proxy sent in one step.
 #[derive(Debug, Default)]
 struct Sent(Vec<(Peer, Message)>);
@@ -139,6 +167,14 @@ impl Sent {
         assert_eq!(all.len(), 1, "one response to {to}: {self:#?}");
         assert_eq!(self.to(to).len(), 1, "only one message to {to}: {self:#?}");
         all.into_iter().next().unwrap()
+    }
+
+    /// The Call-IDs of the requests to `to`, in order.
+    fn call_ids(&self, to: &str) -> Vec<String> {
+        self.requests(to)
+            .iter()
+            .map(|r| r.headers.call_id().unwrap_or_default().to_owned())
+            .collect()
     }
 
     fn statuses(&self, to: &str) -> Vec<u16> {
@@ -212,6 +248,13 @@ impl Sim {
         self.drain()
     }
 
+    /// A new call from the caller to `+4420`, its branch made of the Call-ID;
+    /// what the proxy sent.
+    fn dial(&mut self, call_id: &str) -> Sent {
+        let branch = format!("z9hG4bK{call_id}");
+        self.send_request(CALLER, &invite(call_id, &branch, "+4420"))
+    }
+
     fn send_request(&mut self, from: &str, request: &Request) -> Sent {
         self.send(from, request.to_bytes())
     }
@@ -252,6 +295,16 @@ fn uri(text: &str) -> Uri {
 
 /// The caller's INVITE (hotsite-sip's builder: Via with `rport`).
 fn invite(call_id: &str, branch: &str, user: &str) -> Request {
+    invite_over("UDP", call_id, branch, user)
+}
+
+/// The caller's INVITE sent over `transport` (`UDP`, `TCP`: its Via says
+/// so, and a TCP caller's Contact carries `transport=tcp`).
+fn invite_over(transport: &str, call_id: &str, branch: &str, user: &str) -> Request {
+    let contact = match transport {
+        "TCP" => format!("sip:pbx@{CALLER};transport=tcp"),
+        _ => format!("sip:pbx@{CALLER}"),
+    };
     NewRequest {
         method: Method::Invite,
         uri: uri(&format!("sip:{user}@{PROXY}")),
@@ -260,13 +313,47 @@ fn invite(call_id: &str, branch: &str, user: &str) -> Request {
         to: uri(&format!("sip:{user}@{PROXY}")),
         call_id: call_id.into(),
         cseq: 1,
-        transport: "UDP".into(),
+        transport: transport.into(),
         sent_by: CALLER.into(),
         branch: Branch::from_string(branch.into()),
         max_forwards: 70,
-        contact: Some(uri(&format!("sip:pbx@{CALLER}"))),
+        contact: Some(uri(&contact)),
     }
     .build()
+}
+
+/// A request inside the dialog, as the caller's UA builds it from the 200
+/// (§12.2.1.1): Request-URI the remote Contact, Route the Record-Route set
+/// reversed, our Via over UDP.
+fn in_dialog(method: Method, invite: &Request, ok: &Response, branch: &str, cseq: u32) -> Request {
+    in_dialog_over("UDP", method, invite, ok, branch, cseq)
+}
+
+/// [`in_dialog`] with a Via naming `transport`.
+fn in_dialog_over(
+    transport: &str,
+    method: Method,
+    invite: &Request,
+    ok: &Response,
+    branch: &str,
+    cseq: u32,
+) -> Request {
+    let contact = ok.headers.contacts()[0].uri.clone();
+    let mut request = Request::new(method.clone(), contact);
+    let h = &mut request.headers;
+    h.push(Header::new(
+        HeaderName::Via,
+        format!("SIP/2.0/{transport} {CALLER};branch={branch}"),
+    ));
+    for route in ok.headers.record_routes().iter().rev() {
+        h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
+    }
+    h.push(Header::new(HeaderName::MaxForwards, "70"));
+    h.push(invite.headers.get(HeaderName::From).unwrap().clone());
+    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
+    h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
+    h.push(Header::new(HeaderName::CSeq, format!("{cseq} {method}")));
+    request
 }
 
 /// A trunk's answer to a request it received, with its To tag and, for

@@ -4,18 +4,6 @@
 
 use super::*;
 
-fn probed_t1(mut config: ProxyConfig) -> ProxyConfig {
-    config.trunks[0].spec.probed = true;
-    config.trunks[0].probe = Some(ProbeSetup {
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(2),
-        fall: 3,
-        rise: 2,
-        only_2xx: false,
-    });
-    config
-}
-
 /// SPEC V1, V2: call A rings on trunk 1, then trunk 1 dies silently; call
 /// B's INVITE goes unanswered and marks it at 2.5 s. A has heard nothing for
 /// more than `invite_timeout`, so at that moment it is cancelled on trunk 1
@@ -24,16 +12,13 @@ fn probed_t1(mut config: ProxyConfig) -> ProxyConfig {
 #[test]
 fn a_ringing_call_moves_on_when_its_trunk_is_marked_down() {
     let mut sim = Sim::new(config());
-    let a_to_t1 = sim
-        .send_request(CALLER, &invite("ring-a", "z9hG4bKringa", "+4420"))
-        .request(TRUNK1);
+    let a_to_t1 = sim.dial("ring-a").request(TRUNK1);
     sim.run_until(Duration::from_millis(100));
     let ringing = sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
     assert_eq!(ringing.statuses(CALLER), [180]);
 
     sim.run_until(Duration::from_millis(500));
-    sim.send_request(CALLER, &invite("ring-b", "z9hG4bKringb", "+4420"))
-        .request(TRUNK1);
+    sim.dial("ring-b").request(TRUNK1);
     let before = sim.run_until(Duration::from_millis(2499));
     assert!(before.to(TRUNK2).is_empty(), "{before:#?}");
 
@@ -45,10 +30,9 @@ fn a_ringing_call_moves_on_when_its_trunk_is_marked_down() {
         .find(|r| r.method == Method::Cancel)
         .expect("A cancelled on trunk 1");
     assert_eq!(branch_of(&cancel), branch_of(&a_to_t1));
-    let to_t2: Vec<Request> = sent.requests(TRUNK2);
-    let call_ids: Vec<&str> = to_t2.iter().map(|r| r.headers.call_id().unwrap()).collect();
+    let call_ids = sent.call_ids(TRUNK2);
     assert_eq!(call_ids.len(), 2, "{sent:#?}");
-    assert!(call_ids.contains(&"ring-a") && call_ids.contains(&"ring-b"));
+    assert!(call_ids.contains(&"ring-a".to_owned()) && call_ids.contains(&"ring-b".to_owned()));
     let events = sim.take_events();
     let moved: Vec<_> = failovers(&events)
         .into_iter()
@@ -61,7 +45,8 @@ fn a_ringing_call_moves_on_when_its_trunk_is_marked_down() {
     );
     assert_eq!(sim.proxy.stats().ringing_rerouted, 1);
 
-    let a_to_t2 = to_t2
+    let a_to_t2 = sent
+        .requests(TRUNK2)
         .into_iter()
         .find(|r| r.headers.call_id() == Some("ring-a"))
         .unwrap();
@@ -83,38 +68,27 @@ fn a_ringing_call_moves_on_when_its_trunk_is_marked_down() {
     assert_eq!(a_end[0].attempts, 2);
 }
 
-/// A call that heard from trunk 1 after the unanswered INVITE was sent is
+/// SPEC V1, V2: a call that heard from trunk 1 after the unanswered INVITE was sent is
 /// not moved at once (the trunk was alive then): it is looked at again when
 /// it has been silent for `invite_timeout`, and moved then, the trunk being
 /// still out of service.
 #[test]
 fn a_call_that_rang_recently_is_looked_at_again_later() {
     let mut sim = Sim::new(config());
-    sim.send_request(CALLER, &invite("quiet-b", "z9hG4bKqb", "+4420"))
-        .request(TRUNK1);
+    sim.dial("quiet-b").request(TRUNK1);
     sim.run_until(Duration::from_millis(1800));
-    let a_to_t1 = sim
-        .send_request(CALLER, &invite("quiet-a", "z9hG4bKqa", "+4420"))
-        .request(TRUNK1);
+    let a_to_t1 = sim.dial("quiet-a").request(TRUNK1);
     sim.run_until(Duration::from_millis(1900));
     sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
 
     // B marks trunk 1 at 2 s; A rang 0.1 s ago and stays.
     let sent = sim.run_until(Duration::from_secs(2));
     assert!(!sim.proxy.trunks().in_service(0));
-    assert_eq!(
-        sent.requests(TRUNK2)
-            .iter()
-            .map(|r| r.headers.call_id().unwrap())
-            .collect::<Vec<_>>(),
-        ["quiet-b"]
-    );
+    assert_eq!(sent.call_ids(TRUNK2), ["quiet-b"]);
     assert!(sent.to(TRUNK1).is_empty(), "{sent:#?}");
     let sent = sim.run_until(Duration::from_millis(3899));
     assert!(
-        sent.requests(TRUNK2)
-            .iter()
-            .all(|r| r.headers.call_id() != Some("quiet-a")),
+        !sent.call_ids(TRUNK2).contains(&"quiet-a".to_owned()),
         "{sent:#?}"
     );
 
@@ -126,23 +100,18 @@ fn a_call_that_rang_recently_is_looked_at_again_later() {
     assert_eq!(sim.proxy.stats().ringing_rerouted, 1);
 }
 
-/// A trunk back in service before the second look keeps its ringing call,
+/// SPEC V2: a trunk back in service before the second look keeps its ringing call,
 /// and the call's 200 reaches the caller.
 #[test]
 fn a_trunk_back_in_service_keeps_its_ringing_calls() {
-    let mut config = probed_t1(config());
-    config.groups[0].max_attempts = 3;
-    let (mut sim, first) = Sim::start(config);
+    let (mut sim, first) = Sim::start(probed_t1(config()));
     let probe = first.request(TRUNK1);
     sim.send_response(TRUNK1, &answer(&probe, 200, "probe", TRUNK1));
 
     sim.run_until(Duration::from_secs(3));
-    sim.send_request(CALLER, &invite("back-b", "z9hG4bKbb", "+4420"))
-        .request(TRUNK1);
+    sim.dial("back-b").request(TRUNK1);
     sim.run_until(Duration::from_millis(4500));
-    let a_to_t1 = sim
-        .send_request(CALLER, &invite("back-a", "z9hG4bKba", "+4420"))
-        .request(TRUNK1);
+    let a_to_t1 = sim.dial("back-a").request(TRUNK1);
     sim.run_until(Duration::from_millis(4600));
     sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
 
@@ -165,10 +134,7 @@ fn a_trunk_back_in_service_keeps_its_ringing_calls() {
             .all(|r| r.method != Method::Cancel),
         "{sent:#?}"
     );
-    assert!(sent
-        .requests(TRUNK2)
-        .iter()
-        .all(|r| r.headers.call_id() != Some("back-a")));
+    assert!(!sent.call_ids(TRUNK2).contains(&"back-a".to_owned()));
     let ok = sim.send_response(TRUNK1, &answer(&a_to_t1, 200, "t1", TRUNK1));
     assert_eq!(ok.statuses(CALLER), [200]);
     assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
@@ -180,9 +146,7 @@ fn a_trunk_back_in_service_keeps_its_ringing_calls() {
 fn the_prober_marking_a_trunk_down_moves_its_ringing_calls() {
     let (mut sim, _) = Sim::start(probed_t1(config()));
     sim.run_until(Duration::from_millis(400));
-    let to_t1 = sim
-        .send_request(CALLER, &invite("probe-a", "z9hG4bKpa", "+4420"))
-        .request(TRUNK1);
+    let to_t1 = sim.dial("probe-a").request(TRUNK1);
     sim.run_until(Duration::from_millis(500));
     sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
 
@@ -199,26 +163,16 @@ fn the_prober_marking_a_trunk_down_moves_its_ringing_calls() {
     );
 }
 
-/// A trunk out of service only because it lost its registration still
+/// SPEC V2: a trunk out of service only because it lost its registration still
 /// carries the calls ringing on it: it may well be answering.
 #[test]
 fn a_lost_registration_does_not_move_ringing_calls() {
-    let mut config = config();
-    config.trunks[0].spec.registered = true;
-    config.trunks[0].register = Some(RegisterSetup {
-        registrar: uri("sip:10.0.1.1"),
-        user: "hotsite".into(),
-        password: "secret".into(),
-        expires: Duration::from_secs(600),
-        address: addr(TRUNK1),
-    });
+    let config = registered_t1(config());
     let (mut sim, first) = Sim::start(config);
     let register = first.request(TRUNK1);
     sim.send_response(TRUNK1, &answer(&register, 200, "reg", TRUNK1));
     assert!(sim.proxy.trunks().in_service(0));
-    let to_t1 = sim
-        .send_request(CALLER, &invite("reg-a", "z9hG4bKra", "+4420"))
-        .request(TRUNK1);
+    let to_t1 = sim.dial("reg-a").request(TRUNK1);
     sim.send_response(TRUNK1, &answer(&to_t1, 180, "t1", TRUNK1));
 
     // The refresh (at about half the 600 s lifetime) is refused: out of service.
@@ -236,46 +190,31 @@ fn a_lost_registration_does_not_move_ringing_calls() {
     assert_eq!(sim.proxy.stats().ringing_rerouted, 0);
 }
 
-/// A trunk marked down that still answers something (here another call's
+/// SPEC V1, V2: a trunk marked down that still answers something (here another call's
 /// 180, after the silent INVITE that marked it) keeps its ringing calls: it
 /// is not dead. They are looked at again once the trunk has been silent for
 /// `invite_timeout`, and moved then.
 #[test]
 fn a_trunk_that_still_answers_keeps_its_ringing_calls() {
     let mut sim = Sim::new(config());
-    let a_to_t1 = sim
-        .send_request(CALLER, &invite("alive-a", "z9hG4bKala", "+4420"))
-        .request(TRUNK1);
+    let a_to_t1 = sim.dial("alive-a").request(TRUNK1);
     sim.run_until(Duration::from_millis(100));
     sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
     sim.run_until(Duration::from_millis(500));
-    sim.send_request(CALLER, &invite("alive-b", "z9hG4bKalb", "+4420"))
-        .request(TRUNK1);
+    sim.dial("alive-b").request(TRUNK1);
     sim.run_until(Duration::from_secs(1));
-    let c_to_t1 = sim
-        .send_request(CALLER, &invite("alive-c", "z9hG4bKalc", "+4420"))
-        .request(TRUNK1);
+    let c_to_t1 = sim.dial("alive-c").request(TRUNK1);
     sim.run_until(Duration::from_millis(2400));
     sim.send_response(TRUNK1, &answer(&c_to_t1, 180, "t1", TRUNK1));
 
     // B marks trunk 1 at 2.5 s; it spoke at 2.4 s: A and C stay.
     let sent = sim.run_until(Duration::from_millis(2500));
     assert!(!sim.proxy.trunks().in_service(0));
-    assert_eq!(
-        sent.requests(TRUNK2)
-            .iter()
-            .map(|r| r.headers.call_id().unwrap())
-            .collect::<Vec<_>>(),
-        ["alive-b"]
-    );
+    assert_eq!(sent.call_ids(TRUNK2), ["alive-b"]);
     // (B's INVITE is retransmitted to trunk 2 meanwhile: timer A.)
     let calls_to_t2 = |sent: &Sent| -> Vec<String> {
-        let mut ids: Vec<String> = sent
-            .requests(TRUNK2)
-            .iter()
-            .map(|r| r.headers.call_id().unwrap().to_owned())
-            .filter(|id| id != "alive-b")
-            .collect();
+        let mut ids = sent.call_ids(TRUNK2);
+        ids.retain(|id| id != "alive-b");
         ids.sort_unstable();
         ids
     };
@@ -287,7 +226,7 @@ fn a_trunk_that_still_answers_keeps_its_ringing_calls() {
     assert_eq!(sim.proxy.stats().ringing_rerouted, 2);
 }
 
-/// A call with no trunk left in its plan keeps ringing on a trunk marked
+/// SPEC V1: a call with no trunk left in its plan keeps ringing on a trunk marked
 /// down: moving it would only end it.
 #[test]
 fn a_call_with_no_trunk_left_keeps_ringing() {
@@ -295,12 +234,10 @@ fn a_call_with_no_trunk_left_keeps_ringing() {
     config.groups[0].trunks = vec![0];
     config.groups[0].max_attempts = 1;
     let mut sim = Sim::new(config);
-    let a_to_t1 = sim
-        .send_request(CALLER, &invite("last-a", "z9hG4bKlsa", "+4420"))
-        .request(TRUNK1);
+    let a_to_t1 = sim.dial("last-a").request(TRUNK1);
     sim.send_response(TRUNK1, &answer(&a_to_t1, 180, "t1", TRUNK1));
     sim.run_until(Duration::from_millis(500));
-    sim.send_request(CALLER, &invite("last-b", "z9hG4bKlsb", "+4420"));
+    sim.dial("last-b");
     sim.run_until(Duration::from_secs(10));
     assert!(!sim.proxy.trunks().in_service(0));
     assert_eq!(sim.proxy.stats().ringing_rerouted, 0);

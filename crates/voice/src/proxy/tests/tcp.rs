@@ -9,21 +9,7 @@ use super::*;
 const CALLER_CONN: &str = "10.0.0.9:40001";
 
 fn tcp_invite(call_id: &str, branch: &str) -> Request {
-    NewRequest {
-        method: Method::Invite,
-        uri: uri(&format!("sip:+4420@{PROXY}")),
-        from: uri(&format!("sip:pbx@{CALLER}")),
-        from_tag: "caller-tag".into(),
-        to: uri(&format!("sip:+4420@{PROXY}")),
-        call_id: call_id.into(),
-        cseq: 1,
-        transport: "TCP".into(),
-        sent_by: CALLER.into(),
-        branch: Branch::from_string(branch.into()),
-        max_forwards: 70,
-        contact: Some(uri(&format!("sip:pbx@{CALLER};transport=tcp"))),
-    }
-    .build()
+    invite_over("TCP", call_id, branch, "+4420")
 }
 
 fn tcp_trunk1(mut config: ProxyConfig) -> ProxyConfig {
@@ -31,7 +17,7 @@ fn tcp_trunk1(mut config: ProxyConfig) -> ProxyConfig {
     config
 }
 
-/// A caller over TCP, trunks over UDP: 100 and the trunk's 180 and 200 go
+/// SPEC V1: a caller over TCP, trunks over UDP: 100 and the trunk's 180 and 200 go
 /// back on the caller's connection; its Via got `received` and `rport` (the
 /// connection's port, so a 2xx relayed along the Via finds the connection);
 /// the trunk gets the INVITE over UDP with a UDP Via of ours, and two
@@ -83,20 +69,7 @@ fn a_tcp_caller_is_answered_on_its_connection() {
     // are ours and consumed; the request goes to the trunk's Contact.
     let caller_invite = tcp_invite("tcp-1", "z9hG4bKtcp1");
     let ok = ok.response(CALLER_CONN);
-    let mut bye = Request::new(Method::Bye, ok.headers.contacts()[0].uri.clone());
-    let h = &mut bye.headers;
-    h.push(Header::new(
-        HeaderName::Via,
-        format!("SIP/2.0/TCP {CALLER};branch=z9hG4bKbye1"),
-    ));
-    for route in ok.headers.record_routes().iter().rev() {
-        h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
-    }
-    h.push(Header::new(HeaderName::MaxForwards, "70"));
-    h.push(caller_invite.headers.get(HeaderName::From).unwrap().clone());
-    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
-    h.push(Header::new(HeaderName::CallId, "tcp-1"));
-    h.push(Header::new(HeaderName::CSeq, "2 BYE"));
+    let bye = in_dialog_over("TCP", Method::Bye, &caller_invite, &ok, "z9hG4bKbye1", 2);
     let sent = sim.send_tcp(CALLER_CONN, bye.to_bytes());
     let forwarded = sent.request(TRUNK1);
     assert_eq!(forwarded.method, Method::Bye);
@@ -104,7 +77,7 @@ fn a_tcp_caller_is_answered_on_its_connection() {
     assert_eq!(sent.transports(TRUNK1), [Transport::Udp]);
 }
 
-/// Same transport on both sides: one Record-Route entry, as before.
+/// SPEC V1: same transport on both sides: one Record-Route entry, as before.
 #[test]
 fn one_transport_one_record_route() {
     let mut sim = Sim::new(tcp_trunk1(config()));
@@ -120,7 +93,7 @@ fn one_transport_one_record_route() {
     assert_eq!(rr, [format!("sip:{PROXY};transport=tcp;lr")]);
 }
 
-/// A trunk's INVITE over a connection it opened (an ephemeral source port)
+/// SPEC V1: a trunk's INVITE over a connection it opened (an ephemeral source port)
 /// is still recognised as the trunk's by its Via and refused, not routed
 /// back out to the trunks (a loop, or an inbound call billed outbound).
 #[test]
@@ -136,7 +109,7 @@ fn an_invite_from_a_trunk_over_its_own_connection_is_refused() {
     assert!(sent.to(TRUNK1).is_empty() && sent.to(TRUNK2).is_empty());
 }
 
-/// A 486 to a TCP caller is sent once: no timer G over a reliable transport;
+/// SPEC V1: a 486 to a TCP caller is sent once: no timer G over a reliable transport;
 /// the caller's ACK ends the transaction at once (timer I is zero).
 #[test]
 fn final_answers_to_a_tcp_caller_are_not_retransmitted() {
@@ -156,7 +129,7 @@ fn final_answers_to_a_tcp_caller_are_not_retransmitted() {
     assert_eq!(sim.proxy.sizes().calls, 0);
 }
 
-/// A TCP trunk gets the INVITE over TCP, with a TCP Via of ours, and no
+/// SPEC V1, V2: a TCP trunk gets the INVITE over TCP, with a TCP Via of ours, and no
 /// retransmissions; silence still fails over at invite_timeout.
 #[test]
 fn a_tcp_trunk_gets_one_invite_and_silence_still_fails_over() {
@@ -234,19 +207,14 @@ fn an_unreachable_tcp_trunk_fails_over_at_once() {
     assert!(sim.proxy.trunks().in_service(1));
 }
 
-/// Probes to a TCP trunk go over TCP, are not retransmitted, and fail at
+/// SPEC V2: probes to a TCP trunk go over TCP, are not retransmitted, and fail at
 /// once when the trunk cannot be reached.
 #[test]
 fn probes_to_a_tcp_trunk_go_over_tcp() {
-    let mut config = tcp_trunk1(config());
-    config.trunks[0].spec.probed = true;
-    config.trunks[0].probe = Some(ProbeSetup {
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(2),
-        fall: 1,
-        rise: 1,
-        only_2xx: false,
-    });
+    let mut config = probed_t1(tcp_trunk1(config()));
+    if let Some(probe) = config.trunks[0].probe.as_mut() {
+        (probe.fall, probe.rise) = (1, 1);
+    }
     let (mut sim, first) = Sim::start(config);
     let probe = first.request(TRUNK1);
     assert_eq!(probe.method, Method::Options);
@@ -261,7 +229,7 @@ fn probes_to_a_tcp_trunk_go_over_tcp() {
     assert_eq!(sim.proxy.trunk_status()[0].probe, Some(HealthState::Down));
 }
 
-/// In-dialog requests: to a TCP trunk's Contact (no transport parameter)
+/// SPEC V1: in-dialog requests: to a TCP trunk's Contact (no transport parameter)
 /// over TCP, since the address is the trunk's; to a Contact with
 /// `transport=tcp` over TCP.
 #[test]
@@ -272,18 +240,7 @@ fn in_dialog_requests_pick_the_transport_of_their_next_hop() {
     let ok = sim
         .send_response(TRUNK1, &answer(&to_t1, 200, "t1", TRUNK1))
         .response(CALLER);
-    let mut bye = Request::new(Method::Bye, ok.headers.contacts()[0].uri.clone());
-    let h = &mut bye.headers;
-    h.push(Header::new(
-        HeaderName::Via,
-        format!("SIP/2.0/UDP {CALLER};branch=z9hG4bKbye8"),
-    ));
-    h.push(Header::new(HeaderName::Route, format!("<sip:{PROXY};lr>")));
-    h.push(Header::new(HeaderName::MaxForwards, "70"));
-    h.push(caller_invite.headers.get(HeaderName::From).unwrap().clone());
-    h.push(ok.headers.get(HeaderName::To).unwrap().clone());
-    h.push(Header::new(HeaderName::CallId, "tcp-8"));
-    h.push(Header::new(HeaderName::CSeq, "2 BYE"));
+    let bye = in_dialog(Method::Bye, &caller_invite, &ok, "z9hG4bKbye8", 2);
     let sent = sim.send_request(CALLER, &bye);
     assert_eq!(sent.methods(TRUNK1), ["BYE"]);
     assert_eq!(sent.transports(TRUNK1), [Transport::Tcp]);
