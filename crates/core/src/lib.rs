@@ -15,6 +15,7 @@ mod config_issue;
 mod event;
 mod health;
 mod rng;
+mod secret;
 mod target;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
@@ -22,4 +23,5 @@ pub use config_issue::ConfigIssue;
 pub use event::{Event, EventKind};
 pub use health::{Health, HealthConfig, HealthState, HealthTransition};
 pub use rng::Rng;
+pub use secret::Secret;
 pub use target::{SiteName, Target};

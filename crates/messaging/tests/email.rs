@@ -314,7 +314,7 @@ async fn starttls_and_auth_deliver() {
     let mut server = SmtpServer::start(&["--starttls", "--auth", &account]).await;
     let mut config = server.config(Security::Starttls);
     config.username = Some(USER.to_owned());
-    config.password = Some(PASSWORD.to_owned());
+    config.password = Some(PASSWORD.into());
     let outcome = channel(config)
         .send(&message(46, "over TLS", Some("alice@example.org")))
         .await;
@@ -336,7 +336,7 @@ async fn implicit_tls_delivers() {
     let mut server = SmtpServer::start(&["--tls", "--auth", &account]).await;
     let mut config = server.config(Security::Tls);
     config.username = Some(USER.to_owned());
-    config.password = Some(PASSWORD.to_owned());
+    config.password = Some(PASSWORD.into());
     let outcome = channel(config)
         .send(&message(47, "over SMTPS", Some("alice@example.org")))
         .await;
@@ -357,7 +357,7 @@ async fn wrong_password_is_permanent() {
     let server = SmtpServer::start(&["--starttls", "--auth", &account]).await;
     let mut config = server.config(Security::Starttls);
     config.username = Some(USER.to_owned());
-    config.password = Some("wrong".to_owned());
+    config.password = Some("wrong".into());
     let outcome = channel(config)
         .send(&message(48, "hello", Some("alice@example.org")))
         .await;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hotsite_core::{
     Backoff, BackoffConfig, BackoffConfigError, Event, EventKind, Health, HealthConfig,
-    HealthState, HealthTransition, Rng, Target,
+    HealthState, HealthTransition, Rng, Secret, Target,
 };
 
 use crate::digest::{Answer, Challenge};
@@ -37,18 +37,12 @@ use crate::message::{
 use crate::transaction::{ClientNonInvite, TransactionConfig, TransactionEvent, TransactionKey};
 
 /// A user name and password for Digest authentication.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The authentication user name (often, not always, the AOR's user).
     pub username: String,
-    /// The password.
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, ***)", self.username)
-    }
+    /// The password (never shown by `{:?}`).
+    pub password: Secret,
 }
 
 /// How to register. Defaults from [`RegisterConfig::new`]: 3600 s asked,
@@ -407,7 +401,7 @@ impl RegisterClient {
             let uri = self.config.registrar.to_string();
             let value = auth.challenge.answer(&Answer {
                 username: &credentials.username,
-                password: &credentials.password,
+                password: credentials.password.expose(),
                 method: Method::Register.as_str(),
                 uri: &uri,
                 body: &request.body,

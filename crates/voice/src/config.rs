@@ -30,10 +30,10 @@
 //! typed [`ProxyConfig`] the proxy core takes, which has no serde in it.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hotsite_core::Secret;
 use hotsite_sip::message::Uri;
 use serde::{Deserialize, Deserializer};
 
@@ -158,7 +158,7 @@ impl Default for ProbeConfig {
 }
 
 /// `voice.trunks[i].register`.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterConfig {
     /// The registrar's SIP URI, the REGISTER's Request-URI
@@ -169,25 +169,13 @@ pub struct RegisterConfig {
     pub user: String,
     /// The Digest password. Never logged.
     #[serde(default)]
-    pub password: String,
+    pub password: Secret,
     /// The binding lifetime asked for. Default: 3600 s.
     #[serde(default = "default_register_expires", deserialize_with = "duration")]
     pub expires: Duration,
     /// Where REGISTERs go, `ip:port`. Default: the trunk's address.
     #[serde(default)]
     pub address: Option<String>,
-}
-
-impl fmt::Debug for RegisterConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegisterConfig")
-            .field("registrar", &self.registrar)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("expires", &self.expires)
-            .field("address", &self.address)
-            .finish()
-    }
 }
 
 /// One trunk group (`[[voice.groups]]`).

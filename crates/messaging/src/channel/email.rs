@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hotsite_core::Secret;
 use hotsite_store::QueuedMessage;
 use lettre::address::Envelope;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -85,7 +86,7 @@ const MESSAGE_ID_HEADER: HeaderName = HeaderName::new_from_ascii_str("X-Hotsite-
 
 /// `[email]`: the SMTP server and the e-mails sent through it. Durations are
 /// strings such as `"30s"` or `"500ms"`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// The SMTP server's host name or IP address. With TLS it is also the name
@@ -100,9 +101,10 @@ pub struct EmailConfig {
     /// AUTH (PLAIN or LOGIN) user; AUTH is used when set.
     #[serde(default)]
     pub username: Option<String>,
-    /// AUTH password; required with `username`, refused without it.
+    /// AUTH password; required with `username`, refused without it. Never
+    /// logged.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Allow AUTH over `security = "none"`, which sends the password in clear.
     /// Default: false.
     #[serde(default)]
@@ -281,26 +283,6 @@ impl EmailConfig {
     }
 }
 
-impl fmt::Debug for EmailConfig {
-    /// Everything but the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmailConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
-            .field("from", &self.from)
-            .field("default_to", &self.default_to)
-            .field("subject", &self.subject)
-            .field("timeout", &self.timeout)
-            .field("ca_file", &self.ca_file)
-            .field("hello_name", &self.hello_name)
-            .finish()
-    }
-}
-
 impl EmailChannel {
     /// Validates `config`, reads its `ca_file` and builds the TLS settings.
     /// Opens no connection.
@@ -343,9 +325,10 @@ impl EmailChannel {
             format!("{}:{port}", config.host)
         };
         let credentials = match (&config.username, &config.password) {
-            (Some(username), Some(password)) => {
-                Some(Credentials::new(username.clone(), password.clone()))
-            }
+            (Some(username), Some(password)) => Some(Credentials::new(
+                username.clone(),
+                password.expose().to_owned(),
+            )),
             _ => None,
         };
         // `validate` checked both.
@@ -1005,7 +988,7 @@ mod tests {
     #[test]
     fn credentials_come_in_pairs_and_never_in_clear() {
         let mut password_only = config();
-        password_only.password = Some("secret".to_owned());
+        password_only.password = Some("secret".into());
         check_invalid(
             password_only,
             &["email.password: set without email.username: AUTH needs both"],
@@ -1021,7 +1004,7 @@ mod tests {
         let mut clear = config();
         clear.security = Security::None;
         clear.username = Some("user".to_owned());
-        clear.password = Some("secret".to_owned());
+        clear.password = Some("secret".into());
         check_invalid(
             clear.clone(),
             &[

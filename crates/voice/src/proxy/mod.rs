@@ -177,7 +177,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hotsite_core::{Event, HealthState, Rng};
+use hotsite_core::{Event, HealthState, Rng, Secret};
 use hotsite_sip::message::{
     parse_bytes, response_to, Header, HeaderName, Message, Method, ParseError, Request, StatusCode,
     Uri, Via,
@@ -248,30 +248,18 @@ pub struct ProbeSetup {
 }
 
 /// How a registration-based trunk registers (SPEC V2).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RegisterSetup {
     /// The REGISTER Request-URI.
     pub registrar: Uri,
     /// User name (address of record and Digest).
     pub user: String,
     /// Digest password.
-    pub password: String,
+    pub password: Secret,
     /// Binding lifetime asked for.
     pub expires: Duration,
     /// Where REGISTERs go.
     pub address: SocketAddr,
-}
-
-impl std::fmt::Debug for RegisterSetup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegisterSetup")
-            .field("registrar", &self.registrar)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("expires", &self.expires)
-            .field("address", &self.address)
-            .finish()
-    }
 }
 
 /// One trunk group.

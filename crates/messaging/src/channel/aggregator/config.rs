@@ -1,16 +1,16 @@
 //! The aggregator channel's settings, with the defaults of SPEC M3 and M12 and
 //! a `validate` whose errors name the key.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hotsite_core::Secret;
 use serde::{Deserialize, Deserializer};
 
 /// One HTTP channel to an aggregator (`[[channels]] kind = "http"`).
 ///
 /// Durations are written as humantime strings (`"30s"`, `"500ms"`, `"2m"`).
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// The channel's name, for logs, status and metrics.
@@ -22,7 +22,7 @@ pub struct AggregatorConfig {
     /// The account's login (form field `login`).
     pub login: String,
     /// The account's password (form field `password`). Never logged.
-    pub password: String,
+    pub password: Secret,
     /// Ask for a delivery receipt (`receipt=1`). Default: true.
     #[serde(default = "yes")]
     pub receipt: bool,
@@ -108,7 +108,7 @@ impl AggregatorConfig {
             name: name.to_owned(),
             urls,
             login: login.to_owned(),
-            password: password.to_owned(),
+            password: password.into(),
             receipt: true,
             priority: 0,
             request_timeout: default_request_timeout(),
@@ -232,29 +232,6 @@ impl AggregatorConfig {
     pub(super) fn health_url(&self, index: usize) -> &str {
         let site_url = &self.urls[index];
         site_url.health_url.as_deref().unwrap_or(&site_url.url)
-    }
-}
-
-/// The password is a secret: it never reaches a log line through `{:?}`.
-impl fmt::Debug for AggregatorConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AggregatorConfig")
-            .field("name", &self.name)
-            .field("urls", &self.urls)
-            .field("login", &self.login)
-            .field("password", &"<redacted>")
-            .field("receipt", &self.receipt)
-            .field("priority", &self.priority)
-            .field("request_timeout", &self.request_timeout)
-            .field("resubmit_delay", &self.resubmit_delay)
-            .field("resubmits_per_url", &self.resubmits_per_url)
-            .field("probe_interval", &self.probe_interval)
-            .field("probe_timeout", &self.probe_timeout)
-            .field("rise", &self.rise)
-            .field("dns_server", &self.dns_server)
-            .field("permanent_codes", &self.permanent_codes)
-            .field("retry_codes", &self.retry_codes)
-            .finish()
     }
 }
 

@@ -480,7 +480,7 @@ impl Shared {
         let priority = config.priority.to_string();
         let form = [
             ("login", config.login.as_str()),
-            ("password", config.password.as_str()),
+            ("password", config.password.expose()),
             ("phone_number", message.destination.as_str()),
             ("sender", message.source.as_str()),
             ("message", text.as_str()),
