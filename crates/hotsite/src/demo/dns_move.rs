@@ -19,8 +19,8 @@ use hotsite_messaging::channel::aggregator::{AggregatorConfig, SiteUrl};
 use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 
 use super::{
-    hop, settle, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Tally, Traffic,
-    AGGREGATOR, CALLBACK_SECRET,
+    hop, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Traffic, AGGREGATOR,
+    CALLBACK_SECRET,
 };
 use crate::clock;
 
@@ -109,19 +109,14 @@ pub(super) async fn run(
             break;
         }
     }
-    let accepted = traffic.accepted();
-    traffic.join().await?;
-    settle(&rig.store).await?;
-
-    let arrivals = rig.handsets();
-    let mut report = Report::new(
-        settings,
-        "one URL whose DNS record moves to the other site",
-        accepted,
-        Tally::count(settings.messages, arrivals.iter().map(|(i, _, _)| *i)),
-        rig.failed().await?,
-        driver.duration(),
-    );
+    let (mut report, arrivals) = rig
+        .finish(
+            settings,
+            "one URL whose DNS record moves to the other site",
+            traffic,
+            &driver,
+        )
+        .await?;
     let moved = moved_at.unwrap_or_else(|| driver.start());
     let to_b = rig.first_at_site("b", moved);
     let limit = (TTL + REQUEST).as_secs_f64();

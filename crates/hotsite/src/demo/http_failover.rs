@@ -21,8 +21,8 @@ use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 use serde_json::Value;
 
 use super::{
-    hop, secs, settle, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Tally,
-    Traffic, AGGREGATOR, CALLBACK_SECRET,
+    hop, secs, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Traffic, AGGREGATOR,
+    CALLBACK_SECRET,
 };
 use crate::clock;
 
@@ -147,19 +147,14 @@ pub(super) async fn run(
             break;
         }
     }
-    let accepted = traffic.accepted();
-    traffic.join().await?;
-    settle(&rig.store).await?;
-
-    let arrivals = rig.handsets();
-    let mut report = Report::new(
-        settings,
-        "the aggregator's HTTP API, primary site failing",
-        accepted,
-        Tally::count(settings.messages, arrivals.iter().map(|(i, _, _)| *i)),
-        rig.failed().await?,
-        driver.duration(),
-    );
+    let (mut report, arrivals) = rig
+        .finish(
+            settings,
+            "the aggregator's HTTP API, primary site failing",
+            traffic,
+            &driver,
+        )
+        .await?;
     let fault = fault_at.unwrap_or_else(|| driver.start());
     let failover = Failover::new("answers 503, then hangs", "primary URL (site a)")
         .time("detected_after_s", secs(fault, down_at))

@@ -323,6 +323,31 @@ impl Rig {
         })
     }
 
+    /// Ends an HTTP scenario's traffic: waits for the sender and for the
+    /// queue to drain, then starts the report from what reached the handsets
+    /// (returned too, for the scenario's own figures).
+    async fn finish(
+        &self,
+        settings: &Settings,
+        title: &'static str,
+        traffic: Traffic,
+        driver: &Driver<'_>,
+    ) -> anyhow::Result<(Report, Vec<(u64, String, u64)>)> {
+        let accepted = traffic.accepted();
+        traffic.join().await?;
+        settle(&self.store).await?;
+        let arrivals = self.handsets();
+        let report = Report::new(
+            settings,
+            title,
+            accepted,
+            Tally::count(settings.messages, arrivals.iter().map(|(i, _, _)| *i)),
+            self.failed().await?,
+            driver.duration(),
+        );
+        Ok((report, arrivals))
+    }
+
     /// Messages failed for good.
     async fn failed(&self) -> anyhow::Result<u64> {
         Ok(self.store.stats().await?.failed)
