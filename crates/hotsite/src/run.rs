@@ -52,7 +52,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         config.summary()
     );
     if let Some(voice) = &voice {
-        println!("voice proxy on udp://{}", voice.local_addr());
+        println!("voice proxy on {} (UDP and TCP)", voice.local_addr());
     }
     wait_for_signal().await?;
     eprintln!("stopping: unbinding; queued messages stay in the store");

@@ -44,7 +44,8 @@ use crate::routing::{Distribution, TrunkSpec};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceConfig {
-    /// The UDP address the proxy binds. Default: `0.0.0.0:5060`.
+    /// The address the proxy binds, for UDP and TCP alike. Default:
+    /// `0.0.0.0:5060`.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// The address written into Via and Record-Route, and where trunks and

@@ -11,7 +11,8 @@
 //!   event.
 //! - [`config`] is the `[voice]` section of `hotsite.toml`, validated with
 //!   errors that name their key, and turned into a [`proxy::ProxyConfig`].
-//! - [`driver`] binds the UDP socket and runs the proxy on tokio; it and
+//! - [`driver`] binds the UDP socket and the TCP listener (one port) and runs
+//!   the proxy on tokio; it and
 //!   `clock.rs` are the only parts that do I/O or read the clock.
 
 #![warn(missing_docs)]

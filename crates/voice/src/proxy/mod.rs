@@ -153,10 +153,8 @@
 //!
 //! # Not yet
 //!
-//! TLS (and a Record-Route per side when the two sides' transports differ,
-//! RFC 5658: one entry serves both, since we listen on UDP and TCP alike);
-//! idle TCP connections are kept until the peer closes them; DNS names for
-//! next hops; strict routers (§16.4's Request-URI
+//! TLS; RFC 3261 §18.2.2's fallback to the sent-by port for a response whose
+//! TCP connection is gone (it is dropped); DNS names for next hops; strict routers (§16.4's Request-URI
 //! rewrite, §16.12's `lr`-less next hop, both treated as loose routers);
 //! forking to several trunks at once; PRACK-aware reliability of provisionals
 //! (PRACK is forwarded like any in-dialog request).
