@@ -447,6 +447,12 @@ pub struct StoreStats {
     /// Write transactions committed since this handle was opened: with group commit,
     /// far fewer than write requests.
     pub commits: u64,
+    /// The last write failed because the disk (or the size limit) is full, and no
+    /// write has committed since: new work is refused with [`StoreError::Full`]
+    /// (DESIGN.md invariant 1). Health and status report it as degraded.
+    ///
+    /// [`StoreError::Full`]: crate::StoreError::Full
+    pub storage_full: bool,
 }
 
 #[cfg(test)]

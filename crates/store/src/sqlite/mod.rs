@@ -85,6 +85,8 @@ pub(crate) struct Counters {
     pub(crate) inbound_pending: u64,
     pub(crate) inbound_total: u64,
     pub(crate) commits: u64,
+    /// Set by a write that failed for lack of space, cleared by the next commit.
+    pub(crate) storage_full: bool,
 }
 
 impl Counters {
@@ -102,6 +104,7 @@ impl Counters {
             inbound_pending: self.inbound_pending,
             inbound_total: self.inbound_total,
             commits: self.commits,
+            storage_full: self.storage_full,
         }
     }
 }

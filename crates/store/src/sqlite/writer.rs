@@ -120,6 +120,17 @@ impl Writer {
     /// Runs `requests` in one transaction and commits it; on any error, nothing of
     /// them is kept.
     fn transaction(&mut self, requests: &[WriteRequest]) -> Result<Vec<Output>, StoreError> {
+        let result = self.try_transaction(requests);
+        if let Err(StoreError::Full(_)) = &result {
+            self.counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .storage_full = true;
+        }
+        result
+    }
+
+    fn try_transaction(&mut self, requests: &[WriteRequest]) -> Result<Vec<Output>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -143,6 +154,7 @@ impl Writer {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         delta.apply_to(&mut counters);
         counters.commits += 1;
+        counters.storage_full = false;
         Ok(outputs)
     }
 }
