@@ -32,6 +32,17 @@ pub enum StoreError {
         /// The newest version this code knows.
         supported: i64,
     },
+    /// Another process holds the store (SPEC M17: one gateway per embedded store).
+    #[error(
+        "the store {path} is in use by another process ({holder}): one gateway per store; \
+         stop the other one, or give this one its own [store] path"
+    )]
+    Locked {
+        /// The database file.
+        path: String,
+        /// What the lock file says of its holder.
+        holder: String,
+    },
     /// An update named a message that does not exist.
     #[error("no message with id {0}")]
     UnknownMessage(MessageId),

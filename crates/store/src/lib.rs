@@ -143,15 +143,17 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod provider_id;
 mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use provider_id::ReceiptIdFormat;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::{
     EventRecord, InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState,
-    MessageView, NewInbound, NewMessage, PendingInbound, QueuedMessage, StoreStats, UnknownName,
-    Update,
+    MessageView, NewInbound, NewMessage, PendingInbound, QueuedMessage, Resubmit, StoreStats,
+    UnknownName, Update,
 };
 
 use std::future::Future;
@@ -179,8 +181,13 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Applies state changes and history lines, all or nothing. Durable when `Ok`.
     /// An update naming an unknown message fails the call with
-    /// [`StoreError::UnknownMessage`] and changes nothing.
-    fn update(&self, updates: Vec<Update>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// [`StoreError::UnknownMessage`] and changes nothing. Answers the messages
+    /// that must be sent again: an [`Update::Submitted`] whose provider id is
+    /// another message's (SPEC M16) is not recorded as sent.
+    fn update(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Result<Vec<Resubmit>, StoreError>> + Send;
 
     /// One message with its complete history, or `None`.
     fn message(

@@ -3,14 +3,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::provider_id::ReceiptIdFormat;
+
 /// A stored message's id: ascending in acceptance order, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub i64);
 
 impl MessageId {
-    /// The stable reference sent with every submit of this message (`id & 0xFFFF`):
-    /// SMPP `user_message_reference`, so a provider can drop a resubmitted repeat.
-    pub fn reference(self) -> u16 {
+    /// The reference of a message stored before references were allocated per
+    /// destination (schema version 2 and older): `id & 0xFFFF`.
+    pub fn legacy_reference(self) -> u16 {
         (self.0 & 0xFFFF) as u16
     }
 }
@@ -167,8 +169,11 @@ pub struct QueuedMessage {
     pub body: Vec<u8>,
     /// SMPP `data_coding`.
     pub data_coding: u8,
-    /// `id & 0xFFFF`: the stable `user_message_reference` sent on every submit.
-    pub reference: u16,
+    /// The `user_message_reference` sent on every submit (SPEC M8, M16): allocated
+    /// per destination when the message was accepted, replaced only after the
+    /// provider took it for another message's repeat. `None`: send without one
+    /// (every reference of the destination is taken, see the crate docs).
+    pub reference: Option<u16>,
     /// How many times it was requeued on its current hop.
     pub attempts: u32,
     /// The route (fallback chain) it takes; empty for the default route.
@@ -257,6 +262,17 @@ impl Update {
             | Update::Event { id, .. } => *id,
         }
     }
+}
+
+/// A message whose submit response named another message's provider id: the
+/// provider took it for a repeat of that message and dropped it (SPEC M16). It
+/// stays `Queued` and must be sent again with `reference`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resubmit {
+    /// The message.
+    pub id: MessageId,
+    /// Its new `user_message_reference`; `None`: send it without one.
+    pub reference: Option<u16>,
 }
 
 /// One line of a message's history.
@@ -361,6 +377,14 @@ pub struct NewInbound {
     pub smsc: String,
     /// When it arrived.
     pub received_at_ms: i64,
+    /// For receipts: how the SMSC writes `provider_message_id` relative to the
+    /// submit response's id (SPEC M13).
+    pub id_format: ReceiptIdFormat,
+    /// `None`: `dedupe_key` is an exact identity, a repeat years later is still
+    /// a repeat (receipts, MO with a provider id). `Some(w)`: the key identifies
+    /// content without an id (an SMPP MO); a repeat is one only within `w` ms of
+    /// the first copy (a sliding window, SPEC M8).
+    pub dedupe_window_ms: Option<i64>,
 }
 
 /// What [`Store::insert_inbound`](crate::Store::insert_inbound) did with one item.
@@ -444,6 +468,9 @@ pub struct StoreStats {
     pub inbound_pending: u64,
     /// Inbound items stored.
     pub inbound_total: u64,
+    /// Receipts stored that match no message yet (SPEC M13): kept, and applied if
+    /// their message's submit response is recorded later.
+    pub receipts_uncorrelated: u64,
     /// Write transactions committed since this handle was opened: with group commit,
     /// far fewer than write requests.
     pub commits: u64,
@@ -502,10 +529,10 @@ mod tests {
     }
 
     #[test]
-    fn reference_is_the_low_16_bits_of_the_id() {
-        assert_eq!(MessageId(1).reference(), 1);
-        assert_eq!(MessageId(0x1_0005).reference(), 5);
-        assert_eq!(MessageId(0xFFFF).reference(), 0xFFFF);
+    fn legacy_reference_is_the_low_16_bits_of_the_id() {
+        assert_eq!(MessageId(1).legacy_reference(), 1);
+        assert_eq!(MessageId(0x1_0005).legacy_reference(), 5);
+        assert_eq!(MessageId(0xFFFF).legacy_reference(), 0xFFFF);
         assert_eq!(MessageId(42).to_string(), "42");
         assert!(MessageId(1) < MessageId(2));
     }

@@ -1,6 +1,7 @@
 //! The SQLite backend: one writer thread (group commit), a few reader threads, each
 //! with its own connection to the same WAL-mode file.
 
+mod lock;
 mod read;
 mod schema;
 mod writer;
@@ -16,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::error::StoreError;
 use crate::types::{
     InboundInserted, InboundUpdate, Inserted, MessageId, MessageState, MessageView, NewInbound,
-    NewMessage, PendingInbound, QueuedMessage, StoreStats, Update,
+    NewMessage, PendingInbound, QueuedMessage, Resubmit, StoreStats, Update,
 };
 use crate::Store;
 
@@ -37,6 +38,13 @@ pub struct SqliteOptions {
     /// file, in pages (4 KiB by default). Reaching it refuses new work with
     /// [`StoreError::Full`], like a full disk. `None` (default): no limit but the disk.
     pub max_page_count: Option<u64>,
+    /// A destination's `user_message_reference`s run on, one after the other, while
+    /// it had a message within this many milliseconds (default 24 h, SPEC M16): a
+    /// reference is used again for a destination only after 65,536 others.
+    pub reference_window_ms: i64,
+    /// A receipt that matches no message waits this long for its submit response
+    /// before it is offered to the application, uncorrelated (default 60 s, SPEC M13).
+    pub receipt_correlation_wait_ms: i64,
 }
 
 impl Default for SqliteOptions {
@@ -46,6 +54,8 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             readers: 2,
             max_page_count: None,
+            reference_window_ms: 24 * 3_600_000,
+            receipt_correlation_wait_ms: 60_000,
         }
     }
 }
@@ -65,6 +75,8 @@ struct Inner {
     readers: Option<mpsc::Sender<ReadJob>>,
     counters: Arc<Mutex<Counters>>,
     threads: Vec<JoinHandle<()>>,
+    /// Held until every thread has stopped (SPEC M17).
+    lock: Option<lock::StoreLock>,
 }
 
 impl Drop for Inner {
@@ -75,6 +87,8 @@ impl Drop for Inner {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        // Only now may another process open the file.
+        self.lock.take();
     }
 }
 
@@ -85,6 +99,7 @@ pub(crate) struct Counters {
     pub(crate) inbound_pending: u64,
     pub(crate) inbound_total: u64,
     pub(crate) commits: u64,
+    pub(crate) receipts_uncorrelated: u64,
     /// Set by a write that failed for lack of space, cleared by the next commit.
     pub(crate) storage_full: bool,
 }
@@ -104,6 +119,7 @@ impl Counters {
             inbound_pending: self.inbound_pending,
             inbound_total: self.inbound_total,
             commits: self.commits,
+            receipts_uncorrelated: self.receipts_uncorrelated,
             storage_full: self.storage_full,
         }
     }
@@ -123,6 +139,8 @@ impl SqliteStore {
     /// Refuses a file written by a newer version ([`StoreError::SchemaTooNew`]).
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let opening = || format!("opening {}", path.display());
+        // Before the file is touched: one gateway per store (SPEC M17).
+        let lock = lock::acquire(path)?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -192,6 +210,10 @@ impl SqliteStore {
             options.max_batch.max(1),
             unlimited_pages,
             Arc::clone(&counters),
+            writer::Policy {
+                reference_window_ms: options.reference_window_ms.max(0),
+                correlation_wait_ms: options.receipt_correlation_wait_ms.max(0),
+            },
         );
         threads.push(spawn("hotsite-store-writer".to_owned(), move || {
             writer.run()
@@ -217,6 +239,7 @@ impl SqliteStore {
                 readers: Some(read_sender),
                 counters,
                 threads,
+                lock: Some(lock),
             }),
         })
     }
@@ -244,9 +267,9 @@ impl SqliteStore {
     }
 
     /// See [`Store::update`].
-    pub async fn update(&self, updates: Vec<Update>) -> Result<(), StoreError> {
+    pub async fn update(&self, updates: Vec<Update>) -> Result<Vec<Resubmit>, StoreError> {
         if updates.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.write(|reply| WriteRequest::Update(updates, reply))
             .await
@@ -359,7 +382,7 @@ impl Store for SqliteStore {
     fn update(
         &self,
         updates: Vec<Update>,
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl std::future::Future<Output = Result<Vec<Resubmit>, StoreError>> + Send {
         SqliteStore::update(self, updates)
     }
 

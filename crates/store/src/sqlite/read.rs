@@ -16,7 +16,7 @@ pub(crate) enum By<'a> {
 
 // `state = 'Queued'` is written out (not a parameter) so the partial index applies.
 const QUEUED_AFTER: &str = "SELECT id, source, destination, body, data_coding, attempts,
-    route, hop, email FROM messages WHERE state = 'Queued' AND id > ?1 ORDER BY id LIMIT ?2";
+    route, hop, email, reference FROM messages WHERE state = 'Queued' AND id > ?1 ORDER BY id LIMIT ?2";
 
 const MESSAGE_COLUMNS: &str = "SELECT id, key, source, destination, body, data_coding, state,
     attempts, provider_message_id, site, smsc, created_at_ms, updated_at_ms,
@@ -46,7 +46,10 @@ pub(crate) fn queued_after(
                 destination: row.get(2)?,
                 body: row.get(3)?,
                 data_coding: row.get(4)?,
-                reference: id.reference(),
+                reference: match row.get::<_, Option<i64>>(9)? {
+                    None => Some(id.legacy_reference()),
+                    Some(reference) => u16::try_from(reference).ok(),
+                },
                 attempts: row.get(5)?,
                 route: row.get(6)?,
                 hop: row.get(7)?,

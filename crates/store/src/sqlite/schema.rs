@@ -4,10 +4,11 @@ use rusqlite::Connection;
 
 use super::{Context, Counters};
 use crate::error::StoreError;
+use crate::provider_id::normalize;
 use crate::types::MessageState;
 
 /// The `PRAGMA user_version` this code writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. A fresh file gets it and then every migration, so a new file and an
 /// upgraded one are the same (documented at the top of `lib.rs`).
@@ -73,6 +74,74 @@ ALTER TABLE messages ADD COLUMN hop INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN email TEXT;
 ";
 
+/// Version 2 → 3: references allocated per destination (SPEC M16), provider ids
+/// compared in their normalized form (SPEC M13), uncorrelated receipts found by
+/// every key their id may match under. Existing messages keep the reference they
+/// were sent with (`reference` NULL means `id & 0xFFFF`); the normalized keys of
+/// existing rows are filled in by [`backfill_v3`].
+const MIGRATE_V3: &str = "
+ALTER TABLE messages ADD COLUMN reference INTEGER;
+ALTER TABLE messages ADD COLUMN provider_key TEXT;
+ALTER TABLE messages ADD COLUMN ref_collisions INTEGER NOT NULL DEFAULT 0;
+DROP INDEX messages_provider;
+CREATE INDEX messages_provider ON messages(provider_key) WHERE provider_key IS NOT NULL;
+CREATE TABLE destination_refs (
+    id            INTEGER PRIMARY KEY,
+    destination   TEXT NOT NULL UNIQUE,
+    last_ref      INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE TABLE receipt_keys (
+    key        TEXT NOT NULL,
+    inbound_id INTEGER NOT NULL
+);
+CREATE INDEX receipt_keys_key ON receipt_keys(key);
+CREATE INDEX receipt_keys_inbound ON receipt_keys(inbound_id);
+DROP INDEX inbound_uncorrelated;
+CREATE INDEX inbound_uncorrelated ON inbound(id) WHERE kind = 'Receipt' AND message_id IS NULL;
+";
+
+/// Fills the normalized provider ids of rows written before version 3.
+fn backfill_v3(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    const DOING: &str = "upgrading the schema from version 2 to 3";
+    let messages: Vec<(i64, String)> = tx
+        .prepare(
+            "SELECT id, provider_message_id FROM messages WHERE provider_message_id IS NOT NULL",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .context(DOING)?;
+    for (id, provider_message_id) in messages {
+        tx.execute(
+            "UPDATE messages SET provider_key = ?2 WHERE id = ?1",
+            rusqlite::params![id, normalize(&provider_message_id)],
+        )
+        .context(DOING)?;
+    }
+    let receipts: Vec<(i64, String)> = tx
+        .prepare(
+            "SELECT id, provider_message_id FROM inbound
+             WHERE kind = 'Receipt' AND message_id IS NULL AND provider_message_id IS NOT NULL",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .context(DOING)?;
+    for (id, provider_message_id) in receipts {
+        tx.execute(
+            "INSERT INTO receipt_keys (key, inbound_id) VALUES (?1, ?2)",
+            rusqlite::params![normalize(&provider_message_id), id],
+        )
+        .context(DOING)?;
+    }
+    Ok(())
+}
+
 /// Reads the file's schema version. Reading is the first thing done to a file, so a
 /// file that is not a database is reported here, before anything is written.
 pub(crate) fn version(conn: &Connection) -> Result<i64, StoreError> {
@@ -97,15 +166,24 @@ pub(crate) fn check_and_create(conn: &mut Connection) -> Result<(), StoreError> 
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .context("creating the schema")?;
     // Another process may have created or upgraded it between our read and our lock.
-    match version(&tx)? {
+    let found_in_tx = version(&tx)?;
+    match found_in_tx {
         0 => {
             tx.execute_batch(SCHEMA_V1).context("creating the schema")?;
             tx.execute_batch(MIGRATE_V2)
                 .context("creating the schema")?;
+            tx.execute_batch(MIGRATE_V3)
+                .context("creating the schema")?;
         }
-        1 => tx
-            .execute_batch(MIGRATE_V2)
-            .context("upgrading the schema from version 1 to 2")?,
+        1 | 2 => {
+            if found_in_tx == 1 {
+                tx.execute_batch(MIGRATE_V2)
+                    .context("upgrading the schema from version 1 to 2")?;
+            }
+            tx.execute_batch(MIGRATE_V3)
+                .context("upgrading the schema from version 2 to 3")?;
+            backfill_v3(&tx)?;
+        }
         SCHEMA_VERSION => return Ok(()),
         found => {
             return Err(StoreError::Corrupt(format!(
@@ -143,6 +221,15 @@ pub(crate) fn count(conn: &Connection) -> Result<Counters, StoreError> {
         .context("counting inbound items")?;
     counters.inbound_total = total as u64;
     counters.inbound_pending = pending as u64;
+    let uncorrelated: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM inbound INDEXED BY inbound_uncorrelated
+             WHERE kind = 'Receipt' AND message_id IS NULL",
+            [],
+            |row| row.get(0),
+        )
+        .context("counting uncorrelated receipts")?;
+    counters.receipts_uncorrelated = uncorrelated as u64;
     Ok(counters)
 }
 
@@ -152,6 +239,7 @@ pub(crate) fn plan(sql: &str) -> String {
     let conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(SCHEMA_V1).unwrap();
     conn.execute_batch(MIGRATE_V2).unwrap();
+    conn.execute_batch(MIGRATE_V3).unwrap();
     let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
     let details = statement

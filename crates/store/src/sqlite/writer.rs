@@ -14,9 +14,10 @@ use tokio::sync::oneshot;
 
 use super::{Context, Counters};
 use crate::error::StoreError;
+use crate::provider_id::{normalize, receipt_keys};
 use crate::types::{
     InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState, NewInbound,
-    NewMessage, Update,
+    NewMessage, Resubmit, Update,
 };
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -24,7 +25,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// One caller's write, with where to send its answer.
 pub(crate) enum WriteRequest {
     InsertMessages(Vec<NewMessage>, Reply<Vec<Inserted>>),
-    Update(Vec<Update>, Reply<()>),
+    Update(Vec<Update>, Reply<Vec<Resubmit>>),
     InsertInbound(Vec<NewInbound>, Reply<Vec<InboundInserted>>),
     UpdateInbound(Vec<InboundUpdate>, Reply<()>),
     SetMaxPageCount(Option<u64>, Reply<()>),
@@ -34,6 +35,7 @@ pub(crate) enum WriteRequest {
 enum Output {
     Inserted(Vec<Inserted>),
     Inbound(Vec<InboundInserted>),
+    Updated(Vec<Resubmit>),
     Done,
 }
 
@@ -43,7 +45,33 @@ pub(crate) struct Writer {
     max_batch: usize,
     unlimited_pages: u64,
     counters: Arc<Mutex<Counters>>,
+    policy: Policy,
+    /// Where the pruning of stale destination counters goes on.
+    prune: Prune,
 }
+
+/// The time windows the writer applies (from [`SqliteOptions`](super::SqliteOptions)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// A destination's references run on while it had a message this recently.
+    pub(crate) reference_window_ms: i64,
+    /// How long a receipt that matches no message waits for its submit response
+    /// before it is delivered to the application uncorrelated.
+    pub(crate) correlation_wait_ms: i64,
+}
+
+/// Destination counters older than the reference window are deleted a chunk at a
+/// time, every [`PRUNE_EVERY`] commits, so the table holds only the destinations
+/// of the window and no commit pays for a long scan.
+#[derive(Debug, Default)]
+struct Prune {
+    commits: u64,
+    after_rowid: i64,
+    latest_ms: i64,
+}
+
+const PRUNE_EVERY: u64 = 64;
+const PRUNE_CHUNK: i64 = 2_000;
 
 impl Writer {
     pub(crate) fn new(
@@ -52,6 +80,7 @@ impl Writer {
         max_batch: usize,
         unlimited_pages: u64,
         counters: Arc<Mutex<Counters>>,
+        policy: Policy,
     ) -> Writer {
         Writer {
             conn,
@@ -59,6 +88,8 @@ impl Writer {
             max_batch,
             unlimited_pages,
             counters,
+            policy,
+            prune: Prune::default(),
         }
     }
 
@@ -144,12 +175,23 @@ impl Writer {
             conn: &tx,
             delta: Delta::default(),
             last_event,
+            policy: self.policy,
+            latest_ms: self.prune.latest_ms,
         };
         let mut outputs = Vec::with_capacity(requests.len());
         for request in requests {
             outputs.push(work.apply(request)?);
         }
         let delta = work.delta;
+        self.prune.latest_ms = work.latest_ms;
+        self.prune.commits += 1;
+        if self.prune.commits % PRUNE_EVERY == 0 {
+            self.prune.after_rowid = prune_destinations(
+                &tx,
+                self.prune.after_rowid,
+                self.prune.latest_ms - self.policy.reference_window_ms,
+            )?;
+        }
         tx.commit().context("committing")?;
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         delta.apply_to(&mut counters);
@@ -157,6 +199,32 @@ impl Writer {
         counters.storage_full = false;
         Ok(outputs)
     }
+}
+
+/// Deletes the counters of destinations with no message within the window, in
+/// the next chunk of rows after `after_rowid`; returns where the next chunk starts.
+fn prune_destinations(
+    conn: &Connection,
+    after_rowid: i64,
+    stale_before_ms: i64,
+) -> Result<i64, StoreError> {
+    const DOING: &str = "pruning destination references";
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT MAX(id) FROM (SELECT id FROM destination_refs WHERE id > ?1 ORDER BY id LIMIT ?2)",
+            params![after_rowid, PRUNE_CHUNK],
+            |row| row.get(0),
+        )
+        .context(DOING)?;
+    let Some(last) = last else {
+        return Ok(0); // the end: start over
+    };
+    conn.execute(
+        "DELETE FROM destination_refs WHERE id > ?1 AND id <= ?2 AND updated_at_ms < ?3",
+        params![after_rowid, last, stale_before_ms],
+    )
+    .context(DOING)?;
+    Ok(last)
 }
 
 pub(crate) fn set_max_page_count(conn: &Connection, pages: u64) -> Result<(), StoreError> {
@@ -170,18 +238,22 @@ fn answer(request: WriteRequest, result: Result<Output, StoreError>) {
         WriteRequest::InsertMessages(_, reply) => {
             let _ = reply.send(result.map(|output| match output {
                 Output::Inserted(inserted) => inserted,
-                Output::Inbound(_) | Output::Done => Vec::new(),
+                Output::Inbound(_) | Output::Updated(_) | Output::Done => Vec::new(),
             }));
         }
         WriteRequest::InsertInbound(_, reply) => {
             let _ = reply.send(result.map(|output| match output {
                 Output::Inbound(inserted) => inserted,
-                Output::Inserted(_) | Output::Done => Vec::new(),
+                Output::Inserted(_) | Output::Updated(_) | Output::Done => Vec::new(),
             }));
         }
-        WriteRequest::Update(_, reply)
-        | WriteRequest::UpdateInbound(_, reply)
-        | WriteRequest::SetMaxPageCount(_, reply) => {
+        WriteRequest::Update(_, reply) => {
+            let _ = reply.send(result.map(|output| match output {
+                Output::Updated(resubmits) => resubmits,
+                Output::Inserted(_) | Output::Inbound(_) | Output::Done => Vec::new(),
+            }));
+        }
+        WriteRequest::UpdateInbound(_, reply) | WriteRequest::SetMaxPageCount(_, reply) => {
             let _ = reply.send(result.map(|_| ()));
         }
     }
@@ -193,6 +265,7 @@ struct Delta {
     states: [i64; 7],
     inbound_pending: i64,
     inbound_total: i64,
+    receipts_uncorrelated: i64,
 }
 
 impl Delta {
@@ -212,20 +285,42 @@ impl Delta {
         }
         add(&mut counters.inbound_pending, self.inbound_pending);
         add(&mut counters.inbound_total, self.inbound_total);
+        add(
+            &mut counters.receipts_uncorrelated,
+            self.receipts_uncorrelated,
+        );
     }
 }
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages
     (key, source, destination, body, data_coding, route, email, state, attempts,
-     created_at_ms, updated_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, 'Queued', 0, ?6, ?6)
+     created_at_ms, updated_at_ms, reference)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, 'Queued', 0, ?6, ?6, ?9)
     ON CONFLICT(key) DO NOTHING";
+/// The next reference of a destination (SPEC M16): one after the last while the
+/// destination had a message within the window, else a fresh start.
+const ALLOCATE_REFERENCE: &str = "INSERT INTO destination_refs
+    (destination, last_ref, updated_at_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT(destination) DO UPDATE SET
+        last_ref = CASE WHEN updated_at_ms >= ?4 THEN (last_ref + 1) % 65536 ELSE ?2 END,
+        updated_at_ms = MAX(updated_at_ms, ?3)
+    RETURNING last_ref";
 const MESSAGE_ID_BY_KEY: &str = "SELECT id FROM messages WHERE key = ?1";
 const MESSAGE_STATE: &str = "SELECT state FROM messages WHERE id = ?1";
 const SUBMIT: &str = "UPDATE messages SET state = 'Submitted', provider_message_id = ?2,
     site = ?3, smsc = ?4, submitted_at_ms = ?5, submitted_after_event = ?6,
-    updated_at_ms = MAX(updated_at_ms, ?5)
+    updated_at_ms = MAX(updated_at_ms, ?5), provider_key = ?7
     WHERE id = ?1 AND state = 'Queued'";
+/// Another message to the same destination that the provider already gave this
+/// id: the provider took the submit for a repeat of that one (SPEC M16).
+const COLLIDING_MESSAGE: &str = "SELECT other.id, mine.destination, mine.reference,
+    mine.ref_collisions
+    FROM messages AS mine JOIN messages AS other
+      ON other.provider_key = ?2 AND other.id <> mine.id
+     AND other.destination = mine.destination
+    WHERE mine.id = ?1 AND mine.state = 'Queued' LIMIT 1";
+const NEW_REFERENCE: &str = "UPDATE messages SET reference = ?2, ref_collisions = ?3,
+    updated_at_ms = MAX(updated_at_ms, ?4) WHERE id = ?1";
 const REQUEUE: &str = "UPDATE messages SET attempts = attempts + 1,
     updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1";
 const FALLBACK: &str = "UPDATE messages SET hop = ?2, attempts = 0,
@@ -235,19 +330,27 @@ const SET_STATE: &str = "UPDATE messages SET state = ?2, updated_at_ms = MAX(upd
     WHERE id = ?1";
 const INSERT_EVENT: &str =
     "INSERT INTO events (message_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)";
-const MESSAGE_BY_PROVIDER_ID: &str = "SELECT id, state FROM messages
-    WHERE provider_message_id = ?1 ORDER BY id DESC LIMIT 1";
+const MESSAGE_BY_PROVIDER_KEY: &str = "SELECT id, state FROM messages
+    WHERE provider_key = ?1 ORDER BY id DESC LIMIT 1";
 const INSERT_INBOUND: &str = "INSERT INTO inbound
     (kind, dedupe_key, provider_message_id, message_state, source, destination, body,
      site, smsc, received_at_ms, message_id, attempts, next_attempt_at_ms)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?10)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)
     ON CONFLICT(dedupe_key) DO NOTHING";
 const INBOUND_ID_BY_KEY: &str = "SELECT id FROM inbound WHERE dedupe_key = ?1";
-const UNCORRELATED_RECEIPTS: &str = "SELECT id, message_state, site, smsc, received_at_ms
-    FROM inbound
-    WHERE kind = 'Receipt' AND message_id IS NULL AND provider_message_id = ?1
-    ORDER BY id";
-const CORRELATE: &str = "UPDATE inbound SET message_id = ?2 WHERE id = ?1";
+/// The newest copy stored under a windowed key (`identity@received_at`).
+const LATEST_WINDOWED: &str = "SELECT id, received_at_ms FROM inbound
+    WHERE dedupe_key > ?1 AND dedupe_key < ?2 ORDER BY dedupe_key DESC LIMIT 1";
+const INSERT_RECEIPT_KEY: &str = "INSERT INTO receipt_keys (key, inbound_id) VALUES (?1, ?2)";
+const UNCORRELATED_RECEIPTS: &str = "SELECT inbound.id, inbound.message_state, inbound.site,
+    inbound.smsc, inbound.received_at_ms, inbound.provider_message_id
+    FROM receipt_keys JOIN inbound ON inbound.id = receipt_keys.inbound_id
+    WHERE receipt_keys.key = ?1 AND inbound.message_id IS NULL
+    ORDER BY inbound.id";
+/// Correlated at last: offered to the application now, with its message.
+const CORRELATE: &str = "UPDATE inbound SET message_id = ?2,
+    next_attempt_at_ms = MIN(next_attempt_at_ms, ?3) WHERE id = ?1";
+const FORGET_RECEIPT_KEYS: &str = "DELETE FROM receipt_keys WHERE inbound_id = ?1";
 const INBOUND_DELIVERED: &str =
     "UPDATE inbound SET delivered_at_ms = ?2 WHERE id = ?1 AND delivered_at_ms IS NULL";
 const INBOUND_RETRY: &str = "UPDATE inbound SET attempts = attempts + 1,
@@ -260,6 +363,9 @@ struct Work<'c> {
     delta: Delta,
     /// The highest `events.id` so far: where a `submitted` line falls in the history.
     last_event: i64,
+    policy: Policy,
+    /// The latest time any request carried: "now" for pruning.
+    latest_ms: i64,
 }
 
 /// A receipt being applied to its message.
@@ -269,6 +375,24 @@ struct Receipt<'a> {
     smsc: &'a str,
     provider_message_id: &'a str,
     received_at_ms: i64,
+}
+
+/// Where a windowed dedupe key's copies are stored: `identity@<20-digit time>`,
+/// so the newest copy of an identity is one step down its unique index.
+fn windowed_key(identity: &str, received_at_ms: i64) -> String {
+    format!("{identity}@{:020}", received_at_ms.max(0))
+}
+
+/// The reference a destination starts from when it has none within the window:
+/// spread by destination and time, so that a restart of the sequence after the
+/// window does not begin where a provider with a longer memory remembers it.
+fn reference_seed(destination: &str, at_ms: i64) -> i64 {
+    let hash = destination
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    ((hash ^ (at_ms as u64 / 1000)) & 0xFFFF) as i64
 }
 
 impl<'c> Work<'c> {
@@ -284,10 +408,13 @@ impl<'c> Work<'c> {
                 self.insert_messages(batch).map(Output::Inserted)
             }
             WriteRequest::Update(updates, _) => {
+                let mut resubmits = Vec::new();
                 for update in updates {
-                    self.update(update)?;
+                    if let Some(resubmit) = self.update(update)? {
+                        resubmits.push(resubmit);
+                    }
                 }
-                Ok(Output::Done)
+                Ok(Output::Updated(resubmits))
             }
             WriteRequest::InsertInbound(batch, _) => {
                 self.insert_inbound(batch).map(Output::Inbound)
@@ -308,6 +435,9 @@ impl<'c> Work<'c> {
         let mut by_key = None;
         let mut inserted = Vec::with_capacity(batch.len());
         for message in batch {
+            self.latest_ms = self.latest_ms.max(message.received_at_ms);
+            let reference =
+                self.allocate_reference(&message.destination, message.received_at_ms)?;
             let changed = insert
                 .execute(params![
                     message.key,
@@ -318,6 +448,7 @@ impl<'c> Work<'c> {
                     message.received_at_ms,
                     message.route,
                     message.email,
+                    reference,
                 ])
                 .context(DOING)?;
             if changed == 1 {
@@ -337,8 +468,30 @@ impl<'c> Work<'c> {
         Ok(inserted)
     }
 
-    fn update(&mut self, update: &Update) -> Result<(), StoreError> {
+    /// The next `user_message_reference` for `destination` (SPEC M16).
+    fn allocate_reference(&mut self, destination: &str, at_ms: i64) -> Result<i64, StoreError> {
+        self.statement(ALLOCATE_REFERENCE)?
+            .query_row(
+                params![
+                    destination,
+                    reference_seed(destination, at_ms),
+                    at_ms,
+                    at_ms.saturating_sub(self.policy.reference_window_ms)
+                ],
+                |row| row.get(0),
+            )
+            .context("allocating a message reference")
+    }
+
+    /// `Some` when the update asks the caller to send the message again.
+    fn update(&mut self, update: &Update) -> Result<Option<Resubmit>, StoreError> {
         const DOING: &str = "updating a message";
+        let (Update::Submitted { at_ms, .. }
+        | Update::Requeued { at_ms, .. }
+        | Update::Failed { at_ms, .. }
+        | Update::Fallback { at_ms, .. }
+        | Update::Event { at_ms, .. }) = update;
+        self.latest_ms = self.latest_ms.max(*at_ms);
         match update {
             Update::Submitted {
                 id,
@@ -347,6 +500,10 @@ impl<'c> Work<'c> {
                 smsc,
                 at_ms,
             } => {
+                let key = normalize(provider_message_id);
+                if let Some(resubmit) = self.collision(*id, &key, provider_message_id, *at_ms)? {
+                    return Ok(Some(resubmit));
+                }
                 let changed = self
                     .statement(SUBMIT)?
                     .execute(params![
@@ -355,13 +512,15 @@ impl<'c> Work<'c> {
                         site,
                         smsc,
                         at_ms,
-                        self.last_event
+                        self.last_event,
+                        key
                     ])
                     .context(DOING)?;
                 if changed == 1 {
                     self.delta
                         .moved(Some(MessageState::Queued), MessageState::Submitted);
-                    self.apply_stored_receipts(*id, provider_message_id)
+                    self.apply_stored_receipts(*id, &key, *at_ms)?;
+                    Ok(None)
                 } else {
                     let state = self.state(*id)?;
                     self.add_event(
@@ -373,7 +532,8 @@ impl<'c> Work<'c> {
                              provider_message_id={provider_message_id}"
                         ),
                     )?;
-                    self.touch(*id, *at_ms)
+                    self.touch(*id, *at_ms)?;
+                    Ok(None)
                 }
             }
             Update::Requeued {
@@ -389,7 +549,8 @@ impl<'c> Work<'c> {
                 if changed == 0 {
                     return Err(StoreError::UnknownMessage(*id));
                 }
-                self.add_event(*id, *at_ms, kind, reason)
+                self.add_event(*id, *at_ms, kind, reason)?;
+                Ok(None)
             }
             Update::Fallback {
                 id,
@@ -402,7 +563,7 @@ impl<'c> Work<'c> {
                     .execute(params![id.0, hop, at_ms])
                     .context(DOING)?;
                 if changed == 1 {
-                    self.add_event(*id, *at_ms, "fallback", reason)
+                    self.add_event(*id, *at_ms, "fallback", reason)?;
                 } else {
                     let state = self.state(*id)?;
                     self.touch(*id, *at_ms)?;
@@ -411,8 +572,9 @@ impl<'c> Work<'c> {
                         *at_ms,
                         "fallback_ignored",
                         &format!("state={state}: {reason}"),
-                    )
+                    )?;
                 }
+                Ok(None)
             }
             Update::Failed { id, reason, at_ms } => {
                 let state = self.state(*id)?;
@@ -421,7 +583,8 @@ impl<'c> Work<'c> {
                 } else {
                     self.set_state(*id, state, MessageState::Failed, *at_ms)?;
                 }
-                self.add_event(*id, *at_ms, "failed", reason)
+                self.add_event(*id, *at_ms, "failed", reason)?;
+                Ok(None)
             }
             Update::Event {
                 id,
@@ -430,37 +593,104 @@ impl<'c> Work<'c> {
                 at_ms,
             } => {
                 self.touch(*id, *at_ms)?;
-                self.add_event(*id, *at_ms, kind, detail)
+                self.add_event(*id, *at_ms, kind, detail)?;
+                Ok(None)
             }
         }
     }
 
-    /// Receipts that arrived before the submit response: applied now, in arrival order.
+    /// SPEC M16: the provider answered with the id it gave another message to the
+    /// same destination, so it took this submit for a repeat of that message and
+    /// dropped it. This one is not sent: it stays `Queued` with a fresh reference
+    /// (the destination's next), or with none after a second collision (every
+    /// reference the provider remembers for the destination may be taken).
+    fn collision(
+        &mut self,
+        id: MessageId,
+        key: &str,
+        provider_message_id: &str,
+        at_ms: i64,
+    ) -> Result<Option<Resubmit>, StoreError> {
+        const DOING: &str = "checking a provider id against other messages";
+        let found: Option<(i64, String, Option<i64>, u32)> = self
+            .statement(COLLIDING_MESSAGE)?
+            .query_row(params![id.0, key], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .optional()
+            .context(DOING)?;
+        let Some((other, destination, old, collisions)) = found else {
+            return Ok(None);
+        };
+        let old = match old {
+            None => Some(id.legacy_reference()),
+            Some(reference) => u16::try_from(reference).ok(),
+        };
+        let reference = if collisions == 0 {
+            Some(self.allocate_reference(&destination, at_ms)? as u16)
+        } else {
+            None
+        };
+        self.statement(NEW_REFERENCE)?
+            .execute(params![
+                id.0,
+                reference.map_or(-1, i64::from),
+                collisions + 1,
+                at_ms
+            ])
+            .context(DOING)?;
+        let describe = |reference: Option<u16>| {
+            reference.map_or_else(|| "no reference".to_owned(), |r| format!("reference {r}"))
+        };
+        self.add_event(
+            id,
+            at_ms,
+            "reference_collision",
+            &format!(
+                "the provider answered with provider_message_id={provider_message_id}, the id of \
+                 message {other} to the same destination: it took the submit with {} for a \
+                 repeat and dropped it; sending again with {}",
+                describe(old),
+                describe(reference)
+            ),
+        )?;
+        Ok(Some(Resubmit { id, reference }))
+    }
+
+    /// Receipts that arrived before the submit response: applied now, in arrival
+    /// order, and offered to the application with their message.
     fn apply_stored_receipts(
         &mut self,
         id: MessageId,
-        provider_message_id: &str,
+        key: &str,
+        at_ms: i64,
     ) -> Result<(), StoreError> {
         const DOING: &str = "applying stored receipts";
-        let stored: Vec<(i64, Option<u8>, String, String, i64)> = self
+        type Row = (i64, Option<u8>, String, String, i64, Option<String>);
+        let stored: Vec<Row> = self
             .statement(UNCORRELATED_RECEIPTS)?
-            .query_map([provider_message_id], |row| {
+            .query_map([key], |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,
                     row.get(2)?,
                     row.get(3)?,
                     row.get(4)?,
+                    row.get(5)?,
                 ))
             })
             .context(DOING)?
             .collect::<Result<_, _>>()
             .context(DOING)?;
         let mut state = MessageState::Submitted;
-        for (inbound_id, message_state, site, smsc, received_at_ms) in stored {
+        for (inbound_id, message_state, site, smsc, received_at_ms, provider_message_id) in stored {
             self.statement(CORRELATE)?
-                .execute(params![inbound_id, id.0])
+                .execute(params![inbound_id, id.0, at_ms])
                 .context(DOING)?;
+            self.statement(FORGET_RECEIPT_KEYS)?
+                .execute([inbound_id])
+                .context(DOING)?;
+            self.delta.receipts_uncorrelated -= 1;
             state = self.apply_receipt(
                 id,
                 state,
@@ -468,7 +698,7 @@ impl<'c> Work<'c> {
                     message_state,
                     site: &site,
                     smsc: &smsc,
-                    provider_message_id,
+                    provider_message_id: provider_message_id.as_deref().unwrap_or(key),
                     received_at_ms,
                 },
             )?;
@@ -515,23 +745,66 @@ impl<'c> Work<'c> {
         const DOING: &str = "inserting inbound items";
         let mut inserted = Vec::with_capacity(batch.len());
         for item in batch {
+            self.latest_ms = self.latest_ms.max(item.received_at_ms);
+            // SPEC M8: a content key without an id is a repeat only within its
+            // window of the first copy, wherever the clock stands.
+            let dedupe_key = match item.dedupe_window_ms {
+                None => item.dedupe_key.clone(),
+                Some(window) => {
+                    let latest: Option<(i64, i64)> = self
+                        .statement(LATEST_WINDOWED)?
+                        .query_row(
+                            params![
+                                format!("{}@", item.dedupe_key),
+                                format!("{}@~", item.dedupe_key)
+                            ],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )
+                        .optional()
+                        .context(DOING)?;
+                    if let Some((id, first_ms)) = latest {
+                        if item.received_at_ms.saturating_sub(first_ms) <= window {
+                            inserted.push(InboundInserted::Duplicate(id));
+                            continue;
+                        }
+                    }
+                    windowed_key(&item.dedupe_key, item.received_at_ms)
+                }
+            };
             // Correlate now if the submit response is already recorded (SPEC M1: from
-            // whichever site or bind the receipt came).
-            let message = match (&item.kind, &item.provider_message_id) {
-                (InboundKind::Receipt, Some(provider_message_id)) => self
-                    .statement(MESSAGE_BY_PROVIDER_ID)?
-                    .query_row([provider_message_id], |row| {
+            // whichever site or bind the receipt came), under every key the
+            // provider's way of writing ids allows (SPEC M13).
+            let keys = match (&item.kind, &item.provider_message_id) {
+                (InboundKind::Receipt, Some(id)) => receipt_keys(id, item.id_format),
+                _ => Vec::new(),
+            };
+            let mut message = None;
+            for key in &keys {
+                message = self
+                    .statement(MESSAGE_BY_PROVIDER_KEY)?
+                    .query_row([key], |row| {
                         Ok((MessageId(row.get(0)?), row.get::<_, String>(1)?))
                     })
                     .optional()
-                    .context(DOING)?,
-                _ => None,
+                    .context(DOING)?;
+                if message.is_some() {
+                    break;
+                }
+            }
+            let receipt = item.kind == InboundKind::Receipt;
+            // A receipt that matches no message yet waits for its submit response
+            // before it is offered to the application, uncorrelated.
+            let next_attempt_at_ms = if receipt && message.is_none() {
+                item.received_at_ms
+                    .saturating_add(self.policy.correlation_wait_ms)
+            } else {
+                item.received_at_ms
             };
             let changed = self
                 .statement(INSERT_INBOUND)?
                 .execute(params![
                     item.kind.as_str(),
-                    item.dedupe_key,
+                    dedupe_key,
                     item.provider_message_id,
                     item.message_state,
                     item.source,
@@ -541,34 +814,47 @@ impl<'c> Work<'c> {
                     item.smsc,
                     item.received_at_ms,
                     message.as_ref().map(|(id, _)| id.0),
+                    next_attempt_at_ms,
                 ])
                 .context(DOING)?;
             if changed == 0 {
                 let id = self
                     .statement(INBOUND_ID_BY_KEY)?
-                    .query_row([&item.dedupe_key], |row| row.get(0))
+                    .query_row([&dedupe_key], |row| row.get(0))
                     .context(DOING)?;
                 inserted.push(InboundInserted::Duplicate(id));
                 continue;
             }
-            inserted.push(InboundInserted::Created(self.conn.last_insert_rowid()));
+            let inbound_id = self.conn.last_insert_rowid();
+            inserted.push(InboundInserted::Created(inbound_id));
             self.delta.inbound_pending += 1;
             self.delta.inbound_total += 1;
-            if let (Some((id, state)), Some(provider_message_id)) =
-                (message, &item.provider_message_id)
-            {
-                let state = parse_state(&state)?;
-                self.apply_receipt(
-                    id,
-                    state,
-                    &Receipt {
-                        message_state: item.message_state,
-                        site: &item.site,
-                        smsc: &item.smsc,
-                        provider_message_id,
-                        received_at_ms: item.received_at_ms,
-                    },
-                )?;
+            match (message, &item.provider_message_id) {
+                (Some((id, state)), Some(provider_message_id)) => {
+                    let state = parse_state(&state)?;
+                    self.apply_receipt(
+                        id,
+                        state,
+                        &Receipt {
+                            message_state: item.message_state,
+                            site: &item.site,
+                            smsc: &item.smsc,
+                            provider_message_id,
+                            received_at_ms: item.received_at_ms,
+                        },
+                    )?;
+                }
+                _ if receipt => {
+                    // SPEC M13: kept, counted, and found by any of its keys when
+                    // the submit response comes.
+                    self.delta.receipts_uncorrelated += 1;
+                    for key in &keys {
+                        self.statement(INSERT_RECEIPT_KEY)?
+                            .execute(params![key, inbound_id])
+                            .context(DOING)?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(inserted)
@@ -679,9 +965,12 @@ mod tests {
     fn hot_statements_use_their_indexes() {
         for (sql, index) in [
             (MESSAGE_ID_BY_KEY, "sqlite_autoindex_messages_1"),
-            (MESSAGE_BY_PROVIDER_ID, "messages_provider"),
+            (MESSAGE_BY_PROVIDER_KEY, "messages_provider"),
+            (LATEST_WINDOWED, "sqlite_autoindex_inbound_1"),
+            (COLLIDING_MESSAGE, "messages_provider"),
+            (FORGET_RECEIPT_KEYS, "receipt_keys_inbound"),
             (INBOUND_ID_BY_KEY, "sqlite_autoindex_inbound_1"),
-            (UNCORRELATED_RECEIPTS, "inbound_uncorrelated"),
+            (UNCORRELATED_RECEIPTS, "receipt_keys_key"),
             (SUBMIT, "INTEGER PRIMARY KEY"),
             (MESSAGE_STATE, "INTEGER PRIMARY KEY"),
         ] {

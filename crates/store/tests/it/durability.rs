@@ -200,14 +200,14 @@ async fn newer_schema_version_is_refused() {
     drop(store);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
     }
     let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
     assert_eq!(
         error,
         StoreError::SchemaTooNew {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         }
     );
     assert!(error.to_string().contains("upgrade hotsite"), "{error}");
@@ -215,7 +215,71 @@ async fn newer_schema_version_is_refused() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// Turns a current file back into exactly what version 2 wrote.
+fn downgrade_to_v2(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "DROP INDEX messages_provider;
+         ALTER TABLE messages DROP COLUMN reference;
+         ALTER TABLE messages DROP COLUMN provider_key;
+         ALTER TABLE messages DROP COLUMN ref_collisions;
+         CREATE INDEX messages_provider ON messages(provider_message_id)
+             WHERE provider_message_id IS NOT NULL;
+         DROP TABLE destination_refs;
+         DROP TABLE receipt_keys;
+         DROP INDEX inbound_uncorrelated;
+         CREATE INDEX inbound_uncorrelated ON inbound(provider_message_id)
+             WHERE kind = 'Receipt' AND message_id IS NULL;",
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+}
+
+/// A version 2 file is upgraded in place (SPEC M13, M16): its messages keep the
+/// reference they were sent with (`id & 0xFFFF`), a submitted message's provider
+/// id is found in any case or padding, and a receipt stored uncorrelated is
+/// applied by the submit response that comes after the upgrade.
+#[tokio::test]
+async fn version_2_file_is_upgraded() {
+    let (_dir, path, store) = store();
+    let ids: Vec<MessageId> = store
+        .insert_messages(vec![message("a", 1), message("b", 2)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Inserted::id)
+        .collect();
+    store
+        .update(vec![submitted(ids[0], "00AB", 3)])
+        .await
+        .unwrap();
+    store
+        .insert_inbound(vec![crate::receipt("dr-b", "CD", 2, 4)])
+        .await
+        .unwrap();
+    drop(store);
+    downgrade_to_v2(&rusqlite::Connection::open(&path).unwrap());
+    let store = reopen(&path);
+    let queued = store.queued_after(None, 10).await.unwrap();
+    assert_eq!(queued[0].reference, Some(ids[1].legacy_reference()));
+    assert_eq!(store.stats().await.unwrap().receipts_uncorrelated, 1);
+    // The old message's id, written another way by its receipt.
+    store
+        .insert_inbound(vec![crate::receipt("dr-a", "ab", 2, 5)])
+        .await
+        .unwrap();
+    let first = store.message(ids[0]).await.unwrap().unwrap();
+    assert_eq!(first.state, MessageState::Delivered);
+    // The receipt stored before the upgrade, found by its key.
+    store
+        .update(vec![submitted(ids[1], "0cd", 6)])
+        .await
+        .unwrap();
+    let second = store.message(ids[1]).await.unwrap().unwrap();
+    assert_eq!(second.state, MessageState::Delivered);
+    assert_eq!(store.stats().await.unwrap().receipts_uncorrelated, 0);
 }
 
 /// A file written by the previous version (1, before routes) is upgraded in place:
@@ -238,6 +302,7 @@ async fn version_1_file_is_upgraded() {
     {
         // Exactly what version 1 had: no route, hop or email columns.
         let conn = rusqlite::Connection::open(&path).unwrap();
+        downgrade_to_v2(&conn);
         for column in ["route", "hop", "email"] {
             conn.execute_batch(&format!("ALTER TABLE messages DROP COLUMN {column}"))
                 .unwrap();
@@ -264,7 +329,7 @@ async fn version_1_file_is_upgraded() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// A file that is not a database is reported as corrupt, not overwritten.

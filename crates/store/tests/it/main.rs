@@ -4,11 +4,13 @@ mod durability;
 mod messages;
 mod model;
 mod receipts;
+mod references;
 
 use std::path::{Path, PathBuf};
 
 use hotsite_store::{
-    InboundKind, MessageId, NewInbound, NewMessage, SqliteOptions, SqliteStore, Update,
+    InboundKind, MessageId, NewInbound, NewMessage, ReceiptIdFormat, SqliteOptions, SqliteStore,
+    Update,
 };
 use tempfile::TempDir;
 
@@ -53,6 +55,8 @@ fn receipt(dedupe_key: &str, provider_message_id: &str, state: u8, at_ms: i64) -
         site: "b".to_owned(),
         smsc: "b1".to_owned(),
         received_at_ms: at_ms,
+        id_format: ReceiptIdFormat::Same,
+        dedupe_window_ms: None,
     }
 }
 
@@ -68,6 +72,8 @@ fn mo(dedupe_key: &str, at_ms: i64) -> NewInbound {
         site: "a".to_owned(),
         smsc: "a1".to_owned(),
         received_at_ms: at_ms,
+        id_format: ReceiptIdFormat::Same,
+        dedupe_window_ms: None,
     }
 }
 

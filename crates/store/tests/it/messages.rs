@@ -68,7 +68,7 @@ async fn queue_pages_in_id_order_and_loses_submitted_and_failed() {
         seen.extend(page);
     }
     assert_eq!(seen.iter().map(|q| q.id).collect::<Vec<_>>(), ids);
-    assert_eq!(seen[4].reference, (ids[4].0 & 0xFFFF) as u16);
+    assert!(seen[4].reference.is_some(), "every message has a reference");
     assert_eq!(seen[4].body, b"body of m4");
 
     store

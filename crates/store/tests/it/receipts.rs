@@ -51,9 +51,9 @@ async fn receipt_before_submit_is_applied_by_the_submit() {
         ])
         .await
         .unwrap();
-    let pending = store.pending_inbound(10, 10).await.unwrap();
-    assert_eq!(pending.len(), 3);
-    assert!(pending.iter().all(|item| item.message_id.is_none()));
+    // Uncorrelated receipts wait for their submit response (SPEC M13), counted.
+    assert!(store.pending_inbound(10, 10).await.unwrap().is_empty());
+    assert_eq!(store.stats().await.unwrap().receipts_uncorrelated, 3);
     assert_eq!(
         store.message(id).await.unwrap().unwrap().state,
         MessageState::Queued
@@ -71,12 +71,21 @@ async fn receipt_before_submit_is_applied_by_the_submit() {
             "3 receipt message_state=5 site=b smsc=b1 provider_message_id=P-9",
         ]
     );
-    let pending = store.pending_inbound(10, 10).await.unwrap();
-    assert_eq!(
+    // Correlated: offered at once, with their message; the unknown one waits
+    // out the correlation wait, then goes to the application uncorrelated.
+    let ids = |pending: Vec<hotsite_store::PendingInbound>| {
         pending
             .iter()
             .map(|item| item.message_id)
-            .collect::<Vec<_>>(),
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.pending_inbound(10, 10).await.unwrap()),
+        vec![Some(id), Some(id)]
+    );
+    assert_eq!(store.stats().await.unwrap().receipts_uncorrelated, 1);
+    assert_eq!(
+        ids(store.pending_inbound(3 + 60_000, 10).await.unwrap()),
         vec![Some(id), Some(id), None]
     );
     // A later receipt for it is recorded but is not applied twice.
