@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use hotsite_core::{BackoffConfig, Target};
 use hotsite_messaging::dispatcher::DispatcherConfig;
+use hotsite_messaging::inbox::InboxConfig;
 use hotsite_messaging::policy::AmbiguousPolicy;
 use hotsite_messaging::webhook::WebhookConfig;
 use hotsite_messaging::GatewayConfig;
@@ -20,6 +21,7 @@ use hotsite_smpp::driver::ClientConfig;
 use hotsite_smpp::pdu::BindKind;
 use hotsite_smpp::pool::PoolConfig;
 use hotsite_smpp::session::SessionConfig;
+use hotsite_store::{ReceiptIdFormat, SqliteOptions};
 use serde::Deserialize;
 
 /// `hotsite.toml` as written.
@@ -160,6 +162,15 @@ pub(crate) struct SmppSection {
     /// `resubmit` (default) or `fail`.
     #[serde(default)]
     pub(crate) ambiguous: AmbiguousName,
+    /// A destination's `user_message_reference`s run on in sequence while it had
+    /// a message this recently (SPEC M16); default `"24h"`.
+    pub(crate) reference_window: Option<String>,
+    /// An MO received again within this long of its first copy is a repeat
+    /// (SPEC M8); default `"10m"`.
+    pub(crate) mo_dedupe_window: Option<String>,
+    /// How long a receipt that matches no message waits for its submit response
+    /// before the application gets it uncorrelated (SPEC M13); default `"60s"`.
+    pub(crate) receipt_correlation_wait: Option<String>,
     /// Every SMSC instance of every site of the aggregator (SPEC M4).
     #[serde(default)]
     pub(crate) smsc: Vec<SmscEntry>,
@@ -195,6 +206,12 @@ pub(crate) struct SmscEntry {
     pub(crate) name: String,
     /// `host:port`.
     pub(crate) address: String,
+    /// How the instance writes a receipt's `receipted_message_id` relative to
+    /// the `message_id` of its submit responses (SPEC M13): `same` (default; case
+    /// and leading zeros never matter), `decimal` (hex ids come back in decimal),
+    /// `hex` (decimal ids come back in hex) or `auto` (tries all three).
+    #[serde(default)]
+    pub(crate) receipt_id_format: Option<String>,
 }
 
 /// The validated configuration.
@@ -208,6 +225,8 @@ pub(crate) struct Config {
     pub(crate) store_path: PathBuf,
     /// The trunk failover proxy, validated.
     pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
+    /// How the store is opened (reference window, correlation wait).
+    pub(crate) store_options: SqliteOptions,
 }
 
 /// One problem in a configuration file: the key and why.
@@ -394,7 +413,17 @@ impl ConfigFile {
         if !issues.0.is_empty() {
             return Err(ConfigError(issues.0));
         }
+        let mut store_options = SqliteOptions::default();
+        let inbox = match &smpp {
+            Some(smpp) => {
+                store_options.reference_window_ms = millis(smpp.reference_window);
+                store_options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                smpp.inbox.clone()
+            }
+            None => InboxConfig::default(),
+        };
         let gateway = GatewayConfig {
+            inbox,
             smpp: smpp.map(|smpp| smpp.client.expect("valid when there are no issues")),
             channels,
             routes,
@@ -410,6 +439,7 @@ impl ConfigFile {
             gateway,
             store_path: self.store.path,
             voice: self.voice,
+            store_options,
         })
     }
 }
@@ -421,6 +451,9 @@ pub(crate) struct SmppSettings {
     pub(crate) client: Option<ClientConfig>,
     pub(crate) ambiguous: AmbiguousPolicy,
     pub(crate) receipts: bool,
+    pub(crate) inbox: InboxConfig,
+    pub(crate) reference_window: Duration,
+    pub(crate) correlation_wait: Duration,
 }
 
 impl SmppSection {
@@ -491,6 +524,52 @@ impl SmppSection {
             &smpp.connect_timeout,
             &mut connect_timeout,
         );
+        let mut reference_window = Duration::from_secs(24 * 3600);
+        duration(
+            "reference_window",
+            &smpp.reference_window,
+            &mut reference_window,
+        );
+        let mut inbox = InboxConfig::default();
+        duration(
+            "mo_dedupe_window",
+            &smpp.mo_dedupe_window,
+            &mut inbox.mo_dedupe_window,
+        );
+        let mut correlation_wait = Duration::from_secs(60);
+        duration(
+            "receipt_correlation_wait",
+            &smpp.receipt_correlation_wait,
+            &mut correlation_wait,
+        );
+        for (key, value, max) in [
+            (
+                "reference_window",
+                reference_window,
+                Duration::from_secs(30 * 86_400),
+            ),
+            (
+                "mo_dedupe_window",
+                inbox.mo_dedupe_window,
+                Duration::from_secs(86_400),
+            ),
+            (
+                "receipt_correlation_wait",
+                correlation_wait,
+                Duration::from_secs(86_400),
+            ),
+        ] {
+            if value.is_zero() || value > max {
+                issues.add(
+                    &format!("smpp.{key}"),
+                    format!(
+                        "must be greater than zero and at most {}, got {}",
+                        humantime::format_duration(max),
+                        humantime::format_duration(value)
+                    ),
+                );
+            }
+        }
         if issues.0.len() == before {
             if let Err(error) = session.validate() {
                 issues.add(&format!("smpp.{}", error.key()), error.to_string());
@@ -527,6 +606,16 @@ impl SmppSection {
             if let Err(reason) = check_address(&entry.address) {
                 issues.add(&format!("{key}.address"), reason);
             }
+            if let Some(text) = &entry.receipt_id_format {
+                match text.parse::<ReceiptIdFormat>() {
+                    Ok(format) => {
+                        inbox
+                            .receipt_id_formats
+                            .insert(Target::new(&entry.site, &entry.name), format);
+                    }
+                    Err(reason) => issues.add(&format!("{key}.receipt_id_format"), reason),
+                }
+            }
             instances.push((Target::new(&entry.site, &entry.name), entry.address.clone()));
         }
         let ambiguous = match smpp.ambiguous {
@@ -552,8 +641,15 @@ impl SmppSection {
             client,
             ambiguous,
             receipts: smpp.receipts,
+            inbox,
+            reference_window,
+            correlation_wait,
         }
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[derive(Default)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hotsite_messaging::gateway::Extras;
-use hotsite_store::{SqliteOptions, SqliteStore};
+use hotsite_store::SqliteStore;
 use hotsite_voice::TrunkStatusView;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let store = SqliteStore::open(&config.store_path, SqliteOptions::default())
+    let store = SqliteStore::open(&config.store_path, config.store_options.clone())
         .with_context(|| format!("cannot open the store {}", config.store_path.display()))?;
     let voice = match &config.voice {
         Some(voice) => Some(

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use hotsite_store::{InboundKind, NewInbound};
+use hotsite_store::{InboundKind, NewInbound, ReceiptIdFormat};
 
 /// Why a callback was refused (answered 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +90,10 @@ pub fn receipt(channel: &str, body: &[u8], now_ms: i64) -> Result<NewInbound, Ca
     let done_at = fields.get("done_at").map(String::as_str).unwrap_or("");
     let site = fields.get("site").map(String::as_str).unwrap_or("");
     Ok(NewInbound {
+        // The provider's HTTP API writes its ids one way (SPEC M13), and every
+        // callback carries one: exact dedupe, no window.
+        id_format: ReceiptIdFormat::Same,
+        dedupe_window_ms: None,
         kind: InboundKind::Receipt,
         // Not the site: the same receipt resent from another site is a repeat.
         dedupe_key: format!("http-dr:{channel}:{message_id}:{provider_id}:{state}:{done_at}"),
@@ -113,6 +117,10 @@ pub fn mo(channel: &str, body: &[u8], now_ms: i64) -> Result<NewInbound, Callbac
     let text = fields.get("message").cloned().unwrap_or_default();
     let site = fields.get("site").map(String::as_str).unwrap_or("");
     Ok(NewInbound {
+        // The provider's HTTP API writes its ids one way (SPEC M13), and every
+        // callback carries one: exact dedupe, no window.
+        id_format: ReceiptIdFormat::Same,
+        dedupe_window_ms: None,
         kind: InboundKind::Mo,
         dedupe_key: format!("http-mo:{channel}:{message_id}"),
         provider_message_id: None,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotsite_core::{Backoff, BackoffConfig};
-use hotsite_store::{MessageId, QueuedMessage, Store, StoreError, Update};
+use hotsite_store::{MessageId, QueuedMessage, Resubmit, Store, StoreError, Update};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -139,21 +139,24 @@ struct Job {
 impl Job {
     /// Sends `message` along its route until its outcome is final, recording
     /// every step.
-    async fn own(self, message: QueuedMessage) {
+    async fn own(self, mut message: QueuedMessage) {
         let Some(route) = self.routes.get(&message.route).cloned() else {
             // The configuration lost the route since the message was stored. It
             // stays queued (never dropped) until a configuration has it again.
             tracing::error!(id = %message.id, route = %message.route, "message names an unknown route; left queued");
             self.recorder
-                .record(vec![Update::Event {
-                    id: message.id,
-                    kind: "route_unknown".to_owned(),
-                    detail: format!(
-                        "route {:?} is not configured; left queued until it is",
-                        message.route
-                    ),
-                    at_ms: clock::now_ms(),
-                }])
+                .record(
+                    message.id,
+                    vec![Update::Event {
+                        id: message.id,
+                        kind: "route_unknown".to_owned(),
+                        detail: format!(
+                            "route {:?} is not configured; left queued until it is",
+                            message.route
+                        ),
+                        at_ms: clock::now_ms(),
+                    }],
+                )
                 .await;
             return;
         };
@@ -168,6 +171,27 @@ impl Job {
                 return; // the channel is shutting down; the message stays queued
             };
             attempt += 1;
+            // Refusals the channel resent by itself (throttled, queue full): in the
+            // history and the metrics like any other retry (SPEC M14, invariant 4).
+            let now_ms = clock::now_ms();
+            let mut updates: Vec<Update> = state
+                .take_retried()
+                .into_iter()
+                .map(|retried| {
+                    Metrics::inc(&self.metrics.submits_retried_total);
+                    let kind = retried.kind.event_kind();
+                    self.metrics.inc_labeled(
+                        "channel_sends_total",
+                        &[("channel", &hop.channel_name), ("outcome", kind)],
+                    );
+                    Update::Event {
+                        id: message.id,
+                        kind: kind.to_owned(),
+                        detail: format!("{}: {}", retried.endpoint, retried.reason),
+                        at_ms: now_ms,
+                    }
+                })
+                .collect();
             self.metrics.inc_labeled(
                 "channel_sends_total",
                 &[("channel", &hop.channel_name), ("outcome", outcome.label())],
@@ -187,7 +211,7 @@ impl Job {
                 position,
                 &hop.policy,
                 &mut backoff,
-                clock::now_ms(),
+                now_ms,
             );
             if decision.ambiguous {
                 Metrics::inc(&self.metrics.submits_ambiguous_total);
@@ -221,7 +245,16 @@ impl Job {
                 );
             }
             // Durable before anything else happens to the message.
-            self.recorder.record(decision.updates).await;
+            updates.extend(decision.updates);
+            let resubmit = self.recorder.record(message.id, updates).await;
+            if let Some(Resubmit { reference, .. }) = resubmit {
+                // SPEC M16: the provider took it for a repeat of another message
+                // and dropped it; the store kept it queued with a new reference.
+                Metrics::inc(&self.metrics.reference_collisions_total);
+                tracing::warn!(id = %message.id, old = ?message.reference, new = ?reference, "provider answered with another message's id: resubmitting with a new reference");
+                message.reference = reference;
+                continue;
+            }
             match decision.next {
                 Next::Done => return,
                 Next::Retry(delay) if delay.is_zero() => {}
@@ -241,16 +274,19 @@ impl Job {
 /// and one reply per message instead of one store request each.
 #[derive(Clone)]
 struct Recorder {
-    requests: mpsc::UnboundedSender<(Vec<Update>, oneshot::Sender<()>)>,
+    requests: mpsc::UnboundedSender<Record>,
 }
+
+/// One job's updates, and where to tell it they are durable (and whether its
+/// message must be sent again).
+type Record = (MessageId, Vec<Update>, oneshot::Sender<Option<Resubmit>>);
 
 /// The most outcomes written in one store request.
 const MAX_OUTCOMES_PER_WRITE: usize = 4096;
 
 impl Recorder {
     fn start<S: Store>(store: S) -> Recorder {
-        let (requests, mut incoming) =
-            mpsc::unbounded_channel::<(Vec<Update>, oneshot::Sender<()>)>();
+        let (requests, mut incoming) = mpsc::unbounded_channel::<Record>();
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
                 let mut batch = vec![first];
@@ -260,44 +296,80 @@ impl Recorder {
                         Err(_) => break,
                     }
                 }
-                let (updates, done): (Vec<Vec<Update>>, Vec<_>) = batch.into_iter().unzip();
-                write(&store, updates.into_iter().flatten().collect()).await;
-                for done in done {
-                    let _ = done.send(());
+                let mut updates = Vec::new();
+                let mut waiting = Vec::with_capacity(batch.len());
+                for (id, mut request, done) in batch {
+                    updates.append(&mut request);
+                    waiting.push((id, done));
+                }
+                let resubmits = write(&store, updates).await;
+                for (id, done) in waiting {
+                    let _ = done.send(resubmits.iter().find(|r| r.id == id).copied());
                 }
             }
         });
         Recorder { requests }
     }
 
-    /// Returns once `updates` are durable, in order (or the recorder is gone, at
-    /// shutdown).
-    async fn record(&self, updates: Vec<Update>) {
+    /// Returns once `updates` (all about message `id`) are durable, in order (or
+    /// the recorder is gone, at shutdown), with the resend the store asks for.
+    async fn record(&self, id: MessageId, updates: Vec<Update>) -> Option<Resubmit> {
         let (done, written) = oneshot::channel();
-        if self.requests.send((updates, done)).is_ok() {
-            let _ = written.await;
+        if self.requests.send((id, updates, done)).is_ok() {
+            return written.await.ok().flatten();
         }
+        None
     }
 }
 
-/// Writes `updates`, retrying while the store is unavailable. An update the
-/// store refuses on its own (an unknown id) must not hold the others back: the
-/// batch is then written one by one and the refused ones are logged.
-async fn write<S: Store>(store: &S, updates: Vec<Update>) {
-    loop {
-        match store.update(updates.clone()).await {
-            Ok(()) => return,
-            Err(StoreError::UnknownMessage(_)) => break,
-            Err(error) => {
-                tracing::error!(%error, count = updates.len(), "cannot record outcomes; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+/// Writes `updates`, retrying while the store cannot take them (a full disk:
+/// accepted work's outcomes are written once space returns, so a message that
+/// reached the provider is not sent again, invariant 1). An update the store
+/// refuses on its own (an unknown id) must not hold the others back: the batch
+/// is then written one by one and the refused ones are logged.
+async fn write<S: Store>(store: &S, updates: Vec<Update>) -> Vec<Resubmit> {
+    match write_retrying(store, updates.clone()).await {
+        Ok(resubmits) => return resubmits,
+        Err(_unknown) => {}
     }
+    let mut resubmits = Vec::new();
     for update in updates {
         let id = update.id();
-        if let Err(error) = store.update(vec![update]).await {
-            tracing::error!(%id, %error, "outcome not recorded; the message is resent after a restart");
+        match write_retrying(store, vec![update]).await {
+            Ok(more) => resubmits.extend(more),
+            Err(error) => tracing::error!(%id, %error, "outcome not recorded: no such message"),
+        }
+    }
+    resubmits
+}
+
+/// `Err` only for an unknown message; every other failure is retried.
+async fn write_retrying<S: Store>(
+    store: &S,
+    updates: Vec<Update>,
+) -> Result<Vec<Resubmit>, StoreError> {
+    let mut failures = 0u64;
+    loop {
+        match store.update(updates.clone()).await {
+            Ok(resubmits) => {
+                if failures > 0 {
+                    tracing::info!(
+                        count = updates.len(),
+                        failures,
+                        "outcomes recorded after retrying"
+                    );
+                }
+                return Ok(resubmits);
+            }
+            Err(error @ StoreError::UnknownMessage(_)) => return Err(error),
+            Err(error) => {
+                // Every 30 s at most while the store stays unavailable.
+                if failures % 60 == 0 {
+                    tracing::error!(%error, count = updates.len(), "cannot record outcomes; retrying until the store takes them");
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }

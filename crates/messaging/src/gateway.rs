@@ -21,7 +21,7 @@ use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
 use crate::channel::smpp::SmppChannel;
 use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
-use crate::inbox::{run_inbox, RecentEvents};
+use crate::inbox::{run_inbox, InboxConfig, RecentEvents};
 use crate::metrics::Metrics;
 use crate::policy::HopPolicy;
 use crate::route::{Hop, Route, Routes, SMPP_CHANNEL};
@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     pub dispatcher: DispatcherConfig,
     /// Where MO and receipts go; without it they are stored and kept.
     pub webhook: Option<WebhookConfig>,
+    /// How deliveries from the SMSCs are read (receipt id formats, MO window).
+    pub inbox: InboxConfig,
 }
 
 /// Why the gateway could not start.
@@ -198,6 +200,7 @@ pub async fn start_with<S: Store>(
     let wake_webhooks = Arc::new(Notify::new());
     tasks.push(tokio::spawn(run_inbox(
         store.clone(),
+        config.inbox.clone(),
         events,
         metrics.clone(),
         recent.clone(),

@@ -6,13 +6,14 @@
 //! Repeats (the same receipt or MO through several binds or sites) are stored
 //! once, by dedupe key (SPEC M8).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use hotsite_core::{Event, EventKind, HealthState};
+use hotsite_core::{Event, EventKind, HealthState, Target};
 use hotsite_smpp::driver::ClientEvent;
 use hotsite_smpp::pdu::{CommandStatus, ShortMessage};
-use hotsite_store::{InboundInserted, InboundKind, NewInbound, Store};
+use hotsite_store::{InboundInserted, InboundKind, NewInbound, ReceiptIdFormat, Store};
 use tokio::sync::{mpsc, Notify};
 
 use crate::clock;
@@ -45,6 +46,39 @@ impl RecentEvents {
     }
 }
 
+/// How the inbox reads what SMSCs deliver.
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    /// How each SMSC instance writes a receipt's id relative to its submit
+    /// responses (SPEC M13); instances not named write it the same way.
+    pub receipt_id_formats: HashMap<Target, ReceiptIdFormat>,
+    /// An MO (which SMPP gives no id) received again within this window of its
+    /// first copy is a repeat (SPEC M8).
+    pub mo_dedupe_window: Duration,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            receipt_id_formats: HashMap::new(),
+            mo_dedupe_window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl InboxConfig {
+    fn id_format(&self, target: &Target) -> ReceiptIdFormat {
+        self.receipt_id_formats
+            .get(target)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn mo_window_ms(&self) -> i64 {
+        i64::try_from(self.mo_dedupe_window.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
 /// The most events handled before their deliveries are stored together.
 const MAX_EVENTS_PER_BATCH: usize = 1024;
 
@@ -52,6 +86,7 @@ const MAX_EVENTS_PER_BATCH: usize = 1024;
 /// arrive together are stored in one request (one commit), then acknowledged.
 pub async fn run_inbox<S: Store>(
     store: S,
+    config: InboxConfig,
     mut events: mpsc::Receiver<ClientEvent>,
     metrics: Arc<Metrics>,
     recent: Arc<RecentEvents>,
@@ -84,6 +119,8 @@ pub async fn run_inbox<S: Store>(
                         target.site.as_str(),
                         &target.name,
                         now,
+                        config.id_format(&target),
+                        config.mo_window_ms(),
                     ));
                     acks.push(ack);
                 }
@@ -141,36 +178,49 @@ fn record_pool_event(event: &Event, metrics: &Metrics, recent: &RecentEvents) {
 }
 
 /// The inbox row for a `deliver_sm`, with the key its repeats share.
-pub fn to_inbound(message: &ShortMessage, site: &str, smsc: &str, now_ms: i64) -> NewInbound {
+pub fn to_inbound(
+    message: &ShortMessage,
+    site: &str,
+    smsc: &str,
+    now_ms: i64,
+    id_format: ReceiptIdFormat,
+    mo_window_ms: i64,
+) -> NewInbound {
     let body = message.body().to_vec();
-    let (kind, dedupe_key, provider_message_id, message_state) = if message.is_receipt() {
+    let (kind, dedupe_key, provider_message_id, message_state, window) = if message.is_receipt() {
         let provider_message_id = message.tlvs.receipted_message_id().map(str::to_owned);
         let state = message.tlvs.message_state().map(|s| s.as_u8());
         // SPEC M13: matched by receipted_message_id and message_state, never by
         // the carrier's id inside the text. One MT may have several receipts
         // (enroute, delivered): the state is part of the key.
+        // The id as the provider means it (SPEC M13): the same receipt written in
+        // another case or padding through another site is a repeat.
         let key = match &provider_message_id {
-            Some(id) => format!("dr:{id}:{}", state.unwrap_or(0)),
+            Some(id) => format!(
+                "dr:{}:{}",
+                hotsite_store::provider_id::normalize(id),
+                state.unwrap_or(0)
+            ),
             None => format!("dr-text:{:016x}", fnv1a(&body)),
         };
-        (InboundKind::Receipt, key, provider_message_id, state)
+        (InboundKind::Receipt, key, provider_message_id, state, None)
     } else {
         // SMPP 3.4 gives an MO no id. A resend of the same MO (same sender,
-        // recipient, body and segment) within the same ten-minute window is
-        // taken as a repeat; the same text sent again later is a new message.
+        // recipient, body and segment) within the window of its first copy is
+        // taken as a repeat, wherever the clock stands (the store slides the
+        // window); the same text sent again later is a new message.
         let sar = message
             .tlvs
             .sar()
             .map_or(String::new(), |(r, t, s)| format!(":{r}/{t}/{s}"));
-        let window = now_ms / 600_000;
         let mut identity = Vec::new();
         identity.extend_from_slice(message.source.addr.as_bytes());
         identity.push(0);
         identity.extend_from_slice(message.destination.addr.as_bytes());
         identity.push(0);
         identity.extend_from_slice(&body);
-        let key = format!("mo:{window}:{:016x}{sar}", fnv1a(&identity));
-        (InboundKind::Mo, key, None, None)
+        let key = format!("mo:{:016x}{sar}", fnv1a(&identity));
+        (InboundKind::Mo, key, None, None, Some(mo_window_ms))
     };
     NewInbound {
         kind,
@@ -183,6 +233,8 @@ pub fn to_inbound(message: &ShortMessage, site: &str, smsc: &str, now_ms: i64) -
         site: site.to_owned(),
         smsc: smsc.to_owned(),
         received_at_ms: now_ms,
+        id_format,
+        dedupe_window_ms: window,
     }
 }
 
@@ -218,6 +270,8 @@ mod tests {
             "a",
             "a1",
             0,
+            ReceiptIdFormat::Same,
+            600_000,
         );
         let b = to_inbound(
             &receipt(
@@ -228,12 +282,16 @@ mod tests {
             "b",
             "b2",
             5,
+            ReceiptIdFormat::Same,
+            600_000,
         );
         let c = to_inbound(
             &receipt("00ab", MessageState::Enroute, "id:999"),
             "a",
             "a1",
             0,
+            ReceiptIdFormat::Same,
+            600_000,
         );
         assert_eq!(a.kind, InboundKind::Receipt);
         assert_eq!(a.provider_message_id.as_deref(), Some("00ab"));
@@ -255,11 +313,17 @@ mod tests {
             short_message: Bytes::copy_from_slice(text.as_bytes()),
             ..Default::default()
         };
-        let a = to_inbound(&mo("yes"), "a", "a1", 1_000);
-        let b = to_inbound(&mo("yes"), "b", "b1", 2_000);
-        let c = to_inbound(&mo("no"), "a", "a1", 1_000);
+        let inbound = |text: &str, site: &str, at_ms: i64| {
+            to_inbound(&mo(text), site, "x1", at_ms, ReceiptIdFormat::Same, 600_000)
+        };
+        let a = inbound("yes", "a", 599_000);
+        // Across the boundary of the old fixed ten-minute buckets.
+        let b = inbound("yes", "b", 601_000);
+        let c = inbound("no", "a", 599_000);
         assert_eq!(a.kind, InboundKind::Mo);
         assert_eq!(a.dedupe_key, b.dedupe_key);
         assert_ne!(a.dedupe_key, c.dedupe_key);
+        // The store decides "within the window" from the first copy's time.
+        assert_eq!(a.dedupe_window_ms, Some(600_000));
     }
 }

@@ -57,6 +57,8 @@ counters! {
     webhooks_failed_attempts_total: "Webhook attempts that did not get a 2xx.";
     bind_failovers_total: "Binds that went out of service.";
     messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
+    reference_collisions_total: "Submits the provider took for a repeat of another message (same reference) and answered with that message's id; sent again (SPEC M16).";
+    receipts_uncorrelated_delivered_total: "Receipts delivered to the application without a message: their id matched none within the correlation wait (SPEC M13).";
 }
 
 /// Counters with labels: name, help.

@@ -46,6 +46,10 @@ pub struct WebhookBody<'a> {
     /// For receipts: our message id, if correlated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<i64>,
+    /// For receipts: `false` when its id matched no message within the store's
+    /// correlation wait (SPEC M13): passed on, not dropped, and flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlated: Option<bool>,
     /// For receipts: the SMSC's message id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<&'a str>,
@@ -79,6 +83,7 @@ impl<'a> WebhookBody<'a> {
             },
             id: row.id,
             message_id: row.message_id.map(|id| id.0),
+            correlated: (row.kind == InboundKind::Receipt).then_some(row.message_id.is_some()),
             provider_message_id: row.provider_message_id.as_deref(),
             state: row.message_state,
             from: &row.source,
@@ -129,17 +134,9 @@ pub async fn run_webhooks<S: Store>(
         }
         let mut attempts = tokio::task::JoinSet::new();
         let mut updates = Vec::new();
-        let now = clock::now_ms();
+        // A receipt that overtook its submit response is offered only after the
+        // store's correlation wait, or as soon as its message is known (SPEC M13).
         for row in due {
-            if awaits_correlation(&row, now) {
-                // Receipts can overtake their submit response (SPEC M13): give the
-                // message id a moment to be recorded, once, then deliver anyway.
-                updates.push(InboundUpdate::Retry {
-                    id: row.id,
-                    next_attempt_at_ms: row.received_at_ms + CORRELATION_GRACE_MS,
-                });
-                continue;
-            }
             let http = http.clone();
             let config = config.clone();
             seed += 1;
@@ -152,6 +149,9 @@ pub async fn run_webhooks<S: Store>(
             let now = clock::now_ms();
             if ok {
                 Metrics::inc(&metrics.webhooks_delivered_total);
+                if row.kind == InboundKind::Receipt && row.message_id.is_none() {
+                    Metrics::inc(&metrics.receipts_uncorrelated_delivered_total);
+                }
                 updates.push(InboundUpdate::Delivered {
                     id: row.id,
                     at_ms: now,
@@ -165,24 +165,23 @@ pub async fn run_webhooks<S: Store>(
                 });
             }
         }
-        if let Err(error) = store.update_inbound(updates).await {
-            tracing::error!(%error, "cannot record webhook results; they will be retried");
+        // Recorded before the next round, retrying while the store cannot take it
+        // (a full disk): what the application has is not offered to it again.
+        let mut failures = 0u64;
+        while let Err(error) = store.update_inbound(updates.clone()).await {
+            if failures % 60 == 0 {
+                tracing::error!(%error, "cannot record webhook results; retrying until the store takes them");
+            }
+            failures += 1;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
         if shutdown.is_cancelled() {
             return;
         }
     }
-}
-
-/// How long a receipt waits for its message to be known before it is delivered
-/// with the provider's id only.
-const CORRELATION_GRACE_MS: i64 = 2_000;
-
-/// Whether `row` is a young receipt whose message is not known yet.
-fn awaits_correlation(row: &PendingInbound, now_ms: i64) -> bool {
-    row.kind == InboundKind::Receipt
-        && row.message_id.is_none()
-        && now_ms < row.received_at_ms + CORRELATION_GRACE_MS
 }
 
 /// The backoff delay before attempt `attempts + 1` (full jitter).
@@ -245,26 +244,18 @@ mod tests {
         }
     }
 
-    /// SPEC M13: a receipt that overtook its submit response waits (once, for a
-    /// moment) for its message to be known; MO and correlated receipts never wait.
+    /// SPEC M13: a receipt says whether it found its message; an MO says nothing.
     #[test]
-    fn young_uncorrelated_receipts_wait_for_their_message() {
-        assert!(awaits_correlation(
-            &row(InboundKind::Receipt, None, 1_000),
-            1_500
-        ));
-        assert!(!awaits_correlation(
-            &row(InboundKind::Receipt, None, 1_000),
-            3_000
-        ));
-        assert!(!awaits_correlation(
-            &row(InboundKind::Receipt, Some(MessageId(4)), 1_000),
-            1_500
-        ));
-        assert!(!awaits_correlation(
-            &row(InboundKind::Mo, None, 1_000),
-            1_500
-        ));
+    fn receipts_say_whether_they_are_correlated() {
+        let body = |row: &PendingInbound| serde_json::to_value(WebhookBody::new(row)).unwrap();
+        let uncorrelated = body(&row(InboundKind::Receipt, None, 1_000));
+        assert_eq!(uncorrelated["correlated"], false);
+        assert!(uncorrelated.get("message_id").is_none());
+        let correlated = body(&row(InboundKind::Receipt, Some(MessageId(4)), 1_000));
+        assert_eq!(correlated["correlated"], true);
+        assert!(body(&row(InboundKind::Mo, None, 1_000))
+            .get("correlated")
+            .is_none());
     }
 
     /// SPEC M15: the body names what it is and carries the raw body in base64.

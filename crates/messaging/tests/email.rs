@@ -154,7 +154,7 @@ fn message(id: i64, text: &str, email: Option<&str>) -> QueuedMessage {
         destination: "+447700900123".to_owned(),
         body: text.as_bytes().to_vec(),
         data_coding: 0,
-        reference: (id & 0xFFFF) as u16,
+        reference: Some((id & 0xFFFF) as u16),
         attempts: 0,
         route: "chat".to_owned(),
         hop: 2,

@@ -126,24 +126,19 @@ mod tests {
     /// yields the key of the submit response's id.
     #[test]
     fn receipt_keys_follow_the_format() {
-        let submit = normalize("00001a2b");
-        assert_eq!(
-            receipt_keys("00001A2B", ReceiptIdFormat::Same),
-            [submit.clone()]
-        );
+        let submit = "1a2b";
+        assert_eq!(normalize("00001a2b"), submit);
+        assert_eq!(receipt_keys("00001A2B", ReceiptIdFormat::Same), [submit]);
         // 0x1a2b = 6699.
-        assert_eq!(
-            receipt_keys("6699", ReceiptIdFormat::Decimal),
-            [submit.clone()]
-        );
+        assert_eq!(receipt_keys("6699", ReceiptIdFormat::Decimal), [submit]);
         assert_eq!(
             receipt_keys("00000000000000006699", ReceiptIdFormat::Decimal),
-            [submit.clone()]
+            [submit]
         );
         assert_eq!(receipt_keys("1A2B", ReceiptIdFormat::Hex), ["6699"]);
         let auto = receipt_keys("6699", ReceiptIdFormat::Auto);
         assert_eq!(auto, ["6699", "1a2b", "26265"]);
-        assert!(auto.contains(&submit));
+        assert!(auto.iter().any(|key| key == submit));
         // Not a number: the same form is all there is.
         assert_eq!(receipt_keys("ab-12", ReceiptIdFormat::Decimal), ["ab-12"]);
         assert_eq!(receipt_keys("xyz", ReceiptIdFormat::Auto), ["xyz"]);

@@ -212,6 +212,7 @@ fn gateway_config(lab: &LabHandle, app: &App) -> GatewayConfig {
         seed: 42,
     };
     GatewayConfig {
+        inbox: Default::default(),
         smpp: Some(smpp),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tokens: vec![TOKEN.to_owned()],

@@ -301,6 +301,7 @@ impl Rig {
         let app = App::start().await?;
         let store = open_store(dir)?;
         let config = GatewayConfig {
+            inbox: Default::default(),
             smpp: None,
             channels: channels(&lab),
             routes,

@@ -115,6 +115,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
     let app_addr = app.start().await;
     let store = SqliteStore::open(&dir.join("hotsite.db"), options).unwrap();
     let config = GatewayConfig {
+        inbox: Default::default(),
         smpp: Some(client_config(&lab)),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         tokens: vec![TOKEN.into()],

@@ -93,6 +93,7 @@ async fn setup(
     let app_addr = app.start().await;
     let store = SqliteStore::open(&dir.join("hotsite.db"), SqliteOptions::default()).unwrap();
     let config = GatewayConfig {
+        inbox: Default::default(),
         smpp: None,
         channels: channels(&lab),
         routes,

@@ -203,7 +203,7 @@ mod tests {
             destination: "user-7".into(),
             body: b"hello".to_vec(),
             data_coding: 0,
-            reference: 42,
+            reference: Some(42),
             attempts: 0,
             route: "chat".into(),
             hop: 0,

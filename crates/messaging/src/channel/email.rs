@@ -907,7 +907,7 @@ mod tests {
             destination: "+447700900123".to_owned(),
             body: b"Your code is 1234".to_vec(),
             data_coding: 0,
-            reference: (id & 0xFFFF) as u16,
+            reference: Some((id & 0xFFFF) as u16),
             attempts: 0,
             route: String::new(),
             hop: 2,

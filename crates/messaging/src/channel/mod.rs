@@ -28,10 +28,33 @@ pub enum Channel {
 }
 
 /// What a message's send on one hop remembers between sends (the aggregator's
-/// position in its list of site URLs). Fresh for each hop.
+/// position in its list of site URLs), and the refusals a channel retried by
+/// itself during a send. Fresh for each hop.
 #[derive(Debug, Default)]
 pub struct HopState {
     aggregator: aggregator::AggregatorCursor,
+    retried: Vec<Retried>,
+}
+
+impl HopState {
+    /// The refusals retried inside the last send, oldest first (and forgets them).
+    pub fn take_retried(&mut self) -> Vec<Retried> {
+        std::mem::take(&mut self.retried)
+    }
+}
+
+/// A temporary refusal that a channel retried by itself before the send's
+/// outcome, such as an SMSC's throttled or queue-full answer that the SMPP client
+/// resends on a bind once its pause is over (SPEC M14). Not an outcome: the
+/// dispatcher records it in the message's history and counts it (invariant 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retried {
+    /// The endpoint that refused.
+    pub endpoint: String,
+    /// What kind of refusal; names the history event.
+    pub kind: RetryKind,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl Channel {
@@ -39,7 +62,7 @@ impl Channel {
     /// message stays queued for the next start.
     pub async fn send(&self, message: &QueuedMessage, state: &mut HopState) -> Option<SendOutcome> {
         match self {
-            Channel::Smpp(channel) => channel.send(message).await,
+            Channel::Smpp(channel) => channel.send(message, &mut state.retried).await,
             Channel::Digital(channel) => Some(channel.send(message).await),
             Channel::Email(channel) => Some(channel.send(message).await),
             Channel::Http(channel) => Some(channel.send(message, &mut state.aggregator).await),

@@ -3,11 +3,11 @@
 //! comes back here is the SMSC's answer, mapped to a [`SendOutcome`].
 
 use bytes::Bytes;
-use hotsite_smpp::driver::{SmppClient, SubmitOutcome};
+use hotsite_smpp::driver::{Refusal, SmppClient, SubmitOutcome};
 use hotsite_smpp::pdu::{tag, Address, Outcome, ShortMessage, Tlvs};
 use hotsite_store::QueuedMessage;
 
-use super::{RetryKind, SendOutcome};
+use super::{Retried, RetryKind, SendOutcome};
 
 /// Sends through the SMPP client.
 #[derive(Clone)]
@@ -26,11 +26,30 @@ impl SmppChannel {
     }
 
     /// Submits `message` once. `None` when the client is shutting down (the
-    /// message stays queued).
-    pub async fn send(&self, message: &QueuedMessage) -> Option<SendOutcome> {
+    /// message stays queued). Throttled and queue-full answers that the client
+    /// resent by itself on the way are added to `retried`.
+    pub async fn send(
+        &self,
+        message: &QueuedMessage,
+        retried: &mut Vec<Retried>,
+    ) -> Option<SendOutcome> {
         let short_message = to_short_message(message, self.registered_delivery);
-        let outcome = self.client.submit(short_message).await.ok()?;
-        Some(map(outcome))
+        let report = self.client.submit_reporting(short_message).await.ok()?;
+        retried.extend(report.refusals.into_iter().map(refusal));
+        Some(map(report.outcome))
+    }
+}
+
+/// A refusal the client resent by itself, as the history records it (SPEC M14).
+fn refusal(refusal: Refusal) -> Retried {
+    Retried {
+        endpoint: refusal.target.to_string(),
+        kind: RetryKind::Throttled,
+        reason: format!(
+            "answered {}; sent again after the bind's {} ms pause",
+            refusal.status,
+            refusal.pause.as_millis()
+        ),
     }
 }
 
@@ -78,7 +97,11 @@ fn map(outcome: SubmitOutcome) -> SendOutcome {
 /// The `submit_sm` for a stored message: its stable reference on every send.
 fn to_short_message(message: &QueuedMessage, registered_delivery: u8) -> ShortMessage {
     let mut tlvs = Tlvs::default();
-    tlvs.set_user_message_reference(message.reference);
+    // SPEC M8, M16: the message's own reference on every submit; none once the
+    // provider has taken every reference of the destination.
+    if let Some(reference) = message.reference {
+        tlvs.set_user_message_reference(reference);
+    }
     let (short_message, payload) = if message.body.len() <= 254 {
         (Bytes::copy_from_slice(&message.body), None)
     } else {

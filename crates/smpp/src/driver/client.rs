@@ -174,6 +174,9 @@ pub struct BindStatus {
     pub in_flight: usize,
 }
 
+// Submit is nearly every command: boxing it would cost an allocation per message
+// to save bytes on the rare shutdown.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Submit(Queued),
     Shutdown(oneshot::Sender<()>),
@@ -181,7 +184,31 @@ enum Command {
 
 struct Queued {
     message: ShortMessage,
-    reply: oneshot::Sender<SubmitOutcome>,
+    reply: oneshot::Sender<SubmitReport>,
+    /// Temporary refusals met on the way, for the message's history.
+    refusals: Vec<Refusal>,
+}
+
+/// A temporary refusal that the client retried by itself: the SMSC throttled
+/// the bind or its queue was full (SPEC M14). The message went back to the front
+/// of the queue; the caller learns of it only to record it (invariant 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The instance that refused.
+    pub target: Target,
+    /// `ESME_RTHROTTLED` or `ESME_RMSGQFUL`.
+    pub status: CommandStatus,
+    /// How long the bind pauses before its next submit.
+    pub pause: Duration,
+}
+
+/// How a submit ended, with the refusals retried on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitReport {
+    /// The outcome.
+    pub outcome: SubmitOutcome,
+    /// Temporary refusals before it, oldest first.
+    pub refusals: Vec<Refusal>,
 }
 
 /// A handle on the running client. Cheap to clone.
@@ -249,9 +276,22 @@ impl SmppClient {
     /// for a bind if none is. Throttling and unsent submits are retried inside;
     /// the outcome is accepted, rejected or ambiguous.
     pub async fn submit(&self, message: ShortMessage) -> Result<SubmitOutcome, ClientClosed> {
+        Ok(self.submit_reporting(message).await?.outcome)
+    }
+
+    /// [`submit`](Self::submit), also telling which temporary refusals (throttled,
+    /// queue full) were retried on the way, so the caller can record them.
+    pub async fn submit_reporting(
+        &self,
+        message: ShortMessage,
+    ) -> Result<SubmitReport, ClientClosed> {
         let (reply, outcome) = oneshot::channel();
         self.commands
-            .send(Command::Submit(Queued { message, reply }))
+            .send(Command::Submit(Queued {
+                message,
+                reply,
+                refusals: Vec::new(),
+            }))
             .map_err(|_| ClientClosed)?;
         outcome.await.map_err(|_| ClientClosed)
     }
@@ -475,7 +515,9 @@ impl Driver {
                     self.finish(id, submit, SubmitOutcome::Ambiguous { target, cause });
                 }
                 SessionEvent::SubmitThrottled {
-                    id: submit, pause, ..
+                    id: submit,
+                    pause,
+                    status,
                 } => {
                     let slot = &mut self.instances[id];
                     slot.in_flight = slot.in_flight.saturating_sub(1);
@@ -484,7 +526,12 @@ impl Driver {
                     let until = now + pause;
                     slot.throttled_until =
                         Some(slot.throttled_until.map_or(until, |t| t.max(until)));
-                    if let Some((_, queued)) = self.waiting.remove(&submit) {
+                    if let Some((_, mut queued)) = self.waiting.remove(&submit) {
+                        queued.refusals.push(Refusal {
+                            target: target.clone(),
+                            status,
+                            pause,
+                        });
                         self.queue.push_front(queued);
                     }
                     self.emit(Event {
@@ -576,7 +623,10 @@ impl Driver {
         let slot = &mut self.instances[instance];
         slot.in_flight = slot.in_flight.saturating_sub(1);
         if let Some((_, queued)) = self.waiting.remove(&submit) {
-            let _ = queued.reply.send(outcome);
+            let _ = queued.reply.send(SubmitReport {
+                outcome,
+                refusals: queued.refusals,
+            });
         }
     }
 

@@ -6,7 +6,7 @@ mod clock;
 mod session;
 
 pub use client::{
-    BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, SmppClient,
-    SubmitOutcome,
+    BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, Refusal,
+    SmppClient, SubmitOutcome, SubmitReport,
 };
 pub use session::{run_session, ReportSink, SessionCommand, SessionReport};

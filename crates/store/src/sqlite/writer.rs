@@ -622,6 +622,12 @@ impl<'c> Work<'c> {
         let Some((other, destination, old, collisions)) = found else {
             return Ok(None);
         };
+        if collisions >= 2 {
+            // Sent without a reference and still answered with another message's
+            // id: the provider's ids are not unique, not a dropped repeat. Taken
+            // as sent, or the message would be resent for ever.
+            return Ok(None);
+        }
         let old = match old {
             None => Some(id.legacy_reference()),
             Some(reference) => u16::try_from(reference).ok(),

@@ -184,7 +184,7 @@ fn message(id: i64, text: &str) -> QueuedMessage {
         destination: "+33600000001".into(),
         body: text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
         data_coding: 8,
-        reference: (id & 0xFFFF) as u16,
+        reference: Some((id & 0xFFFF) as u16),
         attempts: 0,
         route: String::new(),
         hop: 0,
