@@ -58,13 +58,18 @@
 //!   closes. A complete frame that does not decode is answered `generic_nack`
 //!   with the decoder's status and the frame's sequence; a frame whose length
 //!   prefix is impossible closes the connection.
-//! - `submit_sm` and `data_sm` get a message id unique across the lab. A repeat
+//! - `submit_sm` and `data_sm` get a message id unique across the lab: one
+//!   serial number per message, written per `receipts.submit_id_format` in the
+//!   response and per `receipts.receipt_id_format` in the receipt's
+//!   `receipted_message_id` (SPEC M13: case, leading zeros, hex or decimal may
+//!   differ); [`HandsetMessage`] keeps both (`message_id`, `receipt_id`). The
+//!   HTTP API always writes `hex`. A repeat
 //!   of (`system_id`, `destination_addr`, `user_message_reference`) on any
 //!   instance of any site is answered `ESME_ROK` with the *original* id and
 //!   counted in `duplicates_dropped`, not delivered again (SPEC M8).
 //! - A message with `registered_delivery` 1 gets a receipt `receipts.delay_ms`
 //!   after its response: `deliver_sm` with `esm_class` 0x04, `receipted_message_id`
-//!   = the submit's id, `message_state` = the final state, and a classic text
+//!   = the submit's id (in `receipt_id_format`), `message_state` = the final state, and a classic text
 //!   `id:<carrier id> sub:001 dlvrd:001 submit date:… done date:… stat:DELIVRD
 //!   err:000 text:…` whose id is the *carrier's*, not the submit's (SPEC M13).
 //!   It goes on a receiver or transceiver of the same account: usually of the
@@ -124,6 +129,10 @@
 //! duplicate_probability = 0.0     # a receipt is sent twice
 //! other_site_probability = 0.0    # a receipt goes out through another site
 //! final_state = "delivered"       # or "expired", "undeliverable", "rejected"
+//! submit_id_format = "hex"        # submit_sm_resp.message_id (SPEC M13): "hex" (0000002a),
+//!                                 # "hex_upper" (0000002A), "hex_unpadded" (2a),
+//!                                 # "decimal" (42), "decimal_padded" (20 digits)
+//! receipt_id_format = "hex"       # the receipt's receipted_message_id, same choices
 //!
 //! [[lab.sites]]                   # SMPP sites (optional if anything else is configured)
 //! name = "a"
@@ -265,8 +274,9 @@ mod stats;
 mod traffic;
 
 pub use config::{
-    AccountConfig, ConfigError, DnsConfig, DnsRecordConfig, FinalState, HttpConfig, HttpSiteConfig,
-    LabConfig, ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
+    AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, ReceiptConfig, SiteConfig,
+    SmscConfig, SmtpConfig, WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};

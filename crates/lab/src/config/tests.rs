@@ -393,3 +393,34 @@ fn helper_layouts_are_valid() {
     config.smtp = Some(SmtpConfig::loopback());
     assert_eq!(config.validate(), Ok(()));
 }
+
+// SPEC M13: every id format, and the keys that pick them.
+#[test]
+fn id_formats_render_one_serial_and_parse_from_receipts() {
+    let serial = 0x2a;
+    assert_eq!(IdFormat::Hex.render(serial), "0000002a");
+    assert_eq!(IdFormat::HexUpper.render(serial), "0000002A");
+    assert_eq!(IdFormat::HexUnpadded.render(serial), "2a");
+    assert_eq!(IdFormat::Decimal.render(serial), "42");
+    assert_eq!(
+        IdFormat::DecimalPadded.render(serial),
+        "00000000000000000042"
+    );
+    assert_eq!(IdFormat::Hex.render(0x1_2345_6789), "123456789");
+
+    let config = LabConfig::from_toml_str(&minimal_with(
+        "[lab.receipts]\nsubmit_id_format = \"hex_upper\"\nreceipt_id_format = \"decimal_padded\"",
+    ))
+    .expect("valid");
+    assert_eq!(config.receipts.submit_id_format, IdFormat::HexUpper);
+    assert_eq!(config.receipts.receipt_id_format, IdFormat::DecimalPadded);
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.receipts.submit_id_format, IdFormat::Hex);
+    assert_eq!(defaults.receipts.receipt_id_format, IdFormat::Hex);
+    assert!(matches!(
+        LabConfig::from_toml_str(&minimal_with(
+            "[lab.receipts]\nreceipt_id_format = \"octal\""
+        )),
+        Err(ConfigError::Parse(_))
+    ));
+}

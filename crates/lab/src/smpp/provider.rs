@@ -15,6 +15,8 @@ use hotsite_core::{Rng, SiteName, Target};
 use hotsite_smpp::pdu::{Address, CommandStatus, ShortMessage};
 use tokio::sync::mpsc;
 
+#[cfg(test)]
+use crate::config::IdFormat;
 use crate::config::{LabConfig, ReceiptConfig};
 use crate::fault::Fault;
 use crate::http::HttpFault;
@@ -334,7 +336,10 @@ impl Provider {
         }
 
         let serial = self.next_serial();
-        let message_id = format!("{serial:08x}");
+        // One serial, spelt per format: the receipt may write it unlike the
+        // submit response (SPEC M13).
+        let message_id = self.receipts.submit_id_format.render(serial);
+        let receipt_id = self.receipts.receipt_id_format.render(serial);
         if let Some(key) = key {
             self.dedupe.insert(key, message_id.clone());
         }
@@ -347,7 +352,7 @@ impl Provider {
             // The carrier's id, deliberately unlike the submit_sm_resp id (SPEC M13).
             let carrier_id = format!("{}", 4_100_000_000 + serial);
             let message = receipt_message(&ReceiptFacts {
-                message_id: &message_id,
+                message_id: &receipt_id,
                 carrier_id: &carrier_id,
                 handset: &submission.destination,
                 submitter: &submission.source,
@@ -378,6 +383,7 @@ impl Provider {
             text,
             user_message_reference: submission.user_message_reference,
             message_id: message_id.clone(),
+            receipt_id,
             system_id: system_id.to_owned(),
             site: target.site.to_string(),
             smsc: target.name.to_string(),
@@ -449,6 +455,7 @@ impl Provider {
             text: submission.message.to_owned(),
             user_message_reference: None,
             message_id: provider_id.clone(),
+            receipt_id: provider_id.clone(),
             system_id: submission.login.to_owned(),
             site: submission.site.to_owned(),
             smsc: String::new(),
@@ -613,7 +620,10 @@ mod tests {
     use super::*;
 
     fn provider() -> Provider {
-        let config = LabConfig::loopback(&[("a", &["a1"])]);
+        provider_with(LabConfig::loopback(&[("a", &["a1"])]))
+    }
+
+    fn provider_with(config: LabConfig) -> Provider {
         let addrs = [(Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr"))];
         Provider::new(&config, &addrs)
     }
@@ -660,5 +670,63 @@ mod tests {
             (log[1].destination.as_str(), log[1].received_us),
             ("4470002", 2_500)
         );
+    }
+
+    // SPEC M13: the submit response and the receipt write the same serial each
+    // in its own format; the handset log keeps both spellings.
+    #[test]
+    fn submit_and_receipt_ids_follow_their_formats() {
+        let cases = [
+            (IdFormat::Hex, IdFormat::HexUpper, "0000002a", "0000002A"),
+            (IdFormat::HexUpper, IdFormat::Hex, "0000002A", "0000002a"),
+            (IdFormat::Hex, IdFormat::HexUnpadded, "0000002a", "2a"),
+            (IdFormat::Hex, IdFormat::Decimal, "0000002a", "42"),
+            (
+                IdFormat::Decimal,
+                IdFormat::DecimalPadded,
+                "42",
+                "00000000000000000042",
+            ),
+            (IdFormat::HexUnpadded, IdFormat::Hex, "2a", "0000002a"),
+        ];
+        for (submit_format, receipt_format, submit_id, receipt_id) in cases {
+            let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+            config.receipts.submit_id_format = submit_format;
+            config.receipts.receipt_id_format = receipt_format;
+            let mut provider = provider_with(config);
+            // Serial 42: 41 messages before this one.
+            for n in 0..41 {
+                provider.submit(0, "hotsite", submission(&format!("44{n}"), 1), 0, 0);
+            }
+            let mut wanted = submission("4470001", 1);
+            wanted.registered_delivery = 1;
+            let SubmitOutcome::Accepted {
+                message_id,
+                receipts,
+            } = provider.submit(0, "hotsite", wanted, 0, 0)
+            else {
+                panic!("not accepted");
+            };
+            let case = format!("{submit_format:?}/{receipt_format:?}");
+            assert_eq!(message_id, submit_id, "{case}");
+            assert_eq!(receipts.len(), 1, "{case}");
+            assert_eq!(
+                receipts[0].message.tlvs.receipted_message_id(),
+                Some(receipt_id),
+                "{case}"
+            );
+            let logged = provider.handsets().last().expect("logged");
+            assert_eq!(
+                (logged.message_id.as_str(), logged.receipt_id.as_str()),
+                (submit_id, receipt_id),
+                "{case}"
+            );
+            // A repeat is answered in the submit format too (SPEC M8).
+            let again = provider.submit(0, "hotsite", submission("4470001", 1), 0, 0);
+            assert!(
+                matches!(&again, SubmitOutcome::Duplicate { message_id } if message_id == submit_id),
+                "{case}: {again:?}"
+            );
+        }
     }
 }
