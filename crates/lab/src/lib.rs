@@ -66,7 +66,10 @@
 //!   HTTP API always writes `hex`. A repeat
 //!   of (`system_id`, `destination_addr`, `user_message_reference`) on any
 //!   instance of any site is answered `ESME_ROK` with the *original* id and
-//!   counted in `duplicates_dropped`, not delivered again (SPEC M8).
+//!   counted in `duplicates_dropped`, not delivered again (SPEC M8) — within
+//!   `dedupe.reference_memory_ms` of the original's acceptance (forever by
+//!   default); later it is a new message (SPEC M16). Expired references are
+//!   forgotten (`references_remembered` counts those held).
 //! - A message with `registered_delivery` 1 gets a receipt `receipts.delay_ms`
 //!   after its response: `deliver_sm` with `esm_class` 0x04, `receipted_message_id`
 //!   = the submit's id (in `receipt_id_format`), `message_state` = the final state, and a classic text
@@ -134,6 +137,10 @@
 //!                                 # "decimal" (42), "decimal_padded" (20 digits)
 //! receipt_id_format = "hex"       # the receipt's receipted_message_id, same choices
 //!
+//! [lab.dedupe]                    # optional; SMPP user_message_reference (SPEC M8, M16)
+//! reference_memory_ms = 0         # a repeat this long after the original is a new
+//!                                 # message; 0 (default): remembered forever
+//!
 //! [[lab.sites]]                   # SMPP sites (optional if anything else is configured)
 //! name = "a"
 //! [[lab.sites.smsc]]
@@ -181,7 +188,8 @@
 //!
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
-//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries); per
+//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries,
+//! # references_remembered); per
 //! # SMSC instance (smsc), per HTTP site (http_sites: transport, accepted,
 //! # duplicates_dropped, codes, callbacks), per webhook receiver (webhooks),
 //! # dns and smtp.

@@ -424,3 +424,18 @@ fn id_formats_render_one_serial_and_parse_from_receipts() {
         Err(ConfigError::Parse(_))
     ));
 }
+
+// SPEC M16: the reference memory is forever unless set.
+#[test]
+fn dedupe_memory_defaults_to_forever() {
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.dedupe.reference_memory_ms, 0);
+    let config =
+        LabConfig::from_toml_str(&minimal_with("[lab.dedupe]\nreference_memory_ms = 60000"))
+            .expect("valid");
+    assert_eq!(config.dedupe.reference_memory_ms, 60_000);
+    assert!(matches!(
+        LabConfig::from_toml_str(&minimal_with("[lab.dedupe]\nmemory_ms = 1")),
+        Err(ConfigError::Parse(_))
+    ));
+}

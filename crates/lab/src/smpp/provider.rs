@@ -147,6 +147,14 @@ pub(crate) enum HttpSubmitOutcome {
 /// The dedupe key: account, destination, `user_message_reference`.
 type DedupeKey = (String, String, u16);
 
+/// What the provider remembers of an accepted reference (SPEC M8, M16).
+struct Remembered {
+    /// The id its submit got, as the response wrote it.
+    message_id: String,
+    /// When it was accepted, in microseconds since the lab started.
+    accepted_us: u64,
+}
+
 /// State and counters of one SMSC instance.
 struct InstanceState {
     target: Target,
@@ -163,7 +171,12 @@ pub(crate) struct Provider {
     rng: Rng,
     next_message_id: u64,
     next_session_id: SessionId,
-    dedupe: HashMap<DedupeKey, String>,
+    dedupe: HashMap<DedupeKey, Remembered>,
+    /// How long a reference is remembered, in microseconds; `None`: forever.
+    reference_memory_us: Option<u64>,
+    /// Accepted references oldest first, so expired ones are forgotten and the
+    /// memory stays bounded (only with a finite memory).
+    dedupe_expiry: VecDeque<(u64, DedupeKey)>,
     /// The HTTP API's dedupe: (login, client `message_id`) → provider id.
     http_dedupe: HashMap<(String, String), String>,
     handsets: Vec<HandsetMessage>,
@@ -217,6 +230,11 @@ impl Provider {
             next_message_id: 1,
             next_session_id: 1,
             dedupe: HashMap::new(),
+            reference_memory_us: match config.dedupe.reference_memory_ms {
+                0 => None,
+                ms => Some(ms.saturating_mul(1000)),
+            },
+            dedupe_expiry: VecDeque::new(),
             http_dedupe: HashMap::new(),
             handsets: Vec::new(),
             totals: TotalStats::default(),
@@ -327,12 +345,18 @@ impl Provider {
                 reference,
             )
         });
-        if let Some(message_id) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
+        // Within `reference_memory_ms` only (SPEC M16): past it a reference is
+        // free again and the submit is a new message.
+        self.forget_references(received_us);
+        if let Some(remembered) = key
+            .as_ref()
+            .and_then(|key| self.dedupe.get(key))
+            .filter(|remembered| self.remembers(remembered, received_us))
+        {
+            let message_id = remembered.message_id.clone();
             self.totals.duplicates_dropped += 1;
             self.instances[instance].counters.duplicates_dropped += 1;
-            return SubmitOutcome::Duplicate {
-                message_id: message_id.clone(),
-            };
+            return SubmitOutcome::Duplicate { message_id };
         }
 
         let serial = self.next_serial();
@@ -341,7 +365,16 @@ impl Provider {
         let message_id = self.receipts.submit_id_format.render(serial);
         let receipt_id = self.receipts.receipt_id_format.render(serial);
         if let Some(key) = key {
-            self.dedupe.insert(key, message_id.clone());
+            if self.reference_memory_us.is_some() {
+                self.dedupe_expiry.push_back((received_us, key.clone()));
+            }
+            self.dedupe.insert(
+                key,
+                Remembered {
+                    message_id: message_id.clone(),
+                    accepted_us: received_us,
+                },
+            );
         }
         self.totals.unique += 1;
         self.instances[instance].counters.unique += 1;
@@ -394,6 +427,37 @@ impl Provider {
         SubmitOutcome::Accepted {
             message_id,
             receipts,
+        }
+    }
+
+    /// Whether a reference accepted at `remembered.accepted_us` is still
+    /// remembered at `now_us`.
+    fn remembers(&self, remembered: &Remembered, now_us: u64) -> bool {
+        self.reference_memory_us
+            .is_none_or(|memory_us| now_us < remembered.accepted_us.saturating_add(memory_us))
+    }
+
+    /// Forgets the references accepted `reference_memory_ms` or more before
+    /// `now_us`, so a finite memory holds only what it may still match.
+    fn forget_references(&mut self, now_us: u64) {
+        let Some(memory_us) = self.reference_memory_us else {
+            return;
+        };
+        while let Some((accepted_us, _)) = self.dedupe_expiry.front() {
+            if now_us < accepted_us.saturating_add(memory_us) {
+                break;
+            }
+            let Some((accepted_us, key)) = self.dedupe_expiry.pop_front() else {
+                break;
+            };
+            // A later message with the same key replaced the entry: keep that one.
+            if self
+                .dedupe
+                .get(&key)
+                .is_some_and(|remembered| remembered.accepted_us == accepted_us)
+            {
+                self.dedupe.remove(&key);
+            }
         }
     }
 
@@ -596,6 +660,7 @@ impl Provider {
     pub(crate) fn stats(&self) -> (TotalStats, Vec<SmscStats>) {
         let mut totals = self.totals.clone();
         totals.pending_deliveries = self.pending.len() as u64;
+        totals.references_remembered = self.dedupe.len() as u64;
         let smsc = self
             .instances
             .iter()
@@ -728,5 +793,75 @@ mod tests {
                 "{case}: {again:?}"
             );
         }
+    }
+
+    // SPEC M8, M16: a repeat within `reference_memory_ms` is dropped and
+    // answered with the original id; past it the reference is free again and
+    // the submit is a new message, which the memory then holds.
+    #[test]
+    fn a_repeat_is_dropped_within_the_reference_memory_only() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.dedupe.reference_memory_ms = 1_000;
+        let mut provider = provider_with(config);
+        let SubmitOutcome::Accepted {
+            message_id: first, ..
+        } = provider.submit(0, "hotsite", submission("4470001", 9), 0, 0)
+        else {
+            panic!("first not accepted");
+        };
+        // 999.999 ms later: still remembered.
+        let within = provider.submit(0, "hotsite", submission("4470001", 9), 0, 999_999);
+        assert!(
+            matches!(&within, SubmitOutcome::Duplicate { message_id } if *message_id == first),
+            "{within:?}"
+        );
+        // 1 s after the first was accepted: forgotten, a new message.
+        let after = provider.submit(0, "hotsite", submission("4470001", 9), 0, 1_000_000);
+        let SubmitOutcome::Accepted {
+            message_id: second, ..
+        } = after
+        else {
+            panic!("not a new message: {after:?}");
+        };
+        assert_ne!(second, first);
+        // The new message is remembered from its own acceptance.
+        let again = provider.submit(0, "hotsite", submission("4470001", 9), 0, 1_500_000);
+        assert!(
+            matches!(&again, SubmitOutcome::Duplicate { message_id } if *message_id == second),
+            "{again:?}"
+        );
+        let (totals, _) = provider.stats();
+        assert_eq!((totals.unique, totals.duplicates_dropped), (2, 2));
+        assert_eq!(provider.handsets().len(), 2);
+    }
+
+    // SPEC M8, M16: by default (memory 0) a reference is remembered forever.
+    #[test]
+    fn the_default_memory_is_forever() {
+        let mut provider = provider();
+        provider.submit(0, "hotsite", submission("4470001", 9), 0, 0);
+        let much_later = 30 * 24 * 3_600 * 1_000_000;
+        let again = provider.submit(0, "hotsite", submission("4470001", 9), 0, much_later);
+        assert!(
+            matches!(again, SubmitOutcome::Duplicate { .. }),
+            "{again:?}"
+        );
+    }
+
+    // SPEC M16: a finite memory forgets what it may no longer match, so it
+    // holds about one memory's worth of references, however long the run.
+    #[test]
+    fn a_finite_memory_stays_bounded() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.dedupe.reference_memory_ms = 100;
+        let mut provider = provider_with(config);
+        // One distinct reference every millisecond for 5 s.
+        for n in 0..5_000_u16 {
+            let at_us = u64::from(n) * 1_000;
+            provider.submit(0, "hotsite", submission("4470001", n), 0, at_us);
+        }
+        let (totals, _) = provider.stats();
+        assert_eq!(totals.unique, 5_000);
+        assert_eq!(totals.references_remembered, 100);
     }
 }

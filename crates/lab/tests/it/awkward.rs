@@ -71,3 +71,36 @@ async fn submit_response_and_receipt_write_the_id_in_their_formats() {
         lab.shutdown().await;
     }
 }
+
+// SPEC M8, M16: with `reference_memory_ms`, a repeat within the memory is
+// answered with the original id and dropped (counted in duplicates_dropped);
+// a repeat after it is a new message with a new id, delivered again.
+#[tokio::test]
+async fn a_reference_is_remembered_for_the_configured_memory_only() {
+    let lab = TestLab::start("delay_ms = 10\n[lab.dedupe]\nreference_memory_ms = 300").await;
+    let mut client = Client::bound(lab.addr("a", "a1"), BindKind::Transmitter).await;
+    let first = message_id(&client.submit(sms("33600000001", "hello", Some(7))).await);
+    let within = client.submit(sms("33600000001", "hello", Some(7))).await;
+    assert_eq!(within.status, CommandStatus::ESME_ROK);
+    assert_eq!(message_id(&within), first);
+    let stats = lab.lab.stats();
+    assert_eq!(
+        (stats.totals.unique, stats.totals.duplicates_dropped),
+        (1, 1)
+    );
+    assert_eq!(stats.totals.references_remembered, 1);
+
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let after = client.submit(sms("33600000001", "hello", Some(7))).await;
+    assert_eq!(after.status, CommandStatus::ESME_ROK);
+    assert_ne!(message_id(&after), first, "past the memory: a new message");
+    let stats = lab.lab.stats();
+    assert_eq!(
+        (stats.totals.unique, stats.totals.duplicates_dropped),
+        (2, 1)
+    );
+    let log = lab.lab.handset_log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].message_id, message_id(&after));
+    lab.shutdown().await;
+}
