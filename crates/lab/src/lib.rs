@@ -80,6 +80,15 @@
 //!   `duplicate_probability` twice. With no bind up it waits for one. A
 //!   session that ends with receipts unwritten or unanswered hands them to
 //!   another bind, as an SMSC retries.
+//! - A receipt or MO `deliver_sm` answered with a non-zero `command_status`
+//!   (or a `generic_nack`), or not answered within
+//!   `deliveries.response_timeout_ms`, is delivered again
+//!   `deliveries.retry_interval_ms` later with a new sequence number, on a
+//!   bind of the same account, of the same site while it has one (an MO for
+//!   one site stays on it); after `deliveries.retry_attempts` retries it is
+//!   dropped. Counted in `deliveries_retried` and `deliveries_abandoned`
+//!   (SPEC M6, M8). A response that comes after the timeout is ignored: the
+//!   retry goes out anyway, as from a real SMSC.
 //! - MOs (control API or [`LabHandle::send_mo`]) go to any receiver or
 //!   transceiver of the account (optionally of one site), or wait for one.
 //! - All randomness comes from one seeded `hotsite_core::Rng`.
@@ -141,6 +150,11 @@
 //! reference_memory_ms = 0         # a repeat this long after the original is a new
 //!                                 # message; 0 (default): remembered forever
 //!
+//! [lab.deliveries]                # optional; deliver_sm retries (SPEC M6, M8); defaults shown
+//! retry_interval_ms = 1000        # 1–600000: after a failed attempt, the next
+//! retry_attempts = 20             # 0–10000 retries after the first; 0: never retry
+//! response_timeout_ms = 10000     # 1–600000: unanswered this long, an attempt failed
+//!
 //! [[lab.sites]]                   # SMPP sites (optional if anything else is configured)
 //! name = "a"
 //! [[lab.sites.smsc]]
@@ -189,7 +203,7 @@
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
 //! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries,
-//! # references_remembered); per
+//! # references_remembered, deliveries_retried, deliveries_abandoned); per
 //! # SMSC instance (smsc), per HTTP site (http_sites: transport, accepted,
 //! # duplicates_dropped, codes, callbacks), per webhook receiver (webhooks),
 //! # dns and smtp.

@@ -439,3 +439,42 @@ fn dedupe_memory_defaults_to_forever() {
         Err(ConfigError::Parse(_))
     ));
 }
+
+// SPEC M6, M8: retried deliveries have bounded, named keys.
+#[test]
+fn delivery_retries_have_defaults_and_bounds() {
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.deliveries, DeliveryConfig::default());
+    assert_eq!(
+        (
+            defaults.deliveries.retry_interval_ms,
+            defaults.deliveries.retry_attempts,
+            defaults.deliveries.response_timeout_ms,
+        ),
+        (1000, 20, 10_000)
+    );
+    let config = LabConfig::from_toml_str(&minimal_with(
+        "[lab.deliveries]\nretry_interval_ms = 5\nretry_attempts = 0\nresponse_timeout_ms = 50",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.deliveries,
+        DeliveryConfig {
+            retry_interval_ms: 5,
+            retry_attempts: 0,
+            response_timeout_ms: 50,
+        }
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nretry_interval_ms = 0"),
+        "lab.deliveries.retry_interval_ms: must be between 1 and 600000, got 0",
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nresponse_timeout_ms = 600001"),
+        "lab.deliveries.response_timeout_ms: must be between 1 and 600000, got 600001",
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nretry_attempts = 10001"),
+        "lab.deliveries.retry_attempts: must be between 0 and 10000, got 10001",
+    );
+}

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 #[cfg(test)]
 use crate::config::IdFormat;
-use crate::config::{LabConfig, ReceiptConfig};
+use crate::config::{DeliveryConfig, LabConfig, ReceiptConfig};
 use crate::fault::Fault;
 use crate::http::HttpFault;
 use crate::smpp::receipt::{body_text, receipt_message, ReceiptFacts};
@@ -38,6 +38,8 @@ pub(crate) struct Delivery {
     pub(crate) route: Route,
     /// The `deliver_sm` body.
     pub(crate) message: ShortMessage,
+    /// Attempts made after the first, which failed (SPEC M6, M8).
+    pub(crate) retries: u32,
 }
 
 /// What a [`Delivery`] is.
@@ -57,6 +59,9 @@ pub(crate) enum Route {
     Prefer(SiteName),
     /// Only binds of this site.
     Only(SiteName),
+    /// A retry: a bind of this site (the one that failed it) if there is
+    /// one, else any bind (SPEC M6).
+    SameSiteFirst(SiteName),
     /// Any bind.
     Any,
 }
@@ -168,6 +173,7 @@ pub(crate) struct Provider {
     /// The account MOs use when the request names none.
     default_account: String,
     receipts: ReceiptConfig,
+    deliveries: DeliveryConfig,
     rng: Rng,
     next_message_id: u64,
     next_session_id: SessionId,
@@ -226,6 +232,7 @@ impl Provider {
                 .map(|account| account.system_id.clone())
                 .unwrap_or_default(),
             receipts: config.receipts.clone(),
+            deliveries: config.deliveries.clone(),
             rng: Rng::new(config.seed),
             next_message_id: 1,
             next_session_id: 1,
@@ -399,6 +406,7 @@ impl Provider {
                 system_id: system_id.to_owned(),
                 route: Route::Prefer(target.site.clone()),
                 message,
+                retries: 0,
             };
             let copies = if self.rng.unit() < self.receipts.duplicate_probability {
                 2
@@ -613,6 +621,18 @@ impl Provider {
                 .filter(|(_, candidate_site)| *candidate_site == site)
                 .map(|(id, _)| *id)
                 .collect(),
+            Route::SameSiteFirst(site) => {
+                let same: Vec<SessionId> = candidates
+                    .iter()
+                    .filter(|(_, candidate_site)| *candidate_site == site)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if same.is_empty() {
+                    candidates.iter().map(|(id, _)| *id).collect()
+                } else {
+                    same
+                }
+            }
             Route::Prefer(site) => {
                 let (same, other): (Vec<_>, Vec<_>) = candidates
                     .iter()
@@ -641,6 +661,30 @@ impl Provider {
                 counters.mo_sent += 1;
             }
         }
+    }
+
+    /// Decides the fate of a `deliver_sm` that failed on a session of
+    /// `instance`: answered with a non-zero `command_status`, or not answered
+    /// within `deliveries.response_timeout_ms`. Like a real SMSC the provider
+    /// sends it again (SPEC M6, M8: the client may have failed to store it):
+    /// returns it, to be routed again after `deliveries.retry_interval_ms`, on
+    /// a bind of the same site if there is one. After `retry_attempts` retries
+    /// it is dropped and counted; `None`.
+    pub(crate) fn delivery_failed(
+        &mut self,
+        instance: usize,
+        mut delivery: Delivery,
+    ) -> Option<Delivery> {
+        if delivery.retries >= self.deliveries.retry_attempts {
+            self.totals.deliveries_abandoned += 1;
+            return None;
+        }
+        delivery.retries += 1;
+        self.totals.deliveries_retried += 1;
+        if !matches!(delivery.route, Route::Only(_)) {
+            delivery.route = Route::SameSiteFirst(self.instances[instance].target.site.clone());
+        }
+        Some(delivery)
     }
 
     /// Counts a `deliver_sm_resp`.
@@ -863,5 +907,107 @@ mod tests {
         let (totals, _) = provider.stats();
         assert_eq!(totals.unique, 5_000);
         assert_eq!(totals.references_remembered, 100);
+    }
+
+    fn receipt_delivery(site: &str) -> Delivery {
+        Delivery {
+            kind: DeliveryKind::Receipt,
+            system_id: "hotsite".to_owned(),
+            route: Route::Prefer(SiteName::new(site)),
+            message: ShortMessage::default(),
+            retries: 0,
+        }
+    }
+
+    // SPEC M6, M8: a failed deliver_sm is given back for `retry_attempts`
+    // retries, each counted, then dropped and counted as abandoned.
+    #[test]
+    fn a_failed_delivery_is_retried_until_its_attempts_are_spent() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.deliveries.retry_attempts = 3;
+        let mut provider = provider_with(config);
+        let mut delivery = receipt_delivery("a");
+        for retry in 1..=3 {
+            delivery = provider
+                .delivery_failed(0, delivery)
+                .unwrap_or_else(|| panic!("retry {retry} abandoned"));
+            assert_eq!(delivery.retries, retry);
+            assert!(
+                matches!(&delivery.route, Route::SameSiteFirst(site) if site.as_str() == "a"),
+                "{:?}",
+                delivery.route
+            );
+        }
+        assert!(
+            provider.delivery_failed(0, delivery).is_none(),
+            "4th failure"
+        );
+        let (totals, _) = provider.stats();
+        assert_eq!(
+            (totals.deliveries_retried, totals.deliveries_abandoned),
+            (3, 1)
+        );
+    }
+
+    // SPEC M6, M8: `retry_attempts = 0` never retries.
+    #[test]
+    fn zero_retry_attempts_abandon_at_the_first_failure() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.deliveries.retry_attempts = 0;
+        let mut provider = provider_with(config);
+        assert!(provider.delivery_failed(0, receipt_delivery("a")).is_none());
+        let (totals, _) = provider.stats();
+        assert_eq!(
+            (totals.deliveries_retried, totals.deliveries_abandoned),
+            (0, 1)
+        );
+    }
+
+    // SPEC M6: a retry goes out on a bind of the site that failed it while it
+    // has one, else on any bind of the account; an MO restricted to one site
+    // stays there.
+    #[test]
+    fn a_retry_prefers_the_same_site_then_any() {
+        let config = LabConfig::loopback(&[("a", &["a1"]), ("b", &["b1"])]);
+        let addrs = [
+            (Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr")),
+            (Target::new("b", "b1"), "127.0.0.1:2".parse().expect("addr")),
+        ];
+        let mut provider = Provider::new(&config, &addrs);
+        let mut inboxes = Vec::new();
+        for instance in 0..2 {
+            let (inbox, receiver) = mpsc::unbounded_channel();
+            let session = provider.new_session_id();
+            provider.register(
+                session,
+                BoundSession {
+                    instance,
+                    system_id: "hotsite".to_owned(),
+                    receives: true,
+                    inbox,
+                },
+            );
+            inboxes.push((session, receiver));
+        }
+        // Failed on b1: goes back to b while b has a bind, every time.
+        for _ in 0..20 {
+            let retry = provider
+                .delivery_failed(1, receipt_delivery("a"))
+                .expect("retried");
+            let target = provider.route(retry).expect("routed");
+            assert_eq!(target.site.as_str(), "b");
+        }
+        // b has no bind any more: any site will do.
+        provider.unregister(inboxes[1].0);
+        let retry = provider
+            .delivery_failed(1, receipt_delivery("a"))
+            .expect("retried");
+        assert_eq!(provider.route(retry).expect("routed").site.as_str(), "a");
+        // An MO for site b only waits for b.
+        let mut mo = receipt_delivery("b");
+        mo.kind = DeliveryKind::Mo;
+        mo.route = Route::Only(SiteName::new("b"));
+        let retry = provider.delivery_failed(1, mo).expect("retried");
+        assert!(provider.route(retry).is_none(), "pending until b binds");
     }
 }
