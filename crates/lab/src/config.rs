@@ -28,6 +28,10 @@ const MAX_SYSTEM_ID_LEN: usize = 15;
 const MAX_PASSWORD_LEN: usize = 8;
 /// Receipts later than this are a typo, not a simulation.
 const MAX_RECEIPT_DELAY_MS: u64 = 600_000;
+/// Longest `retry_interval_ms` and `response_timeout_ms`: more is a typo.
+const MAX_DELIVERY_WAIT_MS: u64 = 600_000;
+/// Most `retry_attempts`: more is a typo (or a lab that never lets go).
+const MAX_RETRY_ATTEMPTS: u64 = 10_000;
 
 /// The whole lab: the control API, the accounts, the receipt behaviour, the
 /// SMPP sites, and the optional HTTP API, webhook receivers, DNS and SMTP.
@@ -50,6 +54,12 @@ pub struct LabConfig {
     /// How delivery receipts are sent.
     #[serde(default)]
     pub receipts: ReceiptConfig,
+    /// How long repeats of a `user_message_reference` are recognised (`[lab.dedupe]`).
+    #[serde(default)]
+    pub dedupe: DedupeConfig,
+    /// How refused or unanswered `deliver_sm` are retried (`[lab.deliveries]`).
+    #[serde(default)]
+    pub deliveries: DeliveryConfig,
     /// The provider's SMPP sites, each with its SMSC instances.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -95,6 +105,78 @@ pub struct ReceiptConfig {
     /// The final state every receipt reports. Defaults to `delivered`.
     #[serde(default)]
     pub final_state: FinalState,
+    /// How `submit_sm_resp.message_id` (and `data_sm_resp`) writes the
+    /// provider's serial number (SPEC M13). Defaults to `hex`.
+    #[serde(default)]
+    pub submit_id_format: IdFormat,
+    /// How the receipt's `receipted_message_id` TLV and the `id:` of its text
+    /// write their numbers (SPEC M13). Defaults to `hex`.
+    #[serde(default)]
+    pub receipt_id_format: IdFormat,
+}
+
+/// How an SMSC writes a message id: one serial number, several spellings
+/// (SPEC M13: "the receipt's id may differ from the submit response's in case,
+/// in leading zeros, or be decimal where the other is hex").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdFormat {
+    /// 8 lowercase hex digits, zero-padded (`0000002a`).
+    #[default]
+    Hex,
+    /// 8 uppercase hex digits, zero-padded (`0000002A`).
+    HexUpper,
+    /// Lowercase hex without leading zeros (`2a`).
+    HexUnpadded,
+    /// Decimal without leading zeros (`42`).
+    Decimal,
+    /// 20 decimal digits, zero-padded (`00000000000000000042`).
+    DecimalPadded,
+}
+
+impl IdFormat {
+    /// `serial` written in this format.
+    pub fn render(self, serial: u64) -> String {
+        match self {
+            IdFormat::Hex => format!("{serial:08x}"),
+            IdFormat::HexUpper => format!("{serial:08X}"),
+            IdFormat::HexUnpadded => format!("{serial:x}"),
+            IdFormat::Decimal => format!("{serial}"),
+            IdFormat::DecimalPadded => format!("{serial:020}"),
+        }
+    }
+}
+
+/// How long the provider remembers a `user_message_reference` (`[lab.dedupe]`,
+/// SPEC M8, M16).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// For how many milliseconds after a message is accepted a repeat of its
+    /// (account, destination, `user_message_reference`) is dropped and answered
+    /// with its id; a repeat later than that is a new message. 0, the default,
+    /// remembers forever.
+    #[serde(default)]
+    pub reference_memory_ms: u64,
+}
+
+/// How `deliver_sm` (receipts and MOs) that are refused or unanswered are sent
+/// again (`[lab.deliveries]`, SPEC M6, M8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Wait between a failed attempt (a non-zero `command_status`, or no answer
+    /// within `response_timeout_ms`) and the next. Defaults to 1000.
+    #[serde(default = "default_retry_interval_ms")]
+    pub retry_interval_ms: u64,
+    /// Attempts after the first; once they are spent the delivery is dropped
+    /// and counted in `deliveries_abandoned`. 0 never retries. Defaults to 20.
+    #[serde(default = "default_retry_attempts")]
+    pub retry_attempts: u32,
+    /// How long a `deliver_sm` may wait for its `deliver_sm_resp` before it
+    /// counts as failed. Defaults to 10000.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
 }
 
 /// The final state a receipt reports, in `message_state` and in the text's `stat:`.
@@ -179,6 +261,8 @@ impl LabConfig {
                 password: "secret".to_owned(),
             }],
             receipts: ReceiptConfig::default(),
+            dedupe: DedupeConfig::default(),
+            deliveries: DeliveryConfig::default(),
             sites: sites
                 .iter()
                 .map(|(site, smscs)| SiteConfig {
@@ -231,6 +315,7 @@ impl LabConfig {
             self.validate_accounts()?;
         }
         self.receipts.validate()?;
+        self.deliveries.validate()?;
         let mut fixed_addrs = FixedAddrs::default();
         if self.control.port() != 0 {
             fixed_addrs.claim("lab.control".to_owned(), self.control)?;
@@ -370,7 +455,54 @@ impl Default for ReceiptConfig {
             duplicate_probability: 0.0,
             other_site_probability: 0.0,
             final_state: FinalState::default(),
+            submit_id_format: IdFormat::default(),
+            receipt_id_format: IdFormat::default(),
         }
+    }
+}
+
+impl DeliveryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range(
+            "lab.deliveries.retry_interval_ms",
+            self.retry_interval_ms,
+            1,
+            MAX_DELIVERY_WAIT_MS,
+        )?;
+        check_range(
+            "lab.deliveries.response_timeout_ms",
+            self.response_timeout_ms,
+            1,
+            MAX_DELIVERY_WAIT_MS,
+        )?;
+        check_range(
+            "lab.deliveries.retry_attempts",
+            u64::from(self.retry_attempts),
+            0,
+            MAX_RETRY_ATTEMPTS,
+        )
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> DeliveryConfig {
+        DeliveryConfig {
+            retry_interval_ms: default_retry_interval_ms(),
+            retry_attempts: default_retry_attempts(),
+            response_timeout_ms: default_response_timeout_ms(),
+        }
+    }
+}
+
+/// Checks `min <= value <= max`; `key` names it in the error.
+fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be between {min} and {max}, got {value}"),
+        ))
     }
 }
 
@@ -467,4 +599,16 @@ fn default_seed() -> u64 {
 
 fn default_receipt_delay_ms() -> u64 {
     20
+}
+
+fn default_retry_interval_ms() -> u64 {
+    1000
+}
+
+fn default_retry_attempts() -> u32 {
+    20
+}
+
+fn default_response_timeout_ms() -> u64 {
+    10_000
 }

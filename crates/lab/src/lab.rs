@@ -417,6 +417,7 @@ pub(crate) fn send_mo(shared: &Shared, request: MoRequest) -> Result<MoDispatch,
         system_id,
         route,
         message,
+        retries: 0,
     };
     Ok(match provider.route(delivery) {
         Some(target) => MoDispatch::Routed {

@@ -58,13 +58,21 @@
 //!   closes. A complete frame that does not decode is answered `generic_nack`
 //!   with the decoder's status and the frame's sequence; a frame whose length
 //!   prefix is impossible closes the connection.
-//! - `submit_sm` and `data_sm` get a message id unique across the lab. A repeat
+//! - `submit_sm` and `data_sm` get a message id unique across the lab: one
+//!   serial number per message, written per `receipts.submit_id_format` in the
+//!   response and per `receipts.receipt_id_format` in the receipt's
+//!   `receipted_message_id` (SPEC M13: case, leading zeros, hex or decimal may
+//!   differ); [`HandsetMessage`] keeps both (`message_id`, `receipt_id`). The
+//!   HTTP API always writes `hex`. A repeat
 //!   of (`system_id`, `destination_addr`, `user_message_reference`) on any
 //!   instance of any site is answered `ESME_ROK` with the *original* id and
-//!   counted in `duplicates_dropped`, not delivered again (SPEC M8).
+//!   counted in `duplicates_dropped`, not delivered again (SPEC M8) — within
+//!   `dedupe.reference_memory_ms` of the original's acceptance (forever by
+//!   default); later it is a new message (SPEC M16). Expired references are
+//!   forgotten (`references_remembered` counts those held).
 //! - A message with `registered_delivery` 1 gets a receipt `receipts.delay_ms`
 //!   after its response: `deliver_sm` with `esm_class` 0x04, `receipted_message_id`
-//!   = the submit's id, `message_state` = the final state, and a classic text
+//!   = the submit's id (in `receipt_id_format`), `message_state` = the final state, and a classic text
 //!   `id:<carrier id> sub:001 dlvrd:001 submit date:… done date:… stat:DELIVRD
 //!   err:000 text:…` whose id is the *carrier's*, not the submit's (SPEC M13).
 //!   It goes on a receiver or transceiver of the same account: usually of the
@@ -72,6 +80,15 @@
 //!   `duplicate_probability` twice. With no bind up it waits for one. A
 //!   session that ends with receipts unwritten or unanswered hands them to
 //!   another bind, as an SMSC retries.
+//! - A receipt or MO `deliver_sm` answered with a non-zero `command_status`
+//!   (or a `generic_nack`), or not answered within
+//!   `deliveries.response_timeout_ms`, is delivered again
+//!   `deliveries.retry_interval_ms` later with a new sequence number, on a
+//!   bind of the same account, of the same site while it has one (an MO for
+//!   one site stays on it); after `deliveries.retry_attempts` retries it is
+//!   dropped. Counted in `deliveries_retried` and `deliveries_abandoned`
+//!   (SPEC M6, M8). A response that comes after the timeout is ignored: the
+//!   retry goes out anyway, as from a real SMSC.
 //! - MOs (control API or [`LabHandle::send_mo`]) go to any receiver or
 //!   transceiver of the account (optionally of one site), or wait for one.
 //! - All randomness comes from one seeded `hotsite_core::Rng`.
@@ -124,6 +141,19 @@
 //! duplicate_probability = 0.0     # a receipt is sent twice
 //! other_site_probability = 0.0    # a receipt goes out through another site
 //! final_state = "delivered"       # or "expired", "undeliverable", "rejected"
+//! submit_id_format = "hex"        # submit_sm_resp.message_id (SPEC M13): "hex" (0000002a),
+//!                                 # "hex_upper" (0000002A), "hex_unpadded" (2a),
+//!                                 # "decimal" (42), "decimal_padded" (20 digits)
+//! receipt_id_format = "hex"       # the receipt's receipted_message_id, same choices
+//!
+//! [lab.dedupe]                    # optional; SMPP user_message_reference (SPEC M8, M16)
+//! reference_memory_ms = 0         # a repeat this long after the original is a new
+//!                                 # message; 0 (default): remembered forever
+//!
+//! [lab.deliveries]                # optional; deliver_sm retries (SPEC M6, M8); defaults shown
+//! retry_interval_ms = 1000        # 1–600000: after a failed attempt, the next
+//! retry_attempts = 20             # 0–10000 retries after the first; 0: never retry
+//! response_timeout_ms = 10000     # 1–600000: unanswered this long, an attempt failed
 //!
 //! [[lab.sites]]                   # SMPP sites (optional if anything else is configured)
 //! name = "a"
@@ -172,7 +202,8 @@
 //!
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
-//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries); per
+//! # receipts_sent, receipts_acked, mo_sent, mo_acked, pending_deliveries,
+//! # references_remembered, deliveries_retried, deliveries_abandoned); per
 //! # SMSC instance (smsc), per HTTP site (http_sites: transport, accepted,
 //! # duplicates_dropped, codes, callbacks), per webhook receiver (webhooks),
 //! # dns and smtp.
@@ -265,8 +296,9 @@ mod stats;
 mod traffic;
 
 pub use config::{
-    AccountConfig, ConfigError, DnsConfig, DnsRecordConfig, FinalState, HttpConfig, HttpSiteConfig,
-    LabConfig, ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
+    AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, ReceiptConfig, SiteConfig,
+    SmscConfig, SmtpConfig, WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};

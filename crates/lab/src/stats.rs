@@ -60,6 +60,18 @@ pub struct TotalStats {
     pub mo_acked: u64,
     /// Receipts and MOs waiting for a suitable bind.
     pub pending_deliveries: u64,
+    /// (account, destination, `user_message_reference`) keys the provider
+    /// remembers now: bounded by `dedupe.reference_memory_ms` when it is set
+    /// (SPEC M16).
+    #[serde(default)]
+    pub references_remembered: u64,
+    /// `deliver_sm` (receipts and MOs) scheduled to go out again after a
+    /// non-zero `command_status` or no answer in time (SPEC M6, M8).
+    #[serde(default)]
+    pub deliveries_retried: u64,
+    /// `deliver_sm` dropped after their last attempt failed.
+    #[serde(default)]
+    pub deliveries_abandoned: u64,
 }
 
 /// Counters and state of one SMSC instance.

@@ -26,8 +26,14 @@ pub struct HandsetMessage {
     pub text: String,
     /// The `user_message_reference` TLV, if the submit carried one (SMPP).
     pub user_message_reference: Option<u16>,
-    /// The id the lab answered: in `submit_sm_resp`, or as `provider_id`.
+    /// The id the lab answered: in `submit_sm_resp` (written per
+    /// `receipts.submit_id_format`), or as `provider_id`.
     pub message_id: String,
+    /// The same message's id as its receipts write it: the
+    /// `receipted_message_id` TLV (per `receipts.receipt_id_format`, SPEC M13);
+    /// equal to `message_id` over HTTP and when both formats agree.
+    #[serde(default)]
+    pub receipt_id: String,
     /// The account that submitted it (SMPP `system_id`, HTTP `login`).
     pub system_id: String,
     /// The site that accepted it (an SMPP site or an HTTP API site).

@@ -393,3 +393,88 @@ fn helper_layouts_are_valid() {
     config.smtp = Some(SmtpConfig::loopback());
     assert_eq!(config.validate(), Ok(()));
 }
+
+// SPEC M13: every id format, and the keys that pick them.
+#[test]
+fn id_formats_render_one_serial_and_parse_from_receipts() {
+    let serial = 0x2a;
+    assert_eq!(IdFormat::Hex.render(serial), "0000002a");
+    assert_eq!(IdFormat::HexUpper.render(serial), "0000002A");
+    assert_eq!(IdFormat::HexUnpadded.render(serial), "2a");
+    assert_eq!(IdFormat::Decimal.render(serial), "42");
+    assert_eq!(
+        IdFormat::DecimalPadded.render(serial),
+        "00000000000000000042"
+    );
+    assert_eq!(IdFormat::Hex.render(0x1_2345_6789), "123456789");
+
+    let config = LabConfig::from_toml_str(&minimal_with(
+        "[lab.receipts]\nsubmit_id_format = \"hex_upper\"\nreceipt_id_format = \"decimal_padded\"",
+    ))
+    .expect("valid");
+    assert_eq!(config.receipts.submit_id_format, IdFormat::HexUpper);
+    assert_eq!(config.receipts.receipt_id_format, IdFormat::DecimalPadded);
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.receipts.submit_id_format, IdFormat::Hex);
+    assert_eq!(defaults.receipts.receipt_id_format, IdFormat::Hex);
+    assert!(matches!(
+        LabConfig::from_toml_str(&minimal_with(
+            "[lab.receipts]\nreceipt_id_format = \"octal\""
+        )),
+        Err(ConfigError::Parse(_))
+    ));
+}
+
+// SPEC M16: the reference memory is forever unless set.
+#[test]
+fn dedupe_memory_defaults_to_forever() {
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.dedupe.reference_memory_ms, 0);
+    let config =
+        LabConfig::from_toml_str(&minimal_with("[lab.dedupe]\nreference_memory_ms = 60000"))
+            .expect("valid");
+    assert_eq!(config.dedupe.reference_memory_ms, 60_000);
+    assert!(matches!(
+        LabConfig::from_toml_str(&minimal_with("[lab.dedupe]\nmemory_ms = 1")),
+        Err(ConfigError::Parse(_))
+    ));
+}
+
+// SPEC M6, M8: retried deliveries have bounded, named keys.
+#[test]
+fn delivery_retries_have_defaults_and_bounds() {
+    let defaults = LabConfig::from_toml_str(MINIMAL).expect("valid");
+    assert_eq!(defaults.deliveries, DeliveryConfig::default());
+    assert_eq!(
+        (
+            defaults.deliveries.retry_interval_ms,
+            defaults.deliveries.retry_attempts,
+            defaults.deliveries.response_timeout_ms,
+        ),
+        (1000, 20, 10_000)
+    );
+    let config = LabConfig::from_toml_str(&minimal_with(
+        "[lab.deliveries]\nretry_interval_ms = 5\nretry_attempts = 0\nresponse_timeout_ms = 50",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.deliveries,
+        DeliveryConfig {
+            retry_interval_ms: 5,
+            retry_attempts: 0,
+            response_timeout_ms: 50,
+        }
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nretry_interval_ms = 0"),
+        "lab.deliveries.retry_interval_ms: must be between 1 and 600000, got 0",
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nresponse_timeout_ms = 600001"),
+        "lab.deliveries.response_timeout_ms: must be between 1 and 600000, got 600001",
+    );
+    check_error(
+        &minimal_with("[lab.deliveries]\nretry_attempts = 10001"),
+        "lab.deliveries.retry_attempts: must be between 0 and 10000, got 10001",
+    );
+}

@@ -15,7 +15,9 @@ use hotsite_core::{Rng, SiteName, Target};
 use hotsite_smpp::pdu::{Address, CommandStatus, ShortMessage};
 use tokio::sync::mpsc;
 
-use crate::config::{LabConfig, ReceiptConfig};
+#[cfg(test)]
+use crate::config::IdFormat;
+use crate::config::{DeliveryConfig, LabConfig, ReceiptConfig};
 use crate::fault::Fault;
 use crate::http::HttpFault;
 use crate::smpp::receipt::{body_text, receipt_message, ReceiptFacts};
@@ -36,6 +38,8 @@ pub(crate) struct Delivery {
     pub(crate) route: Route,
     /// The `deliver_sm` body.
     pub(crate) message: ShortMessage,
+    /// Attempts made after the first, which failed (SPEC M6, M8).
+    pub(crate) retries: u32,
 }
 
 /// What a [`Delivery`] is.
@@ -55,6 +59,9 @@ pub(crate) enum Route {
     Prefer(SiteName),
     /// Only binds of this site.
     Only(SiteName),
+    /// A retry: a bind of this site (the one that failed it) if there is
+    /// one, else any bind (SPEC M6).
+    SameSiteFirst(SiteName),
     /// Any bind.
     Any,
 }
@@ -145,6 +152,14 @@ pub(crate) enum HttpSubmitOutcome {
 /// The dedupe key: account, destination, `user_message_reference`.
 type DedupeKey = (String, String, u16);
 
+/// What the provider remembers of an accepted reference (SPEC M8, M16).
+struct Remembered {
+    /// The id its submit got, as the response wrote it.
+    message_id: String,
+    /// When it was accepted, in microseconds since the lab started.
+    accepted_us: u64,
+}
+
 /// State and counters of one SMSC instance.
 struct InstanceState {
     target: Target,
@@ -158,10 +173,16 @@ pub(crate) struct Provider {
     /// The account MOs use when the request names none.
     default_account: String,
     receipts: ReceiptConfig,
+    deliveries: DeliveryConfig,
     rng: Rng,
     next_message_id: u64,
     next_session_id: SessionId,
-    dedupe: HashMap<DedupeKey, String>,
+    dedupe: HashMap<DedupeKey, Remembered>,
+    /// How long a reference is remembered, in microseconds; `None`: forever.
+    reference_memory_us: Option<u64>,
+    /// Accepted references oldest first, so expired ones are forgotten and the
+    /// memory stays bounded (only with a finite memory).
+    dedupe_expiry: VecDeque<(u64, DedupeKey)>,
     /// The HTTP API's dedupe: (login, client `message_id`) → provider id.
     http_dedupe: HashMap<(String, String), String>,
     handsets: Vec<HandsetMessage>,
@@ -211,10 +232,16 @@ impl Provider {
                 .map(|account| account.system_id.clone())
                 .unwrap_or_default(),
             receipts: config.receipts.clone(),
+            deliveries: config.deliveries.clone(),
             rng: Rng::new(config.seed),
             next_message_id: 1,
             next_session_id: 1,
             dedupe: HashMap::new(),
+            reference_memory_us: match config.dedupe.reference_memory_ms {
+                0 => None,
+                ms => Some(ms.saturating_mul(1000)),
+            },
+            dedupe_expiry: VecDeque::new(),
             http_dedupe: HashMap::new(),
             handsets: Vec::new(),
             totals: TotalStats::default(),
@@ -325,18 +352,36 @@ impl Provider {
                 reference,
             )
         });
-        if let Some(message_id) = key.as_ref().and_then(|key| self.dedupe.get(key)) {
+        // Within `reference_memory_ms` only (SPEC M16): past it a reference is
+        // free again and the submit is a new message.
+        self.forget_references(received_us);
+        if let Some(remembered) = key
+            .as_ref()
+            .and_then(|key| self.dedupe.get(key))
+            .filter(|remembered| self.remembers(remembered, received_us))
+        {
+            let message_id = remembered.message_id.clone();
             self.totals.duplicates_dropped += 1;
             self.instances[instance].counters.duplicates_dropped += 1;
-            return SubmitOutcome::Duplicate {
-                message_id: message_id.clone(),
-            };
+            return SubmitOutcome::Duplicate { message_id };
         }
 
         let serial = self.next_serial();
-        let message_id = format!("{serial:08x}");
+        // One serial, spelt per format: the receipt may write it unlike the
+        // submit response (SPEC M13).
+        let message_id = self.receipts.submit_id_format.render(serial);
+        let receipt_id = self.receipts.receipt_id_format.render(serial);
         if let Some(key) = key {
-            self.dedupe.insert(key, message_id.clone());
+            if self.reference_memory_us.is_some() {
+                self.dedupe_expiry.push_back((received_us, key.clone()));
+            }
+            self.dedupe.insert(
+                key,
+                Remembered {
+                    message_id: message_id.clone(),
+                    accepted_us: received_us,
+                },
+            );
         }
         self.totals.unique += 1;
         self.instances[instance].counters.unique += 1;
@@ -347,7 +392,7 @@ impl Provider {
             // The carrier's id, deliberately unlike the submit_sm_resp id (SPEC M13).
             let carrier_id = format!("{}", 4_100_000_000 + serial);
             let message = receipt_message(&ReceiptFacts {
-                message_id: &message_id,
+                message_id: &receipt_id,
                 carrier_id: &carrier_id,
                 handset: &submission.destination,
                 submitter: &submission.source,
@@ -361,6 +406,7 @@ impl Provider {
                 system_id: system_id.to_owned(),
                 route: Route::Prefer(target.site.clone()),
                 message,
+                retries: 0,
             };
             let copies = if self.rng.unit() < self.receipts.duplicate_probability {
                 2
@@ -378,6 +424,7 @@ impl Provider {
             text,
             user_message_reference: submission.user_message_reference,
             message_id: message_id.clone(),
+            receipt_id,
             system_id: system_id.to_owned(),
             site: target.site.to_string(),
             smsc: target.name.to_string(),
@@ -388,6 +435,37 @@ impl Provider {
         SubmitOutcome::Accepted {
             message_id,
             receipts,
+        }
+    }
+
+    /// Whether a reference accepted at `remembered.accepted_us` is still
+    /// remembered at `now_us`.
+    fn remembers(&self, remembered: &Remembered, now_us: u64) -> bool {
+        self.reference_memory_us
+            .is_none_or(|memory_us| now_us < remembered.accepted_us.saturating_add(memory_us))
+    }
+
+    /// Forgets the references accepted `reference_memory_ms` or more before
+    /// `now_us`, so a finite memory holds only what it may still match.
+    fn forget_references(&mut self, now_us: u64) {
+        let Some(memory_us) = self.reference_memory_us else {
+            return;
+        };
+        while let Some((accepted_us, _)) = self.dedupe_expiry.front() {
+            if now_us < accepted_us.saturating_add(memory_us) {
+                break;
+            }
+            let Some((accepted_us, key)) = self.dedupe_expiry.pop_front() else {
+                break;
+            };
+            // A later message with the same key replaced the entry: keep that one.
+            if self
+                .dedupe
+                .get(&key)
+                .is_some_and(|remembered| remembered.accepted_us == accepted_us)
+            {
+                self.dedupe.remove(&key);
+            }
         }
     }
 
@@ -449,6 +527,7 @@ impl Provider {
             text: submission.message.to_owned(),
             user_message_reference: None,
             message_id: provider_id.clone(),
+            receipt_id: provider_id.clone(),
             system_id: submission.login.to_owned(),
             site: submission.site.to_owned(),
             smsc: String::new(),
@@ -542,6 +621,18 @@ impl Provider {
                 .filter(|(_, candidate_site)| *candidate_site == site)
                 .map(|(id, _)| *id)
                 .collect(),
+            Route::SameSiteFirst(site) => {
+                let same: Vec<SessionId> = candidates
+                    .iter()
+                    .filter(|(_, candidate_site)| *candidate_site == site)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if same.is_empty() {
+                    candidates.iter().map(|(id, _)| *id).collect()
+                } else {
+                    same
+                }
+            }
             Route::Prefer(site) => {
                 let (same, other): (Vec<_>, Vec<_>) = candidates
                     .iter()
@@ -572,6 +663,30 @@ impl Provider {
         }
     }
 
+    /// Decides the fate of a `deliver_sm` that failed on a session of
+    /// `instance`: answered with a non-zero `command_status`, or not answered
+    /// within `deliveries.response_timeout_ms`. Like a real SMSC the provider
+    /// sends it again (SPEC M6, M8: the client may have failed to store it):
+    /// returns it, to be routed again after `deliveries.retry_interval_ms`, on
+    /// a bind of the same site if there is one. After `retry_attempts` retries
+    /// it is dropped and counted; `None`.
+    pub(crate) fn delivery_failed(
+        &mut self,
+        instance: usize,
+        mut delivery: Delivery,
+    ) -> Option<Delivery> {
+        if delivery.retries >= self.deliveries.retry_attempts {
+            self.totals.deliveries_abandoned += 1;
+            return None;
+        }
+        delivery.retries += 1;
+        self.totals.deliveries_retried += 1;
+        if !matches!(delivery.route, Route::Only(_)) {
+            delivery.route = Route::SameSiteFirst(self.instances[instance].target.site.clone());
+        }
+        Some(delivery)
+    }
+
     /// Counts a `deliver_sm_resp`.
     pub(crate) fn record_acked(&mut self, kind: DeliveryKind) {
         match kind {
@@ -589,6 +704,7 @@ impl Provider {
     pub(crate) fn stats(&self) -> (TotalStats, Vec<SmscStats>) {
         let mut totals = self.totals.clone();
         totals.pending_deliveries = self.pending.len() as u64;
+        totals.references_remembered = self.dedupe.len() as u64;
         let smsc = self
             .instances
             .iter()
@@ -613,7 +729,10 @@ mod tests {
     use super::*;
 
     fn provider() -> Provider {
-        let config = LabConfig::loopback(&[("a", &["a1"])]);
+        provider_with(LabConfig::loopback(&[("a", &["a1"])]))
+    }
+
+    fn provider_with(config: LabConfig) -> Provider {
         let addrs = [(Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr"))];
         Provider::new(&config, &addrs)
     }
@@ -660,5 +779,235 @@ mod tests {
             (log[1].destination.as_str(), log[1].received_us),
             ("4470002", 2_500)
         );
+    }
+
+    // SPEC M13: the submit response and the receipt write the same serial each
+    // in its own format; the handset log keeps both spellings.
+    #[test]
+    fn submit_and_receipt_ids_follow_their_formats() {
+        let cases = [
+            (IdFormat::Hex, IdFormat::HexUpper, "0000002a", "0000002A"),
+            (IdFormat::HexUpper, IdFormat::Hex, "0000002A", "0000002a"),
+            (IdFormat::Hex, IdFormat::HexUnpadded, "0000002a", "2a"),
+            (IdFormat::Hex, IdFormat::Decimal, "0000002a", "42"),
+            (
+                IdFormat::Decimal,
+                IdFormat::DecimalPadded,
+                "42",
+                "00000000000000000042",
+            ),
+            (IdFormat::HexUnpadded, IdFormat::Hex, "2a", "0000002a"),
+        ];
+        for (submit_format, receipt_format, submit_id, receipt_id) in cases {
+            let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+            config.receipts.submit_id_format = submit_format;
+            config.receipts.receipt_id_format = receipt_format;
+            let mut provider = provider_with(config);
+            // Serial 42: 41 messages before this one.
+            for n in 0..41 {
+                provider.submit(0, "hotsite", submission(&format!("44{n}"), 1), 0, 0);
+            }
+            let mut wanted = submission("4470001", 1);
+            wanted.registered_delivery = 1;
+            let SubmitOutcome::Accepted {
+                message_id,
+                receipts,
+            } = provider.submit(0, "hotsite", wanted, 0, 0)
+            else {
+                panic!("not accepted");
+            };
+            let case = format!("{submit_format:?}/{receipt_format:?}");
+            assert_eq!(message_id, submit_id, "{case}");
+            assert_eq!(receipts.len(), 1, "{case}");
+            assert_eq!(
+                receipts[0].message.tlvs.receipted_message_id(),
+                Some(receipt_id),
+                "{case}"
+            );
+            let logged = provider.handsets().last().expect("logged");
+            assert_eq!(
+                (logged.message_id.as_str(), logged.receipt_id.as_str()),
+                (submit_id, receipt_id),
+                "{case}"
+            );
+            // A repeat is answered in the submit format too (SPEC M8).
+            let again = provider.submit(0, "hotsite", submission("4470001", 1), 0, 0);
+            assert!(
+                matches!(&again, SubmitOutcome::Duplicate { message_id } if message_id == submit_id),
+                "{case}: {again:?}"
+            );
+        }
+    }
+
+    // SPEC M8, M16: a repeat within `reference_memory_ms` is dropped and
+    // answered with the original id; past it the reference is free again and
+    // the submit is a new message, which the memory then holds.
+    #[test]
+    fn a_repeat_is_dropped_within_the_reference_memory_only() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.dedupe.reference_memory_ms = 1_000;
+        let mut provider = provider_with(config);
+        let SubmitOutcome::Accepted {
+            message_id: first, ..
+        } = provider.submit(0, "hotsite", submission("4470001", 9), 0, 0)
+        else {
+            panic!("first not accepted");
+        };
+        // 999.999 ms later: still remembered.
+        let within = provider.submit(0, "hotsite", submission("4470001", 9), 0, 999_999);
+        assert!(
+            matches!(&within, SubmitOutcome::Duplicate { message_id } if *message_id == first),
+            "{within:?}"
+        );
+        // 1 s after the first was accepted: forgotten, a new message.
+        let after = provider.submit(0, "hotsite", submission("4470001", 9), 0, 1_000_000);
+        let SubmitOutcome::Accepted {
+            message_id: second, ..
+        } = after
+        else {
+            panic!("not a new message: {after:?}");
+        };
+        assert_ne!(second, first);
+        // The new message is remembered from its own acceptance.
+        let again = provider.submit(0, "hotsite", submission("4470001", 9), 0, 1_500_000);
+        assert!(
+            matches!(&again, SubmitOutcome::Duplicate { message_id } if *message_id == second),
+            "{again:?}"
+        );
+        let (totals, _) = provider.stats();
+        assert_eq!((totals.unique, totals.duplicates_dropped), (2, 2));
+        assert_eq!(provider.handsets().len(), 2);
+    }
+
+    // SPEC M8, M16: by default (memory 0) a reference is remembered forever.
+    #[test]
+    fn the_default_memory_is_forever() {
+        let mut provider = provider();
+        provider.submit(0, "hotsite", submission("4470001", 9), 0, 0);
+        let much_later = 30 * 24 * 3_600 * 1_000_000;
+        let again = provider.submit(0, "hotsite", submission("4470001", 9), 0, much_later);
+        assert!(
+            matches!(again, SubmitOutcome::Duplicate { .. }),
+            "{again:?}"
+        );
+    }
+
+    // SPEC M16: a finite memory forgets what it may no longer match, so it
+    // holds about one memory's worth of references, however long the run.
+    #[test]
+    fn a_finite_memory_stays_bounded() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.dedupe.reference_memory_ms = 100;
+        let mut provider = provider_with(config);
+        // One distinct reference every millisecond for 5 s.
+        for n in 0..5_000_u16 {
+            let at_us = u64::from(n) * 1_000;
+            provider.submit(0, "hotsite", submission("4470001", n), 0, at_us);
+        }
+        let (totals, _) = provider.stats();
+        assert_eq!(totals.unique, 5_000);
+        assert_eq!(totals.references_remembered, 100);
+    }
+
+    fn receipt_delivery(site: &str) -> Delivery {
+        Delivery {
+            kind: DeliveryKind::Receipt,
+            system_id: "hotsite".to_owned(),
+            route: Route::Prefer(SiteName::new(site)),
+            message: ShortMessage::default(),
+            retries: 0,
+        }
+    }
+
+    // SPEC M6, M8: a failed deliver_sm is given back for `retry_attempts`
+    // retries, each counted, then dropped and counted as abandoned.
+    #[test]
+    fn a_failed_delivery_is_retried_until_its_attempts_are_spent() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.deliveries.retry_attempts = 3;
+        let mut provider = provider_with(config);
+        let mut delivery = receipt_delivery("a");
+        for retry in 1..=3 {
+            delivery = provider
+                .delivery_failed(0, delivery)
+                .unwrap_or_else(|| panic!("retry {retry} abandoned"));
+            assert_eq!(delivery.retries, retry);
+            assert!(
+                matches!(&delivery.route, Route::SameSiteFirst(site) if site.as_str() == "a"),
+                "{:?}",
+                delivery.route
+            );
+        }
+        assert!(
+            provider.delivery_failed(0, delivery).is_none(),
+            "4th failure"
+        );
+        let (totals, _) = provider.stats();
+        assert_eq!(
+            (totals.deliveries_retried, totals.deliveries_abandoned),
+            (3, 1)
+        );
+    }
+
+    // SPEC M6, M8: `retry_attempts = 0` never retries.
+    #[test]
+    fn zero_retry_attempts_abandon_at_the_first_failure() {
+        let mut config = LabConfig::loopback(&[("a", &["a1"])]);
+        config.deliveries.retry_attempts = 0;
+        let mut provider = provider_with(config);
+        assert!(provider.delivery_failed(0, receipt_delivery("a")).is_none());
+        let (totals, _) = provider.stats();
+        assert_eq!(
+            (totals.deliveries_retried, totals.deliveries_abandoned),
+            (0, 1)
+        );
+    }
+
+    // SPEC M6: a retry goes out on a bind of the site that failed it while it
+    // has one, else on any bind of the account; an MO restricted to one site
+    // stays there.
+    #[test]
+    fn a_retry_prefers_the_same_site_then_any() {
+        let config = LabConfig::loopback(&[("a", &["a1"]), ("b", &["b1"])]);
+        let addrs = [
+            (Target::new("a", "a1"), "127.0.0.1:1".parse().expect("addr")),
+            (Target::new("b", "b1"), "127.0.0.1:2".parse().expect("addr")),
+        ];
+        let mut provider = Provider::new(&config, &addrs);
+        let mut inboxes = Vec::new();
+        for instance in 0..2 {
+            let (inbox, receiver) = mpsc::unbounded_channel();
+            let session = provider.new_session_id();
+            provider.register(
+                session,
+                BoundSession {
+                    instance,
+                    system_id: "hotsite".to_owned(),
+                    receives: true,
+                    inbox,
+                },
+            );
+            inboxes.push((session, receiver));
+        }
+        // Failed on b1: goes back to b while b has a bind, every time.
+        for _ in 0..20 {
+            let retry = provider
+                .delivery_failed(1, receipt_delivery("a"))
+                .expect("retried");
+            let target = provider.route(retry).expect("routed");
+            assert_eq!(target.site.as_str(), "b");
+        }
+        // b has no bind any more: any site will do.
+        provider.unregister(inboxes[1].0);
+        let retry = provider
+            .delivery_failed(1, receipt_delivery("a"))
+            .expect("retried");
+        assert_eq!(provider.route(retry).expect("routed").site.as_str(), "a");
+        // An MO for site b only waits for b.
+        let mut mo = receipt_delivery("b");
+        mo.kind = DeliveryKind::Mo;
+        mo.route = Route::Only(SiteName::new("b"));
+        let retry = provider.delivery_failed(1, mo).expect("retried");
+        assert!(provider.route(retry).is_none(), "pending until b binds");
     }
 }

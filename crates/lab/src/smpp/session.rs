@@ -10,6 +10,11 @@
 //! `deliver_sm_resp`, are handed back to the provider when the session ends and
 //! go out on another bind: an SMSC retries what it could not deliver, which is
 //! one way receipts arrive twice (SPEC M8, M13).
+//!
+//! A delivery answered with a non-zero `command_status` (or `generic_nack`),
+//! or unanswered for `deliveries.response_timeout_ms`, failed: the provider
+//! counts it and, while retries remain, this session routes it again after
+//! `deliveries.retry_interval_ms` (SPEC M6, M8).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -55,9 +60,16 @@ pub(crate) struct Session {
     inbox: mpsc::UnboundedReceiver<Delivery>,
     next_sequence: u32,
     /// Deliveries written and not yet answered, by sequence number.
-    unacked: BTreeMap<u32, Delivery>,
+    unacked: BTreeMap<u32, Unacked>,
     /// No more requests are read; the session ends once `outgoing` is written.
     closing: bool,
+}
+
+/// A `deliver_sm` written and waiting for its response.
+struct Unacked {
+    delivery: Delivery,
+    /// Unanswered by then, it failed (`deliveries.response_timeout_ms`).
+    deadline: Instant,
 }
 
 enum BindState {
@@ -146,6 +158,7 @@ impl Session {
                 if let Err(error) = self.handle_frames() {
                     return End::BadFrame(error);
                 }
+                self.expire_unacked(self.shared.clock.now());
                 if let Some(end) = self.write_due().await {
                     return end;
                 }
@@ -225,9 +238,8 @@ impl Session {
                 let submission = submission_from_data_sm(data);
                 self.handle_submit(sequence, submission, Body::DataSmResp);
             }
-            Body::DeliverSmResp(_) | Body::GenericNack => {
-                self.handle_delivery_response(sequence, pdu.status)
-            }
+            Body::DeliverSmResp(_) => self.handle_delivery_response(sequence, pdu.status, false),
+            Body::GenericNack => self.handle_delivery_response(sequence, pdu.status, true),
             // An ESME does not send these to an SMSC.
             Body::DeliverSm(_) => {
                 self.respond(sequence, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
@@ -367,7 +379,7 @@ impl Session {
     }
 
     /// Routes `receipts` at `at`: the configured delay after the submit's
-    /// response goes out.
+    /// response goes out, or the retry interval after a failed attempt.
     fn schedule(&self, receipts: Vec<Delivery>, at: Instant) {
         let shared = Arc::clone(&self.shared);
         self.shared.tasks.spawn(async move {
@@ -383,17 +395,51 @@ impl Session {
         });
     }
 
-    fn handle_delivery_response(&mut self, sequence: u32, status: CommandStatus) {
-        let Some(delivery) = self.unacked.remove(&sequence) else {
+    fn handle_delivery_response(&mut self, sequence: u32, status: CommandStatus, nack: bool) {
+        let Some(Unacked { delivery, .. }) = self.unacked.remove(&sequence) else {
             tracing::debug!(sequence, "response to nothing outstanding");
             return;
         };
-        if status.is_ok() {
+        if status.is_ok() && !nack {
             self.shared.provider().record_acked(delivery.kind);
         } else {
-            // The client refused it: like an SMSC that gives up, drop it.
+            // The client could not take it (a full disk, say): a real SMSC
+            // sends it again later (SPEC M6, M8).
             tracing::warn!(sequence, %status, kind = ?delivery.kind, "deliver_sm refused");
+            self.retry_later(delivery);
         }
+    }
+
+    /// Fails every delivery whose response is overdue at `now` (SPEC M6, M8).
+    fn expire_unacked(&mut self, now: Instant) {
+        let overdue: Vec<u32> = self
+            .unacked
+            .iter()
+            .filter(|(_, unacked)| unacked.deadline <= now)
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        for sequence in overdue {
+            if let Some(Unacked { delivery, .. }) = self.unacked.remove(&sequence) {
+                tracing::warn!(sequence, kind = ?delivery.kind, "deliver_sm unanswered");
+                self.retry_later(delivery);
+            }
+        }
+    }
+
+    /// Hands a failed delivery to the provider, which counts it and decides
+    /// whether it goes out again, `deliveries.retry_interval_ms` from now.
+    fn retry_later(&self, delivery: Delivery) {
+        let Some(delivery) = self
+            .shared
+            .provider()
+            .delivery_failed(self.instance, delivery)
+        else {
+            tracing::warn!("deliver_sm abandoned after its last attempt");
+            return;
+        };
+        let at = self.shared.clock.now()
+            + Duration::from_millis(self.shared.config.deliveries.retry_interval_ms);
+        self.schedule(vec![delivery], at);
     }
 
     /// Queues a response; returns when it is due to go out.
@@ -474,7 +520,11 @@ impl Session {
                 self.shared
                     .provider()
                     .record_sent(self.instance, delivery.kind);
-                self.unacked.insert(sequence, delivery);
+                let timeout =
+                    Duration::from_millis(self.shared.config.deliveries.response_timeout_ms);
+                let deadline = self.shared.clock.now() + timeout;
+                self.unacked
+                    .insert(sequence, Unacked { delivery, deadline });
                 Some(frame)
             }
             Err(error) => {
@@ -484,11 +534,17 @@ impl Session {
         }
     }
 
-    /// When the first queued response falls due, if it waits.
+    /// When the first queued response falls due, if it waits, or the first
+    /// written delivery's response is overdue, whichever comes first.
     fn next_deadline(&self) -> Option<Instant> {
-        match self.outgoing.front() {
+        let response = match self.outgoing.front() {
             Some(Outgoing::Response { not_before, .. }) => *not_before,
             _ => None,
+        };
+        let unanswered = self.unacked.values().map(|unacked| unacked.deadline).min();
+        match (response, unanswered) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -506,7 +562,11 @@ impl Session {
         while let Ok(delivery) = self.inbox.try_recv() {
             owed.push(delivery);
         }
-        owed.extend(std::mem::take(&mut self.unacked).into_values());
+        owed.extend(
+            std::mem::take(&mut self.unacked)
+                .into_values()
+                .map(|unacked| unacked.delivery),
+        );
         if !owed.is_empty() {
             tracing::debug!(
                 count = owed.len(),

@@ -53,6 +53,10 @@ async fn stats_report_totals_and_every_instance() {
         "receipts_acked",
         "mo_sent",
         "mo_acked",
+        // SPEC M16, M6, M8: the lab's issue-10 counters.
+        "references_remembered",
+        "deliveries_retried",
+        "deliveries_abandoned",
     ] {
         assert!(raw["totals"][key].is_u64(), "totals.{key} in {raw}");
     }

@@ -4,6 +4,7 @@
 //! ephemeral ports. One binary, per matklad's advice (STYLE.md); each test
 //! names the SPEC behaviour it serves.
 
+mod awkward;
 mod binds;
 mod callback_sink;
 mod client;
