@@ -113,6 +113,16 @@ pub struct ReceiptConfig {
     /// write their numbers (SPEC M13). Defaults to `hex`.
     #[serde(default)]
     pub receipt_id_format: IdFormat,
+    /// The provider's first message serial. Defaults to 1; real SMSCs' ids are
+    /// large numbers, and with small ones a decimal spelling of one id is the hex
+    /// spelling of another (`16` is 0x16 and 0x10), which hides how a gateway
+    /// reads them.
+    #[serde(default = "default_first_serial")]
+    pub first_serial: u64,
+}
+
+fn default_first_serial() -> u64 {
+    1
 }
 
 /// How an SMSC writes a message id: one serial number, several spellings
@@ -457,6 +467,7 @@ impl Default for ReceiptConfig {
             final_state: FinalState::default(),
             submit_id_format: IdFormat::default(),
             receipt_id_format: IdFormat::default(),
+            first_serial: default_first_serial(),
         }
     }
 }

@@ -90,12 +90,12 @@ impl App {
     }
 }
 
-struct Setup {
-    lab: LabHandle,
-    gateway: GatewayHandle,
-    store: SqliteStore,
-    api: String,
-    app: App,
+pub(crate) struct Setup {
+    pub(crate) lab: LabHandle,
+    pub(crate) gateway: GatewayHandle,
+    pub(crate) store: SqliteStore,
+    pub(crate) api: String,
+    pub(crate) app: App,
     _dir: RemovedOnDrop,
 }
 
@@ -109,12 +109,22 @@ impl Drop for RemovedOnDrop {
 }
 
 async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
+    setup_with(name, lab, options, |_| {}).await
+}
+
+/// [`setup`], with the gateway's configuration changed by `tweak` first.
+pub(crate) async fn setup_with(
+    name: &str,
+    lab: LabConfig,
+    options: SqliteOptions,
+    tweak: impl FnOnce(&mut GatewayConfig),
+) -> Setup {
     let dir = temp_dir(name);
     let lab = Lab::start(lab).await.unwrap();
     let app = App::default();
     let app_addr = app.start().await;
     let store = SqliteStore::open(&dir.join("hotsite.db"), options).unwrap();
-    let config = GatewayConfig {
+    let mut config = GatewayConfig {
         inbox: Default::default(),
         smpp: Some(client_config(&lab)),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -132,6 +142,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
             concurrency: 16,
         }),
     };
+    tweak(&mut config);
     let gateway = hotsite_messaging::start(config, store.clone())
         .await
         .unwrap();

@@ -234,7 +234,7 @@ impl Provider {
             receipts: config.receipts.clone(),
             deliveries: config.deliveries.clone(),
             rng: Rng::new(config.seed),
-            next_message_id: 1,
+            next_message_id: config.receipts.first_serial,
             next_session_id: 1,
             dedupe: HashMap::new(),
             reference_memory_us: match config.dedupe.reference_memory_ms {
