@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hotsite_core::Target;
 use hotsite_lab::{Fault, IdFormat, LabConfig};
-use hotsite_store::{MessageState, ReceiptIdFormat, SqliteOptions, Store};
+use hotsite_store::{MessageState, ReceiptIdFormat, SqliteOptions};
 use serde_json::{json, Value};
 
 use crate::gateway::{
