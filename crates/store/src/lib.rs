@@ -31,13 +31,19 @@
 //!    (2 delivered, 3 expired, 5 undeliverable, 8 rejected) sets the message's final
 //!    state, once; later ones never overwrite it. A receipt is matched to its message
 //!    by `provider_message_id` (the SMPP `receipted_message_id`), whichever site or
-//!    bind it came from. A receipt that arrives before the submit response was
-//!    recorded is kept uncorrelated and applied, in arrival order, by the
-//!    [`Update::Submitted`] that brings its provider id.
+//!    bind it came from, compared as the provider means it: normalized (case,
+//!    blanks, leading zeros) and read per the SMSC's [`ReceiptIdFormat`] (decimal
+//!    for hex, hex for decimal, or `auto`), see [`provider_id`]. A receipt that
+//!    matches no message is kept uncorrelated, counted
+//!    ([`StoreStats::receipts_uncorrelated`]), found under each of its keys and
+//!    applied, in arrival order, by the [`Update::Submitted`] that brings its
+//!    provider id; it is offered to the application only then, or after
+//!    [`SqliteOptions::receipt_correlation_wait_ms`] without a message.
 //! 6. **A full disk refuses new work; it never drops accepted work (DESIGN.md,
 //!    invariant 1).** `SQLITE_FULL` (and an I/O error caused by `ENOSPC`) surfaces as
 //!    [`StoreError::Full`]; the failed request is rolled back, everything committed
 //!    before stays readable, and writes work again once space is freed.
+//!    [`StoreStats::storage_full`] says so from the failure to the next commit.
 //! 7. **Time is an input.** The store never reads the clock: every write carries its
 //!    wall-clock time as `*_ms: i64` (milliseconds since the Unix epoch).
 //! 8. **Bounded memory.** Nothing is cached per message. The dispatcher pages through
@@ -47,6 +53,28 @@
 //! 9. **Cancellation.** Dropping a write future does not cancel the write: it may
 //!    still commit. The caller learns the outcome by repeating the request with the
 //!    same key (which is exactly what idempotency keys are for).
+//! 10. **References (SPEC M16).** Each message gets its `user_message_reference`
+//!    when it is accepted: the next of its destination's sequence while the
+//!    destination had a message within [`SqliteOptions::reference_window_ms`]
+//!    (default 24 h), else a fresh start. So a reference comes back for a
+//!    destination only after 65,536 other messages to it. A destination that gets
+//!    more than 65,536 messages inside the window reuses its references, oldest
+//!    first; a provider that remembers them drops such a submit as a repeat and
+//!    answers with the earlier message's id. An [`Update::Submitted`] whose
+//!    provider id is another message's to the same destination is therefore not
+//!    recorded as sent: the message stays `Queued` with the destination's next
+//!    reference, and after a second such answer with none (sent without the TLV,
+//!    so the provider cannot drop it, nor a resend of it after an ambiguous
+//!    submit); [`Store::update`] returns it as a [`Resubmit`] and its history
+//!    has a `reference_collision` line. A third such answer is taken as sent (the
+//!    provider's ids are then not unique).
+//! 11. **One owner (SPEC M17).** [`SqliteStore::open`] takes an exclusive `flock`
+//!    on `<database>.lock` before it touches the file, and holds it until the last
+//!    handle is dropped: a second process gets [`StoreError::Locked`] naming the
+//!    holder. The kernel releases it when the process ends, `kill -9` included.
+//! 12. **MO repeats in a sliding window (SPEC M8).** An inbound item with
+//!    [`NewInbound::dedupe_window_ms`] is a repeat when a copy with the same key
+//!    was stored within that window before it (the first copy's time counts).
 //!
 //! Dropping the last clone of a [`SqliteStore`] closes the channels and joins the
 //! writer and reader threads (the writer finishes the batch it holds first).
@@ -74,7 +102,7 @@
 //! `submitted` are not event rows: they are derived from columns of `messages`, and
 //! `submitted_after_event` remembers where `submitted` falls among the event rows.
 //!
-//! # On-disk format (SQLite, `PRAGMA user_version = 2`)
+//! # On-disk format (SQLite, `PRAGMA user_version = 3`)
 //!
 //! One database file plus its `-wal` and `-shm` files. Times are integer
 //! milliseconds since the Unix epoch. States and kinds are stored as text
@@ -99,11 +127,26 @@
 //!     updated_at_ms         INTEGER NOT NULL,
 //!     route                 TEXT NOT NULL DEFAULT '', -- fallback chain; '' = default
 //!     hop                   INTEGER NOT NULL DEFAULT 0, -- current hop of the route
-//!     email                 TEXT                   -- for an e-mail hop (SPEC M11)
+//!     email                 TEXT,                  -- for an e-mail hop (SPEC M11)
+//!     reference             INTEGER,               -- SPEC M16; NULL: id & 0xFFFF
+//!                                                  -- (written by version 2), -1: none
+//!     provider_key          TEXT,                  -- provider_message_id normalized
+//!     ref_collisions        INTEGER NOT NULL DEFAULT 0
 //! );
 //! CREATE INDEX messages_queued   ON messages(id) WHERE state = 'Queued';
-//! CREATE INDEX messages_provider ON messages(provider_message_id)
-//!     WHERE provider_message_id IS NOT NULL;
+//! CREATE INDEX messages_provider ON messages(provider_key)
+//!     WHERE provider_key IS NOT NULL;
+//!
+//! CREATE TABLE destination_refs (             -- SPEC M16: each destination's last
+//!     id INTEGER PRIMARY KEY,                 -- reference, pruned a chunk at a
+//!     destination TEXT NOT NULL UNIQUE,       -- time once older than the window
+//!     last_ref INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL
+//! );
+//! CREATE TABLE receipt_keys (                 -- every key an uncorrelated receipt
+//!     key TEXT NOT NULL, inbound_id INTEGER NOT NULL   -- may match (SPEC M13)
+//! );
+//! CREATE INDEX receipt_keys_key ON receipt_keys(key);
+//! CREATE INDEX receipt_keys_inbound ON receipt_keys(inbound_id);
 //!
 //! CREATE TABLE events (
 //!     id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL,
@@ -127,18 +170,24 @@
 //! );
 //! CREATE INDEX inbound_pending      ON inbound(id, next_attempt_at_ms)
 //!     WHERE delivered_at_ms IS NULL;
-//! CREATE INDEX inbound_uncorrelated ON inbound(provider_message_id)
+//! CREATE INDEX inbound_uncorrelated ON inbound(id)
 //!     WHERE kind = 'Receipt' AND message_id IS NULL;
 //! ```
 //!
+//! An inbound item with a dedupe window is stored under `key@<20-digit time>`,
+//! so the newest copy of a key is one step down the unique index.
+//!
 //! A file whose `user_version` is newer than this code knows is refused with
-//! [`StoreError::SchemaTooNew`]; nothing is written to it. A version 1 file (before
-//! routes) is upgraded in place at open, in one transaction: the three columns are
-//! added, and its messages stay on the default route's first hop.
+//! [`StoreError::SchemaTooNew`]; nothing is written to it. Older files are upgraded
+//! in place at open, in one transaction: version 1 (before routes) gets the route
+//! columns and its messages stay on the default route's first hop; version 2 gets
+//! the reference and provider-key columns and tables, its messages keep the
+//! reference they were sent with (`id & 0xFFFF`), and the normalized keys of its
+//! provider ids and uncorrelated receipts are filled in.
 //!
 //! Provider message ids are assumed unique per gateway (they come from one provider
-//! platform, whose sites share an id space). If two messages ever carry the same one,
-//! a receipt goes to the newest.
+//! platform, whose sites share an id space), except for the repeats of SPEC M16
+//! above. If two messages ever carry the same one, a receipt goes to the newest.
 
 #![warn(missing_docs)]
 
