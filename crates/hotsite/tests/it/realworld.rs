@@ -142,14 +142,22 @@ async fn unmatched_receipts_are_kept_counted_and_flagged() {
     );
     let stats = s.store.stats().await.unwrap();
     assert_eq!((stats.submitted, stats.receipts_uncorrelated), (10, 10));
-    let metrics = http
-        .get(format!("{}/metrics", s.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Counted once the application's answer is in (a moment after it has them).
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http
+            .get(format!("{}/metrics", s.api))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("hotsite_receipts_uncorrelated_delivered_total 10") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         metrics.contains("hotsite_receipts_uncorrelated_delivered_total 10"),
         "{metrics}"
