@@ -1057,7 +1057,7 @@ fn render(
     let _ = writeln!(out, "\nThroughput: HTTP submit → durable store → submit_sm at the lab ({cpus} CPUs, everything on this machine)\n");
     let _ = writeln!(
         out,
-        "{:<8} {:<8} {:>4} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10} {:>11} {:>8}  {}",
+        "{:<8} {:<8} {:>4} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10} {:>11} {:>8}  CPU cores product/bench/other",
         "product",
         "api",
         "rcpt",
@@ -1072,8 +1072,7 @@ fn render(
         "dups",
         "HTTP msg/s",
         "thru msg/s",
-        "RSS MiB",
-        "CPU cores product/bench/other"
+        "RSS MiB"
     );
     for r in runs {
         let _ = writeln!(
@@ -1256,4 +1255,82 @@ fn render(
         let _ = writeln!(out, "\n{note}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(product: &'static str, receipts: bool, throughput: f64, all: Option<bool>) -> RunReport {
+        RunReport {
+            product,
+            api: if product == "kannel" {
+                "sendsms"
+            } else {
+                "batch"
+            },
+            receipts,
+            smsc_instances: 4,
+            connections: 16,
+            per_request: 1,
+            window: 10,
+            messages: 10,
+            accepted: 10,
+            rejected: 0,
+            errors: 0,
+            unique_at_lab: 10,
+            lost: 0,
+            duplicates: 0,
+            all_arrived: true,
+            http_seconds: 1.0,
+            http_rate: 10.0,
+            seconds: 1.0,
+            throughput,
+            peak_rss_mib: 0.0,
+            cpu_cores: CpuUse::default(),
+            receipt: all.map(|all_received| ReceiptReport {
+                delivered_to: "test",
+                expected: 10,
+                received: if all_received { 10 } else { 9 },
+                callbacks: 10,
+                duplicates: 0,
+                not_delivered: 0,
+                foreign: 0,
+                intermediate: 0,
+                all_received,
+                seconds: 1.0,
+                throughput: 10.0,
+            }),
+            first_failure: None,
+        }
+    }
+
+    // SPEC M13: with receipts on, hotsite is compared with Kannel asking for
+    // receipts too (like with like), off with off; a product whose receipts did
+    // not all reach the app marks the ratio.
+    #[test]
+    fn ratios_compare_receipts_on_with_on_and_off_with_off() {
+        let runs = [
+            run("hotsite", true, 40_000.0, Some(true)),
+            run("hotsite", false, 60_000.0, None),
+            run("kannel", true, 1_000.0, Some(false)),
+            run("kannel", false, 5_000.0, None),
+        ];
+        let ratios = ratios(&runs);
+        assert_eq!(ratios.len(), 2);
+        let on = ratios
+            .iter()
+            .find(|r| r.receipts)
+            .expect("receipts-on ratio");
+        assert_eq!(on.kannel_throughput, 1_000.0);
+        assert_eq!(on.ratio, 40.0);
+        assert_eq!(on.receipts_complete, Some(false));
+        let off = ratios
+            .iter()
+            .find(|r| !r.receipts)
+            .expect("receipts-off ratio");
+        assert_eq!(off.kannel_throughput, 5_000.0);
+        assert_eq!(off.ratio, 12.0);
+        assert_eq!(off.receipts_complete, None);
+    }
 }

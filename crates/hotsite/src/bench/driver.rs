@@ -335,6 +335,8 @@ mod tests {
         assert_eq!(index_of("33612345678"), None);
     }
 
+    // Kannel's receipts-on run (compared with hotsite's SPEC M13/M15 receipts):
+    // the dlr-url, with its own query and Kannel's %d, travels as one value.
     #[test]
     fn dlr_url_is_one_query_value() {
         assert_eq!(

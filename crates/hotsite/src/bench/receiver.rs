@@ -216,6 +216,9 @@ impl Drop for Receiver {
 mod tests {
     use super::*;
 
+    // SPEC M13 (one final receipt per message, repeats recorded): the bench
+    // counts distinct messages with a receipt, so a product that loses or
+    // repeats receipts is reported, not counted as delivered.
     #[test]
     fn receipts_are_counted_per_message() {
         let mut counts = Counts {
