@@ -8,6 +8,12 @@
 //!   are stopped by PID.
 //! - The lab and the HTTP load driver run in this process. Every message has a
 //!   unique destination, so arrivals at the lab are matched per message.
+//! - Receipts (`--receipts on|off|both`, on by default): hotsite asks for one
+//!   per message and posts each to the bench's application (`[webhook]`, SPEC
+//!   M13, M15); Kannel's sendsms requests carry `dlr-mask` (final states) and a
+//!   `dlr-url` to the same in-process receiver (`bench/receiver.rs`). Receipts
+//!   are counted per message; missing ones are reported, and the ratios compare
+//!   receipts on with on, off with off.
 //! - Throughput = distinct messages at the lab / (last distinct submit_sm at
 //!   the lab − first HTTP request). Lost = accepted − distinct at the lab after
 //!   settling; duplicates = repeated submits of an arrived message.
