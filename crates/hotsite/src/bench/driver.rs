@@ -56,6 +56,9 @@ pub(crate) struct Load {
     pub(crate) limit: Duration,
     /// Messages accepted so far (for progress and memory samples).
     pub(crate) accepted: Arc<AtomicU64>,
+    /// Kannel: ask for final delivery reports (`dlr-mask`) to this URL
+    /// (`dlr-url`, with `?i=<message number>&t=%d` appended).
+    pub(crate) dlr_url: Option<String>,
 }
 
 /// One accepted request: messages `first..first + count`.
@@ -282,13 +285,40 @@ fn build(client: &reqwest::Client, load: &Load, first: u64, count: u64) -> reqwe
                 destination(first),
                 text(first)
             )),
-        Api::Kannel => client.get(format!(
-            "{}/cgi-bin/sendsms?username=tester&password=foobar&from=1000&to={}&text={}",
-            load.base,
-            destination(first),
-            text(first)
-        )),
+        Api::Kannel => {
+            let mut url = format!(
+                "{}/cgi-bin/sendsms?username=tester&password=foobar&from=1000&to={}&text={}",
+                load.base,
+                destination(first),
+                text(first)
+            );
+            if let Some(dlr_url) = &load.dlr_url {
+                let _ = write!(
+                    url,
+                    "&dlr-mask={KANNEL_DLR_MASK}&dlr-url={}",
+                    percent_encode(&format!("{dlr_url}?i={first}&t=%d"))
+                );
+            }
+            client.get(url)
+        }
     }
+}
+
+/// Kannel's `dlr-mask`: the final states only (1 delivered, 2 failed, 16
+/// SMSC reject), like hotsite's one receipt per message.
+const KANNEL_DLR_MASK: u32 = 1 | 2 | 16;
+
+/// A query-string value: everything but unreserved characters escaped.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -303,5 +333,15 @@ mod tests {
         assert_eq!(destination(7).len(), 12);
         assert_eq!(text(7).len(), 11);
         assert_eq!(index_of("33612345678"), None);
+    }
+
+    // Kannel's receipts-on run (compared with hotsite's SPEC M13/M15 receipts):
+    // the dlr-url, with its own query and Kannel's %d, travels as one value.
+    #[test]
+    fn dlr_url_is_one_query_value() {
+        assert_eq!(
+            percent_encode("http://127.0.0.1:9/kannel?i=5&t=%d"),
+            "http%3A%2F%2F127.0.0.1%3A9%2Fkannel%3Fi%3D5%26t%3D%25d"
+        );
     }
 }

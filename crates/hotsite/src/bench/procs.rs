@@ -192,8 +192,10 @@ pub(crate) struct Gateway {
 /// Gateway settings the bench varies.
 pub(crate) struct GatewaySettings {
     pub(crate) window: usize,
-    /// Ask for delivery receipts (hotsite's default); Kannel's baseline run asks for none.
+    /// Ask for delivery receipts (hotsite's default).
     pub(crate) receipts: bool,
+    /// `[webhook] url`: where receipts go (the bench's application).
+    pub(crate) webhook: Option<String>,
 }
 
 impl Gateway {
@@ -212,6 +214,12 @@ impl Gateway {
             settings.window,
             settings.receipts
         );
+        if let Some(url) = &settings.webhook {
+            let _ = write!(
+                config,
+                "\n[webhook]\nurl = {url:?}\nsecret = \"bench-webhook-secret-0123456789\"\n"
+            );
+        }
         for (target, addr) in smsc {
             let _ = write!(
                 config,
