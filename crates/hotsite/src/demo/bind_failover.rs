@@ -214,6 +214,7 @@ fn gateway_config(lab: &LabHandle, app: &App) -> GatewayConfig {
     GatewayConfig {
         smpp: Some(smpp),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_server: Default::default(),
         tokens: vec![TOKEN.to_owned()],
         default_from: "hotsite".to_owned(),
         channels: Vec::new(),

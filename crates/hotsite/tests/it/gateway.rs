@@ -117,6 +117,7 @@ async fn setup(name: &str, lab: LabConfig, options: SqliteOptions) -> Setup {
     let config = GatewayConfig {
         smpp: Some(client_config(&lab)),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_server: Default::default(),
         tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
         channels: Vec::new(),
