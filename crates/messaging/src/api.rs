@@ -103,7 +103,33 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::<S>))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(state)
+}
+
+/// A body declared larger than [`MAX_REQUEST_BODY`] is refused before any of
+/// it is read; one sent without a length is cut off at the limit by
+/// [`read_body`].
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BODY as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large: at most {MAX_REQUEST_BODY} bytes"),
+    )
 }
 
 /// The body, or the JSON error that refuses it: `413` naming the limit
@@ -111,10 +137,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
 fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body too large: at most {MAX_REQUEST_BODY} bytes"),
-            )
+            too_large()
         } else {
             error(rejection.status(), rejection.body_text())
         }

@@ -7,3 +7,4 @@ mod failover;
 mod gateway;
 mod http;
 mod interop;
+mod limits;
