@@ -143,7 +143,7 @@ fn probe_store(path: &Path) -> Result<(), String> {
         let read = file
             .read(&mut header)
             .map_err(|error| format!("cannot read {shown}: {error}"))?;
-        if read > 0 && &header[..read] != &b"SQLite format 3\0"[..read] {
+        if read > 0 && header[..read] != b"SQLite format 3\0"[..read] {
             return Err(format!("{shown} exists and is not an SQLite database"));
         }
     }

@@ -109,7 +109,7 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
 
 /// A body declared larger than [`MAX_REQUEST_BODY`] is refused before any of
 /// it is read; one sent without a length is cut off at the limit by
-/// [`read_body`].
+/// [`body_refused`].
 async fn refuse_oversized(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -132,16 +132,14 @@ fn too_large() -> Response {
     )
 }
 
-/// The body, or the JSON error that refuses it: `413` naming the limit
+/// The JSON error for a body that could not be read: `413` naming the limit
 /// (axum's own is plain text), or the rejection's status.
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            error(rejection.status(), rejection.body_text())
-        }
-    })
+fn body_refused(rejection: &BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        error(rejection.status(), rejection.body_text())
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -197,9 +195,9 @@ async fn submit<S: Store>(
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
     }
-    let body = match read_body(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return body_refused(&rejection),
     };
     let key = match headers.get("idempotency-key").map(|value| value.to_str()) {
         None => None,
@@ -401,9 +399,9 @@ async fn callback<S: Store>(
     body: Result<Bytes, BytesRejection>,
     parse: fn(&str, &[u8], i64) -> Result<NewInbound, callback::CallbackError>,
 ) -> Response {
-    let body = match read_body(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return body_refused(&rejection),
     };
     let Some((_, secret)) = state
         .callback_channels

@@ -4,14 +4,14 @@
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::gateway::{temp_dir, RemovedOnDrop, TOKEN};
+use crate::gateway::{now, temp_dir, RemovedOnDrop, TOKEN};
 
 /// `hotsite run` as a child process, its API address and its log.
 struct Running {
@@ -203,7 +203,7 @@ async fn six_hundred_idle_connections_under_a_512_file_limit_do_not_starve_the_a
         idle.push(TcpStream::connect(&running.addr).await.unwrap());
     }
 
-    let started = Instant::now();
+    let started = now();
     let health = client()
         .get(format!("{}/v1/health", running.api))
         .send()
@@ -261,7 +261,7 @@ async fn six_hundred_idle_connections_under_a_512_file_limit_do_not_starve_the_a
 #[tokio::test]
 async fn callback_routes_are_served_under_the_same_limits() {
     let running = start("limits-callbacks", 1024, "2s", "1s").await;
-    let started = Instant::now();
+    let started = now();
     let (status, body) = raw(
         &running.addr,
         b"POST /v1/callbacks/agg/mo HTTP/1.1\r\nHost: hotsite\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmessage_id",
@@ -283,7 +283,7 @@ async fn callback_routes_are_served_under_the_same_limits() {
         1
     );
 
-    let started = Instant::now();
+    let started = now();
     let mut half = TcpStream::connect(&running.addr).await.unwrap();
     half.write_all(b"POST /v1/callbacks/agg/receipt HTTP/1.1\r\nHost: hot")
         .await
