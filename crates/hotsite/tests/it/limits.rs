@@ -26,6 +26,11 @@ struct Running {
 /// HTTP aggregator channel (nothing listens at its URL: messages stay queued)
 /// takes callbacks at `/v1/callbacks/agg/...`.
 async fn start(name: &str, files: u32, header: &str, request: &str) -> Running {
+    start_with(name, files, header, request, "").await
+}
+
+/// [`start`], with more `[api]` lines.
+async fn start_with(name: &str, files: u32, header: &str, request: &str, api: &str) -> Running {
     let dir = temp_dir(name);
     let config = format!(
         r#"
@@ -38,6 +43,7 @@ tokens = ["{TOKEN}"]
 header_timeout = "{header}"
 idle_timeout = "5s"
 request_timeout = "{request}"
+{api}
 
 [store]
 path = "{db}"
@@ -158,8 +164,12 @@ async fn raw(addr: &str, bytes: &[u8], within: Duration) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned());
-    (status, body.unwrap_or_default())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if status == 503 {
+        // Every 503 of the server says when to come back.
+        assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+    }
+    (status, body.to_owned())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -409,4 +419,70 @@ async fn api_refusals_are_accurate_json() {
         .await
         .unwrap();
     assert_eq!(stored.status(), 200, "a 9,000-byte MO is stored");
+}
+
+/// Invariant 6: at the cap with every connection busy (requests whose bodies
+/// are still arriving), a new connection is answered at once with a short 503
+/// JSON with Retry-After and closed, not left waiting.
+#[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_new_one_gets_503() {
+    let running = start_with("limits-refuse", 1024, "10s", "20s", "max_connections = 2").await;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&running.addr).await.unwrap();
+        stream
+            .write_all(b"POST /v1/callbacks/agg/mo HTTP/1.1\r\nHost: hotsite\r\nContent-Length: 100\r\n\r\nmessage_id")
+            .await
+            .unwrap();
+        busy.push(stream);
+    }
+    // Both heads must be read before the third connection comes: until then
+    // they count as idle and the newcomer would push one out. Generous.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut refused = None;
+    for _ in 0..50 {
+        let (status, body) = raw(
+            &running.addr,
+            b"GET /v1/health HTTP/1.1\r\nHost: hotsite\r\n\r\n",
+            Duration::from_secs(10),
+        )
+        .await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body: Value = serde_json::from_str(&refused.expect("a 503 at the cap")).unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{body}"
+    );
+    drop(busy);
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(answer) = client()
+            .get(format!("{}/v1/health", running.api))
+            .send()
+            .await
+        {
+            served = answer.status() == 200;
+            if served {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "served again once the busy connections are gone");
+    assert!(
+        metric(
+            &running,
+            "hotsite_http_connections_closed_total{reason=\"refused\"}"
+        )
+        .await
+            >= 1
+    );
 }
