@@ -300,6 +300,33 @@ async fn callback_routes_are_served_under_the_same_limits() {
         .unwrap();
     assert!(closed_within(half, Duration::from_secs(15)).await);
     assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    // A keep-alive connection is served, then closed after api.idle_timeout (5s).
+    let mut kept = TcpStream::connect(&running.addr).await.unwrap();
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: hotsite\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), kept.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let served = now();
+    assert!(closed_within(kept, Duration::from_secs(20)).await);
+    assert!(
+        served.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        served.elapsed()
+    );
+    assert!(
+        metric(
+            &running,
+            "hotsite_http_connections_closed_total{reason=\"idle\"}"
+        )
+        .await
+            >= 1
+    );
 }
 
 /// SPEC M8, invariant 3: a key reused for a different message is refused with
