@@ -1,5 +1,11 @@
 //! `hotsite check-config FILE`: validates a gateway or lab configuration offline,
 //! with the same code the daemon and the lab run at start.
+//!
+//! `--runtime` also checks what only this host can say, for a gateway file:
+//! that every listen address can be bound now (`api.listen`, `voice.listen`,
+//! TCP and UDP) and that the store can be opened or created in its directory.
+//! It is a flag, not the default: checking the file of a gateway that is
+//! running (or on a build machine) must not fail because its ports are taken.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,7 +20,8 @@ enum Kind {
 }
 
 /// Validates `file`; prints a summary or every problem. Exit code 2 on errors.
-pub(crate) fn run(file: &Path) -> ExitCode {
+/// With `runtime`, also binds every listen address and probes the store.
+pub(crate) fn run(file: &Path, runtime: bool) -> ExitCode {
     let shown = file.display();
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
@@ -23,7 +30,21 @@ pub(crate) fn run(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match check(&text) {
+    let checked = check(&text).and_then(|summary| {
+        if !runtime {
+            return Ok(summary);
+        }
+        let problems = match Config::from_toml_str(&text) {
+            Ok(config) => runtime_problems(&config),
+            Err(_) => Vec::new(), // a lab file: nothing of a gateway to bind
+        };
+        if problems.is_empty() {
+            Ok(format!("{summary}; listen addresses free, store writable"))
+        } else {
+            Err(problems)
+        }
+    });
+    match checked {
         Ok(summary) => {
             println!("{shown}: ok ({summary})");
             ExitCode::SUCCESS
@@ -74,9 +95,146 @@ fn check(text: &str) -> Result<String, Vec<String>> {
     }
 }
 
+/// What stops this gateway from starting on this host now, each naming its key.
+fn runtime_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let api = config.gateway.api_listen;
+    if let Err(error) = std::net::TcpListener::bind(api) {
+        problems.push(format!("api.listen: cannot listen on {api}: {error}"));
+    }
+    if let Some(voice) = &config.voice {
+        let listen = &voice.listen;
+        // The proxy takes SIP over UDP and TCP on the same port.
+        if let Err(error) = std::net::UdpSocket::bind(listen.as_str()) {
+            problems.push(format!(
+                "voice.listen: cannot listen on {listen} (UDP): {error}"
+            ));
+        }
+        if let Err(error) = std::net::TcpListener::bind(listen.as_str()) {
+            problems.push(format!(
+                "voice.listen: cannot listen on {listen} (TCP): {error}"
+            ));
+        }
+    }
+    if let Err(reason) = probe_store(&config.store_path) {
+        problems.push(format!("store.path: {reason}"));
+    }
+    problems
+}
+
+/// Whether the store at `path` can be opened (an existing file: readable and
+/// writable, an SQLite database) or created, and its directory takes the
+/// journal files SQLite writes next to it. Neither keeps, locks nor leaves
+/// anything: the probe file is removed, an existing store is not changed.
+fn probe_store(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let shown = path.display();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if path.exists() {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|error| format!("cannot open {shown} for reading and writing: {error}"))?;
+        let mut header = [0u8; 16];
+        let read = file
+            .read(&mut header)
+            .map_err(|error| format!("cannot read {shown}: {error}"))?;
+        if read > 0 && header[..read] != b"SQLite format 3\0"[..read] {
+            return Err(format!("{shown} exists and is not an SQLite database"));
+        }
+    }
+    let probe = dir.join(format!(".hotsite-check-config-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|error| {
+            format!(
+                "cannot create files in {} (the store and its journal live there): {error}",
+                dir.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn example() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/hotsite.toml"
+        ))
+        .unwrap()
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hotsite-check-config-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Invariant 3: `--runtime` reports a port in use and an unusable store
+    /// directory, each naming its key; a free port and a writable directory
+    /// pass, and nothing is left behind.
+    #[test]
+    fn runtime_check_binds_the_listeners_and_probes_the_store() {
+        let dir = temp_dir("runtime");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let store = dir.join("hotsite.db");
+        let text = example()
+            .replace("127.0.0.1:28080", &format!("127.0.0.1:{port}"))
+            .replace(
+                "path = \"hotsite.db\"",
+                &format!(
+                    "path = {:?}",
+                    dir.join("missing/hotsite.db").display().to_string()
+                ),
+            );
+        let problems = runtime_problems(&Config::from_toml_str(&text).unwrap());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with(&format!("api.listen: cannot listen on 127.0.0.1:{port}")),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("store.path: cannot create files in"),
+            "{problems:?}"
+        );
+
+        std::fs::write(&store, b"not a database").unwrap();
+        let text = example().replace("127.0.0.1:28080", "127.0.0.1:0").replace(
+            "path = \"hotsite.db\"",
+            &format!("path = {:?}", store.display().to_string()),
+        );
+        let problems = runtime_problems(&Config::from_toml_str(&text).unwrap());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("is not an SQLite database"),
+            "{problems:?}"
+        );
+
+        std::fs::remove_file(&store).unwrap();
+        assert_eq!(
+            runtime_problems(&Config::from_toml_str(&text).unwrap()),
+            Vec::<String>::new()
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(taken);
+    }
 
     #[test]
     fn example_files_are_valid() {

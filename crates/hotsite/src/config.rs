@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use hotsite_core::{BackoffConfig, Target};
 use hotsite_messaging::dispatcher::DispatcherConfig;
 use hotsite_messaging::inbox::InboxConfig;
+use hotsite_messaging::http_server::ServerConfig;
 use hotsite_messaging::policy::AmbiguousPolicy;
 use hotsite_messaging::webhook::WebhookConfig;
 use hotsite_messaging::GatewayConfig;
@@ -82,6 +83,51 @@ pub(crate) struct ApiSection {
     /// Sender used when a message names none.
     #[serde(default = "default_from")]
     pub(crate) default_from: String,
+    /// Connections open at once (default 1024), lowered at start to fit the
+    /// process's open-file limit (DESIGN.md invariant 6).
+    pub(crate) max_connections: Option<usize>,
+    /// Time a client has to send a whole request head (default 10s).
+    pub(crate) header_timeout: Option<String>,
+    /// Time a keep-alive connection may wait for its next request (default 60s).
+    pub(crate) idle_timeout: Option<String>,
+    /// Time to handle a whole request, body included (default 30s).
+    pub(crate) request_timeout: Option<String>,
+}
+
+impl ApiSection {
+    /// The API server's bounds, adding every problem to `issues`.
+    fn server(&self, issues: &mut Issues) -> ServerConfig {
+        let mut server = ServerConfig::default();
+        if let Some(max) = self.max_connections {
+            if max == 0 {
+                issues.add("api.max_connections", "must be at least 1");
+            }
+            server.max_connections = max;
+        }
+        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
+            if let Some(text) = value {
+                match humantime::parse_duration(text) {
+                    Ok(parsed) if !parsed.is_zero() => *into = parsed,
+                    _ => issues.add(
+                        &format!("api.{key}"),
+                        format!("{text:?} is not a positive duration such as \"10s\" or \"500ms\""),
+                    ),
+                }
+            }
+        };
+        duration(
+            "header_timeout",
+            &self.header_timeout,
+            &mut server.header_timeout,
+        );
+        duration("idle_timeout", &self.idle_timeout, &mut server.idle_timeout);
+        duration(
+            "request_timeout",
+            &self.request_timeout,
+            &mut server.request_timeout,
+        );
+        server
+    }
 }
 
 fn yes() -> bool {
@@ -296,14 +342,11 @@ impl Config {
 
     /// Parses and validates `hotsite.toml` text.
     pub(crate) fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|error| {
-            // serde names the field in its message; the line says where.
-            let key = error
-                .span()
-                .map(|span| format!("line {}", line_of(text, span.start)))
-                .unwrap_or_else(|| "file".to_owned());
-            ConfigError::single(&key, error.message().trim())
-        })?;
+        // serde_path_to_error records the key path serde was in when it
+        // failed; toml's own error names only the line, and for a type error
+        // not even the key (`invalid type: string "x", expected usize`).
+        let file: ConfigFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|error| parse_error(text, error))?;
         file.validate()
     }
 }
@@ -332,6 +375,7 @@ impl ConfigFile {
                 None
             }
         };
+        let api_server = self.api.server(&mut issues);
         if self.api.tokens.is_empty() || self.api.tokens.iter().any(|t| t.len() < 8) {
             issues.add(
                 "api.tokens",
@@ -429,6 +473,7 @@ impl ConfigFile {
             routes,
             default_route,
             api_listen: api_listen.expect("checked above"),
+            api_server,
             tokens: self.api.tokens,
             default_from: self.api.default_from,
             dispatcher,
@@ -675,6 +720,24 @@ fn check_address(address: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(format!("{address:?} has no valid port (1-65535)")),
         Ok(_) => Ok(()),
+    }
+}
+
+/// A parse error of `text` as one issue: the full key path (`api.max_connections`,
+/// `smpp.smsc[1].address`) when serde was inside a key, and the line.
+pub(crate) fn parse_error(
+    text: &str,
+    error: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let path = error.path().to_string();
+    let error = error.into_inner();
+    let line = error.span().map(|span| line_of(text, span.start));
+    let message = error.message().trim();
+    match (path.as_str(), line) {
+        ("." | "", Some(line)) => ConfigError::single(&format!("line {line}"), message),
+        ("." | "", None) => ConfigError::single("file", message),
+        (path, Some(line)) => ConfigError::single(path, format!("{message} (line {line})")),
+        (path, None) => ConfigError::single(path, message),
     }
 }
 

@@ -98,6 +98,12 @@ enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// Also check this host: bind every listen address of a gateway file
+        /// (api.listen, voice.listen) and open or create its store, without
+        /// keeping anything. Off by default so a running gateway's own file
+        /// (whose ports are taken) can be checked.
+        #[arg(long)]
+        runtime: bool,
     },
 }
 
@@ -111,7 +117,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::CheckConfig { file } => return check_config::run(&file),
+        Command::CheckConfig { file, runtime } => return check_config::run(&file, runtime),
         Command::Lab { config } => runtime().and_then(|rt| rt.block_on(lab::run(&config))),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run::run(&config))),
         Command::Send {

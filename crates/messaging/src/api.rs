@@ -2,19 +2,25 @@
 //!
 //! - `POST /v1/messages`: one message or `{"messages": [...]}` (up to 1,000);
 //!   answered `202` only after the batch is durable (SPEC M9); `400` with every
-//!   invalid message named, storing nothing; `507` when the disk is full.
+//!   invalid message named, storing nothing; `409` when an `Idempotency-Key`
+//!   (or message `id`) is reused for a different message (SPEC M8); `413` past
+//!   [`MAX_REQUEST_BODY`]; `507` when the disk is full.
 //! - `GET /v1/messages/{id}`: state and history.
 //! - `GET /v1/status`: binds, channels, routes, queue depth, recent bind events.
 //! - `POST /v1/callbacks/{channel}/receipt` and `.../mo`: an HTTP provider's
 //!   receipts and MO (form-encoded, see [`crate::callback`]); no bearer token,
 //!   signature checked when a callback secret is configured.
 //! - `GET /v1/health`, `GET /metrics`, `GET /v1/openapi.json`: no token needed.
+//!
+//! Every error is JSON: `{"error": "..."}` (or `{"errors": [...]}` for
+//! validation). Connections and time are bounded by [`crate::http_server`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +28,7 @@ use axum::{Json, Router};
 use hotsite_core::HealthState;
 use hotsite_smpp::driver::{BindStatus, SmppClient};
 use hotsite_store::{
-    InboundInserted, Inserted, MessageId, NewInbound, NewMessage, Store, StoreError,
+    InboundInserted, Inserted, MessageId, MessageView, NewInbound, NewMessage, Store, StoreError,
 };
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -78,6 +84,10 @@ pub struct ApiState<S> {
     pub key_counter: AtomicU64,
 }
 
+/// The largest request body read (DESIGN.md invariant 6): a full batch of
+/// 1,000 messages fits; past it the answer is `413`.
+pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
+
 /// The router.
 pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
     Router::new()
@@ -92,7 +102,44 @@ pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/health", get(health::<S>))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::<S>))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .with_state(state)
+}
+
+/// A body declared larger than [`MAX_REQUEST_BODY`] is refused before any of
+/// it is read; one sent without a length is cut off at the limit by
+/// [`body_refused`].
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BODY as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large: at most {MAX_REQUEST_BODY} bytes"),
+    )
+}
+
+/// The JSON error for a body that could not be read: `413` naming the limit
+/// (axum's own is plain text), or the rejection's status.
+fn body_refused(rejection: &BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        error(rejection.status(), rejection.body_text())
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -104,7 +151,7 @@ fn unauthorized<S>(state: &ApiState<S>, headers: &HeaderMap) -> Option<Response>
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match token {
         Some(token) if state.tokens.iter().any(|t| t == token) => None,
         Some(_) => Some(error(StatusCode::UNAUTHORIZED, "unknown bearer token")),
@@ -113,6 +160,14 @@ fn unauthorized<S>(state: &ApiState<S>, headers: &HeaderMap) -> Option<Response>
             "missing Authorization: Bearer <token>",
         )),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 7235 section 2.1), so `bearer` and `BEARER` work too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn store_error(failure: &StoreError) -> Response {
@@ -135,14 +190,32 @@ fn error_full() -> Response {
 async fn submit<S: Store>(
     State(state): State<Arc<ApiState<S>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
     }
-    let key = headers
-        .get("idempotency-key")
-        .map(|value| value.to_str().unwrap_or(""));
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_refused(&rejection),
+    };
+    let key = match headers.get("idempotency-key").map(|value| value.to_str()) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(_)) => {
+            Metrics::inc(&state.metrics.messages_invalid_total);
+            let problem = request::FieldError {
+                index: 0,
+                field: "Idempotency-Key".into(),
+                error: "the Idempotency-Key header must be visible ASCII (letters, digits, punctuation)".into(),
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "errors": [problem] })),
+            )
+                .into_response();
+        }
+    };
     let messages = match request::parse(&body, key, &state.default_from) {
         Ok(messages) => messages,
         Err(errors) => {
@@ -191,30 +264,72 @@ async fn submit<S: Store>(
             received_at_ms: now,
         })
         .collect();
-    let keys: Vec<String> = batch.iter().map(|m| m.key.clone()).collect();
-    let inserted = match state.store.insert_messages(batch).await {
+    let inserted = match state.store.insert_messages(batch.clone()).await {
         Ok(inserted) => inserted,
         Err(e) => return store_error(&e),
     };
     state.wake.notify_one();
     let mut created = 0;
-    let results: Vec<Value> = inserted
-        .iter()
-        .zip(keys)
-        .map(|(inserted, key)| match inserted {
+    let mut duplicates = 0;
+    let mut conflicts = 0;
+    let mut results = Vec::with_capacity(inserted.len());
+    for (inserted, message) in inserted.iter().zip(&batch) {
+        let key = &message.key;
+        results.push(match inserted {
             Inserted::Created(id) => {
                 created += 1;
                 json!({ "id": id.0, "key": key, "status": "accepted" })
             }
-            Inserted::Existing(id) => json!({ "id": id.0, "key": key, "status": "duplicate" }),
-        })
-        .collect();
+            // SPEC M8: the key was used before. Only this path reads the
+            // original back: a repeat of the same message is idempotent, a
+            // different message under the same key is refused, not dropped.
+            Inserted::Existing(id) => match state.store.message(*id).await {
+                Ok(Some(original)) if !same_message(&original, message) => {
+                    conflicts += 1;
+                    json!({
+                        "id": id.0,
+                        "key": key,
+                        "status": "conflict",
+                        "error": format!("idempotency key {key:?} was used for message {} with different content; this message was not stored", id.0),
+                    })
+                }
+                Ok(_) => {
+                    duplicates += 1;
+                    json!({ "id": id.0, "key": key, "status": "duplicate" })
+                }
+                Err(e) => return store_error(&e),
+            },
+        });
+    }
     Metrics::add(&state.metrics.messages_accepted_total, created);
-    Metrics::add(
-        &state.metrics.messages_duplicate_total,
-        results.len() as u64 - created,
-    );
+    Metrics::add(&state.metrics.messages_duplicate_total, duplicates);
+    Metrics::add(&state.metrics.messages_conflict_total, conflicts);
+    if conflicts > 0 {
+        // The whole answer is 409 so that no client misses it; the other
+        // messages' outcomes (stored, to be sent) are listed all the same.
+        let first = results
+            .iter()
+            .find(|result| result["status"] == "conflict")
+            .map(|result| result["error"].clone())
+            .unwrap_or_default();
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": first, "messages": results })),
+        )
+            .into_response();
+    }
     (StatusCode::ACCEPTED, Json(json!({ "messages": results }))).into_response()
+}
+
+/// Whether `new` is the message stored as `original` (same key): same sender,
+/// recipient, encoded body, coding, route and e-mail (SPEC M8).
+fn same_message(original: &MessageView, new: &NewMessage) -> bool {
+    original.source == new.source
+        && original.destination == new.destination
+        && original.body == new.body
+        && original.data_coding == new.data_coding
+        && original.route == new.route
+        && original.email == new.email
 }
 
 async fn message<S: Store>(
@@ -261,7 +376,7 @@ async fn receipt_callback<S: Store>(
     state: State<Arc<ApiState<S>>>,
     path: Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     callback(state, path, headers, body, callback::receipt).await
 }
@@ -270,7 +385,7 @@ async fn mo_callback<S: Store>(
     state: State<Arc<ApiState<S>>>,
     path: Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     callback(state, path, headers, body, callback::mo).await
 }
@@ -281,9 +396,13 @@ async fn callback<S: Store>(
     State(state): State<Arc<ApiState<S>>>,
     Path(channel): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     parse: fn(&str, &[u8], i64) -> Result<NewInbound, callback::CallbackError>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_refused(&rejection),
+    };
     let Some((_, secret)) = state
         .callback_channels
         .iter()
@@ -453,4 +572,73 @@ async fn openapi() -> Response {
         include_str!("openapi.json"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotsite_store::MessageState;
+
+    /// RFC 7235 section 2.1: the auth scheme is case-insensitive.
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer tok-1234", "bearer tok-1234", "BEARER  tok-1234"] {
+            assert_eq!(bearer_token(value), Some("tok-1234"), "{value}");
+        }
+        for value in ["Basic tok-1234", "Bearer", "Bearer ", "Bearertok-1234"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
+
+    /// SPEC M8: a repeat under the same key is the same message only when
+    /// everything stored of it matches.
+    #[test]
+    fn same_message_compares_everything_stored() {
+        let new = NewMessage {
+            key: "k1".into(),
+            source: "hotsite".into(),
+            destination: "4917012345678".into(),
+            body: b"hello".to_vec(),
+            data_coding: 0,
+            route: String::new(),
+            email: None,
+            received_at_ms: 1,
+        };
+        let original = MessageView {
+            id: MessageId(7),
+            key: "k1".into(),
+            source: new.source.clone(),
+            destination: new.destination.clone(),
+            body: new.body.clone(),
+            data_coding: 0,
+            state: MessageState::Queued,
+            attempts: 3,
+            route: String::new(),
+            hop: 1,
+            email: None,
+            provider_message_id: Some("p".into()),
+            site: None,
+            smsc: None,
+            created_at_ms: 0,
+            updated_at_ms: 9,
+            events: Vec::new(),
+        };
+        assert!(
+            same_message(&original, &new),
+            "state and history do not matter"
+        );
+        let changes: [fn(&mut NewMessage); 6] = [
+            |m| m.source = "other".into(),
+            |m| m.destination = "4917000000000".into(),
+            |m| m.body = b"hello!".to_vec(),
+            |m| m.data_coding = 8,
+            |m| m.route = "chat".into(),
+            |m| m.email = Some("a@example.com".into()),
+        ];
+        for change in changes {
+            let mut changed = new.clone();
+            change(&mut changed);
+            assert!(!same_message(&original, &changed), "{changed:?}");
+        }
+    }
 }

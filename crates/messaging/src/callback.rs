@@ -27,26 +27,37 @@ pub enum CallbackError {
     /// The status is not one of the known receipt states.
     #[error("unknown status {0:?}; known: DELIVRD, EXPIRED, DELETED, UNDELIV, ACCEPTD, UNKNOWN, REJECTD, ENROUTE")]
     Status(String),
-    /// A field is longer than anything a provider sends.
-    #[error("field {0:?} is longer than {MAX_FIELD} bytes")]
-    TooLong(String),
+    /// A field is longer than anything a provider sends: the field, its
+    /// limit and the unit of the limit.
+    #[error("field {0:?} is longer than {1} {2}")]
+    TooLong(String, usize, &'static str),
 }
 
-/// Longest field accepted, except the MO text.
-const MAX_FIELD: usize = 256;
-/// Longest MO text accepted (ten concatenated SMS in UCS-2 is far less).
-const MAX_TEXT: usize = 8 * 1024;
+/// Longest field accepted, except the MO text, in bytes.
+pub const MAX_FIELD: usize = 256;
+/// Longest MO text accepted, in characters: the most a concatenated SMS can
+/// carry (255 parts of 153 GSM 03.38 characters). Providers deliver
+/// concatenated MO joined, so this is the longest text a handset can send.
+pub const MAX_TEXT_CHARS: usize = 255 * 153;
 
 fn fields(body: &[u8]) -> Result<HashMap<String, String>, CallbackError> {
     let mut fields = HashMap::new();
     for (name, value) in form_urlencoded::parse(body) {
-        let limit = if name == "message" {
-            MAX_TEXT
-        } else {
-            MAX_FIELD
-        };
-        if value.len() > limit {
-            return Err(CallbackError::TooLong(name.into_owned()));
+        if name == "message" {
+            // Counted in characters: the same text is 1 to 4 bytes a character.
+            if value.len() > MAX_TEXT_CHARS && value.chars().count() > MAX_TEXT_CHARS {
+                return Err(CallbackError::TooLong(
+                    name.into_owned(),
+                    MAX_TEXT_CHARS,
+                    "characters",
+                ));
+            }
+        } else if value.len() > MAX_FIELD {
+            return Err(CallbackError::TooLong(
+                name.into_owned(),
+                MAX_FIELD,
+                "bytes",
+            ));
         }
         fields.insert(name.into_owned(), value.into_owned());
     }
@@ -177,10 +188,42 @@ mod tests {
             "message_id={}&provider_id=P&status=DELIVRD",
             "9".repeat(300)
         );
-        assert!(matches!(
-            receipt("agg", long.as_bytes(), 1).unwrap_err(),
-            CallbackError::TooLong(name) if name == "message_id"
-        ));
+        let refused = receipt("agg", long.as_bytes(), 1).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "field \"message_id\" is longer than 256 bytes"
+        );
+    }
+
+    /// SPEC M13, invariant 3: a long concatenated MO (9,000 bytes) is
+    /// accepted; past the concatenated-SMS maximum the error names the text
+    /// field and its limit in characters, not the 256 bytes of other fields.
+    #[test]
+    fn long_mo_texts_are_accepted_up_to_a_concatenated_sms() {
+        let body = |text: &str| format!("message_id=M1&from=4670111&to=12345&message={text}");
+        let long = "a".repeat(9_000);
+        assert_eq!(
+            mo("agg", body(&long).as_bytes(), 1).unwrap().body.len(),
+            9_000
+        );
+        // Counted in characters: 39,015 three-byte characters still fit.
+        let wide = "%E2%82%AC".repeat(MAX_TEXT_CHARS);
+        assert_eq!(
+            mo("agg", body(&wide).as_bytes(), 1).unwrap().body.len(),
+            3 * MAX_TEXT_CHARS
+        );
+        let too_long = "a".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(
+            mo("agg", body(&too_long).as_bytes(), 1)
+                .unwrap_err()
+                .to_string(),
+            "field \"message\" is longer than 39015 characters"
+        );
+        let long_from = format!("message_id=M1&to=1&from={}", "1".repeat(300));
+        assert_eq!(
+            mo("agg", long_from.as_bytes(), 1).unwrap_err().to_string(),
+            "field \"from\" is longer than 256 bytes"
+        );
     }
 
     /// SPEC M13: an MO is keyed by the provider's id for it.

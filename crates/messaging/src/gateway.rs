@@ -21,6 +21,7 @@ use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
 use crate::channel::smpp::SmppChannel;
 use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
+use crate::http_server::ServerConfig;
 use crate::inbox::{run_inbox, InboxConfig, RecentEvents};
 use crate::metrics::Metrics;
 use crate::policy::HopPolicy;
@@ -80,6 +81,8 @@ pub struct GatewayConfig {
     pub default_route: Option<String>,
     /// Where the HTTP API listens.
     pub api_listen: SocketAddr,
+    /// The HTTP API's bounds: connections, header, idle and request timeouts.
+    pub api_server: ServerConfig,
     /// Accepted bearer tokens.
     pub tokens: Vec<String>,
     /// Sender used when a message names none.
@@ -245,14 +248,13 @@ pub async fn start_with<S: Store>(
         key_counter: AtomicU64::new(0),
     });
     let app = router(state);
-    let api_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "HTTP API stopped");
-        }
-    }));
+    tasks.push(tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        config.api_server,
+        metrics.clone(),
+        shutdown.clone(),
+    )));
     Ok(GatewayHandle {
         api_addr,
         client,

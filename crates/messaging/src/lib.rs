@@ -22,6 +22,7 @@ pub mod channel;
 mod clock;
 pub mod dispatcher;
 pub mod gateway;
+pub mod http_server;
 pub mod inbox;
 pub mod metrics;
 pub mod policy;

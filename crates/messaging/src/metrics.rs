@@ -8,13 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 macro_rules! counters {
-    ($($name:ident: $help:expr;)*) => {
+    ($($name:ident: $help:expr;)* ; gauges: $($gauge:ident: $gauge_help:expr;)*) => {
         /// Every counter the gateway keeps.
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(
                 #[doc = $help]
                 pub $name: AtomicU64,
+            )*
+            $(
+                #[doc = $gauge_help]
+                pub $gauge: AtomicU64,
             )*
             /// Counters with labels, by (name, labels).
             labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
@@ -31,6 +35,12 @@ macro_rules! counters {
                     let _ = writeln!(out, "{name} {}", self.$name.load(Ordering::Relaxed));
                 )*
                 self.render_labeled(&mut out);
+                $(
+                    let name = concat!("hotsite_", stringify!($gauge));
+                    let _ = writeln!(out, "# HELP {name} {}", $gauge_help);
+                    let _ = writeln!(out, "# TYPE {name} gauge");
+                    let _ = writeln!(out, "{name} {}", self.$gauge.load(Ordering::Relaxed));
+                )*
                 for (name, help, value) in gauges {
                     let _ = writeln!(out, "# HELP hotsite_{name} {help}");
                     let _ = writeln!(out, "# TYPE hotsite_{name} gauge");
@@ -46,6 +56,7 @@ counters! {
     messages_accepted_total: "Messages accepted through the API (durable).";
     messages_duplicate_total: "Messages refused as repeats of an idempotency key (SPEC M8).";
     messages_invalid_total: "Messages refused by validation.";
+    messages_conflict_total: "Messages refused with 409: their idempotency key was used for a different message (SPEC M8).";
     submits_total: "submit_sm sent (first sends and resends).";
     messages_submitted_total: "Messages accepted by an SMSC.";
     messages_failed_total: "Messages failed for good.";
@@ -59,6 +70,9 @@ counters! {
     messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
     reference_collisions_total: "Submits the provider took for a repeat of another message (same reference) and answered with that message's id; sent again (SPEC M16).";
     receipts_uncorrelated_delivered_total: "Receipts delivered to the application without a message: their id matched none within the correlation wait (SPEC M13).";
+    http_requests_timed_out_total: "HTTP API requests cut off by api.request_timeout (answered 408 or 503).";
+    ; gauges:
+    http_connections_open: "HTTP API connections open (at most api.max_connections).";
 }
 
 /// Counters with labels: name, help.
@@ -71,12 +85,21 @@ const LABELED: &[(&str, &str)] = &[
         "route_fallbacks_total",
         "Messages handed from one hop of a route to the next (SPEC M11).",
     ),
+    (
+        "http_connections_closed_total",
+        "HTTP API connections closed by hotsite, by reason: idle (api.idle_timeout), header_timeout (api.header_timeout), evicted (to make room at api.max_connections), refused (503 at the cap, every connection busy).",
+    ),
 ];
 
 impl Metrics {
     /// Adds one to `counter`.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Subtracts one from the gauge `gauge`.
+    pub fn dec(gauge: &AtomicU64) {
+        gauge.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Adds `n` to `counter`.

@@ -327,10 +327,18 @@ fn parse_kind<T: for<'de> Deserialize<'de>>(
     table: toml::Table,
     issues: &mut Issues,
 ) -> Option<T> {
-    match toml::Value::Table(table).try_into::<T>() {
+    // The path inside the entry, so a type error names its key (config.rs
+    // `parse_error`).
+    match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table)) {
         Ok(parsed) => Some(parsed),
         Err(error) => {
-            issues.add(key, error.message().trim().to_owned());
+            let path = error.path().to_string();
+            let key = if path == "." {
+                key.to_owned()
+            } else {
+                format!("{key}.{path}")
+            };
+            issues.add(&key, error.into_inner().message().trim().to_owned());
             None
         }
     }

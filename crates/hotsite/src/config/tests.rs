@@ -2,6 +2,7 @@
 
 use super::*;
 use hotsite_messaging::gateway::ChannelConfig;
+use hotsite_messaging::http_server::ServerConfig;
 
 const GOOD: &str = r#"
 [site]
@@ -117,15 +118,17 @@ fn state_machine_bounds_are_reported_with_the_file_key() {
     );
 }
 
+/// Invariant 3: an unknown key is named by its full path, with its line.
 #[test]
-fn unknown_keys_are_rejected_with_their_line() {
+fn unknown_keys_are_rejected_with_their_path_and_line() {
     let text = GOOD.replace("rebind_jitter = \"5s\"", "rebind_jiter = \"5s\"");
     let found = issues(&text);
     assert_eq!(found.len(), 1);
     assert!(
-        found[0].starts_with("line 13: unknown field `rebind_jiter`"),
+        found[0].starts_with("smpp.rebind_jiter: unknown field `rebind_jiter`"),
         "{found:?}"
     );
+    assert!(found[0].ends_with("(line 13)"), "{found:?}");
 }
 
 #[test]
@@ -279,7 +282,7 @@ fn bad_channels_and_routes_name_their_keys() {
     for key in [
         "channels[0].resubmit_delay",
         "channels[1].retry_budget",
-        "channels[1]",
+        "channels[1].colour",
         "channels[2].from",
         "routes[0].hops[1]",
         "routing.default_route",
@@ -382,6 +385,84 @@ fn voice_errors_name_their_keys() {
         found
             .iter()
             .any(|issue| issue.starts_with("voice.trunks[0].address")),
+        "{found:#?}"
+    );
+}
+
+/// Invariant 6: the API's bounds have defaults, are read from `[api]`, and bad
+/// values are reported naming their key.
+#[test]
+fn api_server_bounds_default_parse_and_name_their_keys() {
+    let config = Config::from_toml_str(GOOD).unwrap();
+    assert_eq!(config.gateway.api_server, ServerConfig::default());
+    let text = GOOD.replace(
+        "tokens = [\"token-123456\"]",
+        "tokens = [\"token-123456\"]\nmax_connections = 200\nheader_timeout = \"2s\"\nidle_timeout = \"5s\"\nrequest_timeout = \"500ms\"",
+    );
+    let server = Config::from_toml_str(&text).unwrap().gateway.api_server;
+    assert_eq!(server.max_connections, 200);
+    assert_eq!(server.header_timeout, Duration::from_secs(2));
+    assert_eq!(server.idle_timeout, Duration::from_secs(5));
+    assert_eq!(server.request_timeout, Duration::from_millis(500));
+    let text = GOOD.replace(
+        "tokens = [\"token-123456\"]",
+        "tokens = [\"token-123456\"]\nmax_connections = 0\nheader_timeout = \"0s\"\nidle_timeout = \"soon\"\nrequest_timeout = \"\"",
+    );
+    let found = issues(&text);
+    for key in [
+        "api.max_connections: ",
+        "api.header_timeout: ",
+        "api.idle_timeout: ",
+        "api.request_timeout: ",
+    ] {
+        assert!(
+            found.iter().any(|issue| issue.starts_with(key)),
+            "{key} {found:?}"
+        );
+    }
+}
+
+/// Invariant 3: a value of the wrong type names its full key path, not only
+/// the line.
+#[test]
+fn type_errors_name_the_full_key_path() {
+    let text = GOOD.replace(
+        "tokens = [\"token-123456\"]",
+        "tokens = [\"token-123456\"]\nmax_connections = \"many\"",
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("api.max_connections: invalid type"),
+        "{found:?}"
+    );
+    assert!(found[0].ends_with("(line 8)"), "{found:?}");
+    let text = GOOD.replace("address = \"127.0.0.1:28777\"", "address = 28777");
+    let found = issues(&text);
+    assert!(
+        found[0].starts_with("smpp.smsc[1].address: invalid type"),
+        "{found:?}"
+    );
+    let text = GOOD.replace("[site]\nname = \"a\"", "[site]\nname = [1]");
+    assert!(
+        issues(&text)[0].starts_with("site.name: "),
+        "{:?}",
+        issues(&text)
+    );
+}
+
+/// Invariant 3: a type error inside a channel entry names the key in the entry.
+#[test]
+fn channel_type_errors_name_the_key_inside_the_entry() {
+    let text = format!("{GOOD}{CHANNELS}").replace(
+        "{ site = \"b\", url = \"http://127.0.0.1:28091/sms/send\" },",
+        "{ site = \"b\", url = 28091 },",
+    );
+    let found = issues(&text);
+    assert!(
+        found
+            .iter()
+            .any(|issue| issue.starts_with("channels[0].urls[1].url: invalid type")),
         "{found:#?}"
     );
 }

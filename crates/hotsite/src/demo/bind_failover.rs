@@ -215,6 +215,7 @@ fn gateway_config(lab: &LabHandle, app: &App) -> GatewayConfig {
         inbox: Default::default(),
         smpp: Some(smpp),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_server: Default::default(),
         tokens: vec![TOKEN.to_owned()],
         default_from: "hotsite".to_owned(),
         channels: Vec::new(),

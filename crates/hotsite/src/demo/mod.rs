@@ -307,6 +307,7 @@ impl Rig {
             routes,
             default_route: None,
             api_listen,
+            api_server: Default::default(),
             tokens: vec![TOKEN.to_owned()],
             default_from: "hotsite".to_owned(),
             dispatcher: Default::default(),

@@ -128,6 +128,7 @@ pub(crate) async fn setup_with(
         inbox: Default::default(),
         smpp: Some(client_config(&lab)),
         api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_server: Default::default(),
         tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
         channels: Vec::new(),

@@ -99,6 +99,7 @@ async fn setup(
         routes,
         default_route: None,
         api_listen: api_addr,
+        api_server: Default::default(),
         tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
         dispatcher: Default::default(),

@@ -7,4 +7,5 @@ mod failover;
 mod gateway;
 mod http;
 mod interop;
+mod limits;
 mod realworld;
