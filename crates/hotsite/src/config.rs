@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use hotsite_core::{BackoffConfig, Target};
 use hotsite_messaging::dispatcher::DispatcherConfig;
-use hotsite_messaging::inbox::InboxConfig;
 use hotsite_messaging::http_server::ServerConfig;
+use hotsite_messaging::inbox::InboxConfig;
 use hotsite_messaging::policy::AmbiguousPolicy;
 use hotsite_messaging::webhook::WebhookConfig;
 use hotsite_messaging::GatewayConfig;
