@@ -175,9 +175,12 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
         queue["queued"], queue["submitted"], queue["final"], queue["failed"]
     );
     println!(
-        "inbound: {} pending delivery, {} total",
-        answer["inbound"]["pending"], answer["inbound"]["total"]
+        "inbound: {} pending delivery, {} total, {} receipts matching no message",
+        answer["inbound"]["pending"],
+        answer["inbound"]["total"],
+        answer["inbound"]["receipts_uncorrelated"]
     );
+    println!("store: {}", answer["store"].as_str().unwrap_or("?"));
     println!("recent bind events:");
     for event in answer["recent_events"].as_array().into_iter().flatten() {
         println!(

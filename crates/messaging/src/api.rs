@@ -481,7 +481,12 @@ async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: Header
         "routes": state.routes.names(),
         "default_route": state.routes.default_name(),
         "queue": { "queued": stats.queued, "submitted": stats.submitted, "final": stats.final_states, "failed": stats.failed },
-        "inbound": { "pending": stats.inbound_pending, "total": stats.inbound_total },
+        "inbound": {
+            "pending": stats.inbound_pending,
+            "total": stats.inbound_total,
+            "receipts_uncorrelated": stats.receipts_uncorrelated,
+        },
+        "store": storage_state(&stats),
         "recent_events": recent,
     });
     for (name, section) in &state.sections {
@@ -505,13 +510,27 @@ async fn health<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
         .iter()
         .filter(|b| b.pool.health == HealthState::Up)
         .count();
-    let store_ok = state.store.stats().await.is_ok();
-    let code = if store_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    // A full store still delivers what it accepted but refuses new work (507):
+    // 503 here, so a load balancer sends new messages to another gateway.
+    let (code, store) = match state.store.stats().await {
+        Ok(stats) if stats.storage_full => (StatusCode::SERVICE_UNAVAILABLE, storage_state(&stats)),
+        Ok(stats) => (StatusCode::OK, storage_state(&stats)),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     };
-    (code, Json(json!({ "store": if store_ok { "ok" } else { "unavailable" }, "binds_up": up, "binds": binds.len() }))).into_response()
+    (
+        code,
+        Json(json!({ "store": store, "binds_up": up, "binds": binds.len() })),
+    )
+        .into_response()
+}
+
+/// The store's state as health and status say it (DESIGN.md invariant 1).
+fn storage_state(stats: &hotsite_store::StoreStats) -> &'static str {
+    if stats.storage_full {
+        "degraded: storage full"
+    } else {
+        "ok"
+    }
 }
 
 async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
@@ -520,11 +539,25 @@ async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
         .iter()
         .filter(|b| b.pool.health == HealthState::Up)
         .count() as u64;
-    let queued = state.store.stats().await.map(|s| s.queued).unwrap_or(0);
+    let stats = state.store.stats().await.unwrap_or_default();
     let text = state.metrics.render(&[
         ("binds_up", "SMPP binds in service.", up),
         ("binds", "SMPP binds configured.", binds.len() as u64),
-        ("queue_depth", "Messages waiting to be submitted.", queued),
+        (
+            "queue_depth",
+            "Messages waiting to be submitted.",
+            stats.queued,
+        ),
+        (
+            "receipts_uncorrelated",
+            "Receipts stored that match no message (SPEC M13).",
+            stats.receipts_uncorrelated,
+        ),
+        (
+            "storage_full",
+            "1 while the store refuses new work for lack of space (invariant 1).",
+            u64::from(stats.storage_full),
+        ),
     ]);
     let mut text = text + &http_site_gauges(&state.channel_status);
     for extra in &state.extra_metrics {

@@ -338,12 +338,29 @@ async fn a_full_disk_delays_but_loses_and_repeats_nothing() {
     )
     .await;
     assert!(s.store.stats().await.unwrap().storage_full);
+    let health = |http: reqwest::Client| {
+        let url = format!("{}/v1/health", s.api);
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            let code = response.status().as_u16();
+            (
+                code,
+                response.json::<Value>().await.unwrap()["store"].clone(),
+            )
+        }
+    };
+    assert_eq!(
+        health(http.clone()).await,
+        (503, json!("degraded: storage full")),
+        "health says what the API does"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Space returns.
     s.store.set_max_page_count(None).await.unwrap();
     all_delivered(&s, accepted, Duration::from_secs(30)).await;
     let stats = s.store.stats().await.unwrap();
     assert!(!stats.storage_full);
+    assert_eq!(health(http.clone()).await, (200, json!("ok")));
     let seen = handsets(&s.lab);
     assert_eq!(seen.len() as u64, accepted);
     assert!(seen.values().all(|&n| n == 1), "a message was sent twice");
