@@ -145,6 +145,38 @@ mod tests {
         assert!(receipt_keys("  ", ReceiptIdFormat::Auto).is_empty());
     }
 
+    proptest::proptest! {
+        /// Provider ids come off the network: any text gives keys without a
+        /// panic, the normalized form is stable, and a number written in hex by
+        /// the submit response and in decimal (or the reverse) by the receipt,
+        /// padded or not, in any case, finds its key (SPEC M13).
+        #[test]
+        fn any_id_gives_keys_and_numbers_round_trip(
+            text in "\\PC{0,40}",
+            value in proptest::prelude::any::<u64>(),
+            pad in 0usize..12,
+        ) {
+            for format in [ReceiptIdFormat::Same, ReceiptIdFormat::Decimal, ReceiptIdFormat::Hex, ReceiptIdFormat::Auto] {
+                let keys = receipt_keys(&text, format);
+                proptest::prop_assert!(keys.len() <= 3);
+            }
+            proptest::prop_assert_eq!(normalize(&normalize(&text)), normalize(&text));
+            let hex_submit = normalize(&format!("{value:x}"));
+            let decimal_receipt = format!("{}{value}", "0".repeat(pad));
+            proptest::prop_assert_eq!(
+                &receipt_keys(&decimal_receipt, ReceiptIdFormat::Decimal)[0],
+                &hex_submit
+            );
+            proptest::prop_assert!(receipt_keys(&decimal_receipt, ReceiptIdFormat::Auto).contains(&hex_submit));
+            let decimal_submit = normalize(&value.to_string());
+            let hex_receipt = format!("{}{value:X}", "0".repeat(pad));
+            proptest::prop_assert_eq!(
+                &receipt_keys(&hex_receipt, ReceiptIdFormat::Hex)[0],
+                &decimal_submit
+            );
+        }
+    }
+
     #[test]
     fn formats_parse_from_their_names() {
         for name in ReceiptIdFormat::NAMES {
