@@ -186,6 +186,17 @@ pub(crate) fn batch(range: std::ops::Range<u64>) -> Value {
     json!({ "messages": range.map(|i| json!({ "id": format!("m-{i}"), "to": format!("+4917{i:08}"), "text": format!("gateway test #{i}") })).collect::<Vec<_>>() })
 }
 
+/// The gateway's `/metrics` text.
+pub(crate) async fn metrics_text(http: &reqwest::Client, api: &str) -> String {
+    http.get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Posts until 202 (the same keys every time: SPEC M8 makes that safe).
 pub(crate) async fn post_until_accepted(http: &reqwest::Client, api: &str, body: &Value) {
     for _ in 0..200 {

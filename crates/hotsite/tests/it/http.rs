@@ -349,14 +349,7 @@ async fn primary_503_then_hang_fails_over_and_traffic_returns() {
     }
     let status = aggregator_status(&s);
     assert_eq!(status["urls"][0]["up"], false, "{status:#}");
-    let metrics = http
-        .get(format!("{}/metrics", s.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::gateway::metrics_text(&http, &s.api).await;
     assert!(
         metrics.contains("hotsite_http_site_up{channel=\"agg\",site=\"a\"} 0\n")
             && metrics.contains("hotsite_http_site_up{channel=\"agg\",site=\"b\"} 1\n")
@@ -623,14 +616,7 @@ async fn webhook_503s_fall_back_to_secondary_then_email() {
     for name in ["primary-chat", "secondary-chat"] {
         assert!(s.lab.webhook_log(name).unwrap().is_empty());
     }
-    let metrics = http
-        .get(format!("{}/metrics", s.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::gateway::metrics_text(&http, &s.api).await;
     assert!(
         metrics.contains(
             "hotsite_route_fallbacks_total{route=\"chat\",from=\"primary-chat\",to=\"secondary-chat\"} 5"

@@ -145,14 +145,7 @@ async fn unmatched_receipts_are_kept_counted_and_flagged() {
     // Counted once the application's answer is in (a moment after it has them).
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = http
-            .get(format!("{}/metrics", s.api))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = crate::gateway::metrics_text(&http, &s.api).await;
         if metrics.contains("hotsite_receipts_uncorrelated_delivered_total 10") {
             break;
         }
@@ -270,14 +263,7 @@ async fn throttled_refusals_are_in_the_history_and_the_metrics() {
             .count();
     }
     assert!(throttled > 0, "no throttled event in any history");
-    let metrics = http
-        .get(format!("{}/metrics", s.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::gateway::metrics_text(&http, &s.api).await;
     let retried: u64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("hotsite_submits_retried_total "))
