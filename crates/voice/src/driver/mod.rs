@@ -35,6 +35,7 @@ use crate::routing::Cause;
 
 use self::tcp::{Connections, TcpInput};
 
+mod memory;
 mod tcp;
 
 /// Most datagrams handled per wake-up before the answers are sent.
@@ -164,6 +165,7 @@ impl VoiceHandle {
                     branches: 0,
                     tombstones: 0,
                     timers: 0,
+                    capacity: 0,
                 },
             })
     }
@@ -376,6 +378,9 @@ async fn run(
         let now = clock::now();
         if proxy.poll_timeout().is_some_and(|at| at <= now) {
             proxy.handle_timeout(now);
+            if proxy.take_released() {
+                memory::release();
+            }
         }
         flush(&socket, &mut connections, &mut proxy).await;
     }

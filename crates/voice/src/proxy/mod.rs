@@ -162,6 +162,7 @@
 mod dialog;
 mod health;
 mod invite;
+mod limits;
 mod timers;
 mod transport;
 mod wire;
@@ -189,6 +190,7 @@ use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
 use self::wire::{ServerKey, Us};
 
+pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
 pub use self::transport::{Peer, Transmit, Transport};
 
 /// What the proxy core needs to run; built from `[voice]` by
@@ -213,6 +215,14 @@ pub struct ProxyConfig {
     pub t1: Duration,
     /// How long a passive mark holds a trunk without a prober.
     pub passive_hold: Duration,
+    /// Calls held at once at most; an INVITE beyond gets 503 with
+    /// `Retry-After` and leaves no state (DESIGN.md invariant 6).
+    pub max_calls: usize,
+    /// The `Retry-After` of that 503 (whole seconds are sent, at least 1).
+    pub retry_after: Duration,
+    /// Entries the state maps and the timer queue are sized for at start, and
+    /// never shrunk below ([`INITIAL_CAPACITY`] from config; tests use less).
+    pub initial_capacity: usize,
 }
 
 /// One trunk.
@@ -397,6 +407,9 @@ pub struct ProxyStats {
     pub dropped: u64,
     /// CRLF keep-alives.
     pub keepalives: u64,
+    /// New INVITEs answered 503 because `max_calls` calls were held
+    /// (retransmissions of a refused INVITE count again: each is refused).
+    pub refused_over_capacity: u64,
 }
 
 /// Per-trunk counters.
@@ -448,6 +461,9 @@ pub struct Sizes {
     pub tombstones: usize,
     /// Queued deadlines, stale ones included.
     pub timers: usize,
+    /// Room in the largest of the state maps and queues (entries): back to
+    /// the initial size a little after a burst has ended.
+    pub capacity: usize,
 }
 
 /// Entries the state maps and the timer queue are sized for at start.
@@ -503,6 +519,9 @@ pub struct Proxy {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
     stats: ProxyStats,
+    /// The call cap, its refusal and the shrinking of the state after a
+    /// burst (`limits.rs`).
+    limits: limits::Limits,
 }
 
 impl Proxy {
@@ -535,6 +554,7 @@ impl Proxy {
             config.passive_hold,
             now,
         );
+        let limits = limits::Limits::new(&config, now);
         let mut proxy = Proxy {
             us: Us {
                 public: address,
@@ -584,18 +604,19 @@ impl Proxy {
                 .min(config.groups.len().saturating_sub(1)),
             groups: config.groups,
             next_call: 1,
-            calls: HashMap::with_capacity(INITIAL_CAPACITY),
-            call_keys: HashMap::with_capacity(INITIAL_CAPACITY),
-            branches: HashMap::with_capacity(INITIAL_CAPACITY),
-            tombstones: HashSet::with_capacity(INITIAL_CAPACITY),
-            tombstone_queue: VecDeque::with_capacity(INITIAL_CAPACITY),
-            timers: Timers::with_capacity(INITIAL_CAPACITY),
+            calls: HashMap::with_capacity(config.initial_capacity),
+            call_keys: HashMap::with_capacity(config.initial_capacity),
+            branches: HashMap::with_capacity(config.initial_capacity),
+            tombstones: HashSet::with_capacity(config.initial_capacity),
+            tombstone_queue: VecDeque::with_capacity(config.initial_capacity),
+            timers: Timers::with_capacity(config.initial_capacity),
             probers: Vec::new(),
             registrations: Vec::new(),
             stopped_answering: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: ProxyStats::default(),
+            limits,
             rng,
         };
         proxy.start_health(&config.trunks, now);
@@ -658,6 +679,7 @@ impl Proxy {
         self.drain_trunk_events();
         self.drive_health(now, true);
         self.reroute_ringing(now);
+        self.compact_if_due(now);
     }
 
     /// The next message to send and where. Changes after every
@@ -679,6 +701,7 @@ impl Proxy {
             self.tombstone_queue.front().map(|(at, _)| *at),
             self.trunks.poll_timeout(),
             self.health_timeout(),
+            Some(self.limits.next_compact),
         ]
         .into_iter()
         .flatten()
@@ -727,6 +750,7 @@ impl Proxy {
             branches: self.branches.len(),
             tombstones: self.tombstones.len(),
             timers: self.timers.len(),
+            capacity: self.capacities().into_iter().max().unwrap_or(0),
         }
     }
 
