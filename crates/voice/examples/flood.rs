@@ -33,6 +33,13 @@ fn now() -> std::time::Instant {
 
 /// `VmRSS` and `VmHWM` (peak) of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
+    let (rss, hwm, _, _) = rss_detail_kib();
+    (rss, hwm)
+}
+
+/// `VmRSS`, `VmHWM`, and of the RSS: `RssAnon` (heap, stacks) and
+/// `RssFile` (the program's code and libraries), in KiB.
+fn rss_detail_kib() -> (u64, u64, u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -41,7 +48,12 @@ fn rss_kib() -> (u64, u64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        field("VmRSS:"),
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+    )
 }
 
 fn mib(kib: u64) -> f64 {
@@ -126,10 +138,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let proxy = handle.local_addr();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (idle, _) = rss_kib();
+    let (idle, _, anon, file) = rss_detail_kib();
     println!(
-        "idle: RSS {:.1} MiB ({invites} INVITEs to come, max_calls {max_calls})",
-        mib(idle)
+        "idle: RSS {:.1} MiB (anon {:.1}, file {:.1}) ({invites} INVITEs to come, max_calls {max_calls})",
+        mib(idle),
+        mib(anon),
+        mib(file)
     );
 
     // A large receive buffer: the answers must not be lost at the caller.
@@ -210,12 +224,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
         let at = Duration::from_secs((step * 5).min(settle));
         tokio::time::sleep_until((flood_end + at).into()).await;
         let m = handle.metrics();
-        last = rss_kib().0;
+        let (rss, _, anon, file) = rss_detail_kib();
+        last = rss;
         peak_calls = peak_calls.max(m.sizes.calls);
         println!(
-            "+{:>2} s: RSS {:.1} MiB; calls {} branches {} timers {} capacity {}",
+            "+{:>2} s: RSS {:.1} MiB (anon {:.1}, file {:.1}); calls {} branches {} timers {} capacity {}",
             at.as_secs(),
             mib(last),
+            mib(anon),
+            mib(file),
             m.sizes.calls,
             m.sizes.branches,
             m.sizes.timers,

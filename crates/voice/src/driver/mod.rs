@@ -170,6 +170,13 @@ impl VoiceHandle {
             })
     }
 
+    /// A reader of [`VoiceHandle::metrics`] that outlives the borrow of the
+    /// handle: for the API's `/metrics` in the same process.
+    pub fn metrics_reader(&self) -> impl Fn() -> Option<VoiceMetrics> + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.lock().ok().and_then(|s| s.metrics)
+    }
+
     /// Every event from now on (trunk state changes, failovers, call ends).
     /// A receiver that falls more than 1,024 events behind loses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<ProxyEvent> {

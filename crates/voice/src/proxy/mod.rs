@@ -151,6 +151,11 @@
 //! the caller's INVITE once (headers are slices of the datagram it came in)
 //! plus one copy per attempt with our Via.
 //!
+//! At most `max_calls` calls are held: past it a new INVITE is answered 503
+//! with `Retry-After` statelessly (DESIGN.md invariant 6). After a burst the
+//! tables are cut down and regrown, and [`Proxy::take_released`] tells the
+//! driver the burst's memory can go back to the OS (`limits.rs`).
+//!
 //! # Not yet
 //!
 //! TLS; RFC 3261 §18.2.2's fallback to the sent-by port for a response whose
@@ -473,7 +478,8 @@ pub struct Sizes {
 /// of two rehashes every entry in one step: measured at 12.6 ms at ≈ 56,000
 /// branches (benches/failover.rs, `latency_from_start`), over the 5 ms the
 /// issue allows a failover. Sized up front (≈ 8 MB), the proxy meets that
-/// load without growing; beyond it the maps grow as usual.
+/// load without growing; beyond it the maps grow as usual, and shrink back
+/// to this size when the burst is over (`limits.rs`).
 pub const INITIAL_CAPACITY: usize = 65_536;
 
 /// The proxy core. See the module docs.
