@@ -3,10 +3,12 @@
 //! (RSS) idle, at the peak of the flood, and while it settles after.
 //!
 //! ```sh
-//! cargo run --release -p hotsite-voice --example flood -- [INVITES] [MAX_CALLS] [SETTLE_SECONDS]
+//! cargo run --release -p hotsite-voice --example flood -- [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
 //! ```
 //!
-//! Defaults: 20,000 INVITEs, `max_calls` 10,000 (the default), 60 s. The
+//! Defaults: 20,000 INVITEs, `max_calls` 10,000 (the default), 60 s, one
+//! round (more rounds flood again after each settling, to see whether what
+//! stays grows). The
 //! proxy runs in this process on a two-worker tokio runtime as in hotsite,
 //! with default timers, two trunks that read and drop everything (no
 //! probes), and one caller on 127.0.0.1 that sends the INVITEs as fast as
@@ -121,6 +123,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .transpose()?
         .unwrap_or(10_000);
     let settle: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(60);
+    let rounds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
 
     let mut trunks = Vec::new();
     for (i, priority) in [10, 20].into_iter().enumerate() {
@@ -180,75 +183,78 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
     });
 
-    let started = now();
-    let mut peak_calls = 0;
-    let mut peak_rss = idle;
-    for n in 0..invites {
-        caller.send_to(&invite(me, proxy, n), proxy).await?;
-        if n % 250 == 249 {
-            // As fast as the proxy takes them, no faster: more than 2,000
-            // datagrams ahead would overflow its socket buffer and the flood
-            // would test the kernel, not the proxy. At most 10 s per step.
-            let waited = now();
-            while (n + 1).saturating_sub(handle.metrics().stats.datagrams) > 2_000
-                && waited.elapsed() < Duration::from_secs(10)
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+    for round in 1..=rounds {
+        let base = (round - 1) * invites;
+        let started = now();
+        let mut peak_calls = 0;
+        let mut peak_rss = idle;
+        for n in 0..invites {
+            caller.send_to(&invite(me, proxy, base + n), proxy).await?;
+            if n % 250 == 249 {
+                // As fast as the proxy takes them, no faster: more than 2,000
+                // datagrams ahead would overflow its socket buffer and the flood
+                // would test the kernel, not the proxy. At most 10 s per step.
+                let waited = now();
+                while (base + n + 1).saturating_sub(handle.metrics().stats.datagrams) > 2_000
+                    && waited.elapsed() < Duration::from_secs(10)
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                peak_calls = peak_calls.max(handle.metrics().sizes.calls);
+                peak_rss = peak_rss.max(rss_kib().0);
             }
+        }
+        let sent_in = started.elapsed();
+        // The proxy's last batch, and the peak it reaches right after.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             peak_calls = peak_calls.max(handle.metrics().sizes.calls);
             peak_rss = peak_rss.max(rss_kib().0);
         }
-    }
-    let sent_in = started.elapsed();
-    // The proxy's last batch, and the peak it reaches right after.
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        peak_calls = peak_calls.max(handle.metrics().sizes.calls);
-        peak_rss = peak_rss.max(rss_kib().0);
-    }
-    let m = handle.metrics();
-    println!(
-        "flood: {invites} INVITEs sent in {:.2} s; proxy: {} admitted, {} refused over the cap; \
-         caller got {} 100 Trying, {} 503 ({} with Retry-After); peak calls held {peak_calls}",
-        sent_in.as_secs_f64(),
-        m.stats.calls,
-        m.stats.refused_over_capacity,
-        seen.trying.load(Ordering::Relaxed),
-        seen.refused.load(Ordering::Relaxed),
-        seen.refused_with_retry_after.load(Ordering::Relaxed),
-    );
-
-    let flood_end = now();
-    let mut last = idle;
-    for step in 1..=settle.div_ceil(5) {
-        let at = Duration::from_secs((step * 5).min(settle));
-        tokio::time::sleep_until((flood_end + at).into()).await;
         let m = handle.metrics();
-        let (rss, _, anon, file) = rss_detail_kib();
-        last = rss;
-        peak_calls = peak_calls.max(m.sizes.calls);
         println!(
-            "+{:>2} s: RSS {:.1} MiB (anon {:.1}, file {:.1}); calls {} branches {} timers {} capacity {}",
-            at.as_secs(),
+            "flood: {invites} INVITEs sent in {:.2} s; proxy: {} admitted, {} refused over the cap; \
+             caller got {} 100 Trying, {} 503 ({} with Retry-After); peak calls held {peak_calls}",
+            sent_in.as_secs_f64(),
+            m.stats.calls,
+            m.stats.refused_over_capacity,
+            seen.trying.load(Ordering::Relaxed),
+            seen.refused.load(Ordering::Relaxed),
+            seen.refused_with_retry_after.load(Ordering::Relaxed),
+        );
+
+        let flood_end = now();
+        let mut last = idle;
+        for step in 1..=settle.div_ceil(5) {
+            let at = Duration::from_secs((step * 5).min(settle));
+            tokio::time::sleep_until((flood_end + at).into()).await;
+            let m = handle.metrics();
+            let (rss, _, anon, file) = rss_detail_kib();
+            last = rss;
+            peak_calls = peak_calls.max(m.sizes.calls);
+            println!(
+                "+{:>2} s: RSS {:.1} MiB (anon {:.1}, file {:.1}); calls {} branches {} timers {} capacity {}",
+                at.as_secs(),
+                mib(last),
+                mib(anon),
+                mib(file),
+                m.sizes.calls,
+                m.sizes.branches,
+                m.sizes.timers,
+                m.sizes.capacity,
+            );
+        }
+        // The true peak: the kernel's high-water mark of RSS.
+        peak_rss = peak_rss.max(rss_kib().1);
+        println!(
+            "result (round {round}): idle {:.1} MiB, peak {:.1} MiB, +{settle} s {:.1} MiB ({:+.0} % of idle); \
+             peak calls held {peak_calls} (max_calls {max_calls})",
+            mib(idle),
+            mib(peak_rss),
             mib(last),
-            mib(anon),
-            mib(file),
-            m.sizes.calls,
-            m.sizes.branches,
-            m.sizes.timers,
-            m.sizes.capacity,
+            (last as f64 / idle as f64 - 1.0) * 100.0
         );
     }
-    // The true peak: the kernel's high-water mark of RSS.
-    peak_rss = peak_rss.max(rss_kib().1);
-    println!(
-        "result: idle {:.1} MiB, peak {:.1} MiB, +{settle} s {:.1} MiB ({:+.0} % of idle); \
-         peak calls held {peak_calls} (max_calls {max_calls})",
-        mib(idle),
-        mib(peak_rss),
-        mib(last),
-        (last as f64 / idle as f64 - 1.0) * 100.0
-    );
     handle.shutdown().await;
     Ok(())
 }
