@@ -58,6 +58,25 @@ fn rss_detail_kib() -> (u64, u64, u64, u64) {
     )
 }
 
+/// glibc's view of the heap, in KiB: bytes in use (`uordblks` plus
+/// `hblkhd`, the mmapped blocks) and free but kept (`fordblks`). Tells live
+/// memory from memory the allocator holds on to.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc_kib() -> (u64, u64) {
+    // SAFETY: mallinfo2 only reads glibc's counters under its locks.
+    #[allow(unsafe_code)]
+    let info = unsafe { libc::mallinfo2() };
+    (
+        ((info.uordblks + info.hblkhd) / 1024) as u64,
+        (info.fordblks / 1024) as u64,
+    )
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc_kib() -> (u64, u64) {
+    (0, 0)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -142,11 +161,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle, _, anon, file) = rss_detail_kib();
+    let (used, free) = malloc_kib();
     println!(
-        "idle: RSS {:.1} MiB (anon {:.1}, file {:.1}) ({invites} INVITEs to come, max_calls {max_calls})",
+        "idle: RSS {:.1} MiB (anon {:.1}, file {:.1}; malloc in use {:.1}, free {:.1}) ({invites} INVITEs to come, max_calls {max_calls})",
         mib(idle),
         mib(anon),
-        mib(file)
+        mib(file),
+        mib(used),
+        mib(free),
     );
 
     // A large receive buffer: the answers must not be lost at the caller.
@@ -230,14 +252,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
             tokio::time::sleep_until((flood_end + at).into()).await;
             let m = handle.metrics();
             let (rss, _, anon, file) = rss_detail_kib();
+            let (used, free) = malloc_kib();
             last = rss;
             peak_calls = peak_calls.max(m.sizes.calls);
             println!(
-                "+{:>2} s: RSS {:.1} MiB (anon {:.1}, file {:.1}); calls {} branches {} timers {} capacity {}",
+                "+{:>2} s: RSS {:.1} MiB (anon {:.1}, file {:.1}; malloc in use {:.1}, free {:.1}); calls {} branches {} timers {} capacity {}",
                 at.as_secs(),
                 mib(last),
                 mib(anon),
                 mib(file),
+                mib(used),
+                mib(free),
                 m.sizes.calls,
                 m.sizes.branches,
                 m.sizes.timers,
