@@ -206,6 +206,8 @@ impl Drop for VoiceHandle {
 /// Validates `config`, binds its socket and starts the proxy task.
 pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
     config.validate()?;
+    // A flood's memory must go back when it is over (DESIGN.md invariant 6).
+    memory::configure();
     let listen = config.listen_addr()?;
     let (socket, listener) = bind_both(listen)?;
     let local_addr = socket.local_addr()?;
