@@ -17,13 +17,20 @@
 //!
 //! The maps and queues are sized for `initial_capacity` entries at start
 //! (see [`INITIAL_CAPACITY`](super::INITIAL_CAPACITY)) and grow past it in a
-//! burst. Every [`COMPACT_EVERY`] each one whose entries fill at most a
-//! quarter of its room is shrunk to twice its entries, never below the
-//! initial size; stale deadlines are dropped from the timer queue when they
-//! are most of it. Then, when the state shrank or a burst of calls has
-//! ended, [`Proxy::take_released`] tells the driver that much memory was
-//! freed, so it can hand it back to the operating system (the allocator
-//! keeps freed memory otherwise: see `driver/memory.rs`).
+//! burst. They are looked at every [`COMPACT_EVERY`]:
+//!
+//! - When a burst has ended (at least 1,024 entries held at its peak, at
+//!   most a quarter of that now), every table is cut down to its entries
+//!   and [`Proxy::take_released`] tells the driver to hand the freed memory
+//!   back to the operating system (`driver/memory.rs`); at the next look the
+//!   tables regrow to the initial size, in memory that is no longer
+//!   resident. (A table keeps every page a burst touched resident whatever
+//!   its size, and a new one made at once would reuse the burst's resident
+//!   memory.)
+//! - Otherwise a table whose entries fill at most a quarter of its room is
+//!   shrunk to twice its entries, never below the initial size.
+//! - Stale deadlines are dropped from the timer queue when they are most of
+//!   it.
 
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
