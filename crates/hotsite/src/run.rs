@@ -68,13 +68,31 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
 fn voice_extras(voice: &hotsite_voice::VoiceHandle) -> Extras {
     let status = voice.status_reader();
     let metrics = voice.status_reader();
+    let calls = voice.metrics_reader();
     Extras {
         status: vec![(
             "trunks".to_owned(),
             Arc::new(move || Value::Array(status().iter().map(trunk_json).collect())),
         )],
-        metrics: vec![Arc::new(move || trunk_metrics(&metrics()))],
+        metrics: vec![
+            Arc::new(move || trunk_metrics(&metrics())),
+            Arc::new(move || calls().map(|m| call_metrics(&m)).unwrap_or_default()),
+        ],
     }
+}
+
+/// The calls held against `voice.max_calls` and the INVITEs refused past it
+/// (DESIGN.md invariant 6).
+fn call_metrics(m: &hotsite_voice::VoiceMetrics) -> String {
+    format!(
+        "# HELP hotsite_voice_calls_in_progress Calls the voice proxy holds (at most voice.max_calls).\n\
+         # TYPE hotsite_voice_calls_in_progress gauge\n\
+         hotsite_voice_calls_in_progress {}\n\
+         # HELP hotsite_voice_calls_refused_total INVITEs answered 503 because voice.max_calls calls were held.\n\
+         # TYPE hotsite_voice_calls_refused_total counter\n\
+         hotsite_voice_calls_refused_total {}\n",
+        m.sizes.calls, m.stats.refused_over_capacity
+    )
 }
 
 fn trunk_json(trunk: &TrunkStatusView) -> Value {

@@ -33,7 +33,9 @@ use hotsite_sip::message::{
     parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
     StatusCode, Uri,
 };
-use hotsite_voice::proxy::{GroupSetup, Proxy, ProxyConfig, Transmit, Transport, TrunkSetup};
+use hotsite_voice::proxy::{
+    GroupSetup, Proxy, ProxyConfig, Transmit, Transport, TrunkSetup, INITIAL_CAPACITY,
+};
 use hotsite_voice::routing::{Distribution, TrunkSpec};
 
 const PROXY: &str = "10.0.0.1:5060";
@@ -106,6 +108,10 @@ fn config() -> ProxyConfig {
         invite_final_timeout: Duration::from_secs(120),
         t1: Duration::from_millis(500),
         passive_hold: Duration::from_secs(30),
+        // The bench measures the maps at their largest, not the cap.
+        max_calls: 1_000_000,
+        retry_after: Duration::from_secs(5),
+        initial_capacity: INITIAL_CAPACITY,
     }
 }
 

@@ -7,6 +7,8 @@
 //! public_address = "203.0.113.5:5060"   # Via and Record-Route; default: listen
 //! invite_timeout = "2s"                 # no reply at all → next trunk (SPEC V1)
 //! invite_final_timeout = "120s"         # after a provisional: ring time
+//! max_calls = 10000                     # calls held at once; beyond: 503 (DESIGN.md inv. 6)
+//! retry_after = "5s"                    # the Retry-After of that 503
 //!
 //! [[voice.trunks]]
 //! name = "carrier-a-1"
@@ -37,7 +39,9 @@ use hotsite_core::Secret;
 use hotsite_sip::message::Uri;
 use serde::{Deserialize, Deserializer};
 
-use crate::proxy::{GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup};
+use crate::proxy::{
+    GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup, INITIAL_CAPACITY,
+};
 use crate::routing::{Distribution, TrunkSpec};
 
 /// The `[voice]` section.
@@ -74,6 +78,18 @@ pub struct VoiceConfig {
     /// them. Default: 30 s.
     #[serde(default = "default_passive_hold", deserialize_with = "duration")]
     pub passive_hold: Duration,
+    /// Calls the proxy holds state for at once: from the INVITE until its
+    /// transaction ends (for a call answered with an error, until the
+    /// caller's ACK, plus timer I over UDP). An INVITE beyond this is answered
+    /// `503 Service Unavailable` with `Retry-After` at once and leaves no
+    /// state (DESIGN.md invariant 6: a flood must not grow the proxy without
+    /// bound). 1 to 1,000,000. Default: 10,000.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// The `Retry-After` of that 503: when the caller may try again. Whole
+    /// seconds, 1 s to 1 h. Default: 5 s.
+    #[serde(default = "default_retry_after", deserialize_with = "duration")]
+    pub retry_after: Duration,
     /// The group for calls that match no group's `prefixes`. Default: the
     /// first group.
     #[serde(default)]
@@ -247,6 +263,8 @@ impl VoiceConfig {
             invite_final_timeout: default_invite_final_timeout(),
             t1: default_t1(),
             passive_hold: default_passive_hold(),
+            max_calls: default_max_calls(),
+            retry_after: default_retry_after(),
             default_group: None,
             trunks,
             groups: Vec::new(),
@@ -298,6 +316,27 @@ impl VoiceConfig {
             Duration::from_secs(1),
             Duration::from_secs(86_400),
         );
+        if !(1..=MAX_CALLS_LIMIT).contains(&self.max_calls) {
+            issues.add(
+                "voice.max_calls",
+                format!("must be 1 to {MAX_CALLS_LIMIT}, got {}", self.max_calls),
+            );
+        }
+        issues.timer(
+            "voice.retry_after",
+            self.retry_after,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        if self.retry_after.subsec_nanos() != 0 {
+            issues.add(
+                "voice.retry_after",
+                format!(
+                    "must be whole seconds (Retry-After counts seconds), got {:?}",
+                    self.retry_after
+                ),
+            );
+        }
         if self.trunks.is_empty() {
             issues.add("voice.trunks", "at least one trunk is required".into());
         }
@@ -553,6 +592,9 @@ impl VoiceConfig {
             invite_final_timeout: self.invite_final_timeout,
             t1: self.t1,
             passive_hold: self.passive_hold,
+            max_calls: self.max_calls,
+            retry_after: self.retry_after,
+            initial_capacity: INITIAL_CAPACITY,
         })
     }
 }
@@ -653,6 +695,18 @@ fn default_t1() -> Duration {
 
 fn default_passive_hold() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_max_calls() -> usize {
+    10_000
+}
+
+/// The largest `max_calls` accepted: each call holds a few KiB (its INVITE
+/// once per attempt), so this is already gigabytes.
+const MAX_CALLS_LIMIT: usize = 1_000_000;
+
+fn default_retry_after() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_probe_interval() -> Duration {

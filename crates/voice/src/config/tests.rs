@@ -208,3 +208,43 @@ fn no_trunks_is_an_error() {
         ["voice.trunks: at least one trunk is required"]
     );
 }
+
+/// DESIGN.md invariant 6: the call cap and its Retry-After default to 10,000
+/// and 5 s, reach the proxy core, and bad values name their key.
+#[test]
+fn max_calls_and_retry_after_default_reach_the_proxy_and_are_checked() {
+    let text = |extra: &str| {
+        format!(
+            "[voice]\nlisten = \"127.0.0.1:5060\"\n{extra}\n[[voice.trunks]]\nname = \"a\"\n\
+             address = \"192.0.2.10:5060\"\nmedia_region = \"eu\"\nfailover_region = \"eu\"\n"
+        )
+    };
+    let config = parse(&text(""));
+    assert_eq!(
+        (config.max_calls, config.retry_after),
+        (10_000, Duration::from_secs(5))
+    );
+    let proxy = parse(&text("max_calls = 250\nretry_after = \"30s\""))
+        .proxy_config("127.0.0.1:5060".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (proxy.max_calls, proxy.retry_after),
+        (250, Duration::from_secs(30))
+    );
+    assert_eq!(proxy.initial_capacity, crate::proxy::INITIAL_CAPACITY);
+
+    assert_eq!(
+        issues(&parse(&text("max_calls = 0\nretry_after = \"1500ms\""))),
+        [
+            "voice.max_calls: must be 1 to 1000000, got 0",
+            "voice.retry_after: must be whole seconds (Retry-After counts seconds), got 1.5s",
+        ]
+    );
+    assert_eq!(
+        issues(&parse(&text("max_calls = 2000000\nretry_after = \"2h\""))),
+        [
+            "voice.max_calls: must be 1 to 1000000, got 2000000",
+            "voice.retry_after: must be at most 3600s, got 7200s",
+        ]
+    );
+}

@@ -35,6 +35,7 @@ use crate::routing::Cause;
 
 use self::tcp::{Connections, TcpInput};
 
+mod memory;
 mod tcp;
 
 /// Most datagrams handled per wake-up before the answers are sent.
@@ -164,8 +165,16 @@ impl VoiceHandle {
                     branches: 0,
                     tombstones: 0,
                     timers: 0,
+                    capacity: 0,
                 },
             })
+    }
+
+    /// A reader of [`VoiceHandle::metrics`] that outlives the borrow of the
+    /// handle: for the API's `/metrics` in the same process.
+    pub fn metrics_reader(&self) -> impl Fn() -> Option<VoiceMetrics> + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.lock().ok().and_then(|s| s.metrics)
     }
 
     /// Every event from now on (trunk state changes, failovers, call ends).
@@ -197,6 +206,8 @@ impl Drop for VoiceHandle {
 /// Validates `config`, binds its socket and starts the proxy task.
 pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
     config.validate()?;
+    // A flood's memory must go back when it is over (DESIGN.md invariant 6).
+    memory::configure();
     let listen = config.listen_addr()?;
     let (socket, listener) = bind_both(listen)?;
     let local_addr = socket.local_addr()?;
@@ -376,6 +387,9 @@ async fn run(
         let now = clock::now();
         if proxy.poll_timeout().is_some_and(|at| at <= now) {
             proxy.handle_timeout(now);
+            if proxy.take_released() {
+                memory::release();
+            }
         }
         flush(&socket, &mut connections, &mut proxy).await;
     }

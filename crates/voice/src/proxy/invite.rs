@@ -190,6 +190,12 @@ impl Proxy {
             );
             return;
         }
+        // Past the cap, refused before anything is kept (DESIGN.md invariant
+        // 6): no trunk sees it, and its retransmissions are refused again.
+        if self.at_capacity() {
+            self.refuse_over_capacity(now, from, &request, &via);
+            return;
+        }
         let caller = wire::stamp_via(&mut request.headers, &via, from);
         if request.headers.decrement_max_forwards().is_err() {
             self.reply_to(caller, &request, StatusCode::TOO_MANY_HOPS, None);
@@ -241,6 +247,7 @@ impl Proxy {
         );
         self.call_keys.insert(key, id);
         self.stats.calls += 1;
+        self.note_admitted();
         self.drive_call(now, id, false);
         self.advance(now, id);
     }

@@ -151,6 +151,11 @@
 //! the caller's INVITE once (headers are slices of the datagram it came in)
 //! plus one copy per attempt with our Via.
 //!
+//! At most `max_calls` calls are held: past it a new INVITE is answered 503
+//! with `Retry-After` statelessly (DESIGN.md invariant 6). After a burst the
+//! tables are cut down and regrown, and [`Proxy::take_released`] tells the
+//! driver the burst's memory can go back to the OS (`limits.rs`).
+//!
 //! # Not yet
 //!
 //! TLS; RFC 3261 §18.2.2's fallback to the sent-by port for a response whose
@@ -162,6 +167,7 @@
 mod dialog;
 mod health;
 mod invite;
+mod limits;
 mod timers;
 mod transport;
 mod wire;
@@ -189,6 +195,7 @@ use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
 use self::wire::{ServerKey, Us};
 
+pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
 pub use self::transport::{Peer, Transmit, Transport};
 
 /// What the proxy core needs to run; built from `[voice]` by
@@ -213,6 +220,14 @@ pub struct ProxyConfig {
     pub t1: Duration,
     /// How long a passive mark holds a trunk without a prober.
     pub passive_hold: Duration,
+    /// Calls held at once at most; an INVITE beyond gets 503 with
+    /// `Retry-After` and leaves no state (DESIGN.md invariant 6).
+    pub max_calls: usize,
+    /// The `Retry-After` of that 503 (whole seconds are sent, at least 1).
+    pub retry_after: Duration,
+    /// Entries the state maps and the timer queue are sized for at start, and
+    /// never shrunk below ([`INITIAL_CAPACITY`] from config; tests use less).
+    pub initial_capacity: usize,
 }
 
 /// One trunk.
@@ -397,6 +412,9 @@ pub struct ProxyStats {
     pub dropped: u64,
     /// CRLF keep-alives.
     pub keepalives: u64,
+    /// New INVITEs answered 503 because `max_calls` calls were held
+    /// (retransmissions of a refused INVITE count again: each is refused).
+    pub refused_over_capacity: u64,
 }
 
 /// Per-trunk counters.
@@ -448,6 +466,9 @@ pub struct Sizes {
     pub tombstones: usize,
     /// Queued deadlines, stale ones included.
     pub timers: usize,
+    /// Room in the largest of the state maps and queues (entries): back to
+    /// the initial size a little after a burst has ended.
+    pub capacity: usize,
 }
 
 /// Entries the state maps and the timer queue are sized for at start.
@@ -457,7 +478,8 @@ pub struct Sizes {
 /// of two rehashes every entry in one step: measured at 12.6 ms at ≈ 56,000
 /// branches (benches/failover.rs, `latency_from_start`), over the 5 ms the
 /// issue allows a failover. Sized up front (≈ 8 MB), the proxy meets that
-/// load without growing; beyond it the maps grow as usual.
+/// load without growing; beyond it the maps grow as usual, and shrink back
+/// to this size when the burst is over (`limits.rs`).
 pub const INITIAL_CAPACITY: usize = 65_536;
 
 /// The proxy core. See the module docs.
@@ -503,6 +525,9 @@ pub struct Proxy {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
     stats: ProxyStats,
+    /// The call cap, its refusal and the shrinking of the state after a
+    /// burst (`limits.rs`).
+    limits: limits::Limits,
 }
 
 impl Proxy {
@@ -535,6 +560,7 @@ impl Proxy {
             config.passive_hold,
             now,
         );
+        let limits = limits::Limits::new(&config, now);
         let mut proxy = Proxy {
             us: Us {
                 public: address,
@@ -584,18 +610,19 @@ impl Proxy {
                 .min(config.groups.len().saturating_sub(1)),
             groups: config.groups,
             next_call: 1,
-            calls: HashMap::with_capacity(INITIAL_CAPACITY),
-            call_keys: HashMap::with_capacity(INITIAL_CAPACITY),
-            branches: HashMap::with_capacity(INITIAL_CAPACITY),
-            tombstones: HashSet::with_capacity(INITIAL_CAPACITY),
-            tombstone_queue: VecDeque::with_capacity(INITIAL_CAPACITY),
-            timers: Timers::with_capacity(INITIAL_CAPACITY),
+            calls: HashMap::with_capacity(config.initial_capacity),
+            call_keys: HashMap::with_capacity(config.initial_capacity),
+            branches: HashMap::with_capacity(config.initial_capacity),
+            tombstones: HashSet::with_capacity(config.initial_capacity),
+            tombstone_queue: VecDeque::with_capacity(config.initial_capacity),
+            timers: Timers::with_capacity(config.initial_capacity),
             probers: Vec::new(),
             registrations: Vec::new(),
             stopped_answering: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: ProxyStats::default(),
+            limits,
             rng,
         };
         proxy.start_health(&config.trunks, now);
@@ -658,6 +685,7 @@ impl Proxy {
         self.drain_trunk_events();
         self.drive_health(now, true);
         self.reroute_ringing(now);
+        self.compact_if_due(now);
     }
 
     /// The next message to send and where. Changes after every
@@ -679,6 +707,7 @@ impl Proxy {
             self.tombstone_queue.front().map(|(at, _)| *at),
             self.trunks.poll_timeout(),
             self.health_timeout(),
+            Some(self.limits.next_compact),
         ]
         .into_iter()
         .flatten()
@@ -727,6 +756,7 @@ impl Proxy {
             branches: self.branches.len(),
             tombstones: self.tombstones.len(),
             timers: self.timers.len(),
+            capacity: self.capacities().into_iter().max().unwrap_or(0),
         }
     }
 

@@ -68,4 +68,20 @@ impl Timers {
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
+
+    /// Room for entries.
+    pub(crate) fn capacity(&self) -> usize {
+        self.heap.capacity()
+    }
+
+    /// Keeps only the entries `keep` says are live (stale ones would be
+    /// skipped when popped anyway).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(Instant, &TimerRef) -> bool) {
+        self.heap.retain(|Reverse((at, owner))| keep(*at, owner));
+    }
+
+    /// The queue itself, for shrinking.
+    pub(crate) fn heap_mut(&mut self) -> &mut BinaryHeap<Reverse<(Instant, TimerRef)>> {
+        &mut self.heap
+    }
 }

@@ -2,4 +2,5 @@
 //! tiny trunks and a caller written here.
 
 mod driver;
+mod flood;
 mod sipp;

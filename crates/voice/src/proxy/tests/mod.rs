@@ -5,6 +5,7 @@
 mod dialog;
 mod failover;
 mod health;
+mod limits;
 mod ringing;
 mod robustness;
 mod tcp;
@@ -78,6 +79,9 @@ fn config() -> ProxyConfig {
         invite_final_timeout: Duration::from_secs(120),
         t1: Duration::from_millis(500),
         passive_hold: Duration::from_secs(30),
+        max_calls: 10_000,
+        retry_after: Duration::from_secs(5),
+        initial_capacity: INITIAL_CAPACITY,
     }
 }
 
