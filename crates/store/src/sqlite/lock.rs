@@ -17,6 +17,24 @@ pub(crate) struct StoreLock {
     _file: File,
 }
 
+/// How long a lock held by someone else is waited for before it is reported.
+/// A lock outlives its holder's `close` while a child process forked by the same
+/// process (any thread, any library) has not yet exec'd: the fork shares the open
+/// file. A moment's patience covers that; a real second gateway is reported
+/// after it.
+const PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn lock_exclusive(file: &File) -> Result<(), rustix::io::Errno> {
+    let tries = 10;
+    for _ in 1..tries {
+        match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) => std::thread::sleep(PATIENCE / tries),
+            other => return other,
+        }
+    }
+    flock(file, FlockOperation::NonBlockingLockExclusive)
+}
+
 /// The lock file of the database at `path`.
 pub(crate) fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -35,7 +53,7 @@ pub(crate) fn acquire(path: &Path) -> Result<StoreLock, StoreError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(|error| StoreError::Io(format!("{}: {error}", doing())))?;
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+    match lock_exclusive(&file) {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
             let mut holder = String::new();
