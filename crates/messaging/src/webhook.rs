@@ -148,6 +148,14 @@ pub async fn run_webhooks<S: Store>(
             return;
         }
     };
+    // Parsed once, not on every POST.
+    let url = match reqwest::Url::parse(&config.url) {
+        Ok(url) => url,
+        Err(error) => {
+            tracing::error!(%error, url = %config.url, "the webhook URL is not valid; webhooks are not delivered");
+            return;
+        }
+    };
     let config = Arc::new(config);
     let concurrency = config.concurrency.max(1);
     let store = &store;
@@ -168,9 +176,10 @@ pub async fn run_webhooks<S: Store>(
             let Some(row) = queue.pop_front() else { break };
             let http = http.clone();
             let config = config.clone();
+            let url = url.clone();
             seed += 1;
             attempts.spawn(async move {
-                let ok = deliver(&http, &config, &row).await;
+                let ok = deliver(&http, &config, url, &row).await;
                 (row, ok, seed)
             });
         }
@@ -295,13 +304,18 @@ fn delay_for_attempt(config: BackoffConfig, attempts: u32, seed: u64) -> Duratio
     backoff.next_delay()
 }
 
-async fn deliver(http: &reqwest::Client, config: &WebhookConfig, row: &PendingInbound) -> bool {
+async fn deliver(
+    http: &reqwest::Client,
+    config: &WebhookConfig,
+    url: reqwest::Url,
+    row: &PendingInbound,
+) -> bool {
     let Ok(body) = serde_json::to_vec(&WebhookBody::new(row)) else {
         return false;
     };
     let signature = sign(&config.secret, &body);
     let sent = http
-        .post(&config.url)
+        .post(url)
         .header("content-type", "application/json")
         .header(SIGNATURE_HEADER, signature)
         .body(body)
