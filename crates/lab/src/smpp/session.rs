@@ -72,11 +72,10 @@ pub(crate) struct Session {
     closing: bool,
 }
 
-/// A `deliver_sm` written and waiting for its response.
+/// A `deliver_sm` written and waiting for its response; unanswered by its
+/// deadline in `Session::deadlines` (`deliveries.response_timeout_ms`), it failed.
 struct Unacked {
     delivery: Delivery,
-    /// Unanswered by then, it failed (`deliveries.response_timeout_ms`).
-    deadline: Instant,
 }
 
 enum BindState {
@@ -558,8 +557,7 @@ impl Session {
                 let timeout =
                     Duration::from_millis(self.shared.config.deliveries.response_timeout_ms);
                 let deadline = self.shared.clock.now() + timeout;
-                self.unacked
-                    .insert(sequence, Unacked { delivery, deadline });
+                self.unacked.insert(sequence, Unacked { delivery });
                 self.deadlines.push_back((deadline, sequence));
                 Some(frame)
             }
