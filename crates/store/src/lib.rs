@@ -54,27 +54,27 @@
 //!    still commit. The caller learns the outcome by repeating the request with the
 //!    same key (which is exactly what idempotency keys are for).
 //! 10. **References (SPEC M16).** Each message gets its `user_message_reference`
-//!    when it is accepted: the next of its destination's sequence while the
-//!    destination had a message within [`SqliteOptions::reference_window_ms`]
-//!    (default 24 h), else a fresh start. So a reference comes back for a
-//!    destination only after 65,536 other messages to it. A destination that gets
-//!    more than 65,536 messages inside the window reuses its references, oldest
-//!    first; a provider that remembers them drops such a submit as a repeat and
-//!    answers with the earlier message's id. An [`Update::Submitted`] whose
-//!    provider id is another message's to the same destination is therefore not
-//!    recorded as sent: the message stays `Queued` with the destination's next
-//!    reference, and after a second such answer with none (sent without the TLV,
-//!    so the provider cannot drop it, nor a resend of it after an ambiguous
-//!    submit); [`Store::update`] returns it as a [`Resubmit`] and its history
-//!    has a `reference_collision` line. A third such answer is taken as sent (the
-//!    provider's ids are then not unique).
+//!     when it is accepted: the next of its destination's sequence while the
+//!     destination had a message within [`SqliteOptions::reference_window_ms`]
+//!     (default 24 h), else a fresh start. So a reference comes back for a
+//!     destination only after 65,536 other messages to it. A destination that gets
+//!     more than 65,536 messages inside the window reuses its references, oldest
+//!     first; a provider that remembers them drops such a submit as a repeat and
+//!     answers with the earlier message's id. An [`Update::Submitted`] whose
+//!     provider id is another message's to the same destination is therefore not
+//!     recorded as sent: the message stays `Queued` with the destination's next
+//!     reference, and after a second such answer with none (sent without the TLV,
+//!     so the provider cannot drop it, nor a resend of it after an ambiguous
+//!     submit); [`Store::update`] returns it as a [`Resubmit`] and its history
+//!     has a `reference_collision` line. A third such answer is taken as sent (the
+//!     provider's ids are then not unique).
 //! 11. **One owner (SPEC M17).** [`SqliteStore::open`] takes an exclusive `flock`
-//!    on `<database>.lock` before it touches the file, and holds it until the last
-//!    handle is dropped: a second process gets [`StoreError::Locked`] naming the
-//!    holder. The kernel releases it when the process ends, `kill -9` included.
+//!     on `<database>.lock` before it touches the file, and holds it until the last
+//!     handle is dropped: a second process gets [`StoreError::Locked`] naming the
+//!     holder. The kernel releases it when the process ends, `kill -9` included.
 //! 12. **MO repeats in a sliding window (SPEC M8).** An inbound item with
-//!    [`NewInbound::dedupe_window_ms`] is a repeat when a copy with the same key
-//!    was stored within that window before it (the first copy's time counts).
+//!     [`NewInbound::dedupe_window_ms`] is a repeat when a copy with the same key
+//!     was stored within that window before it (the first copy's time counts).
 //!
 //! Dropping the last clone of a [`SqliteStore`] closes the channels and joins the
 //! writer and reader threads (the writer finishes the batch it holds first).
