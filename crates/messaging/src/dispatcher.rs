@@ -328,14 +328,14 @@ impl Recorder {
 /// refuses on its own (an unknown id) must not hold the others back: the batch
 /// is then written one by one and the refused ones are logged.
 async fn write<S: Store>(store: &S, updates: Vec<Update>) -> Vec<Resubmit> {
-    match write_retrying(store, updates.clone()).await {
+    match write_retrying(store, &updates).await {
         Ok(resubmits) => return resubmits,
         Err(_unknown) => {}
     }
     let mut resubmits = Vec::new();
     for update in updates {
         let id = update.id();
-        match write_retrying(store, vec![update]).await {
+        match write_retrying(store, std::slice::from_ref(&update)).await {
             Ok(more) => resubmits.extend(more),
             Err(error) => tracing::error!(%id, %error, "outcome not recorded: no such message"),
         }
@@ -346,11 +346,12 @@ async fn write<S: Store>(store: &S, updates: Vec<Update>) -> Vec<Resubmit> {
 /// `Err` only for an unknown message; every other failure is retried.
 async fn write_retrying<S: Store>(
     store: &S,
-    updates: Vec<Update>,
+    updates: &[Update],
 ) -> Result<Vec<Resubmit>, StoreError> {
     let mut failures = 0u64;
     loop {
-        match store.update(updates.clone()).await {
+        // One copy per attempt: the store takes its batch by value.
+        match store.update(updates.to_vec()).await {
             Ok(resubmits) => {
                 if failures > 0 {
                     tracing::info!(

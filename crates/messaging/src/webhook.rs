@@ -5,13 +5,16 @@
 //! failed to answer a delivery in time, in which case the same `id` comes again
 //! and the application dedupes on it.
 
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hotsite_core::{Backoff, BackoffConfig};
-use hotsite_store::{InboundKind, InboundUpdate, PendingInbound, Store};
+use hotsite_store::{InboundKind, InboundUpdate, PendingInbound, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +100,40 @@ impl<'a> WebhookBody<'a> {
     }
 }
 
+/// Inbox rows read per page. Big enough that a page outlasts the commit of the
+/// previous page's results, so deliveries never wait for an fsync.
+const PAGE: usize = 1024;
+/// Rows held at most (read, being delivered, or delivered and not yet recorded).
+const MAX_HELD: usize = 4 * PAGE;
+/// How long to wait before reading again when nothing was due, unless woken.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// What the one store request in progress answered.
+enum StoreDone {
+    Read(Result<Vec<PendingInbound>, StoreError>),
+    Recorded(Vec<InboundUpdate>, Result<(), StoreError>),
+}
+
+/// What woke the loop.
+enum Event {
+    Store(StoreDone),
+    Delivered(Result<(PendingInbound, bool, u64), tokio::task::JoinError>),
+    Wake,
+    Shutdown,
+}
+
+type StoreFuture<'s> = Pin<Box<dyn Future<Output = StoreDone> + Send + 's>>;
+
 /// Runs until `shutdown`; `wake` is notified when something was stored.
+///
+/// A pipeline, so that the rate is not one page per commit: pages of [`PAGE`]
+/// rows are read, `concurrency` POSTs are in flight, and finished rows are
+/// recorded in batches while the next rows are being posted. One store request
+/// at a time, reads and records alternating: a read therefore starts after the
+/// previous record committed, and every row read but not yet recorded is `held`
+/// and skipped by later reads. So a row is offered once in normal operation
+/// (SPEC M15: again only after a failed attempt, or after a crash before its
+/// record), and marked delivered only after the application's 2xx.
 pub async fn run_webhooks<S: Store>(
     store: S,
     config: WebhookConfig,
@@ -112,74 +148,149 @@ pub async fn run_webhooks<S: Store>(
             return;
         }
     };
-    let mut seed = 1u64;
-    loop {
-        let due = match store
-            .pending_inbound(clock::now_ms(), config.concurrency)
-            .await
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the inbox");
-                Vec::new()
-            }
-        };
-        if due.is_empty() {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            continue;
+    // Parsed once, not on every POST.
+    let url = match reqwest::Url::parse(&config.url) {
+        Ok(url) => url,
+        Err(error) => {
+            tracing::error!(%error, url = %config.url, "the webhook URL is not valid; webhooks are not delivered");
+            return;
         }
-        let mut attempts = tokio::task::JoinSet::new();
-        let mut updates = Vec::new();
-        // A receipt that overtook its submit response is offered only after the
-        // store's correlation wait, or as soon as its message is known (SPEC M13).
-        for row in due {
+    };
+    let config = Arc::new(config);
+    let concurrency = config.concurrency.max(1);
+    let store = &store;
+    let mut seed = 1u64;
+    let mut held: HashSet<i64> = HashSet::new();
+    let mut queue: VecDeque<PendingInbound> = VecDeque::new();
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut finished: Vec<InboundUpdate> = Vec::new();
+    let mut request: Option<StoreFuture<'_>> = None;
+    let mut last_was_record = true;
+    let mut record_failures = 0u64;
+    // Nothing more was due at the last read: wait for a wake or the poll interval.
+    let mut idle = false;
+    let mut poll = Box::pin(tokio::time::sleep(IDLE_POLL));
+    let mut stopping = false;
+    loop {
+        while !stopping && attempts.len() < concurrency {
+            let Some(row) = queue.pop_front() else { break };
             let http = http.clone();
             let config = config.clone();
+            let url = url.clone();
             seed += 1;
             attempts.spawn(async move {
-                let ok = deliver(&http, &config, &row).await;
+                let ok = deliver(&http, &config, url, &row).await;
                 (row, ok, seed)
             });
         }
-        while let Some(Ok((row, ok, seed))) = attempts.join_next().await {
-            let now = clock::now_ms();
-            if ok {
-                Metrics::inc(&metrics.webhooks_delivered_total);
-                if row.kind == InboundKind::Receipt && row.message_id.is_none() {
-                    Metrics::inc(&metrics.receipts_uncorrelated_delivered_total);
-                }
-                updates.push(InboundUpdate::Delivered {
-                    id: row.id,
-                    at_ms: now,
-                });
-            } else {
-                Metrics::inc(&metrics.webhooks_failed_attempts_total);
-                let delay = delay_for_attempt(config.backoff, row.attempts, seed);
-                updates.push(InboundUpdate::Retry {
-                    id: row.id,
-                    next_attempt_at_ms: now + delay.as_millis() as i64,
-                });
+        if request.is_none() {
+            let want_read = !stopping && !idle && queue.len() < PAGE / 2 && held.len() < MAX_HELD;
+            if want_read && (finished.is_empty() || last_was_record) {
+                // Every held row is still due, so reading past them finds up to
+                // a page of new ones.
+                let limit = held.len() + PAGE;
+                last_was_record = false;
+                request = Some(Box::pin(async move {
+                    StoreDone::Read(store.pending_inbound(clock::now_ms(), limit).await)
+                }));
+            } else if !finished.is_empty() {
+                let updates = std::mem::take(&mut finished);
+                let pause = record_failures > 0;
+                last_was_record = true;
+                request = Some(Box::pin(async move {
+                    if pause {
+                        tokio::time::sleep(IDLE_POLL).await;
+                    }
+                    let result = store.update_inbound(updates.clone()).await;
+                    StoreDone::Recorded(updates, result)
+                }));
             }
         }
-        // Recorded before the next round, retrying while the store cannot take it
-        // (a full disk): what the application has is not offered to it again.
-        let mut failures = 0u64;
-        while let Err(error) = store.update_inbound(updates.clone()).await {
-            if failures % 60 == 0 {
-                tracing::error!(%error, "cannot record webhook results; retrying until the store takes them");
-            }
-            failures += 1;
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-        if shutdown.is_cancelled() {
+        if stopping && request.is_none() && attempts.is_empty() {
             return;
+        }
+        let event = tokio::select! {
+            done = async { request.as_mut().expect("guarded").await }, if request.is_some() => {
+                Event::Store(done)
+            }
+            Some(joined) = attempts.join_next(), if !attempts.is_empty() => Event::Delivered(joined),
+            () = wake.notified(), if idle => Event::Wake,
+            () = &mut poll, if idle => Event::Wake,
+            () = shutdown.cancelled(), if !stopping => Event::Shutdown,
+        };
+        match event {
+            Event::Store(done) => {
+                request = None;
+                match done {
+                    StoreDone::Read(Ok(due)) => {
+                        idle = due.len() < held.len() + PAGE;
+                        if idle {
+                            poll.set(tokio::time::sleep(IDLE_POLL));
+                        }
+                        for row in due {
+                            if held.insert(row.id) {
+                                queue.push_back(row);
+                            }
+                        }
+                    }
+                    StoreDone::Read(Err(error)) => {
+                        tracing::error!(%error, "cannot read the inbox");
+                        idle = true;
+                        poll.set(tokio::time::sleep(IDLE_POLL));
+                    }
+                    StoreDone::Recorded(updates, Ok(())) => {
+                        record_failures = 0;
+                        for update in &updates {
+                            let (InboundUpdate::Delivered { id, .. }
+                            | InboundUpdate::Retry { id, .. }) = update;
+                            held.remove(id);
+                        }
+                    }
+                    // Retried until the store takes them (a full disk): what the
+                    // application has is not offered to it again.
+                    StoreDone::Recorded(mut updates, Err(error)) => {
+                        if record_failures % 60 == 0 {
+                            tracing::error!(%error, "cannot record webhook results; retrying until the store takes them");
+                        }
+                        record_failures += 1;
+                        if stopping {
+                            return;
+                        }
+                        updates.append(&mut finished);
+                        finished = updates;
+                    }
+                }
+            }
+            Event::Delivered(Ok((row, ok, seed))) => {
+                let now = clock::now_ms();
+                if ok {
+                    Metrics::inc(&metrics.webhooks_delivered_total);
+                    if row.kind == InboundKind::Receipt && row.message_id.is_none() {
+                        Metrics::inc(&metrics.receipts_uncorrelated_delivered_total);
+                    }
+                    finished.push(InboundUpdate::Delivered {
+                        id: row.id,
+                        at_ms: now,
+                    });
+                } else {
+                    Metrics::inc(&metrics.webhooks_failed_attempts_total);
+                    let delay = delay_for_attempt(config.backoff, row.attempts, seed);
+                    finished.push(InboundUpdate::Retry {
+                        id: row.id,
+                        next_attempt_at_ms: now + delay.as_millis() as i64,
+                    });
+                }
+            }
+            Event::Delivered(Err(error)) => {
+                // Its row stays held: offered again after a restart.
+                tracing::error!(%error, "a webhook delivery task failed");
+            }
+            Event::Wake => idle = false,
+            Event::Shutdown => {
+                // Deliveries under way finish and are recorded; nothing new starts.
+                stopping = true;
+                queue.clear();
+            }
         }
     }
 }
@@ -193,13 +304,18 @@ fn delay_for_attempt(config: BackoffConfig, attempts: u32, seed: u64) -> Duratio
     backoff.next_delay()
 }
 
-async fn deliver(http: &reqwest::Client, config: &WebhookConfig, row: &PendingInbound) -> bool {
+async fn deliver(
+    http: &reqwest::Client,
+    config: &WebhookConfig,
+    url: reqwest::Url,
+    row: &PendingInbound,
+) -> bool {
     let Ok(body) = serde_json::to_vec(&WebhookBody::new(row)) else {
         return false;
     };
     let signature = sign(&config.secret, &body);
     let sent = http
-        .post(&config.url)
+        .post(url)
         .header("content-type", "application/json")
         .header(SIGNATURE_HEADER, signature)
         .body(body)

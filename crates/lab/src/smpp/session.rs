@@ -61,15 +61,21 @@ pub(crate) struct Session {
     next_sequence: u32,
     /// Deliveries written and not yet answered, by sequence number.
     unacked: BTreeMap<u32, Unacked>,
+    /// The deadlines of `unacked` in the order written, which is deadline order
+    /// (one timeout for all): the next overdue one is at the front, not found by
+    /// a scan. Entries answered since are skipped when they reach the front.
+    deadlines: VecDeque<(Instant, u32)>,
+    /// Receipts of this session's submits, by when they are routed: handled by
+    /// this task's own loop, not by a task and a timer per submit.
+    receipts_due: VecDeque<(Instant, Vec<Delivery>)>,
     /// No more requests are read; the session ends once `outgoing` is written.
     closing: bool,
 }
 
-/// A `deliver_sm` written and waiting for its response.
+/// A `deliver_sm` written and waiting for its response; unanswered by its
+/// deadline in `Session::deadlines` (`deliveries.response_timeout_ms`), it failed.
 struct Unacked {
     delivery: Delivery,
-    /// Unanswered by then, it failed (`deliveries.response_timeout_ms`).
-    deadline: Instant,
 }
 
 enum BindState {
@@ -125,6 +131,8 @@ impl Session {
             inbox,
             next_sequence: 1,
             unacked: BTreeMap::new(),
+            deadlines: VecDeque::new(),
+            receipts_due: VecDeque::new(),
             closing: false,
         }
     }
@@ -152,6 +160,9 @@ impl Session {
 
     async fn serve(&mut self) -> End {
         loop {
+            // Routed at their time whatever this session's faults: they may go
+            // out on another bind.
+            self.route_due_receipts(self.shared.clock.now());
             let blackholed = self.blackholed();
             if !blackholed {
                 // Frames read before a blackhole lifted are answered now.
@@ -166,10 +177,14 @@ impl Session {
                     return End::Closed;
                 }
             }
+            let receipts = self.receipts_due.front().map(|(at, _)| *at);
             let next_deadline = if blackholed {
-                None
+                receipts
             } else {
-                self.next_deadline()
+                match (self.next_deadline(), receipts) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             let reading = !blackholed && !self.closing;
             tokio::select! {
@@ -374,7 +389,28 @@ impl Session {
         );
         if !receipts.is_empty() {
             let delay = Duration::from_millis(self.shared.config.receipts.delay_ms);
-            self.schedule(receipts, resp_at + delay);
+            let at = resp_at + delay;
+            // Nearly always the latest: inserted at the back.
+            let position = self.receipts_due.partition_point(|(due, _)| *due <= at);
+            self.receipts_due.insert(position, (at, receipts));
+        }
+    }
+
+    /// Routes the receipts due by `now`, under one lock of the provider.
+    fn route_due_receipts(&mut self, now: Instant) {
+        if self.receipts_due.front().is_none_or(|(at, _)| *at > now) {
+            return;
+        }
+        let mut provider = self.shared.provider();
+        while let Some((at, _)) = self.receipts_due.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, receipts)) = self.receipts_due.pop_front() {
+                for receipt in receipts {
+                    provider.route(receipt);
+                }
+            }
         }
     }
 
@@ -412,13 +448,11 @@ impl Session {
 
     /// Fails every delivery whose response is overdue at `now` (SPEC M6, M8).
     fn expire_unacked(&mut self, now: Instant) {
-        let overdue: Vec<u32> = self
-            .unacked
-            .iter()
-            .filter(|(_, unacked)| unacked.deadline <= now)
-            .map(|(sequence, _)| *sequence)
-            .collect();
-        for sequence in overdue {
+        while let Some(&(deadline, sequence)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
             if let Some(Unacked { delivery, .. }) = self.unacked.remove(&sequence) {
                 tracing::warn!(sequence, kind = ?delivery.kind, "deliver_sm unanswered");
                 self.retry_later(delivery);
@@ -523,8 +557,8 @@ impl Session {
                 let timeout =
                     Duration::from_millis(self.shared.config.deliveries.response_timeout_ms);
                 let deadline = self.shared.clock.now() + timeout;
-                self.unacked
-                    .insert(sequence, Unacked { delivery, deadline });
+                self.unacked.insert(sequence, Unacked { delivery });
+                self.deadlines.push_back((deadline, sequence));
                 Some(frame)
             }
             Err(error) => {
@@ -536,12 +570,19 @@ impl Session {
 
     /// When the first queued response falls due, if it waits, or the first
     /// written delivery's response is overdue, whichever comes first.
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&mut self) -> Option<Instant> {
         let response = match self.outgoing.front() {
             Some(Outgoing::Response { not_before, .. }) => *not_before,
             _ => None,
         };
-        let unanswered = self.unacked.values().map(|unacked| unacked.deadline).min();
+        // Answered ones leave the front, so it is the earliest still unanswered.
+        while let Some((_, sequence)) = self.deadlines.front() {
+            if self.unacked.contains_key(sequence) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        let unanswered = self.deadlines.front().map(|(deadline, _)| *deadline);
         match (response, unanswered) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -550,6 +591,11 @@ impl Session {
 
     /// Unregisters the session and routes again everything it still owed.
     fn release_deliveries(&mut self) {
+        // Receipts not yet due are routed at their time all the same.
+        for (at, receipts) in std::mem::take(&mut self.receipts_due) {
+            self.schedule(receipts, at);
+        }
+        self.deadlines.clear();
         let mut provider = self.shared.provider();
         provider.unregister(self.id);
         self.inbox.close();

@@ -174,7 +174,7 @@ impl SqliteStore {
         };
         conn.execute_batch(&format!(
             "PRAGMA synchronous={synchronous}; PRAGMA temp_store=MEMORY; \
-             PRAGMA cache_size=-32768;"
+             PRAGMA cache_size=-8192;"
         ))
         .map_err(|error| map_error(&opening(), error))?;
         conn.set_prepared_statement_cache_capacity(64);

@@ -48,6 +48,9 @@ pub(crate) struct Writer {
     policy: Policy,
     /// Where the pruning of stale destination counters goes on.
     prune: Prune,
+    /// The highest `events.id` committed, known because this is the only writer;
+    /// `None` until read, and again after a rollback (the ids it used are free).
+    last_event: Option<i64>,
 }
 
 /// The time windows the writer applies (from [`SqliteOptions`](super::SqliteOptions)).
@@ -90,6 +93,7 @@ impl Writer {
             counters,
             policy,
             prune: Prune::default(),
+            last_event: None,
         }
     }
 
@@ -152,6 +156,9 @@ impl Writer {
     /// them is kept.
     fn transaction(&mut self, requests: &[WriteRequest]) -> Result<Vec<Output>, StoreError> {
         let result = self.try_transaction(requests);
+        if result.is_err() {
+            self.last_event = None;
+        }
         if let Err(StoreError::Full(_)) = &result {
             self.counters
                 .lock()
@@ -166,23 +173,35 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("starting a write transaction")?;
-        let last_event = tx
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |row| {
-                row.get(0)
-            })
-            .context("reading the last event id")?;
+        let last_event = match self.last_event {
+            Some(id) => id,
+            None => tx
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |row| {
+                    row.get(0)
+                })
+                .context("reading the last event id")?,
+        };
+        // Committed counters only move on this thread, after a commit: the copy
+        // plus this transaction's own delta is exact while it runs.
+        let receipts_uncorrelated = self
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .receipts_uncorrelated;
         let mut work = Work {
             conn: &tx,
             delta: Delta::default(),
             last_event,
             policy: self.policy,
             latest_ms: self.prune.latest_ms,
+            receipts_uncorrelated,
         };
         let mut outputs = Vec::with_capacity(requests.len());
         for request in requests {
             outputs.push(work.apply(request)?);
         }
         let delta = work.delta;
+        let last_event = work.last_event;
         self.prune.latest_ms = work.latest_ms;
         self.prune.commits += 1;
         if self.prune.commits % PRUNE_EVERY == 0 {
@@ -193,6 +212,7 @@ impl Writer {
             )?;
         }
         tx.commit().context("committing")?;
+        self.last_event = Some(last_event);
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         delta.apply_to(&mut counters);
         counters.commits += 1;
@@ -311,6 +331,13 @@ const SUBMIT: &str = "UPDATE messages SET state = 'Submitted', provider_message_
     site = ?3, smsc = ?4, submitted_at_ms = ?5, submitted_after_event = ?6,
     updated_at_ms = MAX(updated_at_ms, ?5), provider_key = ?7
     WHERE id = ?1 AND state = 'Queued'";
+/// [`SUBMIT`] when no [`COLLIDING_MESSAGE`] exists, in one statement.
+const SUBMIT_UNLESS_COLLIDING: &str = "UPDATE messages SET state = 'Submitted',
+    provider_message_id = ?2, site = ?3, smsc = ?4, submitted_at_ms = ?5,
+    submitted_after_event = ?6, updated_at_ms = MAX(updated_at_ms, ?5), provider_key = ?7
+    WHERE id = ?1 AND state = 'Queued' AND NOT EXISTS (SELECT 1 FROM messages AS other
+        WHERE other.provider_key = ?7 AND other.id <> ?1
+          AND other.destination = messages.destination)";
 /// Another message to the same destination that the provider already gave this
 /// id: the provider took the submit for a repeat of that one (SPEC M16).
 const COLLIDING_MESSAGE: &str = "SELECT other.id, mine.destination, mine.reference,
@@ -366,6 +393,8 @@ struct Work<'c> {
     policy: Policy,
     /// The latest time any request carried: "now" for pruning.
     latest_ms: i64,
+    /// Uncorrelated receipts committed when the transaction began.
+    receipts_uncorrelated: u64,
 }
 
 /// A receipt being applied to its message.
@@ -501,6 +530,27 @@ impl<'c> Work<'c> {
                 at_ms,
             } => {
                 let key = normalize(provider_message_id);
+                // The common case in one statement: recorded unless another
+                // message to the destination has the key. Otherwise nothing
+                // changed, and the full check below decides as if it had not run.
+                let changed = self
+                    .statement(SUBMIT_UNLESS_COLLIDING)?
+                    .execute(params![
+                        id.0,
+                        provider_message_id,
+                        site,
+                        smsc,
+                        at_ms,
+                        self.last_event,
+                        key
+                    ])
+                    .context(DOING)?;
+                if changed == 1 {
+                    self.delta
+                        .moved(Some(MessageState::Queued), MessageState::Submitted);
+                    self.apply_stored_receipts(*id, &key, *at_ms)?;
+                    return Ok(None);
+                }
                 if let Some(resubmit) = self.collision(*id, &key, provider_message_id, *at_ms)? {
                     return Ok(Some(resubmit));
                 }
@@ -672,6 +722,15 @@ impl<'c> Work<'c> {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         const DOING: &str = "applying stored receipts";
+        // Every uncorrelated receipt is counted (committed + this transaction's
+        // own): none at all, none to look up.
+        if self
+            .receipts_uncorrelated
+            .saturating_add_signed(self.delta.receipts_uncorrelated)
+            == 0
+        {
+            return Ok(());
+        }
         type Row = (i64, Option<u8>, String, String, i64, Option<String>);
         let stored: Vec<Row> = self
             .statement(UNCORRELATED_RECEIPTS)?
@@ -978,6 +1037,7 @@ mod tests {
             (INBOUND_ID_BY_KEY, "sqlite_autoindex_inbound_1"),
             (UNCORRELATED_RECEIPTS, "receipt_keys_key"),
             (SUBMIT, "INTEGER PRIMARY KEY"),
+            (SUBMIT_UNLESS_COLLIDING, "messages_provider"),
             (MESSAGE_STATE, "INTEGER PRIMARY KEY"),
         ] {
             let plan = plan(sql);
