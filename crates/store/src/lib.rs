@@ -43,7 +43,8 @@
 //!    invariant 1).** `SQLITE_FULL` (and an I/O error caused by `ENOSPC`) surfaces as
 //!    [`StoreError::Full`]; the failed request is rolled back, everything committed
 //!    before stays readable, and writes work again once space is freed.
-//!    [`StoreStats::storage_full`] says so from the failure to the next commit.
+//!    [`StoreStats::storage_full`] says so from the failure to the next commit that
+//!    adds rows.
 //! 7. **Time is an input.** The store never reads the clock: every write carries its
 //!    wall-clock time as `*_ms: i64` (milliseconds since the Unix epoch).
 //! 8. **Bounded memory.** Nothing is cached per message. The dispatcher pages through

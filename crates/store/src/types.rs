@@ -475,7 +475,8 @@ pub struct StoreStats {
     /// far fewer than write requests.
     pub commits: u64,
     /// The last write failed because the disk (or the size limit) is full, and no
-    /// write has committed since: new work is refused with [`StoreError::Full`]
+    /// write adding rows (messages, MO, receipts) has committed since: new work is
+    /// refused with [`StoreError::Full`]
     /// (DESIGN.md invariant 1). Health and status report it as degraded.
     ///
     /// [`StoreError::Full`]: crate::StoreError::Full

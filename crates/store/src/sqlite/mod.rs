@@ -100,7 +100,8 @@ pub(crate) struct Counters {
     pub(crate) inbound_total: u64,
     pub(crate) commits: u64,
     pub(crate) receipts_uncorrelated: u64,
-    /// Set by a write that failed for lack of space, cleared by the next commit.
+    /// Set by a write that failed for lack of space, cleared by the next commit
+    /// that added rows.
     pub(crate) storage_full: bool,
 }
 

@@ -216,7 +216,16 @@ impl Writer {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         delta.apply_to(&mut counters);
         counters.commits += 1;
-        counters.storage_full = false;
+        // Only new rows prove there is room again: an update can rewrite pages
+        // in place (or reuse WAL frames) on a disk that refuses every insert.
+        if requests.iter().any(|request| {
+            matches!(
+                request,
+                WriteRequest::InsertMessages(..) | WriteRequest::InsertInbound(..)
+            )
+        }) {
+            counters.storage_full = false;
+        }
         Ok(outputs)
     }
 }

@@ -154,6 +154,18 @@ async fn full_database_refuses_new_work_and_keeps_committed_work() {
     );
     assert!(matches!(a, Err(StoreError::Full(_))), "{a:?}");
     assert!(matches!(b, Err(StoreError::Full(_))), "{b:?}");
+    // Health says so (invariant 1), and an update that fits changes nothing of it:
+    // only new rows prove there is room again.
+    assert!(store.stats().await.unwrap().storage_full);
+    let _ = store
+        .update(vec![Update::Requeued {
+            id: accepted[0],
+            kind: "requeued".into(),
+            reason: "x".into(),
+            at_ms: 3,
+        }])
+        .await;
+    assert!(store.stats().await.unwrap().storage_full);
 
     // Everything acknowledged is intact and readable, also after a reopen.
     let stats = store.stats().await.unwrap();
@@ -190,6 +202,7 @@ async fn full_database_refuses_new_work_and_keeps_committed_work() {
         store.stats().await.unwrap().queued,
         accepted.len() as u64 + 1
     );
+    assert!(!store.stats().await.unwrap().storage_full);
 }
 
 /// A file written by a newer hotsite is refused, with a clear error, untouched.
