@@ -9,9 +9,11 @@
 #   bench/voice/daemon_flood.sh [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
 #
 # Defaults 20000 10000 90 2. Environment: IDLE_SETTLE (s the daemon runs
-# before the idle figure, default 20), DIAG=1 (after the last round: the
-# daemon's smaps, its threads, glibc's malloc_stats per arena and RSS before
-# and after a malloc_trim(0), through gdb), OUT (results directory).
+# before the idle figure, default 20), DIAG=1 (glibc's malloc_stats per arena
+# idle and after the last round, then RSS before and after a malloc_trim(0),
+# through gdb, into hotsite.log and snapshots.txt), OUT (results directory).
+# snapshots.txt always gets the daemon's smaps_rollup, threads and largest
+# resident mappings idle and after the last round.
 # Every port is a free loopback port; every process started here is stopped by
 # PID on exit.
 set -euo pipefail
@@ -94,14 +96,19 @@ max_calls = $MAX_CALLS
 name = "t1"
 address = "127.0.0.1:$T1"
 priority = 10
+media_region = "local"
+failover_region = "local"
 probe = { enabled = false }
 [[voice.trunks]]
 name = "t2"
 address = "127.0.0.1:$T2"
 priority = 20
+media_region = "local"
+failover_region = "local"
 probe = { enabled = false }
 EOT
-"$HOTSITE" run --config "$OUT/hotsite.toml" > "$OUT/hotsite.log" 2>&1 &
+# Appending: malloc_stats markers are appended to the same file.
+"$HOTSITE" run --config "$OUT/hotsite.toml" >> "$OUT/hotsite.log" 2>&1 &
 DAEMON=$!
 PIDS=("$DAEMON" "${PIDS[@]}")
 echo "results in $OUT; lab PID ${PIDS[1]}, hotsite run PID $DAEMON (api $API, voice $VOICE, trunks $T1 $T2)"
@@ -120,6 +127,12 @@ snapshot() { # $1 = label: the daemon's memory by kind, mapping and thread
 	} >> "$OUT/snapshots.txt"
 }
 snapshot idle
+malloc_stats() { # $1 = label; glibc's per-arena figures go to the daemon's stderr
+	echo "== $1: malloc_stats" >> "$OUT/hotsite.log"
+	gdb -p "$DAEMON" -batch -ex 'call (void) malloc_stats()' >> "$OUT/gdb.txt" 2>&1 || true
+	sleep 1
+}
+if [ "${DIAG:-0}" = 1 ]; then malloc_stats idle; fi
 
 cmd=("$FLOOD" --target "127.0.0.1:$VOICE" --pid "$DAEMON" --trunks "127.0.0.1:$T1,127.0.0.1:$T2"
 	--metrics "127.0.0.1:$API" --every 10 "$INVITES" "$MAX_CALLS" "$SETTLE" "$ROUNDS")
@@ -128,10 +141,7 @@ echo "${cmd[*]}" | tee "$OUT/flood.txt"
 snapshot "after $ROUNDS rounds"
 
 if [ "${DIAG:-0}" = 1 ]; then
-	# glibc's per-arena figures go to the daemon's stderr (hotsite.log).
-	echo "== malloc_stats (to hotsite.log)" >> "$OUT/snapshots.txt"
-	gdb -p "$DAEMON" -batch -ex 'call (void) malloc_stats()' > "$OUT/gdb.txt" 2>&1 || true
-	sleep 1
+	malloc_stats "after $ROUNDS rounds"
 	before=$(awk '/^VmRSS/{print $2}' "/proc/$DAEMON/status")
 	gdb -p "$DAEMON" -batch -ex 'call (int) malloc_trim(0)' >> "$OUT/gdb.txt" 2>&1 || true
 	sleep 1

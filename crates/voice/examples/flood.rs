@@ -472,8 +472,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         let s = target.state();
         peak_calls = peak_calls.max(s.calls.unwrap_or(0));
         println!(
-            "flood: {invites} INVITEs sent in {:.2} s; proxy: {} admitted, {} refused over the cap (in total); \
-             caller got {} 100 Trying, {} 503 ({} with Retry-After), {} other (in total); calls held {}",
+            "flood: {invites} INVITEs sent in {:.2} s; proxy (since it started): {} admitted, {} refused over the cap; \
+             caller (all rounds): {} 100 Trying, {} 503 ({} with Retry-After), {} other responses; calls held {}",
             sent_in.as_secs_f64(),
             opt(s.admitted),
             opt(s.refused),
@@ -503,17 +503,27 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 let (used, free) = malloc_kib();
                 format!("; malloc in use {:.1}, free {:.1}", mib(used), mib(free))
             };
+            // Of the state, what can be seen: all of it in process, the
+            // calls held (from /metrics) of a daemon.
+            let state = if external {
+                format!("calls {}", opt(s.calls))
+            } else {
+                format!(
+                    "calls {} branches {} timers {} capacity {}",
+                    opt(s.calls),
+                    opt(s.branches),
+                    opt(s.timers),
+                    opt(s.capacity)
+                )
+            };
             println!(
-                "+{:>2} s: RSS {:.1} MiB ({:+.0} % of idle; anon {:.1}, file {:.1}{heap}); calls {} branches {} timers {} capacity {}; 503s {}",
+                "+{:>2} s: RSS {:.1} MiB ({:+.0} % of idle; anon {:.1}, file {:.1}{heap}); {state}; \
+                 other responses so far {} (final answers and their retransmissions, never ACKed)",
                 at.as_secs(),
                 mib(last),
                 (last as f64 / idle as f64 - 1.0) * 100.0,
                 mib(r.anon),
                 mib(r.file),
-                opt(s.calls),
-                opt(s.branches),
-                opt(s.timers),
-                opt(s.capacity),
                 seen.other_final.load(Ordering::Relaxed),
             );
         }
