@@ -28,7 +28,8 @@ use axum::{Json, Router};
 use hotsite_core::HealthState;
 use hotsite_smpp::driver::{BindStatus, SmppClient};
 use hotsite_store::{
-    InboundInserted, Inserted, MessageId, MessageView, NewInbound, NewMessage, Store, StoreError,
+    InboundInserted, InboundKind, Inserted, MessageId, MessageView, NewInbound, NewMessage, Store,
+    StoreError,
 };
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -429,6 +430,7 @@ async fn callback<S: Store>(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     Metrics::inc(&state.metrics.inbound_received_total);
+    let receipt = item.kind == InboundKind::Receipt;
     match state.store.insert_inbound(vec![item]).await {
         Ok(inserted) => {
             let duplicate = matches!(inserted.first(), Some(InboundInserted::Duplicate(_)));
@@ -437,7 +439,20 @@ async fn callback<S: Store>(
             } else {
                 state.wake_webhooks.notify_one();
             }
-            Json(json!({ "stored": if duplicate { "duplicate" } else { "new" } })).into_response()
+            let mut answer = json!({ "stored": if duplicate { "duplicate" } else { "new" } });
+            // SPEC M13: a receipt for an id we do not know is kept, and says so.
+            if let (true, Some(first)) = (receipt, inserted.first()) {
+                match state.store.inbound_message(first.id()).await {
+                    Ok(message) => {
+                        answer["correlated"] = json!(message.is_some());
+                        if let Some(id) = message {
+                            answer["message_id"] = json!(id.0);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read back a stored receipt"),
+                }
+            }
+            Json(answer).into_response()
         }
         Err(e) => store_error(&e),
     }

@@ -273,6 +273,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         updates: Vec<InboundUpdate>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The message inbound item `id` (a receipt) is correlated with: `None` while
+    /// it matches none (SPEC M13) or for an MO; [`StoreError::UnknownInbound`]
+    /// for an unknown id.
+    fn inbound_message(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<MessageId>, StoreError>> + Send;
+
     /// Counts of messages by state and of inbound items.
     fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send;
 }

@@ -710,6 +710,38 @@ async fn repeated_callbacks_reach_the_application_once() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    // SPEC M13: a signed receipt for a provider id no message has is kept and
+    // answered as uncorrelated; one for a known id names its message.
+    let post_receipt = |body: String| {
+        let signature =
+            hotsite_messaging::signing::sign(CALLBACK_SECRET.as_bytes(), body.as_bytes());
+        http.post(format!("{}/v1/callbacks/agg/receipt", s.api))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(hotsite_messaging::signing::SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+    };
+    let unknown: Value =
+        post_receipt("message_id=999999&provider_id=nobody-knows&status=DELIVRD".into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(unknown["stored"], "new", "{unknown}");
+    assert_eq!(unknown["correlated"], false, "{unknown}");
+    let view = s.store.message(dr[0]).await.unwrap().unwrap();
+    let provider_id = view.provider_message_id.expect("submitted");
+    let body = format!(
+        "message_id={}&provider_id={provider_id}&status=ENROUTE",
+        dr[0].0
+    );
+    let known: Value = post_receipt(body).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (known["correlated"].as_bool(), known["message_id"].as_i64()),
+        (Some(true), Some(dr[0].0)),
+        "{known}"
+    );
     s.gateway.shutdown().await;
     s.lab.shutdown().await;
 }

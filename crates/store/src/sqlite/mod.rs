@@ -320,6 +320,11 @@ impl SqliteStore {
             .await
     }
 
+    /// See [`Store::inbound_message`].
+    pub async fn inbound_message(&self, id: i64) -> Result<Option<MessageId>, StoreError> {
+        self.read(move |conn| read::inbound_message(conn, id)).await
+    }
+
     /// See [`Store::stats`].
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         Ok(self
@@ -421,6 +426,13 @@ impl Store for SqliteStore {
         updates: Vec<InboundUpdate>,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
         SqliteStore::update_inbound(self, updates)
+    }
+
+    fn inbound_message(
+        &self,
+        id: i64,
+    ) -> impl std::future::Future<Output = Result<Option<MessageId>, StoreError>> + Send {
+        SqliteStore::inbound_message(self, id)
     }
 
     fn stats(&self) -> impl std::future::Future<Output = Result<StoreStats, StoreError>> + Send {

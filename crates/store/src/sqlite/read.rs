@@ -193,6 +193,20 @@ pub(crate) fn pending_inbound(
     Ok(pending)
 }
 
+pub(crate) fn inbound_message(conn: &Connection, id: i64) -> Result<Option<MessageId>, StoreError> {
+    const DOING: &str = "reading an inbound item";
+    let found: Option<Option<i64>> = conn
+        .prepare_cached("SELECT message_id FROM inbound WHERE id = ?1")
+        .context(DOING)?
+        .query_row([id], |row| row.get(0))
+        .optional()
+        .context(DOING)?;
+    match found {
+        Some(message) => Ok(message.map(MessageId)),
+        None => Err(StoreError::UnknownInbound(id)),
+    }
+}
+
 fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
