@@ -139,10 +139,10 @@
 //!     WHERE provider_key IS NOT NULL;
 //!
 //! CREATE TABLE destination_refs (             -- SPEC M16: each destination's last
-//!     id INTEGER PRIMARY KEY,                 -- reference, pruned a chunk at a
-//!     destination TEXT NOT NULL UNIQUE,       -- time once older than the window
-//!     last_ref INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL
-//! );
+//!     destination TEXT PRIMARY KEY,           -- reference, pruned a chunk at a
+//!     last_ref INTEGER NOT NULL,              -- time once older than the window
+//!     updated_at_ms INTEGER NOT NULL          -- (one B-tree: a new destination
+//! ) WITHOUT ROWID;                            -- costs one insert, not two)
 //! CREATE TABLE receipt_keys (                 -- every key an uncorrelated receipt
 //!     key TEXT NOT NULL, inbound_id INTEGER NOT NULL   -- may match (SPEC M13)
 //! );

@@ -86,11 +86,10 @@ ALTER TABLE messages ADD COLUMN ref_collisions INTEGER NOT NULL DEFAULT 0;
 DROP INDEX messages_provider;
 CREATE INDEX messages_provider ON messages(provider_key) WHERE provider_key IS NOT NULL;
 CREATE TABLE destination_refs (
-    id            INTEGER PRIMARY KEY,
-    destination   TEXT NOT NULL UNIQUE,
+    destination   TEXT PRIMARY KEY,
     last_ref      INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE receipt_keys (
     key        TEXT NOT NULL,
     inbound_id INTEGER NOT NULL

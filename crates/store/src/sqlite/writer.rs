@@ -69,7 +69,7 @@ pub(crate) struct Policy {
 #[derive(Debug, Default)]
 struct Prune {
     commits: u64,
-    after_rowid: i64,
+    after: String,
     latest_ms: i64,
 }
 
@@ -205,9 +205,9 @@ impl Writer {
         self.prune.latest_ms = work.latest_ms;
         self.prune.commits += 1;
         if self.prune.commits % PRUNE_EVERY == 0 {
-            self.prune.after_rowid = prune_destinations(
+            self.prune.after = prune_destinations(
                 &tx,
-                self.prune.after_rowid,
+                &self.prune.after,
                 self.prune.latest_ms - self.policy.reference_window_ms,
             )?;
         }
@@ -231,26 +231,29 @@ impl Writer {
 }
 
 /// Deletes the counters of destinations with no message within the window, in
-/// the next chunk of rows after `after_rowid`; returns where the next chunk starts.
+/// the next chunk of destinations after `after` (in key order); returns where the
+/// next chunk starts (empty: from the beginning).
 fn prune_destinations(
     conn: &Connection,
-    after_rowid: i64,
+    after: &str,
     stale_before_ms: i64,
-) -> Result<i64, StoreError> {
+) -> Result<String, StoreError> {
     const DOING: &str = "pruning destination references";
-    let last: Option<i64> = conn
+    let last: Option<String> = conn
         .query_row(
-            "SELECT MAX(id) FROM (SELECT id FROM destination_refs WHERE id > ?1 ORDER BY id LIMIT ?2)",
-            params![after_rowid, PRUNE_CHUNK],
+            "SELECT MAX(destination) FROM (SELECT destination FROM destination_refs
+             WHERE destination > ?1 ORDER BY destination LIMIT ?2)",
+            params![after, PRUNE_CHUNK],
             |row| row.get(0),
         )
         .context(DOING)?;
     let Some(last) = last else {
-        return Ok(0); // the end: start over
+        return Ok(String::new()); // the end: start over
     };
     conn.execute(
-        "DELETE FROM destination_refs WHERE id > ?1 AND id <= ?2 AND updated_at_ms < ?3",
-        params![after_rowid, last, stale_before_ms],
+        "DELETE FROM destination_refs
+         WHERE destination > ?1 AND destination <= ?2 AND updated_at_ms < ?3",
+        params![after, last, stale_before_ms],
     )
     .context(DOING)?;
     Ok(last)

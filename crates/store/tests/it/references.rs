@@ -297,3 +297,35 @@ async fn a_store_in_use_is_refused_naming_its_holder() {
     drop(store);
     SqliteStore::open(&path, SqliteOptions::default()).unwrap();
 }
+
+/// SPEC M16: the counters of destinations quiet for longer than the window are
+/// pruned as commits go by, a chunk at a time; those within it are kept.
+#[tokio::test]
+async fn stale_destination_counters_are_pruned() {
+    let (_dir, path, store) = temp_store(SqliteOptions {
+        reference_window_ms: 10_000,
+        ..SqliteOptions::default()
+    });
+    for n in 0..5 {
+        store
+            .insert_messages(vec![to(&format!("+4675{n}"), &format!("old{n}"), 1_000)])
+            .await
+            .unwrap();
+    }
+    // 200 commits later, 20 s on: the old five are stale, the new one is not.
+    for n in 0..200 {
+        store
+            .insert_messages(vec![to("+4676", &format!("new{n}"), 21_000 + n)])
+            .await
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let left: Vec<String> = conn
+        .prepare("SELECT destination FROM destination_refs ORDER BY destination")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, ["+4676"]);
+}
