@@ -254,76 +254,42 @@ trait Room: Sized + IntoIterator + Extend<<Self as IntoIterator>::Item> {
     fn reserve_room(&mut self, additional: usize);
 }
 
+/// Every table of the proxy speaks `Room` through its own inherent methods of
+/// the same names.
+macro_rules! room {
+    ($($generics:tt)*) => {
+        fn with_room(room: usize) -> Self {
+            <$($generics)*>::with_capacity(room)
+        }
+        fn reserve_room(&mut self, additional: usize) {
+            self.reserve(additional);
+        }
+        fn entries(&self) -> usize {
+            self.len()
+        }
+        fn room(&self) -> usize {
+            self.capacity()
+        }
+        fn shrink_room(&mut self, to: usize) {
+            self.shrink_to(to);
+        }
+    };
+}
+
 impl<K: Eq + Hash, V> Room for HashMap<K, V> {
-    fn with_room(room: usize) -> Self {
-        HashMap::with_capacity(room)
-    }
-    fn reserve_room(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn entries(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+    room!(HashMap<K, V>);
 }
 
 impl<K: Eq + Hash> Room for HashSet<K> {
-    fn with_room(room: usize) -> Self {
-        HashSet::with_capacity(room)
-    }
-    fn reserve_room(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn entries(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+    room!(HashSet<K>);
 }
 
 impl<T> Room for VecDeque<T> {
-    fn with_room(room: usize) -> Self {
-        VecDeque::with_capacity(room)
-    }
-    fn reserve_room(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn entries(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+    room!(VecDeque<T>);
 }
 
 impl<T: Ord> Room for BinaryHeap<T> {
-    fn with_room(room: usize) -> Self {
-        BinaryHeap::with_capacity(room)
-    }
-    fn reserve_room(&mut self, additional: usize) {
-        self.reserve(additional);
-    }
-    fn entries(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_room(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+    room!(BinaryHeap<T>);
 }
 
 /// Shrinks `c` to twice its entries, not below `floor`, when they fill at
