@@ -418,6 +418,17 @@ struct Receipt<'a> {
     received_at_ms: i64,
 }
 
+/// A submit response being recorded.
+struct Submit<'a> {
+    id: MessageId,
+    provider_message_id: &'a str,
+    site: &'a str,
+    smsc: &'a str,
+    at_ms: i64,
+    /// `provider_message_id` normalized.
+    key: &'a str,
+}
+
 /// Where a windowed dedupe key's copies are stored: `identity@<20-digit time>`,
 /// so the newest copy of an identity is one step down its unique index.
 fn windowed_key(identity: &str, received_at_ms: i64) -> String {
@@ -524,6 +535,31 @@ impl<'c> Work<'c> {
             .context("allocating a message reference")
     }
 
+    /// Records a submit response with `sql` (one of the `SUBMIT` statements) if
+    /// it applies; then the message is `Submitted` and the receipts that were
+    /// waiting for it are applied. `false`: it changed nothing.
+    fn submit(&mut self, sql: &str, submit: &Submit<'_>) -> Result<bool, StoreError> {
+        let changed = self
+            .statement(sql)?
+            .execute(params![
+                submit.id.0,
+                submit.provider_message_id,
+                submit.site,
+                submit.smsc,
+                submit.at_ms,
+                self.last_event,
+                submit.key
+            ])
+            .context("updating a message")?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        self.delta
+            .moved(Some(MessageState::Queued), MessageState::Submitted);
+        self.apply_stored_receipts(submit.id, submit.key, submit.at_ms)?;
+        Ok(true)
+    }
+
     /// `Some` when the update asks the caller to send the message again.
     fn update(&mut self, update: &Update) -> Result<Option<Resubmit>, StoreError> {
         const DOING: &str = "updating a message";
@@ -542,48 +578,24 @@ impl<'c> Work<'c> {
                 at_ms,
             } => {
                 let key = normalize(provider_message_id);
+                let submit = Submit {
+                    id: *id,
+                    provider_message_id,
+                    site,
+                    smsc,
+                    at_ms: *at_ms,
+                    key: &key,
+                };
                 // The common case in one statement: recorded unless another
                 // message to the destination has the key. Otherwise nothing
                 // changed, and the full check below decides as if it had not run.
-                let changed = self
-                    .statement(SUBMIT_UNLESS_COLLIDING)?
-                    .execute(params![
-                        id.0,
-                        provider_message_id,
-                        site,
-                        smsc,
-                        at_ms,
-                        self.last_event,
-                        key
-                    ])
-                    .context(DOING)?;
-                if changed == 1 {
-                    self.delta
-                        .moved(Some(MessageState::Queued), MessageState::Submitted);
-                    self.apply_stored_receipts(*id, &key, *at_ms)?;
+                if self.submit(SUBMIT_UNLESS_COLLIDING, &submit)? {
                     return Ok(None);
                 }
                 if let Some(resubmit) = self.collision(*id, &key, provider_message_id, *at_ms)? {
                     return Ok(Some(resubmit));
                 }
-                let changed = self
-                    .statement(SUBMIT)?
-                    .execute(params![
-                        id.0,
-                        provider_message_id,
-                        site,
-                        smsc,
-                        at_ms,
-                        self.last_event,
-                        key
-                    ])
-                    .context(DOING)?;
-                if changed == 1 {
-                    self.delta
-                        .moved(Some(MessageState::Queued), MessageState::Submitted);
-                    self.apply_stored_receipts(*id, &key, *at_ms)?;
-                    Ok(None)
-                } else {
+                if !self.submit(SUBMIT, &submit)? {
                     let state = self.state(*id)?;
                     self.add_event(
                         *id,
@@ -595,8 +607,8 @@ impl<'c> Work<'c> {
                         ),
                     )?;
                     self.touch(*id, *at_ms)?;
-                    Ok(None)
                 }
+                Ok(None)
             }
             Update::Requeued {
                 id,
