@@ -231,6 +231,25 @@ async fn newer_schema_version_is_refused() {
     assert_eq!(version, 4);
 }
 
+/// Messages `a` and `b`; `a` submitted with `provider_message_id`.
+async fn two_messages_first_submitted(
+    store: &SqliteStore,
+    provider_message_id: &str,
+) -> Vec<MessageId> {
+    let ids: Vec<MessageId> = store
+        .insert_messages(vec![message("a", 1), message("b", 2)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Inserted::id)
+        .collect();
+    store
+        .update(vec![submitted(ids[0], provider_message_id, 3)])
+        .await
+        .unwrap();
+    ids
+}
+
 /// Turns a current file back into exactly what version 2 wrote.
 fn downgrade_to_v2(conn: &rusqlite::Connection) {
     conn.execute_batch(
@@ -257,17 +276,7 @@ fn downgrade_to_v2(conn: &rusqlite::Connection) {
 #[tokio::test]
 async fn version_2_file_is_upgraded() {
     let (_dir, path, store) = store();
-    let ids: Vec<MessageId> = store
-        .insert_messages(vec![message("a", 1), message("b", 2)])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Inserted::id)
-        .collect();
-    store
-        .update(vec![submitted(ids[0], "00AB", 3)])
-        .await
-        .unwrap();
+    let ids = two_messages_first_submitted(&store, "00AB").await;
     store
         .insert_inbound(vec![crate::receipt("dr-b", "CD", 2, 4)])
         .await
@@ -300,17 +309,7 @@ async fn version_2_file_is_upgraded() {
 #[tokio::test]
 async fn version_1_file_is_upgraded() {
     let (_dir, path, store) = store();
-    let ids: Vec<MessageId> = store
-        .insert_messages(vec![message("a", 1), message("b", 2)])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Inserted::id)
-        .collect();
-    store
-        .update(vec![submitted(ids[0], "p-a", 3)])
-        .await
-        .unwrap();
+    let ids = two_messages_first_submitted(&store, "p-a").await;
     drop(store);
     {
         // Exactly what version 1 had: no route, hop or email columns.
