@@ -55,6 +55,42 @@ pub enum EventKind {
         /// How long sending to the target is paused.
         pause: Duration,
     },
+    /// One piece of work (a call) left the target for another one within its
+    /// attempt (SPEC V1).
+    Rerouted {
+        /// What moved: a call's Call-ID.
+        item: String,
+        /// Where it went.
+        to: Target,
+        /// What the target did (`503 Service Unavailable`, `no reply within 2.0 s`).
+        cause: String,
+    },
+}
+
+impl EventKind {
+    /// The kind's name in the API, metrics and logs (`health`, `throttled`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Health { .. } => "health",
+            EventKind::ConnectAttempt { .. } => "connect_attempt",
+            EventKind::RetryScheduled { .. } => "retry_scheduled",
+            EventKind::WorkHandedBack { .. } => "work_handed_back",
+            EventKind::Throttled { .. } => "throttled",
+            EventKind::Rerouted { .. } => "rerouted",
+        }
+    }
+
+    /// Why, when the kind carries a cause.
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            EventKind::Health { cause, .. }
+            | EventKind::RetryScheduled { cause, .. }
+            | EventKind::Rerouted { cause, .. } => Some(cause),
+            EventKind::ConnectAttempt { .. }
+            | EventKind::WorkHandedBack { .. }
+            | EventKind::Throttled { .. } => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Event {
@@ -76,6 +112,9 @@ impl std::fmt::Display for Event {
             ),
             EventKind::Throttled { pause } => {
                 write!(f, "{}: throttled, pausing {pause:.1?}", self.target)
+            }
+            EventKind::Rerouted { item, to, cause } => {
+                write!(f, "{}: {item} moved to {to} ({cause})", self.target)
             }
         }
     }

@@ -98,7 +98,7 @@ fn check(text: &str) -> Result<String, Vec<String>> {
 /// What stops this gateway from starting on this host now, each naming its key.
 fn runtime_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
-    let api = config.gateway.api_listen;
+    let api = config.host.listen;
     if let Err(error) = std::net::TcpListener::bind(api) {
         problems.push(format!("api.listen: cannot listen on {api}: {error}"));
     }

@@ -25,11 +25,12 @@ impl Endpoint {
             .with_context(|| format!("cannot read {}", config.display()))?;
         let parsed = Config::from_toml_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-        let base = api.unwrap_or_else(|| format!("http://{}", parsed.gateway.api_listen));
-        let token = match token.or_else(|| parsed.gateway.tokens.first().cloned()) {
-            Some(token) => token,
-            None => bail!("no token: pass --token or list one in api.tokens"),
-        };
+        let base = api.unwrap_or_else(|| format!("http://{}", parsed.host.listen));
+        let token =
+            match token.or_else(|| parsed.host.tokens.first().map(|t| t.expose().to_owned())) {
+                Some(token) => token,
+                None => bail!("no token: pass --token or list one in api.tokens"),
+            };
         Ok(Endpoint { base, token })
     }
 }

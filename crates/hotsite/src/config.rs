@@ -11,9 +11,10 @@ use std::time::Duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use hotsite_core::Secret;
 use hotsite_core::{BackoffConfig, Target};
+use hotsite_host::{HostConfig, ServerConfig};
 use hotsite_messaging::dispatcher::DispatcherConfig;
-use hotsite_messaging::http_server::ServerConfig;
 use hotsite_messaging::inbox::InboxConfig;
 use hotsite_messaging::policy::AmbiguousPolicy;
 use hotsite_messaging::webhook::WebhookConfig;
@@ -265,6 +266,8 @@ pub(crate) struct SmscEntry {
 pub(crate) struct Config {
     /// This site's name.
     pub(crate) site: String,
+    /// The host: the HTTP API's address, bounds and tokens (`[api]`).
+    pub(crate) host: HostConfig,
     /// The gateway's settings, SMPP client included.
     pub(crate) gateway: GatewayConfig,
     /// The SQLite file.
@@ -472,15 +475,18 @@ impl ConfigFile {
             channels,
             routes,
             default_route,
-            api_listen: api_listen.expect("checked above"),
-            api_server,
-            tokens: self.api.tokens,
             default_from: self.api.default_from,
             dispatcher,
             webhook,
         };
+        let host = HostConfig {
+            listen: api_listen.expect("checked above"),
+            server: api_server,
+            tokens: self.api.tokens.into_iter().map(Secret::from).collect(),
+        };
         Ok(Config {
             site: self.site.name,
+            host,
             gateway,
             store_path: self.store.path,
             voice: self.voice,

@@ -1,4 +1,5 @@
-//! The HTTP API (axum): versioned, JSON, bearer-token authenticated.
+//! The messaging routes of the host's HTTP API (axum): versioned, JSON; the
+//! host checks the bearer token of [`routes`]' `api` part.
 //!
 //! - `POST /v1/messages`: one message or `{"messages": [...]}` (up to 1,000);
 //!   answered `202` only after the batch is durable (SPEC M9); `400` with every
@@ -6,14 +7,14 @@
 //!   (or message `id`) is reused for a different message (SPEC M8); `413` past
 //!   [`MAX_REQUEST_BODY`]; `507` when the disk is full.
 //! - `GET /v1/messages/{id}`: state and history.
-//! - `GET /v1/status`: binds, channels, routes, queue depth, recent bind events.
 //! - `POST /v1/callbacks/{channel}/receipt` and `.../mo`: an HTTP provider's
 //!   receipts and MO (form-encoded, see [`crate::callback`]); no bearer token,
 //!   signature checked when a callback secret is configured.
-//! - `GET /v1/health`, `GET /metrics`, `GET /v1/openapi.json`: no token needed.
 //!
-//! Every error is JSON: `{"error": "..."}` (or `{"errors": [...]}` for
-//! validation). Connections and time are bounded by [`crate::http_server`].
+//! `/v1/status`, `/v1/health` and `/metrics` are the host's; this system's
+//! part of them is in [`crate::system`]. Every error is JSON:
+//! `{"error": "..."}` (or `{"errors": [...]}` for validation). Connections and
+//! time are bounded by the host's server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hotsite_core::HealthState;
-use hotsite_smpp::driver::{BindStatus, SmppClient};
 use hotsite_store::{
     InboundInserted, InboundKind, Inserted, MessageId, MessageView, NewInbound, NewMessage, Store,
     StoreError,
@@ -37,7 +36,6 @@ use tokio::sync::Notify;
 use crate::callback;
 use crate::channel::decode;
 use crate::clock;
-use crate::inbox::RecentEvents;
 use crate::metrics::Metrics;
 use crate::request;
 use crate::route::Routes;
@@ -46,22 +44,14 @@ use crate::signing::{verify, SIGNATURE_HEADER};
 /// A channel's status as JSON, read when `/v1/status` is asked.
 pub type ChannelStatus = Arc<dyn Fn() -> Value + Send + Sync>;
 
-/// Prometheus text of another system of the same process (the voice proxy's
-/// trunks), appended to `/metrics`.
-pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
-
 /// What the handlers share.
 pub struct ApiState<S> {
     /// The durable store.
     pub store: S,
-    /// Accepted bearer tokens.
-    pub tokens: Vec<String>,
     /// Sender used when a message names none.
     pub default_from: String,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The SMPP client, for status (none when no SMPP is configured).
-    pub client: Option<SmppClient>,
     /// The routes, to check what a message asks for.
     pub routes: Arc<Routes>,
     /// Channels whose provider may POST receipts and MO (SPEC M13), each with
@@ -70,15 +60,6 @@ pub struct ApiState<S> {
     pub callback_channels: Vec<(String, Option<Vec<u8>>)>,
     /// Woken when an inbound row is stored, so webhooks go out at once.
     pub wake_webhooks: Arc<Notify>,
-    /// Other systems of the process, each a top-level key of `/v1/status`
-    /// (`trunks`: the voice proxy's trunks, SPEC V2).
-    pub sections: Vec<(String, ChannelStatus)>,
-    /// Their metrics, appended to `/metrics`.
-    pub extra_metrics: Vec<MetricsText>,
-    /// Status of the other channels, by name (aggregator URLs and their health).
-    pub channel_status: Vec<(String, ChannelStatus)>,
-    /// Recent bind events, for status.
-    pub recent: Arc<RecentEvents>,
     /// Wakes the dispatcher after an insert.
     pub wake: Arc<Notify>,
     /// Makes generated idempotency keys unique within the process.
@@ -89,23 +70,34 @@ pub struct ApiState<S> {
 /// 1,000 messages fits; past it the answer is `413`.
 pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
 
-/// The router.
-pub fn router<S: Store>(state: Arc<ApiState<S>>) -> Router {
-    Router::new()
-        .route("/v1/messages", post(submit::<S>))
-        .route("/v1/messages/{id}", get(message::<S>))
-        .route("/v1/status", get(status::<S>))
-        .route(
-            "/v1/callbacks/{channel}/receipt",
-            post(receipt_callback::<S>),
-        )
-        .route("/v1/callbacks/{channel}/mo", post(mo_callback::<S>))
-        .route("/v1/health", get(health::<S>))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics::<S>))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
-        .layer(axum::middleware::from_fn(refuse_oversized))
-        .with_state(state)
+/// The messaging routes: `api` behind the host's token check, `open` for
+/// provider callbacks (checked by signature), and their OpenAPI fragment.
+pub fn routes<S: Store>(state: Arc<ApiState<S>>) -> hotsite_host::HttpRoutes {
+    let bounded = |router: Router<Arc<ApiState<S>>>| {
+        router
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+            .layer(axum::middleware::from_fn(refuse_oversized))
+            .with_state(state.clone())
+    };
+    let api = bounded(
+        Router::new()
+            .route("/v1/messages", post(submit::<S>))
+            .route("/v1/messages/{id}", get(message::<S>)),
+    );
+    let open = bounded(
+        Router::new()
+            .route(
+                "/v1/callbacks/{channel}/receipt",
+                post(receipt_callback::<S>),
+            )
+            .route("/v1/callbacks/{channel}/mo", post(mo_callback::<S>)),
+    );
+    hotsite_host::HttpRoutes {
+        api,
+        open,
+        openapi: serde_json::from_str(include_str!("openapi.json"))
+            .expect("messaging's openapi.json is JSON"),
+    }
 }
 
 /// A body declared larger than [`MAX_REQUEST_BODY`] is refused before any of
@@ -147,30 +139,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Why the request may not proceed, if it may not.
-fn unauthorized<S>(state: &ApiState<S>, headers: &HeaderMap) -> Option<Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token);
-    match token {
-        Some(token) if state.tokens.iter().any(|t| t == token) => None,
-        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "unknown bearer token")),
-        None => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <token>",
-        )),
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` value. The scheme is
-/// case-insensitive (RFC 7235 section 2.1), so `bearer` and `BEARER` work too.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim_start_matches(' ');
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 fn store_error(failure: &StoreError) -> Response {
     match failure {
         StoreError::Full(_) => error_full(),
@@ -193,9 +161,6 @@ async fn submit<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_refused(&rejection),
@@ -380,12 +345,8 @@ fn same_message(original: &MessageView, new: &NewMessage) -> bool {
 
 async fn message<S: Store>(
     State(state): State<Arc<ApiState<S>>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
     let Ok(id) = id.parse::<i64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -503,185 +464,10 @@ async fn callback<S: Store>(
     }
 }
 
-async fn status<S: Store>(State(state): State<Arc<ApiState<S>>>, headers: HeaderMap) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
-    let stats = match state.store.stats().await {
-        Ok(stats) => stats,
-        Err(e) => return store_error(&e),
-    };
-    let binds: Vec<Value> = smpp_status(&state)
-        .iter()
-        .map(|bind| {
-            json!({
-                "smsc": bind.pool.target.to_string(),
-                "address": bind.address,
-                "health": format!("{:?}", bind.pool.health),
-                "in_flight": bind.in_flight,
-                "bind_attempts": bind.pool.bind_attempts,
-                "last_failure": bind.pool.last_failure,
-            })
-        })
-        .collect();
-    let recent: Vec<Value> = state
-        .recent
-        .snapshot()
-        .into_iter()
-        .map(|(at_ms, text)| json!({ "at_ms": at_ms, "event": text }))
-        .collect();
-    let channels: serde_json::Map<String, Value> = state
-        .channel_status
-        .iter()
-        .map(|(name, status)| (name.clone(), status()))
-        .collect();
-    let mut body = json!({
-        "binds": binds,
-        "channels": channels,
-        "routes": state.routes.names(),
-        "default_route": state.routes.default_name(),
-        "queue": { "queued": stats.queued, "submitted": stats.submitted, "final": stats.final_states, "failed": stats.failed },
-        "inbound": {
-            "pending": stats.inbound_pending,
-            "total": stats.inbound_total,
-            "receipts_uncorrelated": stats.receipts_uncorrelated,
-        },
-        "store": storage_state(&stats),
-        "recent_events": recent,
-    });
-    for (name, section) in &state.sections {
-        body[name] = section();
-    }
-    Json(body).into_response()
-}
-
-/// The SMPP binds' status; empty without SMPP.
-fn smpp_status<S: Store>(state: &ApiState<S>) -> Vec<BindStatus> {
-    state
-        .client
-        .as_ref()
-        .map(SmppClient::status)
-        .unwrap_or_default()
-}
-
-async fn health<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
-    let binds = smpp_status(&state);
-    let up = binds
-        .iter()
-        .filter(|b| b.pool.health == HealthState::Up)
-        .count();
-    // A full store still delivers what it accepted but refuses new work (507):
-    // 503 here, so a load balancer sends new messages to another gateway.
-    let (code, store) = match state.store.stats().await {
-        Ok(stats) if stats.storage_full => (StatusCode::SERVICE_UNAVAILABLE, storage_state(&stats)),
-        Ok(stats) => (StatusCode::OK, storage_state(&stats)),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-    };
-    (
-        code,
-        Json(json!({ "store": store, "binds_up": up, "binds": binds.len() })),
-    )
-        .into_response()
-}
-
-/// The store's state as health and status say it (DESIGN.md invariant 1).
-fn storage_state(stats: &hotsite_store::StoreStats) -> &'static str {
-    if stats.storage_full {
-        "degraded: storage full"
-    } else {
-        "ok"
-    }
-}
-
-async fn metrics<S: Store>(State(state): State<Arc<ApiState<S>>>) -> Response {
-    let binds = smpp_status(&state);
-    let up = binds
-        .iter()
-        .filter(|b| b.pool.health == HealthState::Up)
-        .count() as u64;
-    let stats = state.store.stats().await.unwrap_or_default();
-    let text = state.metrics.render(&[
-        ("binds_up", "SMPP binds in service.", up),
-        ("binds", "SMPP binds configured.", binds.len() as u64),
-        (
-            "queue_depth",
-            "Messages waiting to be submitted.",
-            stats.queued,
-        ),
-        (
-            "receipts_uncorrelated",
-            "Receipts stored that match no message (SPEC M13).",
-            stats.receipts_uncorrelated,
-        ),
-        (
-            "storage_full",
-            "1 while the store refuses new work for lack of space (invariant 1).",
-            u64::from(stats.storage_full),
-        ),
-    ]);
-    let mut text = text + &http_site_gauges(&state.channel_status);
-    for extra in &state.extra_metrics {
-        text.push_str(&extra());
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// Per HTTP aggregator: sites up, and the alert raised when every site failed
-/// (SPEC M3), as Prometheus gauges.
-fn http_site_gauges(channels: &[(String, ChannelStatus)]) -> String {
-    let mut up = String::new();
-    let mut alert = String::new();
-    for (name, status) in channels {
-        let status = status();
-        let Some(urls) = status["urls"].as_array() else {
-            continue;
-        };
-        for url in urls {
-            let site = url["site"].as_str().unwrap_or_default();
-            let value = u8::from(url["up"] == true);
-            up.push_str(&format!(
-                "hotsite_http_site_up{{channel=\"{name}\",site=\"{site}\"}} {value}\n"
-            ));
-        }
-        let value = u8::from(status["all_down_alert"] == true);
-        alert.push_str(&format!(
-            "hotsite_http_all_sites_down{{channel=\"{name}\"}} {value}\n"
-        ));
-    }
-    if up.is_empty() && alert.is_empty() {
-        return String::new();
-    }
-    format!(
-        "# HELP hotsite_http_site_up Whether an HTTP aggregator's site is in service (SPEC M3, M12).\n\
-         # TYPE hotsite_http_site_up gauge\n{up}\
-         # HELP hotsite_http_all_sites_down 1 while every site of an HTTP aggregator has failed (SPEC M3 alert).\n\
-         # TYPE hotsite_http_all_sites_down gauge\n{alert}"
-    )
-}
-
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use hotsite_store::MessageState;
-
-    /// RFC 7235 section 2.1: the auth scheme is case-insensitive.
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for value in ["Bearer tok-1234", "bearer tok-1234", "BEARER  tok-1234"] {
-            assert_eq!(bearer_token(value), Some("tok-1234"), "{value}");
-        }
-        for value in ["Basic tok-1234", "Bearer", "Bearer ", "Bearertok-1234"] {
-            assert_eq!(bearer_token(value), None, "{value}");
-        }
-    }
 
     /// SPEC M8: a repeat under the same key is the same message only when
     /// everything stored of it matches.

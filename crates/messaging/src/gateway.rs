@@ -1,28 +1,26 @@
 //! Wires one site's messaging gateway together: the SMPP client bound to every
 //! SMSC of every site, the other channels, the routes over them, the dispatcher,
-//! the inbox, webhooks and the HTTP API.
+//! the inbox, webhooks and the HTTP routes it hands the host.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use hotsite_host::{BoxFuture, Deps, Events, HttpRoutes};
 use hotsite_smpp::driver::{ClientConfig, SmppClient};
-use hotsite_store::Store;
-use tokio::net::TcpListener;
+use hotsite_store::{Store, StoreError, StoreStats};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{router, ApiState, ChannelStatus, MetricsText};
+use crate::api::{ApiState, ChannelStatus};
 use crate::channel::aggregator::{AggregatorChannel, AggregatorConfig, AggregatorConfigError};
 use crate::channel::digital::{DigitalChannel, DigitalConfig, DigitalConfigError};
 use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
 use crate::channel::smpp::SmppChannel;
 use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
-use crate::http_server::ServerConfig;
-use crate::inbox::{run_inbox, InboxConfig, RecentEvents};
+use crate::inbox::{run_inbox, InboxConfig};
 use crate::metrics::Metrics;
 use crate::policy::HopPolicy;
 use crate::route::{Hop, Route, Routes, SMPP_CHANNEL};
@@ -79,12 +77,6 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
     /// The route of messages that name none; the first route when `None`.
     pub default_route: Option<String>,
-    /// Where the HTTP API listens.
-    pub api_listen: SocketAddr,
-    /// The HTTP API's bounds: connections, header, idle and request timeouts.
-    pub api_server: ServerConfig,
-    /// Accepted bearer tokens.
-    pub tokens: Vec<String>,
     /// Sender used when a message names none.
     pub default_from: String,
     /// Dispatcher settings.
@@ -128,62 +120,36 @@ pub enum GatewayError {
     /// The routes do not fit the channels.
     #[error("routes: {0}")]
     Routes(String),
-    /// The API port could not be bound.
-    #[error("cannot listen on {addr} for the HTTP API: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
-/// A running gateway.
+/// The store's statistics, read for status, health and metrics.
+pub(crate) type StatsReader =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<StoreStats, StoreError>> + Send + Sync>;
+
+/// A running gateway: the messaging system's handle (see [`crate::system`]
+/// for what it gives the host).
 pub struct GatewayHandle {
-    api_addr: SocketAddr,
-    client: Option<SmppClient>,
-    channel_status: Vec<(String, ChannelStatus)>,
-    metrics: Arc<Metrics>,
+    pub(crate) view: GatewayView,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) stats: StatsReader,
+    pub(crate) events: Events,
+    pub(crate) scraped: Arc<crate::system::Scraped>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// What other systems of the same process show through the gateway's API.
-#[derive(Default)]
-pub struct Extras {
-    /// Top-level sections of `/v1/status`, by key.
-    pub status: Vec<(String, ChannelStatus)>,
-    /// Text appended to `/metrics`.
-    pub metrics: Vec<MetricsText>,
-}
+/// The name of this system's events and status section.
+pub const SYSTEM: &str = "messaging";
 
-/// Starts the gateway on `store`. The API port is bound before anything else
-/// starts, so a port conflict fails fast.
+/// Starts the gateway on `store`: the SMPP binds, the channels, the
+/// dispatcher, the inbox and webhooks. Returns its handle and its HTTP routes
+/// for the host to serve.
 pub async fn start<S: Store>(
     config: GatewayConfig,
     store: S,
-) -> Result<GatewayHandle, GatewayError> {
-    start_with(config, store, Extras::default()).await
-}
-
-/// [`start`], with other systems' status and metrics in the API.
-pub async fn start_with<S: Store>(
-    config: GatewayConfig,
-    store: S,
-    extras: Extras,
-) -> Result<GatewayHandle, GatewayError> {
-    let listener = TcpListener::bind(config.api_listen)
-        .await
-        .map_err(|source| GatewayError::Listen {
-            addr: config.api_listen,
-            source,
-        })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(|source| GatewayError::Listen {
-            addr: config.api_listen,
-            source,
-        })?;
+    deps: &Deps,
+) -> Result<(GatewayHandle, HttpRoutes), GatewayError> {
+    let events_out = deps.events(SYSTEM);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let (client, events) = match config.smpp.clone() {
@@ -195,10 +161,9 @@ pub async fn start_with<S: Store>(
         // Nothing ever arrives over SMPP; the inbox still serves HTTP callbacks.
         None => (None, mpsc::channel(1).1),
     };
-    let (routes, channel_status) = build_routes(&config, client.as_ref(), &shutdown)?;
+    let (routes, channel_status) = build_routes(&config, client.as_ref(), &events_out, &shutdown)?;
     let routes = Arc::new(routes);
     let metrics = Arc::new(Metrics::default());
-    let recent = Arc::new(RecentEvents::default());
     let wake_dispatcher = Arc::new(Notify::new());
     let wake_webhooks = Arc::new(Notify::new());
     tasks.push(tokio::spawn(run_inbox(
@@ -206,7 +171,7 @@ pub async fn start_with<S: Store>(
         config.inbox.clone(),
         events,
         metrics.clone(),
-        recent.clone(),
+        events_out.clone(),
         wake_webhooks.clone(),
     )));
     let callback_channels = config
@@ -231,46 +196,49 @@ pub async fn start_with<S: Store>(
             shutdown.clone(),
         )));
     }
+    let stats: StatsReader = {
+        let store = store.clone();
+        Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { store.stats().await })
+        })
+    };
     let state = Arc::new(ApiState {
         store,
-        tokens: config.tokens.clone(),
         default_from: config.default_from.clone(),
         metrics: metrics.clone(),
-        client: client.clone(),
-        routes,
-        channel_status: channel_status.clone(),
-        sections: extras.status,
-        extra_metrics: extras.metrics,
-        recent,
+        routes: routes.clone(),
         wake: wake_dispatcher,
         callback_channels,
         wake_webhooks: wake_webhooks.clone(),
         key_counter: AtomicU64::new(0),
     });
-    let app = router(state);
-    tasks.push(tokio::spawn(crate::http_server::serve(
-        listener,
-        app,
-        config.api_server,
-        metrics.clone(),
-        shutdown.clone(),
-    )));
-    Ok(GatewayHandle {
-        api_addr,
-        client,
-        channel_status,
-        metrics,
+    let handle = GatewayHandle {
+        view: GatewayView {
+            client,
+            channel_status,
+            metrics,
+        },
+        routes,
+        stats,
+        events: events_out,
+        scraped: Arc::default(),
         shutdown,
         tasks,
-    })
+    };
+    Ok((handle, crate::api::routes(state)))
 }
 
-impl GatewayHandle {
-    /// Where the HTTP API listens.
-    pub fn api_addr(&self) -> SocketAddr {
-        self.api_addr
-    }
+/// What a test, demo or tool in the same process may read of a running
+/// gateway after its handle went to the host: binds, channels, counters.
+#[derive(Clone)]
+pub struct GatewayView {
+    pub(crate) client: Option<SmppClient>,
+    pub(crate) channel_status: Vec<(String, ChannelStatus)>,
+    pub(crate) metrics: Arc<Metrics>,
+}
 
+impl GatewayView {
     /// The SMPP client (status, binds), when SMPP is configured.
     pub fn client(&self) -> Option<&SmppClient> {
         self.client.as_ref()
@@ -289,12 +257,19 @@ impl GatewayHandle {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+}
+
+impl GatewayHandle {
+    /// A view that stays readable after the handle is given to the host.
+    pub fn view(&self) -> GatewayView {
+        self.view.clone()
+    }
 
     /// Stops taking work, unbinds, and waits for every task. Messages not yet
     /// submitted stay queued in the store for the next start.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        if let Some(client) = &self.client {
+        if let Some(client) = &self.view.client {
             client.shutdown().await;
         }
         for task in self.tasks {
@@ -309,6 +284,7 @@ impl GatewayHandle {
 fn build_routes(
     config: &GatewayConfig,
     client: Option<&SmppClient>,
+    events: &Events,
     shutdown: &CancellationToken,
 ) -> Result<(Routes, Vec<(String, ChannelStatus)>), GatewayError> {
     let mut channels: HashMap<String, Channel> = HashMap::new();
@@ -331,12 +307,12 @@ fn build_routes(
                 })?,
             )),
             ChannelConfig::Http { config, .. } => {
-                let channel = AggregatorChannel::start(config.clone(), shutdown.clone()).map_err(
-                    |source| GatewayError::Http {
-                        name: name.clone(),
-                        source,
-                    },
-                )?;
+                let channel =
+                    AggregatorChannel::start(config.clone(), events.clone(), shutdown.clone())
+                        .map_err(|source| GatewayError::Http {
+                            name: name.clone(),
+                            source,
+                        })?;
                 let for_status = channel.clone();
                 status.push((
                     name.clone(),

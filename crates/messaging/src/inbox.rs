@@ -1,16 +1,18 @@
 //! MO messages and delivery receipts from every bind of every site into the
-//! durable inbox (SPEC M1, M6, M13), and bind events into metrics and the log.
+//! durable inbox (SPEC M1, M6, M13), and bind events onto the host's event
+//! stream.
 //!
 //! A `deliver_sm` is answered `ESME_ROK` only after it is stored; if the store
 //! refuses it, the answer is a temporary error and the SMSC delivers it again.
 //! Repeats (the same receipt or MO through several binds or sites) are stored
 //! once, by dedupe key (SPEC M8).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hotsite_core::{Event, EventKind, HealthState, Target};
+use hotsite_host::Events;
 use hotsite_smpp::driver::ClientEvent;
 use hotsite_smpp::pdu::{CommandStatus, ShortMessage};
 use hotsite_store::{InboundInserted, InboundKind, NewInbound, ReceiptIdFormat, Store};
@@ -18,33 +20,6 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::clock;
 use crate::metrics::Metrics;
-
-/// The most recent bind events kept for `hotsite status`.
-const RECENT_EVENTS: usize = 50;
-
-/// Recent bind events, newest last.
-#[derive(Debug, Default)]
-pub struct RecentEvents(Mutex<VecDeque<(i64, String)>>);
-
-impl RecentEvents {
-    fn push(&self, at_ms: i64, text: String) {
-        let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if events.len() == RECENT_EVENTS {
-            events.pop_front();
-        }
-        events.push_back((at_ms, text));
-    }
-
-    /// A copy, oldest first: (wall-clock ms, description).
-    pub fn snapshot(&self) -> Vec<(i64, String)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
 
 /// How the inbox reads what SMSCs deliver.
 #[derive(Debug, Clone)]
@@ -89,7 +64,7 @@ pub async fn run_inbox<S: Store>(
     config: InboxConfig,
     mut events: mpsc::Receiver<ClientEvent>,
     metrics: Arc<Metrics>,
-    recent: Arc<RecentEvents>,
+    events_out: Events,
     wake_webhooks: Arc<Notify>,
 ) {
     while let Some(first) = events.recv().await {
@@ -100,7 +75,7 @@ pub async fn run_inbox<S: Store>(
         let mut taken = 0;
         while let Some(event) = next.take() {
             match event {
-                ClientEvent::Pool(event) => record_pool_event(&event, &metrics, &recent),
+                ClientEvent::Pool(event) => record_pool_event(event, &metrics, &events_out),
                 ClientEvent::AnsweredLate {
                     target,
                     status,
@@ -161,7 +136,9 @@ pub async fn run_inbox<S: Store>(
     }
 }
 
-fn record_pool_event(event: &Event, metrics: &Metrics, recent: &RecentEvents) {
+/// Counts a bind going out of service and publishes every pool decision on
+/// the host's event stream (DESIGN.md invariant 4), which logs it.
+fn record_pool_event(event: Event, metrics: &Metrics, events_out: &Events) {
     if let EventKind::Health {
         to: HealthState::Down,
         ..
@@ -169,12 +146,7 @@ fn record_pool_event(event: &Event, metrics: &Metrics, recent: &RecentEvents) {
     {
         Metrics::inc(&metrics.bind_failovers_total);
     }
-    if matches!(
-        event.kind,
-        EventKind::Health { .. } | EventKind::WorkHandedBack { .. } | EventKind::Throttled { .. }
-    ) {
-        recent.push(clock::now_ms(), event.to_string());
-    }
+    events_out.publish(event);
 }
 
 /// The inbox row for a `deliver_sm`, with the key its repeats share.

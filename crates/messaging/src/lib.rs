@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Decisions are pure ([`policy`], [`request`], [`signing`]); the drivers
-//! ([`dispatcher`], [`inbox`], [`webhook`], [`api`]) move data and time.
+//! ([`dispatcher`], [`inbox`], [`webhook`], [`api`]) move data and time. The
+//! gateway is one of the host's systems: [`start`] returns its handle and
+//! routes (`hotsite_host::System`, `hotsite_host::Routes`).
 
 #![warn(missing_docs)]
 
@@ -22,13 +24,13 @@ pub mod channel;
 mod clock;
 pub mod dispatcher;
 pub mod gateway;
-pub mod http_server;
 pub mod inbox;
 pub mod metrics;
 pub mod policy;
 pub mod request;
 pub mod route;
 pub mod signing;
+mod system;
 pub mod webhook;
 
-pub use gateway::{start, GatewayConfig, GatewayError, GatewayHandle};
+pub use gateway::{start, GatewayConfig, GatewayError, GatewayHandle, GatewayView, SYSTEM};

@@ -1,14 +1,19 @@
-//! Counters and gauges, rendered as Prometheus text at `/metrics`.
-//!
-//! Plain atomics: a handful of numbers does not need a metrics framework.
+//! The gateway's counters: plain atomics on the hot path, written to
+//! `/metrics` at scrape time through the host's Prometheus encoder (names,
+//! types, HELP and label escaping are the library's).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use hotsite_host::metrics::{self, Encoder};
+
+/// A labeled counter's labels, in the order given.
+type Labels = Vec<(String, String)>;
+
 macro_rules! counters {
-    ($($name:ident: $help:expr;)* ; gauges: $($gauge:ident: $gauge_help:expr;)*) => {
+    ($($name:ident: $help:expr;)*) => {
         /// Every counter the gateway keeps.
         #[derive(Debug, Default)]
         pub struct Metrics {
@@ -16,37 +21,18 @@ macro_rules! counters {
                 #[doc = $help]
                 pub $name: AtomicU64,
             )*
-            $(
-                #[doc = $gauge_help]
-                pub $gauge: AtomicU64,
-            )*
             /// Counters with labels, by (name, labels).
-            labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
+            labeled: Mutex<BTreeMap<(&'static str, Labels), u64>>,
         }
 
         impl Metrics {
-            /// Prometheus text exposition of the counters, plus `gauges`.
-            pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
-                let mut out = String::new();
+            /// Writes every counter, labeled ones included, through the
+            /// host's Prometheus encoder.
+            pub fn encode_counters(&self, encoder: &mut Encoder) -> fmt::Result {
                 $(
-                    let name = concat!("hotsite_", stringify!($name));
-                    let _ = writeln!(out, "# HELP {name} {}", $help);
-                    let _ = writeln!(out, "# TYPE {name} counter");
-                    let _ = writeln!(out, "{name} {}", self.$name.load(Ordering::Relaxed));
+                    metrics::counter(encoder, stringify!($name), $help, self.$name.load(Ordering::Relaxed))?;
                 )*
-                self.render_labeled(&mut out);
-                $(
-                    let name = concat!("hotsite_", stringify!($gauge));
-                    let _ = writeln!(out, "# HELP {name} {}", $gauge_help);
-                    let _ = writeln!(out, "# TYPE {name} gauge");
-                    let _ = writeln!(out, "{name} {}", self.$gauge.load(Ordering::Relaxed));
-                )*
-                for (name, help, value) in gauges {
-                    let _ = writeln!(out, "# HELP hotsite_{name} {help}");
-                    let _ = writeln!(out, "# TYPE hotsite_{name} gauge");
-                    let _ = writeln!(out, "hotsite_{name} {value}");
-                }
-                out
+                self.encode_labeled(encoder)
             }
         }
     };
@@ -70,9 +56,6 @@ counters! {
     messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
     reference_collisions_total: "Submits the provider took for a repeat of another message (same reference) and answered with that message's id; sent again (SPEC M16).";
     receipts_uncorrelated_delivered_total: "Receipts delivered to the application without a message: their id matched none within the correlation wait (SPEC M13).";
-    http_requests_timed_out_total: "HTTP API requests cut off by api.request_timeout (answered 408 or 503).";
-    ; gauges:
-    http_connections_open: "HTTP API connections open (at most api.max_connections).";
 }
 
 /// Counters with labels: name, help.
@@ -85,21 +68,12 @@ const LABELED: &[(&str, &str)] = &[
         "route_fallbacks_total",
         "Messages handed from one hop of a route to the next (SPEC M11).",
     ),
-    (
-        "http_connections_closed_total",
-        "HTTP API connections closed by hotsite, by reason: idle (api.idle_timeout), header_timeout (api.header_timeout), evicted (to make room at api.max_connections), refused (503 at the cap, every connection busy).",
-    ),
 ];
 
 impl Metrics {
     /// Adds one to `counter`.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Subtracts one from the gauge `gauge`.
-    pub fn dec(gauge: &AtomicU64) {
-        gauge.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Adds `n` to `counter`.
@@ -111,51 +85,66 @@ impl Metrics {
     /// `labels` as `(key, value)` pairs.
     pub fn inc_labeled(&self, name: &'static str, labels: &[(&str, &str)]) {
         debug_assert!(LABELED.iter().any(|(known, _)| *known == name), "{name}");
-        let mut text = String::new();
-        for (i, (key, value)) in labels.iter().enumerate() {
-            let separator = if i == 0 { "" } else { "," };
-            let value = value.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = write!(text, "{separator}{key}=\"{value}\"");
-        }
         let mut labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        *labeled.entry((name, text)).or_default() += 1;
+        *labeled.entry((name, owned(labels))).or_default() += 1;
     }
 
     /// The labeled counter `name` with exactly `labels` (0 if never counted).
     pub fn labeled(&self, name: &'static str, labels: &[(&str, &str)]) -> u64 {
-        let text: Vec<String> = labels
-            .iter()
-            .map(|(key, value)| format!("{key}=\"{value}\""))
-            .collect();
         let labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
-        labeled.get(&(name, text.join(","))).copied().unwrap_or(0)
+        labeled.get(&(name, owned(labels))).copied().unwrap_or(0)
     }
 
-    fn render_labeled(&self, out: &mut String) {
+    fn encode_labeled(&self, encoder: &mut Encoder) -> fmt::Result {
         let labeled = self.labeled.lock().unwrap_or_else(|e| e.into_inner());
         for (name, help) in LABELED {
-            let _ = writeln!(out, "# HELP hotsite_{name} {help}");
-            let _ = writeln!(out, "# TYPE hotsite_{name} counter");
-            for ((_, labels), value) in labeled.iter().filter(|((n, _), _)| n == name) {
-                let _ = writeln!(out, "hotsite_{name}{{{labels}}} {value}");
-            }
+            let samples = labeled
+                .iter()
+                .filter(|((n, _), _)| n == name)
+                .map(|((_, labels), value)| (labels.clone(), *value));
+            metrics::counter_family(encoder, name, help, samples)?;
         }
+        Ok(())
     }
+}
+
+fn owned(labels: &[(&str, &str)]) -> Labels {
+    labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Counters(Metrics);
+
+    impl metrics::Collector for Counters {
+        fn encode(&self, mut encoder: Encoder) -> fmt::Result {
+            self.0.encode_counters(&mut encoder)
+        }
+    }
+
+    fn render(metrics: Metrics) -> String {
+        let mut registry = metrics::registry();
+        registry.register_collector(Box::new(Counters(metrics)));
+        metrics::render(&registry).unwrap()
+    }
+
     #[test]
     fn renders_prometheus_text() {
         let metrics = Metrics::default();
         Metrics::add(&metrics.messages_accepted_total, 3);
-        let text = metrics.render(&[("binds_up", "Binds in service.", 4)]);
-        assert!(text.contains(
-            "# TYPE hotsite_messages_accepted_total counter\nhotsite_messages_accepted_total 3\n"
-        ));
-        assert!(text.contains("# TYPE hotsite_binds_up gauge\nhotsite_binds_up 4\n"));
+        let text = render(metrics);
+        assert!(
+            text.contains(
+                "# TYPE hotsite_messages_accepted counter\nhotsite_messages_accepted_total 3\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -165,7 +154,7 @@ mod tests {
         metrics.inc_labeled("route_fallbacks_total", &labels);
         metrics.inc_labeled("route_fallbacks_total", &labels);
         assert_eq!(metrics.labeled("route_fallbacks_total", &labels), 2);
-        let text = metrics.render(&[]);
+        let text = render(metrics);
         assert!(
             text.contains(
                 "hotsite_route_fallbacks_total{route=\"chat\",from=\"primary-chat\",to=\"email\"} 2\n"

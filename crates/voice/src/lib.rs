@@ -22,7 +22,9 @@ pub mod config;
 pub mod driver;
 pub mod proxy;
 pub mod routing;
+mod system;
 
 pub use config::{VoiceConfig, VoiceConfigError};
 pub use driver::{start, TrunkStatusView, VoiceError, VoiceHandle, VoiceMetrics};
 pub use proxy::{Proxy, ProxyConfig, ProxyEvent};
+pub use system::SYSTEM;

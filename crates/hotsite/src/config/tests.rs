@@ -1,8 +1,8 @@
 //! Configuration validation: every bad value is reported with its key.
 
 use super::*;
+use hotsite_host::ServerConfig;
 use hotsite_messaging::gateway::ChannelConfig;
-use hotsite_messaging::http_server::ServerConfig;
 
 const GOOD: &str = r#"
 [site]
@@ -394,12 +394,12 @@ fn voice_errors_name_their_keys() {
 #[test]
 fn api_server_bounds_default_parse_and_name_their_keys() {
     let config = Config::from_toml_str(GOOD).unwrap();
-    assert_eq!(config.gateway.api_server, ServerConfig::default());
+    assert_eq!(config.host.server, ServerConfig::default());
     let text = GOOD.replace(
         "tokens = [\"token-123456\"]",
         "tokens = [\"token-123456\"]\nmax_connections = 200\nheader_timeout = \"2s\"\nidle_timeout = \"5s\"\nrequest_timeout = \"500ms\"",
     );
-    let server = Config::from_toml_str(&text).unwrap().gateway.api_server;
+    let server = Config::from_toml_str(&text).unwrap().host.server;
     assert_eq!(server.max_connections, 200);
     assert_eq!(server.header_timeout, Duration::from_secs(2));
     assert_eq!(server.idle_timeout, Duration::from_secs(5));

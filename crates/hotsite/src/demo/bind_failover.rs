@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hotsite_core::{HealthState, Target};
 use hotsite_lab::{Fault, Lab, LabConfig, LabHandle};
-use hotsite_messaging::{GatewayConfig, GatewayHandle};
+use hotsite_messaging::{GatewayConfig, GatewayView};
 use hotsite_smpp::driver::ClientConfig;
 use hotsite_smpp::pool::PoolConfig;
 use hotsite_smpp::session::SessionConfig;
 
 use super::{
-    app_webhook, index_of, open_store, secs, settle, sms_message, App, Driver, Failover, Progress,
-    Report, Settings, Tally, Traffic, TOKEN,
+    app_webhook, index_of, open_store, secs, serve, settle, sms_message, App, Driver, Failover,
+    Progress, Report, Settings, Tally, Traffic,
 };
 use crate::clock;
 
@@ -70,10 +70,13 @@ pub(super) async fn run(
         .context("cannot start the lab")?;
     let app = App::start().await?;
     let store = open_store(dir)?;
-    let gateway = hotsite_messaging::start(gateway_config(&lab, &app), store.clone())
-        .await
-        .context("cannot start the gateway")?;
-    let api = format!("http://{}", gateway.api_addr());
+    let gateway = serve(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        gateway_config(&lab, &app),
+        store.clone(),
+    )
+    .await?;
+    let api = format!("http://{}", gateway.local_addr());
     progress.line(&format!(
         "gateway on {api}, store {}; binding to every SMSC of every site (SPEC M4)...",
         dir.display()
@@ -214,9 +217,6 @@ fn gateway_config(lab: &LabHandle, app: &App) -> GatewayConfig {
     GatewayConfig {
         inbox: Default::default(),
         smpp: Some(smpp),
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_server: Default::default(),
-        tokens: vec![TOKEN.to_owned()],
         default_from: "hotsite".to_owned(),
         channels: Vec::new(),
         routes: Vec::new(),
@@ -226,11 +226,7 @@ fn gateway_config(lab: &LabHandle, app: &App) -> GatewayConfig {
     }
 }
 
-async fn wait_bound(
-    gateway: &GatewayHandle,
-    expected: usize,
-    limit: Duration,
-) -> anyhow::Result<()> {
+async fn wait_bound(gateway: &GatewayView, expected: usize, limit: Duration) -> anyhow::Result<()> {
     let deadline = clock::now() + limit;
     loop {
         let up = gateway

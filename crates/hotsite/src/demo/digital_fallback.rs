@@ -19,7 +19,7 @@ use hotsite_lab::{HttpFault, LabConfig, LabHandle, SmtpConfig, WebhookConfig};
 use hotsite_messaging::channel::digital::DigitalConfig;
 use hotsite_messaging::channel::email::{EmailConfig, Security};
 use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
-use hotsite_messaging::GatewayHandle;
+use hotsite_messaging::GatewayView;
 use serde_json::{json, Value};
 
 use super::{
@@ -96,7 +96,7 @@ impl Arrivals {
 }
 
 /// Messages handed from one hop to the next (SPEC M11).
-fn fallbacks(gateway: &GatewayHandle, from: &str, to: &str) -> u64 {
+fn fallbacks(gateway: &GatewayView, from: &str, to: &str) -> u64 {
     gateway.metrics().labeled(
         "route_fallbacks_total",
         &[("route", "chat"), ("from", from), ("to", to)],

@@ -46,12 +46,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hotsite_core::BackoffConfig;
+use hotsite_host::{Deps, HostConfig, Single};
 use hotsite_lab::{Lab, LabConfig, LabHandle};
 use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 use hotsite_messaging::policy::{AmbiguousPolicy, HopPolicy};
 use hotsite_messaging::signing::{verify, SIGNATURE_HEADER};
 use hotsite_messaging::webhook::WebhookConfig;
-use hotsite_messaging::{GatewayConfig, GatewayHandle};
+use hotsite_messaging::{GatewayConfig, GatewayHandle, GatewayView};
 use hotsite_store::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
@@ -232,6 +233,27 @@ async fn settle(store: &SqliteStore) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------
 // The gateway and what surrounds it
 
+/// A gateway behind a host of its own, as `hotsite run` serves it; reads
+/// like the gateway (binds, channels, counters) through [`GatewayView`].
+type Served = Single<GatewayView>;
+
+/// Starts the gateway on `store` behind a host listening on `listen`.
+async fn serve(
+    listen: SocketAddr,
+    config: GatewayConfig,
+    store: SqliteStore,
+) -> anyhow::Result<Served> {
+    let host = HostConfig {
+        listen,
+        server: Default::default(),
+        tokens: vec![TOKEN.into()],
+    };
+    let start = |deps: Deps| async move { hotsite_messaging::start(config, store, &deps).await };
+    Single::start(host, start, GatewayHandle::view)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))
+}
+
 /// The gateway's store in the demo's folder.
 fn open_store(dir: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&dir.join("hotsite.db"), SqliteOptions::default())
@@ -270,7 +292,7 @@ const CALLBACK_SECRET: &str = "demo-callback-secret-0001";
 /// The gateway without SMPP, its store and the application, around a lab.
 struct Rig {
     lab: LabHandle,
-    gateway: GatewayHandle,
+    gateway: Served,
     store: SqliteStore,
     app: App,
     api: String,
@@ -306,18 +328,13 @@ impl Rig {
             channels: channels(&lab),
             routes,
             default_route: None,
-            api_listen,
-            api_server: Default::default(),
-            tokens: vec![TOKEN.to_owned()],
             default_from: "hotsite".to_owned(),
             dispatcher: Default::default(),
             webhook: app_webhook(&app),
         };
-        let gateway = hotsite_messaging::start(config, store.clone())
-            .await
-            .context("cannot start the gateway")?;
+        let gateway = serve(api_listen, config, store.clone()).await?;
         Ok(Rig {
-            api: format!("http://{}", gateway.api_addr()),
+            api: format!("http://{}", gateway.local_addr()),
             lab,
             gateway,
             store,

@@ -211,7 +211,7 @@ pub(super) async fn run(settings: &Settings, progress: &Progress) -> anyhow::Res
         );
     }
     let addrs: Vec<SocketAddr> = trunks.iter().map(SipTrunk::local_addr).collect();
-    let voice = hotsite_voice::start(&voice_config(&addrs)?)
+    let (voice, _) = hotsite_voice::start(&voice_config(&addrs)?, &hotsite_host::Deps::detached())
         .await
         .context("cannot start the voice proxy")?;
     let mut events = voice.subscribe();

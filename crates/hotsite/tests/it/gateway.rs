@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::failover::client_config;
 use hotsite_core::{HealthState, Target};
+use hotsite_host::{Deps, HostConfig, Single};
 use hotsite_lab::{Fault, Lab, LabConfig, LabHandle, MoRequest};
 use hotsite_messaging::signing::{verify, SIGNATURE_HEADER};
 use hotsite_messaging::webhook::WebhookConfig;
-use hotsite_messaging::{GatewayConfig, GatewayHandle};
+use hotsite_messaging::{GatewayConfig, GatewayHandle, GatewayView};
 use hotsite_store::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
@@ -90,9 +91,26 @@ impl App {
     }
 }
 
+/// The gateway behind a host of its own, as `hotsite run` serves it; reads
+/// like the gateway through [`GatewayView`].
+pub(crate) type Served = Single<GatewayView>;
+
+/// Starts the gateway on `store` behind a host listening on `listen`.
+pub(crate) async fn serve(listen: SocketAddr, config: GatewayConfig, store: SqliteStore) -> Served {
+    let host = HostConfig {
+        listen,
+        server: Default::default(),
+        tokens: vec![TOKEN.into()],
+    };
+    let start = |deps: Deps| async move { hotsite_messaging::start(config, store, &deps).await };
+    Single::start(host, start, GatewayHandle::view)
+        .await
+        .unwrap()
+}
+
 pub(crate) struct Setup {
     pub(crate) lab: LabHandle,
-    pub(crate) gateway: GatewayHandle,
+    pub(crate) gateway: Served,
     pub(crate) store: SqliteStore,
     pub(crate) api: String,
     pub(crate) app: App,
@@ -127,9 +145,6 @@ pub(crate) async fn setup_with(
     let mut config = GatewayConfig {
         inbox: Default::default(),
         smpp: Some(client_config(&lab)),
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_server: Default::default(),
-        tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
         channels: Vec::new(),
         routes: Vec::new(),
@@ -144,10 +159,8 @@ pub(crate) async fn setup_with(
         }),
     };
     tweak(&mut config);
-    let gateway = hotsite_messaging::start(config, store.clone())
-        .await
-        .unwrap();
-    let api = format!("http://{}", gateway.api_addr());
+    let gateway = serve(SocketAddr::from(([127, 0, 0, 1], 0)), config, store.clone()).await;
+    let api = format!("http://{}", gateway.local_addr());
     let setup = Setup {
         lab,
         gateway,

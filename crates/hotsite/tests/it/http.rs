@@ -19,20 +19,20 @@ use hotsite_messaging::channel::email::{EmailConfig, Security};
 use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 use hotsite_messaging::policy::{AmbiguousPolicy, HopPolicy};
 use hotsite_messaging::webhook::WebhookConfig;
-use hotsite_messaging::{GatewayConfig, GatewayHandle};
+use hotsite_messaging::GatewayConfig;
 use hotsite_store::{MessageId, MessageState, SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::gateway::{
-    now, post_until_accepted, temp_dir, wait_until, App, RemovedOnDrop, SECRET, TOKEN,
+    now, post_until_accepted, serve, temp_dir, wait_until, App, RemovedOnDrop, Served, SECRET,
 };
 
 const CALLBACK_SECRET: &str = "provider-callback-secret";
 
 struct Setup {
     lab: LabHandle,
-    gateway: GatewayHandle,
+    gateway: Served,
     store: SqliteStore,
     api: String,
     app: App,
@@ -98,9 +98,6 @@ async fn setup(
         channels: channels(&lab),
         routes,
         default_route: None,
-        api_listen: api_addr,
-        api_server: Default::default(),
-        tokens: vec![TOKEN.into()],
         default_from: "hotsite".into(),
         dispatcher: Default::default(),
         webhook: Some(WebhookConfig {
@@ -111,11 +108,9 @@ async fn setup(
             concurrency: 16,
         }),
     };
-    let gateway = hotsite_messaging::start(config, store.clone())
-        .await
-        .unwrap();
+    let gateway = serve(api_addr, config, store.clone()).await;
     Setup {
-        api: format!("http://{}", gateway.api_addr()),
+        api: format!("http://{}", gateway.local_addr()),
         lab,
         gateway,
         store,

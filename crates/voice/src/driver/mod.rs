@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use hotsite_core::{Event, EventKind, Target};
+use hotsite_host::{Deps, Events, HttpRoutes};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -177,7 +179,10 @@ impl VoiceHandle {
         move || shared.lock().ok().and_then(|s| s.metrics)
     }
 
-    /// Every event from now on (trunk state changes, failovers, call ends).
+    /// Every event of the proxy from now on, typed (trunk state changes,
+    /// failovers, call ends), for tools in the same process (the demo's
+    /// report). The decisions among them are also published once on the
+    /// host's event stream, which is what the log, metrics and API read.
     /// A receiver that falls more than 1,024 events behind loses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<ProxyEvent> {
         self.events.subscribe()
@@ -203,8 +208,13 @@ impl Drop for VoiceHandle {
     }
 }
 
-/// Validates `config`, binds its socket and starts the proxy task.
-pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
+/// Validates `config`, binds its socket and starts the proxy task. Its trunk
+/// changes and call failovers are published through `deps`' event stream;
+/// the routes (`GET /v1/trunks`) are for the host to serve.
+pub async fn start(
+    config: &VoiceConfig,
+    deps: &Deps,
+) -> Result<(VoiceHandle, HttpRoutes), VoiceError> {
     config.validate()?;
     // A flood's memory must go back when it is over (DESIGN.md invariant 6).
     memory::configure();
@@ -229,15 +239,21 @@ pub async fn start(config: &VoiceConfig) -> Result<VoiceHandle, VoiceError> {
             tcp: listener,
             connect_timeout: config.invite_timeout,
         };
-        tracing::Instrument::instrument(run(sockets, proxy, shared, events, stopped), span)
+        let published = deps.events(crate::system::SYSTEM);
+        tracing::Instrument::instrument(
+            run(sockets, proxy, shared, (events, published), stopped),
+            span,
+        )
     });
-    Ok(VoiceHandle {
+    let handle = VoiceHandle {
         local_addr,
         shared,
         events,
         shutdown: Some(stop),
         task: Some(task),
-    })
+    };
+    let routes = crate::system::routes(&handle);
+    Ok((handle, routes))
 }
 
 /// The UDP socket and the TCP listener, on the same port. With port 0 the
@@ -307,7 +323,7 @@ async fn run(
     sockets: Sockets,
     mut proxy: Proxy,
     shared: Arc<Mutex<Shared>>,
-    events: broadcast::Sender<ProxyEvent>,
+    events: (broadcast::Sender<ProxyEvent>, Events),
     mut stopped: oneshot::Receiver<()>,
 ) {
     let Sockets {
@@ -432,28 +448,35 @@ async fn flush(socket: &UdpSocket, connections: &mut Connections, proxy: &mut Pr
     }
 }
 
-/// Logs and broadcasts the proxy's events; true if a trunk changed state.
-fn drain_events(proxy: &mut Proxy, events: &broadcast::Sender<ProxyEvent>) -> bool {
+/// Publishes the proxy's decisions (trunk state changes, call failovers) on
+/// the host's event stream, which logs them (DESIGN.md invariant 4), and
+/// hands every event to in-process subscribers; true if a trunk changed state.
+fn drain_events(
+    proxy: &mut Proxy,
+    (feed, published): &(broadcast::Sender<ProxyEvent>, Events),
+) -> bool {
     let mut trunk_changed = false;
     while let Some(event) = proxy.poll_event() {
         match &event {
             ProxyEvent::Trunk(change) => {
-                // Every trunk state change is logged with its cause (DESIGN.md,
-                // invariant 4); `hotsite status` and /metrics show the state.
-                tracing::warn!(event = %change, "trunk state changed");
+                published.publish(change.clone());
                 trunk_changed = true;
             }
-            ProxyEvent::Failover(failover) => tracing::info!(
-                call_id = %failover.call_id,
-                from = %failover.from.name,
-                to = %failover.to.name,
-                cause = %failover.cause,
-                "call failed over to the next trunk"
-            ),
+            ProxyEvent::Failover(failover) => {
+                published.publish(Event {
+                    at: failover.at,
+                    target: Target::new(&failover.from.carrier, &failover.from.name),
+                    kind: EventKind::Rerouted {
+                        item: failover.call_id.clone(),
+                        to: Target::new(&failover.to.carrier, &failover.to.name),
+                        cause: failover.cause.clone(),
+                    },
+                });
+            }
             ProxyEvent::CallEnded(_) => {}
         }
-        if events.receiver_count() > 0 {
-            let _ = events.send(event);
+        if feed.receiver_count() > 0 {
+            let _ = feed.send(event);
         }
     }
     trunk_changed

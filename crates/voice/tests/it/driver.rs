@@ -188,9 +188,13 @@ fn config(trunks: &[(&str, SocketAddr, u32)]) -> VoiceConfig {
 async fn a_503_fails_over_to_the_second_trunk_over_udp() {
     let (t1, _t1_task) = trunk(Behaviour::Unavailable).await;
     let (t2, _t2_task) = trunk(Behaviour::Answer).await;
-    let handle = hotsite_voice::start(&config(&[("t1", t1, 10), ("t2", t2, 20)]))
-        .await
-        .unwrap();
+    let handle = hotsite_voice::start(
+        &config(&[("t1", t1, 10), ("t2", t2, 20)]),
+        &hotsite_host::Deps::detached(),
+    )
+    .await
+    .unwrap()
+    .0;
     let mut events = handle.subscribe();
     let caller = Caller::new(handle.local_addr()).await;
 
@@ -248,9 +252,13 @@ async fn a_503_fails_over_to_the_second_trunk_over_udp() {
 async fn a_silent_trunk_is_marked_and_the_call_completes_elsewhere() {
     let (t1, _t1_task) = trunk(Behaviour::Silent).await;
     let (t2, _t2_task) = trunk(Behaviour::Answer).await;
-    let handle = hotsite_voice::start(&config(&[("t1", t1, 10), ("t2", t2, 20)]))
-        .await
-        .unwrap();
+    let handle = hotsite_voice::start(
+        &config(&[("t1", t1, 10), ("t2", t2, 20)]),
+        &hotsite_host::Deps::detached(),
+    )
+    .await
+    .unwrap()
+    .0;
     let caller = Caller::new(handle.local_addr()).await;
     caller.send(&caller.invite("udp-2")).await;
     let (seen, _) = caller.final_response().await;
@@ -383,7 +391,10 @@ async fn a_tcp_trunk_carries_calls_on_one_connection_and_refusal_fails_over_at_o
     voice.trunks[0].probe.timeout = Duration::from_secs(2);
     // Long enough that a wait for it would show in the setup time.
     voice.invite_timeout = Duration::from_secs(3);
-    let handle = hotsite_voice::start(&voice).await.unwrap();
+    let handle = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+        .await
+        .unwrap()
+        .0;
     let mut events = handle.subscribe();
     let caller = Caller::new(handle.local_addr()).await;
 

@@ -158,9 +158,13 @@ async fn trunk_503_calls_complete_via_the_next_trunk() {
     let (p1, p2) = (free_port(), free_port());
     let _t1 = trunk("uas_503.xml", p1);
     let _t2 = trunk("uas.xml", p2);
-    let proxy = hotsite_voice::start(&config(&[("t1", p1, 10), ("t2", p2, 20)]))
-        .await
-        .unwrap();
+    let proxy = hotsite_voice::start(
+        &config(&[("t1", p1, 10), ("t2", p2, 20)]),
+        &hotsite_host::Deps::detached(),
+    )
+    .await
+    .unwrap()
+    .0;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let calls = place_calls(proxy.local_addr(), 100, 200, &dir).await;
     assert_eq!((calls.successful, calls.failed), (200, 0), "{calls:?}");
@@ -193,7 +197,10 @@ async fn killed_trunk_is_routed_around_and_takes_traffic_again_after_recovery() 
     // are slowed down.
     voice.trunks[0].probe.interval = Duration::from_secs(10);
     voice.trunks[0].probe.timeout = Duration::from_secs(2);
-    let proxy = hotsite_voice::start(&voice).await.unwrap();
+    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+        .await
+        .unwrap()
+        .0;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let calls = place_calls(proxy.local_addr(), 100, 100, &dir).await;
@@ -303,7 +310,10 @@ async fn tcp_calls_and_a_trunk_that_refuses_connections() {
         trunk.probe.interval = Duration::from_secs(10);
         trunk.probe.timeout = Duration::from_secs(2);
     }
-    let proxy = hotsite_voice::start(&voice).await.unwrap();
+    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+        .await
+        .unwrap()
+        .0;
     let mut events = proxy.subscribe();
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -36,11 +36,11 @@ pub mod failover;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hotsite_core::{Event, EventKind, HealthState, Target};
+use hotsite_host::{Events, Filter, Record};
 use hotsite_store::QueuedMessage;
 use reqwest::header::RETRY_AFTER;
 use serde::Serialize;
@@ -81,7 +81,9 @@ struct Shared {
     /// One per distinct host of the URLs.
     hosts: Vec<HostClient>,
     wake_prober: Notify,
-    recent: Mutex<VecDeque<StatusEvent>>,
+    /// Where its decisions go: the host's one event stream, also the source
+    /// of `recent_events` in its status.
+    events: Events,
     counters: Counters,
 }
 
@@ -216,6 +218,7 @@ impl AggregatorChannel {
     /// channel is dropped. Must be called inside a tokio runtime.
     pub fn start(
         config: AggregatorConfig,
+        events: Events,
         shutdown: CancellationToken,
     ) -> Result<Arc<AggregatorChannel>, AggregatorConfigError> {
         config.validate()?;
@@ -280,7 +283,7 @@ impl AggregatorChannel {
             endpoints,
             hosts,
             wake_prober: Notify::new(),
-            recent: Mutex::new(VecDeque::new()),
+            events,
             counters: Counters::default(),
         });
         let prober_shutdown = shutdown.child_token();
@@ -438,13 +441,7 @@ impl AggregatorChannel {
                 probes: counts.probes,
                 probes_failed: counts.probes_failed,
             },
-            recent_events: shared
-                .recent
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .cloned()
-                .collect(),
+            recent_events: shared.recent_events(),
         }
     }
 }
@@ -551,41 +548,53 @@ impl Shared {
         }
     }
 
-    /// Logs health changes and keeps the latest for the status (DESIGN.md,
-    /// invariant 4: every failover decision is an event with cause and time).
+    /// Publishes health changes on the event stream (DESIGN.md, invariant 4:
+    /// every failover decision is an event with cause and time), which logs them.
     fn record_events(&self, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         for event in events {
-            let EventKind::Health { from, to, cause } = &event.kind else {
-                continue;
-            };
-            let (site, url) = (event.target.site.as_str(), &*event.target.name);
-            match to {
-                HealthState::Down => tracing::warn!(
-                    channel = %self.config.name, site, url, %cause, "aggregator URL down"
-                ),
-                HealthState::Up => tracing::info!(
-                    channel = %self.config.name, site, url, %cause, "aggregator URL up again"
-                ),
-                HealthState::Probing => tracing::info!(
-                    channel = %self.config.name, site, url, %cause, "aggregator URL answering probes"
-                ),
+            if matches!(event.kind, EventKind::Health { .. }) {
+                self.events.publish(event);
             }
-            if recent.len() == RECENT_EVENTS {
-                recent.pop_front();
-            }
-            recent.push_back(StatusEvent {
-                at_ms: clock::wall_ms(event.at),
-                site: site.to_owned(),
-                url: url.to_owned(),
-                from: state_name(*from),
-                to: state_name(*to),
-                cause: cause.clone(),
-            });
         }
+    }
+
+    /// This channel's latest health changes, oldest first, read back from the
+    /// event stream.
+    fn recent_events(&self) -> Vec<StatusEvent> {
+        let filter = Filter {
+            system: Some(self.events.system().to_owned()),
+            kind: Some("health".to_owned()),
+            ..Filter::default()
+        };
+        let ours = |record: &Record| {
+            self.config
+                .urls
+                .iter()
+                .any(|u| record.site == u.site && record.target == format!("{}/{}", u.site, u.url))
+        };
+        let mut recent: Vec<StatusEvent> = self
+            .events
+            .bus()
+            .recent(&filter, usize::MAX)
+            .iter()
+            .filter(|record| ours(record))
+            .filter_map(|record| {
+                let EventKind::Health { from, to, cause } = &record.event.kind else {
+                    return None;
+                };
+                Some(StatusEvent {
+                    at_ms: record.at_ms,
+                    site: record.event.target.site.to_string(),
+                    url: record.event.target.name.to_string(),
+                    from: state_name(*from),
+                    to: state_name(*to),
+                    cause: cause.clone(),
+                })
+            })
+            .collect();
+        let excess = recent.len().saturating_sub(RECENT_EVENTS);
+        recent.drain(..excess);
+        recent
     }
 }
 

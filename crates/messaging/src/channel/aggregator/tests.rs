@@ -173,7 +173,12 @@ fn config(urls: &[(&str, String)]) -> AggregatorConfig {
 }
 
 fn start(config: AggregatorConfig) -> Arc<AggregatorChannel> {
-    AggregatorChannel::start(config, CancellationToken::new()).unwrap()
+    AggregatorChannel::start(
+        config,
+        hotsite_host::Events::detached("messaging"),
+        CancellationToken::new(),
+    )
+    .unwrap()
 }
 
 /// Message `id` with a UCS-2 body (data_coding 8), as the API stores it.

@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::ServerMetrics;
 use admission::{Admission, CloseReason, ConnId, Connections, Limits, LogLimiter};
 
 /// The API server's bounds (`[api]` of the config).
@@ -87,7 +87,7 @@ mod clock {
 /// What every connection task shares.
 struct Server {
     config: ServerConfig,
-    metrics: Arc<Metrics>,
+    metrics: ServerMetrics,
     table: Mutex<Table>,
 }
 
@@ -107,8 +107,8 @@ impl Server {
         table.connections.closed(id);
         table.evict.remove(&id);
         self.metrics
-            .http_connections_open
-            .store(table.connections.len() as u64, Ordering::Relaxed);
+            .connections_open
+            .set(table.connections.len() as i64);
         drop(table);
         if let Some(reason) = reason {
             self.count(reason);
@@ -116,20 +116,20 @@ impl Server {
     }
 
     fn count(&self, reason: CloseReason) {
-        self.metrics.inc_labeled(
-            "http_connections_closed_total",
-            &[("reason", reason.label())],
-        );
+        self.metrics
+            .connections_closed
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
     }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in
 /// progress finish (for a few seconds) and returns.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: ServerConfig,
-    metrics: Arc<Metrics>,
+    metrics: ServerMetrics,
     shutdown: CancellationToken,
 ) {
     let soft_limit = soft_file_limit();
@@ -206,8 +206,8 @@ pub async fn serve(
             table.evict.insert(id, cancel.clone());
             server
                 .metrics
-                .http_connections_open
-                .store(table.connections.len() as u64, Ordering::Relaxed);
+                .connections_open
+                .set(table.connections.len() as i64);
             (id, cancel)
         };
         connections.spawn(connection(
@@ -351,17 +351,60 @@ async fn handle(
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
         Err(_) => {
-            Metrics::inc(&server.metrics.http_requests_timed_out_total);
+            server.metrics.requests_timed_out.inc();
             timed_out(received.load(Ordering::Acquire), timeout)
         }
     };
-    state.awaiting_head.store(true, Ordering::Release);
-    server
-        .table()
-        .connections
-        .request_finished(state.id, clock::now());
-    state.changed.notify_one();
-    Ok(response)
+    // The request is finished when its answer has been written, not when its
+    // head is ready: a streamed answer (`/v1/events/stream`) keeps the
+    // connection busy, so neither the idle timeout nor eviction cuts it.
+    Ok(response.map(|body| {
+        Body::new(AnswerBody {
+            inner: body,
+            state: Some(state),
+        })
+    }))
+}
+
+/// The answer's body; when it is dropped (written whole, or the connection
+/// gone) the connection waits for its next request head again.
+struct AnswerBody {
+    inner: Body,
+    state: Option<Arc<ConnState>>,
+}
+
+impl Drop for AnswerBody {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            state.awaiting_head.store(true, Ordering::Release);
+            state
+                .server
+                .table()
+                .connections
+                .request_finished(state.id, clock::now());
+            state.changed.notify_one();
+        }
+    }
+}
+
+impl HttpBody for AnswerBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The answer to a request cut off by the request timeout: `408` while the

@@ -1,0 +1,186 @@
+//! The voice proxy as one of the host's systems: `trunks` in `/v1/status`
+//! and `GET /v1/trunks`, its part of `/v1/health`, its metrics (SPEC V2, V3)
+//! and its shutdown.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use hotsite_host::metrics::{self, Collector, Encoder, Registry};
+use hotsite_host::{BoxFuture, Health, HttpRoutes, System};
+use serde_json::{json, Map, Value};
+
+use crate::driver::{TrunkStatusView, VoiceHandle, VoiceMetrics};
+
+/// The name of this system's events and status section.
+pub const SYSTEM: &str = "voice";
+
+type StatusReader = Arc<dyn Fn() -> Vec<TrunkStatusView> + Send + Sync>;
+type MetricsReader = Arc<dyn Fn() -> Option<VoiceMetrics> + Send + Sync>;
+
+impl System for VoiceHandle {
+    fn name(&self) -> &'static str {
+        SYSTEM
+    }
+
+    fn status(&self) -> BoxFuture<'_, Map<String, Value>> {
+        let trunks = trunks_json(&self.status());
+        Box::pin(async move {
+            let mut section = Map::new();
+            section.insert("trunks".into(), trunks);
+            section
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        let trunks = self.status();
+        Box::pin(async move {
+            let mut fields = Map::new();
+            let in_service = trunks.iter().filter(|t| t.in_service).count();
+            fields.insert("trunks_in_service".into(), json!(in_service));
+            fields.insert("trunks".into(), json!(trunks.len()));
+            // Calls that find no trunk are answered by the proxy itself (503);
+            // new messages and other systems' work are unaffected.
+            Health {
+                ready: true,
+                fields,
+            }
+        })
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(VoiceCollector {
+            status: Arc::new(self.status_reader()),
+            metrics: Arc::new(self.metrics_reader()),
+        }));
+    }
+
+    fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(VoiceHandle::shutdown(*self))
+    }
+}
+
+/// `GET /v1/trunks` (token): the trunks as `/v1/status` shows them.
+pub(crate) fn routes(handle: &VoiceHandle) -> HttpRoutes {
+    let status: StatusReader = Arc::new(handle.status_reader());
+    let api = Router::new().route(
+        "/v1/trunks",
+        get(move || {
+            let trunks = trunks_json(&status());
+            async move { Json(json!({ "trunks": trunks })) }
+        }),
+    );
+    HttpRoutes {
+        api,
+        open: Router::new(),
+        openapi: serde_json::from_str(include_str!("openapi.json"))
+            .expect("voice's openapi.json is JSON"),
+    }
+}
+
+/// The trunks in `/v1/status` (`trunks`, SPEC V2, V3): state, cause, since
+/// when, regions, counters.
+fn trunks_json(trunks: &[TrunkStatusView]) -> Value {
+    Value::Array(trunks.iter().map(trunk_json).collect())
+}
+
+fn trunk_json(trunk: &TrunkStatusView) -> Value {
+    let since_ms = trunk
+        .since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "name": trunk.name,
+        "carrier": trunk.carrier,
+        "address": trunk.address.to_string(),
+        "transport": trunk.transport.name(),
+        "in_service": trunk.in_service,
+        "since_ms": since_ms,
+        "causes": trunk.causes.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
+        "detail": trunk.detail,
+        "media_region": trunk.media_region,
+        "failover_region": trunk.failover_region,
+        "registered": trunk.registered,
+        "attempts": trunk.stats.attempts,
+        "answered": trunk.stats.answered,
+        "failed_over": trunk.stats.failed_over,
+        "no_reply": trunk.stats.no_reply,
+    })
+}
+
+/// Reads the trunks and the call counters at scrape time.
+struct VoiceCollector {
+    status: StatusReader,
+    metrics: MetricsReader,
+}
+
+impl fmt::Debug for VoiceCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VoiceCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for VoiceCollector {
+    fn encode(&self, mut encoder: Encoder) -> fmt::Result {
+        let encoder = &mut encoder;
+        let trunks = (self.status)();
+        metrics::gauge_family(
+            encoder,
+            "trunk_in_service",
+            "Whether a SIP trunk takes calls (SPEC V2).",
+            trunks.iter().map(|t| {
+                (
+                    [
+                        ("trunk", t.name.as_str()),
+                        ("carrier", t.carrier.as_str()),
+                        ("media_region", t.media_region.as_str()),
+                        ("failover_region", t.failover_region.as_str()),
+                    ],
+                    i64::from(t.in_service),
+                )
+            }),
+        )?;
+        type Count = fn(&TrunkStatusView) -> u64;
+        let counters: [(&str, &str, Count); 3] = [
+            ("trunk_attempts_total", "INVITEs sent to a trunk.", |t| {
+                t.stats.attempts
+            }),
+            (
+                "trunk_failed_over_total",
+                "Calls that left a trunk for the next one (SPEC V1).",
+                |t| t.stats.failed_over,
+            ),
+            (
+                "trunk_no_reply_total",
+                "INVITEs a trunk did not answer at all in time.",
+                |t| t.stats.no_reply,
+            ),
+        ];
+        for (name, help, count) in counters {
+            metrics::counter_family(
+                encoder,
+                name,
+                help,
+                trunks
+                    .iter()
+                    .map(|t| ([("trunk", t.name.as_str())], count(t))),
+            )?;
+        }
+        if let Some(m) = (self.metrics)() {
+            metrics::gauge(
+                encoder,
+                "voice_calls_in_progress",
+                "Calls the voice proxy holds (at most voice.max_calls).",
+                m.sizes.calls as i64,
+            )?;
+            metrics::counter(
+                encoder,
+                "voice_calls_refused_total",
+                "INVITEs answered 503 because voice.max_calls calls were held.",
+                m.stats.refused_over_capacity,
+            )?;
+        }
+        Ok(())
+    }
+}
