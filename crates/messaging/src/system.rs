@@ -174,6 +174,20 @@ impl Collector for GatewayCollector {
             .filter(|b| b.pool.health == HealthState::Up)
             .count();
         metrics::gauge(encoder, "binds_up", "SMPP binds in service.", up as i64)?;
+        metrics::gauge_family(
+            encoder,
+            "bind_up",
+            "Whether the bind to an SMSC instance is in service (SPEC M4), by provider site and instance.",
+            binds.iter().map(|b| {
+                (
+                    [
+                        ("site", b.pool.target.site.as_str()),
+                        ("smsc", &*b.pool.target.name),
+                    ],
+                    i64::from(b.pool.health == HealthState::Up),
+                )
+            }),
+        )?;
         metrics::gauge(
             encoder,
             "binds",

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod failover;
 mod gateway;
+mod host;
 mod http;
 mod interop;
 mod limits;
