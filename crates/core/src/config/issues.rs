@@ -90,7 +90,10 @@ impl Issues {
     /// issue never contains the secret.
     pub fn secret(&mut self, key: &str, secret: &Secret, min_len: usize, why: &str) {
         if secret.expose().len() < min_len {
-            self.add(key, format!("must be at least {min_len} characters ({why})"));
+            self.add(
+                key,
+                format!("must be at least {min_len} characters ({why})"),
+            );
         }
     }
 

@@ -52,7 +52,10 @@ fn a_bad_duration_names_its_text_and_the_form() {
             error.starts_with(&format!("{text:?} is not a duration (")),
             "{error}"
         );
-        assert!(error.ends_with("write e.g. \"30s\", \"500ms\", \"2m\""), "{error}");
+        assert!(
+            error.ends_with("write e.g. \"30s\", \"500ms\", \"2m\""),
+            "{error}"
+        );
     }
     let error = section("strict = \"soon\"").unwrap_err();
     assert!(error.starts_with("\"soon\" is not a duration"), "{error}");
@@ -126,10 +129,20 @@ fn host_ports_need_a_host_and_a_port_above_zero() {
 
 #[test]
 fn urls_must_be_http_or_https_with_a_host() {
-    for good in ["http://a.example/sms/send", "https://chat.example/hook", "http://127.0.0.1:8080/"] {
+    for good in [
+        "http://a.example/sms/send",
+        "https://chat.example/hook",
+        "http://127.0.0.1:8080/",
+    ] {
         assert_eq!(check_http_url(good), Ok(()), "{good}");
     }
-    for bad in ["ftp://b.example/", "nope", "http://", "mailto:a@b.example", ""] {
+    for bad in [
+        "ftp://b.example/",
+        "nope",
+        "http://",
+        "mailto:a@b.example",
+        "",
+    ] {
         assert_eq!(
             check_http_url(bad),
             Err(format!("not an http(s) URL: {bad:?}")),
@@ -142,9 +155,19 @@ fn urls_must_be_http_or_https_with_a_host() {
 #[test]
 fn short_secrets_are_refused_without_showing_them() {
     let mut issues = Issues::new();
-    issues.secret("webhook.secret", &Secret::from("0123456789abcdef"), 16, "SPEC M15");
+    issues.secret(
+        "webhook.secret",
+        &Secret::from("0123456789abcdef"),
+        16,
+        "SPEC M15",
+    );
     assert!(issues.is_empty());
-    issues.secret("webhook.secret", &Secret::from("hunter2"), 16, "it signs, SPEC M15");
+    issues.secret(
+        "webhook.secret",
+        &Secret::from("hunter2"),
+        16,
+        "it signs, SPEC M15",
+    );
     let found = issues.finish().unwrap_err();
     assert_eq!(
         found[0].to_string(),
@@ -158,12 +181,30 @@ fn issues_collect_under_prefixes_and_bounds() {
     let mut issues = Issues::new();
     issues.extend_under(
         "channels[1]",
-        [ConfigIssue::new("urls[0].url", "bad"), ConfigIssue::new("rise", "low")],
+        [
+            ConfigIssue::new("urls[0].url", "bad"),
+            ConfigIssue::new("rise", "low"),
+        ],
     );
     issues.extend_under("", [ConfigIssue::new("voice.t1", "high")]);
-    issues.timer("t", Duration::from_millis(5), Duration::from_millis(100), Duration::from_secs(1));
-    issues.timer("u", Duration::from_secs(2), Duration::from_millis(100), Duration::from_secs(1));
-    issues.timer("v", Duration::from_secs(1), Duration::from_millis(100), Duration::from_secs(1));
+    issues.timer(
+        "t",
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    );
+    issues.timer(
+        "u",
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    );
+    issues.timer(
+        "v",
+        Duration::from_secs(1),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    );
     assert_eq!(issues.check("w", Ok::<_, String>(3)), Some(3));
     assert_eq!(issues.check::<u8>("x", Err("no".into())), None);
     assert_eq!(
