@@ -11,7 +11,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
-mod config_issue;
+pub mod config;
 mod event;
 mod health;
 mod rng;
@@ -19,7 +19,7 @@ mod secret;
 mod target;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
-pub use config_issue::ConfigIssue;
+pub use config::ConfigIssue;
 pub use event::{Event, EventKind};
 pub use health::{Health, HealthConfig, HealthState, HealthTransition};
 pub use rng::Rng;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use hotsite_core::Secret;
-use hotsite_core::{BackoffConfig, Target};
+use hotsite_core::config::{check_host_port, check_http_url, Issues, WrittenDuration};
+use hotsite_core::{BackoffConfig, Secret, Target};
 use hotsite_host::{HostConfig, ServerConfig};
 use hotsite_messaging::dispatcher::DispatcherConfig;
 use hotsite_messaging::inbox::InboxConfig;
@@ -36,7 +36,7 @@ pub(crate) struct ConfigFile {
     pub(crate) smpp: Option<SmppSection>,
     /// The other channels: HTTP aggregators, digital channels' webhooks, e-mail.
     #[serde(default)]
-    pub(crate) channels: Vec<toml::Table>,
+    pub(crate) channels: Vec<channels::ChannelTable>,
     /// Fallback chains over the channels (SPEC M11).
     #[serde(default)]
     pub(crate) routes: Vec<RouteEntry>,
@@ -167,9 +167,9 @@ pub(crate) struct WebhookSection {
     /// The application's URL for MO and receipts.
     pub(crate) url: String,
     /// HMAC-SHA256 secret of the signature header (SPEC M15).
-    pub(crate) secret: String,
+    pub(crate) secret: Secret,
     /// Per-request timeout.
-    pub(crate) timeout: Option<String>,
+    pub(crate) timeout: Option<WrittenDuration>,
 }
 
 /// `[site]`.
@@ -180,25 +180,26 @@ pub(crate) struct SiteSection {
     pub(crate) name: String,
 }
 
-/// `[smpp]`. Durations are strings such as `"35s"` or `"500ms"`.
+/// `[smpp]`. Durations are strings such as `"35s"` or `"500ms"`; a bad one is
+/// reported with the section's other problems, not alone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SmppSection {
     pub(crate) system_id: String,
-    pub(crate) password: String,
+    pub(crate) password: Secret,
     #[serde(default)]
     pub(crate) system_type: String,
     #[serde(default)]
     pub(crate) bind: BindName,
     pub(crate) window: Option<usize>,
-    pub(crate) enquire_link_interval: Option<String>,
-    pub(crate) dead_peer_timeout: Option<String>,
-    pub(crate) response_timeout: Option<String>,
-    pub(crate) connect_timeout: Option<String>,
-    pub(crate) throttle_pause: Option<String>,
-    pub(crate) throttle_pause_max: Option<String>,
-    pub(crate) rebind_interval: Option<String>,
-    pub(crate) rebind_jitter: Option<String>,
+    pub(crate) enquire_link_interval: Option<WrittenDuration>,
+    pub(crate) dead_peer_timeout: Option<WrittenDuration>,
+    pub(crate) response_timeout: Option<WrittenDuration>,
+    pub(crate) connect_timeout: Option<WrittenDuration>,
+    pub(crate) throttle_pause: Option<WrittenDuration>,
+    pub(crate) throttle_pause_max: Option<WrittenDuration>,
+    pub(crate) rebind_interval: Option<WrittenDuration>,
+    pub(crate) rebind_jitter: Option<WrittenDuration>,
     /// Seeds the rebind jitter; defaults to a hash of the site name so that
     /// gateways of different sites do not rebind in lockstep.
     pub(crate) seed: Option<u64>,
@@ -211,13 +212,13 @@ pub(crate) struct SmppSection {
     pub(crate) ambiguous: AmbiguousName,
     /// A destination's `user_message_reference`s run on in sequence while it had
     /// a message this recently (SPEC M16); default `"24h"`.
-    pub(crate) reference_window: Option<String>,
+    pub(crate) reference_window: Option<WrittenDuration>,
     /// An MO received again within this long of its first copy is a repeat
     /// (SPEC M8); default `"10m"`.
-    pub(crate) mo_dedupe_window: Option<String>,
+    pub(crate) mo_dedupe_window: Option<WrittenDuration>,
     /// How long a receipt that matches no message waits for its submit response
     /// before the application gets it uncorrelated (SPEC M13); default `"60s"`.
-    pub(crate) receipt_correlation_wait: Option<String>,
+    pub(crate) receipt_correlation_wait: Option<WrittenDuration>,
     /// Every SMSC instance of every site of the aggregator (SPEC M4).
     #[serde(default)]
     pub(crate) smsc: Vec<SmscEntry>,
@@ -357,7 +358,7 @@ impl Config {
 impl ConfigFile {
     /// Turns the file into typed settings, or lists everything wrong with it.
     pub(crate) fn validate(self) -> Result<Config, ConfigError> {
-        let mut issues = Issues::default();
+        let mut issues = Issues::new();
         if self.site.name.trim().is_empty() {
             issues.add("site.name", "must not be empty");
         }
@@ -387,31 +388,24 @@ impl ConfigFile {
         }
         let mut webhook = None;
         if let Some(section) = &self.webhook {
-            if !(section.url.starts_with("http://") || section.url.starts_with("https://")) {
-                issues.add(
-                    "webhook.url",
-                    format!("{:?} must be an http:// or https:// URL", section.url),
-                );
+            if let Err(reason) = check_http_url(&section.url) {
+                issues.add("webhook.url", reason);
             }
-            if section.secret.len() < 16 {
-                issues.add(
-                    "webhook.secret",
-                    "must be at least 16 characters (it signs every webhook, SPEC M15)",
-                );
-            }
-            let mut timeout = Duration::from_secs(5);
-            if let Some(text) = &section.timeout {
-                match humantime::parse_duration(text) {
-                    Ok(parsed) if !parsed.is_zero() => timeout = parsed,
-                    _ => issues.add(
-                        "webhook.timeout",
-                        format!("{text:?} is not a positive duration such as \"5s\""),
-                    ),
-                }
-            }
+            issues.secret(
+                "webhook.secret",
+                &section.secret,
+                16,
+                "it signs every webhook, SPEC M15",
+            );
+            let timeout = match &section.timeout {
+                Some(written) => issues
+                    .positive_duration("webhook.timeout", written, "5s")
+                    .unwrap_or_default(),
+                None => Duration::from_secs(5),
+            };
             webhook = Some(WebhookConfig {
                 url: section.url.clone(),
-                secret: section.secret.as_bytes().to_vec(),
+                secret: section.secret.clone(),
                 timeout,
                 backoff: BackoffConfig {
                     initial: Duration::from_secs(1),
@@ -453,12 +447,10 @@ impl ConfigFile {
             );
         }
         if let Some(Err(error)) = self.voice.as_ref().map(|voice| voice.validate()) {
-            for issue in error.issues() {
-                issues.add(&issue.key, issue.reason.clone());
-            }
+            issues.extend_under("", error.issues().iter().cloned());
         }
-        if !issues.0.is_empty() {
-            return Err(ConfigError(issues.0));
+        if let Err(issues) = issues.finish() {
+            return Err(ConfigError(issues));
         }
         let mut store_options = SqliteOptions::default();
         let inbox = match &smpp {
@@ -511,8 +503,8 @@ impl SmppSection {
     /// Validates `[smpp]`, adding every problem to `issues`.
     fn validate(&self, site: &str, issues: &mut Issues) -> SmppSettings {
         let smpp = self;
-        let before = issues.0.len();
-        let mut session = SessionConfig::new(&smpp.system_id, &smpp.password);
+        let before = issues.len();
+        let mut session = SessionConfig::new(&smpp.system_id, smpp.password.expose());
         session.system_type = smpp.system_type.clone();
         session.bind_kind = match smpp.bind {
             BindName::Transceiver => BindKind::Transceiver,
@@ -522,15 +514,11 @@ impl SmppSection {
         if let Some(window) = smpp.window {
             session.window = window;
         }
-        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
-            if let Some(text) = value {
-                match humantime::parse_duration(text) {
-                        Ok(parsed) => *into = parsed,
-                        Err(error) => issues.add(
-                            &format!("smpp.{key}"),
-                            format!("{text:?} is not a duration ({error}); write e.g. \"35s\", \"500ms\", \"2m\""),
-                        ),
-                    }
+        let mut duration = |key: &str, value: &Option<WrittenDuration>, into: &mut Duration| {
+            if let Some(written) = value {
+                if let Some(parsed) = issues.duration(&format!("smpp.{key}"), written) {
+                    *into = parsed;
+                }
             }
         };
         duration(
@@ -621,7 +609,7 @@ impl SmppSection {
                 );
             }
         }
-        if issues.0.len() == before {
+        if issues.len() == before {
             if let Err(error) = session.validate() {
                 issues.add(&format!("smpp.{}", error.key()), error.to_string());
             }
@@ -654,7 +642,7 @@ impl SmppSection {
                     format!("{}/{} is listed twice", entry.site, entry.name),
                 );
             }
-            if let Err(reason) = check_address(&entry.address) {
+            if let Err(reason) = check_host_port(&entry.address) {
                 issues.add(&format!("{key}.address"), reason);
             }
             if let Some(text) = &entry.receipt_id_format {
@@ -681,7 +669,7 @@ impl SmppSection {
             }
         };
 
-        let client = (issues.0.len() == before).then(|| ClientConfig {
+        let client = (issues.len() == before).then(|| ClientConfig {
             session,
             pool,
             instances,
@@ -701,32 +689,6 @@ impl SmppSection {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-#[derive(Default)]
-pub(crate) struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    pub(crate) fn add(&mut self, key: &str, reason: impl Into<String>) {
-        self.0.push(ConfigIssue {
-            key: key.to_owned(),
-            reason: reason.into(),
-        });
-    }
-}
-
-/// `host:port` with a non-zero port.
-fn check_address(address: &str) -> Result<(), String> {
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(format!("{address:?} must be host:port"));
-    };
-    if host.is_empty() {
-        return Err(format!("{address:?} has no host"));
-    }
-    match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{address:?} has no valid port (1-65535)")),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// A parse error of `text` as one issue: the full key path (`api.max_connections`,

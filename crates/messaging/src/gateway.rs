@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use hotsite_core::Secret;
 use hotsite_host::{BoxFuture, Deps, Events, HttpRoutes};
 use hotsite_smpp::driver::{ClientConfig, SmppClient};
 use hotsite_store::{Store, StoreError, StoreStats};
@@ -39,7 +40,7 @@ pub enum ChannelConfig {
         /// The API's sites and settings.
         config: AggregatorConfig,
         /// The secret callbacks' signatures must verify with (SPEC M15).
-        callback_secret: Option<Vec<u8>>,
+        callback_secret: Option<Secret>,
     },
 }
 
@@ -51,7 +52,11 @@ impl ChannelConfig {
             ChannelConfig::Digital(_) | ChannelConfig::Email(_) => None,
             ChannelConfig::Http {
                 callback_secret, ..
-            } => Some(callback_secret.clone()),
+            } => Some(
+                callback_secret
+                    .as_ref()
+                    .map(|secret| secret.expose().as_bytes().to_vec()),
+            ),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hotsite_core::{Backoff, BackoffConfig};
+use hotsite_core::{Backoff, BackoffConfig, Secret};
 use hotsite_store::{InboundKind, InboundUpdate, PendingInbound, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -29,7 +29,7 @@ pub struct WebhookConfig {
     /// The application's URL.
     pub url: String,
     /// HMAC-SHA256 secret for the signature header (SPEC M15).
-    pub secret: Vec<u8>,
+    pub secret: Secret,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Backoff between attempts of one delivery.
@@ -313,7 +313,7 @@ async fn deliver(
     let Ok(body) = serde_json::to_vec(&WebhookBody::new(row)) else {
         return false;
     };
-    let signature = sign(&config.secret, &body);
+    let signature = sign(config.secret.expose().as_bytes(), &body);
     let sent = http
         .post(url)
         .header("content-type", "application/json")
@@ -337,6 +337,25 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SPEC M15, issue 11: the signing secret never shows in a logged config.
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let config = WebhookConfig {
+            url: "http://app.example/hotsite".into(),
+            secret: "webhook-secret-0123456789".into(),
+            timeout: Duration::from_secs(5),
+            backoff: BackoffConfig {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+                multiplier: 2,
+            },
+            concurrency: 16,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("webhook-secret"), "{shown}");
+        assert!(shown.contains("app.example"), "{shown}");
+    }
     use hotsite_store::MessageId;
 
     fn row(

@@ -35,9 +35,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hotsite_core::config::{duration, parse_socket_addr as parse_addr, Issues};
 use hotsite_core::Secret;
 use hotsite_sip::message::Uri;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::proxy::{
     GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup, INITIAL_CAPACITY,
@@ -338,13 +339,13 @@ impl VoiceConfig {
             );
         }
         if self.trunks.is_empty() {
-            issues.add("voice.trunks", "at least one trunk is required".into());
+            issues.add("voice.trunks", "at least one trunk is required");
         }
         let mut names = HashSet::new();
         for (index, trunk) in self.trunks.iter().enumerate() {
             let key = |field: &str| format!("voice.trunks[{index}].{field}");
             if trunk.name.trim().is_empty() {
-                issues.add(&key("name"), "must not be empty".into());
+                issues.add(&key("name"), "must not be empty");
             } else if !names.insert(trunk.name.as_str()) {
                 issues.add(
                     &key("name"),
@@ -374,14 +375,14 @@ impl VoiceConfig {
                 );
             }
             if trunk.weight == 0 {
-                issues.add(&key("weight"), "must be at least 1".into());
+                issues.add(&key("weight"), "must be at least 1");
             }
             for (field, value) in [
                 ("media_region", &trunk.media_region),
                 ("failover_region", &trunk.failover_region),
             ] {
                 if value.trim().is_empty() {
-                    issues.add(&key(field), "must not be empty (SPEC V3)".into());
+                    issues.add(&key(field), "must not be empty (SPEC V3)");
                 }
             }
             let probe = &trunk.probe;
@@ -412,7 +413,7 @@ impl VoiceConfig {
                     issues.add(&key("register.registrar"), reason);
                 }
                 if register.user.trim().is_empty() {
-                    issues.add(&key("register.user"), "must not be empty".into());
+                    issues.add(&key("register.user"), "must not be empty");
                 }
                 issues.timer(
                     &key("register.expires"),
@@ -431,7 +432,7 @@ impl VoiceConfig {
         for (index, group) in self.groups.iter().enumerate() {
             let key = |field: &str| format!("voice.groups[{index}].{field}");
             if group.name.trim().is_empty() {
-                issues.add(&key("name"), "must not be empty".into());
+                issues.add(&key("name"), "must not be empty");
             } else if !group_names.insert(group.name.as_str()) {
                 issues.add(
                     &key("name"),
@@ -439,7 +440,7 @@ impl VoiceConfig {
                 );
             }
             if group.trunks.is_empty() {
-                issues.add(&key("trunks"), "at least one trunk is required".into());
+                issues.add(&key("trunks"), "at least one trunk is required");
             }
             let mut seen = HashSet::new();
             for (i, name) in group.trunks.iter().enumerate() {
@@ -470,7 +471,7 @@ impl VoiceConfig {
                 if prefix.is_empty() {
                     issues.add(
                         &format!("voice.groups[{index}].prefixes[{i}]"),
-                        "must not be empty (use voice.default_group)".into(),
+                        "must not be empty (use voice.default_group)",
                     );
                 }
             }
@@ -488,7 +489,7 @@ impl VoiceConfig {
                 );
             }
         }
-        issues.finish()
+        issues.finish().map_err(VoiceConfigError::Invalid)
     }
 
     /// The listen address, once [`VoiceConfig::validate`] passed.
@@ -617,39 +618,8 @@ impl TrunkConfig {
     }
 }
 
-#[derive(Default)]
-struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    fn add(&mut self, key: &str, reason: String) {
-        self.0.push(issue(key, reason));
-    }
-
-    fn timer(&mut self, key: &str, value: Duration, min: Duration, max: Duration) {
-        if value < min {
-            self.add(key, format!("must be at least {min:?}, got {value:?}"));
-        } else if value > max {
-            self.add(key, format!("must be at most {max:?}, got {value:?}"));
-        }
-    }
-
-    fn finish(self) -> Result<(), VoiceConfigError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(VoiceConfigError::Invalid(self.0))
-        }
-    }
-}
-
 fn issue(key: &str, reason: String) -> ConfigIssue {
     ConfigIssue::new(key, reason)
-}
-
-/// `ip:port` with an IP literal (`[::1]:5060` for IPv6) and a port.
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>()
-        .map_err(|_| format!("{text:?} is not ip:port (names are not resolved)"))
 }
 
 fn registrar_uri(text: &str) -> Result<Uri, String> {
@@ -658,15 +628,6 @@ fn registrar_uri(text: &str) -> Result<Uri, String> {
         return Err(format!("{text:?} is not a sip: URI"));
     }
     Ok(uri)
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|error| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration ({error}); write e.g. \"2s\", \"500ms\", \"2m\""
-        ))
-    })
 }
 
 fn default_listen() -> String {

@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use hotsite_core::BackoffConfig;
+use hotsite_core::config::{check_http_url, Issues, WrittenDuration};
+use hotsite_core::{BackoffConfig, Secret};
 use hotsite_messaging::channel::aggregator::{AggregatorConfig, AggregatorConfigError};
 use hotsite_messaging::channel::digital::DigitalConfig;
 use hotsite_messaging::channel::email::EmailConfig;
@@ -15,7 +16,25 @@ use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 use hotsite_messaging::policy::{AmbiguousPolicy, HopPolicy};
 use serde::Deserialize;
 
-use super::{Issues, RouteEntry};
+use super::RouteEntry;
+
+/// One `[[channels]]` entry as written, checked by [`validate`] entry by entry
+/// so that the problems of every entry are reported together. `{:?}` shows its
+/// keys, not their values: some of them are secrets.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct ChannelTable(pub(crate) toml::Table);
+
+impl std::fmt::Debug for ChannelTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |key: &str| self.0.get(key).and_then(toml::Value::as_str);
+        f.debug_struct("ChannelTable")
+            .field("name", &text("name"))
+            .field("kind", &text("kind"))
+            .field("keys", &self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 /// The channel kinds, as written in `kind`.
 const KINDS: &str = "\"http\", \"webhook\", \"email\"";
@@ -34,7 +53,7 @@ struct Common {
 /// Validates `[[channels]]` and `[[routes]]` into the gateway's settings,
 /// adding every problem to `issues`.
 pub(crate) fn validate(
-    entries: &[toml::Table],
+    entries: &[ChannelTable],
     routes: &[RouteEntry],
     smpp_ambiguous: Option<AmbiguousPolicy>,
     issues: &mut Issues,
@@ -42,7 +61,7 @@ pub(crate) fn validate(
     let mut channels: Vec<(String, ChannelConfig, HopPolicy)> = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let key = format!("channels[{i}]");
-        let mut table = entry.clone();
+        let mut table = entry.0.clone();
         let Some(common) = common(&key, &mut table, issues) else {
             continue;
         };
@@ -167,13 +186,13 @@ fn common(key: &str, table: &mut toml::Table, issues: &mut Issues) -> Option<Com
     let mut duration =
         |field: &str, into: &mut Duration, table: &mut toml::Table| match table.remove(field) {
             None => {}
-            Some(toml::Value::String(text)) => match humantime::parse_duration(&text) {
-                Ok(parsed) if !parsed.is_zero() => *into = parsed,
-                _ => issues.add(
-                    &format!("{key}.{field}"),
-                    format!("{text:?} is not a positive duration such as \"1s\""),
-                ),
-            },
+            Some(toml::Value::String(text)) => {
+                let key = format!("{key}.{field}");
+                let written = WrittenDuration::new(&text);
+                if let Some(parsed) = issues.positive_duration(&key, &written, "1s") {
+                    *into = parsed;
+                }
+            }
             Some(_) => issues.add(
                 &format!("{key}.{field}"),
                 "must be a duration such as \"1s\"",
@@ -215,8 +234,8 @@ fn default_policy(kind: &str) -> HopPolicy {
 #[serde(deny_unknown_fields)]
 struct WebhookEntry {
     url: String,
-    secret: Option<String>,
-    timeout: Option<String>,
+    secret: Option<Secret>,
+    timeout: Option<WrittenDuration>,
 }
 
 fn webhook(
@@ -226,42 +245,29 @@ fn webhook(
     issues: &mut Issues,
 ) -> Option<DigitalConfig> {
     let entry: WebhookEntry = parse_kind(key, table, issues)?;
-    let mut ok = true;
-    if !(entry.url.starts_with("http://") || entry.url.starts_with("https://")) {
-        issues.add(
-            &format!("{key}.url"),
-            format!("{:?} must be an http:// or https:// URL", entry.url),
-        );
-        ok = false;
+    let before = issues.len();
+    if let Err(reason) = check_http_url(&entry.url) {
+        issues.add(&format!("{key}.url"), reason);
     }
-    if entry
-        .secret
-        .as_ref()
-        .is_some_and(|secret| secret.len() < 16)
-    {
-        issues.add(
+    if let Some(secret) = &entry.secret {
+        issues.secret(
             &format!("{key}.secret"),
-            "must be at least 16 characters (it signs every message, SPEC M15)",
+            secret,
+            16,
+            "it signs every message, SPEC M15",
         );
-        ok = false;
     }
-    let mut timeout = Duration::from_secs(10);
-    if let Some(text) = &entry.timeout {
-        match humantime::parse_duration(text) {
-            Ok(parsed) if !parsed.is_zero() => timeout = parsed,
-            _ => {
-                issues.add(
-                    &format!("{key}.timeout"),
-                    format!("{text:?} is not a positive duration such as \"5s\""),
-                );
-                ok = false;
-            }
-        }
-    }
+    let timeout = match &entry.timeout {
+        Some(written) => issues
+            .positive_duration(&format!("{key}.timeout"), written, "5s")
+            .unwrap_or_default(),
+        None => Duration::from_secs(10),
+    };
+    let ok = issues.len() == before;
     ok.then(|| DigitalConfig {
         name: name.to_owned(),
         url: entry.url,
-        secret: entry.secret.map(String::into_bytes),
+        secret: entry.secret,
         timeout,
     })
 }
@@ -276,13 +282,18 @@ fn http(
 ) -> Option<ChannelConfig> {
     let callback_secret = match table.remove("callback_secret") {
         None => None,
-        Some(toml::Value::String(secret)) if secret.len() >= 16 => Some(secret.into_bytes()),
-        Some(_) => {
-            issues.add(
-                &format!("{key}.callback_secret"),
-                "must be a string of at least 16 characters (SPEC M15)",
-            );
-            return None;
+        Some(value) => {
+            let key = format!("{key}.callback_secret");
+            let secret = issues.check(
+                &key,
+                Secret::deserialize(value).map_err(|error| error.message().trim().to_owned()),
+            )?;
+            let before = issues.len();
+            issues.secret(&key, &secret, 16, "it signs every callback, SPEC M15");
+            if issues.len() > before {
+                return None;
+            }
+            Some(secret)
         }
     };
     table.insert("name".to_owned(), toml::Value::String(name.to_owned()));
@@ -293,9 +304,7 @@ fn http(
             callback_secret,
         }),
         Err(AggregatorConfigError::Invalid(found)) => {
-            for issue in found {
-                issues.add(&format!("{key}.{}", issue.key), issue.reason);
-            }
+            issues.extend_under(key, found);
             None
         }
         Err(other) => {
@@ -311,11 +320,14 @@ fn email(key: &str, table: toml::Table, issues: &mut Issues) -> Option<EmailConf
     match config.validate() {
         Ok(()) => Some(config),
         Err(error) => {
-            for issue in error.issues {
-                // The channel names its keys `email.*`; here they live in the entry.
-                let field = issue.key.strip_prefix("email.").unwrap_or(&issue.key);
-                issues.add(&format!("{key}.{field}"), issue.reason);
-            }
+            // The channel names its keys `email.*`; here they live in the entry.
+            let found = error.issues.into_iter().map(|mut issue| {
+                if let Some(field) = issue.key.strip_prefix("email.") {
+                    issue.key = field.to_owned();
+                }
+                issue
+            });
+            issues.extend_under(key, found);
             None
         }
     }

@@ -466,3 +466,52 @@ fn channel_type_errors_name_the_key_inside_the_entry() {
         "{found:#?}"
     );
 }
+
+/// SPEC M15, issue 11: no secret of the file (SMPP password, webhook, channel
+/// and callback secrets, the aggregator's password) shows in `{:?}` of the
+/// parsed file or the validated config.
+#[test]
+fn debug_of_the_config_shows_no_secret() {
+    let text = format!(
+        "{GOOD}{CHANNELS}\n[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"webhook-secret-0123456789\"\n"
+    )
+    .replace("password = \"secret\"", "password = \"pw-4242\"");
+    let file: ConfigFile = toml::from_str(&text).unwrap();
+    let config = Config::from_toml_str(&text).unwrap();
+    for shown in [format!("{file:?}"), format!("{config:?}")] {
+        for secret in [
+            "pw-4242",
+            "another-long-secret",
+            "a-long-random-secret",
+            "webhook-secret-0123456789",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+}
+
+/// SPEC M15: signing secrets shorter than 16 characters are refused, naming
+/// the key and never the secret.
+#[test]
+fn short_signing_secrets_are_refused_naming_the_key() {
+    let text = format!(
+        "{GOOD}{CHANNELS}\n[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"short-1\"\n"
+    )
+    .replace(
+        "callback_secret = \"another-long-secret\"",
+        "callback_secret = \"short-2\"",
+    )
+    .replace("secret = \"a-long-random-secret\"", "secret = \"short-3\"");
+    let found = issues(&text);
+    for key in [
+        "channels[0].callback_secret: must be at least 16 characters",
+        "channels[1].secret: must be at least 16 characters",
+        "webhook.secret: must be at least 16 characters",
+    ] {
+        assert!(
+            found.iter().any(|issue| issue.starts_with(key)),
+            "{key}: {found:#?}"
+        );
+    }
+    assert!(!format!("{found:?}").contains("short-"), "{found:?}");
+}

@@ -129,7 +129,7 @@ pub(super) async fn run(
                     let config = DigitalConfig {
                         name: name.clone(),
                         url: format!("http://{addr}/messages"),
-                        secret: Some(format!("{name}-signing-secret").into_bytes()),
+                        secret: Some(format!("{name}-signing-secret").into()),
                         timeout: Duration::from_secs(2),
                     };
                     (name, ChannelConfig::Digital(config))

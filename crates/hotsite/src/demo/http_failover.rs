@@ -63,7 +63,7 @@ pub(super) async fn run(
                 AGGREGATOR.to_owned(),
                 ChannelConfig::Http {
                     config,
-                    callback_secret: Some(CALLBACK_SECRET.as_bytes().to_vec()),
+                    callback_secret: Some(CALLBACK_SECRET.into()),
                 },
             )]
         },

@@ -264,7 +264,7 @@ fn open_store(dir: &Path) -> anyhow::Result<SqliteStore> {
 fn app_webhook(app: &App) -> Option<WebhookConfig> {
     Some(WebhookConfig {
         url: format!("http://{}/hotsite", app.addr),
-        secret: WEBHOOK_SECRET.as_bytes().to_vec(),
+        secret: WEBHOOK_SECRET.into(),
         timeout: Duration::from_secs(5),
         backoff: Default::default(),
         concurrency: 16,

@@ -152,7 +152,7 @@ pub(crate) async fn setup_with(
         dispatcher: Default::default(),
         webhook: Some(WebhookConfig {
             url: format!("http://{app_addr}/hook"),
-            secret: SECRET.as_bytes().to_vec(),
+            secret: SECRET.into(),
             timeout: Duration::from_secs(2),
             backoff: Default::default(),
             concurrency: 16,

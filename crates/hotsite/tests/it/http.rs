@@ -102,7 +102,7 @@ async fn setup(
         dispatcher: Default::default(),
         webhook: Some(WebhookConfig {
             url: format!("http://{app_addr}/hook"),
-            secret: SECRET.as_bytes().to_vec(),
+            secret: SECRET.into(),
             timeout: Duration::from_secs(2),
             backoff: Default::default(),
             concurrency: 16,
@@ -146,7 +146,7 @@ fn http_channel(config: AggregatorConfig) -> Vec<(String, ChannelConfig)> {
         "agg".to_owned(),
         ChannelConfig::Http {
             config,
-            callback_secret: Some(CALLBACK_SECRET.as_bytes().to_vec()),
+            callback_secret: Some(CALLBACK_SECRET.into()),
         },
     )]
 }
@@ -527,7 +527,7 @@ async fn webhook_503s_fall_back_to_secondary_then_email() {
                     let config = DigitalConfig {
                         name: name.clone(),
                         url: format!("http://{addr}/messages"),
-                        secret: Some(format!("{name}-signing-secret").into_bytes()),
+                        secret: Some(format!("{name}-signing-secret").into()),
                         timeout: Duration::from_secs(2),
                     };
                     (name, ChannelConfig::Digital(config))

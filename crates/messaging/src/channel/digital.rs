@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use hotsite_core::config::check_http_url;
+use hotsite_core::Secret;
 use hotsite_store::QueuedMessage;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde::Serialize;
@@ -25,7 +27,7 @@ pub struct DigitalConfig {
     /// Where messages are POSTed.
     pub url: String,
     /// HMAC-SHA256 secret for `X-Hub-Signature-256` (SPEC M15); none: unsigned.
-    pub secret: Option<Vec<u8>>,
+    pub secret: Option<Secret>,
     /// No answer within this is a `timeout`.
     pub timeout: Duration,
 }
@@ -61,11 +63,7 @@ pub struct DigitalChannel {
 impl DigitalChannel {
     /// Checks the URL and builds the client.
     pub fn new(config: DigitalConfig) -> Result<DigitalChannel, DigitalConfigError> {
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|_| DigitalConfigError::Url(config.url.clone()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(DigitalConfigError::Url(config.url.clone()));
-        }
+        check_http_url(&config.url).map_err(|_| DigitalConfigError::Url(config.url.clone()))?;
         let http = reqwest::Client::builder().timeout(config.timeout).build()?;
         Ok(DigitalChannel { config, http })
     }
@@ -90,7 +88,7 @@ impl DigitalChannel {
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("Idempotency-Key", format!("hotsite-{}", message.id));
         if let Some(secret) = &self.config.secret {
-            request = request.header(SIGNATURE_HEADER, sign(secret, &body));
+            request = request.header(SIGNATURE_HEADER, sign(secret.expose().as_bytes(), &body));
         }
         let endpoint = self.config.url.clone();
         let response = match request.body(body).send().await {
@@ -194,6 +192,20 @@ fn provider_id(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SPEC M15, issue 11: the signing secret never shows in a logged config.
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let config = DigitalConfig {
+            name: "primary-chat".into(),
+            url: "https://chat.example/hook".into(),
+            secret: Some("chat-signing-secret-42".into()),
+            timeout: Duration::from_secs(10),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("chat-signing-secret"), "{shown}");
+        assert!(shown.contains("primary-chat"), "{shown}");
+    }
     use hotsite_store::MessageId;
 
     fn message() -> QueuedMessage {

@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hotsite_core::config::Issues;
 use hotsite_core::Secret;
 use hotsite_store::QueuedMessage;
 use lettre::address::Envelope;
@@ -122,7 +123,10 @@ pub struct EmailConfig {
     pub subject: String,
     /// Bounds one whole send, from connect to the final reply. Default: 30 s,
     /// between 100 ms and 10 min.
-    #[serde(default = "default_timeout", deserialize_with = "duration_text")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "hotsite_core::config::duration"
+    )]
     pub timeout: Duration,
     /// A PEM file of root certificates trusted in addition to the built-in
     /// webpki (Mozilla) roots: a private CA, or a test server's.
@@ -214,7 +218,7 @@ impl EmailConfig {
     /// Checks every key without touching the network or the disk (the
     /// `ca_file` is read by [`EmailChannel::new`]); lists every problem.
     pub fn validate(&self) -> Result<(), EmailConfigError> {
-        let mut issues = Issues::default();
+        let mut issues = Issues::new();
         let host = self.host.trim();
         if host.is_empty() {
             issues.add("email.host", "must not be empty");
@@ -279,7 +283,9 @@ impl EmailConfig {
                 issues.add("email.hello_name", format!("not a host name: {name:?}"));
             }
         }
-        issues.into_result()
+        issues
+            .finish()
+            .map_err(|issues| EmailConfigError { issues })
     }
 }
 
@@ -288,7 +294,7 @@ impl EmailChannel {
     /// Opens no connection.
     pub fn new(config: EmailConfig) -> Result<EmailChannel, EmailConfigError> {
         config.validate()?;
-        let mut issues = Issues::default();
+        let mut issues = Issues::new();
         let tls = match config.security {
             Security::None => None,
             Security::Starttls | Security::Tls => {
@@ -317,7 +323,9 @@ impl EmailChannel {
                 }
             }
         };
-        issues.into_result()?;
+        issues
+            .finish()
+            .map_err(|issues| EmailConfigError { issues })?;
         let port = config.port_or_default();
         let endpoint = if config.host.contains(':') {
             format!("[{}]:{port}", config.host)
@@ -841,18 +849,6 @@ fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
 
-fn duration_text<'de, D>(deserializer: D) -> Result<Duration, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|error| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration ({error}); write e.g. \"30s\", \"500ms\""
-        ))
-    })
-}
-
 fn single(key: &str, reason: &str) -> EmailConfigError {
     EmailConfigError {
         issues: vec![EmailConfigIssue::new(key, reason)],
@@ -864,23 +860,6 @@ fn join_issues(issues: &[EmailConfigIssue]) -> String {
         issues, "
 ",
     )
-}
-
-#[derive(Default)]
-struct Issues(Vec<EmailConfigIssue>);
-
-impl Issues {
-    fn add(&mut self, key: &str, reason: impl Into<String>) {
-        self.0.push(EmailConfigIssue::new(key, reason));
-    }
-
-    fn into_result(self) -> Result<(), EmailConfigError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(EmailConfigError { issues: self.0 })
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use hotsite_core::Secret;
+
 use crate::pdu::BindKind;
 
 /// Settings of one [`Session`](super::Session).
@@ -15,8 +17,9 @@ pub struct SessionConfig {
     pub bind_kind: BindKind,
     /// Account name (at most 15 characters).
     pub system_id: String,
-    /// Password (at most 8 characters).
-    pub password: String,
+    /// Password (at most 8 characters). `{:?}` never shows it; the bind is the
+    /// only place it is exposed.
+    pub password: Secret,
     /// `system_type` (at most 12 characters, usually empty).
     pub system_type: String,
     /// Most submits outstanding at once.
@@ -40,7 +43,7 @@ impl SessionConfig {
         SessionConfig {
             bind_kind: BindKind::Transceiver,
             system_id: system_id.to_owned(),
-            password: password.to_owned(),
+            password: Secret::new(password),
             system_type: String::new(),
             window: 10,
             enquire_link_interval: Duration::from_secs(10),
@@ -58,8 +61,8 @@ impl SessionConfig {
         if self.system_id.is_empty() || self.system_id.len() > 15 {
             return Err(SystemId(self.system_id.len()));
         }
-        if self.password.len() > 8 {
-            return Err(Password(self.password.len()));
+        if self.password.expose().len() > 8 {
+            return Err(Password(self.password.expose().len()));
         }
         if self.system_type.len() > 12 {
             return Err(SystemType(self.system_type.len()));
@@ -134,5 +137,18 @@ impl SessionConfigError {
             ResponseTimeout => "response_timeout",
             ThrottlePause => "throttle_pause",
         }
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// Issue 11: the bind password is a `Secret`; a logged config never shows it.
+    #[test]
+    fn debug_never_shows_the_password() {
+        let config = SessionConfig::new("hotsite", "pw-4242");
+        assert!(!format!("{config:?}").contains("pw-4242"), "{config:?}");
+        assert_eq!(config.password.expose(), "pw-4242");
     }
 }

@@ -243,7 +243,7 @@ impl Session {
         };
         let bind = Bind {
             system_id: session.config.system_id.clone(),
-            password: session.config.password.clone(),
+            password: session.config.password.expose().to_owned(),
             system_type: session.config.system_type.clone(),
             interface_version: 0x34,
             addr_ton: 0,

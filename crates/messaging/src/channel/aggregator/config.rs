@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hotsite_core::config::{check_http_url, duration, Issues};
 use hotsite_core::Secret;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// One HTTP channel to an aggregator (`[[channels]] kind = "http"`).
 ///
@@ -125,107 +126,91 @@ impl AggregatorConfig {
 
     /// Checks every key; the error lists each bad one.
     pub fn validate(&self) -> Result<(), AggregatorConfigError> {
-        let mut issues = Vec::new();
-        let mut issue = |key: &str, reason: String| {
-            issues.push(ConfigIssue {
-                key: key.to_owned(),
-                reason,
-            })
-        };
+        let mut issues = Issues::new();
         if self.name.trim().is_empty() {
-            issue("name", "must not be empty".into());
+            issues.add("name", "must not be empty");
         }
         if self.urls.is_empty() {
-            issue("urls", "at least one URL is required".into());
+            issues.add("urls", "at least one URL is required");
         }
         for (index, site_url) in self.urls.iter().enumerate() {
             if site_url.site.trim().is_empty() {
-                issue(&format!("urls[{index}].site"), "must not be empty".into());
+                issues.add(&format!("urls[{index}].site"), "must not be empty");
             }
-            if let Err(reason) = check_url(&site_url.url) {
-                issue(&format!("urls[{index}].url"), reason);
+            if let Err(reason) = check_http_url(&site_url.url) {
+                issues.add(&format!("urls[{index}].url"), reason);
             }
             if let Some(health_url) = &site_url.health_url {
-                if let Err(reason) = check_url(health_url) {
-                    issue(&format!("urls[{index}].health_url"), reason);
+                if let Err(reason) = check_http_url(health_url) {
+                    issues.add(&format!("urls[{index}].health_url"), reason);
                 }
             }
             if let Some(first) = self.urls[..index]
                 .iter()
                 .position(|earlier| earlier.url == site_url.url)
             {
-                issue(
+                issues.add(
                     &format!("urls[{index}].url"),
                     format!("same as urls[{first}].url"),
                 );
             }
         }
         if self.login.is_empty() {
-            issue("login", "must not be empty".into());
+            issues.add("login", "must not be empty");
         }
         if self.priority > 3 {
-            issue("priority", format!("must be 0 to 3, got {}", self.priority));
+            issues.add("priority", format!("must be 0 to 3, got {}", self.priority));
         }
-        let mut timer = |key: &str, value: Duration, max: Duration| {
-            if value < MIN_TIMER {
-                issue(
-                    key,
-                    format!("must be at least {MIN_TIMER:?}, got {value:?}"),
-                );
-            } else if value > max {
-                issue(key, format!("must be at most {max:?}, got {value:?}"));
-            }
-        };
-        timer(
+        issues.timer(
             "request_timeout",
             self.request_timeout,
+            MIN_TIMER,
             Duration::from_secs(300),
         );
-        timer(
+        issues.timer(
             "resubmit_delay",
             self.resubmit_delay,
+            MIN_TIMER,
             Duration::from_secs(3600),
         );
-        timer(
+        issues.timer(
             "probe_interval",
             self.probe_interval,
+            MIN_TIMER,
             Duration::from_secs(3600),
         );
-        timer(
+        issues.timer(
             "probe_timeout",
             self.probe_timeout,
+            MIN_TIMER,
             Duration::from_secs(300),
         );
         if self.resubmits_per_url > 10 {
-            issue(
+            issues.add(
                 "resubmits_per_url",
                 format!("must be 0 to 10, got {}", self.resubmits_per_url),
             );
         }
         if !(1..=100).contains(&self.rise) {
-            issue("rise", format!("must be 1 to 100, got {}", self.rise));
+            issues.add("rise", format!("must be 1 to 100, got {}", self.rise));
         }
         for (key, codes) in [
             ("permanent_codes", &self.permanent_codes),
             ("retry_codes", &self.retry_codes),
         ] {
             if codes.contains(&0) {
-                issue(key, "code 0 means accepted and cannot be overridden".into());
+                issues.add(key, "code 0 means accepted and cannot be overridden");
             }
         }
         for code in &self.permanent_codes {
             if self.retry_codes.contains(code) {
-                issue(
+                issues.add(
                     "retry_codes",
                     format!("code {code} is also in permanent_codes"),
                 );
             }
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(AggregatorConfigError::Invalid(issues))
-        }
+        issues.finish().map_err(AggregatorConfigError::Invalid)
     }
 
     /// The `health_url` of `urls[index]`, or its `url`.
@@ -233,24 +218,6 @@ impl AggregatorConfig {
         let site_url = &self.urls[index];
         site_url.health_url.as_deref().unwrap_or(&site_url.url)
     }
-}
-
-fn check_url(text: &str) -> Result<reqwest::Url, String> {
-    let not_http = || format!("not an http(s) URL: {text:?}");
-    let url = reqwest::Url::parse(text).map_err(|_| not_http())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(not_http());
-    }
-    Ok(url)
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|error| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration ({error}); write e.g. \"30s\", \"500ms\", \"2m\""
-        ))
-    })
 }
 
 fn yes() -> bool {
