@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use hotsite_core::config::{check_host_port, check_http_url, Issues, WrittenDuration};
+use hotsite_core::config::{
+    check_host_port, check_http_url, parse_socket_addr, Issues, WrittenDuration,
+};
 use hotsite_core::{BackoffConfig, Secret, Target};
 use hotsite_host::{HostConfig, ServerConfig};
 use hotsite_messaging::dispatcher::DispatcherConfig;
@@ -88,11 +89,11 @@ pub(crate) struct ApiSection {
     /// process's open-file limit (DESIGN.md invariant 6).
     pub(crate) max_connections: Option<usize>,
     /// Time a client has to send a whole request head (default 10s).
-    pub(crate) header_timeout: Option<String>,
+    pub(crate) header_timeout: Option<WrittenDuration>,
     /// Time a keep-alive connection may wait for its next request (default 60s).
-    pub(crate) idle_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<WrittenDuration>,
     /// Time to handle a whole request, body included (default 30s).
-    pub(crate) request_timeout: Option<String>,
+    pub(crate) request_timeout: Option<WrittenDuration>,
 }
 
 impl ApiSection {
@@ -105,28 +106,25 @@ impl ApiSection {
             }
             server.max_connections = max;
         }
-        let mut duration = |key: &str, value: &Option<String>, into: &mut Duration| {
-            if let Some(text) = value {
-                match humantime::parse_duration(text) {
-                    Ok(parsed) if !parsed.is_zero() => *into = parsed,
-                    _ => issues.add(
-                        &format!("api.{key}"),
-                        format!("{text:?} is not a positive duration such as \"10s\" or \"500ms\""),
-                    ),
-                }
+        let timeouts = [
+            (
+                "header_timeout",
+                &self.header_timeout,
+                &mut server.header_timeout,
+            ),
+            ("idle_timeout", &self.idle_timeout, &mut server.idle_timeout),
+            (
+                "request_timeout",
+                &self.request_timeout,
+                &mut server.request_timeout,
+            ),
+        ];
+        for (key, written, into) in timeouts {
+            let Some(written) = written else { continue };
+            if let Some(parsed) = issues.positive_duration(&format!("api.{key}"), written, "10s") {
+                *into = parsed;
             }
-        };
-        duration(
-            "header_timeout",
-            &self.header_timeout,
-            &mut server.header_timeout,
-        );
-        duration("idle_timeout", &self.idle_timeout, &mut server.idle_timeout);
-        duration(
-            "request_timeout",
-            &self.request_timeout,
-            &mut server.request_timeout,
-        );
+        }
         server
     }
 }
@@ -366,19 +364,7 @@ impl ConfigFile {
             .smpp
             .as_ref()
             .map(|section| section.validate(&self.site.name, &mut issues));
-        let api_listen = match self.api.listen.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                issues.add(
-                    "api.listen",
-                    format!(
-                        "{:?} is not an address (ip:port, e.g. \"127.0.0.1:28080\")",
-                        self.api.listen
-                    ),
-                );
-                None
-            }
-        };
+        let api_listen = issues.check("api.listen", parse_socket_addr(&self.api.listen));
         let api_server = self.api.server(&mut issues);
         if self.api.tokens.is_empty() || self.api.tokens.iter().any(|t| t.len() < 8) {
             issues.add(
