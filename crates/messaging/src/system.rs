@@ -194,12 +194,7 @@ impl Collector for GatewayCollector {
             "SMPP binds configured.",
             binds.len() as i64,
         )?;
-        let stats = self
-            .scraped
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let stats = *self.scraped.0.lock().unwrap_or_else(|e| e.into_inner());
         metrics::gauge(
             encoder,
             "queue_depth",
