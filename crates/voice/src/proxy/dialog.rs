@@ -44,7 +44,7 @@ impl Proxy {
             // IP literal without a transport parameter).
             Ok((addr, transport)) => Ok(Peer {
                 transport: transport.unwrap_or_else(|| {
-                    self.trunk_states
+                    self.per_trunk
                         .iter()
                         .find(|trunk| trunk.peer.addr == addr)
                         .map_or(Transport::Udp, |trunk| trunk.peer.transport)

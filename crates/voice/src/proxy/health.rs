@@ -51,7 +51,7 @@ impl Proxy {
                     self.rng.next_u64(),
                     now,
                 );
-                self.trunk_states[index].prober = Some(prober);
+                self.per_trunk[index].prober = Some(prober);
             }
             if let Some(register) = &setup.register {
                 let host = register
@@ -82,7 +82,7 @@ impl Proxy {
                 config.transaction = self.tx_config_for(setup.transport);
                 config.transport = setup.transport.via_name().into();
                 let client = RegisterClient::new(config, target, self.rng.next_u64(), now);
-                self.trunk_states[index].registration = Some(Registration {
+                self.per_trunk[index].registration = Some(Registration {
                     client,
                     address: Peer {
                         transport: setup.transport,
@@ -98,8 +98,8 @@ impl Proxy {
     /// their output and health changes. Every prober first, then every
     /// registration, each in trunk order.
     pub(super) fn drive_health(&mut self, now: Instant, fire: bool) {
-        for trunk in 0..self.trunk_states.len() {
-            let Some(prober) = &mut self.trunk_states[trunk].prober else {
+        for trunk in 0..self.per_trunk.len() {
+            let Some(prober) = &mut self.per_trunk[trunk].prober else {
                 continue;
             };
             if fire && prober.poll_timeout().is_some_and(|at| at <= now) {
@@ -107,8 +107,8 @@ impl Proxy {
             }
             self.drain_prober(trunk);
         }
-        for trunk in 0..self.trunk_states.len() {
-            let Some(registration) = &mut self.trunk_states[trunk].registration else {
+        for trunk in 0..self.per_trunk.len() {
+            let Some(registration) = &mut self.per_trunk[trunk].registration else {
                 continue;
             };
             if fire
@@ -125,11 +125,11 @@ impl Proxy {
 
     pub(super) fn health_timeout(&self) -> Option<Instant> {
         let probes = self
-            .trunk_states
+            .per_trunk
             .iter()
             .filter_map(|state| state.prober.as_ref()?.poll_timeout());
         let registrations = self
-            .trunk_states
+            .per_trunk
             .iter()
             .filter_map(|state| state.registration.as_ref()?.client.poll_timeout());
         probes.chain(registrations).min()
@@ -137,8 +137,8 @@ impl Proxy {
 
     /// Offers an answer to OPTIONS to the probers; true if one claimed it.
     pub(super) fn offer_probe_response(&mut self, now: Instant, response: &Response) -> bool {
-        for trunk in 0..self.trunk_states.len() {
-            let Some(prober) = &mut self.trunk_states[trunk].prober else {
+        for trunk in 0..self.per_trunk.len() {
+            let Some(prober) = &mut self.per_trunk[trunk].prober else {
                 continue;
             };
             if !prober.handle_response(now, response) {
@@ -156,7 +156,7 @@ impl Proxy {
             if alive && !self.trunks.in_service(trunk) {
                 let detail = format!("OPTIONS answered {}", response.status);
                 self.trunks
-                    .on_probe_health(trunk, HealthState::Up, &detail, now);
+                    .handle_probe_health(trunk, HealthState::Up, &detail, now);
                 self.drain_trunk_events();
             }
             return true;
@@ -166,8 +166,8 @@ impl Proxy {
 
     /// Offers an answer to REGISTER to the clients; true if one claimed it.
     pub(super) fn offer_register_response(&mut self, now: Instant, response: &Response) -> bool {
-        for trunk in 0..self.trunk_states.len() {
-            let Some(registration) = &mut self.trunk_states[trunk].registration else {
+        for trunk in 0..self.per_trunk.len() {
+            let Some(registration) = &mut self.per_trunk[trunk].registration else {
                 continue;
             };
             if registration.client.handle_response(now, response) {
@@ -179,7 +179,7 @@ impl Proxy {
     }
 
     fn drain_prober(&mut self, trunk: usize) {
-        let state = &mut self.trunk_states[trunk];
+        let state = &mut self.per_trunk[trunk];
         let to = state.peer;
         let Some(prober) = &mut state.prober else {
             return;
@@ -193,7 +193,7 @@ impl Proxy {
         while let Some(event) = prober.poll_event() {
             if let EventKind::Health { to, cause, .. } = &event.kind {
                 tracing::debug!(trunk = %event.target, ?to, %cause, "probe health");
-                self.trunks.on_probe_health(trunk, *to, cause, event.at);
+                self.trunks.handle_probe_health(trunk, *to, cause, event.at);
                 if *to == HealthState::Down {
                     self.stopped_answering.push(trunk);
                 }
@@ -203,7 +203,7 @@ impl Proxy {
     }
 
     fn drain_registration(&mut self, trunk: usize) {
-        let Some(registration) = &mut self.trunk_states[trunk].registration else {
+        let Some(registration) = &mut self.per_trunk[trunk].registration else {
             return;
         };
         while let Some(bytes) = registration.client.poll_transmit() {
@@ -216,8 +216,7 @@ impl Proxy {
             match event {
                 RegisterEvent::Health(event) => {
                     if let EventKind::Health { to, cause, .. } = &event.kind {
-                        self.trunks
-                            .on_registration(trunk, *to == HealthState::Up, cause, event.at);
+                        self.trunks.handle_registration(trunk, *to, cause, event.at);
                     }
                 }
                 RegisterEvent::Failed { cause, .. } => {

@@ -47,9 +47,9 @@
 //!
 //! Health is learnt *passively* from the calls, narrowly: only an INVITE with
 //! no reply at all marks its trunk out of service
-//! ([`Trunks::on_invite_timeout`](crate::routing::Trunks::on_invite_timeout)),
+//! ([`Trunks::handle_invite_timeout`](crate::routing::Trunks::handle_invite_timeout)),
 //! or, over TCP, a connection to it that cannot be opened or breaks
-//! ([`Trunks::on_unreachable`](crate::routing::Trunks::on_unreachable)),
+//! ([`Trunks::handle_unreachable`](crate::routing::Trunks::handle_unreachable)),
 //! so the next calls skip it at once instead of each waiting `invite_timeout`
 //! until the prober notices. A trunk that answered provisionally is alive: if
 //! the final answer then does not come within `invite_final_timeout` (ring
@@ -193,7 +193,7 @@ use crate::routing::{Cause, Distribution, TrunkSpec, Trunks};
 
 use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
-use self::trunk::TrunkState;
+use self::trunk::ProxyTrunk;
 use self::wire::{ServerKey, Us};
 
 pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
@@ -313,14 +313,14 @@ pub enum ProxyEvent {
     /// A trunk went out of or back into service (SPEC V2), with its cause.
     Trunk(Event),
     /// A call moved to the next trunk within its attempt (SPEC V1).
-    Failover(Failover),
+    Failover(CallFailover),
     /// A call got its final answer (for metrics and reports).
     CallEnded(CallEnded),
 }
 
 /// One failover of one call (SPEC V1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failover {
+pub struct CallFailover {
     /// When.
     pub at: Instant,
     /// The call.
@@ -498,7 +498,7 @@ pub struct Proxy {
     /// The routing policy: which trunks are in service, call plans.
     trunks: Trunks,
     /// Everything else kept per trunk, by trunk index (`trunk.rs`).
-    trunk_states: Vec<TrunkState>,
+    per_trunk: Vec<ProxyTrunk>,
     /// Trunk by address (its own and its registrar's).
     trunk_index: HashMap<SocketAddr, usize>,
     groups: Vec<GroupSetup>,
@@ -541,11 +541,11 @@ impl Proxy {
             ..TransactionConfig::default()
         };
         // Probers and registrations are added by `start_health`.
-        let trunk_states = config
+        let per_trunk = config
             .trunks
             .iter()
             .enumerate()
-            .map(|(index, t)| TrunkState {
+            .map(|(index, t)| ProxyTrunk {
                 trunk_ref: TrunkRef {
                     index,
                     name: t.spec.name.as_str().into(),
@@ -597,7 +597,7 @@ impl Proxy {
                     std::iter::once((t.address, index)).chain(registrar)
                 })
                 .collect(),
-            trunk_states,
+            per_trunk,
             group_names: config
                 .groups
                 .iter()
@@ -636,7 +636,7 @@ impl Proxy {
     pub fn handle_message(&mut self, now: Instant, from: Peer, message: Bytes) {
         self.stats.datagrams += 1;
         if let Some(&trunk) = self.trunk_index.get(&from.addr) {
-            self.trunk_states[trunk].heard_at = now;
+            self.per_trunk[trunk].heard_at = now;
         }
         match parse_bytes(message) {
             Ok(Message::Request(request)) => self.on_request(now, from, request),
@@ -717,14 +717,14 @@ impl Proxy {
     /// probe or REGISTER in flight fails. Other peers (a caller that hung up
     /// its connection) need nothing: their transactions time out.
     pub fn handle_unreachable(&mut self, now: Instant, to: Peer, reason: &str) {
-        if let Some(trunk) = self.trunk_states.iter().position(|state| state.peer == to) {
+        if let Some(trunk) = self.per_trunk.iter().position(|state| state.peer == to) {
             self.trunk_unreachable(now, trunk, reason);
-            if let Some(prober) = &mut self.trunk_states[trunk].prober {
+            if let Some(prober) = &mut self.per_trunk[trunk].prober {
                 prober.handle_transport_error(now, 0);
             }
         }
         // Registrars may live at another address than their trunk.
-        let registrations = self.trunk_states.iter_mut().filter_map(|state| {
+        let registrations = self.per_trunk.iter_mut().filter_map(|state| {
             state
                 .registration
                 .as_mut()
@@ -741,7 +741,7 @@ impl Proxy {
     /// in [`Proxy::poll_transmit`]. For a clean shutdown.
     pub fn unregister_all(&mut self, now: Instant) {
         let registrations = self
-            .trunk_states
+            .per_trunk
             .iter_mut()
             .filter_map(|state| state.registration.as_mut());
         for registration in registrations {
@@ -776,7 +776,7 @@ impl Proxy {
         (0..self.trunks.len())
             .map(|index| {
                 let state = self.trunks.state(index);
-                let trunk = &self.trunk_states[index];
+                let trunk = &self.per_trunk[index];
                 TrunkStatus {
                     trunk: trunk.trunk_ref.clone(),
                     address: trunk.peer.addr,

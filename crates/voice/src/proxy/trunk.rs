@@ -15,7 +15,7 @@ use super::transport::Peer;
 use super::{TrunkRef, TrunkStats};
 
 /// One trunk's state in the proxy.
-pub(crate) struct TrunkState {
+pub(crate) struct ProxyTrunk {
     /// Name, carrier and regions, as events and status name it (SPEC V3).
     pub(crate) trunk_ref: TrunkRef,
     /// Where its INVITEs and probes go, and over what.
