@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client_policy;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod pdu;

@@ -78,6 +78,15 @@ impl Cause {
     }
 }
 
+/// What a trunk had answered to an INVITE when the INVITE timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchReply {
+    /// No reply at all: the trunk may be dead, so it is marked (SPEC V1, V2).
+    Nothing,
+    /// A provisional (it rang): the trunk is alive, and is not marked.
+    Provisional,
+}
+
 /// A trunk's state, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkState {
@@ -251,7 +260,7 @@ impl Trunks {
 
     /// The prober's view changed (SPEC V2). `Up` also clears a passive mark:
     /// the trunk answers again.
-    pub fn on_probe_health(
+    pub fn handle_probe_health(
         &mut self,
         trunk: usize,
         health: HealthState,
@@ -266,9 +275,16 @@ impl Trunks {
         }
     }
 
-    /// A registration-based trunk registered or lost its registration (SPEC V2).
-    pub fn on_registration(&mut self, trunk: usize, registered: bool, detail: &str, now: Instant) {
-        if registered {
+    /// A registration-based trunk registered (`Up`) or lost its registration
+    /// (anything else) (SPEC V2).
+    pub fn handle_registration(
+        &mut self,
+        trunk: usize,
+        registration: HealthState,
+        detail: &str,
+        now: Instant,
+    ) {
+        if registration == HealthState::Up {
             self.clear(trunk, Cause::Registration, detail, now);
         } else {
             self.set(trunk, Cause::Registration, detail, now);
@@ -276,17 +292,17 @@ impl Trunks {
     }
 
     /// An INVITE sent to `trunk` at `sent_at` timed out (timer B). It marks the
-    /// trunk out of service only if it got no reply at all and was sent while
+    /// trunk out of service only if it got no reply at all ([`BranchReply::Nothing`]) and was sent while
     /// the trunk was in its current period of service. Returns whether it did.
-    pub fn on_invite_timeout(
+    pub fn handle_invite_timeout(
         &mut self,
         trunk: usize,
         sent_at: Instant,
-        got_provisional: bool,
+        reply: BranchReply,
         now: Instant,
     ) -> bool {
         let t = &self.trunks[trunk];
-        if got_provisional || t.causes != 0 || sent_at < t.since {
+        if reply == BranchReply::Provisional || t.causes != 0 || sent_at < t.since {
             return false;
         }
         let waited = now.saturating_duration_since(sent_at);
@@ -299,7 +315,7 @@ impl Trunks {
     /// connection was refused, timed out or broke): marked like an INVITE
     /// with no reply, at once. Returns whether it was marked (false if it was
     /// out of service already).
-    pub fn on_unreachable(&mut self, trunk: usize, detail: &str, now: Instant) -> bool {
+    pub fn handle_unreachable(&mut self, trunk: usize, detail: &str, now: Instant) -> bool {
         if self.trunks[trunk].causes != 0 {
             return false;
         }
@@ -433,7 +449,7 @@ mod tests {
             trunks.plan(&[2, 0, 1], Distribution::Sequential, 5, &mut rng),
             [0, 1, 2]
         );
-        trunks.on_probe_health(0, HealthState::Down, "3 OPTIONS unanswered", t0);
+        trunks.handle_probe_health(0, HealthState::Down, "3 OPTIONS unanswered", t0);
         assert_eq!(
             trunks.plan(&[0, 1, 2], Distribution::Sequential, 5, &mut rng),
             [1, 2]
@@ -450,7 +466,7 @@ mod tests {
         let t0 = epoch();
         let mut trunks = table(t0);
         for trunk in 0..3 {
-            trunks.on_probe_health(trunk, HealthState::Down, "down", t0);
+            trunks.handle_probe_health(trunk, HealthState::Down, "down", t0);
         }
         let mut rng = Rng::new(1);
         assert_eq!(
@@ -498,7 +514,7 @@ mod tests {
         let mut trunks = table(t0);
         let sent = t0 + Duration::from_secs(1);
         let timeout = sent + Duration::from_secs(32);
-        assert!(trunks.on_invite_timeout(0, sent, false, timeout));
+        assert!(trunks.handle_invite_timeout(0, sent, BranchReply::Nothing, timeout));
         assert!(!trunks.in_service(0));
         let event = trunks.poll_event().unwrap();
         assert_eq!(event.at, timeout);
@@ -509,7 +525,7 @@ mod tests {
         // A probed trunk waits for its prober, however long.
         trunks.handle_timeout(timeout + Duration::from_secs(3_600));
         assert!(!trunks.in_service(0));
-        trunks.on_probe_health(
+        trunks.handle_probe_health(
             0,
             HealthState::Up,
             "2 OPTIONS answered",
@@ -526,15 +542,15 @@ mod tests {
         let t0 = epoch();
         let mut trunks = table(t0);
         let t = |s: u64| t0 + Duration::from_secs(s);
-        assert!(!trunks.on_invite_timeout(0, t(1), true, t(33)));
+        assert!(!trunks.handle_invite_timeout(0, t(1), BranchReply::Provisional, t(33)));
         assert!(trunks.in_service(0));
         // Down, then back at t=50; an INVITE sent at t=40 times out at t=72.
-        trunks.on_probe_health(0, HealthState::Down, "probe", t(35));
-        trunks.on_probe_health(0, HealthState::Up, "probe", t(50));
-        assert!(!trunks.on_invite_timeout(0, t(40), false, t(72)));
+        trunks.handle_probe_health(0, HealthState::Down, "probe", t(35));
+        trunks.handle_probe_health(0, HealthState::Up, "probe", t(50));
+        assert!(!trunks.handle_invite_timeout(0, t(40), BranchReply::Nothing, t(72)));
         assert!(trunks.in_service(0));
         // One sent after the return still counts.
-        assert!(trunks.on_invite_timeout(0, t(51), false, t(83)));
+        assert!(trunks.handle_invite_timeout(0, t(51), BranchReply::Nothing, t(83)));
     }
 
     /// A trunk without a prober comes back after the passive hold.
@@ -542,7 +558,12 @@ mod tests {
     fn unprobed_trunk_returns_after_the_hold() {
         let t0 = epoch();
         let mut trunks = table(t0);
-        assert!(trunks.on_invite_timeout(2, t0, false, t0 + Duration::from_secs(32)));
+        assert!(trunks.handle_invite_timeout(
+            2,
+            t0,
+            BranchReply::Nothing,
+            t0 + Duration::from_secs(32)
+        ));
         assert_eq!(trunks.poll_timeout(), Some(t0 + Duration::from_secs(62)));
         trunks.handle_timeout(t0 + Duration::from_secs(61));
         assert!(!trunks.in_service(2));
@@ -562,14 +583,14 @@ mod tests {
             t0,
         );
         assert!(!trunks.in_service(0));
-        trunks.on_registration(0, true, "200 OK, expires 3600", t0);
+        trunks.handle_registration(0, HealthState::Up, "200 OK, expires 3600", t0);
         assert!(trunks.in_service(0));
-        trunks.on_probe_health(0, HealthState::Down, "probe", t0);
-        trunks.on_registration(0, false, "403 Forbidden", t0);
+        trunks.handle_probe_health(0, HealthState::Down, "probe", t0);
+        trunks.handle_registration(0, HealthState::Down, "403 Forbidden", t0);
         assert_eq!(trunks.state(0).causes, [Cause::Probe, Cause::Registration]);
-        trunks.on_probe_health(0, HealthState::Up, "probe", t0);
+        trunks.handle_probe_health(0, HealthState::Up, "probe", t0);
         assert!(!trunks.in_service(0), "still unregistered");
-        trunks.on_registration(0, true, "200 OK", t0);
+        trunks.handle_registration(0, HealthState::Up, "200 OK", t0);
         assert!(trunks.in_service(0));
         // Up at the first registration, down with the probe, up at the
         // re-registration: causes that overlap make no event of their own.

@@ -1,27 +1,27 @@
 //! [`SmppClient`]: the pool policy plus one running session per bound instance,
 //! with submits spread over whatever is bound right now.
 //!
-//! One task owns the [`Pool`] and the shared queue; each connection runs in its
-//! own task ([`run_session`]). Submits wait in one queue shared by all binds and
-//! go to the bound instance with the fewest outstanding submits: a message is
-//! never parked behind a dead bind (SPEC M7). Throttled and unsent submits go
-//! back to the front of that queue; ambiguous ones (sent, never answered) are
-//! handed to the caller, who owns the resubmit policy (SPEC M8).
+//! One task owns the [`ClientPolicy`] (the pool, the shared queue and the
+//! dispatch rules); each connection runs in its own task ([`run_session`]). This
+//! file only moves reports, commands and time between them: which bind gets a
+//! submit, how throttling pauses a bind and where a dead bind's submits go are
+//! decided in [`crate::client_policy`]. Ambiguous submits (sent, never answered)
+//! are handed to the caller, who owns the resubmit policy (SPEC M8).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hotsite_core::{Event, EventKind, Target};
+use hotsite_core::{Event, Target};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::clock;
 use super::session::{run_session, ReportSink, SessionCommand, SessionReport};
+use crate::client_policy::{ClientOutput, ClientPolicy, Pending, QueuedSubmit, Refusal, Unsent};
 use crate::pdu::{CommandStatus, ShortMessage};
-use crate::pool::{InstanceId, InstanceStatus, Pool, PoolConfig, PoolConfigError, PoolOutput};
+use crate::pool::{InstanceId, InstanceStatus, PoolConfig, PoolConfigError};
 use crate::session::{
     CloseReason, Session, SessionConfig, SessionConfigError, SessionEvent, SubmitError, SubmitId,
 };
@@ -185,21 +185,12 @@ enum Command {
 struct Queued {
     message: ShortMessage,
     reply: oneshot::Sender<SubmitReport>,
-    /// Temporary refusals met on the way, for the message's history.
-    refusals: Vec<Refusal>,
 }
 
-/// A temporary refusal that the client retried by itself: the SMSC throttled
-/// the bind or its queue was full (SPEC M14). The message went back to the front
-/// of the queue; the caller learns of it only to record it (invariant 4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The instance that refused.
-    pub target: Target,
-    /// `ESME_RTHROTTLED` or `ESME_RMSGQFUL`.
-    pub status: CommandStatus,
-    /// How long the bind pauses before its next submit.
-    pub pause: Duration,
+impl QueuedSubmit for Queued {
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
 /// How a submit ended, with the refusals retried on the way.
@@ -235,29 +226,29 @@ impl SmppClient {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let now = clock::now();
         let targets = config.instances.iter().map(|(t, _)| t.clone()).collect();
-        let pool = Pool::new(config.pool, targets, config.seed, now);
+        let policy = ClientPolicy::new(
+            config.pool,
+            targets,
+            config.session.window,
+            config.seed,
+            now,
+        );
         let instances = config
             .instances
             .iter()
             .map(|(_, address)| Slot {
                 address: address.clone(),
                 session: None,
-                in_flight: 0,
-                throttled_until: None,
             })
             .collect();
         let (status_tx, status_rx) = watch::channel(Vec::new());
         let driver = Driver {
             config,
-            pool,
+            policy,
             instances,
-            queue: VecDeque::new(),
-            waiting: HashMap::new(),
-            next_id: 1,
             events: events_tx,
             reports_tx,
             status: status_tx,
-            rotate: 0,
         };
         // Callers see every instance from the start, not an empty list.
         driver.publish_status();
@@ -287,11 +278,7 @@ impl SmppClient {
     ) -> Result<SubmitReport, ClientClosed> {
         let (reply, outcome) = oneshot::channel();
         self.commands
-            .send(Command::Submit(Queued {
-                message,
-                reply,
-                refusals: Vec::new(),
-            }))
+            .send(Command::Submit(Queued { message, reply }))
             .map_err(|_| ClientClosed)?;
         outcome.await.map_err(|_| ClientClosed)
     }
@@ -317,24 +304,19 @@ impl SmppClient {
     }
 }
 
+/// One instance's IO: where it is and the channel to its session task.
 struct Slot {
     address: String,
     session: Option<mpsc::UnboundedSender<SessionCommand>>,
-    in_flight: usize,
-    throttled_until: Option<Instant>,
 }
 
 struct Driver {
     config: ClientConfig,
-    pool: Pool,
+    policy: ClientPolicy<Queued>,
     instances: Vec<Slot>,
-    queue: VecDeque<Queued>,
-    waiting: HashMap<SubmitId, (InstanceId, Queued)>,
-    next_id: SubmitId,
     events: mpsc::Sender<ClientEvent>,
     reports_tx: mpsc::UnboundedSender<(InstanceId, SessionReport)>,
     status: watch::Sender<Vec<BindStatus>>,
-    rotate: usize,
 }
 
 impl Driver {
@@ -345,31 +327,17 @@ impl Driver {
     ) {
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         loop {
-            self.drain_pool();
-            if shutdown.is_none() {
-                self.dispatch();
-            } else {
-                // Work handed back while stopping is dropped: its callers get
-                // `ClientClosed`, and nothing goes out after our unbind.
-                self.queue.clear();
-            }
+            self.drain_outputs();
+            self.dispatch();
             self.publish_status();
             if shutdown.is_some() && self.instances.iter().all(|slot| slot.session.is_none()) {
                 break;
             }
-            let deadline = if shutdown.is_some() {
-                None
-            } else {
-                let throttles = self
-                    .instances
-                    .iter()
-                    .filter_map(|slot| slot.throttled_until);
-                throttles.chain(self.pool.poll_timeout()).min()
-            };
+            let deadline = self.policy.poll_timeout();
             tokio::select! {
                 Some((id, report)) = reports.recv() => self.handle_report(id, report),
                 command = commands.recv(), if shutdown.is_none() => match command {
-                    Some(Command::Submit(queued)) => self.queue.push_back(queued),
+                    Some(Command::Submit(queued)) => self.policy.handle_submit(queued),
                     Some(Command::Shutdown(done)) => {
                         shutdown = Some(done);
                         self.begin_shutdown();
@@ -380,15 +348,7 @@ impl Driver {
                         self.begin_shutdown();
                     }
                 },
-                () = clock::sleep_until(deadline) => {
-                    let now = clock::now();
-                    for slot in &mut self.instances {
-                        if slot.throttled_until.is_some_and(|until| until <= now) {
-                            slot.throttled_until = None;
-                        }
-                    }
-                    self.pool.handle_timeout(now);
-                }
+                () = clock::sleep_until(deadline) => self.policy.handle_timeout(clock::now()),
             }
         }
         if let Some(done) = shutdown {
@@ -397,7 +357,9 @@ impl Driver {
     }
 
     fn begin_shutdown(&mut self) {
-        self.queue.clear();
+        // Work queued or handed back from now on is dropped: its callers get
+        // `ClientClosed`, and nothing goes out after our unbind.
+        self.policy.handle_shutdown();
         for slot in &mut self.instances {
             // Dropping the sender makes the session unbind and end.
             slot.session = slot
@@ -407,11 +369,11 @@ impl Driver {
         }
     }
 
-    fn drain_pool(&mut self) {
-        while let Some(output) = self.pool.poll_output() {
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.policy.poll_output() {
             match output {
-                PoolOutput::Connect(id) => self.connect(id),
-                PoolOutput::Event(event) => self.emit(event),
+                ClientOutput::Connect(id) => self.connect(id),
+                ClientOutput::Event(event) => self.emit(event),
             }
         }
     }
@@ -425,8 +387,6 @@ impl Driver {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let slot = &mut self.instances[id];
         slot.session = Some(commands_tx);
-        slot.in_flight = 0;
-        slot.throttled_until = None;
         let address = slot.address.clone();
         let session_config = self.config.session.clone();
         let connect_timeout = self.config.connect_timeout;
@@ -469,7 +429,7 @@ impl Driver {
 
     fn handle_report(&mut self, id: InstanceId, report: SessionReport) {
         let now = clock::now();
-        let target = self.target(id);
+        let target = self.policy.target(id);
         match report {
             SessionReport::Refused {
                 id: submit,
@@ -481,22 +441,14 @@ impl Driver {
             // The bind changed state under the submit (its close report is on
             // the way): the message never left, so it may go anywhere.
             SessionReport::Refused { id: submit, error } => {
-                // Already handed back if the session's close came first.
-                if let Some((instance, queued)) = self.waiting.remove(&submit) {
-                    let slot = &mut self.instances[instance];
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    if let SubmitError::Throttled(remaining) = error {
-                        // The session's pause outlasts ours: adopt it, or the
-                        // message would bounce between us and the session.
-                        let until = now + remaining;
-                        slot.throttled_until =
-                            Some(slot.throttled_until.map_or(until, |t| t.max(until)));
-                    }
-                    self.queue.push_front(queued);
-                }
+                let why = match error {
+                    SubmitError::Throttled(remaining) => Unsent::Throttled(remaining),
+                    _ => Unsent::NotTaken,
+                };
+                self.policy.handle_unsent(now, submit, why);
             }
             SessionReport::Event(event) => match event {
-                SessionEvent::Bound { .. } => self.pool.handle_bound(id, now),
+                SessionEvent::Bound { .. } => self.policy.handle_bound(now, id),
                 SessionEvent::SubmitAccepted {
                     id: submit,
                     message_id,
@@ -518,28 +470,7 @@ impl Driver {
                     id: submit,
                     pause,
                     status,
-                } => {
-                    let slot = &mut self.instances[id];
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    // Never earlier than a pause already running: the session
-                    // keeps the later of the two, and so must we.
-                    let until = now + pause;
-                    slot.throttled_until =
-                        Some(slot.throttled_until.map_or(until, |t| t.max(until)));
-                    if let Some((_, mut queued)) = self.waiting.remove(&submit) {
-                        queued.refusals.push(Refusal {
-                            target: target.clone(),
-                            status,
-                            pause,
-                        });
-                        self.queue.push_front(queued);
-                    }
-                    self.emit(Event {
-                        at: now,
-                        target,
-                        kind: EventKind::Throttled { pause },
-                    });
-                }
+                } => self.policy.handle_throttled(now, id, submit, status, pause),
                 SessionEvent::SubmitAnsweredLate {
                     status, message_id, ..
                 } => {
@@ -570,128 +501,60 @@ impl Driver {
                     ambiguous,
                     unsent,
                 } => {
-                    let slot = &mut self.instances[id];
-                    slot.session = None;
-                    slot.in_flight = 0;
-                    slot.throttled_until = None;
-                    if !ambiguous.is_empty() || !unsent.is_empty() {
-                        self.emit(Event {
-                            at: now,
-                            target: target.clone(),
-                            kind: EventKind::WorkHandedBack {
-                                ambiguous: ambiguous.len(),
-                                unsent: unsent.len(),
-                            },
-                        });
-                    }
-                    for submit in unsent.into_iter().rev() {
-                        if let Some((_, queued)) = self.waiting.remove(&submit) {
-                            self.queue.push_front(queued);
-                        }
-                    }
-                    for submit in ambiguous {
+                    self.instances[id].session = None;
+                    let cause = reason.to_string();
+                    let ambiguous = self
+                        .policy
+                        .handle_closed(now, id, &cause, &ambiguous, &unsent);
+                    for pending in ambiguous {
                         let cause = format!("session closed before any response: {reason}");
-                        self.finish(
-                            id,
-                            submit,
-                            SubmitOutcome::Ambiguous {
-                                target: target.clone(),
-                                cause,
-                            },
-                        );
+                        let target = target.clone();
+                        reply(pending, SubmitOutcome::Ambiguous { target, cause });
                     }
-                    // Submits handed to the session task after it had closed never
-                    // reached the session: nothing was sent, so they may go anywhere.
-                    let orphans: Vec<SubmitId> = self
-                        .waiting
-                        .iter()
-                        .filter(|(_, (instance, _))| *instance == id)
-                        .map(|(submit, _)| *submit)
-                        .collect();
-                    for submit in orphans {
-                        if let Some((_, queued)) = self.waiting.remove(&submit) {
-                            self.queue.push_front(queued);
-                        }
-                    }
-                    self.pool.handle_closed(id, now, &reason.to_string());
                 }
             },
         }
     }
 
     fn finish(&mut self, instance: InstanceId, submit: SubmitId, outcome: SubmitOutcome) {
-        let slot = &mut self.instances[instance];
-        slot.in_flight = slot.in_flight.saturating_sub(1);
-        if let Some((_, queued)) = self.waiting.remove(&submit) {
-            let _ = queued.reply.send(SubmitReport {
-                outcome,
-                refusals: queued.refusals,
-            });
+        if let Some(pending) = self.policy.handle_answered(instance, submit) {
+            reply(pending, outcome);
         }
     }
 
-    /// Sends queued submits to bound instances with room, fewest outstanding first.
+    /// Hands the submits the policy assigns to their sessions.
     fn dispatch(&mut self) {
-        let window = self.config.session.window;
         let now = clock::now();
-        while !self.queue.is_empty() {
-            let count = self.instances.len();
-            let candidate = self
-                .pool
-                .bound()
-                .filter(|&id| {
-                    let slot = &self.instances[id];
-                    slot.session.is_some()
-                        && slot.in_flight < window
-                        && slot.throttled_until.is_none_or(|until| until <= now)
-                })
-                // Rotate ties so equal binds share the load.
-                .min_by_key(|&id| {
-                    (
-                        self.instances[id].in_flight,
-                        (id + count - self.rotate % count.max(1)) % count.max(1),
-                    )
+        while let Some(assignment) = self.policy.poll_submit(now) {
+            let submit = assignment.submit;
+            let message = assignment.work.message.clone();
+            let sent = self.instances[assignment.instance]
+                .session
+                .as_ref()
+                .is_some_and(|tx| {
+                    tx.send(SessionCommand::Submit {
+                        id: submit,
+                        message,
+                    })
+                    .is_ok()
                 });
-            let Some(instance) = candidate else {
-                return;
-            };
-            let Some(queued) = self.queue.pop_front() else {
-                return;
-            };
-            if queued.reply.is_closed() {
-                continue;
-            }
-            self.rotate = self.rotate.wrapping_add(1);
-            let submit = self.next_id;
-            self.next_id += 1;
-            let message = queued.message.clone();
-            let slot = &mut self.instances[instance];
-            let sent = slot.session.as_ref().is_some_and(|tx| {
-                tx.send(SessionCommand::Submit {
-                    id: submit,
-                    message,
-                })
-                .is_ok()
-            });
-            if sent {
-                slot.in_flight += 1;
-                self.waiting.insert(submit, (instance, queued));
-            } else {
-                self.queue.push_front(queued);
+            if !sent {
+                self.policy.handle_send_failed(submit);
                 return;
             }
         }
     }
 
     fn publish_status(&self) {
-        let pool = self.pool.status();
+        let pool = self.policy.pool().status();
         let status: Vec<BindStatus> = pool
             .into_iter()
             .zip(&self.instances)
-            .map(|(pool, slot)| BindStatus {
+            .enumerate()
+            .map(|(id, (pool, slot))| BindStatus {
                 pool,
                 address: slot.address.clone(),
-                in_flight: slot.in_flight,
+                in_flight: self.policy.in_flight(id),
             })
             .collect();
         self.status.send_if_modified(|current| {
@@ -703,14 +566,13 @@ impl Driver {
             }
         });
     }
+}
 
-    fn target(&self, id: InstanceId) -> Target {
-        self.pool
-            .targets()
-            .nth(id)
-            .cloned()
-            .unwrap_or_else(|| Target::new("?", "?"))
-    }
+fn reply(pending: Pending<Queued>, outcome: SubmitOutcome) {
+    let _ = pending.work.reply.send(SubmitReport {
+        outcome,
+        refusals: pending.refusals,
+    });
 }
 
 /// Tags a session's reports with its instance and sends them straight to the

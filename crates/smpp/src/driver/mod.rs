@@ -5,8 +5,9 @@ mod client;
 mod clock;
 mod session;
 
+pub use crate::client_policy::Refusal;
 pub use client::{
-    BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, Refusal,
-    SmppClient, SubmitOutcome, SubmitReport,
+    BindStatus, ClientClosed, ClientConfig, ClientConfigError, ClientEvent, DeliverAck, SmppClient,
+    SubmitOutcome, SubmitReport,
 };
 pub use session::{run_session, ReportSink, SessionCommand, SessionReport};

@@ -253,12 +253,12 @@ impl Reader<'_> {
             // Error responses may omit the body (SMPP 3.4, 4.4.2).
             // SMPP 3.4 gives these responses no TLVs, but 5.0 SMSCs and vendors
             // add some: accept and keep them rather than lose the answer.
-            SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(status, true)?),
+            SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(status)?),
             // Many SMSCs and ESMEs send deliver_sm_resp without its (always
             // empty) message_id: accept that, whatever the status.
-            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(CommandStatus(1), true)?),
+            DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(CommandStatus(1))?),
             DATA_SM => Body::DataSm(self.data_sm()?),
-            DATA_SM_RESP => Body::DataSmResp(self.message_id_resp(status, true)?),
+            DATA_SM_RESP => Body::DataSmResp(self.message_id_resp(status)?),
             command_id => {
                 return Err(DecodeError::UnknownCommand {
                     command_id,
@@ -403,20 +403,12 @@ impl Reader<'_> {
         })
     }
 
-    fn message_id_resp(
-        &mut self,
-        status: CommandStatus,
-        with_tlvs: bool,
-    ) -> Result<MessageIdResp, DecodeError> {
+    fn message_id_resp(&mut self, status: CommandStatus) -> Result<MessageIdResp, DecodeError> {
         if self.buf.is_empty() && !status.is_ok() {
             return Ok(MessageIdResp::default());
         }
         let message_id = self.cstr("message_id", 65)?;
-        let tlvs = if with_tlvs {
-            self.tlvs()?
-        } else {
-            Tlvs::default()
-        };
+        let tlvs = self.tlvs()?;
         Ok(MessageIdResp { message_id, tlvs })
     }
 }

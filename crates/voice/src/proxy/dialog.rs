@@ -44,10 +44,10 @@ impl Proxy {
             // IP literal without a transport parameter).
             Ok((addr, transport)) => Ok(Peer {
                 transport: transport.unwrap_or_else(|| {
-                    self.trunk_peers
+                    self.per_trunk
                         .iter()
-                        .find(|trunk| trunk.addr == addr)
-                        .map_or(Transport::Udp, |trunk| trunk.transport)
+                        .find(|trunk| trunk.peer.addr == addr)
+                        .map_or(Transport::Udp, |trunk| trunk.peer.transport)
                 }),
                 addr,
             }),

@@ -17,18 +17,8 @@ use hotsite_sip::prober::{AliveWhen, ProbeOutcome, Prober, ProberConfig};
 use hotsite_sip::register::{Credentials, RegisterClient, RegisterConfig, RegisterEvent};
 
 use super::transport::{Peer, Transmit};
+use super::trunk::Registration;
 use super::{Proxy, TrunkSetup};
-
-pub(crate) struct ProbeRunner {
-    pub(crate) trunk: usize,
-    pub(crate) prober: Prober,
-}
-
-pub(crate) struct RegisterRunner {
-    pub(crate) trunk: usize,
-    pub(crate) client: RegisterClient,
-    pub(crate) address: Peer,
-}
 
 impl Proxy {
     pub(super) fn start_health(&mut self, trunks: &[TrunkSetup], now: Instant) {
@@ -61,10 +51,7 @@ impl Proxy {
                     self.rng.next_u64(),
                     now,
                 );
-                self.probers.push(ProbeRunner {
-                    trunk: index,
-                    prober,
-                });
+                self.per_trunk[index].prober = Some(prober);
             }
             if let Some(register) = &setup.register {
                 let host = register
@@ -95,8 +82,7 @@ impl Proxy {
                 config.transaction = self.tx_config_for(setup.transport);
                 config.transport = setup.transport.via_name().into();
                 let client = RegisterClient::new(config, target, self.rng.next_u64(), now);
-                self.registrations.push(RegisterRunner {
-                    trunk: index,
+                self.per_trunk[index].registration = Some(Registration {
                     client,
                     address: Peer {
                         transport: setup.transport,
@@ -109,55 +95,68 @@ impl Proxy {
     }
 
     /// Runs probers and registrations: their due timers when `fire`, then
-    /// their output and health changes.
+    /// their output and health changes. Every prober first, then every
+    /// registration, each in trunk order.
     pub(super) fn drive_health(&mut self, now: Instant, fire: bool) {
-        for i in 0..self.probers.len() {
-            let runner = &mut self.probers[i];
-            if fire && runner.prober.poll_timeout().is_some_and(|at| at <= now) {
-                runner.prober.handle_timeout(now);
+        for trunk in 0..self.per_trunk.len() {
+            let Some(prober) = &mut self.per_trunk[trunk].prober else {
+                continue;
+            };
+            if fire && prober.poll_timeout().is_some_and(|at| at <= now) {
+                prober.handle_timeout(now);
             }
-            self.drain_prober(i);
+            self.drain_prober(trunk);
         }
-        for i in 0..self.registrations.len() {
-            let runner = &mut self.registrations[i];
-            if fire && runner.client.poll_timeout().is_some_and(|at| at <= now) {
-                runner.client.handle_timeout(now);
+        for trunk in 0..self.per_trunk.len() {
+            let Some(registration) = &mut self.per_trunk[trunk].registration else {
+                continue;
+            };
+            if fire
+                && registration
+                    .client
+                    .poll_timeout()
+                    .is_some_and(|at| at <= now)
+            {
+                registration.client.handle_timeout(now);
             }
-            self.drain_registration(i);
+            self.drain_registration(trunk);
         }
     }
 
     pub(super) fn health_timeout(&self) -> Option<Instant> {
-        let probes = self.probers.iter().filter_map(|r| r.prober.poll_timeout());
-        let registrations = self
-            .registrations
+        let probes = self
+            .per_trunk
             .iter()
-            .filter_map(|r| r.client.poll_timeout());
+            .filter_map(|state| state.prober.as_ref()?.poll_timeout());
+        let registrations = self
+            .per_trunk
+            .iter()
+            .filter_map(|state| state.registration.as_ref()?.client.poll_timeout());
         probes.chain(registrations).min()
     }
 
     /// Offers an answer to OPTIONS to the probers; true if one claimed it.
     pub(super) fn offer_probe_response(&mut self, now: Instant, response: &Response) -> bool {
-        for i in 0..self.probers.len() {
-            let runner = &mut self.probers[i];
-            if !runner.prober.handle_response(now, response) {
+        for trunk in 0..self.per_trunk.len() {
+            let Some(prober) = &mut self.per_trunk[trunk].prober else {
+                continue;
+            };
+            if !prober.handle_response(now, response) {
                 continue;
             }
             // The prober reports only changes of its health; a trunk marked
             // passively while the prober stayed up comes back on the first
             // answer that counts as alive (routing.rs).
-            let alive = runner.prober.health(0) == Some(HealthState::Up)
-                && runner
-                    .prober
+            let alive = prober.health(0) == Some(HealthState::Up)
+                && prober
                     .status()
                     .first()
                     .is_some_and(|s| matches!(s.last, Some(ProbeOutcome::Alive { .. })));
-            let trunk = runner.trunk;
-            self.drain_prober(i);
+            self.drain_prober(trunk);
             if alive && !self.trunks.in_service(trunk) {
                 let detail = format!("OPTIONS answered {}", response.status);
                 self.trunks
-                    .on_probe_health(trunk, HealthState::Up, &detail, now);
+                    .handle_probe_health(trunk, HealthState::Up, &detail, now);
                 self.drain_trunk_events();
             }
             return true;
@@ -167,29 +166,34 @@ impl Proxy {
 
     /// Offers an answer to REGISTER to the clients; true if one claimed it.
     pub(super) fn offer_register_response(&mut self, now: Instant, response: &Response) -> bool {
-        for i in 0..self.registrations.len() {
-            if self.registrations[i].client.handle_response(now, response) {
-                self.drain_registration(i);
+        for trunk in 0..self.per_trunk.len() {
+            let Some(registration) = &mut self.per_trunk[trunk].registration else {
+                continue;
+            };
+            if registration.client.handle_response(now, response) {
+                self.drain_registration(trunk);
                 return true;
             }
         }
         false
     }
 
-    fn drain_prober(&mut self, i: usize) {
-        let runner = &mut self.probers[i];
-        let trunk = runner.trunk;
-        let to = self.trunk_peers[trunk];
-        while let Some(transmit) = runner.prober.poll_transmit() {
+    fn drain_prober(&mut self, trunk: usize) {
+        let state = &mut self.per_trunk[trunk];
+        let to = state.peer;
+        let Some(prober) = &mut state.prober else {
+            return;
+        };
+        while let Some(transmit) = prober.poll_transmit() {
             self.transmits.push_back(Transmit {
                 to,
                 bytes: transmit.bytes,
             });
         }
-        while let Some(event) = runner.prober.poll_event() {
+        while let Some(event) = prober.poll_event() {
             if let EventKind::Health { to, cause, .. } = &event.kind {
                 tracing::debug!(trunk = %event.target, ?to, %cause, "probe health");
-                self.trunks.on_probe_health(trunk, *to, cause, event.at);
+                self.trunks.handle_probe_health(trunk, *to, cause, event.at);
                 if *to == HealthState::Down {
                     self.stopped_answering.push(trunk);
                 }
@@ -198,21 +202,21 @@ impl Proxy {
         self.drain_trunk_events();
     }
 
-    fn drain_registration(&mut self, i: usize) {
-        let runner = &mut self.registrations[i];
-        let trunk = runner.trunk;
-        while let Some(bytes) = runner.client.poll_transmit() {
+    fn drain_registration(&mut self, trunk: usize) {
+        let Some(registration) = &mut self.per_trunk[trunk].registration else {
+            return;
+        };
+        while let Some(bytes) = registration.client.poll_transmit() {
             self.transmits.push_back(Transmit {
-                to: runner.address,
+                to: registration.address,
                 bytes,
             });
         }
-        while let Some(event) = runner.client.poll_event() {
+        while let Some(event) = registration.client.poll_event() {
             match event {
                 RegisterEvent::Health(event) => {
                     if let EventKind::Health { to, cause, .. } = &event.kind {
-                        self.trunks
-                            .on_registration(trunk, *to == HealthState::Up, cause, event.at);
+                        self.trunks.handle_registration(trunk, *to, cause, event.at);
                     }
                 }
                 RegisterEvent::Failed { cause, .. } => {

@@ -31,8 +31,8 @@ use hotsite_sip::transaction::{ClientInvite, ClientNonInvite, ServerInvite, Tran
 use super::timers::TimerRef;
 use super::transport::{Peer, Transmit};
 use super::wire::{self, ServerKey};
-use super::{CallEnded, CallOutcome, Failover, Proxy, ProxyEvent};
-use crate::routing::fails_over;
+use super::{CallEnded, CallFailover, CallOutcome, Proxy, ProxyEvent};
+use crate::routing::{fails_over, BranchReply};
 
 /// One call: the caller's INVITE transaction and its plan.
 pub(crate) struct Call {
@@ -386,7 +386,7 @@ impl Proxy {
                 let trunk = failure.trunk();
                 let text = format!(
                     "trunk {}: {}; no trunk left",
-                    self.trunk_refs[trunk].name,
+                    self.per_trunk[trunk].trunk_ref.name,
                     failure.describe()
                 );
                 (self.local_answer(id, status, Some(&text)), Some(trunk))
@@ -413,7 +413,7 @@ impl Proxy {
             at: now,
             call_id: call.call_id(),
             group: self.group_names[call.group].clone(),
-            trunk: trunk.map(|t| self.trunk_refs[t].clone()),
+            trunk: trunk.map(|t| self.per_trunk[t].trunk_ref.clone()),
             status: status.as_u16(),
             outcome,
             attempts: call.tried as u32,
@@ -470,7 +470,7 @@ impl Proxy {
         call.tried += 1;
         let branch = wire::stateful_branch(&mut self.rng);
         let mut request = call.server.request().clone();
-        let transport = self.trunk_peers[trunk].transport;
+        let transport = self.per_trunk[trunk].peer.transport;
         if transport != call.caller.transport {
             // Two transports, two Record-Route entries (RFC 5658): each side
             // reaches us over its own. The held request has the caller's;
@@ -487,11 +487,11 @@ impl Proxy {
         call.current = Some(branch.clone());
         if let Some(failure) = &call.last_failure {
             let from = failure.trunk();
-            let failover = Failover {
+            let failover = CallFailover {
                 at: now,
                 call_id: call.call_id(),
-                from: self.trunk_refs[from].clone(),
-                to: self.trunk_refs[trunk].clone(),
+                from: self.per_trunk[from].trunk_ref.clone(),
+                to: self.per_trunk[trunk].trunk_ref.clone(),
                 cause: failure.describe(),
             };
             tracing::debug!(
@@ -502,10 +502,10 @@ impl Proxy {
                 "failover"
             );
             self.stats.failovers += 1;
-            self.trunk_stats[from].failed_over += 1;
+            self.per_trunk[from].stats.failed_over += 1;
             self.events.push_back(ProxyEvent::Failover(failover));
         }
-        self.trunk_stats[trunk].attempts += 1;
+        self.per_trunk[trunk].stats.attempts += 1;
         self.branches.insert(
             branch.clone(),
             Box::new(Branch {
@@ -602,7 +602,7 @@ impl Proxy {
         let Some(branch) = self.branches.get_mut(id) else {
             return;
         };
-        let to = self.trunk_peers[branch.trunk];
+        let to = self.per_trunk[branch.trunk].peer;
         while let Some(bytes) = branch.tx.poll_transmit() {
             self.transmits.push_back(Transmit { to, bytes });
         }
@@ -733,7 +733,7 @@ impl Proxy {
         self.tombstone_queue
             .push_back((now + self.tx_config.timeout(), key));
         self.stats.answered += 1;
-        self.trunk_stats[branch.trunk].answered += 1;
+        self.per_trunk[branch.trunk].stats.answered += 1;
         self.events.push_back(ProxyEvent::CallEnded(ended));
         // A late 2xx from a branch given up on while another rings: the other
         // one is cancelled (§16.7 step 10).
@@ -791,8 +791,11 @@ impl Proxy {
         };
         let (call, trunk, sent_at) = (branch.call, branch.trunk, branch.sent_at);
         self.stats.invite_timeouts += 1;
-        self.trunk_stats[trunk].no_reply += 1;
-        if self.trunks.on_invite_timeout(trunk, sent_at, false, now) {
+        self.per_trunk[trunk].stats.no_reply += 1;
+        if self
+            .trunks
+            .handle_invite_timeout(trunk, sent_at, BranchReply::Nothing, now)
+        {
             self.stopped_answering.push(trunk);
         }
         self.drain_trunk_events();
@@ -827,7 +830,7 @@ impl Proxy {
         }
         let text = format!(
             "trunk {}: no final answer within {:.0} s of its provisional",
-            self.trunk_refs[trunk].name,
+            self.per_trunk[trunk].trunk_ref.name,
             self.invite_final_timeout.as_secs_f64()
         );
         let response = self.local_answer(call, StatusCode::REQUEST_TIMEOUT, Some(&text));
@@ -853,7 +856,7 @@ impl Proxy {
         let Some(trunk) = self.branches.get(id).map(|b| b.trunk) else {
             return;
         };
-        let config = self.tx_config_for(self.trunk_peers[trunk].transport);
+        let config = self.tx_config_for(self.per_trunk[trunk].peer.transport);
         let Some(branch) = self.branches.get_mut(id) else {
             return;
         };
@@ -925,7 +928,7 @@ impl Proxy {
         // (another call, a probe): a trunk that still answers something is
         // not dead, whatever marked it (a dropped INVITE, probes answered
         // with a non-2xx).
-        let heard_at = branch.heard_at.max(self.trunk_heard_at[trunk]);
+        let heard_at = branch.heard_at.max(self.per_trunk[trunk].heard_at);
         if !matches!(branch.phase, Phase::Ringing { .. })
             || !self.trunks.stopped_answering(trunk)
             || !self.is_live(call, id)
@@ -972,8 +975,8 @@ impl Proxy {
             .filter(|(_, b)| b.trunk == trunk && matches!(b.phase, Phase::Calling { .. }))
             .map(|(id, _)| id.clone())
             .collect();
-        let detail = format!("{}: {reason}", self.trunk_peers[trunk]);
-        if self.trunks.on_unreachable(trunk, &detail, now) {
+        let detail = format!("{}: {reason}", self.per_trunk[trunk].peer);
+        if self.trunks.handle_unreachable(trunk, &detail, now) {
             self.stopped_answering.push(trunk);
         }
         self.drain_trunk_events();
@@ -988,7 +991,7 @@ impl Proxy {
                 until: (branch.sent_at + self.tx_config.timeout()).max(now),
             };
             let call = branch.call;
-            self.trunk_stats[trunk].no_reply += 1;
+            self.per_trunk[trunk].stats.no_reply += 1;
             if self.is_live(call, &id) {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.current = None;

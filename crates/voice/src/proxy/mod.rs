@@ -47,9 +47,9 @@
 //!
 //! Health is learnt *passively* from the calls, narrowly: only an INVITE with
 //! no reply at all marks its trunk out of service
-//! ([`Trunks::on_invite_timeout`](crate::routing::Trunks::on_invite_timeout)),
+//! ([`Trunks::handle_invite_timeout`](crate::routing::Trunks::handle_invite_timeout)),
 //! or, over TCP, a connection to it that cannot be opened or breaks
-//! ([`Trunks::on_unreachable`](crate::routing::Trunks::on_unreachable)),
+//! ([`Trunks::handle_unreachable`](crate::routing::Trunks::handle_unreachable)),
 //! so the next calls skip it at once instead of each waiting `invite_timeout`
 //! until the prober notices. A trunk that answered provisionally is alive: if
 //! the final answer then does not come within `invite_final_timeout` (ring
@@ -170,6 +170,7 @@ mod invite;
 mod limits;
 mod timers;
 mod transport;
+mod trunk;
 mod wire;
 
 #[cfg(test)]
@@ -190,9 +191,9 @@ use hotsite_sip::transaction::TransactionConfig;
 
 use crate::routing::{Cause, Distribution, TrunkSpec, Trunks};
 
-use self::health::{ProbeRunner, RegisterRunner};
 use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
+use self::trunk::ProxyTrunk;
 use self::wire::{ServerKey, Us};
 
 pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
@@ -312,14 +313,14 @@ pub enum ProxyEvent {
     /// A trunk went out of or back into service (SPEC V2), with its cause.
     Trunk(Event),
     /// A call moved to the next trunk within its attempt (SPEC V1).
-    Failover(Failover),
+    Failover(CallFailover),
     /// A call got its final answer (for metrics and reports).
     CallEnded(CallEnded),
 }
 
 /// One failover of one call (SPEC V1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failover {
+pub struct CallFailover {
     /// When.
     pub at: Instant,
     /// The call.
@@ -494,14 +495,12 @@ pub struct Proxy {
     tx_config: TransactionConfig,
     invite_timeout: Duration,
     invite_final_timeout: Duration,
+    /// The routing policy: which trunks are in service, call plans.
     trunks: Trunks,
-    trunk_refs: Vec<TrunkRef>,
-    trunk_peers: Vec<Peer>,
+    /// Everything else kept per trunk, by trunk index (`trunk.rs`).
+    per_trunk: Vec<ProxyTrunk>,
     /// Trunk by address (its own and its registrar's).
     trunk_index: HashMap<SocketAddr, usize>,
-    /// When each trunk was last heard from (any message from its address).
-    trunk_heard_at: Vec<Instant>,
-    trunk_stats: Vec<TrunkStats>,
     groups: Vec<GroupSetup>,
     group_names: Vec<Arc<str>>,
     default_group: usize,
@@ -516,8 +515,6 @@ pub struct Proxy {
     tombstones: HashSet<ServerKey>,
     tombstone_queue: VecDeque<(Instant, ServerKey)>,
     timers: Timers,
-    probers: Vec<ProbeRunner>,
-    registrations: Vec<RegisterRunner>,
     /// Trunks just taken out of service for not answering, whose ringing
     /// calls [`Proxy::reroute_ringing`] looks at before the input's handling
     /// ends.
@@ -543,16 +540,27 @@ impl Proxy {
             t2: TransactionConfig::default().t2.max(config.t1),
             ..TransactionConfig::default()
         };
-        let trunk_refs: Vec<TrunkRef> = config
+        // Probers and registrations are added by `start_health`.
+        let per_trunk = config
             .trunks
             .iter()
             .enumerate()
-            .map(|(index, t)| TrunkRef {
-                index,
-                name: t.spec.name.as_str().into(),
-                carrier: t.spec.carrier.as_str().into(),
-                media_region: t.spec.media_region.as_str().into(),
-                failover_region: t.spec.failover_region.as_str().into(),
+            .map(|(index, t)| ProxyTrunk {
+                trunk_ref: TrunkRef {
+                    index,
+                    name: t.spec.name.as_str().into(),
+                    carrier: t.spec.carrier.as_str().into(),
+                    media_region: t.spec.media_region.as_str().into(),
+                    failover_region: t.spec.failover_region.as_str().into(),
+                },
+                peer: Peer {
+                    transport: t.transport,
+                    addr: t.address,
+                },
+                heard_at: now,
+                stats: TrunkStats::default(),
+                prober: None,
+                registration: None,
             })
             .collect();
         let trunks = Trunks::new(
@@ -589,17 +597,7 @@ impl Proxy {
                     std::iter::once((t.address, index)).chain(registrar)
                 })
                 .collect(),
-            trunk_heard_at: vec![now; config.trunks.len()],
-            trunk_peers: config
-                .trunks
-                .iter()
-                .map(|t| Peer {
-                    transport: t.transport,
-                    addr: t.address,
-                })
-                .collect(),
-            trunk_stats: vec![TrunkStats::default(); config.trunks.len()],
-            trunk_refs,
+            per_trunk,
             group_names: config
                 .groups
                 .iter()
@@ -616,8 +614,6 @@ impl Proxy {
             tombstones: HashSet::with_capacity(config.initial_capacity),
             tombstone_queue: VecDeque::with_capacity(config.initial_capacity),
             timers: Timers::with_capacity(config.initial_capacity),
-            probers: Vec::new(),
-            registrations: Vec::new(),
             stopped_answering: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -640,7 +636,7 @@ impl Proxy {
     pub fn handle_message(&mut self, now: Instant, from: Peer, message: Bytes) {
         self.stats.datagrams += 1;
         if let Some(&trunk) = self.trunk_index.get(&from.addr) {
-            self.trunk_heard_at[trunk] = now;
+            self.per_trunk[trunk].heard_at = now;
         }
         match parse_bytes(message) {
             Ok(Message::Request(request)) => self.on_request(now, from, request),
@@ -721,15 +717,21 @@ impl Proxy {
     /// probe or REGISTER in flight fails. Other peers (a caller that hung up
     /// its connection) need nothing: their transactions time out.
     pub fn handle_unreachable(&mut self, now: Instant, to: Peer, reason: &str) {
-        if let Some(trunk) = self.trunk_peers.iter().position(|peer| *peer == to) {
+        if let Some(trunk) = self.per_trunk.iter().position(|state| state.peer == to) {
             self.trunk_unreachable(now, trunk, reason);
-            for runner in self.probers.iter_mut().filter(|r| r.trunk == trunk) {
-                runner.prober.handle_transport_error(now, 0);
+            if let Some(prober) = &mut self.per_trunk[trunk].prober {
+                prober.handle_transport_error(now, 0);
             }
         }
         // Registrars may live at another address than their trunk.
-        for runner in self.registrations.iter_mut().filter(|r| r.address == to) {
-            runner.client.handle_transport_error(now);
+        let registrations = self.per_trunk.iter_mut().filter_map(|state| {
+            state
+                .registration
+                .as_mut()
+                .filter(|registration| registration.address == to)
+        });
+        for registration in registrations {
+            registration.client.handle_transport_error(now);
         }
         self.drive_health(now, false);
         self.reroute_ringing(now);
@@ -738,8 +740,12 @@ impl Proxy {
     /// Removes every registration (REGISTER with Expires: 0); the requests are
     /// in [`Proxy::poll_transmit`]. For a clean shutdown.
     pub fn unregister_all(&mut self, now: Instant) {
-        for runner in &mut self.registrations {
-            runner.client.unregister(now);
+        let registrations = self
+            .per_trunk
+            .iter_mut()
+            .filter_map(|state| state.registration.as_mut());
+        for registration in registrations {
+            registration.client.unregister(now);
         }
         self.drive_health(now, false);
     }
@@ -770,25 +776,21 @@ impl Proxy {
         (0..self.trunks.len())
             .map(|index| {
                 let state = self.trunks.state(index);
+                let trunk = &self.per_trunk[index];
                 TrunkStatus {
-                    trunk: self.trunk_refs[index].clone(),
-                    address: self.trunk_peers[index].addr,
-                    transport: self.trunk_peers[index].transport,
+                    trunk: trunk.trunk_ref.clone(),
+                    address: trunk.peer.addr,
+                    transport: trunk.peer.transport,
                     in_service: state.in_service,
                     since: state.since,
                     causes: state.causes,
                     detail: state.detail,
-                    probe: self
-                        .probers
-                        .iter()
-                        .find(|p| p.trunk == index)
-                        .and_then(|p| p.prober.health(0)),
-                    registered: self
-                        .registrations
-                        .iter()
-                        .find(|r| r.trunk == index)
-                        .map(|r| r.client.is_registered()),
-                    stats: self.trunk_stats[index],
+                    probe: trunk.prober.as_ref().and_then(|prober| prober.health(0)),
+                    registered: trunk
+                        .registration
+                        .as_ref()
+                        .map(|registration| registration.client.is_registered()),
+                    stats: trunk.stats,
                 }
             })
             .collect()

@@ -111,7 +111,7 @@ impl HostCache {
     }
 
     /// A resolution answered `addrs`, valid until `valid_until`.
-    pub fn on_answer(&mut self, mut addrs: Vec<IpAddr>, valid_until: Instant) -> Refreshed {
+    pub fn handle_answer(&mut self, mut addrs: Vec<IpAddr>, valid_until: Instant) -> Refreshed {
         addrs.sort();
         addrs.dedup();
         self.resolutions += 1;
@@ -130,7 +130,7 @@ impl HostCache {
 
     /// A resolution at `now` failed: returns whether the last answer may still
     /// be used ([`Plan::UseStale`]) or not ([`Plan::Unavailable`]).
-    pub fn on_failure(&mut self, error: String, now: Instant) -> Plan {
+    pub fn handle_failure(&mut self, error: String, now: Instant) -> Plan {
         self.resolutions += 1;
         self.failures += 1;
         self.last_error = Some(error);
@@ -322,7 +322,7 @@ impl NamedHost {
         let mut state = self.lock();
         match answer {
             Ok((addrs, valid_until)) => {
-                let refreshed = state.cache.on_answer(addrs, valid_until);
+                let refreshed = state.cache.handle_answer(addrs, valid_until);
                 let resolved = state.cache.current().expect("just answered").clone();
                 if refreshed != Refreshed::Same || state.client.is_none() {
                     let client =
@@ -343,7 +343,7 @@ impl NamedHost {
                 Ok(state.client.clone().expect("built above"))
             }
             Err(error) => {
-                let plan = state.cache.on_failure(error.clone(), now);
+                let plan = state.cache.handle_failure(error.clone(), now);
                 tracing::warn!(host = %self.host, %error, stale = (plan == Plan::UseStale), "cannot resolve");
                 match (plan, &state.client) {
                     (Plan::UseStale, Some(client)) => Ok(client.clone()),
@@ -429,7 +429,7 @@ mod tests {
         assert!(cache.needs_refresh(start));
         assert_eq!(cache.plan(start), Plan::Resolve);
         assert_eq!(
-            cache.on_answer(
+            cache.handle_answer(
                 vec![ip("10.0.0.2"), ip("10.0.0.1"), ip("10.0.0.2")],
                 start + secs(60)
             ),
@@ -445,11 +445,11 @@ mod tests {
         assert_eq!(cache.plan(start + secs(60)), Plan::Resolve);
         // The same addresses keep the client; others need a new one.
         assert_eq!(
-            cache.on_answer(vec![ip("10.0.0.1"), ip("10.0.0.2")], start + secs(120)),
+            cache.handle_answer(vec![ip("10.0.0.1"), ip("10.0.0.2")], start + secs(120)),
             Refreshed::Same
         );
         assert_eq!(
-            cache.on_answer(vec![ip("10.0.0.3")], start + secs(181)),
+            cache.handle_answer(vec![ip("10.0.0.3")], start + secs(181)),
             Refreshed::Moved {
                 from: vec![ip("10.0.0.1"), ip("10.0.0.2")]
             }
@@ -464,7 +464,7 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // test epoch: only differences matter
         let start = Instant::now();
         let mut cache = HostCache::default();
-        cache.on_answer(vec![ip("10.0.0.1")], start);
+        cache.handle_answer(vec![ip("10.0.0.1")], start);
         assert_eq!(cache.plan(start), Plan::Resolve);
     }
 
@@ -477,7 +477,10 @@ mod tests {
         let start = Instant::now();
         let mut cache = HostCache::default();
         // No answer ever: nothing to fall back on.
-        assert_eq!(cache.on_failure("refused".into(), start), Plan::Unavailable);
+        assert_eq!(
+            cache.handle_failure("refused".into(), start),
+            Plan::Unavailable
+        );
         assert_eq!(
             cache.plan(start + Duration::from_millis(999)),
             Plan::Unavailable
@@ -485,11 +488,14 @@ mod tests {
         assert_eq!(cache.plan(start + secs(1)), Plan::Resolve);
         assert_eq!(cache.last_error(), Some("refused"));
 
-        cache.on_answer(vec![ip("10.0.0.1")], start + secs(11));
+        cache.handle_answer(vec![ip("10.0.0.1")], start + secs(11));
         assert_eq!(cache.last_error(), None);
         let expired = start + secs(11);
         assert_eq!(cache.plan(expired), Plan::Resolve);
-        assert_eq!(cache.on_failure("timeout".into(), expired), Plan::UseStale);
+        assert_eq!(
+            cache.handle_failure("timeout".into(), expired),
+            Plan::UseStale
+        );
         assert!(cache.within_grace(expired + STALE_GRACE - Duration::from_millis(1)));
         assert!(!cache.within_grace(expired + STALE_GRACE));
         assert_eq!(
@@ -498,13 +504,16 @@ mod tests {
         );
         assert_eq!(cache.plan(expired + secs(1)), Plan::Resolve);
         let late = expired + STALE_GRACE;
-        assert_eq!(cache.on_failure("timeout".into(), late), Plan::Unavailable);
+        assert_eq!(
+            cache.handle_failure("timeout".into(), late),
+            Plan::Unavailable
+        );
         assert_eq!(
             cache.plan(late + Duration::from_millis(10)),
             Plan::Unavailable
         );
         // Recovery clears the error and the pacing.
-        cache.on_answer(vec![ip("10.0.0.1")], late + secs(20));
+        cache.handle_answer(vec![ip("10.0.0.1")], late + secs(20));
         assert_eq!(cache.plan(late + secs(2)), Plan::Use);
         assert_eq!(cache.failures, 3);
         assert_eq!(cache.resolutions, 5);

@@ -26,14 +26,14 @@
 //!   are) is not proof it is healthy.
 //!
 //! Every health change is an [`Event`] with its cause and time
-//! ([`Failover::poll_event`]).
+//! ([`UrlFailover::poll_event`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hotsite_core::{Event, EventKind, Health, HealthConfig, HealthState, HealthTransition, Target};
 
-/// Timers and thresholds of a [`Failover`].
+/// Timers and thresholds of a [`UrlFailover`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailoverConfig {
     /// Delay before the same message goes to the same URL again. Default: 30 s.
@@ -152,9 +152,20 @@ pub struct FailoverCounters {
     pub probes_failed: u64,
 }
 
-/// The failover state of one aggregator channel: see the module docs.
+/// How a URL answered a message, for [`UrlFailover::handle_answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlAnswer {
+    /// The provider took the message: this also clears the all-failed alert.
+    Accepted,
+    /// The provider answered as its API does but did not take it (refused,
+    /// throttled, internal error): the URL is alive all the same.
+    NotAccepted,
+}
+
+/// Which URL of one aggregator channel gets the next send, and when a URL is
+/// down or back (SPEC M3): see the module docs.
 #[derive(Debug)]
-pub struct Failover {
+pub struct UrlFailover {
     config: FailoverConfig,
     urls: Vec<UrlState>,
     events: VecDeque<Event>,
@@ -172,12 +183,12 @@ struct UrlState {
     last_probe: Option<ProbeRecord>,
 }
 
-impl Failover {
+impl UrlFailover {
     /// Every URL starts up at `now`.
     ///
     /// # Panics
     /// If `targets` is empty (the configuration requires at least one URL).
-    pub fn new(config: FailoverConfig, targets: Vec<Target>, now: Instant) -> Failover {
+    pub fn new(config: FailoverConfig, targets: Vec<Target>, now: Instant) -> UrlFailover {
         assert!(!targets.is_empty(), "an aggregator has at least one URL");
         let health = HealthConfig {
             rise: config.rise,
@@ -196,7 +207,7 @@ impl Failover {
                 last_probe: None,
             })
             .collect();
-        Failover {
+        UrlFailover {
             config,
             urls,
             events: VecDeque::new(),
@@ -231,7 +242,7 @@ impl Failover {
     /// `url` failed the cursor's message (no connection, no answer in time,
     /// 408/5xx, an abnormal answer): says what to do next, and marks the URL
     /// down when the failure repeats.
-    pub fn on_url_failure(
+    pub fn handle_url_failure(
         &mut self,
         cursor: &mut AggregatorCursor,
         url: usize,
@@ -273,18 +284,18 @@ impl Failover {
     /// refused, throttled, internal error): it is alive, and the failures of
     /// this message on it no longer count as "in a row". An accepted message
     /// clears the alert.
-    pub fn on_answer(&mut self, cursor: &mut AggregatorCursor, url: usize, accepted: bool) {
+    pub fn handle_answer(&mut self, cursor: &mut AggregatorCursor, url: usize, answer: UrlAnswer) {
         if cursor.current != Some(url) {
             cursor.move_to(url);
         }
         cursor.failures_here = 0;
-        if accepted {
+        if answer == UrlAnswer::Accepted {
             self.all_failed_alert = false;
         }
     }
 
     /// The URLs whose probe is due at `now`. Each is marked in flight until
-    /// [`Failover::on_probe`] reports it, so probes of one URL never overlap.
+    /// [`UrlFailover::handle_probe`] reports it, so probes of one URL never overlap.
     pub fn start_due_probes(&mut self, now: Instant) -> Vec<usize> {
         let interval = self.config.probe_interval;
         let mut due = Vec::new();
@@ -300,7 +311,7 @@ impl Failover {
     }
 
     /// The probe of `url` came back: `alive` when it answered below 500 in time.
-    pub fn on_probe(&mut self, url: usize, alive: bool, detail: String, now: Instant) {
+    pub fn handle_probe(&mut self, url: usize, alive: bool, detail: String, now: Instant) {
         self.counters.probes += 1;
         if !alive {
             self.counters.probes_failed += 1;
@@ -425,7 +436,7 @@ mod tests {
             .iter()
             .map(|site| Target::new(site, "sms"))
             .collect();
-        let mut failover = Failover::new(config, targets, start);
+        let mut failover = UrlFailover::new(config, targets, start);
         let mut cursors: HashMap<String, AggregatorCursor> = HashMap::new();
         let mut transcript = String::new();
         for line in script
@@ -450,7 +461,7 @@ mod tests {
                         } else {
                             "HTTP 503"
                         };
-                        failover.on_probe(url, result == "ok", detail.into(), now);
+                        failover.handle_probe(url, result == "ok", detail.into(), now);
                     }
                 }
                 ["alert"] => out(format!("alert={}", failover.all_failed_alert())),
@@ -467,7 +478,7 @@ mod tests {
                         }
                         "fail" => {
                             let url = cursor.url().expect("sent before it failed");
-                            let step = failover.on_url_failure(cursor, url, "HTTP 503", now);
+                            let step = failover.handle_url_failure(cursor, url, "HTTP 503", now);
                             let step = match step {
                                 Step::ResubmitAfter(delay) => format!("resubmit in {delay:?}"),
                                 Step::Alternate(next) => {
@@ -479,7 +490,12 @@ mod tests {
                         }
                         "throttled" | "accepted" => {
                             let url = cursor.url().expect("sent before it was answered");
-                            failover.on_answer(cursor, url, action == "accepted");
+                            let answer = if action == "accepted" {
+                                UrlAnswer::Accepted
+                            } else {
+                                UrlAnswer::NotAccepted
+                            };
+                            failover.handle_answer(cursor, url, answer);
                             out(format!("{message} {action} by {}", sites[url]));
                         }
                         other => panic!("unknown action {other}"),

@@ -4,13 +4,13 @@
 //! ```text
 //!  send(message, cursor) ─▶ failover.choose ─▶ POST urls[i] (DNS by TTL) ─▶ answer::classify
 //!                                  ▲                                           │
-//!                                  └──── on_answer / on_url_failure ◀──────────┘ ─▶ SendOutcome
-//!  prober task: failover.start_due_probes ─▶ GET health_url ─▶ failover.on_probe
+//!                                  └──── handle_answer / handle_url_failure ◀──────────┘ ─▶ SendOutcome
+//!  prober task: failover.start_due_probes ─▶ GET health_url ─▶ failover.handle_probe
 //! ```
 //!
 //! - **What an answer means** is [`answer::classify`], a pure function of the
 //!   status, the `Retry-After` header and the body (SPEC M14).
-//! - **Which URL** is [`failover::Failover`], a pure state machine (SPEC M3,
+//! - **Which URL** is [`failover::UrlFailover`], a pure state machine (SPEC M3,
 //!   M12): resubmit to the same URL after `resubmit_delay`, then fail over at
 //!   once, then leave the message to the route's backoff and raise the alert;
 //!   URLs marked down are probed until `rise` good answers bring them back.
@@ -50,7 +50,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::answer::{CodeOverrides, Verdict};
 use self::dns::HostClient;
-use self::failover::{Failover, FailoverConfig, Step};
+use self::failover::{FailoverConfig, Step, UrlAnswer, UrlFailover};
 use super::error_chain;
 use super::{text_of, RetryKind, SendOutcome};
 
@@ -75,7 +75,7 @@ pub struct AggregatorChannel {
 struct Shared {
     config: AggregatorConfig,
     overrides: CodeOverrides,
-    failover: Mutex<Failover>,
+    failover: Mutex<UrlFailover>,
     /// Per URL: which of `hosts` its `url` and its `health_url` use.
     endpoints: Vec<Endpoint>,
     /// One per distinct host of the URLs.
@@ -272,7 +272,7 @@ impl AggregatorChannel {
             .iter()
             .map(|site_url| Target::new(&site_url.site, &site_url.url))
             .collect();
-        let failover = Failover::new(failover_config, targets, clock::now());
+        let failover = UrlFailover::new(failover_config, targets, clock::now());
         let shared = Arc::new(Shared {
             overrides: CodeOverrides {
                 permanent: config.permanent_codes.clone(),
@@ -319,7 +319,9 @@ impl AggregatorChannel {
                 provider_id,
                 duplicate,
             } => {
-                shared.lock_failover().on_answer(cursor, index, true);
+                shared
+                    .lock_failover()
+                    .handle_answer(cursor, index, UrlAnswer::Accepted);
                 shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 if duplicate {
                     shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +337,9 @@ impl AggregatorChannel {
                 }
             }
             Verdict::Permanent { reason } => {
-                shared.lock_failover().on_answer(cursor, index, false);
+                shared
+                    .lock_failover()
+                    .handle_answer(cursor, index, UrlAnswer::NotAccepted);
                 shared.counters.permanent.fetch_add(1, Ordering::Relaxed);
                 SendOutcome::Permanent { endpoint, reason }
             }
@@ -344,7 +348,9 @@ impl AggregatorChannel {
                 reason,
                 retry_after,
             } => {
-                shared.lock_failover().on_answer(cursor, index, false);
+                shared
+                    .lock_failover()
+                    .handle_answer(cursor, index, UrlAnswer::NotAccepted);
                 shared
                     .counters
                     .provider_retries
@@ -359,7 +365,7 @@ impl AggregatorChannel {
             Verdict::UrlFailure { kind, reason } => {
                 let (step, events) = {
                     let mut failover = shared.lock_failover();
-                    let step = failover.on_url_failure(cursor, index, &reason, clock::now());
+                    let step = failover.handle_url_failure(cursor, index, &reason, clock::now());
                     (step, drain_events(&mut failover))
                 };
                 if !events.is_empty() {
@@ -455,7 +461,7 @@ impl std::fmt::Debug for AggregatorChannel {
 }
 
 impl Shared {
-    fn lock_failover(&self) -> MutexGuard<'_, Failover> {
+    fn lock_failover(&self) -> MutexGuard<'_, UrlFailover> {
         self.failover.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -626,7 +632,7 @@ async fn run_prober(shared: Arc<Shared>, shutdown: CancellationToken) {
                     Ok((index, alive, detail)) => {
                         let events = {
                             let mut failover = shared.lock_failover();
-                            failover.on_probe(index, alive, detail, clock::now());
+                            failover.handle_probe(index, alive, detail, clock::now());
                             drain_events(&mut failover)
                         };
                         shared.record_events(events);
@@ -641,7 +647,7 @@ async fn run_prober(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-fn drain_events(failover: &mut Failover) -> Vec<Event> {
+fn drain_events(failover: &mut UrlFailover) -> Vec<Event> {
     std::iter::from_fn(|| failover.poll_event()).collect()
 }
 

@@ -72,7 +72,7 @@ fn a_passive_mark_on_a_probed_trunk_clears_when_a_probe_answers() {
         .expect("the 5 s probe");
     sim.send_response(TRUNK1, &answer(&probe, 200, "probe", TRUNK1));
     // The prober was up all along: its success clears the passive mark
-    // (Trunks::on_probe_health with Up).
+    // (Trunks::handle_probe_health with Up).
     let events = sim.take_events();
     assert_eq!(
         trunk_events(&events),

@@ -397,7 +397,7 @@ fn trunk_events(events: &[ProxyEvent]) -> Vec<(String, HealthState)> {
         .collect()
 }
 
-fn failovers(events: &[ProxyEvent]) -> Vec<&Failover> {
+fn failovers(events: &[ProxyEvent]) -> Vec<&CallFailover> {
     events
         .iter()
         .filter_map(|e| match e {
