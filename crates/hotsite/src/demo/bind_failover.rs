@@ -22,8 +22,8 @@ use hotsite_smpp::pool::PoolConfig;
 use hotsite_smpp::session::SessionConfig;
 
 use super::{
-    app_webhook, index_of, open_store, secs, serve, settle, sms_message, App, Driver, Failover,
-    Progress, Report, Settings, Tally, Traffic,
+    app_webhook, index_of, open_store, secs, serve, settle, sms_message, App, Driver,
+    FailoverTiming, Progress, Report, Settings, Tally, Traffic,
 };
 use crate::clock;
 
@@ -177,7 +177,7 @@ pub(super) async fn run(
     report.must_be_zero("app_received_twice", twice);
     for f in &faults {
         report.failover(
-            Failover::new(f.fault, format!("SMSC {}", f.target))
+            FailoverTiming::new(f.fault, format!("SMSC {}", f.target))
                 .time("detected_after_s", secs(f.at, f.down_at))
                 .time(
                     "recovered_after_s",

@@ -23,7 +23,7 @@ use hotsite_messaging::GatewayView;
 use serde_json::{json, Value};
 
 use super::{
-    first_after, hop, settle, sms_message, Driver, Failover, Progress, Report, Rig, Settings,
+    first_after, hop, settle, sms_message, Driver, FailoverTiming, Progress, Report, Rig, Settings,
     Tally, Traffic,
 };
 use crate::clock;
@@ -241,7 +241,7 @@ pub(super) async fn run(
     let lab = &rig.lab;
     if let Some(at) = primary_at {
         report.failover(
-            Failover::new("answers 503", PRIMARY)
+            FailoverTiming::new("answers 503", PRIMARY)
                 .time("time_to_failover_s", arrivals.first_at(lab, SECONDARY, at))
                 .time(
                     "recovered_after_s",
@@ -251,7 +251,7 @@ pub(super) async fn run(
     }
     if let Some(at) = secondary_at {
         report.failover(
-            Failover::new("answers 503", SECONDARY)
+            FailoverTiming::new("answers 503", SECONDARY)
                 .time("time_to_failover_s", arrivals.first_at(lab, EMAIL, at)),
         );
     }

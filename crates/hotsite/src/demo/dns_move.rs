@@ -19,7 +19,7 @@ use hotsite_messaging::channel::aggregator::{AggregatorConfig, SiteUrl};
 use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 
 use super::{
-    hop, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Traffic, AGGREGATOR,
+    hop, sms_message, Driver, FailoverTiming, Progress, Report, Rig, Settings, Traffic, AGGREGATOR,
     CALLBACK_SECRET,
 };
 use crate::clock;
@@ -121,7 +121,7 @@ pub(super) async fn run(
     let to_b = rig.first_at_site("b", moved);
     let limit = (TTL + REQUEST).as_secs_f64();
     report.failover(
-        Failover::new(
+        FailoverTiming::new(
             "DNS record moved",
             format!("{NAME}: {a} (site a) → {b} (site b)"),
         )

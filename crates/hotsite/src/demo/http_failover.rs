@@ -21,8 +21,8 @@ use hotsite_messaging::gateway::{ChannelConfig, RouteConfig};
 use serde_json::Value;
 
 use super::{
-    hop, secs, sms_message, Driver, Failover, Progress, Report, Rig, Settings, Traffic, AGGREGATOR,
-    CALLBACK_SECRET,
+    hop, secs, sms_message, Driver, FailoverTiming, Progress, Report, Rig, Settings, Traffic,
+    AGGREGATOR, CALLBACK_SECRET,
 };
 use crate::clock;
 
@@ -156,7 +156,7 @@ pub(super) async fn run(
         )
         .await?;
     let fault = fault_at.unwrap_or_else(|| driver.start());
-    let failover = Failover::new("answers 503, then hangs", "primary URL (site a)")
+    let failover = FailoverTiming::new("answers 503, then hangs", "primary URL (site a)")
         .time("detected_after_s", secs(fault, down_at))
         .time("time_to_failover_s", rig.first_at_site("b", fault));
     let failover = match recovered_at {

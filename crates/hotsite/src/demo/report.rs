@@ -26,7 +26,7 @@ pub(super) struct Report {
     failed: u64,
     duration_s: f64,
     throughput_msgs_per_s: f64,
-    failovers: Vec<Failover>,
+    failovers: Vec<FailoverTiming>,
     /// The scenario's own figures, at the top level of the JSON, in order.
     #[serde(flatten)]
     extras: Extras,
@@ -89,7 +89,7 @@ impl Report {
         }
     }
 
-    pub(super) fn failover(&mut self, failover: Failover) {
+    pub(super) fn failover(&mut self, failover: FailoverTiming) {
         self.failovers.push(failover);
     }
 
@@ -197,28 +197,28 @@ fn show(value: &Value) -> String {
 /// One injected fault, what it hit, and how long hotsite took: `*_after_s`
 /// measurements, each `null` (shown "never") when it did not happen.
 #[derive(Debug)]
-pub(super) struct Failover {
+pub(super) struct FailoverTiming {
     fault: String,
     what: String,
     times: Vec<(&'static str, Option<f64>)>,
 }
 
-impl Failover {
-    pub(super) fn new(fault: impl Into<String>, what: impl Into<String>) -> Failover {
-        Failover {
+impl FailoverTiming {
+    pub(super) fn new(fault: impl Into<String>, what: impl Into<String>) -> FailoverTiming {
+        FailoverTiming {
             fault: fault.into(),
             what: what.into(),
             times: Vec::new(),
         }
     }
 
-    pub(super) fn time(mut self, key: &'static str, seconds: Option<f64>) -> Failover {
+    pub(super) fn time(mut self, key: &'static str, seconds: Option<f64>) -> FailoverTiming {
         self.times.push((key, seconds));
         self
     }
 }
 
-impl Serialize for Failover {
+impl Serialize for FailoverTiming {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(2 + self.times.len()))?;
         map.serialize_entry("fault", &self.fault)?;

@@ -39,7 +39,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::report::Failover;
+use super::report::FailoverTiming;
 use super::{secs, Progress, Settings};
 use crate::clock;
 
@@ -74,7 +74,7 @@ pub(super) struct CallReport {
     statuses: BTreeMap<String, u64>,
     duration_s: f64,
     calls_per_s: f64,
-    failovers: Vec<Failover>,
+    failovers: Vec<FailoverTiming>,
     by_trunk: BTreeMap<String, u64>,
     failovers_by_route: BTreeMap<String, u64>,
     calls_tried_dead_trunk: u64,
@@ -357,7 +357,7 @@ pub(super) async fn run(settings: &Settings, progress: &Progress) -> anyhow::Res
     let mut tried: Vec<&str> = dead_calls.iter().map(|i| i.call_id.as_str()).collect();
     tried.sort_unstable();
     tried.dedup();
-    let failover = Failover::new(
+    let failover = FailoverTiming::new(
         "dies silently (no answer to INVITE or OPTIONS)",
         format!("{DEAD} (priority 1)"),
     )
