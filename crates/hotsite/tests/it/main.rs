@@ -7,5 +7,8 @@ mod failover;
 mod gateway;
 mod http;
 mod interop;
+#[cfg(feature = "lab")]
+mod lab_commands;
 mod limits;
+mod production_build;
 mod realworld;
