@@ -82,6 +82,9 @@ fn check(text: &str) -> Result<String, Vec<String>> {
                 config.summary()
             ))
         }
+        #[cfg(not(feature = "lab"))]
+        Kind::Lab => Err(vec![format!("a lab file: {}", crate::no_lab::NO_LAB)]),
+        #[cfg(feature = "lab")]
         Kind::Lab => {
             let config = hotsite_lab::LabConfig::from_toml_str(text)
                 .map_err(|error| vec![error.to_string()])?;
@@ -239,7 +242,13 @@ mod tests {
     #[test]
     fn example_files_are_valid() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
-        for name in ["hotsite.toml", "lab.toml"] {
+        // A build without the lab refuses lab files (lab_files_need_the_lab).
+        let names: &[&str] = if cfg!(feature = "lab") {
+            &["hotsite.toml", "lab.toml"]
+        } else {
+            &["hotsite.toml"]
+        };
+        for name in names {
             let text = std::fs::read_to_string(format!("{root}/{name}")).unwrap();
             assert!(check(&text).is_ok(), "{name}: {:?}", check(&text));
         }
@@ -251,10 +260,26 @@ mod tests {
         assert!(problems[0].starts_with("line 2: "), "{problems:?}");
     }
 
+    #[cfg(feature = "lab")]
     #[test]
     fn lab_files_are_checked_as_labs() {
         let problems = check("[lab]\naccounts = []\nsites = []\n").unwrap_err();
         assert!(problems[0].starts_with("lab."), "{problems:?}");
+    }
+
+    /// A production build links no lab (DESIGN.md "Workspace layout"), so it
+    /// says that of a lab file, even a valid one, instead of misreading it.
+    #[cfg(not(feature = "lab"))]
+    #[test]
+    fn lab_files_need_the_lab() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+        let text = std::fs::read_to_string(format!("{root}/lab.toml")).unwrap();
+        let problems = check(&text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("this build of hotsite has no lab"),
+            "{problems:?}"
+        );
     }
 
     /// SPEC M5: the rebind bound is enforced by check-config too.

@@ -3,14 +3,22 @@
 //!
 //! Only this crate parses arguments, installs the tracing subscriber and picks
 //! the exit code (ARCHITECTURE.md).
+//!
+//! `demo`, `lab` and `bench` come with the default `lab` feature; a production
+//! build (`--no-default-features`) has `run`, `send`, `status` and
+//! `check-config` only and links no simulator (DESIGN.md "Workspace layout").
 
-mod bench;
 mod check_config;
 mod client;
+#[cfg(feature = "lab")]
 mod clock;
 mod config;
+#[cfg(feature = "lab")]
 mod demo;
+#[cfg(feature = "lab")]
 mod lab;
+#[cfg(not(feature = "lab"))]
+mod no_lab;
 mod run;
 
 use std::path::PathBuf;
@@ -37,16 +45,29 @@ enum Command {
     /// --scenario picks another (HTTP site failover, DNS move, digital
     /// fallback to e-mail, or trunk-failover: calls through the SIP trunk
     /// proxy while the preferred trunk dies silently and comes back).
+    #[cfg(feature = "lab")]
     Demo(demo::DemoArgs),
     /// Measures throughput, latency and memory: hotsite's gateway (and, with
     /// --target kannel, Kannel) against the simulated aggregator on loopback.
-    Bench(bench::BenchArgs),
+    #[cfg(feature = "lab")]
+    Bench(hotsite_bench::messaging::BenchArgs),
     /// Runs the simulated aggregator and prints the addresses it listens on.
+    #[cfg(feature = "lab")]
     Lab {
         /// Lab configuration (see examples/lab.toml).
         #[arg(long)]
         config: PathBuf,
     },
+    // Without the lab: hidden, so that typing one says why it is missing.
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Demo(no_lab::NotInThisBuild),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Bench(no_lab::NotInThisBuild),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Lab(no_lab::NotInThisBuild),
     /// Runs the gateway of one site: HTTP API, durable store, SMPP binds to
     /// every SMSC of every site, MO/DR webhooks. Stops on SIGINT/SIGTERM.
     Run {
@@ -118,6 +139,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { file, runtime } => return check_config::run(&file, runtime),
+        #[cfg(feature = "lab")]
         Command::Lab { config } => runtime().and_then(|rt| rt.block_on(lab::run(&config))),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run::run(&config))),
         Command::Send {
@@ -137,8 +159,18 @@ fn main() -> ExitCode {
             token,
         } => client::Endpoint::new(&config, api, token)
             .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
+        #[cfg(feature = "lab")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
-        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        #[cfg(feature = "lab")]
+        Command::Bench(args) => std::env::current_exe()
+            .map_err(|error| anyhow::anyhow!("cannot find this program's path: {error}"))
+            .and_then(|hotsite| runtime()?.block_on(hotsite_bench::messaging::run(args, hotsite))),
+        #[cfg(not(feature = "lab"))]
+        Command::Demo(_) => return no_lab::refuse("demo"),
+        #[cfg(not(feature = "lab"))]
+        Command::Bench(_) => return no_lab::refuse("bench"),
+        #[cfg(not(feature = "lab"))]
+        Command::Lab(_) => return no_lab::refuse("lab"),
     };
     match result {
         Ok(code) => code,

@@ -8,5 +8,8 @@ mod gateway;
 mod host;
 mod http;
 mod interop;
+#[cfg(feature = "lab")]
+mod lab_commands;
 mod limits;
+mod production_build;
 mod realworld;

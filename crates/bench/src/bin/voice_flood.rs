@@ -3,7 +3,7 @@
 //! (RSS) idle, at the peak of the flood, and while it settles after.
 //!
 //! ```sh
-//! cargo run --release -p hotsite-voice --example flood -- [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
+//! cargo run --release -p hotsite-bench --bin voice_flood -- [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
 //! ```
 //!
 //! Defaults: 20,000 INVITEs, `max_calls` 10,000 (the default), 60 s, one
@@ -18,21 +18,21 @@
 //! # Against a running daemon
 //!
 //! ```sh
-//! flood --target 127.0.0.1:PORT --pid PID --trunks 127.0.0.1:T1,127.0.0.1:T2 \
+//! voice_flood --target 127.0.0.1:PORT --pid PID --trunks 127.0.0.1:T1,127.0.0.1:T2 \
 //!       [--metrics 127.0.0.1:API_PORT] [--every SECONDS] [--idle-wait SECONDS] \
 //!       [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
 //! ```
 //!
 //! Floods the proxy listening at `--target` (a `hotsite run` with a
 //! `[voice]` section) and samples the RSS of process `--pid` instead of its
-//! own. The silent trunks are then UDP sockets this example binds at the
+//! own. The silent trunks are then UDP sockets this program binds at the
 //! `--trunks` addresses, which the daemon's config must name as its
 //! `[[voice.trunks]]` with `probe = { enabled = false }`. With `--metrics`
 //! (the daemon's `api.listen`) it also reads the calls held and refused from
 //! its `/metrics`. `MAX_CALLS` is then only what the daemon was configured
 //! with, for the printout. Samples every `--every` seconds (default 10),
 //! after waiting `--idle-wait` seconds (default 5) for the idle figure.
-//! bench/voice/daemon_flood.sh runs the whole measurement.
+//! crates/bench/voice/daemon_flood.sh runs the whole measurement.
 
 use std::error::Error;
 use std::io::{Read, Write};
@@ -47,8 +47,8 @@ use hotsite_voice::config::TrunkConfig;
 use hotsite_voice::{VoiceConfig, VoiceHandle};
 use tokio::net::UdpSocket;
 
-/// The example's stopwatch.
-#[allow(clippy::disallowed_methods)] // an example program: its own driver
+/// The program's stopwatch.
+#[allow(clippy::disallowed_methods)] // a benchmark program: its own driver
 fn now() -> std::time::Instant {
     std::time::Instant::now()
 }

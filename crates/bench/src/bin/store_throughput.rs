@@ -3,7 +3,7 @@
 //! `synchronous=FULL` (every group commit fsynced), and prints msgs/s per phase.
 //!
 //! ```text
-//! cargo run --release -p hotsite-store --example store_throughput [N] [BATCH] [TASKS]
+//! cargo run --release -p hotsite-bench --bin store_throughput -- [N] [BATCH] [TASKS]
 //! ```
 //! Defaults: 200000 messages, batches of 1000, 8 tasks. `STORE_DIR` picks the
 //! directory of the database file (default: the system temp dir).

@@ -3,7 +3,7 @@
 //! `hotsite.toml`.
 //!
 //! ```sh
-//! cargo run --release -p hotsite-voice --example voice_proxy -- voice.toml [SECONDS]
+//! cargo run --release -p hotsite-bench --bin voice_proxy -- voice.toml [SECONDS]
 //! ```
 //!
 //! Prints the counters every second; stops after SECONDS (default: on Ctrl-C).
@@ -18,8 +18,8 @@ struct File {
     voice: VoiceConfig,
 }
 
-/// The example's own clock, for printing event times relative to its start.
-#[allow(clippy::disallowed_methods)] // an example program: its own driver
+/// The program's own clock, for printing event times relative to its start.
+#[allow(clippy::disallowed_methods)] // a benchmark program: its own driver
 fn now() -> std::time::Instant {
     std::time::Instant::now()
 }

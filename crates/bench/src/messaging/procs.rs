@@ -200,8 +200,10 @@ pub(crate) struct GatewaySettings {
 
 impl Gateway {
     /// Writes a config into `dir` (store `dir/hotsite.db`), starts
-    /// `<this exe> run --config`, and waits for its API address.
+    /// `<program> run --config` (`program`: the `hotsite` binary), and waits
+    /// for its API address.
     pub(crate) async fn start(
+        program: &Path,
         dir: &Path,
         smsc: &[(Target, SocketAddr)],
         settings: &GatewaySettings,
@@ -231,8 +233,7 @@ impl Gateway {
         std::fs::write(&config_path, config)?;
         let out_path = dir.join("gateway.out");
         let err_path = dir.join("gateway.err");
-        let exe = std::env::current_exe().context("cannot find this program's path")?;
-        let mut command = Command::new(exe);
+        let mut command = Command::new(program);
         command
             .arg("run")
             .arg("--config")

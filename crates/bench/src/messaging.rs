@@ -2,7 +2,8 @@
 //! gateway, and of Kannel, against the same simulated aggregator
 //! (`hotsite-lab`) on the same machine in the same run.
 //!
-//! - The gateway runs as a child process (`<this exe> run --config`), its
+//! - The gateway runs as a child process (`<hotsite> run --config`, the
+//!   program the caller names: the `hotsite` binary passes itself), its
 //!   SQLite store (fsync on) in a work directory on disk; Kannel's bearerbox
 //!   and smsbox run as child processes with a copy of the peers' config. Both
 //!   are stopped by PID.
@@ -94,7 +95,7 @@ pub(crate) enum Receipts {
 
 /// Options of `hotsite bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value = "both")]
     target: Product,
@@ -363,13 +364,17 @@ struct BacklogReport {
 
 struct Ctx {
     args: BenchArgs,
+    /// The `hotsite` binary the gateway runs as.
+    gateway_program: PathBuf,
     work: WorkDir,
     limit: Duration,
 }
 
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+/// Runs the bench with `gateway_program` (the `hotsite` binary) as the
+/// gateway under test; prints the report and returns the exit code.
+pub async fn run(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<ExitCode> {
     tokio::select! {
-        result = bench(args) => result,
+        result = bench(args, gateway_program) => result,
         signal = tokio::signal::ctrl_c() => {
             signal?;
             // Dropping `bench` kills its children and removes the work directory.
@@ -378,7 +383,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<ExitCode> {
     let work = WorkDir::create(args.dir.as_deref())?;
     if let Some(kind) = procs::fs_type(work.path()) {
         if kind == "tmpfs" || kind == "ramfs" {
@@ -389,7 +394,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let limit = Duration::from_secs(args.timeout.max(1));
-    let ctx = Ctx { args, work, limit };
+    let ctx = Ctx {
+        args,
+        gateway_program,
+        work,
+        limit,
+    };
     let args = &ctx.args;
     let mut runs: Vec<RunReport> = Vec::new();
     let mut latency = None;
@@ -601,6 +611,7 @@ async fn hotsite_run(
         None
     };
     let mut gateway = Gateway::start(
+        &ctx.gateway_program,
         &dir,
         &lab.smsc_addrs(),
         &GatewaySettings {
@@ -726,6 +737,7 @@ async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result
     }
     let dir = ctx.work.sub("hotsite-backlog")?;
     let gateway = Gateway::start(
+        &ctx.gateway_program,
         &dir,
         &lab.smsc_addrs(),
         &GatewaySettings {

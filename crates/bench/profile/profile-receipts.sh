@@ -4,7 +4,7 @@
 # this VM) of the gateway and of the bench process (lab + driver + receiver),
 # and per-thread CPU of both. Everything bounded: one bench run of MESSAGES
 # messages, perf for SECONDS seconds.
-#   bench/profile/profile-receipts.sh OUT_DIR [MESSAGES] [SECONDS] [extra bench args...]
+#   crates/bench/profile/profile-receipts.sh OUT_DIR [MESSAGES] [SECONDS] [extra bench args...]
 set -u
 out=${1:?out dir}; messages=${2:-200000}; secs=${3:-6}; shift 3 || shift $#
 mkdir -p "$out"

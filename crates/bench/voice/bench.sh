@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hotsite's voice proxy vs Kamailio (the peers' dispatcher config), same SIPp
 # load, one run. Usage:
-#   bench/voice/bench.sh [all|throughput|failover] [rate:calls ...]
+#   crates/bench/voice/bench.sh [all|throughput|failover] [rate:calls ...]
 # Default: all, steps 1000:10000 1500:15000 2000:20000 2500:20000
 # 3000:20000 4000:20000 5000:25000 6000:30000 8000:40000; once a step fails
 # more than 2 % of its calls, that proxy's higher steps are skipped.
@@ -18,7 +18,7 @@
 # (preferred) / UAS-2 (tests/sipp/uas.xml); each step bounded in calls (-m)
 # and time (-timeout 60s). Failover: 200 cps, 1 s hold, 9,000 calls (90 s
 # cap); UAS-1 SIGKILLed at t=10 s, restarted at t=30 s (as the peers'
-# failover.sh). Needs: cargo build --release -p hotsite-voice --example
+# failover.sh). Needs: cargo build --release -p hotsite-bench --bin
 # voice_proxy; sipp (sip-tester), kamailio, python3.
 source "$(dirname "$0")/lib.sh"
 WHAT=${1:-all}

@@ -1,15 +1,15 @@
 # Shared helpers for bench.sh. Source, do not run.
 #
-# Everything binds to 127.0.0.1, ports 28000-28999 only (as ../../../shared/
+# Everything binds to 127.0.0.1, ports 28000-28999 only (as ../../../../shared/
 # peers/sip does):
 #   28060 Kamailio (udp)   28070 hotsite voice proxy (udp)
 #   28101 UAS-1 (preferred)   28102 UAS-2   28201 UAC
 # Every started process is tracked by PID and stopped by PID (EXIT trap).
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
 SIPP_DIR="$ROOT/tests/sipp"            # uac.xml / uas.xml = the peers' scenarios
-PROXY_BIN="$ROOT/target/release/examples/voice_proxy"
+PROXY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/voice_proxy"
 KAM_PORT=28060
 HS_PORT=28070
 UAS1_PORT=28101
@@ -145,7 +145,7 @@ start_kamailio() { # extra args go to kamailio (e.g. -A MARK_ON_FAILURE)
 }
 
 start_hotsite() {
-	[ -x "$PROXY_BIN" ] || { echo "build it first: cargo build --release -p hotsite-voice --example voice_proxy"; exit 1; }
+	[ -x "$PROXY_BIN" ] || { echo "build it first: cargo build --release -p hotsite-bench --bin voice_proxy"; exit 1; }
 	rm -f "$RUN/hotsite.fifo"
 	mkfifo "$RUN/hotsite.fifo"
 	python3 -u -c "$STAMP" < "$RUN/hotsite.fifo" > "$RUN/hotsite.log" &

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The memory of the real daemon under an INVITE flood (issue 10 point 8;
 # DESIGN.md invariant 6): `hotsite run` with a [voice] section and an [smpp]
-# section bound to its own lab, flooded by examples/flood.rs in --target mode
+# section bound to its own lab, flooded by voice_flood (src/bin/) in --target mode
 # with 20,000 INVITEs at two trunks that never answer, twice; its RSS idle,
 # at the peak and every 10 s for 90 s after each flood.
 #
-#   cargo build --release -p hotsite -p hotsite-voice --example flood
-#   bench/voice/daemon_flood.sh [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
+#   cargo build --release -p hotsite -p hotsite-bench
+#   crates/bench/voice/daemon_flood.sh [INVITES] [MAX_CALLS] [SETTLE_SECONDS] [ROUNDS]
 #
 # Defaults 20000 10000 90 2. Environment: IDLE_SETTLE (s the daemon runs
 # before the idle figure, default 20), DIAG=1 (glibc's malloc_stats per arena
@@ -18,10 +18,10 @@
 # PID on exit.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 HOTSITE="$TARGET/release/hotsite"
-FLOOD="$TARGET/release/examples/flood"
+FLOOD="$TARGET/release/voice_flood"
 INVITES="${1:-20000}" MAX_CALLS="${2:-10000}" SETTLE="${3:-90}" ROUNDS="${4:-2}"
 IDLE_SETTLE="${IDLE_SETTLE:-20}"
 OUT="${OUT:-$(mktemp -d /tmp/daemon-flood.XXXXXX)}"
