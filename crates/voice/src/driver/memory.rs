@@ -1,7 +1,7 @@
 //! Handing the memory of a burst back to the operating system.
 //!
 //! glibc's malloc keeps what is freed for reuse. Measured with
-//! `examples/flood.rs` (20,000 INVITEs at silent trunks, `max_calls`
+//! `crates/bench/src/bin/voice_flood.rs` (20,000 INVITEs at silent trunks, `max_calls`
 //! 10,000): RSS went from ≈5 MiB idle to ≈100 MiB and stayed there a minute
 //! later with no call held. Two things keep it:
 //!
