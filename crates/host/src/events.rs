@@ -104,6 +104,22 @@ struct Ring {
     records: VecDeque<Arc<Record>>,
 }
 
+impl Ring {
+    /// The newest `limit` records that pass `filter`, oldest first.
+    fn newest(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
+        let mut found: Vec<Arc<Record>> = self
+            .records
+            .iter()
+            .rev()
+            .filter(|record| filter.matches(record))
+            .take(limit)
+            .cloned()
+            .collect();
+        found.reverse();
+        found
+    }
+}
+
 impl Default for EventBus {
     fn default() -> Self {
         EventBus::new()
@@ -146,16 +162,7 @@ impl EventBus {
     /// `limit` of them (the newest ones).
     pub fn recent(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
         let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let mut found: Vec<Arc<Record>> = ring
-            .records
-            .iter()
-            .rev()
-            .filter(|record| filter.matches(record))
-            .take(limit)
-            .cloned()
-            .collect();
-        found.reverse();
-        found
+        ring.newest(filter, limit)
     }
 
     /// Every event published from now on. Taken together with
@@ -168,15 +175,7 @@ impl EventBus {
     ) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
         let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
         let receiver = self.inner.live.subscribe();
-        let mut backlog: Vec<Arc<Record>> = ring
-            .records
-            .iter()
-            .rev()
-            .filter(|record| filter.matches(record))
-            .take(limit)
-            .cloned()
-            .collect();
-        backlog.reverse();
+        let backlog = ring.newest(filter, limit);
         (backlog, receiver)
     }
 

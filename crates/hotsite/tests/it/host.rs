@@ -16,9 +16,9 @@ use hotsite_lab::{
     AccountConfig, Fault, Lab, LabConfig, LabHandle, SipTrunk, SipTrunkConfig, TrunkFault,
 };
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::daemon;
 use crate::gateway::{now, temp_dir, RemovedOnDrop};
 
 /// An SMSC instance name that needs escaping in a label value.
@@ -52,7 +52,8 @@ const SECRETS: [&str; 8] = [
 struct Site {
     child: Child,
     api: String,
-    output: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
     lab: LabHandle,
     trunk: SipTrunk,
     started_ms: i64,
@@ -186,51 +187,19 @@ trunks = ['{TRUNK}', "registering"]
     );
     let path = dir.join("hotsite.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hotsite"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hotsite"));
+    command
         .arg("run")
         .arg("--config")
         .arg(&path)
         // Everything the process logs, secrets would show here first.
-        .env("HOTSITE_LOG", "debug")
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = Arc::new(Mutex::new(String::new()));
-    let log = output.clone();
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = errors.next_line().await {
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let printed = output.clone();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            printed.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some((_, addr)) = line.split_once("API on http://") {
-                return addr.trim().to_owned();
-            }
-        }
-        panic!("hotsite run ended: {}", printed.lock().unwrap());
-    })
-    .await
-    .expect("hotsite run prints its API address");
-    let printed = output.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            printed.lock().unwrap().push_str(&format!("{line}\n"));
-        }
-    });
+        .env("HOTSITE_LOG", "debug");
+    let daemon = daemon::spawn(command).await;
     let site = Site {
-        child,
-        api: format!("http://{addr}"),
-        output,
+        api: format!("http://{}", daemon.addr),
+        child: daemon.child,
+        stdout: daemon.stdout,
+        stderr: daemon.stderr,
         lab,
         trunk,
         started_ms,
@@ -290,8 +259,9 @@ impl Site {
         }
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
         self.lab.shutdown().await;
-        let output = self.output.lock().unwrap().clone();
-        output
+        let stdout = self.stdout.lock().unwrap().clone();
+        let stderr = self.stderr.lock().unwrap().clone();
+        stdout + &stderr
     }
 }
 

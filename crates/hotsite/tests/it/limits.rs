@@ -2,15 +2,15 @@
 //! real binary (`hotsite run`) under a small open-file limit, idle and
 //! half-sent connections, slow bodies, oversized and conflicting requests.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::daemon;
 use crate::gateway::{now, temp_dir, RemovedOnDrop, TOKEN};
 
 /// `hotsite run` as a child process, its API address and its log.
@@ -63,48 +63,21 @@ hops = ["agg"]
     );
     let path = dir.join("hotsite.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg("-c")
         .arg(format!(
             "ulimit -n {files} && exec \"$0\" run --config \"$1\""
         ))
         .arg(env!("CARGO_BIN_EXE_hotsite"))
         .arg(&path)
-        .env("HOTSITE_LOG", "warn")
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let log = stderr.clone();
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = errors.next_line().await {
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some((_, addr)) = line.split_once("API on http://") {
-                return addr.trim().to_owned();
-            }
-        }
-        panic!("hotsite run ended: {}", stderr.lock().unwrap());
-    })
-    .await
-    .expect("hotsite run prints its API address");
-    // Keep reading stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .env("HOTSITE_LOG", "warn");
+    let daemon = daemon::spawn(command).await;
     Running {
-        _child: child,
-        api: format!("http://{addr}"),
-        addr,
-        stderr,
+        api: format!("http://{}", daemon.addr),
+        addr: daemon.addr,
+        stderr: daemon.stderr,
+        _child: daemon.child,
         _dir: RemovedOnDrop(dir),
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod daemon;
 mod failover;
 mod gateway;
 mod host;
