@@ -217,13 +217,10 @@ impl Writer {
         delta.apply_to(&mut counters);
         counters.commits += 1;
         // Only new rows prove there is room again: an update can rewrite pages
-        // in place (or reuse WAL frames) on a disk that refuses every insert.
-        if requests.iter().any(|request| {
-            matches!(
-                request,
-                WriteRequest::InsertMessages(..) | WriteRequest::InsertInbound(..)
-            )
-        }) {
+        // in place (or reuse WAL frames) on a disk that refuses every insert,
+        // and a batch of repeats (a provider resending receipts it already
+        // delivered) commits without writing a row.
+        if delta.added_rows() {
             counters.storage_full = false;
         }
         Ok(outputs)
@@ -306,6 +303,12 @@ impl Delta {
             self.states[from.index()] -= 1;
         }
         self.states[to.index()] += 1;
+    }
+
+    /// Whether the transaction stored a new message or inbound row (messages
+    /// are never deleted, so the states' net change counts new ones).
+    fn added_rows(&self) -> bool {
+        self.inbound_total > 0 || self.states.iter().sum::<i64>() > 0
     }
 
     fn apply_to(&self, counters: &mut Counters) {

@@ -166,6 +166,14 @@ async fn full_database_refuses_new_work_and_keeps_committed_work() {
         }])
         .await;
     assert!(store.stats().await.unwrap().storage_full);
+    // Nor does a repeat of a stored message (a client resending after a 507,
+    // SPEC M8): it commits without a new row.
+    let mut repeat = message("k0-0", 1);
+    repeat.body = vec![b'x'; 1000];
+    if let Ok(inserted) = store.insert_messages(vec![repeat]).await {
+        assert!(matches!(inserted[..], [Inserted::Existing(_)]), "{inserted:?}");
+    }
+    assert!(store.stats().await.unwrap().storage_full);
 
     // Everything acknowledged is intact and readable, also after a reopen.
     let stats = store.stats().await.unwrap();
