@@ -171,7 +171,10 @@ async fn full_database_refuses_new_work_and_keeps_committed_work() {
     let mut repeat = message("k0-0", 1);
     repeat.body = vec![b'x'; 1000];
     if let Ok(inserted) = store.insert_messages(vec![repeat]).await {
-        assert!(matches!(inserted[..], [Inserted::Existing(_)]), "{inserted:?}");
+        assert!(
+            matches!(inserted[..], [Inserted::Existing(_)]),
+            "{inserted:?}"
+        );
     }
     assert!(store.stats().await.unwrap().storage_full);
 
