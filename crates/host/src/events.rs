@@ -105,13 +105,13 @@ struct Ring {
 }
 
 impl Ring {
-    /// The newest `limit` records that pass `filter`, oldest first.
-    fn newest(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
+    /// The newest `limit` records that pass `wanted`, oldest first.
+    fn newest(&self, limit: usize, wanted: impl Fn(&Record) -> bool) -> Vec<Arc<Record>> {
         let mut found: Vec<Arc<Record>> = self
             .records
             .iter()
             .rev()
-            .filter(|record| filter.matches(record))
+            .filter(|record| wanted(record))
             .take(limit)
             .cloned()
             .collect();
@@ -161,8 +161,15 @@ impl EventBus {
     /// The events in the ring that pass `filter`, oldest first, at most
     /// `limit` of them (the newest ones).
     pub fn recent(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
+        self.recent_where(limit, |record| filter.matches(record))
+    }
+
+    /// The newest `limit` events in the ring for which `wanted` holds, oldest
+    /// first: for a system's own view of its events (a status section), where
+    /// a [`Filter`] cannot say what it wants.
+    pub fn recent_where(&self, limit: usize, wanted: impl Fn(&Record) -> bool) -> Vec<Arc<Record>> {
         let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.newest(filter, limit)
+        ring.newest(limit, wanted)
     }
 
     /// Every event published from now on. Taken together with
@@ -175,7 +182,7 @@ impl EventBus {
     ) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
         let ring = self.inner.ring.lock().unwrap_or_else(|e| e.into_inner());
         let receiver = self.inner.live.subscribe();
-        let backlog = ring.newest(filter, limit);
+        let backlog = ring.newest(limit, |record| filter.matches(record));
         (backlog, receiver)
     }
 
@@ -266,12 +273,6 @@ impl Events {
     /// The stream it publishes to (to read this system's recent events back).
     pub fn bus(&self) -> &EventBus {
         &self.bus
-    }
-
-    /// A publisher for tests and tools that run a system alone: its events
-    /// are logged and kept in a stream nobody else reads.
-    pub fn detached(system: &'static str) -> Events {
-        EventBus::new().publisher(system)
     }
 }
 

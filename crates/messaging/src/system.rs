@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use hotsite_core::HealthState;
 use hotsite_host::metrics::{self, Collector, Encoder, Registry};
-use hotsite_host::{BoxFuture, Filter, Health, System};
+use hotsite_host::{BoxFuture, Health, System};
 use hotsite_smpp::driver::{BindStatus, SmppClient};
 use hotsite_store::StoreStats;
 use serde_json::{json, Map, Value};
@@ -119,21 +119,15 @@ impl GatewayHandle {
     /// The latest bind and URL health changes, handed-back work and throttling,
     /// oldest first, from the host's event stream.
     fn recent_events(&self) -> Vec<Value> {
-        let filter = Filter {
-            system: Some(SYSTEM.to_owned()),
-            ..Filter::default()
-        };
-        let mut recent: Vec<Value> = self
-            .events
+        self.events
             .bus()
-            .recent(&filter, usize::MAX)
+            .recent_where(RECENT_EVENTS, |record| {
+                record.system == SYSTEM
+                    && matches!(record.kind, "health" | "work_handed_back" | "throttled")
+            })
             .iter()
-            .filter(|record| matches!(record.kind, "health" | "work_handed_back" | "throttled"))
             .map(|record| json!({ "at_ms": record.at_ms, "event": record.text }))
-            .collect();
-        let excess = recent.len().saturating_sub(RECENT_EVENTS);
-        recent.drain(..excess);
-        recent
+            .collect()
     }
 }
 

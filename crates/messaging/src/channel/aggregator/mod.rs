@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hotsite_core::{Event, EventKind, HealthState, Target};
-use hotsite_host::{Events, Filter, Record};
+use hotsite_host::Events;
 use hotsite_store::QueuedMessage;
 use reqwest::header::RETRY_AFTER;
 use serde::Serialize;
@@ -567,23 +567,20 @@ impl Shared {
     /// This channel's latest health changes, oldest first, read back from the
     /// event stream.
     fn recent_events(&self) -> Vec<StatusEvent> {
-        let filter = Filter {
-            system: Some(self.events.system().to_owned()),
-            kind: Some("health".to_owned()),
-            ..Filter::default()
-        };
-        let ours = |record: &Record| {
+        let ours = |target: &Target| {
             self.config
                 .urls
                 .iter()
-                .any(|u| record.site == u.site && record.target == format!("{}/{}", u.site, u.url))
+                .any(|u| target.site.as_str() == u.site && *target.name == *u.url)
         };
-        let mut recent: Vec<StatusEvent> = self
-            .events
+        self.events
             .bus()
-            .recent(&filter, usize::MAX)
+            .recent_where(RECENT_EVENTS, |record| {
+                record.system == self.events.system()
+                    && matches!(record.event.kind, EventKind::Health { .. })
+                    && ours(&record.event.target)
+            })
             .iter()
-            .filter(|record| ours(record))
             .filter_map(|record| {
                 let EventKind::Health { from, to, cause } = &record.event.kind else {
                     return None;
@@ -597,10 +594,7 @@ impl Shared {
                     cause: cause.clone(),
                 })
             })
-            .collect();
-        let excess = recent.len().saturating_sub(RECENT_EVENTS);
-        recent.drain(..excess);
-        recent
+            .collect()
     }
 }
 

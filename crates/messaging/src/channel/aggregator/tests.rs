@@ -175,7 +175,7 @@ fn config(urls: &[(&str, String)]) -> AggregatorConfig {
 fn start(config: AggregatorConfig) -> Arc<AggregatorChannel> {
     AggregatorChannel::start(
         config,
-        hotsite_host::Events::detached("messaging"),
+        hotsite_host::Deps::detached().events("messaging"),
         CancellationToken::new(),
     )
     .unwrap()
