@@ -81,7 +81,7 @@ pub(crate) struct ApiSection {
     /// `host:port` to listen on.
     pub(crate) listen: String,
     /// Bearer tokens accepted.
-    pub(crate) tokens: Vec<String>,
+    pub(crate) tokens: Vec<Secret>,
     /// Sender used when a message names none.
     #[serde(default = "default_from")]
     pub(crate) default_from: String,
@@ -366,7 +366,7 @@ impl ConfigFile {
             .map(|section| section.validate(&self.site.name, &mut issues));
         let api_listen = issues.check("api.listen", parse_socket_addr(&self.api.listen));
         let api_server = self.api.server(&mut issues);
-        if self.api.tokens.is_empty() || self.api.tokens.iter().any(|t| t.len() < 8) {
+        if self.api.tokens.is_empty() || self.api.tokens.iter().any(|t| t.expose().len() < 8) {
             issues.add(
                 "api.tokens",
                 "list at least one bearer token, each at least 8 characters",
@@ -460,7 +460,7 @@ impl ConfigFile {
         let host = HostConfig {
             listen: api_listen.expect("checked above"),
             server: api_server,
-            tokens: self.api.tokens.into_iter().map(Secret::from).collect(),
+            tokens: self.api.tokens,
         };
         Ok(Config {
             site: self.site.name,

@@ -467,8 +467,8 @@ fn channel_type_errors_name_the_key_inside_the_entry() {
     );
 }
 
-/// SPEC M15, issue 11: no secret of the file (SMPP password, webhook, channel
-/// and callback secrets, the aggregator's password) shows in `{:?}` of the
+/// SPEC M15, issue 11: no secret of the file (API token, SMPP password,
+/// webhook, channel and callback secrets, the aggregator's password) shows in `{:?}` of the
 /// parsed file or the validated config.
 #[test]
 fn debug_of_the_config_shows_no_secret() {
@@ -480,6 +480,7 @@ fn debug_of_the_config_shows_no_secret() {
     let config = Config::from_toml_str(&text).unwrap();
     for shown in [format!("{file:?}"), format!("{config:?}")] {
         for secret in [
+            "token-123456",
             "pw-4242",
             "another-long-secret",
             "a-long-random-secret",
