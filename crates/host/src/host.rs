@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use hotsite_core::Secret;
@@ -175,21 +176,126 @@ impl RunningHost {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.server.await;
-        // The server's connections held the other references; they are gone.
-        let systems = match Arc::try_unwrap(self.systems) {
-            Ok(systems) => systems,
-            Err(_) => {
-                tracing::error!(
-                    "a request outlived the HTTP server; systems are left to stop on drop"
-                );
-                return;
+        // The server's connections held the other references. Those it cut
+        // off after its grace period are aborted, and an aborted task lets go
+        // of its references on the runtime's next turns: wait for that, briefly.
+        let mut systems = self.systems;
+        for _ in 0..SYSTEMS_RELEASE_TURNS {
+            match Arc::try_unwrap(systems) {
+                Ok(owned) => return stop_in_reverse(owned).await,
+                Err(shared) => systems = shared,
             }
-        };
-        for system in systems.into_iter().rev() {
-            let name = system.name();
-            tracing::info!(system = name, "stopping");
-            system.shutdown().await;
-            tracing::info!(system = name, "stopped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        tracing::error!(
+            "a request outlived the HTTP server by a second; systems stop when the process ends"
+        );
+    }
+}
+
+/// How many 10 ms turns shutdown waits for aborted requests to let go of the
+/// systems.
+const SYSTEMS_RELEASE_TURNS: usize = 100;
+
+/// Stops each system, last started first.
+async fn stop_in_reverse(systems: Vec<Box<dyn System>>) {
+    for system in systems.into_iter().rev() {
+        let name = system.name();
+        tracing::info!(system = name, "stopping");
+        system.shutdown().await;
+        tracing::info!(system = name, "stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::{json, Map};
+
+    use super::*;
+    use crate::{BoxFuture, Health};
+
+    /// A system that answers from fixed values and notes when it stops.
+    struct Fake {
+        name: &'static str,
+        ready: bool,
+        stopped: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl System for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn status(&self) -> BoxFuture<'_, serde_json::Map<String, Value>> {
+            let mut keys = Map::new();
+            keys.insert(self.name.into(), json!("here"));
+            keys.insert("shared".into(), json!(self.name));
+            Box::pin(async move { keys })
+        }
+
+        fn health(&self) -> BoxFuture<'_, Health> {
+            let mut fields = Map::new();
+            fields.insert(format!("{}_ready", self.name), json!(self.ready));
+            let ready = self.ready;
+            Box::pin(async move { Health { ready, fields } })
+        }
+
+        fn register_metrics(&self, _: &mut prometheus_client::registry::Registry) {}
+
+        fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(async move { self.stopped.lock().unwrap().push(self.name) })
+        }
+    }
+
+    /// DESIGN.md "The host": each system's status keys and health fields in one
+    /// answer (a key repeated by a later system does not replace the first's),
+    /// 503 while one system is not ready, the token checked on status, and
+    /// shutdown in reverse start order.
+    #[tokio::test]
+    async fn systems_share_one_front_door_and_stop_in_reverse_order() {
+        let stopped = Arc::new(Mutex::new(Vec::new()));
+        let mut host = Host::bind(HostConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            server: Default::default(),
+            tokens: vec![Secret::new("token-123456")],
+        })
+        .await
+        .unwrap();
+        for (name, ready) in [("first", true), ("second", false)] {
+            let system = Fake {
+                name,
+                ready,
+                stopped: stopped.clone(),
+            };
+            host.add(Box::new(system), HttpRoutes::default());
+        }
+        let host = host.serve().unwrap();
+        let base = format!("http://{}", host.local_addr());
+        let http = reqwest::Client::new();
+        let status: Value = http
+            .get(format!("{base}/v1/status"))
+            .bearer_auth("token-123456")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            json!({"first": "here", "second": "here", "shared": "first", "systems": ["first", "second"]})
+        );
+        let unauthorized = http.get(format!("{base}/v1/status")).send().await.unwrap();
+        assert_eq!(unauthorized.status().as_u16(), 401);
+        let health = http.get(format!("{base}/v1/health")).send().await.unwrap();
+        assert_eq!(health.status().as_u16(), 503);
+        assert_eq!(
+            health.json::<Value>().await.unwrap(),
+            json!({"first_ready": true, "second_ready": false})
+        );
+        host.shutdown().await;
+        assert_eq!(*stopped.lock().unwrap(), ["second", "first"]);
     }
 }

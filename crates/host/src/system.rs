@@ -66,7 +66,8 @@ pub trait System: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Its keys of `/v1/status` (`binds`, `queue`, … for messaging; `trunks`
-    /// for voice). Keys are unique across systems (the host checks).
+    /// for voice). Keys must be unique across systems: a key a second system
+    /// repeats is logged as an error and the first system's value is kept.
     fn status(&self) -> BoxFuture<'_, Map<String, Value>>;
 
     /// Its part of `/v1/health`.

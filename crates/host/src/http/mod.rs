@@ -78,7 +78,17 @@ async fn status(State(state): State<Arc<HostState>>) -> Response {
     let mut names = Vec::new();
     for system in state.systems.iter() {
         names.push(system.name());
-        body.extend(system.status().await);
+        for (key, value) in system.status().await {
+            if body.contains_key(&key) {
+                tracing::error!(
+                    system = system.name(),
+                    key,
+                    "status key already given by another system; ignored"
+                );
+                continue;
+            }
+            body.insert(key, value);
+        }
     }
     body.insert("systems".into(), json!(names));
     Json(Value::Object(body)).into_response()
@@ -143,4 +153,33 @@ pub(crate) fn openapi_document(fragments: &[Value]) -> Result<Value, String> {
         }
     }
     Ok(document)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One document over every route: each system's paths and schemas are
+    /// merged into the host's; a path two systems define is refused.
+    #[test]
+    fn openapi_fragments_merge_and_overlaps_are_refused() {
+        let messages = json!({
+            "paths": { "/v1/messages": { "post": {} } },
+            "components": { "schemas": { "Message": {} } }
+        });
+        let trunks = json!({ "paths": { "/v1/trunks": { "get": {} } } });
+        let document = openapi_document(&[messages.clone(), trunks]).unwrap();
+        for path in [
+            "/v1/messages",
+            "/v1/trunks",
+            "/v1/status",
+            "/v1/events/stream",
+        ] {
+            assert!(document["paths"][path].is_object(), "{path}");
+        }
+        assert!(document["components"]["schemas"]["Message"].is_object());
+        assert!(document["components"]["schemas"]["Event"].is_object());
+        let error = openapi_document(&[messages.clone(), messages]).unwrap_err();
+        assert!(error.contains("/v1/messages"), "{error}");
+    }
 }
