@@ -265,9 +265,10 @@ impl Site {
     }
 }
 
-/// Issue 11: one `/metrics` for both systems that the Prometheus project's
-/// parser (`prometheus_client.openmetrics.parser`) accepts, with the SMSC and
-/// trunk names, quotes and backslashes included, read back exactly.
+/// SPEC M4, V2 (bind and trunk state in metrics), issue 11: one `/metrics`
+/// for both systems that the Prometheus project's parser
+/// (`prometheus_client.openmetrics.parser`) accepts, with the SMSC and trunk
+/// names, quotes and backslashes included, read back exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_metrics_page_parses_with_names_escaped() {
     let site = start("host-metrics").await;
@@ -322,7 +323,7 @@ print(json.dumps(out))
     site.stop().await;
 }
 
-/// DESIGN.md invariant 4, issue 11: an SMSC and a trunk die; both decisions,
+/// SPEC M4, V2, DESIGN.md invariant 4: an SMSC and a trunk die; both decisions,
 /// each with its cause and time, are in `GET /v1/events` and were pushed on
 /// the live stream (`GET /v1/events/stream`) opened before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +411,8 @@ async fn an_smsc_and_a_trunk_failing_are_in_one_event_stream() {
     site.stop().await;
 }
 
-/// Issue 11 "Secrets everywhere": with the log at debug, no configured
+/// SPEC M15 (signing secrets), issue 11 "Secrets everywhere": with the log
+/// at debug, no configured
 /// secret appears in what the process prints, in `/v1/status`, `/metrics`,
 /// `/v1/health`, the OpenAPI document, the event ring, or any error body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
