@@ -129,6 +129,7 @@ impl Host {
             bus: self.bus.clone(),
             openapi,
             shutdown: shutdown.clone(),
+            streams: Default::default(),
         });
         let tokens = Tokens(Arc::new(self.config.tokens));
         let router = app(state, tokens, self.api, self.open);
@@ -253,9 +254,8 @@ mod tests {
     /// answer (a key repeated by a later system does not replace the first's),
     /// 503 while one system is not ready, the token checked on status, and
     /// shutdown in reverse start order.
-    #[tokio::test]
-    async fn systems_share_one_front_door_and_stop_in_reverse_order() {
-        let stopped = Arc::new(Mutex::new(Vec::new()));
+    /// A host on a free port with two [`Fake`] systems, `second` not ready.
+    async fn serve_fakes(stopped: &Arc<Mutex<Vec<&'static str>>>) -> RunningHost {
         let mut host = Host::bind(HostConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             server: Default::default(),
@@ -271,7 +271,13 @@ mod tests {
             };
             host.add(Box::new(system), HttpRoutes::default());
         }
-        let host = host.serve().unwrap();
+        host.serve().unwrap()
+    }
+
+    #[tokio::test]
+    async fn systems_share_one_front_door_and_stop_in_reverse_order() {
+        let stopped = Arc::new(Mutex::new(Vec::new()));
+        let host = serve_fakes(&stopped).await;
         let base = format!("http://{}", host.local_addr());
         let http = reqwest::Client::new();
         let status: Value = http
@@ -297,5 +303,44 @@ mod tests {
         );
         host.shutdown().await;
         assert_eq!(*stopped.lock().unwrap(), ["second", "first"]);
+    }
+
+    /// DESIGN.md invariant 6: event streams outlive the request timeout, so
+    /// they have a cap of their own: past it a clear 503 with Retry-After; a
+    /// stream that ends gives its place back.
+    #[tokio::test]
+    async fn event_streams_are_capped_with_a_clear_refusal() {
+        let stopped = Arc::new(Mutex::new(Vec::new()));
+        let host = serve_fakes(&stopped).await;
+        let url = format!("http://{}/v1/events/stream", host.local_addr());
+        let http = reqwest::Client::new();
+        let open = || http.get(&url).bearer_auth("token-123456").send();
+        let mut streams = Vec::new();
+        for _ in 0..crate::http::events::MAX_STREAMS {
+            let stream = open().await.unwrap();
+            assert_eq!(stream.status().as_u16(), 200);
+            streams.push(stream);
+        }
+        let refused = open().await.unwrap();
+        assert_eq!(refused.status().as_u16(), 503);
+        assert_eq!(refused.headers()["retry-after"], "5");
+        let body: Value = refused.json().await.unwrap();
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("event streams are open"));
+        drop(streams.pop());
+        let mut reopened = None;
+        for _ in 0..100 {
+            let stream = open().await.unwrap();
+            if stream.status().as_u16() == 200 {
+                reopened = Some(stream);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(reopened.is_some(), "a closed stream's place is given back");
+        drop((streams, reopened));
+        host.shutdown().await;
     }
 }

@@ -4,11 +4,12 @@
 //! after what it saw, from the ring).
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -24,6 +25,10 @@ use crate::events::{Filter, Record, RING_CAPACITY};
 const DEFAULT_LIMIT: usize = 100;
 /// How often an idle stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Event streams open at once (DESIGN.md invariant 6): a stream holds its
+/// connection for as long as the client wants, past the request timeout, so
+/// streams get a cap of their own below the connection cap.
+pub(crate) const MAX_STREAMS: usize = 64;
 
 /// The query both endpoints take.
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +92,17 @@ pub(crate) async fn stream(
         Ok(query) => query,
         Err(rejection) => return bad_query(&rejection),
     };
+    let Some(slot) = StreamSlot::take(&state) else {
+        let mut refused = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open, the most this site serves; retry later or read GET /v1/events"),
+        );
+        refused.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("5"),
+        );
+        return refused;
+    };
     let last_seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -104,10 +120,36 @@ pub(crate) async fn stream(
     let shutdown = state.shutdown.clone();
     let events = backlog
         .chain(live)
-        .take_until(async move { shutdown.cancelled().await });
+        .take_until(async move { shutdown.cancelled().await })
+        // The slot is freed when the stream is dropped: ended or disconnected.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
+}
+
+/// One of the [`MAX_STREAMS`] places, given back on drop.
+struct StreamSlot(Arc<HostState>);
+
+impl StreamSlot {
+    fn take(state: &Arc<HostState>) -> Option<StreamSlot> {
+        state
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < MAX_STREAMS).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(state.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn sse_event(record: &Record) -> SseEvent {

@@ -10,7 +10,7 @@
 //! - `GET /v1/openapi.json`: one document over every route.
 
 mod auth;
-mod events;
+pub(crate) mod events;
 pub mod server;
 
 pub use server::ServerConfig;
@@ -38,6 +38,8 @@ pub(crate) struct HostState {
     pub(crate) bus: EventBus,
     pub(crate) openapi: Value,
     pub(crate) shutdown: CancellationToken,
+    /// Event streams open now, at most [`events::MAX_STREAMS`].
+    pub(crate) streams: std::sync::atomic::AtomicUsize,
 }
 
 /// The whole application: the host's endpoints and the systems' routes.
