@@ -25,7 +25,7 @@ impl System for VoiceHandle {
     }
 
     fn status(&self) -> BoxFuture<'_, Map<String, Value>> {
-        let trunks = trunks_json(&self.status());
+        let trunks = trunks_json(&VoiceHandle::status(self));
         Box::pin(async move {
             let mut section = Map::new();
             section.insert("trunks".into(), trunks);
@@ -34,7 +34,7 @@ impl System for VoiceHandle {
     }
 
     fn health(&self) -> BoxFuture<'_, Health> {
-        let trunks = self.status();
+        let trunks = VoiceHandle::status(self);
         Box::pin(async move {
             let mut fields = Map::new();
             let in_service = trunks.iter().filter(|t| t.in_service).count();
