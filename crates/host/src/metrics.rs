@@ -64,20 +64,8 @@ pub fn counter_family<L: EncodeLabelSet>(
     help: &str,
     samples: impl IntoIterator<Item = (L, u64)>,
 ) -> fmt::Result {
-    let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(
-        counter_name(name),
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Counter,
-    )?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(encoder, counter_name(name), help, samples)
 }
 
 /// A gauge family: one sample per label set; nothing when `samples` is empty.
@@ -87,18 +75,24 @@ pub fn gauge_family<L: EncodeLabelSet>(
     help: &str,
     samples: impl IntoIterator<Item = (L, i64)>,
 ) -> fmt::Result {
+    let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(encoder, name, help, samples)
+}
+
+/// One family of `M`s, its type taken from the first sample.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
     let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
+    let Some((_, first)) = samples.peek() else {
         return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(
-        name,
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Gauge,
-    )?;
-    for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    };
+    let mut family = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
