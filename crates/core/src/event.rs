@@ -65,6 +65,37 @@ pub enum EventKind {
         /// What the target did (`503 Service Unavailable`, `no reply within 2.0 s`).
         cause: String,
     },
+    /// A DN (an agent's extension) lost its last phone registration, or
+    /// registered again after that (SPEC S8).
+    DnService {
+        /// The DN.
+        dn: String,
+        /// In service after the change.
+        in_service: bool,
+        /// Why (`registration expired`, `unregistered`, `registered from 127.0.0.1:5062`).
+        cause: String,
+    },
+    /// An agent logged in or out, or changed state (SPEC S1, S3, S7).
+    Agent {
+        /// The agent's id.
+        agent: String,
+        /// The DN the agent is (or was) logged in on.
+        dn: String,
+        /// The state after the change: `ready`, `not_ready`, `busy`,
+        /// `after_call_work` or `logged_out`.
+        state: &'static str,
+        /// Why: a logout reason (`manual`, `supervisor`, `dr-force_logout`,
+        /// `graceful_shutdown_logout`) or what moved the state.
+        reason: String,
+    },
+    /// The site's mode changed: `peered`, `single_site` or `draining`
+    /// (SPEC S3, S4, S7).
+    SiteMode {
+        /// The mode after the change.
+        mode: &'static str,
+        /// Why.
+        cause: String,
+    },
 }
 
 impl EventKind {
@@ -77,6 +108,18 @@ impl EventKind {
             EventKind::WorkHandedBack { .. } => "work_handed_back",
             EventKind::Throttled { .. } => "throttled",
             EventKind::Rerouted { .. } => "rerouted",
+            EventKind::DnService {
+                in_service: false, ..
+            } => "dn_out_of_service",
+            EventKind::DnService {
+                in_service: true, ..
+            } => "dn_back_in_service",
+            EventKind::Agent {
+                state: "logged_out",
+                ..
+            } => "agent_logout",
+            EventKind::Agent { .. } => "agent_state",
+            EventKind::SiteMode { .. } => "site_mode",
         }
     }
 
@@ -85,7 +128,10 @@ impl EventKind {
         match self {
             EventKind::Health { cause, .. }
             | EventKind::RetryScheduled { cause, .. }
-            | EventKind::Rerouted { cause, .. } => Some(cause),
+            | EventKind::Rerouted { cause, .. }
+            | EventKind::DnService { cause, .. }
+            | EventKind::SiteMode { cause, .. } => Some(cause),
+            EventKind::Agent { reason, .. } => Some(reason),
             EventKind::ConnectAttempt { .. }
             | EventKind::WorkHandedBack { .. }
             | EventKind::Throttled { .. } => None,
@@ -115,6 +161,27 @@ impl std::fmt::Display for Event {
             }
             EventKind::Rerouted { item, to, cause } => {
                 write!(f, "{}: {item} moved to {to} ({cause})", self.target)
+            }
+            EventKind::DnService {
+                dn,
+                in_service,
+                cause,
+            } => {
+                let state = if *in_service {
+                    "back in service"
+                } else {
+                    "out of service"
+                };
+                write!(f, "{}: DN {dn} {state} ({cause})", self.target)
+            }
+            EventKind::Agent {
+                agent,
+                dn,
+                state,
+                reason,
+            } => write!(f, "{}: agent {agent} on DN {dn} {state} ({reason})", self.target),
+            EventKind::SiteMode { mode, cause } => {
+                write!(f, "{}: mode {mode} ({cause})", self.target)
             }
         }
     }

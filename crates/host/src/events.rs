@@ -244,7 +244,14 @@ fn log(system: &'static str, kind: &'static str, event: &Event, text: &str) {
         EventKind::Health { .. } | EventKind::WorkHandedBack { .. } => {
             tracing::warn!(system, kind, %target, "{text}")
         }
-        EventKind::Throttled { .. } | EventKind::Rerouted { .. } => {
+        EventKind::DnService {
+            in_service: false, ..
+        }
+        | EventKind::SiteMode { .. } => tracing::warn!(system, kind, %target, "{text}"),
+        EventKind::Throttled { .. }
+        | EventKind::Rerouted { .. }
+        | EventKind::DnService { .. }
+        | EventKind::Agent { .. } => {
             tracing::info!(system, kind, %target, "{text}")
         }
         _ => tracing::debug!(system, kind, %target, "{text}"),

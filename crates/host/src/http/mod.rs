@@ -64,7 +64,7 @@ pub(crate) fn app(state: Arc<HostState>, tokens: Tokens, api: Router, open: Rout
 }
 
 /// A JSON error body: `{"error": "..."}`, as every API error.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
