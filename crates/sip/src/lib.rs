@@ -1,4 +1,5 @@
-//! SIP for hotsite: what the trunk proxy (`hotsite-voice`) builds on.
+//! SIP for hotsite: what the trunk proxy (`hotsite-voice`) and the site proxy
+//! build on.
 //!
 //! - [`message`]: parsing (`parse`, `parse_bytes`, `frame_len` for streams),
 //!   typed views of the headers a proxy reads, builders (responses, OPTIONS,
@@ -9,6 +10,9 @@
 //! - [`prober`]: trunk health by OPTIONS (SPEC V2, S4).
 //! - [`register`]: the REGISTER client for registration-based trunks (SPEC V2),
 //!   with [`digest`] authentication (MD5, SHA-256).
+//! - [`proxy`]: the RFC 3261 proxy pieces both proxies share: [`proxy::Transport`],
+//!   [`proxy::Peer`] and [`proxy::Transmit`], transaction keys, `received`/`rport`,
+//!   where responses go, next hops, branches, Warning, and our own addresses.
 //!
 //! Everything here is sans-IO (DESIGN.md): no socket, no task, no clock. Time
 //! comes in as `now: Instant`, randomness from a seeded `hotsite_core::Rng`;
@@ -67,5 +71,6 @@
 pub mod digest;
 pub mod message;
 pub mod prober;
+pub mod proxy;
 pub mod register;
 pub mod transaction;

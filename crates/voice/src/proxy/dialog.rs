@@ -4,9 +4,9 @@
 
 use bytes::{BufMut, BytesMut};
 use hotsite_sip::message::{Method, Request, Response, StatusCode, Via};
+use hotsite_sip::proxy::{self as wire, Peer, Transport};
 
-use super::transport::{Peer, Transport};
-use super::{wire, Proxy};
+use super::Proxy;
 
 impl Proxy {
     /// A request inside a dialog (To tag) that matched no transaction.

@@ -14,9 +14,9 @@ use std::time::Instant;
 use hotsite_core::{EventKind, HealthConfig, HealthState, Target};
 use hotsite_sip::message::{Response, Uri};
 use hotsite_sip::prober::{AliveWhen, ProbeOutcome, Prober, ProberConfig};
+use hotsite_sip::proxy::{Peer, Transmit};
 use hotsite_sip::register::{Credentials, RegisterClient, RegisterConfig, RegisterEvent};
 
-use super::transport::{Peer, Transmit};
 use super::trunk::Registration;
 use super::{Proxy, TrunkSetup};
 

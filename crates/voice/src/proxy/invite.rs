@@ -26,11 +26,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hotsite_sip::message::{cancel_for, response_to, Method, Request, Response, StatusCode, Via};
+use hotsite_sip::proxy::{self as wire, Peer, ServerKey, Transmit};
 use hotsite_sip::transaction::{ClientInvite, ClientNonInvite, ServerInvite, TransactionEvent};
 
 use super::timers::TimerRef;
-use super::transport::{Peer, Transmit};
-use super::wire::{self, ServerKey};
 use super::{CallEnded, CallFailover, CallOutcome, Proxy, ProxyEvent};
 use crate::routing::{fails_over, BranchReply};
 

@@ -37,10 +37,10 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use hotsite_sip::message::{response_to, Header, HeaderName, Request, StatusCode, Via};
+use hotsite_sip::proxy::{self as wire, Peer};
 
 use super::timers::TimerRef;
-use super::transport::Peer;
-use super::{wire, Proxy, ProxyConfig};
+use super::{Proxy, ProxyConfig};
 
 /// How often the state is looked at for shrinking.
 pub const COMPACT_EVERY: Duration = Duration::from_secs(10);

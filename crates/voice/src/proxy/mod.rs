@@ -169,9 +169,7 @@ mod health;
 mod invite;
 mod limits;
 mod timers;
-mod transport;
 mod trunk;
-mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -187,6 +185,7 @@ use hotsite_sip::message::{
     parse_bytes, response_to, Header, HeaderName, Message, Method, ParseError, Request, StatusCode,
     Uri, Via,
 };
+use hotsite_sip::proxy::{self as wire, ServerKey, Us};
 use hotsite_sip::transaction::TransactionConfig;
 
 use crate::routing::{Cause, Distribution, TrunkSpec, Trunks};
@@ -194,10 +193,9 @@ use crate::routing::{Cause, Distribution, TrunkSpec, Trunks};
 use self::invite::{Branch, Call};
 use self::timers::{TimerRef, Timers};
 use self::trunk::ProxyTrunk;
-use self::wire::{ServerKey, Us};
 
 pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
-pub use self::transport::{Peer, Transmit, Transport};
+pub use hotsite_sip::proxy::{Peer, Transmit, Transport};
 
 /// What the proxy core needs to run; built from `[voice]` by
 /// [`VoiceConfig::proxy_config`](crate::config::VoiceConfig::proxy_config).
@@ -570,10 +568,7 @@ impl Proxy {
         );
         let limits = limits::Limits::new(&config, now);
         let mut proxy = Proxy {
-            us: Us {
-                public: address,
-                listen: config.listen,
-            },
+            us: Us::new(address, config.listen),
             agent: address.to_string(),
             via_prefix: [
                 Bytes::from(format!("SIP/2.0/UDP {address};branch=")),

@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use hotsite_sip::prober::Prober;
+use hotsite_sip::proxy::Peer;
 use hotsite_sip::register::RegisterClient;
 
-use super::transport::Peer;
 use super::{TrunkRef, TrunkStats};
 
 /// One trunk's state in the proxy.

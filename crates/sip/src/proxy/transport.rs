@@ -1,6 +1,6 @@
 //! Where a message comes from or goes: a transport and an address.
 //!
-//! The proxy core names the transport of every input and output; the driver
+//! A proxy core names the transport of every input and output; the driver
 //! owns the sockets. Over UDP a peer is an address; over TCP it is a
 //! connection, named by its remote address: answers to a request that came
 //! over TCP go back on the connection it came on (RFC 3261 §18.2.2), and
@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-/// A SIP transport this proxy speaks.
+/// A SIP transport the proxies speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
     /// UDP: messages retransmitted by the transactions.
@@ -39,7 +39,7 @@ impl Transport {
     }
 
     /// From a Via's transport or a URI's `transport` parameter (any case);
-    /// `None` for transports this proxy does not speak (TLS, SCTP, WS).
+    /// `None` for transports the proxies do not speak (TLS, SCTP, WS).
     pub fn parse(name: &[u8]) -> Option<Transport> {
         if name.eq_ignore_ascii_case(b"udp") {
             Some(Transport::Udp)

@@ -1,12 +1,12 @@
-//! Small pieces of RFC 3261 the proxy applies to messages: transaction keys,
+//! Small pieces of RFC 3261 a proxy applies to messages: transaction keys,
 //! `received`/`rport` (§18.2.1, RFC 3581), where responses go (§18.2.2),
 //! next-hop addresses, branches, and who "we" are.
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::message::{Header, HeaderName, Headers, Request, Uri, Via, BRANCH_MAGIC_COOKIE};
 use bytes::{BufMut, Bytes, BytesMut};
 use hotsite_core::Rng;
-use hotsite_sip::message::{Header, HeaderName, Headers, Request, Uri, Via, BRANCH_MAGIC_COOKIE};
 use sha2::{Digest, Sha256};
 
 use super::transport::{Peer, Transport};
@@ -17,10 +17,13 @@ use super::transport::{Peer, Transport};
 /// map to the INVITE's key. The bytes are copied, so a key kept after the call
 /// (a tombstone) does not hold the datagram it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ServerKey(Box<[u8]>);
+pub struct ServerKey(Box<[u8]>);
 
 impl ServerKey {
-    pub(crate) fn of(request: &Request, via: &Via) -> Option<ServerKey> {
+    /// The key of `request`, whose top Via is `via`; `None` when a part the
+    /// key needs is missing (no branch, or for an old client no From tag,
+    /// Call-ID or CSeq).
+    pub fn of(request: &Request, via: &Via) -> Option<ServerKey> {
         let mut key = Vec::with_capacity(64);
         if via.has_rfc3261_branch() {
             key.extend_from_slice(via.branch.as_ref()?);
@@ -47,7 +50,7 @@ impl ServerKey {
 }
 
 /// An IP literal from a URI or Via host (`[::1]` brackets allowed).
-pub(crate) fn parse_ip(host: &[u8]) -> Option<IpAddr> {
+pub fn parse_ip(host: &[u8]) -> Option<IpAddr> {
     let host = std::str::from_utf8(host).ok()?;
     let host = host
         .strip_prefix('[')
@@ -60,7 +63,7 @@ pub(crate) fn parse_ip(host: &[u8]) -> Option<IpAddr> {
 /// RFC 3581): over TCP, back on the connection it came on; over UDP with
 /// `rport`, back to the source address and port; otherwise to the source IP
 /// (the `received` address) at the sent-by port.
-pub(crate) fn reply_addr(via: &Via, from: Peer) -> Peer {
+pub fn reply_addr(via: &Via, from: Peer) -> Peer {
     if from.transport == Transport::Tcp || via.rport().is_some() {
         from
     } else {
@@ -75,7 +78,7 @@ pub(crate) fn reply_addr(via: &Via, from: Peer) -> Peer {
 /// gone (RFC 6026) finds the same connection. The common UDP case (an IP
 /// sent-by equal to the source, no `rport`) edits nothing. Returns where
 /// responses go.
-pub(crate) fn stamp_via(headers: &mut Headers, via: &Via, from: Peer) -> Peer {
+pub fn stamp_via(headers: &mut Headers, via: &Via, from: Peer) -> Peer {
     let addr = reply_addr(via, from);
     let rport = via.rport().is_some() || from.transport == Transport::Tcp;
     if !rport && parse_ip(&via.host) == Some(from.addr.ip()) {
@@ -115,7 +118,7 @@ pub(crate) fn stamp_via(headers: &mut Headers, via: &Via, from: Peer) -> Peer {
 /// to its `received` (or host, if an IP) and `rport` (or port, or 5060).
 /// `None` when the host is a name (we resolve nothing) or the transport is
 /// one we do not speak.
-pub(crate) fn response_addr(via: &Via) -> Option<Peer> {
+pub fn response_addr(via: &Via) -> Option<Peer> {
     let transport = Transport::parse(&via.transport)?;
     let ip = match via.received() {
         Some(received) => parse_ip(received.as_bytes())?,
@@ -134,7 +137,7 @@ pub(crate) fn response_addr(via: &Via) -> Option<Peer> {
 /// The address a SIP URI points at (a Route entry or a Request-URI): its
 /// `maddr` or host, which must be an IP literal, and its port or 5060; with
 /// the transport its `transport` parameter names, if any.
-pub(crate) fn uri_addr(uri: &Uri) -> Result<(SocketAddr, Option<Transport>), &'static str> {
+pub fn uri_addr(uri: &Uri) -> Result<(SocketAddr, Option<Transport>), &'static str> {
     let sip = uri.sip().ok_or("not a sip: URI")?;
     if sip.secure {
         return Err("sips: needs TLS, which this proxy does not speak yet");
@@ -156,12 +159,20 @@ pub(crate) fn uri_addr(uri: &Uri) -> Result<(SocketAddr, Option<Transport>), &'s
 
 /// Our addresses: the public one (Via, Record-Route) and the bound one.
 #[derive(Debug, Clone)]
-pub(crate) struct Us {
-    pub(crate) public: SocketAddr,
-    pub(crate) listen: SocketAddr,
+pub struct Us {
+    /// The address we put in Via and Record-Route, and answer to.
+    pub public: SocketAddr,
+    /// The address the socket is bound to (it names us too, unless it is the
+    /// unspecified address).
+    pub listen: SocketAddr,
 }
 
 impl Us {
+    /// Us at `public` (Via, Record-Route), bound at `listen`.
+    pub fn new(public: SocketAddr, listen: SocketAddr) -> Us {
+        Us { public, listen }
+    }
+
     fn is(&self, ip: Option<IpAddr>, port: Option<u16>) -> bool {
         let Some(ip) = ip else {
             return false;
@@ -171,14 +182,14 @@ impl Us {
     }
 
     /// Whether a URI (a Route entry) names this proxy.
-    pub(crate) fn is_uri(&self, uri: &Uri) -> bool {
+    pub fn is_uri(&self, uri: &Uri) -> bool {
         uri.sip()
             .is_some_and(|sip| self.is(parse_ip(&sip.host), sip.port))
     }
 
     /// Removes the Route entries naming us from the top of `headers` (one,
     /// or two when the dialog was double record-routed); how many.
-    pub(crate) fn pop_routes(&self, headers: &mut Headers) -> usize {
+    pub fn pop_routes(&self, headers: &mut Headers) -> usize {
         let mut popped = 0;
         while headers
             .top_route()
@@ -191,28 +202,29 @@ impl Us {
     }
 
     /// Whether a Via hop is one this proxy pushed.
-    pub(crate) fn is_via(&self, via: &Via) -> bool {
+    pub fn is_via(&self, via: &Via) -> bool {
         self.is(parse_ip(&via.host), via.port)
     }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Stateful branches (one per INVITE sent to a trunk) carry this after the
+/// Stateful branches (one per request forwarded statefully) carry this after the
 /// magic cookie; their late non-2xx answers are never relayed statelessly.
-pub(crate) const STATEFUL_MARK: &[u8] = b"hs";
+const STATEFUL_MARK: &[u8] = b"hs";
 /// Branches of statelessly forwarded requests carry this.
 const STATELESS_MARK: &[u8] = b"hd";
 
-/// A fresh branch for an INVITE to a trunk: 96 random bits.
-pub(crate) fn stateful_branch(rng: &mut Rng) -> Bytes {
+/// A fresh branch for a request forwarded statefully (in `hotsite-voice`, an
+/// INVITE to a trunk): 96 random bits.
+pub fn stateful_branch(rng: &mut Rng) -> Bytes {
     let a = rng.next_u64();
     let b = rng.next_u64() as u32;
     Bytes::from(format!("{BRANCH_MAGIC_COOKIE}hs{a:016x}{b:08x}"))
 }
 
 /// Whether a branch is one of our stateful ones.
-pub(crate) fn is_stateful_branch(branch: &[u8]) -> bool {
+pub fn is_stateful_branch(branch: &[u8]) -> bool {
     branch
         .strip_prefix(BRANCH_MAGIC_COOKIE.as_bytes())
         .is_some_and(|rest| rest.starts_with(STATEFUL_MARK))
@@ -223,7 +235,7 @@ pub(crate) fn is_stateful_branch(branch: &[u8]) -> bool {
 /// branch and the next hop sees a retransmission too. The method is left out
 /// so that the ACK for a non-2xx answer to a re-INVITE gets the re-INVITE's
 /// branch, as §17.1.1.3 requires.
-pub(crate) fn stateless_branch(request: &Request, via: &Via) -> Bytes {
+pub fn stateless_branch(request: &Request, via: &Via) -> Bytes {
     let mut hash = Sha256::new();
     if via.has_rfc3261_branch() {
         if let Some(branch) = &via.branch {
@@ -269,7 +281,7 @@ pub(crate) fn stateless_branch(request: &Request, via: &Via) -> Bytes {
 
 /// `Warning: 399 host "text"` (§20.43), quotes and backslashes in the text
 /// replaced so the header stays valid.
-pub(crate) fn warning(agent: &str, text: &str) -> Header {
+pub fn warning(agent: &str, text: &str) -> Header {
     let clean: String = text
         .chars()
         .map(|c| match c {
