@@ -9,6 +9,7 @@
 //! - [`prober`]: trunk health by OPTIONS (SPEC V2, S4).
 //! - [`register`]: the REGISTER client for registration-based trunks (SPEC V2),
 //!   with [`digest`] authentication (MD5, SHA-256).
+//! - [`digest`]: also the registrar's side, challenge, nonces and verify (SPEC S8).
 //!
 //! Everything here is sans-IO (DESIGN.md): no socket, no task, no clock. Time
 //! comes in as `now: Instant`, randomness from a seeded `hotsite_core::Rng`;
