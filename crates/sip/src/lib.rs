@@ -13,6 +13,7 @@
 //! - [`proxy`]: the RFC 3261 proxy pieces both proxies share: [`proxy::Transport`],
 //!   [`proxy::Peer`] and [`proxy::Transmit`], transaction keys, `received`/`rport`,
 //!   where responses go, next hops, branches, Warning, and our own addresses.
+//! - [`digest`]: also the registrar's side, challenge, nonces and verify (SPEC S8).
 //!
 //! Everything here is sans-IO (DESIGN.md): no socket, no task, no clock. Time
 //! comes in as `now: Instant`, randomness from a seeded `hotsite_core::Rng`;

@@ -24,3 +24,6 @@ pub use wire::{
     is_stateful_branch, parse_ip, reply_addr, response_addr, stamp_via, stateful_branch,
     stateless_branch, uri_addr, warning, ServerKey, Us,
 };
+
+#[cfg(test)]
+mod tests;

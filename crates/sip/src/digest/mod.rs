@@ -1,13 +1,23 @@
 //! HTTP Digest authentication for SIP (RFC 3261 §22.4, RFC 2617, RFC 7616,
 //! RFC 8760): MD5 and SHA-256, their `-sess` variants, `qop=auth` and
 //! `qop=auth-int`, client nonce and nonce count.
+//!
+//! The client side ([`Challenge`], [`Answer`]) answers a trunk's challenge to
+//! our REGISTER (SPEC V2); the server side ([`Credentials`], [`NonceIssuer`],
+//! [`challenge`], [`verify`]) lets a registrar authenticate the agent phones
+//! that register with us (SPEC S8). Both hash through the same code, and both
+//! read parameters with one strict `#auth-param` parser.
 
 use std::fmt::{self, Write};
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::message::unquote;
+mod server;
+
+pub use server::{
+    challenge, verify, verify_ha1, Credentials, NonceCheck, NonceIssuer, VerifyError,
+};
 
 /// The hash a challenge asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +73,14 @@ impl Algorithm {
             Algorithm::Sha256 | Algorithm::Sha256Sess => to_hex(&Sha256::digest(data)),
         }
     }
+
+    /// How many hex digits [`Algorithm::hex`] writes.
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Md5 | Algorithm::Md5Sess => 32,
+            Algorithm::Sha256 | Algorithm::Sha256Sess => 64,
+        }
+    }
 }
 
 impl fmt::Display for Algorithm {
@@ -89,6 +107,14 @@ pub enum Qop {
 }
 
 impl Qop {
+    fn parse(name: &str) -> Option<Qop> {
+        match name.to_ascii_lowercase().as_str() {
+            "auth" => Some(Qop::Auth),
+            "auth-int" => Some(Qop::AuthInt),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Qop::Auth => "auth",
@@ -97,15 +123,22 @@ impl Qop {
     }
 }
 
-/// Why a challenge cannot be answered.
+/// Why a challenge cannot be answered, or credentials cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
-    /// Not a `Digest` challenge.
-    #[error("not a Digest challenge")]
+    /// Not the `Digest` scheme.
+    #[error("not Digest authentication")]
     NotDigest,
     /// A required parameter is missing.
-    #[error("challenge without {0}")]
+    #[error("no {0} parameter")]
     Missing(&'static str),
+    /// A parameter given twice (RFC 7235 §2.1: each name at most once).
+    #[error("parameter {0} given twice")]
+    Duplicate(String),
+    /// A parameter whose value does not follow its grammar (e.g. `nc` not
+    /// eight lower-case hex digits, `response` not a hash in hex).
+    #[error("invalid {0} parameter")]
+    Invalid(&'static str),
     /// An algorithm we do not implement.
     #[error("unsupported digest algorithm {0}")]
     UnsupportedAlgorithm(String),
@@ -138,21 +171,14 @@ pub struct Challenge {
 impl Challenge {
     /// Parses a challenge header value: `Digest realm="…", nonce="…", …`.
     pub fn parse(value: &[u8]) -> Result<Challenge, DigestError> {
-        let text = std::str::from_utf8(value).map_err(|_| DigestError::Malformed("not UTF-8"))?;
-        let text = text.trim_start();
-        let (scheme, rest) =
-            text.split_at(text.find([' ', '\t', '\r', '\n']).unwrap_or(text.len()));
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(DigestError::NotDigest);
-        }
         let mut realm = None;
         let mut nonce = None;
         let mut opaque = None;
         let mut algorithm = Algorithm::Md5;
         let mut qop = None;
         let mut stale = false;
-        for (name, value) in auth_params(rest)? {
-            match name.to_ascii_lowercase().as_str() {
+        for (name, value) in digest_params(value)? {
+            match name.as_str() {
                 "realm" => realm = Some(value),
                 "nonce" => nonce = Some(value),
                 "opaque" => opaque = Some(value),
@@ -161,13 +187,11 @@ impl Challenge {
                         .ok_or_else(|| DigestError::UnsupportedAlgorithm(value.clone()))?;
                 }
                 "qop" => {
-                    let offered: Vec<String> = value
-                        .split(',')
-                        .map(|q| q.trim().to_ascii_lowercase())
-                        .collect();
-                    qop = if offered.iter().any(|q| q == "auth") {
+                    let offered: Vec<Option<Qop>> =
+                        value.split(',').map(|q| Qop::parse(q.trim())).collect();
+                    qop = if offered.contains(&Some(Qop::Auth)) {
                         Some(Qop::Auth)
-                    } else if offered.iter().any(|q| q == "auth-int") {
+                    } else if offered.contains(&Some(Qop::AuthInt)) {
                         Some(Qop::AuthInt)
                     } else {
                         return Err(DigestError::UnsupportedQop(value));
@@ -227,26 +251,64 @@ impl Challenge {
 
     /// The `response` hash (RFC 2617 §3.2.2.1, RFC 7616 §3.4.1).
     pub fn response(&self, a: &Answer<'_>) -> String {
+        let nc = format!("{:08x}", a.nc);
+        let exchange = Exchange {
+            algorithm: self.algorithm,
+            nonce: &self.nonce,
+            cnonce: a.cnonce,
+            qop: self.qop.map(|qop| (qop, nc.as_str())),
+            method: a.method,
+            uri: a.uri,
+            body: a.body,
+        };
+        exchange.response(&ha1(self.algorithm, a.username, &self.realm, a.password))
+    }
+}
+
+/// `H(username:realm:password)`, before any `-sess` step: what a registrar may
+/// store instead of the password (RFC 7616 §3.4.2).
+fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    algorithm.hex(format!("{username}:{realm}:{password}").as_bytes())
+}
+
+/// Everything but HA1 that goes into a `response` hash; the client fills it
+/// from a challenge and its answer, the server from received credentials.
+struct Exchange<'a> {
+    algorithm: Algorithm,
+    nonce: &'a str,
+    cnonce: &'a str,
+    /// The qop, with the nonce count exactly as written in `nc`.
+    qop: Option<(Qop, &'a str)>,
+    method: &'a str,
+    uri: &'a str,
+    body: &'a [u8],
+}
+
+impl Exchange<'_> {
+    /// The `response` hash from HA1 (RFC 2617 §3.2.2.1-3, RFC 7616 §3.4.1-3).
+    fn response(&self, ha1: &str) -> String {
         let h = |s: &str| self.algorithm.hex(s.as_bytes());
-        let mut ha1 = h(&format!("{}:{}:{}", a.username, self.realm, a.password));
-        if self.algorithm.is_session() {
-            ha1 = h(&format!("{ha1}:{}:{}", self.nonce, a.cnonce));
-        }
+        let session;
+        let ha1 = if self.algorithm.is_session() {
+            session = h(&format!("{ha1}:{}:{}", self.nonce, self.cnonce));
+            &session
+        } else {
+            ha1
+        };
         let ha2 = match self.qop {
-            Some(Qop::AuthInt) => h(&format!(
+            Some((Qop::AuthInt, _)) => h(&format!(
                 "{}:{}:{}",
-                a.method,
-                a.uri,
-                self.algorithm.hex(a.body)
+                self.method,
+                self.uri,
+                self.algorithm.hex(self.body)
             )),
-            _ => h(&format!("{}:{}", a.method, a.uri)),
+            _ => h(&format!("{}:{}", self.method, self.uri)),
         };
         match self.qop {
-            Some(qop) => h(&format!(
-                "{ha1}:{}:{:08x}:{}:{}:{ha2}",
+            Some((qop, nc)) => h(&format!(
+                "{ha1}:{}:{nc}:{}:{}:{ha2}",
                 self.nonce,
-                a.nc,
-                a.cnonce,
+                self.cnonce,
                 qop.as_str()
             )),
             None => h(&format!("{ha1}:{}:{ha2}", self.nonce)),
@@ -277,56 +339,125 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// `#auth-param` after the scheme: `name=token` or `name="quoted"`, commas
-/// between.
+/// The parameters of a `Digest` header value: the scheme, then
+/// [`auth_params`].
+fn digest_params(value: &[u8]) -> Result<Vec<(String, String)>, DigestError> {
+    let text = std::str::from_utf8(value).map_err(|_| DigestError::Malformed("not UTF-8"))?;
+    let text = text.trim_start();
+    let (scheme, rest) = text.split_at(text.find([' ', '\t', '\r', '\n']).unwrap_or(text.len()));
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(DigestError::NotDigest);
+    }
+    auth_params(rest)
+}
+
+/// `#auth-param` after the scheme (RFC 7235 §2.1, RFC 3261 §25.1): `name=token`
+/// or `name="quoted-string"`, commas between (empty list elements allowed), LWS
+/// around. Names come back in lower case, each at most once; quoted values
+/// unescaped. A token and the same text quoted mean the same thing (RFC 7235
+/// §2.2), so callers do not tell them apart.
 fn auth_params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
     let bytes = s.as_bytes();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     let mut i = 0;
-    let skip = |i: &mut usize| {
-        while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t' | b'\r' | b'\n' | b',') {
-            *i += 1;
-        }
-    };
     loop {
-        skip(&mut i);
+        skip_lws(bytes, &mut i);
+        while bytes.get(i) == Some(&b',') {
+            i += 1;
+            skip_lws(bytes, &mut i);
+        }
         if i >= bytes.len() {
             return Ok(out);
         }
-        let name_start = i;
-        while i < bytes.len() && bytes[i] != b'=' && !matches!(bytes[i], b' ' | b'\t' | b',') {
-            i += 1;
-        }
-        let name = &s[name_start..i];
-        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
-            i += 1;
-        }
-        if i >= bytes.len() || bytes[i] != b'=' || name.is_empty() {
+        let name = token(s, &mut i)
+            .ok_or(DigestError::Malformed("expected a parameter name"))?
+            .to_ascii_lowercase();
+        skip_lws(bytes, &mut i);
+        if bytes.get(i) != Some(&b'=') {
             return Err(DigestError::Malformed("expected name=value"));
         }
         i += 1;
-        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
-            i += 1;
-        }
-        let value_start = i;
-        if bytes.get(i) == Some(&b'"') {
-            i += 1;
-            while i < bytes.len() && bytes[i] != b'"' {
-                i += if bytes[i] == b'\\' { 2 } else { 1 };
-            }
-            if i >= bytes.len() {
-                return Err(DigestError::Malformed("unterminated quoted value"));
-            }
-            i += 1;
+        skip_lws(bytes, &mut i);
+        let value = if bytes.get(i) == Some(&b'"') {
+            quoted_string(bytes, &mut i)?
         } else {
-            while i < bytes.len() && !matches!(bytes[i], b',' | b' ' | b'\t') {
-                i += 1;
+            token(s, &mut i)
+                .ok_or(DigestError::Malformed(
+                    "expected a token or a quoted string",
+                ))?
+                .to_owned()
+        };
+        if out.iter().any(|(seen, _)| *seen == name) {
+            return Err(DigestError::Duplicate(name));
+        }
+        out.push((name, value));
+        skip_lws(bytes, &mut i);
+        match bytes.get(i) {
+            None => return Ok(out),
+            Some(b',') => i += 1,
+            Some(_) => {
+                return Err(DigestError::Malformed(
+                    "expected a comma between parameters",
+                ))
             }
         }
-        let raw = &bytes[value_start..i];
-        let value = String::from_utf8_lossy(&unquote(raw)).into_owned();
-        out.push((name.to_owned(), value));
     }
+}
+
+/// Linear white space; CR and LF too, as a value may still be folded.
+fn skip_lws(bytes: &[u8], i: &mut usize) {
+    while bytes
+        .get(*i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        *i += 1;
+    }
+}
+
+/// RFC 3261 §25.1 `token`, if one starts at `i`.
+fn token<'a>(s: &'a str, i: &mut usize) -> Option<&'a str> {
+    let start = *i;
+    while s.as_bytes().get(*i).is_some_and(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+    }) {
+        *i += 1;
+    }
+    (*i > start).then(|| &s[start..*i])
+}
+
+/// RFC 3261 §25.1 `quoted-string` starting at the `"` at `i`, unescaped:
+/// `qdtext` is anything but `"`, `\` and controls (tab aside); a quoted-pair
+/// escapes one ASCII character other than CR and LF.
+fn quoted_string(bytes: &[u8], i: &mut usize) -> Result<String, DigestError> {
+    *i += 1;
+    let mut out = Vec::new();
+    loop {
+        let b = *bytes
+            .get(*i)
+            .ok_or(DigestError::Malformed("unterminated quoted string"))?;
+        *i += 1;
+        match b {
+            b'"' => break,
+            b'\\' => match bytes.get(*i) {
+                Some(&e) if e.is_ascii() && e != b'\r' && e != b'\n' => {
+                    out.push(e);
+                    *i += 1;
+                }
+                _ => return Err(DigestError::Malformed("bad escape in quoted string")),
+            },
+            b'\t' => out.push(b),
+            _ if b.is_ascii_control() => {
+                return Err(DigestError::Malformed("control character in quoted string"))
+            }
+            _ => out.push(b),
+        }
+    }
+    // Only ASCII bytes were unescaped, so a UTF-8 input stays UTF-8.
+    String::from_utf8(out).map_err(|_| DigestError::Malformed("not UTF-8"))
 }
 
 #[cfg(test)]
@@ -453,8 +584,8 @@ mod tests {
         );
     }
 
-    /// RFC 2617 §3.2.1: what is not a well-formed Digest challenge is refused with
-    /// the reason; `stale` and quoted-pairs are understood.
+    /// RFC 2617 §3.2.1, RFC 7235 §2.1: what is not a well-formed Digest challenge
+    /// is refused with the reason; `stale` and quoted-pairs are understood.
     #[test]
     fn malformed_challenges_are_errors() {
         assert_eq!(
@@ -472,6 +603,14 @@ mod tests {
         assert!(matches!(
             Challenge::parse(br#"Digest realm="r", nonce="n", qop="x""#),
             Err(DigestError::UnsupportedQop(_))
+        ));
+        assert_eq!(
+            Challenge::parse(br#"Digest realm="r", nonce="a", Nonce="b""#),
+            Err(DigestError::Duplicate("nonce".into()))
+        );
+        assert!(matches!(
+            Challenge::parse(br#"Digest realm="r" nonce="n""#),
+            Err(DigestError::Malformed(_))
         ));
         let stale = Challenge::parse(br#"Digest realm="r", nonce="n", stale=TRUE"#).unwrap();
         assert!(stale.stale);
