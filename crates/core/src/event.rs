@@ -179,7 +179,11 @@ impl std::fmt::Display for Event {
                 dn,
                 state,
                 reason,
-            } => write!(f, "{}: agent {agent} on DN {dn} {state} ({reason})", self.target),
+            } => write!(
+                f,
+                "{}: agent {agent} on DN {dn} {state} ({reason})",
+                self.target
+            ),
             EventKind::SiteMode { mode, cause } => {
                 write!(f, "{}: mode {mode} ({cause})", self.target)
             }

@@ -92,6 +92,80 @@ pub(crate) async fn send(
 }
 
 /// Prints binds, queue depth and recent bind events.
+/// `hotsite site drain` / `hotsite site status` (SPEC S1–S8).
+pub(crate) async fn site(
+    endpoint: Endpoint,
+    drain: bool,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::new();
+    let request = if drain {
+        client.post(format!("{}/v1/site/drain", endpoint.base))
+    } else {
+        client.get(format!("{}/v1/site", endpoint.base))
+    };
+    let (status, answer) = call(&endpoint, request).await?;
+    if !status.is_success() {
+        eprintln!("refused ({status}): {answer}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_site(&answer);
+    if drain {
+        println!("draining: the process stops when no call is left");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The site section as lines: mode, peer, DNs, agents.
+fn print_site(site: &Value) {
+    let peer = match site["peer"].as_object() {
+        Some(peer) => format!(
+            "peer {} {}",
+            peer["address"].as_str().unwrap_or("?"),
+            if peer["in_service"] == true {
+                "in service"
+            } else {
+                "OUT OF SERVICE"
+            }
+        ),
+        None => "no peer (single-site)".to_owned(),
+    };
+    println!(
+        "site {}: {}, {peer}; calls active {}",
+        site["name"].as_str().unwrap_or("?"),
+        site["mode"].as_str().unwrap_or("?"),
+        site["calls"]["active"]
+    );
+    for dn in site["dns"].as_array().into_iter().flatten() {
+        println!(
+            "  DN {:<8} {:<15} dr-forward {:<9} contacts {}",
+            dn["dn"].as_str().unwrap_or("?"),
+            if dn["in_service"] == true {
+                "in service"
+            } else {
+                "out of service"
+            },
+            dn["dr_forward"].as_str().unwrap_or("?"),
+            dn["contacts"].as_array().map_or(0, Vec::len)
+        );
+    }
+    for agent in site["agents"].as_array().into_iter().flatten() {
+        println!(
+            "  agent {:<12} {:<16} {}",
+            agent["id"].as_str().unwrap_or("?"),
+            agent["state"].as_str().unwrap_or("?"),
+            agent["dn"]
+                .as_str()
+                .map(|dn| format!("on DN {dn}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
 pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<ExitCode> {
     let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
     let (status, answer) = call(&endpoint, request).await?;
@@ -136,6 +210,9 @@ pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<
                 );
             }
         }
+    }
+    if answer["site"].is_object() {
+        print_site(&answer["site"]);
     }
     if let Some(trunks) = answer["trunks"].as_array() {
         println!("trunks:");

@@ -31,8 +31,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
-    /// The site this instance of hotsite runs at.
-    pub(crate) site: SiteSection,
+    /// The site this instance of hotsite runs at: its name and, with
+    /// `listen`, business continuity (SPEC S1–S8).
+    pub(crate) site: hotsite_site::SiteConfig,
     /// SMPP connections to the aggregator: the channel named `smpp`.
     pub(crate) smpp: Option<SmppSection>,
     /// The other channels: HTTP aggregators, digital channels' webhooks, e-mail.
@@ -170,14 +171,6 @@ pub(crate) struct WebhookSection {
     pub(crate) timeout: Option<WrittenDuration>,
 }
 
-/// `[site]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SiteSection {
-    /// This site's name.
-    pub(crate) name: String,
-}
-
 /// `[smpp]`. Durations are strings such as `"35s"` or `"500ms"`; a bad one is
 /// reported with the section's other problems, not alone.
 #[derive(Debug, Deserialize)]
@@ -273,6 +266,12 @@ pub(crate) struct Config {
     pub(crate) store_path: PathBuf,
     /// The trunk failover proxy, validated.
     pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
+    /// Business continuity (SPEC S1–S8), validated; none without
+    /// `site.listen`.
+    pub(crate) continuity: Option<hotsite_site::SiteConfig>,
+    /// Whether messaging runs: `[smpp]` or `[[routes]]` are configured. A
+    /// site may run only voice or business continuity.
+    pub(crate) messaging: bool,
     /// How the store is opened (reference window, correlation wait).
     pub(crate) store_options: SqliteOptions,
 }
@@ -426,11 +425,16 @@ impl ConfigFile {
                 );
             }
         }
-        if self.smpp.is_none() && self.routes.is_empty() {
+        let messaging = self.smpp.is_some() || !self.routes.is_empty();
+        if !messaging && self.voice.is_none() && !self.site.enabled() {
             issues.add(
                 "smpp",
-                "nothing to send with: configure [smpp], or [[channels]] and [[routes]]",
+                "nothing to run: configure [smpp], or [[channels]] and [[routes]] \
+                 (messaging), [voice] (trunks) or site.listen (business continuity)",
             );
+        }
+        if let Err(error) = self.site.validate() {
+            issues.extend_under("", error.0.iter().cloned());
         }
         if let Some(Err(error)) = self.voice.as_ref().map(|voice| voice.validate()) {
             issues.extend_under("", error.issues().iter().cloned());
@@ -463,11 +467,13 @@ impl ConfigFile {
             tokens: self.api.tokens,
         };
         Ok(Config {
-            site: self.site.name,
+            site: self.site.name.clone(),
             host,
             gateway,
             store_path: self.store.path,
             voice: self.voice,
+            continuity: self.site.enabled().then(|| self.site.clone()),
+            messaging,
             store_options,
         })
     }

@@ -114,6 +114,25 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Business continuity of a running site (SPEC S1-S8): `hotsite site
+    /// drain` starts a graceful shutdown (SPEC S7: new calls rejected or
+    /// redirected to the peer, agents logged out as their calls end, the
+    /// process stops when no call is left); `hotsite site status` shows the
+    /// mode, the peer, DNs and agents.
+    Site {
+        /// What to do.
+        #[command(subcommand)]
+        action: SiteAction,
+        /// The site's configuration (for its API address and a token).
+        #[arg(long, default_value = "hotsite.toml", global = true)]
+        config: PathBuf,
+        /// API base URL, overriding the config.
+        #[arg(long, global = true)]
+        api: Option<String>,
+        /// Bearer token, overriding the config's first token.
+        #[arg(long, global = true)]
+        token: Option<String>,
+    },
     /// Validates a configuration file (gateway or lab); exits non-zero with
     /// every error, each naming its key.
     CheckConfig {
@@ -125,6 +144,19 @@ enum Command {
         /// (whose ports are taken) can be checked.
         #[arg(long)]
         runtime: bool,
+    },
+}
+
+/// `hotsite site …`.
+#[derive(Debug, clap::Subcommand)]
+enum SiteAction {
+    /// Starts draining the site (SPEC S7) and prints its state.
+    Drain,
+    /// Prints the site's mode, peer, DNs and agents.
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,6 +191,18 @@ fn main() -> ExitCode {
             token,
         } => client::Endpoint::new(&config, api, token)
             .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
+        Command::Site {
+            action,
+            config,
+            api,
+            token,
+        } => client::Endpoint::new(&config, api, token).and_then(|endpoint| {
+            let (drain, json) = match action {
+                SiteAction::Drain => (true, false),
+                SiteAction::Status { json } => (false, json),
+            };
+            runtime()?.block_on(client::site(endpoint, drain, json))
+        }),
         #[cfg(feature = "lab")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         #[cfg(feature = "lab")]

@@ -23,8 +23,15 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let store = SqliteStore::open(&config.store_path, config.store_options.clone())
-        .with_context(|| format!("cannot open the store {}", config.store_path.display()))?;
+    let store = if config.messaging {
+        Some(
+            SqliteStore::open(&config.store_path, config.store_options.clone()).with_context(
+                || format!("cannot open the store {}", config.store_path.display()),
+            )?,
+        )
+    } else {
+        None
+    };
     // The port first: a conflict fails before any system starts.
     let mut host = Host::bind(config.host.clone()).await?;
     let deps = host.deps();
@@ -36,10 +43,21 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         voice_addr = Some(voice.local_addr());
         host.add(Box::new(voice), routes);
     }
-    let (gateway, routes) = hotsite_messaging::start(config.gateway.clone(), store, &deps)
-        .await
-        .context("cannot start the gateway")?;
-    host.add(Box::new(gateway), routes);
+    // Business continuity before messaging: its drain ends the process.
+    let mut site = None;
+    if let Some(continuity) = &config.continuity {
+        let (handle, routes) = hotsite_site::start(continuity, &deps)
+            .await
+            .context("cannot start business continuity (site)")?;
+        site = Some((handle.local_addr(), handle.drain_watch()));
+        host.add(Box::new(handle), routes);
+    }
+    if let Some(store) = store {
+        let (gateway, routes) = hotsite_messaging::start(config.gateway.clone(), store, &deps)
+            .await
+            .context("cannot start the gateway")?;
+        host.add(Box::new(gateway), routes);
+    }
     let host = host.serve()?;
     println!(
         "hotsite {} for site {}: API on http://{}",
@@ -47,18 +65,43 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         config.site,
         host.local_addr()
     );
-    println!(
-        "store {}; {}",
-        config.store_path.display(),
-        config.summary()
-    );
+    if config.messaging {
+        println!(
+            "store {}; {}",
+            config.store_path.display(),
+            config.summary()
+        );
+    }
     if let Some(addr) = voice_addr {
         println!("voice proxy on {addr} (UDP and TCP)");
     }
-    wait_for_signal().await?;
-    eprintln!("stopping: unbinding; queued messages stay in the store");
+    let drained = match site {
+        Some((addr, drained)) => {
+            println!("site {} on {addr} (SIP over UDP)", config.site);
+            Some(drained)
+        }
+        None => None,
+    };
+    tokio::select! {
+        result = wait_for_signal() => {
+            result?;
+            eprintln!("stopping: unbinding; queued messages stay in the store");
+        }
+        () = wait_drained(drained) => {
+            eprintln!("drained: no call left at this site (or site.drain_timeout passed); stopping");
+        }
+    }
     host.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves when a drain of the site is over (SPEC S7); never without a
+/// site.
+async fn wait_drained(drained: Option<hotsite_site::DrainWatch>) {
+    match drained {
+        Some(drained) => drained.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

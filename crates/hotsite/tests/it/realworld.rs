@@ -337,7 +337,7 @@ async fn a_full_disk_delays_but_loses_and_repeats_nothing() {
     // A small row can still fit in a page freed by an update, and such a commit
     // proves room for a moment; the flag follows the store, so it is polled
     // while receipts keep being refused rather than read once.
-    let start = std::time::Instant::now();
+    let start = crate::gateway::now();
     loop {
         let full = s.store.stats().await.unwrap().storage_full;
         if full && health(http.clone()).await == (503, json!("degraded: storage full")) {
