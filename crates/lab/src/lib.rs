@@ -287,6 +287,8 @@ mod dns;
 mod fault;
 mod http;
 mod lab;
+mod link;
+mod peers;
 mod port;
 mod shared;
 pub mod sip;
@@ -297,15 +299,17 @@ mod traffic;
 
 pub use config::{
     AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
-    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, ReceiptConfig, SiteConfig,
-    SmscConfig, SmtpConfig, WebhookConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig, LabPhoneConfig,
+    ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
+pub use link::{DirectionStats, Link, LinkConfig, LinkError, LinkState, LinkStats};
 pub use sip::{
-    CallRecord, CallerProgress, ReceivedInvite, SipCaller, SipCallerConfig, SipError, SipTrunk,
-    SipTrunkConfig, TrunkFault, TrunkStats,
+    CallRecord, CallerProgress, PhoneAnswer, PhoneCommand, PhoneStats, ReceivedInvite,
+    RegistrarStats, RegistrationStatus, SipCaller, SipCallerConfig, SipError, SipPhone,
+    SipPhoneConfig, SipTrunk, SipTrunkConfig, TrunkFault, TrunkStats,
 };
 pub use smtp::SmtpFault;
 pub use stats::{

@@ -130,7 +130,7 @@ fn no_accounts_or_sites_is_rejected() {
     check_error(
         "[lab]\nsites = []\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"",
         "lab.sites: at least one site is needed (or an HTTP site, webhook receiver, DNS \
-         server or SMTP sink)",
+         server, SMTP sink, phone or link)",
     );
     check_error(
         "[lab]\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"\n\
