@@ -286,7 +286,11 @@ async fn post_phone_command(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // An unknown phone is reported as such even when the body is bad too.
-    let known = shared.peers().phone_addrs().into_iter().any(|(known, _)| known == dn);
+    let known = shared
+        .peers()
+        .phone_addrs()
+        .into_iter()
+        .any(|(known, _)| known == dn);
     if !known {
         return Err(LabError::UnknownPhone(dn).into());
     }

@@ -308,10 +308,8 @@ impl Link {
             return Ok(());
         }
         let _runtime = inner.runtime.enter();
-        let a_listener =
-            port::listen(inner.a_port.addr).map_err(bind_error(&inner.config, "a"))?;
-        let b_listener =
-            port::listen(inner.b_port.addr).map_err(bind_error(&inner.config, "b"))?;
+        let a_listener = port::listen(inner.a_port.addr).map_err(bind_error(&inner.config, "a"))?;
+        let b_listener = port::listen(inner.b_port.addr).map_err(bind_error(&inner.config, "b"))?;
         *inner.a_port.life() = Some(spawn_accept(inner, Direction::AToB, a_listener));
         *inner.b_port.life() = Some(spawn_accept(inner, Direction::BToA, b_listener));
         inner.cut.store(false, Ordering::SeqCst);
@@ -379,7 +377,10 @@ impl Inner {
     }
 }
 
-fn bind_error<'a>(config: &'a LinkConfig, side: &'static str) -> impl Fn(io::Error) -> LinkError + 'a {
+fn bind_error<'a>(
+    config: &'a LinkConfig,
+    side: &'static str,
+) -> impl Fn(io::Error) -> LinkError + 'a {
     move |source| LinkError::Bind {
         name: config.name.clone(),
         side,
@@ -422,7 +423,12 @@ async fn bind_side(
 }
 
 /// Relays datagrams arriving at `from` out of `to`, or drops them while cut.
-async fn pump_udp(inner: Arc<Inner>, direction: Direction, from: Arc<UdpSocket>, to: Arc<UdpSocket>) {
+async fn pump_udp(
+    inner: Arc<Inner>,
+    direction: Direction,
+    from: Arc<UdpSocket>,
+    to: Arc<UdpSocket>,
+) {
     let target = inner.target(direction);
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {

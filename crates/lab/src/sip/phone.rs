@@ -28,6 +28,9 @@ use super::wire::branch;
 use super::SipError;
 use crate::clock::Clock;
 
+#[cfg(test)]
+mod tests;
+
 /// Longest registration a phone asks for: a day. More is a typo.
 const MAX_EXPIRES: Duration = Duration::from_secs(86_400);
 
@@ -178,9 +181,8 @@ impl SipPhoneConfig {
                 "{dn} timers: t1 must be above zero and t2 at least t1"
             ));
         }
-        check_registrars(&self.registrars).map_err(|reason| {
-            SipError::Invalid(format!("sip phone {dn} registrars: {reason}"))
-        })
+        check_registrars(&self.registrars)
+            .map_err(|reason| SipError::Invalid(format!("sip phone {dn} registrars: {reason}")))
     }
 }
 
@@ -685,9 +687,7 @@ impl Endpoint for Phone {
     }
 
     fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
-        self.outbox
-            .pop_front()
-            .or_else(|| self.uas.poll_transmit())
+        self.outbox.pop_front().or_else(|| self.uas.poll_transmit())
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
