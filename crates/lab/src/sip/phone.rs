@@ -146,10 +146,12 @@ impl SipPhoneConfig {
 
     pub(crate) fn validate(&self) -> Result<(), SipError> {
         let invalid = |what: String| Err(SipError::Invalid(format!("sip phone {what}")));
-        let user_part = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,".contains(c);
+        // Characters a URI user part and a token (the answers' Contact and
+        // tags) both take as they are.
+        let user_part = |c: char| c.is_ascii_alphanumeric() || "-_.!~*+".contains(c);
         if self.dn.is_empty() || !self.dn.chars().all(user_part) {
             return invalid(format!(
-                "dn {:?}: must be a SIP URI user part (letters, digits, -_.!~*'()&=+$,)",
+                "dn {:?}: must be ASCII letters, digits and -_.!~*+",
                 self.dn
             ));
         }
@@ -327,9 +329,10 @@ impl SipPhone {
     }
 
     /// Registers at `registrars` from now on: new ones at once (if the phone
-    /// is registering), ones kept as they are. Registrars left out are not
-    /// contacted again, not even to unregister (their site may be down): their
-    /// bindings lapse. Switching sites is `set_registrars(vec![other])`
+    /// is registering; else at the next [`SipPhone::resume`]), ones kept as
+    /// they are. Registrars left out are not contacted again, not even to
+    /// unregister (their site may be down): their bindings lapse. Only an
+    /// unregistration already under way there is let finish. Switching sites is `set_registrars(vec![other])`
     /// (SPEC S2, single registration). A registrar listed twice is refused.
     pub fn set_registrars(&self, registrars: Vec<SocketAddr>) -> Result<(), SipError> {
         check_registrars(&registrars).map_err(|reason| {
@@ -595,7 +598,14 @@ impl Phone {
         for registration in &mut self.registrations {
             if !registrars.contains(&registration.registrar) {
                 registration.listed = false;
-                registration.client = None;
+                // An unregistration under way is let finish (it was asked for).
+                let unregistering = registration
+                    .client
+                    .as_ref()
+                    .is_some_and(|client| client.state() == RegistrationState::Unregistering);
+                if !unregistering {
+                    registration.client = None;
+                }
             }
         }
         for &registrar in registrars {

@@ -369,6 +369,32 @@ fn unregister_removes_the_binding_and_stays_quiet() {
     );
 }
 
+/// Leaving a registrar while unregistering there lets the unregistration
+/// finish (through its challenge), then nothing more goes there.
+#[test]
+fn an_unregistration_under_way_outlives_a_switch() {
+    let mut sim = Sim::new(vec![Registrar::new("a", addr(SITE_A), 10)], |_| {});
+    sim.run_until(secs(1));
+    sim.transcript.clear();
+    sim.phone.stop_registering();
+    sim.phone.unregister(sim.now);
+    sim.phone.set_registrars(sim.now, &[]);
+    sim.run_until(secs(60));
+    sim.check(
+        "
+          1000 phone>a REGISTER expires=0
+          1000 a>phone 401
+          1000 phone>a REGISTER expires=0 nc=1
+          1000 a>phone 200
+        ",
+    );
+    let stats = sim.registrar_stats(SITE_A);
+    assert_eq!(
+        (stats.state, stats.unregistered),
+        (RegistrationStatus::Dropped, 1)
+    );
+}
+
 /// SPEC S8 dual registration: one binding at each site, refreshed apart.
 /// SPEC S2: switching to one site leaves the other alone (its binding
 /// lapses); switching back registers there at once.
