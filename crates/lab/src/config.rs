@@ -1,6 +1,7 @@
 //! The lab's configuration: which sites and SMSC instances to simulate, which
 //! accounts may bind, how receipts misbehave, and the optional HTTP API sites,
-//! webhook receivers, DNS server and SMTP sink.
+//! webhook receivers, DNS server and SMTP sink, agent phones and inter-site
+//! links.
 //!
 //! Parsed from TOML under a top-level `[lab]` table and validated before any
 //! socket is opened, so a bad file fails with an error naming the key
@@ -13,10 +14,12 @@ use std::net::SocketAddr;
 use hotsite_smpp::pdu::MessageState;
 use serde::{Deserialize, Serialize};
 
+mod peers;
 mod servers;
 #[cfg(test)]
 mod tests;
 
+pub use peers::{LabLinkConfig, LabPhoneConfig};
 pub(crate) use servers::normalize_dns_name;
 pub use servers::{
     DnsConfig, DnsRecordConfig, HttpConfig, HttpSiteConfig, SmtpConfig, WebhookConfig,
@@ -75,6 +78,12 @@ pub struct LabConfig {
     /// An SMTP sink for the e-mail fallback channel (`[lab.smtp]`).
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// Agent phones registering at the sites (`[[lab.phones]]`, SPEC S8).
+    #[serde(default)]
+    pub phones: Vec<LabPhoneConfig>,
+    /// Inter-site links that can be cut (`[[lab.links]]`, SPEC S4).
+    #[serde(default)]
+    pub links: Vec<LabLinkConfig>,
 }
 
 /// One account (`system_id` and `password` of the bind).
@@ -290,6 +299,8 @@ impl LabConfig {
             webhooks: Vec::new(),
             dns: None,
             smtp: None,
+            phones: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -314,11 +325,13 @@ impl LabConfig {
             && self.webhooks.is_empty()
             && self.dns.is_none()
             && self.smtp.is_none()
+            && self.phones.is_empty()
+            && self.links.is_empty()
         {
             return Err(ConfigError::invalid(
                 "lab.sites",
                 "at least one site is needed (or an HTTP site, webhook receiver, \
-                 DNS server or SMTP sink)",
+                 DNS server, SMTP sink, phone or link)",
             ));
         }
         if !self.sites.is_empty() || http_sites > 0 {
@@ -335,12 +348,17 @@ impl LabConfig {
             http.validate(&mut fixed_addrs)?;
         }
         servers::validate_webhooks(&self.webhooks, &mut fixed_addrs)?;
+        // UDP ports are another namespace than TCP's.
+        let mut fixed_udp_addrs = FixedAddrs::default();
         if let Some(dns) = &self.dns {
             dns.validate()?;
+            fixed_udp_addrs.claim("lab.dns.listen".to_owned(), dns.listen)?;
         }
         if let Some(smtp) = &self.smtp {
             smtp.validate(&mut fixed_addrs)?;
         }
+        peers::validate_phones(&self.phones, &mut fixed_udp_addrs)?;
+        peers::validate_links(&self.links, &mut fixed_addrs, &mut fixed_udp_addrs)?;
         Ok(())
     }
 
@@ -539,8 +557,9 @@ impl FinalState {
     }
 }
 
-/// The fixed TCP addresses claimed so far, with the key that claimed each:
-/// they must be distinct (port 0 is a fresh port every time).
+/// The fixed addresses of one transport (TCP or UDP) claimed so far, with the
+/// key that claimed each: they must be distinct (port 0 is a fresh port every
+/// time).
 #[derive(Default)]
 pub(crate) struct FixedAddrs {
     claimed: Vec<(SocketAddr, String)>,

@@ -1,5 +1,6 @@
 //! The HTTP control API: read counters, inject faults, send MOs, read what the
-//! handsets, webhook receivers and SMTP sink got, move DNS records.
+//! handsets, webhook receivers and SMTP sink got, move DNS records, command
+//! phones and cut links.
 //!
 //! JSON in and out; every error is `{"error": "..."}` with 400 for a bad request
 //! and 404 for an unknown site or instance. The routes are listed in the crate
@@ -25,6 +26,7 @@ use crate::http::{HttpFault, ServerRef};
 use crate::lab::{self, LabError};
 use crate::port::lock;
 use crate::shared::Shared;
+use crate::sip::{PhoneCommand, SipError};
 use crate::smtp::SmtpFault;
 use crate::traffic::{HandsetMessage, HttpMoRequest, MoRequest};
 
@@ -56,6 +58,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/dns/records", post(post_dns_record))
         .route("/v1/smtp/fault", post(post_smtp_fault))
         .route("/v1/smtp/mails", get(get_smtp_mails))
+        .route("/v1/phones", get(get_phones))
+        .route("/v1/phones/{dn}/command", post(post_phone_command))
+        .route("/v1/links", get(get_links))
+        .route("/v1/links/{name}/cut", post(post_link_cut))
+        .route("/v1/links/{name}/restore", post(post_link_restore))
         .with_state(shared)
 }
 
@@ -78,14 +85,19 @@ impl From<LabError> for ApiError {
             LabError::UnknownSmsc(_)
             | LabError::UnknownSite(_)
             | LabError::UnknownWebhook(_)
+            | LabError::UnknownPhone(_)
+            | LabError::UnknownLink(_)
             | LabError::NotConfigured(_) => StatusCode::NOT_FOUND,
             LabError::UnknownAccount(_)
             | LabError::InvalidFault(_)
             | LabError::InvalidMo(_)
-            | LabError::InvalidDns(_) => StatusCode::BAD_REQUEST,
-            LabError::Config(_) | LabError::Listen { .. } | LabError::HttpClient(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            | LabError::InvalidDns(_)
+            | LabError::Sip(SipError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            LabError::Config(_)
+            | LabError::Listen { .. }
+            | LabError::HttpClient(_)
+            | LabError::Sip(SipError::Bind { .. })
+            | LabError::Link(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
             status,
@@ -260,4 +272,61 @@ async fn get_smtp_mails(
         .ok_or(LabError::NotConfigured("lab.smtp"))?;
     let query = LimitQuery::read(query)?;
     Ok(Json(query.tail(&smtp.mails())).into_response())
+}
+
+async fn get_phones(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.peers().phone_stats()).into_response()
+}
+
+/// `POST /v1/phones/{dn}/command`: `{"command": "stop_registering"}` and the
+/// like; answers the command with the phone's DN.
+async fn post_phone_command(
+    State(shared): State<Arc<Shared>>,
+    Path(dn): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // An unknown phone is reported as such even when the body is bad too.
+    let known = shared
+        .peers()
+        .phone_addrs()
+        .into_iter()
+        .any(|(known, _)| known == dn);
+    if !known {
+        return Err(LabError::UnknownPhone(dn).into());
+    }
+    let command: PhoneCommand = parse_body(&body)?;
+    shared.peers().phone_command(&dn, command.clone())?;
+    let mut answer = serde_json::to_value(&command).unwrap_or_default();
+    if let Some(fields) = answer.as_object_mut() {
+        fields.insert("phone".to_owned(), serde_json::Value::String(dn));
+    }
+    Ok(Json(answer).into_response())
+}
+
+async fn get_links(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.peers().link_stats()).into_response()
+}
+
+/// `POST /v1/links/{name}/cut` (any body): cuts the link (SPEC S4); answers
+/// its stats.
+async fn post_link_cut(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let peers = shared.peers();
+    let link = peers.link(&name)?;
+    link.cut();
+    Ok(Json(link.stats()).into_response())
+}
+
+/// `POST /v1/links/{name}/restore` (any body): restores the link; answers its
+/// stats.
+async fn post_link_restore(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let peers = shared.peers();
+    let link = peers.link(&name)?;
+    link.restore().map_err(LabError::from)?;
+    Ok(Json(link.stats()).into_response())
 }

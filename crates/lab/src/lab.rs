@@ -16,8 +16,11 @@ use crate::fault::{Fault, InvalidFault};
 use crate::http::aggregator::MAX_MESSAGE_CHARS;
 use crate::http::callbacks::{self, Callback};
 use crate::http::{form, HttpFault, ServerRef};
+use crate::link::{LinkError, LinkStats};
+use crate::peers::Peers;
 use crate::port::lock;
 use crate::shared::Shared;
+use crate::sip::{PhoneCommand, PhoneStats, SipError};
 use crate::smpp::provider::{Delivery, DeliveryKind, Route};
 use crate::smpp::receipt::encode_text;
 use crate::smtp::SmtpFault;
@@ -80,6 +83,18 @@ pub enum LabError {
     /// The MO cannot be sent as it is.
     #[error("invalid mo: {0}")]
     InvalidMo(String),
+    /// No phone has this DN.
+    #[error("unknown phone {0:?}")]
+    UnknownPhone(String),
+    /// No link has this name.
+    #[error("unknown link {0:?}")]
+    UnknownLink(String),
+    /// A phone could not start, or refused a command.
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    /// A link could not start, or listen again after a cut.
+    #[error(transparent)]
+    Link(#[from] LinkError),
 }
 
 /// A running lab. Dropping it closes every port and stops every task without
@@ -90,13 +105,15 @@ pub struct LabHandle {
 }
 
 impl Lab {
-    /// Validates `config`, binds every port (SMSC instances, HTTP sites,
-    /// webhook receivers, DNS, SMTP, the control API), and starts serving. Must
-    /// be called within a tokio runtime.
+    /// Validates `config`, starts the links and phones (which register at
+    /// once), binds every port (SMSC instances, HTTP sites, webhook receivers,
+    /// DNS, SMTP, the control API), and starts serving. Must be called within
+    /// a tokio runtime.
     pub async fn start(config: LabConfig) -> Result<LabHandle, LabError> {
         config.validate()?;
         let control_config_addr = config.control;
-        let (shared, listeners) = Shared::bind_all(config, Clock::start())?;
+        let peers = Peers::start(&config).await?;
+        let (shared, listeners) = Shared::bind_all(config, Clock::start(), peers)?;
         let control_listener = TcpListener::bind(control_config_addr)
             .await
             .map_err(|source| LabError::Listen {
@@ -269,7 +286,41 @@ impl LabHandle {
         self.shared.dns.as_ref().map_or(0, |dns| dns.queries(name))
     }
 
-    /// Stops every listener, session, timer and the control API, and waits for them.
+    /// Every phone (`[[lab.phones]]`): its DN and address, in configuration
+    /// order.
+    pub fn phone_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.shared.peers().phone_addrs()
+    }
+
+    /// Every phone's registrations, calls and received INVITEs (SPEC S8).
+    pub fn phone_stats(&self) -> Vec<PhoneStats> {
+        self.shared.peers().phone_stats()
+    }
+
+    /// Runs `command` on phone `dn`: stop registering, unregister, resume,
+    /// switch registrars, or change how it answers.
+    pub fn phone_command(&self, dn: &str, command: PhoneCommand) -> Result<(), LabError> {
+        self.shared.peers().phone_command(dn, command)
+    }
+
+    /// Every link (`[[lab.links]]`): its addresses, state and counters.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        self.shared.peers().link_stats()
+    }
+
+    /// Cuts link `name` both ways (SPEC S4); see [`crate::Link::cut`].
+    pub fn cut_link(&self, name: &str) -> Result<(), LabError> {
+        self.shared.peers().link(name)?.cut();
+        Ok(())
+    }
+
+    /// Restores link `name`; see [`crate::Link::restore`].
+    pub fn restore_link(&self, name: &str) -> Result<(), LabError> {
+        Ok(self.shared.peers().link(name)?.restore()?)
+    }
+
+    /// Stops every listener, session, timer, phone, link and the control API,
+    /// and waits for them.
     pub async fn shutdown(self) {
         self.shared.shut_down().await;
         tracing::info!("lab stopped");

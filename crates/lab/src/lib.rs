@@ -18,11 +18,20 @@
 //! proxy and records each one's setup time and outcome. They run on their
 //! own, outside [`Lab`].
 //!
+//! For the sites' business continuity (SPEC S1–S8): agent phones
+//! ([`SipPhone`]) that register at one site or both with Digest, stop
+//! refreshing on command (their DN goes out of service, S8), switch sites
+//! (S2) and answer, refuse or ignore calls, logging which site sent each; the
+//! caller calls one DN through a site (`to_user`, S1); and an inter-site link
+//! ([`Link`]), a UDP and TCP relay the lab cuts and restores (S4). They run
+//! on their own, or in a lab (`[[lab.phones]]`, `[[lab.links]]`) steered by
+//! the control API.
+//!
 //! # Layout
 //!
 //! - `config`: [`LabConfig`], parsed from TOML and validated before any port
 //!   opens; `config/servers.rs` holds the optional sections (HTTP, webhooks,
-//!   DNS, SMTP).
+//!   DNS, SMTP), `config/peers.rs` the phones and links.
 //! - `lab`: [`Lab::start`] and the [`LabHandle`] that steers and stops a lab.
 //! - `shared`: what every task shares; `port`: a TCP port that can die and come
 //!   back (every TCP server's lifecycle).
@@ -42,8 +51,11 @@
 //! - `stats`, `traffic`: what the lab reports ([`LabStats`], [`HandsetMessage`],
 //!   [`WebhookMessage`], [`SmtpMail`]) and the MOs it is asked to send
 //!   ([`MoRequest`], [`HttpMoRequest`]).
-//! - `sip`: SIP trunks and a caller for the voice proxy (`trunk`, `caller`:
-//!   sans-IO cores; `driver`: their UDP task; `wire`: SDP and addressing).
+//! - `sip`: SIP trunks and a caller for the voice proxy, agent phones for the
+//!   sites (`trunk`, `caller`, `phone`: sans-IO cores; `driver`: their UDP
+//!   task; `wire`: SDP and addressing).
+//! - `link`: the inter-site link, a relay that can be cut (SPEC S4).
+//! - `peers`: the phones and links a lab runs.
 //! - `clock`: the only module that reads the clock.
 //!
 //! # The provider it imitates
@@ -191,6 +203,27 @@
 //! [lab.smtp]                      # optional: SMTP sink
 //! listen = "127.0.0.1:28725"      # default 127.0.0.1:0
 //! max_message_bytes = 1048576     # default 1 MiB
+//!
+//! [[lab.phones]]                  # optional: agent phones (SPEC S8)
+//! dn = "1001"                     # unique; the user part, the Digest user name
+//! password = "pw-1001"            # Digest password
+//! domain = "site.lab"             # REGISTER sip:DOMAIN, To <sip:DN@DOMAIN>
+//! registrars = ["127.0.0.1:5060", "127.0.0.1:5062"]   # one site, or both; default none
+//! expires_s = 60                  # defaults shown; refreshed at half the granted time
+//! listen = "127.0.0.1:0"          # UDP
+//! answer = "answer"               # or "busy" (486), "no_answer" (rings until cancelled)
+//! ring_delay_ms = 0
+//! answer_delay_ms = 20
+//! retry_ms = 1000                 # after a failed REGISTER: 50-100 % of a doubling
+//! retry_max_ms = 30000            # ceiling from retry_ms to retry_max_ms
+//! t1_ms = 500                     # 64·T1 unanswered fails a REGISTER
+//!
+//! [[lab.links]]                   # optional: inter-site links (SPEC S4)
+//! name = "ab"
+//! a_listen = "127.0.0.1:0"        # default; site a's peer trunk (UDP and TCP)
+//! a_target = "127.0.0.1:5060"     # site a's SIP address
+//! b_listen = "127.0.0.1:0"        # default; site b's peer trunk
+//! b_target = "127.0.0.1:5062"     # site b's SIP address
 //! ```
 //!
 //! `examples/lab.toml` in the workspace is a ready two-site lab.
@@ -198,7 +231,8 @@
 //! # Control API
 //!
 //! JSON in and out; errors are `{"error": "..."}`, 404 for an unknown site,
-//! instance or receiver (or a server that is not configured), 400 for a bad body.
+//! instance, receiver, phone or link (or a server that is not configured), 400
+//! for a bad body.
 //!
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
@@ -248,6 +282,23 @@
 //! curl -s '127.0.0.1:28700/v1/handsets?limit=10'
 //! curl -s '127.0.0.1:28700/v1/webhooks/primary-chat/messages?limit=10'
 //! curl -s '127.0.0.1:28700/v1/smtp/mails?limit=10'
+//!
+//! # Phones (SPEC S8): registrations per registrar (state, sent, ok,
+//! # challenged, failed, …), calls, and every INVITE's Call-ID and source.
+//! curl -s 127.0.0.1:28700/v1/phones
+//! # Commands: stop_registering (the binding lapses), unregister (Expires: 0),
+//! # resume, answer, busy, no_answer, set_registrars. Answers the command
+//! # with "phone".
+//! curl -s -XPOST 127.0.0.1:28700/v1/phones/1001/command -d '{"command":"stop_registering"}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/phones/1001/command -d '{"command":"busy"}'
+//! curl -s -XPOST 127.0.0.1:28700/v1/phones/1001/command \
+//!      -d '{"command":"set_registrars","registrars":["127.0.0.1:5062"]}'
+//!
+//! # Links (SPEC S4): addresses, state, counters per direction; cut and
+//! # restore answer the link's stats.
+//! curl -s 127.0.0.1:28700/v1/links
+//! curl -s -XPOST 127.0.0.1:28700/v1/links/ab/cut
+//! curl -s -XPOST 127.0.0.1:28700/v1/links/ab/restore
 //! ```
 //!
 //! SMSC faults ([`Fault`]): `die` resets every session (RST) and closes the
@@ -287,6 +338,8 @@ mod dns;
 mod fault;
 mod http;
 mod lab;
+mod link;
+mod peers;
 mod port;
 mod shared;
 pub mod sip;
@@ -297,15 +350,17 @@ mod traffic;
 
 pub use config::{
     AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
-    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, ReceiptConfig, SiteConfig,
-    SmscConfig, SmtpConfig, WebhookConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig, LabPhoneConfig,
+    ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
+pub use link::{DirectionStats, Link, LinkConfig, LinkError, LinkState, LinkStats};
 pub use sip::{
-    CallRecord, CallerProgress, ReceivedInvite, SipCaller, SipCallerConfig, SipError, SipTrunk,
-    SipTrunkConfig, TrunkFault, TrunkStats,
+    CallRecord, CallerProgress, PhoneAnswer, PhoneCommand, PhoneStats, ReceivedInvite,
+    RegistrarStats, RegistrationStatus, SipCaller, SipCallerConfig, SipError, SipPhone,
+    SipPhoneConfig, SipTrunk, SipTrunkConfig, TrunkFault, TrunkStats,
 };
 pub use smtp::SmtpFault;
 pub use stats::{

@@ -1,5 +1,6 @@
 //! What every task of a lab shares: the configuration, the clock, the
-//! provider's brain, every server, and the task tracker that shutdown waits on.
+//! provider's brain, every server, the phones and links, and the task tracker
+//! that shutdown waits on.
 
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +16,7 @@ use crate::dns::DnsServer;
 use crate::http::callbacks::Callbacks;
 use crate::http::{AggregatorSite, WebhookReceiver};
 use crate::lab::LabError;
+use crate::peers::Peers;
 use crate::port::lock;
 use crate::smpp::provider::Provider;
 use crate::smpp::Instance;
@@ -36,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) callbacks: Callbacks,
     pub(crate) dns: Option<DnsServer>,
     pub(crate) smtp: Option<SmtpSink>,
+    /// The agent phones and inter-site links (SPEC S4, S8); taken out (and
+    /// stopped) when the lab stops.
+    peers: Mutex<Peers>,
     /// Every task: accept loops, connections, timers, callbacks, the control API.
     pub(crate) tasks: TaskTracker,
     /// The runtime the lab runs on, so fault changes can start listeners from
@@ -60,6 +65,7 @@ impl Shared {
     pub(crate) fn bind_all(
         config: LabConfig,
         clock: Clock,
+        peers: Peers,
     ) -> Result<(Arc<Shared>, Listeners), LabError> {
         let (instances, smpp_listeners) = smpp::bind(&config)?;
         let (http_sites, http_listeners) = http::bind_sites(&config)?;
@@ -82,6 +88,7 @@ impl Shared {
             callbacks,
             dns,
             smtp,
+            peers: Mutex::new(peers),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             runtime: Handle::current(),
@@ -115,6 +122,12 @@ impl Shared {
         lock(&self.provider)
     }
 
+    /// The phones and links, under their lock (held for a lookup or a
+    /// command, never across an await).
+    pub(crate) fn peers(&self) -> MutexGuard<'_, Peers> {
+        lock(&self.peers)
+    }
+
     /// Closes every listener and tells every task to stop, without waiting.
     pub(crate) fn stop(&self) {
         self.shutdown.cancel();
@@ -130,11 +143,15 @@ impl Shared {
         if let Some(smtp) = &self.smtp {
             smtp.port.die();
         }
+        // Dropping them stops their tasks.
+        drop(std::mem::take(&mut *self.peers()));
     }
 
     /// Stops everything and waits for every task.
     pub(crate) async fn shut_down(&self) {
+        let peers = std::mem::take(&mut *self.peers());
         self.stop();
+        peers.shutdown().await;
         self.tasks.close();
         self.tasks.wait().await;
     }

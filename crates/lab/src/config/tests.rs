@@ -130,7 +130,7 @@ fn no_accounts_or_sites_is_rejected() {
     check_error(
         "[lab]\nsites = []\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"",
         "lab.sites: at least one site is needed (or an HTTP site, webhook receiver, DNS \
-         server or SMTP sink)",
+         server, SMTP sink, phone or link)",
     );
     check_error(
         "[lab]\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"\n\
@@ -476,5 +476,139 @@ fn delivery_retries_have_defaults_and_bounds() {
     check_error(
         &minimal_with("[lab.deliveries]\nretry_attempts = 10001"),
         "lab.deliveries.retry_attempts: must be between 0 and 10000, got 10001",
+    );
+}
+
+/// Phones and links alone make a lab (a site-continuity test needs no SMSC).
+const PEERS: &str = r#"
+[lab]
+[[lab.phones]]
+dn = "1001"
+password = "pw"
+domain = "site.lab"
+registrars = ["127.0.0.1:5060", "127.0.0.1:5062"]
+
+[[lab.phones]]
+dn = "1002"
+password = "pw"
+domain = "site.lab"
+listen = "127.0.0.1:5070"
+expires_s = 2
+answer = "busy"
+
+[[lab.links]]
+name = "ab"
+a_target = "127.0.0.1:5060"
+b_target = "127.0.0.1:5062"
+"#;
+
+/// SPEC S4, S8: `[[lab.phones]]` and `[[lab.links]]` parse with their
+/// defaults and become the phones' and links' own configurations.
+#[test]
+fn phones_and_links_parse_with_defaults() {
+    let config = LabConfig::from_toml_str(PEERS).expect("valid");
+    assert!(config.sites.is_empty());
+    let phone = &config.phones[0];
+    assert_eq!(
+        (
+            phone.expires_s,
+            phone.answer,
+            phone.ring_delay_ms,
+            phone.answer_delay_ms
+        ),
+        (60, crate::sip::PhoneAnswer::Answer, 0, 20)
+    );
+    assert_eq!(
+        (phone.retry_ms, phone.retry_max_ms, phone.t1_ms),
+        (1_000, 30_000, 500)
+    );
+    assert_eq!(phone.listen, loopback_any_port());
+    let own = config.phones[1].phone_config();
+    assert_eq!(own.expires, std::time::Duration::from_secs(2));
+    assert_eq!(own.answer, crate::sip::PhoneAnswer::Busy);
+    assert_eq!(own.listen, "127.0.0.1:5070".parse().expect("addr"));
+    assert_eq!((own.dn.as_str(), own.domain.as_str()), ("1002", "site.lab"));
+    let link = config.links[0].link_config();
+    assert_eq!(
+        (link.a_listen, link.b_listen),
+        (loopback_any_port(), loopback_any_port())
+    );
+    assert_eq!(link.b_target, "127.0.0.1:5062".parse().expect("addr"));
+    assert_eq!(link.name, "ab");
+}
+
+#[test]
+fn phones_and_links_are_validated_with_their_keys() {
+    for (from, to, expected) in [
+        (
+            "dn = \"1002\"",
+            "dn = \"1001\"",
+            "lab.phones[1].dn: duplicate phone DN \"1001\"",
+        ),
+        (
+            "dn = \"1002\"",
+            "dn = \"10/02\"",
+            "lab.phones[1].dn: \"10/02\" may only contain ASCII letters, digits, '-', '_' and \
+             '.' (it appears in control API paths)",
+        ),
+        (
+            "expires_s = 2",
+            "expires_s = 0",
+            "lab.phones[1].expires_s: must be between 1 and 86400, got 0",
+        ),
+        (
+            "expires_s = 2",
+            "retry_max_ms = 10",
+            "lab.phones[1].retry_max_ms: must be between 1000 and 3600000, got 10",
+        ),
+        (
+            "expires_s = 2",
+            "t1_ms = 0",
+            "lab.phones[1].t1_ms: must be between 1 and 10000, got 0",
+        ),
+        (
+            "\"127.0.0.1:5062\"]",
+            "\"127.0.0.1:5060\"]",
+            "lab.phones[0].registrars[1]: 127.0.0.1:5060 is listed twice",
+        ),
+        (
+            "domain = \"site.lab\"\nlisten",
+            "domain = \"site lab\"\nlisten",
+            "lab.phones[1].domain: \"site lab\" is not a SIP host (name or address)",
+        ),
+        (
+            "b_target = \"127.0.0.1:5062\"",
+            "b_target = \"127.0.0.1:5060\"",
+            "lab.links[0].b_target: 127.0.0.1:5060 is a_target too: a link joins two sites",
+        ),
+        (
+            "name = \"ab\"",
+            "name = \"ab\"\na_listen = \"127.0.0.1:5070\"",
+            "lab.links[0].a_listen: address 127.0.0.1:5070 is already used by \
+             lab.phones[1].listen",
+        ),
+        (
+            "answer = \"busy\"",
+            "answer = \"maybe\"",
+            "unknown variant `maybe`, expected one of `answer`, `busy`, `no_answer`",
+        ),
+    ] {
+        let text = PEERS.replace(from, to);
+        assert_ne!(text, PEERS, "{from:?} is in the config");
+        match LabConfig::from_toml_str(&text) {
+            Ok(_) => panic!("expected {expected:?}"),
+            Err(error) => assert!(
+                error.to_string().contains(expected),
+                "expected {expected:?}, got {error}"
+            ),
+        }
+    }
+    // A link's port is a TCP port too: it may not be an SMSC's.
+    check_error(
+        &(MINIMAL.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:28775\"")
+            + "[[lab.links]]\nname = \"ab\"\na_listen = \"127.0.0.1:28775\"\n\
+               a_target = \"127.0.0.1:5060\"\nb_target = \"127.0.0.1:5062\"\n"),
+        "lab.links[0].a_listen: address 127.0.0.1:28775 is already used by \
+         lab.sites[0].smsc[0].listen",
     );
 }

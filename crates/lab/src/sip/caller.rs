@@ -45,6 +45,13 @@ pub struct SipCallerConfig {
     /// The called numbers: this prefix and the call's index in six digits.
     /// Default: `+4420`.
     pub number_prefix: String,
+    /// Call this user instead of numbered ones: every call's Request-URI and
+    /// To are `sip:TO_USER@HOST`. A media gateway calling an agent's DN
+    /// through a site (SPEC S1) sets the DN here. Default: none.
+    pub to_user: Option<String>,
+    /// The host part of the Request-URI and To (`sip:USER@TO_HOST`), such as
+    /// a site's domain. Default: none, the address of `proxy`.
+    pub to_host: Option<String>,
     /// Cancel each call this long after its INVITE if it has no final answer
     /// by then (like a caller hanging up while it rings). Default: never.
     pub cancel_after: Option<Duration>,
@@ -81,6 +88,8 @@ impl SipCallerConfig {
             rate,
             hold: Duration::from_millis(100),
             number_prefix: "+4420".to_owned(),
+            to_user: None,
+            to_host: None,
             cancel_after: None,
             final_timeout: Duration::from_secs(32),
             t1: Duration::from_millis(500),
@@ -103,6 +112,18 @@ impl SipCallerConfig {
         }
         if Uri::parse(format!("sip:{}0@{}", self.number_prefix, self.proxy)).is_err() {
             return invalid("number_prefix: must fit a SIP URI's user part");
+        }
+        if let Some(user) = &self.to_user {
+            let fits = !user.is_empty() && !user.contains(['@', ';', '?', '>', ' ']);
+            if !fits || Uri::parse(format!("sip:{user}@{}", self.proxy)).is_err() {
+                return invalid("to_user: must fit a SIP URI's user part");
+            }
+        }
+        if let Some(host) = &self.to_host {
+            let fits = !host.is_empty() && !host.contains(['@', ';', '?', '>', ' ']);
+            if !fits || Uri::parse(format!("sip:u@{host}")).is_err() {
+                return invalid("to_host: must be a SIP URI's host (and port)");
+            }
         }
         Ok(())
     }
@@ -249,6 +270,9 @@ pub(crate) struct Uac {
     rate: f64,
     hold: Duration,
     number_prefix: String,
+    to_user: Option<String>,
+    /// The host part of Request-URIs: `to_host`, else the proxy's address.
+    to_host: String,
     cancel_after: Option<Duration>,
     final_timeout: Duration,
     t1: Duration,
@@ -421,6 +445,11 @@ impl Uac {
             rate: config.rate,
             hold: config.hold,
             number_prefix: config.number_prefix.clone(),
+            to_user: config.to_user.clone(),
+            to_host: config
+                .to_host
+                .clone()
+                .unwrap_or_else(|| config.proxy.to_string()),
             cancel_after: config.cancel_after,
             final_timeout: config.final_timeout,
             t1: config.t1,
@@ -482,8 +511,11 @@ impl Uac {
     fn place(&mut self, index: u64, now: Instant) {
         let call_id = format!("{}-{index}@{}", self.id_prefix, self.local.ip());
         let branch = Branch::generate(&mut self.rng);
-        let number = format!("{}{index:06}", self.number_prefix);
-        let target = uri(&format!("sip:{number}@{}", self.proxy));
+        let number = match &self.to_user {
+            Some(user) => user.clone(),
+            None => format!("{}{index:06}", self.number_prefix),
+        };
+        let target = uri(&format!("sip:{number}@{}", self.to_host));
         let me = uri(&format!("sip:caller@{}", self.local));
         let mut invite = NewRequest {
             method: Method::Invite,

@@ -1,17 +1,23 @@
-//! SIP peers for the voice proxy (SPEC V1–V4): carrier trunks that answer
-//! calls and can die on command, and a caller that places calls through the
-//! proxy the way a contact-center platform does. UDP on loopback, real SIP
-//! (RFC 3261) built and parsed with `hotsite-sip`'s message layer.
+//! SIP peers for the voice proxy (SPEC V1–V4) and for the sites' business
+//! continuity (SPEC S1–S8): carrier trunks that answer calls and can die on
+//! command, a caller that places calls through the proxy the way a
+//! contact-center platform (or a media gateway) does, and agent phones that
+//! register at one site or both and answer the calls the sites send them.
+//! UDP on loopback, real SIP (RFC 3261) built and parsed with `hotsite-sip`'s
+//! message layer.
 //!
 //! # Shape
 //!
 //! Each peer is a sans-IO core (DESIGN.md) that takes datagrams and `now` and
 //! hands back datagrams and its next deadline: `trunk::Uas` (a user agent
-//! server) and `caller::Uac` (a user agent client). `driver` runs either on a
-//! UDP socket; [`SipTrunk`] and [`SipCaller`] are the handles. The cores keep
-//! their own, deliberately small, transaction timers rather than reuse
-//! `hotsite_sip::transaction`: a test peer that shares the proxy's transaction
-//! code would share its bugs too.
+//! server), `caller::Uac` (a user agent client) and `phone::Phone` (a `Uas`
+//! for its calls beside REGISTER clients). `driver` runs any of them on a UDP
+//! socket; [`SipTrunk`], [`SipCaller`] and [`SipPhone`] are the handles. The
+//! call cores keep their own, deliberately small, transaction timers rather
+//! than reuse `hotsite_sip::transaction`: a test peer that shares the proxy's
+//! transaction code would share its bugs too. The phone's registrations do
+//! reuse `hotsite_sip::register::RegisterClient` (and its Digest): the code
+//! under test there is the site's registrar, which shares none of it.
 //!
 //! # The trunk ([`SipTrunk`], a UAS)
 //!
@@ -69,6 +75,40 @@
 //! The traffic can be held at a call count ([`SipCaller::allow`]) and
 //! released; pacing resumes from the release, with no burst to catch up.
 //!
+//! The called user is the call's number (`number_prefix` and the index) in
+//! `sip:NUMBER@PROXY`; a media gateway calling an agent sets `to_user` to the
+//! DN (and `to_host` to the site's domain if the site wants one): every call
+//! goes to `sip:DN@HOST` (SPEC S1).
+//!
+//! # The phone ([`SipPhone`], an agent's endpoint, SPEC S8)
+//!
+//! One UDP socket, one DN. For each registrar (one site, or two: dual
+//! registration) a REGISTER client: `REGISTER sip:DOMAIN` with
+//! `To`/`From: <sip:DN@DOMAIN>`, `Contact: <sip:DN@ADDR>` (its own address),
+//! `Expires: N` (default 60), one Call-ID per client with CSeq counting up.
+//! A `401`/`407` is answered with Digest (user name = DN, MD5 or SHA-256,
+//! `qop=auth`), and the credentials go along with refreshes. The granted time
+//! is the 200's `expires` on our Contact, else its `Expires`; the binding is
+//! refreshed after half of it. Failures (a refusal, or no answer within
+//! 64·T1) are retried after 50–100 % of a ceiling doubling from `retry` to
+//! `retry_max`. Responses are matched to their REGISTER by transaction (Via
+//! branch), so a registrar behind a relay answering from another address is
+//! still understood.
+//!
+//! Calls are answered by the trunk's core (`100`, `180`, `200` with SDP, 200
+//! repeated until the ACK, `BYE` → `200`, `CANCEL` → `200` + `487`,
+//! `OPTIONS` → `200`), as [`PhoneAnswer`] says: `answer`, `busy` (`486 Busy
+//! Here` after the 100) or `no_answer` (rings until cancelled). Every INVITE
+//! is logged with its Call-ID and source address, so a test can tell which
+//! site delivered each call (SPEC S1, S2, S4).
+//!
+//! Commands: `stop_registering` (no more refreshes: the binding expires at the
+//! registrar, and the DN goes out of service, SPEC S8), `unregister`
+//! (`Expires: 0`), `resume` (register again at once), `set_registrars` (switch
+//! sites, SPEC S2; registrars left out are not contacted again and their
+//! bindings lapse), `set_answer`. The phone never fails over by itself: a test
+//! says when it switches.
+//!
 //! # From Rust
 //!
 //! ```ignore
@@ -79,10 +119,20 @@
 //! let records = caller.wait().await;
 //! assert!(records.iter().all(|call| call.status == Some(200)));
 //! trunk.shutdown().await;
+//!
+//! let phone = SipPhone::start(SipPhoneConfig::new("1001", "pw", "site.lab", vec![site_a, site_b])).await?;
+//! phone.stop_registering();              // its bindings lapse: DN out of service
+//! phone.set_registrars(vec![site_b])?;   // single registration, at site b
+//! phone.resume();
+//! let mut gateway = SipCallerConfig::new(site_b, 1, 1.0);
+//! gateway.to_user = Some("1001".to_owned());
+//! let records = SipCaller::start(gateway).await?.wait().await;
+//! assert_eq!(phone.invite_log()[0].call_id, records[0].call_id);
 //! ```
 
 mod caller;
 mod driver;
+mod phone;
 mod trunk;
 mod wire;
 
@@ -93,6 +143,10 @@ use std::io;
 use std::net::SocketAddr;
 
 pub use caller::{CallRecord, CallerProgress, SipCaller, SipCallerConfig};
+pub use phone::{
+    PhoneAnswer, PhoneCommand, PhoneStats, RegistrarStats, RegistrationStatus, SipPhone,
+    SipPhoneConfig,
+};
 pub use trunk::{ReceivedInvite, SipTrunk, SipTrunkConfig, TrunkFault, TrunkStats};
 
 /// Why a SIP peer could not start, or a request to it was refused.
@@ -101,7 +155,7 @@ pub enum SipError {
     /// The UDP socket could not be bound.
     #[error("{what}: cannot bind UDP {addr}: {source}")]
     Bind {
-        /// Which peer (`sip trunk NAME`, `sip caller`).
+        /// Which peer (`sip trunk NAME`, `sip caller`, `sip phone DN`).
         what: String,
         /// The address.
         addr: SocketAddr,

@@ -12,6 +12,7 @@ use hotsite_sip::message::{parse_bytes, Message, Response};
 
 use super::caller::{SipCallerConfig, Uac};
 use super::driver::Endpoint;
+use super::phone::PhoneAnswer;
 use super::trunk::{SipTrunkConfig, TrunkFault, Uas};
 use super::wire::addr_of;
 
@@ -562,4 +563,87 @@ fn a_late_answer_from_another_dialog_is_acked_and_hung_up() {
     uac.handle_timeout(start + Duration::from_secs(33));
     uac.handle_datagram(later, trunk, answer("c"));
     assert!(sent(&mut uac).is_empty());
+}
+
+/// SPEC S8 (an agent's phone uses this core): busy, the INVITE gets 100 then
+/// `486 Busy Here`, ACKed; OPTIONS are still answered 200.
+#[test]
+fn a_busy_answer_is_486() {
+    let mut sim = Sim::one_call(|_, _| {});
+    sim.trunk.set_answer(PhoneAnswer::Busy);
+    sim.run(Duration::from_secs(10));
+    sim.check(
+        "
+        0 caller>trunk INVITE
+        0 trunk>caller 100 (INVITE)
+        0 trunk>caller 486 (INVITE)
+        0 caller>trunk ACK
+        ",
+    );
+    assert_eq!(sim.caller.records()[0].status, Some(486));
+    let stats = sim.trunk.stats();
+    assert_eq!(
+        (stats.rejected, stats.failure_acks, stats.answered),
+        (1, 1, 0)
+    );
+}
+
+/// No answer: it rings until the caller gives up and cancels (487); nothing
+/// is scheduled meanwhile, so the ringing lasts as long as the caller waits.
+#[test]
+fn no_answer_rings_until_cancelled() {
+    let mut sim = Sim::one_call(|caller, _| caller.cancel_after = Some(ms(5_000)));
+    sim.trunk.set_answer(PhoneAnswer::NoAnswer);
+    sim.run(ms(4_000));
+    assert_eq!(sim.trunk.stats().pending, 1);
+    assert_eq!(
+        sim.trunk.poll_timeout(),
+        None,
+        "nothing to do while ringing"
+    );
+    sim.run(Duration::from_secs(10));
+    sim.check(
+        "
+        0 caller>trunk INVITE
+        0 trunk>caller 100 (INVITE)
+        0 trunk>caller 180 (INVITE)
+     5000 caller>trunk CANCEL
+     5000 trunk>caller 200 (CANCEL)
+     5000 trunk>caller 487 (INVITE)
+     5000 caller>trunk ACK
+        ",
+    );
+    let stats = sim.trunk.stats();
+    assert_eq!((stats.cancelled, stats.answered, stats.pending), (1, 0, 0));
+}
+
+/// SPEC S1: a media gateway calls an agent's DN through a site: the
+/// Request-URI and To name the DN (and the site's domain when given).
+#[test]
+fn a_caller_can_call_one_dn() {
+    let mut config = SipCallerConfig::new(TRUNK.parse().unwrap(), 2, 0.0);
+    config.to_user = Some("1001".to_owned());
+    let mut uac = Uac::new(&config, CALLER.parse().unwrap(), epoch());
+    uac.handle_timeout(epoch());
+    let uris: Vec<(String, String)> = std::iter::from_fn(|| uac.poll_transmit())
+        .map(|(_, bytes)| match parse_bytes(bytes) {
+            Ok(Message::Request(invite)) => (
+                invite.uri.to_string(),
+                invite.headers.to().unwrap().uri.to_string(),
+            ),
+            _ => panic!("an INVITE"),
+        })
+        .collect();
+    let dn = format!("sip:1001@{TRUNK}");
+    assert_eq!(uris, [(dn.clone(), dn.clone()), (dn.clone(), dn)]);
+
+    config.to_host = Some("site-a.lab".to_owned());
+    let mut uac = Uac::new(&config, CALLER.parse().unwrap(), epoch());
+    uac.handle_timeout(epoch());
+    let (to, invite) = uac.poll_transmit().unwrap();
+    assert_eq!(to, TRUNK.parse().unwrap(), "still sent to the proxy");
+    let Ok(Message::Request(invite)) = parse_bytes(invite) else {
+        panic!("an INVITE");
+    };
+    assert_eq!(invite.uri.to_string(), "sip:1001@site-a.lab");
 }

@@ -1,6 +1,8 @@
 //! A carrier's SIP trunk: a user agent server that answers calls, and can die
 //! silently or start refusing on command. The protocol is in the module docs
-//! of `sip`; [`Uas`] is the sans-IO core, [`SipTrunk`] its handle.
+//! of `sip`; [`Uas`] is the sans-IO core, [`SipTrunk`] its handle. Agent
+//! phones (`phone`) answer their calls with the same core, set to answer,
+//! refuse busy or ring unanswered ([`PhoneAnswer`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -9,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hotsite_sip::message::{
-    parse_bytes, response_to, Header, HeaderName, Message, Method, Request, Response, StatusCode,
+    parse_bytes, response_to, Header, HeaderName, Message, Method, ParseError, Request, Response,
+    StatusCode,
 };
 use serde::Serialize;
 
 use super::driver::{Endpoint, Running};
+use super::phone::PhoneAnswer;
 use super::wire::{backoff, branch, sdp, set_sdp};
 use super::SipError;
 
@@ -96,7 +100,8 @@ pub struct TrunkStats {
     /// the trunk is silent counts when a repetition gets out after `Recover`,
     /// if one does (a partition healed: the answer reaches the proxy late).
     pub answered: u64,
-    /// INVITEs answered with the [`TrunkFault::Reject`] status.
+    /// INVITEs answered with the [`TrunkFault::Reject`] status, or `486 Busy
+    /// Here` by a phone set to [`PhoneAnswer::Busy`].
     pub rejected: u64,
     /// INVITEs ended by CANCEL (`487`).
     pub cancelled: u64,
@@ -120,15 +125,18 @@ pub struct TrunkStats {
     pub dialogs: u64,
 }
 
-/// One INVITE transaction as it reached the trunk (retransmissions are not
-/// listed again).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One INVITE transaction as it reached the trunk or phone (retransmissions
+/// are not listed again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReceivedInvite {
     /// The call.
     pub call_id: String,
     /// The top Via's branch (one per attempt of the proxy on this trunk).
     pub branch: String,
-    /// When it arrived, on tokio's clock.
+    /// The address it came from: which proxy, or which site (SPEC S1), sent it.
+    pub from: SocketAddr,
+    /// When it arrived, on tokio's clock (not in JSON).
+    #[serde(skip)]
     pub at: Instant,
     /// It arrived while the trunk was [`TrunkFault::Silent`], and was dropped.
     pub dropped: bool,
@@ -212,6 +220,8 @@ pub(crate) struct Uas {
     t1: Duration,
     t2: Duration,
     fault: TrunkFault,
+    /// How new INVITEs are answered: always [`PhoneAnswer::Answer`] for a trunk.
+    answer: PhoneAnswer,
     /// INVITE transactions by branch, until 64·T1 after their end.
     invites: HashMap<String, InviteTx>,
     /// Every INVITE branch ever seen, so retransmissions count once.
@@ -246,10 +256,11 @@ struct InviteTx {
 }
 
 enum TxState {
-    /// Not answered yet.
+    /// Not answered yet; `answer_at` is `None` for a phone that rings
+    /// unanswered ([`PhoneAnswer::NoAnswer`]) until the call is cancelled.
     Proceeding {
         ring_at: Option<Instant>,
-        answer_at: Instant,
+        answer_at: Option<Instant>,
     },
     /// A final answer sent, retransmitted until the ACK (timer G), for at most
     /// 64·T1 (timer H; for a 200 the UAS core does the same, §13.3.1.4).
@@ -264,17 +275,17 @@ enum TxState {
 }
 
 impl InviteTx {
-    fn deadline(&self) -> Instant {
+    fn deadline(&self) -> Option<Instant> {
         match self.state {
             TxState::Proceeding { ring_at, answer_at } => {
-                ring_at.map_or(answer_at, |ring| ring.min(answer_at))
+                [ring_at, answer_at].into_iter().flatten().min()
             }
             TxState::Completed {
                 retransmit_at,
                 give_up_at,
                 ..
-            } => retransmit_at.min(give_up_at),
-            TxState::Done { forget_at } => forget_at,
+            } => Some(retransmit_at.min(give_up_at)),
+            TxState::Done { forget_at } => Some(forget_at),
         }
     }
 
@@ -323,6 +334,7 @@ impl Uas {
             t1: config.t1,
             t2: config.t2,
             fault: TrunkFault::Recover,
+            answer: PhoneAnswer::Answer,
             invites: HashMap::new(),
             seen: HashSet::new(),
             dialogs: HashMap::new(),
@@ -342,6 +354,16 @@ impl Uas {
 
     pub(crate) fn fault(&self) -> TrunkFault {
         self.fault
+    }
+
+    /// How new INVITEs are answered from now on; calls already ringing keep
+    /// their course.
+    pub(crate) fn set_answer(&mut self, answer: PhoneAnswer) {
+        self.answer = answer;
+    }
+
+    pub(crate) fn answer_mode(&self) -> PhoneAnswer {
+        self.answer
     }
 
     pub(crate) fn stats(&self) -> TrunkStats {
@@ -377,7 +399,14 @@ impl Uas {
     }
 
     /// Logs an INVITE the first time its branch is seen; true if it was new.
-    fn note_invite(&mut self, now: Instant, request: &Request, key: &str, dropped: bool) -> bool {
+    fn note_invite(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        request: &Request,
+        key: &str,
+        dropped: bool,
+    ) -> bool {
         if !self.seen.insert(key.to_owned()) {
             return false;
         }
@@ -385,6 +414,7 @@ impl Uas {
         self.log.push(ReceivedInvite {
             call_id: request.headers.call_id().unwrap_or_default().to_owned(),
             branch: key.to_owned(),
+            from,
             at: now,
             dropped,
         });
@@ -395,9 +425,11 @@ impl Uas {
     fn schedule(&mut self, key: &str) {
         if let Some(tx) = self.invites.get_mut(key) {
             let deadline = tx.deadline();
-            if tx.scheduled != Some(deadline) {
-                tx.scheduled = Some(deadline);
-                self.timers.push(Reverse((deadline, key.to_owned())));
+            if tx.scheduled != deadline {
+                tx.scheduled = deadline;
+                if let Some(at) = deadline {
+                    self.timers.push(Reverse((at, key.to_owned())));
+                }
             }
         }
     }
@@ -410,7 +442,7 @@ impl Uas {
             }
             return;
         }
-        self.note_invite(now, &request, &key, false);
+        self.note_invite(now, from, &request, &key, false);
         let in_dialog = request.headers.to().is_some_and(|to| to.tag().is_some());
         let mut tx = InviteTx {
             invite: request,
@@ -427,7 +459,9 @@ impl Uas {
             // Re-INVITEs are not part of the lab's calls.
             _ if in_dialog => Some(StatusCode::NOT_IMPLEMENTED),
             TrunkFault::Reject(status) => StatusCode::new(status),
-            TrunkFault::Silent | TrunkFault::Recover => None,
+            TrunkFault::Silent | TrunkFault::Recover => {
+                (self.answer == PhoneAnswer::Busy).then_some(StatusCode::BUSY_HERE)
+            }
         };
         match refusal {
             Some(status) => {
@@ -444,9 +478,10 @@ impl Uas {
                 } else {
                     Some(now + self.ring_delay)
                 };
+                let answers = self.answer != PhoneAnswer::NoAnswer;
                 tx.state = TxState::Proceeding {
                     ring_at,
-                    answer_at: now + self.ring_delay + self.answer_delay,
+                    answer_at: answers.then(|| now + self.ring_delay + self.answer_delay),
                 };
             }
         }
@@ -562,7 +597,7 @@ impl Uas {
         };
         let mut out = Vec::new();
         let mut forget = false;
-        while tx.deadline() <= now && !forget {
+        while tx.deadline().is_some_and(|at| at <= now) && !forget {
             match tx.state {
                 TxState::Proceeding { ring_at, answer_at } => {
                     if ring_at.is_some_and(|at| at <= now) {
@@ -571,7 +606,7 @@ impl Uas {
                             ring_at: None,
                             answer_at,
                         };
-                    } else if answer_at <= now {
+                    } else if answer_at.is_some_and(|at| at <= now) {
                         out.push(tx.respond(StatusCode::OK, &self.contact, self.addr));
                         tx.completed(StatusCode::OK, now, self.t1);
                         if let Some(call_id) = tx.invite.headers.call_id() {
@@ -624,23 +659,24 @@ impl Uas {
     }
 }
 
-impl Endpoint for Uas {
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+impl Uas {
+    /// A datagram that did not parse: a keep-alive is ignored, anything else
+    /// counted and answered `400` if its headers could be read.
+    pub(crate) fn handle_unparsable(&mut self, from: SocketAddr, error: &ParseError) {
+        if error.is_keepalive() {
+            return;
+        }
+        self.stats.malformed += 1;
+        let tag = self.new_tag();
+        if let Some(reply) = error.reply(&tag) {
+            self.send(from, reply.to_bytes());
+        }
+    }
+
+    /// A request from `from` (parsed by the caller, so that a phone can share
+    /// its socket between this core and its registrations).
+    pub(crate) fn handle_request(&mut self, now: Instant, from: SocketAddr, request: Request) {
         self.expire_answers(now);
-        let request = match parse_bytes(datagram) {
-            Ok(Message::Request(request)) => request,
-            // A UAS sends no requests: a response is a stray.
-            Ok(Message::Response(_)) => return,
-            Err(error) if error.is_keepalive() => return,
-            Err(error) => {
-                self.stats.malformed += 1;
-                let tag = self.new_tag();
-                if let Some(reply) = error.reply(&tag) {
-                    self.send(from, reply.to_bytes());
-                }
-                return;
-            }
-        };
         let key = branch(&request.headers).unwrap_or_else(|| {
             // RFC 2543 peers: no usable branch; Call-ID and CSeq stand in.
             let cseq = request.headers.cseq().map_or(0, |c| c.seq);
@@ -649,7 +685,7 @@ impl Endpoint for Uas {
         if self.silent() {
             self.stats.dropped += 1;
             if request.method == Method::Invite {
-                self.note_invite(now, &request, &key, true);
+                self.note_invite(now, from, &request, &key, true);
             }
             return;
         }
@@ -693,6 +729,17 @@ impl Endpoint for Uas {
                 ));
                 self.answer(now, from, &request, &key, answer);
             }
+        }
+    }
+}
+
+impl Endpoint for Uas {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Bytes) {
+        match parse_bytes(datagram) {
+            Ok(Message::Request(request)) => self.handle_request(now, from, request),
+            // A UAS sends no requests: a response is a stray.
+            Ok(Message::Response(_)) => {}
+            Err(error) => self.handle_unparsable(from, &error),
         }
     }
 

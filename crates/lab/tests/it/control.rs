@@ -203,3 +203,180 @@ async fn handset_log_lists_unique_messages_with_a_limit() {
     assert_eq!(texts, ["second", "third"]);
     lab.shutdown().await;
 }
+
+/// A lab with phone `1001` registering at `registrar` and link `ab` between
+/// `a_target` and `b_target`, nothing else.
+async fn peers_lab(
+    registrar: std::net::SocketAddr,
+    a_target: std::net::SocketAddr,
+    b_target: std::net::SocketAddr,
+) -> TestLab {
+    let text = format!(
+        r#"
+[lab]
+[[lab.phones]]
+dn = "1001"
+password = "{password}"
+domain = "{domain}"
+registrars = ["{registrar}"]
+t1_ms = 20
+
+[[lab.links]]
+name = "ab"
+a_target = "{a_target}"
+b_target = "{b_target}"
+"#,
+        password = crate::phone::PASSWORD,
+        domain = crate::phone::DOMAIN,
+    );
+    let config = hotsite_lab::LabConfig::from_toml_str(&text).expect("test config is valid");
+    TestLab {
+        lab: hotsite_lab::Lab::start(config).await.expect("lab starts"),
+        http: reqwest::Client::new(),
+    }
+}
+
+// SPEC S8: phones are listed with their registrations and calls, and take
+// commands: how to answer, stop registering (the binding lapses), resume.
+#[tokio::test]
+async fn phones_are_listed_and_commanded_over_http() {
+    let registrar = crate::phone::Registrar::start("1001", 60).await;
+    let unused = "127.0.0.1:9".parse().unwrap();
+    let lab = peers_lab(registrar.addr(), unused, "127.0.0.1:10".parse().unwrap()).await;
+    registrar
+        .seen_until(|seen| seen.iter().any(|s| s.authorized == Some(true)))
+        .await;
+    let phone_addr = lab.lab.phone_addrs()[0].1;
+    let mut phones: Value = Value::Null;
+    for _ in 0..80 {
+        phones = lab.get("/v1/phones").await;
+        if phones[0]["registrars"][0]["state"] == "registered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let phone = &phones[0];
+    assert_eq!(phone["dn"], "1001");
+    assert_eq!(phone["addr"], phone_addr.to_string());
+    assert_eq!(
+        (phone["answer"].as_str(), phone["registering"].as_bool()),
+        (Some("answer"), Some(true))
+    );
+    let registration = &phone["registrars"][0];
+    assert_eq!(registration["registrar"], registrar.addr().to_string());
+    assert_eq!(registration["state"], "registered", "{phones}");
+    assert_eq!(
+        (
+            registration["challenged"].as_u64(),
+            registration["ok"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(registration["granted_s"], 60);
+    assert_eq!(phone["calls"]["invites"], 0);
+    assert_eq!(phone["invites"], json!([]));
+
+    let (status, body) = lab
+        .post("/v1/phones/1001/command", r#"{"command":"busy"}"#)
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"command": "busy", "phone": "1001"}))
+    );
+    assert_eq!(
+        lab.lab.phone_stats()[0].answer,
+        hotsite_lab::PhoneAnswer::Busy
+    );
+
+    let (status, _) = lab
+        .post(
+            "/v1/phones/1001/command",
+            r#"{"command":"stop_registering"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let phones: Value = lab.get("/v1/phones").await;
+    assert_eq!(phones[0]["registering"], false);
+    assert_eq!(phones[0]["registrars"][0]["state"], "stopped");
+
+    let before = registrar.seen().len();
+    let (status, _) = lab
+        .post("/v1/phones/1001/command", r#"{"command":"resume"}"#)
+        .await;
+    assert_eq!(status, 200);
+    registrar.seen_until(|seen| seen.len() >= before + 2).await;
+
+    let (status, body) = lab
+        .post("/v1/phones/9999/command", r#"{"command":"resume"}"#)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown phone \"9999\""))
+    );
+    for bad in [
+        "not json",
+        r#"{"command":"explode"}"#,
+        r#"{"command":"set_registrars"}"#,
+        r#"{"command":"set_registrars","registrars":["127.0.0.1:5060","127.0.0.1:5060"]}"#,
+    ] {
+        let (status, body) = lab.post("/v1/phones/1001/command", bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+    lab.shutdown().await;
+}
+
+// SPEC S4: links are listed with their addresses and counters, and cut and
+// restored over HTTP.
+#[tokio::test]
+async fn links_are_cut_and_restored_over_http() {
+    let site_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let site_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let registrar = crate::phone::Registrar::start("1001", 60).await;
+    let lab = peers_lab(
+        registrar.addr(),
+        site_a.local_addr().unwrap(),
+        site_b.local_addr().unwrap(),
+    )
+    .await;
+    let links: Value = lab.get("/v1/links").await;
+    let link = &links[0];
+    assert_eq!(
+        (link["name"].as_str(), link["state"].as_str()),
+        (Some("ab"), Some("up"))
+    );
+    assert_eq!(link["a_target"], site_a.local_addr().unwrap().to_string());
+    let a_addr: std::net::SocketAddr = link["a_addr"].as_str().unwrap().parse().unwrap();
+    let mut buffer = [0; 64];
+
+    let (status, body) = lab.post("/v1/links/ab/cut", "").await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("cut")));
+    site_a.send_to(b"lost", a_addr).await.unwrap();
+    let quiet = tokio::time::timeout(crate::client::QUIET, site_b.recv_from(&mut buffer)).await;
+    assert!(quiet.is_err(), "cut: nothing gets across");
+    let links: Value = lab.get("/v1/links").await;
+    assert_eq!(links[0]["a_to_b"]["datagrams_dropped"], 1);
+    assert_eq!(links[0]["cuts"], 1);
+
+    let (status, body) = lab.post("/v1/links/ab/restore", "").await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("up")));
+    site_a.send_to(b"across", a_addr).await.unwrap();
+    let (len, _) = tokio::time::timeout(crate::client::TIMEOUT, site_b.recv_from(&mut buffer))
+        .await
+        .expect("restored: it gets across")
+        .unwrap();
+    assert_eq!(&buffer[..len], b"across");
+    assert_eq!(lab.lab.link_stats()[0].a_to_b.datagrams_relayed, 1);
+
+    for path in ["/v1/links/zz/cut", "/v1/links/zz/restore"] {
+        let (status, body) = lab.post(path, "").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("unknown link \"zz\""))
+        );
+    }
+    lab.shutdown().await;
+}
