@@ -119,6 +119,10 @@ struct Dialog {
     dn: String,
     local: bool,
     since: Instant,
+    /// When a BYE went through: the agent is free from then on, but the call
+    /// counts (for a drain) until the BYE's answer has gone back too, or
+    /// 64·T1 passed.
+    bye_at: Option<Instant>,
 }
 
 /// The calls of a site.
@@ -580,6 +584,7 @@ impl Site {
         {
             if let Some(call_id) = response.headers.call_id().map(str::to_owned) {
                 self.end_dialog(now, &call_id);
+                self.calls.dialogs.remove(&call_id);
             }
         }
         self.send_to(next.addr, response.to_bytes());
@@ -693,6 +698,7 @@ impl Site {
                             dn: dn.clone(),
                             local,
                             since: now,
+                            bye_at: None,
                         },
                     );
                     if self.calls.next_sweep.is_none() {
@@ -785,15 +791,21 @@ impl Site {
             self.drive(now, id);
         }
         if self.calls.next_sweep.is_some_and(|at| at <= now) {
+            let bye_wait = self.calls.tx.timeout();
             let stale: Vec<String> = self
                 .calls
                 .dialogs
                 .iter()
-                .filter(|(_, d)| now.saturating_duration_since(d.since) >= MAX_CALL_DURATION)
+                .filter(|(_, d)| {
+                    now.saturating_duration_since(d.since) >= MAX_CALL_DURATION
+                        || d.bye_at
+                            .is_some_and(|at| now.saturating_duration_since(at) >= bye_wait)
+                })
                 .map(|(call_id, _)| call_id.clone())
                 .collect();
             for call_id in stale {
                 self.end_dialog(now, &call_id);
+                self.calls.dialogs.remove(&call_id);
             }
             self.calls.next_sweep = (!self.calls.dialogs.is_empty()).then_some(now + DIALOG_SWEEP);
         }
@@ -904,17 +916,30 @@ impl Site {
         if request.method == Method::Bye {
             if let Some(call_id) = request.headers.call_id().map(str::to_owned) {
                 self.end_dialog(now, &call_id);
+                if self
+                    .calls
+                    .next_sweep
+                    .is_none_or(|at| at > now + self.calls.tx.timeout())
+                {
+                    self.calls.next_sweep = Some(now + self.calls.tx.timeout());
+                }
             }
         }
         self.send_to(dest, request.to_bytes());
     }
 
     /// The call is over for its agent (a BYE, or it outlived
-    /// [`MAX_CALL_DURATION`]).
+    /// [`MAX_CALL_DURATION`]); the dialog itself stays until its BYE is
+    /// answered. Only once per call.
     fn end_dialog(&mut self, now: Instant, call_id: &str) {
-        if let Some(dialog) = self.calls.dialogs.remove(call_id) {
+        if let Some(dialog) = self.calls.dialogs.get_mut(call_id) {
+            if dialog.bye_at.is_some() {
+                return;
+            }
+            dialog.bye_at = Some(now);
             if dialog.local {
-                self.agents.call_ended(now, &dialog.dn);
+                let dn = dialog.dn.clone();
+                self.agents.call_ended(now, &dn);
             }
         }
     }

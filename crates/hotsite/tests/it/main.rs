@@ -14,3 +14,4 @@ mod lab_commands;
 mod limits;
 mod production_build;
 mod realworld;
+mod site;
