@@ -119,6 +119,20 @@ fn runtime_problems(config: &Config) -> Vec<String> {
             ));
         }
     }
+    if let Some(listen) = config
+        .continuity
+        .as_ref()
+        .and_then(|site| site.listen.as_deref())
+    {
+        if let Err(error) = std::net::UdpSocket::bind(listen) {
+            problems.push(format!(
+                "site.listen: cannot listen on {listen} (UDP): {error}"
+            ));
+        }
+    }
+    if !config.messaging {
+        return problems;
+    }
     if let Err(reason) = probe_store(&config.store_path) {
         problems.push(format!("store.path: {reason}"));
     }

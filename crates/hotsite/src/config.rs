@@ -336,7 +336,19 @@ impl Config {
             .or(routes.first().map(|_| gateway.routes[0].name.as_str()))
         {
             Some(default) => parts.push(format!("routes {}; default {default}", routes.join(", "))),
-            None => parts.push("route sms (smpp)".to_owned()),
+            None if self.messaging => parts.push("route sms (smpp)".to_owned()),
+            None => parts.push("no messaging".to_owned()),
+        }
+        if let Some(site) = &self.continuity {
+            parts.push(format!(
+                "business continuity on {} ({}, {} DNs, {} agents)",
+                site.listen.as_deref().unwrap_or("?"),
+                site.dr_peer_trunk
+                    .as_deref()
+                    .map_or("single-site".to_owned(), |peer| format!("peer {peer}")),
+                site.dns.len(),
+                site.agents.len()
+            ));
         }
         parts.join("; ")
     }

@@ -374,6 +374,34 @@ fn example_file_validates_with_and_without_its_routes() {
     assert_eq!(voice.groups[0].trunks, ["carrier-a-1", "carrier-b-1"]);
 }
 
+/// SPEC S1-S8: the example's commented business-continuity keys, switched
+/// on, validate and start the site system.
+#[test]
+fn example_site_keys_validate_when_switched_on() {
+    let example = include_str!("../../../../examples/hotsite.toml");
+    let start = example.find("[site]").unwrap();
+    let end = example.find("[api]").unwrap();
+    let site: Vec<&str> = example[start..end]
+        .lines()
+        .filter(|line| !line.starts_with("# # "))
+        .map(|line| {
+            line.strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'))
+        })
+        .collect();
+    let text = format!(
+        "{}{}\n{}",
+        &example[..start],
+        site.join("\n"),
+        &example[end..]
+    );
+    let config = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let continuity = config.continuity.expect("site.listen switches it on");
+    assert_eq!(continuity.dns[0].dn, "1001");
+    assert_eq!(continuity.agents[0].id, "alice");
+    assert!(Config::from_toml_str(example).unwrap().continuity.is_none());
+}
+
 /// SPEC V1-V3: a bad [voice] section is reported with the full key.
 #[test]
 fn voice_errors_name_their_keys() {
