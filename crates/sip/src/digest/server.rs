@@ -263,7 +263,7 @@ const TAG_LEN: usize = 16;
 const STAMP_LEN: usize = 8;
 
 /// Issues and checks stateless nonces (SPEC S8): the hex of the issue time in
-/// seconds (big-endian `u64`) followed by the first [`TAG_LEN`] bytes of
+/// seconds (big-endian `u64`) followed by the first 16 bytes of
 /// HMAC-SHA256(secret, time). Sans-IO: time is passed in.
 #[derive(Clone)]
 pub struct NonceIssuer {
