@@ -316,7 +316,7 @@ fn smpp_is_optional_with_routes() {
     );
     let found = issues(&without_smpp);
     assert!(
-        found[0].starts_with("smpp: nothing to send with"),
+        found[0].starts_with("smpp: nothing to run"),
         "{found:?}"
     );
 }

@@ -644,3 +644,101 @@ fn unknown_and_unregistered_dns() {
     h.advance(Duration::from_secs(40));
     assert_eq!(h.site.status(h.now).active_calls, 0);
 }
+
+/// SPEC S7 with after-call work: an agent wrapping up is not on a call, so a
+/// drain logs them out at once; the wrap-up ends by itself otherwise.
+#[test]
+fn drain_logs_out_an_agent_in_after_call_work_at_once() {
+    let mut config = config(false, DrForward::Off);
+    config.wrap_up = Duration::from_secs(30);
+    let mut h = Harness::new(config);
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.site.set_ready(h.now, "alice", true).unwrap();
+    h.invite("1001", "call-12", "");
+    h.phone_answers("1001");
+    h.bye("1001", "call-12");
+    h.collect();
+    assert_eq!(
+        h.site.agent(h.now, "alice").unwrap().state,
+        crate::agents::AgentState::AfterCallWork
+    );
+    h.take_events();
+    h.site.drain(h.now);
+    h.collect();
+    assert_eq!(
+        h.take_events(),
+        [
+            "site_mode draining",
+            "agent_logout alice logged_out graceful_shutdown_logout",
+        ]
+    );
+
+    // Without a drain, the wrap-up ends after wrap_up and the agent is Ready.
+    let mut config = crate::config::SiteConfig::new("a", SITE);
+    config.wrap_up = Duration::from_secs(30);
+    config.dns.push(DnConfig {
+        dn: "1001".into(),
+        password: PASSWORD.into(),
+        dr_forward: None,
+    });
+    config.agents.push(AgentConfig { id: "alice".into() });
+    let mut h = Harness::new(config);
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.site.set_ready(h.now, "alice", true).unwrap();
+    h.invite("1001", "call-13", "");
+    h.phone_answers("1001");
+    h.bye("1001", "call-13");
+    h.collect();
+    h.take_events();
+    h.advance(Duration::from_secs(31));
+    assert_eq!(h.take_events(), ["agent_state alice ready wrap-up over"]);
+}
+
+/// Bad input (SPEC S8): REGISTERs the registrar cannot act on get a 4xx that
+/// says why, and store nothing.
+#[test]
+fn malformed_registers_are_refused_clearly() {
+    let mut h = Harness::new(config(false, DrForward::Off));
+    let from = phone("1001");
+    let register = |to: &str, extra: &str| {
+        format!(
+            "REGISTER sip:{SITE} SIP/2.0\n\
+             Via: SIP/2.0/UDP {from};branch=z9hG4bKbad{}\n\
+             Max-Forwards: 70\n\
+             From: <sip:1001@hotsite>;tag=x\n\
+             To: {to}\n\
+             Call-ID: bad-{}@{from}\n\
+             CSeq: 1 REGISTER\n\
+             {extra}Content-Length: 0\n\n",
+            to.len() + extra.len(),
+            to.len() + extra.len()
+        )
+    };
+    // No user part in To: not a DN.
+    h.send(from, &register("<sip:hotsite>", "Contact: <sip:1001@127.0.0.1:9>\n"));
+    let answer = h.responses_to(from).pop().unwrap();
+    assert_eq!(answer.status.as_u16(), 400);
+    assert!(answer.headers.value(HeaderName::Warning).is_some());
+    // An Authorization that is not Digest.
+    h.send(
+        from,
+        &register(
+            "<sip:1001@hotsite>",
+            "Contact: <sip:1001@127.0.0.1:9>\nAuthorization: Basic dXNlcjpwYXNz\n",
+        ),
+    );
+    assert_eq!(h.responses_to(from).pop().unwrap().status.as_u16(), 400);
+    // A forged nonce.
+    h.send(
+        from,
+        &register(
+            "<sip:1001@hotsite>",
+            "Contact: <sip:1001@127.0.0.1:9>\nAuthorization: Digest username=\"1001\", realm=\"hotsite\", nonce=\"00\", uri=\"sip:x\", response=\"00000000000000000000000000000000\"\n",
+        ),
+    );
+    assert_eq!(h.responses_to(from).pop().unwrap().status.as_u16(), 401, "challenged again");
+    assert!(!h.site.registrar.in_service("1001"));
+    assert_eq!(h.site.registrar.stats().registered, 0);
+}
