@@ -12,5 +12,6 @@ mod interop;
 #[cfg(feature = "lab")]
 mod lab_commands;
 mod limits;
+mod netns;
 mod production_build;
 mod realworld;
