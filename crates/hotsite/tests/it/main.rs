@@ -12,6 +12,7 @@ mod interop;
 #[cfg(feature = "lab")]
 mod lab_commands;
 mod limits;
+mod netns;
 mod production_build;
 mod realworld;
 mod site;
