@@ -95,7 +95,8 @@ impl Phase {
                 in_progress += 1;
             }
             let as_promised = record.status == Some(expected);
-            if !as_promised && !(may_be_lost && !record.finished) {
+            let lost_as_allowed = may_be_lost && !record.finished;
+            if !as_promised && !lost_as_allowed {
                 unexpected += 1;
             }
         }

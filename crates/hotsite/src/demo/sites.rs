@@ -273,7 +273,7 @@ impl DemoSite {
 
     /// The site's events so far, oldest first (the host's ring keeps
     /// [`RING_CAPACITY`], far more than a demo makes).
-    pub(super) fn events(&self) -> Vec<Arc<Record>> {
+    fn events(&self) -> Vec<Arc<Record>> {
         self.bus.recent_where(RING_CAPACITY, |record| {
             record.system == hotsite_site::SYSTEM
         })
@@ -431,11 +431,14 @@ impl Pair {
     ) -> anyhow::Result<Pair> {
         let started = clock::now();
         // The link needs the sites' addresses and the sites the link's: the
-        // sites' ports are picked first.
-        let (a_sip, b_sip) = (free_udp_addr()?, free_udp_addr()?);
+        // sites' ports are picked first, and held while the link binds its
+        // own, so that it cannot take them.
+        let held = [reserve_udp_port()?, reserve_udp_port()?];
+        let [a_sip, b_sip] = [0, 1].map(|i| held[i].1);
         let link = Link::start(LinkConfig::new("a-b", a_sip, b_sip))
             .await
             .context("cannot start the inter-site link")?;
+        drop(held);
         let a = DemoSite::start(
             "a",
             &site_section("a", a_sip, link.a_addr(), dns, dr_forward)?,
@@ -489,11 +492,13 @@ impl Pair {
     }
 }
 
-/// A loopback address with a UDP port free a moment ago.
-fn free_udp_addr() -> anyhow::Result<SocketAddr> {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .context("cannot find a free UDP port for a site")
+/// A loopback address with a free UDP port, and the socket holding it until
+/// dropped.
+fn reserve_udp_port() -> anyhow::Result<(std::net::UdpSocket, SocketAddr)> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
+        .context("cannot find a free UDP port for a site")?;
+    let addr = socket.local_addr()?;
+    Ok((socket, addr))
 }
 
 /// The `[site]` section of site `name`, as an operator would write it in
