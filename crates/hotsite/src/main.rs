@@ -43,8 +43,10 @@ enum Command {
     /// injected mid-run, then a report. The default scenario binds over SMPP
     /// to two sites of two SMSCs, kills a site and blackholes an SMSC;
     /// --scenario picks another (HTTP site failover, DNS move, digital
-    /// fallback to e-mail, or trunk-failover: calls through the SIP trunk
-    /// proxy while the preferred trunk dies silently and comes back).
+    /// fallback to e-mail, trunk-failover: calls through the SIP trunk proxy
+    /// while the preferred trunk dies silently and comes back, or two peered
+    /// contact-center sites through a site failure, a link failure or a
+    /// graceful shutdown).
     #[cfg(feature = "lab")]
     Demo(demo::DemoArgs),
     /// Measures throughput, latency and memory: hotsite's gateway (and, with

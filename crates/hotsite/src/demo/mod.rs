@@ -14,6 +14,12 @@
 //!   the preferred SIP trunk dies silently, then recovers (SPEC V1, V2). It
 //!   has no gateway: lab trunks, the proxy and a lab caller, and a report of
 //!   its own (calls, not messages).
+//! - `site-failure` ([`site_failure`]), `link-failure` ([`link_failure`]) and
+//!   `graceful-shutdown` ([`graceful_shutdown`]): site business continuity
+//!   (SPEC S2, S3, S4, S7). Two sites of a peer pair behind hosts of their
+//!   own, peered through a lab link, agents' phones, desktops (the API) and
+//!   a media gateway ([`sites`]); site a dies, the link is cut, or site a is
+//!   drained. Calls too, with a report of their own ([`site_report`]).
 //!
 //! Each one starts the simulated aggregator (`hotsite-lab`), the gateway on its
 //! embedded store in a temporary folder, and a small application receiving the
@@ -31,8 +37,13 @@
 mod bind_failover;
 mod digital_fallback;
 mod dns_move;
+mod graceful_shutdown;
 mod http_failover;
+mod link_failure;
 mod report;
+mod site_failure;
+mod site_report;
+mod sites;
 mod traffic;
 mod trunk_failover;
 
@@ -66,15 +77,16 @@ pub(crate) struct DemoArgs {
     /// Which failure to show.
     #[arg(long, value_enum, value_name = "NAME", default_value_t = Scenario::BindFailover)]
     scenario: Scenario,
-    /// Messages to send; for trunk-failover, calls to place (--calls says the
-    /// same) [default: 20000 for bind-failover, 600 for trunk-failover, 2000
-    /// for the others].
+    /// Messages to send; for the call scenarios (trunk-failover,
+    /// site-failure, link-failure, graceful-shutdown), calls to place
+    /// (--calls says the same) [default: 20000 for bind-failover, 600 for
+    /// trunk-failover, 120 for the site scenarios, 2000 for the others].
     #[arg(long, visible_alias = "calls")]
     messages: Option<u64>,
-    /// Submit rate in messages per second, or calls per second for
-    /// trunk-failover; 0 sends as fast as the API takes them (places every
-    /// call at once) [default: 2000 for bind-failover, 50 for trunk-failover,
-    /// 200 for the others].
+    /// Submit rate in messages per second, or calls per second for the call
+    /// scenarios; 0 sends as fast as the API takes them (places every call
+    /// at once) [default: 2000 for bind-failover, 50 for trunk-failover, 20
+    /// for the site scenarios, 200 for the others].
     #[arg(long)]
     rate: Option<u64>,
     /// Messages per API request, 1 to 1000 [default: 100 for bind-failover,
@@ -103,6 +115,17 @@ pub(crate) enum Scenario {
     /// Calls through the voice proxy to three SIP trunks: the first dies
     /// silently, then recovers (SPEC V1, V2).
     TrunkFailover,
+    /// Two peered sites: site a dies mid-call; phones re-register and agents
+    /// log in at b, new calls complete at b (SPEC S2).
+    SiteFailure,
+    /// Two peered sites: the link between them is cut, each runs alone with
+    /// its own agents (no forwarding, no split brain), then peers again
+    /// (SPEC S3, S4).
+    LinkFailure,
+    /// Two peered sites: site a is drained while an agent is on a call; new
+    /// calls get 603, agents are logged out (idle ones at once) and move to
+    /// b, a stops once no call is left (SPEC S7).
+    GracefulShutdown,
 }
 
 impl Scenario {
@@ -113,6 +136,9 @@ impl Scenario {
             Scenario::DnsMove => "dns-move",
             Scenario::DigitalFallback => "digital-fallback",
             Scenario::TrunkFailover => "trunk-failover",
+            Scenario::SiteFailure => "site-failure",
+            Scenario::LinkFailure => "link-failure",
+            Scenario::GracefulShutdown => "graceful-shutdown",
         }
     }
 }
@@ -130,6 +156,9 @@ impl Settings {
         let (messages, rate, batch) = match args.scenario {
             Scenario::BindFailover => (20_000, 2_000, 100),
             Scenario::TrunkFailover => (600, 50, 10),
+            Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {
+                (120, 20, 10)
+            }
             _ => (2_000, 200, 10),
         };
         let settings = Settings {
@@ -166,6 +195,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             return trunk_failover::run(&settings, &progress)
                 .await?
                 .finish(args.json);
+        }
+        Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {
+            // Calls and agents at two sites: no gateway, no store either.
+            let _ = std::fs::remove_dir_all(&dir);
+            let report = match settings.scenario {
+                Scenario::SiteFailure => site_failure::run(&settings, &progress).await?,
+                Scenario::LinkFailure => link_failure::run(&settings, &progress).await?,
+                _ => graceful_shutdown::run(&settings, &progress).await?,
+            };
+            return report.finish(args.json);
         }
     };
     let _ = std::fs::remove_dir_all(&dir);

@@ -94,7 +94,7 @@ impl Report {
     }
 
     pub(super) fn extra(&mut self, key: &str, value: impl Into<Value>) {
-        self.extras.0.push((key.to_owned(), value.into()));
+        self.extras.push(key, value.into());
     }
 
     /// A figure that is a failure unless it is zero (a receipt delivered twice).
@@ -135,7 +135,29 @@ impl Report {
                 self.throughput_msgs_per_s, self.duration_s
             ),
         );
-        for (key, value) in &self.extras.0 {
+        self.extras.print(row);
+        println!("  failovers:");
+        for failover in &self.failovers {
+            failover.print();
+        }
+        for note in &self.notes {
+            println!("  note: {note}");
+        }
+    }
+}
+
+/// A scenario's own figures, in the order it gave them.
+#[derive(Debug, Default)]
+pub(super) struct Extras(Vec<(String, Value)>);
+
+impl Extras {
+    pub(super) fn push(&mut self, key: &str, value: Value) {
+        self.0.push((key.to_owned(), value));
+    }
+
+    /// One report line each, through `row(label, value)`.
+    pub(super) fn print(&self, row: impl Fn(&str, String)) {
+        for (key, value) in &self.0 {
             // `_s` keys are seconds.
             let (label, unit) = key
                 .strip_suffix("_s")
@@ -146,29 +168,8 @@ impl Report {
             };
             row(&label.replace('_', " "), value);
         }
-        println!("  failovers:");
-        for failover in &self.failovers {
-            let times: Vec<String> = failover
-                .times
-                .iter()
-                .map(|(key, value)| {
-                    let label = key.trim_end_matches("_s").replace('_', " ");
-                    let value = value.map_or("never".to_owned(), |s| format!("{s:.2} s"));
-                    format!("{label} {value}")
-                })
-                .collect();
-            println!("    {}: {}", failover.what, failover.fault);
-            println!("      {}", times.join(", "));
-        }
-        for note in &self.notes {
-            println!("  note: {note}");
-        }
     }
 }
-
-/// A scenario's own figures, in the order it gave them.
-#[derive(Debug, Default)]
-struct Extras(Vec<(String, Value)>);
 
 impl Serialize for Extras {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -215,6 +216,21 @@ impl FailoverTiming {
     pub(super) fn time(mut self, key: &'static str, seconds: Option<f64>) -> FailoverTiming {
         self.times.push((key, seconds));
         self
+    }
+
+    /// Its two lines of a report.
+    pub(super) fn print(&self) {
+        let times: Vec<String> = self
+            .times
+            .iter()
+            .map(|(key, value)| {
+                let label = key.trim_end_matches("_s").replace('_', " ");
+                let value = value.map_or("never".to_owned(), |s| format!("{s:.2} s"));
+                format!("{label} {value}")
+            })
+            .collect();
+        println!("    {}: {}", self.what, self.fault);
+        println!("      {}", times.join(", "));
     }
 }
 

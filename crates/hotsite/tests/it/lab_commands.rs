@@ -243,6 +243,10 @@ async fn demo_rejects_an_unknown_scenario_naming_the_valid_ones() {
         "http-failover",
         "dns-move",
         "digital-fallback",
+        "trunk-failover",
+        "site-failure",
+        "link-failure",
+        "graceful-shutdown",
     ] {
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
@@ -313,4 +317,149 @@ async fn demo_trunk_failover_delays_no_call_beyond_one_timeout() {
         report["by_trunk"]["trunk-2"].as_u64().unwrap() > 0,
         "{report:#}"
     );
+}
+
+/// Runs `hotsite demo --scenario SCENARIO --calls CALLS --rate 20 --json`
+/// (within 60 s) and returns its report, after checking it exited 0 with
+/// every call answered as its phase promised (SPEC S2, S4, S7).
+async fn site_demo_report(scenario: &str, calls: u64) -> serde_json::Value {
+    let calls = calls.to_string();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        hotsite()
+            .args(["demo", "--scenario", scenario, "--calls", &calls])
+            .args(["--rate", "20", "--json"])
+            .output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["scenario"], scenario, "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["calls"].to_string(), calls, "{report:#}");
+    assert_eq!(report["unexpected"], 0, "{report:#}");
+    assert_eq!(report["agents_logged_in_at_two_sites"], 0, "{report:#}");
+    for phase in report["phases"].as_array().unwrap() {
+        assert_eq!(phase["placed"], phase["calls"], "{phase}");
+        assert_eq!(phase["unexpected"], 0, "{phase}");
+    }
+    report
+}
+
+/// A phase of a site demo's report, by name.
+fn phase<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|phase| phase["phase"] == name)
+        .unwrap_or_else(|| panic!("phase {name} in {report:#}"))
+}
+
+/// SPEC S2: site a dies with calls up; the phones re-register at b, the
+/// agents log in there and every call sent to b after the switch completes
+/// at b. b notices within `oos_force` (1 s in the demo) plus one `oos_check`.
+#[tokio::test]
+async fn demo_site_failure_moves_agents_and_calls_to_the_surviving_site() {
+    let report = site_demo_report("site-failure", 60).await;
+    let before = phase(&report, "before the kill");
+    assert!(before["completed"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(before["in_progress_may_be_lost"], true, "{report:#}");
+    let after = phase(&report, "after the switch");
+    assert_eq!(after["to"], "b");
+    assert_eq!(after["completed"], 30, "{report:#}");
+    assert_eq!(after["in_progress_at_end"], 0, "{report:#}");
+    assert_eq!(report["completed_after_switch"], 30, "{report:#}");
+    assert_eq!(report["calls_after_switch_not_delivered_by_b"], 0);
+    for agent in ["alice", "bob", "carol"] {
+        assert_eq!(report["agents_site"][agent], "b", "{report:#}");
+    }
+    assert_eq!(report["detected_within_limit"], true, "{report:#}");
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 1, "{report:#}");
+    seconds(&failovers[0], "detected_after_s", 0.0, 1.2);
+    seconds(&failovers[0], "phones_registered_at_b_after_s", 0.0, 5.0);
+    seconds(&failovers[0], "agents_logged_in_at_b_after_s", 0.0, 5.0);
+    seconds(&failovers[0], "recovered_after_s", 0.0, 5.0);
+}
+
+/// SPEC S3, S4: the link between two peered sites is cut. Both go to
+/// single-site mode within `oos_force` plus one `oos_check`; while cut, no
+/// call is forwarded, nothing crosses the link, every call is delivered by
+/// the site it was sent to and the agents stay where they are; after the
+/// restore both peer again and forwarding resumes.
+#[tokio::test]
+async fn demo_link_failure_runs_each_site_alone_then_peers_again() {
+    let report = site_demo_report("link-failure", 48).await;
+    for name in ["peered", "link cut", "link restored"] {
+        assert_eq!(phase(&report, name)["completed"], 16, "{name}: {report:#}");
+    }
+    assert!(
+        report["forwarded"]["peered"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["forwarded"]["cut"], 0, "{report:#}");
+    assert!(
+        report["forwarded"]["restored"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["calls_forwarded_while_cut"], 0, "{report:#}");
+    assert!(
+        report["delivered_by_other_site"]["peered"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(report["delivered_by_other_site"]["cut"], 0, "{report:#}");
+    assert_eq!(report["datagrams_relayed_while_cut"], 0, "{report:#}");
+    assert!(report["datagrams_dropped_while_cut"].as_u64().unwrap() > 0);
+    assert_eq!(
+        report["agents_while_cut"],
+        serde_json::json!({ "a": ["alice", "bob"], "b": ["carol", "dave"] }),
+        "{report:#}"
+    );
+    assert_eq!(report["detected_within_limit"], true, "{report:#}");
+    assert_eq!(report["peered_again"], true, "{report:#}");
+    let failovers = report["failovers"].as_array().unwrap();
+    assert_eq!(failovers.len(), 2, "{report:#}");
+    for failover in failovers {
+        seconds(failover, "detected_after_s", 0.0, 1.2);
+        seconds(failover, "peered_again_after_s", 0.0, 5.0);
+    }
+}
+
+/// SPEC S7: site a is drained while bob is on a 3 s call. The drain's answer
+/// already shows the idle agents logged out (`graceful_shutdown_logout`) and
+/// bob busy; new calls to a get 603; bob is logged out when his call ends,
+/// the drain is over then, and the agents and calls continue at b.
+#[tokio::test]
+async fn demo_graceful_shutdown_declines_new_calls_and_waits_for_the_last_one() {
+    let report = site_demo_report("graceful-shutdown", 60).await;
+    assert_eq!(phase(&report, "before the drain")["completed"], 30);
+    let draining = phase(&report, "while a drains");
+    assert_eq!(draining["expected"], 603, "{report:#}");
+    assert_eq!(draining["statuses"], serde_json::json!({ "603": 15 }));
+    assert_eq!(report["a_drain_rejected"], 15, "{report:#}");
+    assert_eq!(phase(&report, "after the drain")["completed"], 15);
+    for check in [
+        "drain_accepted",
+        "idle_agents_logged_out_at_once",
+        "busy_agent_kept_until_call_end",
+        "busy_agent_logged_out_when_call_ended",
+        "drain_completed",
+        "every_agent_logged_in_at_b",
+    ] {
+        assert_eq!(report[check], true, "{check}: {report:#}");
+    }
+    let failover = &report["failovers"][0];
+    seconds(failover, "idle_agents_logged_out_after_s", 0.0, 0.5);
+    let busy = seconds(failover, "busy_agent_logged_out_after_s", 2.0, 4.0);
+    let drained = seconds(failover, "drain_completed_after_s", 2.0, 4.0);
+    assert!(drained >= busy, "{failover}");
+    seconds(failover, "peer_single_site_after_s", 0.0, 1.2);
+    seconds(failover, "agents_logged_in_at_b_after_s", 0.0, 5.0);
 }
