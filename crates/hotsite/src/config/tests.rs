@@ -315,10 +315,7 @@ fn smpp_is_optional_with_routes() {
         ["routes[1].hops[0]: \"smpp\" needs an [smpp] section"]
     );
     let found = issues(&without_smpp);
-    assert!(
-        found[0].starts_with("smpp: nothing to run"),
-        "{found:?}"
-    );
+    assert!(found[0].starts_with("smpp: nothing to run"), "{found:?}");
 }
 
 /// Channel names are unique and "smpp" is taken; unknown kinds are named.

@@ -95,7 +95,7 @@ impl SipCallerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             limit: None,
-            seed: Clock::start().unix_ms() ^ (u64::from(std::process::id()) << 40),
+            seed: super::wire::fresh_seed(),
         }
     }
 

@@ -140,7 +140,7 @@ impl SipPhoneConfig {
             retry_max: Duration::from_secs(30),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
-            seed: Clock::start().unix_ms() ^ (u64::from(std::process::id()) << 40),
+            seed: super::wire::fresh_seed(),
         }
     }
 

@@ -58,6 +58,18 @@ pub(crate) fn backoff(interval: Duration, cap: Duration) -> Duration {
     interval.saturating_mul(2).min(cap)
 }
 
+/// A seed for a new peer's branches, tags and Call-IDs: the wall clock, the
+/// process id and a per-process counter, so two peers started in the same
+/// millisecond (a demo starts several) never share one (RFC 3261 §8.1.1.7
+/// wants them unique in space and time).
+pub(crate) fn fresh_seed() -> u64 {
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::clock::Clock::start().unix_ms()
+        ^ (u64::from(std::process::id()) << 40)
+        ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -717,7 +717,10 @@ fn malformed_registers_are_refused_clearly() {
         )
     };
     // No user part in To: not a DN.
-    h.send(from, &register("<sip:hotsite>", "Contact: <sip:1001@127.0.0.1:9>\n"));
+    h.send(
+        from,
+        &register("<sip:hotsite>", "Contact: <sip:1001@127.0.0.1:9>\n"),
+    );
     let answer = h.responses_to(from).pop().unwrap();
     assert_eq!(answer.status.as_u16(), 400);
     assert!(answer.headers.value(HeaderName::Warning).is_some());
@@ -738,7 +741,11 @@ fn malformed_registers_are_refused_clearly() {
             "Contact: <sip:1001@127.0.0.1:9>\nAuthorization: Digest username=\"1001\", realm=\"hotsite\", nonce=\"00\", uri=\"sip:x\", response=\"00000000000000000000000000000000\"\n",
         ),
     );
-    assert_eq!(h.responses_to(from).pop().unwrap().status.as_u16(), 401, "challenged again");
+    assert_eq!(
+        h.responses_to(from).pop().unwrap().status.as_u16(),
+        401,
+        "challenged again"
+    );
     assert!(!h.site.registrar.in_service("1001"));
     assert_eq!(h.site.registrar.stats().registered, 0);
 }
