@@ -21,7 +21,7 @@
 
 #![warn(missing_docs)]
 
-mod clock;
+pub mod clock;
 pub mod events;
 mod host;
 pub mod http;

@@ -92,6 +92,24 @@ pub(crate) async fn send(
 }
 
 /// Prints binds, queue depth and recent bind events.
+/// Sends `request`; a refusal is an error naming the status, and with
+/// `as_json` the answer is printed here (then `None`: nothing left to show).
+async fn fetch(
+    endpoint: &Endpoint,
+    request: reqwest::RequestBuilder,
+    as_json: bool,
+) -> anyhow::Result<Option<Value>> {
+    let (status, answer) = call(endpoint, request).await?;
+    if !status.is_success() {
+        bail!("refused ({status}): {answer}");
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(None);
+    }
+    Ok(Some(answer))
+}
+
 /// `hotsite site drain` / `hotsite site status` (SPEC S1–S8).
 pub(crate) async fn site(
     endpoint: Endpoint,
@@ -104,15 +122,9 @@ pub(crate) async fn site(
     } else {
         client.get(format!("{}/v1/site", endpoint.base))
     };
-    let (status, answer) = call(&endpoint, request).await?;
-    if !status.is_success() {
-        eprintln!("refused ({status}): {answer}");
-        return Ok(ExitCode::FAILURE);
-    }
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let Some(answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     print_site(&answer);
     if drain {
         println!("draining: the process stops when no call is left");
@@ -168,15 +180,9 @@ fn print_site(site: &Value) {
 
 pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<ExitCode> {
     let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
-    let (status, answer) = call(&endpoint, request).await?;
-    if !status.is_success() {
-        eprintln!("refused ({status}): {answer}");
-        return Ok(ExitCode::FAILURE);
-    }
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let Some(answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     println!("binds:");
     for bind in answer["binds"].as_array().into_iter().flatten() {
         println!(

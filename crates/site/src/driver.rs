@@ -18,9 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::agents::{AgentError, AgentView};
-use crate::clock;
 use crate::config::{SiteConfig, SiteConfigError};
 use crate::machine::{Site, SiteStatus};
+use hotsite_host::clock;
 
 /// Most datagrams handled per wake-up before the answers are sent.
 const MAX_BATCH: usize = 64;

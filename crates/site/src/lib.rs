@@ -21,7 +21,6 @@
 
 pub mod agents;
 mod calls;
-mod clock;
 pub mod config;
 pub mod decide;
 pub mod driver;

@@ -29,10 +29,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agents::{AgentError, AgentView};
-use crate::clock;
 use crate::driver::{Request, SiteHandle};
 use crate::machine::{Mode, SiteStatus};
 use crate::peer::PeerState;
+use hotsite_host::clock;
 
 /// The name of this system's events and status section.
 pub const SYSTEM: &str = "site";

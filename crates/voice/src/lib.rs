@@ -12,12 +12,11 @@
 //! - [`config`] is the `[voice]` section of `hotsite.toml`, validated with
 //!   errors that name their key, and turned into a [`proxy::ProxyConfig`].
 //! - [`driver`] binds the UDP socket and the TCP listener (one port) and runs
-//!   the proxy on tokio; it and
-//!   `clock.rs` are the only parts that do I/O or read the clock.
+//!   the proxy on tokio; it is the only part that does I/O or reads the clock
+//!   (through `hotsite_host::clock`).
 
 #![warn(missing_docs)]
 
-mod clock;
 pub mod config;
 pub mod driver;
 pub mod proxy;

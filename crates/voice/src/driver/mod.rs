@@ -30,10 +30,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::clock;
 use crate::config::{VoiceConfig, VoiceConfigError};
 use crate::proxy::{Peer, Proxy, ProxyEvent, ProxyStats, Sizes, Transmit, Transport, TrunkStats};
 use crate::routing::Cause;
+use hotsite_host::clock;
 
 use self::tcp::{Connections, TcpInput};
 
