@@ -138,6 +138,10 @@ pub(crate) struct Calls {
     keys: HashMap<ServerKey, u64>,
     legs: HashMap<Bytes, Leg>,
     dialogs: HashMap<String, Dialog>,
+    /// Calls without a final answer yet (kept as a count: checked on every
+    /// INVITE against `max_calls`, while answered calls stay in `calls` for
+    /// their transactions' last 64·T1).
+    unfinished: usize,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     next_sweep: Option<Instant>,
     next_id: u64,
@@ -164,6 +168,7 @@ impl Calls {
             keys: HashMap::new(),
             legs: HashMap::new(),
             dialogs: HashMap::new(),
+            unfinished: 0,
             timers: BinaryHeap::new(),
             next_sweep: None,
             next_id: 0,
@@ -174,7 +179,7 @@ impl Calls {
 
     /// Calls not finished yet plus answered calls not hung up.
     pub(crate) fn active(&self) -> usize {
-        self.calls.values().filter(|c| !c.finished).count() + self.dialogs.len()
+        self.unfinished + self.dialogs.len()
     }
 
     pub(crate) fn stats(&self) -> CallStats {
@@ -240,8 +245,7 @@ impl Site {
             self.drive(now, id);
             return;
         }
-        let unfinished = self.calls.calls.values().filter(|c| !c.finished).count();
-        if unfinished >= self.calls.max_calls {
+        if self.calls.unfinished >= self.calls.max_calls {
             self.calls.stats.over_capacity += 1;
             let mut response = response_to(&request, StatusCode::SERVICE_UNAVAILABLE, Some("cap"));
             response
@@ -346,6 +350,7 @@ impl Site {
             },
         );
         self.calls.keys.insert(key, id);
+        self.calls.unfinished += 1;
         match decision {
             Decision::Local | Decision::Forward(_) => self.next_hop(now, id),
             Decision::Reject(code, why) => {
@@ -384,7 +389,9 @@ impl Site {
             "this site is draining: call the peer site",
         ));
         let _ = call.server.respond(now, response);
-        call.finished = true;
+        if !std::mem::replace(&mut call.finished, true) {
+            self.calls.unfinished -= 1;
+        }
         self.calls.stats.failed += 1;
     }
 
@@ -401,7 +408,9 @@ impl Site {
                 Some(mut response) => {
                     response.headers.pop_via();
                     let _ = call.server.respond(now, response);
-                    call.finished = true;
+                    if !std::mem::replace(&mut call.finished, true) {
+                        self.calls.unfinished -= 1;
+                    }
                     self.calls.stats.failed += 1;
                 }
                 None => {
@@ -463,7 +472,9 @@ impl Site {
             response.headers.push(warning("hotsite", why));
         }
         let _ = call.server.respond(now, response);
-        call.finished = true;
+        if !std::mem::replace(&mut call.finished, true) {
+            self.calls.unfinished -= 1;
+        }
         self.calls.stats.failed += 1;
     }
 
@@ -610,6 +621,9 @@ impl Site {
         });
         if done {
             if let Some(call) = self.calls.calls.remove(&id) {
+                if !call.finished {
+                    self.calls.unfinished -= 1;
+                }
                 self.calls.keys.remove(&call.key);
                 for branch in call.legs {
                     self.calls.legs.remove(&branch);
@@ -684,7 +698,9 @@ impl Site {
                 };
                 if !call.answered {
                     call.answered = true;
-                    call.finished = true;
+                    if !std::mem::replace(&mut call.finished, true) {
+                        self.calls.unfinished -= 1;
+                    }
                     let local = !call.forwarded;
                     if local {
                         self.calls.stats.answered_local += 1;
