@@ -204,7 +204,9 @@ impl Calls {
             if let Some(leg) = self.legs.get(branch) {
                 let leg_next = [
                     leg.tx.poll_timeout(),
-                    (!leg.abandoned || !leg.ringing).then_some(leg.deadline),
+                    // An abandoned leg's deadline has passed: only its
+                    // transaction's timers are left to wait for.
+                    (!leg.abandoned).then_some(leg.deadline),
                     leg.cancel.as_ref().and_then(ClientNonInvite::poll_timeout),
                 ]
                 .into_iter()

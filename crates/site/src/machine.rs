@@ -103,6 +103,8 @@ pub struct Site {
     mode: Mode,
     drain_timeout: Duration,
     drain_deadline: Option<Instant>,
+    /// `drain_timeout` has passed.
+    drain_over: bool,
     pub(crate) dropped: u64,
 }
 
@@ -174,6 +176,7 @@ impl Site {
             mode: Mode::SingleSite,
             drain_timeout: config.drain_timeout,
             drain_deadline: None,
+            drain_over: false,
             dropped: 0,
         })
     }
@@ -311,6 +314,9 @@ impl Site {
             }
         }
         self.calls_timeout(now);
+        if self.drain_deadline.is_some_and(|deadline| now >= deadline) {
+            self.drain_over = true;
+        }
         self.settle(now);
     }
 
@@ -321,7 +327,8 @@ impl Site {
             self.agents.poll_timeout(),
             self.peer.as_ref().map(PeerLink::poll_timeout),
             self.calls.poll_timeout(),
-            self.drain_deadline,
+            // Once passed, the drain is over (`drained`): nothing more to wake for.
+            self.drain_deadline.filter(|_| !self.drain_over),
         ]
         .into_iter()
         .flatten()

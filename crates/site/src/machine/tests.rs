@@ -110,6 +110,15 @@ impl Harness {
                     self.now = self.now.max(at);
                     self.site.handle_timeout(self.now);
                     self.collect();
+                    // Every deadline handled moves on: a deadline still due
+                    // after its timeout ran would make the driver spin.
+                    assert!(
+                        self.site.poll_timeout().is_none_or(|next| next > self.now),
+                        "the site still wants to wake at {:?} after handling it",
+                        self.site
+                            .poll_timeout()
+                            .map(|next| next.saturating_duration_since(self.now))
+                    );
                 }
                 _ => break,
             }
