@@ -9,9 +9,11 @@
 #               every step registers new DNs (numbering continues), so each
 #               REGISTER inserts a binding; hotsite serves every DN the steps
 #               use (at most 100,000, its limit per site)
-#   CALL_STEPS  call steps rate:calls ["500:2500 1000:5000 2000:10000 3000:15000 4000:20000"]
+#   CALL_STEPS  call steps rate:calls ["500:2500 1000:5000 1500:7500 2000:10000 2500:12500 3000:15000"]
 #   M           DNs registered (Contact = the SIPp UAS) before the call steps [10000]
 #   REG_SERVERS ["hotsite kamailio kamailio-noauth"]  CALL_SERVERS ["hotsite kamailio"]
+#   SIPP_BUFF   unset: SIPp's default socket buffers (as the peers); e.g.
+#               4194304 to pass -buff_size to every SIPp (UAC and UAS)
 # hotsite always challenges (401, then REGISTER with Authorization); Kamailio
 # is run with digest auth too (-A WITH_AUTH: same REGISTER/401/REGISTER/200
 # exchange, scenario reg_auth.xml); "kamailio-noauth" is the peers' plain
@@ -19,7 +21,7 @@
 # Calls: uac_user.xml (INVITE sip:DN@server, 100/180/200, ACK, BYE/200
 # through Record-Route, 0 s hold) -> server -> the DN's contact, the SIPp UAS
 # (tests/sipp/uas.xml, the peers' uas.xml). Every SIPp run is bounded by -m
-# and -timeout 60s; once a step fails more than 2 % of its registrations or
+# and -timeout 60s, and killed after SIPP_HARD_CAP (90) s; once a step fails more than 2 % of its registrations or
 # calls, that server's higher steps are skipped.
 # Needs: cargo build --release -p hotsite; sipp (sip-tester), kamailio, bc,
 # curl, python3.
@@ -27,7 +29,7 @@ source "$(dirname "$0")/lib.sh"
 WHAT=${1:-all}
 case $WHAT in all|reg|calls) ;; *) echo "usage: $0 [all|reg|calls]"; exit 2 ;; esac
 read -r -a REG_LIST <<<"${REG_STEPS:-1000:5 2000:5 4000:5 6000:5 8000:4}"
-read -r -a CALL_LIST <<<"${CALL_STEPS:-500:2500 1000:5000 2000:10000 3000:15000 4000:20000}"
+read -r -a CALL_LIST <<<"${CALL_STEPS:-500:2500 1000:5000 1500:7500 2000:10000 2500:12500 3000:15000}"
 read -r -a REG_SRV <<<"${REG_SERVERS:-hotsite kamailio kamailio-noauth}"
 read -r -a CALL_SRV <<<"${CALL_SERVERS:-hotsite kamailio}"
 M=${M:-10000}
@@ -35,7 +37,7 @@ M=${M:-10000}
 new_base_dir
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "command: $0 $WHAT (REG_STEPS=\"${REG_LIST[*]}\" CALL_STEPS=\"${CALL_LIST[*]}\" M=$M REG_SERVERS=\"${REG_SRV[*]}\" CALL_SERVERS=\"${CALL_SRV[*]}\")"
+	echo "command: $0 $WHAT (REG_STEPS=\"${REG_LIST[*]}\" CALL_STEPS=\"${CALL_LIST[*]}\" M=$M REG_SERVERS=\"${REG_SRV[*]}\" CALL_SERVERS=\"${CALL_SRV[*]}\" SIPP_BUFF=\"${SIPP_BUFF:-}\"; nice $(nice))"
 	echo "machine: $(nproc) vCPU, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r)"
 	echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*'), kamailio: $(kamailio -v | sed -n 's/^version: //p')"
 	echo "hotsite: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- crates/site crates/sip crates/host crates/hotsite || echo ' + uncommitted changes'), $HOTSITE_BIN"
@@ -44,7 +46,7 @@ new_base_dir
 } | tee "$BASE/machine.txt"
 
 TSV="$BASE/steps.tsv"
-printf "phase\tserver\ttarget\tcount\twall\tok\tfailed\tachieved\tretrans\tretrans_pct\tserver_cpu\tus_per_op\tsipp_cpu\tother_cpu\tdrops_server\tdrops_uas\tdrops_uac\n" > "$TSV"
+printf "phase\tserver\ttarget\tcount\twall\tok\tfailed\tachieved\tretrans\tretrans_pct\tserver_cpu\tus_per_op\tsipp_cpu\tidle_cpu\tdrops_server\tdrops_uas\tdrops_uac\n" > "$TSV"
 
 start_server() { # $1 = hotsite|kamailio|kamailio-noauth
 	case $1 in
@@ -63,20 +65,19 @@ ROW="%-8s %-7s %-7.2f %-7s %-7s %-9.0f %-8s %-9.2f %-11.0f %-7.0f %-9.0f %-10.0f
 
 # One step's line on screen and in the TSV. Reads run_step's output on stdin.
 record() { # $1 = phase, $2 = server, $3 = target rate, $4 = count
-	local wall ok failed retrans sticks uac_s uticks pd ud cd bticks
-	read -r wall ok failed retrans sticks uac_s uticks pd ud cd bticks
-	local ach pct cpu us sipp other
+	local wall ok failed retrans sticks uac_s uticks pd ud cd iticks
+	read -r wall ok failed retrans sticks uac_s uticks pd ud cd iticks
+	local ach pct cpu us sipp idle
 	ach=$(echo "$ok / $wall" | bc -l)
 	pct=$(echo "$retrans * 100 / $4" | bc -l)
 	cpu=$(echo "$sticks / $CLK_TCK / $wall * 100" | bc -l)
 	us=0; [ "$ok" -gt 0 ] && us=$(echo "$sticks / $CLK_TCK / $ok * 1000000" | bc -l)
 	sipp=$(echo "($uticks / $CLK_TCK + ${uac_s:-0}) / $wall * 100" | bc -l)
-	# the machine's busy time not spent in the server or SIPp (other
-	# processes, the kernel's softirqs on behalf of nobody in particular)
-	other=$(echo "$bticks / $CLK_TCK / $wall * 100 - $cpu - $sipp" | bc -l)
-	printf "$ROW" "$3" "$4" "$wall" "$ok" "$failed" "$ach" "$retrans" "$pct" "$cpu" "$us" "$sipp" "$other" "$pd/$ud/$cd"
+	# CPU left unused on the whole machine (200 % = both vCPUs idle)
+	idle=$(echo "$iticks / $CLK_TCK / $wall * 100" | bc -l)
+	printf "$ROW" "$3" "$4" "$wall" "$ok" "$failed" "$ach" "$retrans" "$pct" "$cpu" "$us" "$sipp" "$idle" "$pd/$ud/$cd"
 	printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.1f\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\n" "$1" "$2" "$3" "$4" \
-		"$wall" "$ok" "$failed" "$ach" "$retrans" "$pct" "$cpu" "$us" "$sipp" "$other" "$pd" "$ud" "$cd" >> "$TSV"
+		"$wall" "$ok" "$failed" "$ach" "$retrans" "$pct" "$cpu" "$us" "$sipp" "$idle" "$pd" "$ud" "$cd" >> "$TSV"
 }
 
 # What the server logged: Kamailio's ERROR/WARNING lines, hotsite's stderr.
@@ -100,7 +101,7 @@ reg_phase() { # $1 = server
 	echo; echo "=== (a) REGISTER: $server ($RUN, $(basename "$(scenario_for "$server")")) ==="
 	start_server "$server"
 	sleep 2
-	printf "$HEADER" target regs wall_s ok failed achieved retrans retrans% server_cpu% us/reg sipp_cpu% other_cpu% "udp_drops(server/uas/uac)"
+	printf "$HEADER" target regs wall_s ok failed achieved retrans retrans% server_cpu% us/reg sipp_cpu% idle_cpu% "udp_drops(server/uas/uac)"
 	for step in "${REG_LIST[@]}"; do
 		rate=${step%%:*}; secs=${step##*:}; count=$(( rate * secs ))
 		if [ -n "$skip" ]; then echo "$rate: skipped ($skip)"; continue; fi
@@ -143,7 +144,7 @@ calls_phase() { # $1 = server
 	read -r wall ok failed _ <<<"$out"
 	echo "registered $ok/$M DNs (failed $failed) in ${wall}s; $(server_state "$server")"
 	[ "$ok" -eq "$M" ] || { sipp_errors reg_agents; echo "registration incomplete, skipping $server's call steps"; server_log "$server"; stop_all; unset uas_PID; return; }
-	printf "$HEADER" target calls wall_s ok failed achieved retrans retrans% server_cpu% us/call sipp_cpu% other_cpu% "udp_drops(server/uas/uac)"
+	printf "$HEADER" target calls wall_s ok failed achieved retrans retrans% server_cpu% us/call sipp_cpu% idle_cpu% "udp_drops(server/uas/uac)"
 	for step in "${CALL_LIST[@]}"; do
 		rate=${step%%:*}; calls=${step##*:}
 		if [ -n "$skip" ]; then echo "$rate: skipped ($skip)"; continue; fi

@@ -22,6 +22,7 @@ REG_PORT=29163
 PASSWORD=bench-password
 TOKEN=bench-token-123
 FIRST_DN=100001   # DNs are digits: 100001, 100002, ...
+SIPP_HARD_CAP=${SIPP_HARD_CAP:-90}   # seconds; SIGTERM then SIGKILL 5 s later
 
 new_base_dir() {
 	BASE="$(mktemp -d /tmp/sitebench.XXXXXX)"
@@ -117,9 +118,10 @@ server_state() { # $1 = hotsite|kamailio|kamailio-noauth
 }
 
 # run_step NAME SCENARIO LOCAL_PORT RATE COUNT INF [extra sipp args]
-# One bounded SIPp UAC run (-m COUNT, -timeout 60s) against the server under
+# One bounded SIPp UAC run (-m COUNT, -timeout 60s, killed after
+# $SIPP_HARD_CAP s) against the server under
 # test ($PROXY_PID on $PROXY_PORT). Prints:
-#   wall_s ok failed retrans server_ticks uac_cpu_s uas_ticks drops_server drops_uas drops_rest busy_ticks
+#   wall_s ok failed retrans server_ticks uac_cpu_s uas_ticks drops_server drops_uas drops_rest idle_ticks
 # (drops: UDP receive-buffer drops over the step at the server's socket, the
 # UAS's, and the rest, i.e. the UAC's, whose socket is gone by then).
 run_step() {
@@ -129,16 +131,20 @@ run_step() {
 	c0=$(cpu_ticks "$PROXY_PID"); u0=0
 	[ -n "${uas_PID:-}" ] && u0=$(cpu_ticks "$uas_PID")
 	d0=$(udp_drops); p0=$(sock_drops "$PROXY_PORT"); s0=$(sock_drops "$UAS_PORT")
-	b0=$(machine_busy_ticks); t0=$(now)
+	b0=$(machine_idle_ticks); t0=$(now)
+	# SIPp's -timeout did not bound a run that had calls stuck waiting for a
+	# 200 (a 2,500 cps step against an overloaded server ran 774 s), so a
+	# hard cap kills it too: timeout(1) under time(1), whose rusage then
+	# still covers SIPp.
 	( cd "$RUN" && exec /usr/bin/time -f "%U %S" -o "$RUN/$name.time" \
-		sipp -sf "$sf" "127.0.0.1:$PROXY_PORT" -i 127.0.0.1 -p "$port" \
+		timeout -k 5 "$SIPP_HARD_CAP" sipp -sf "$sf" "127.0.0.1:$PROXY_PORT" -i 127.0.0.1 -p "$port" \
 		-inf "$inf" -r "$rate" -m "$count" -l 10000 -nostdin -timeout 60s \
 		-trace_stat -stf "$stf" -fd 1 -max_socket 1000 -trace_err -error_file "$RUN/$name.err" \
-		"$@" > "$RUN/$name.out" 2>&1 ) &
+		${SIPP_BUFF:+-buff_size $SIPP_BUFF} "$@" > "$RUN/$name.out" 2>&1 ) &
 	uac=$!
 	PIDS+=("$uac")
 	reap "$uac"
-	t1=$(now); b1=$(machine_busy_ticks); c1=$(cpu_ticks "$PROXY_PID"); u1=0
+	t1=$(now); b1=$(machine_idle_ticks); c1=$(cpu_ticks "$PROXY_PID"); u1=0
 	[ -n "${uas_PID:-}" ] && u1=$(cpu_ticks "$uas_PID")
 	d1=$(udp_drops); p1=$(sock_drops "$PROXY_PORT"); s1=$(sock_drops "$UAS_PORT")
 	local ok failed retrans
@@ -148,10 +154,11 @@ run_step() {
 $(tail -1 "$RUN/$name.time" 2>/dev/null | awk '{print $1 + $2}') $(( u1 - u0 )) $pd $ud $(( d1 - d0 - pd - ud )) $(( b1 - b0 ))"
 }
 
-# Busy ticks of the whole machine (all CPUs, /proc/stat), to tell how much
-# CPU something else than the server and SIPp used during a step.
-machine_busy_ticks() {
-	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+# Idle ticks of the whole machine (idle + iowait of all CPUs, /proc/stat):
+# a step whose server and SIPp leave CPU unused but whose machine was not
+# idle shared the machine with something else.
+machine_idle_ticks() {
+	awk '/^cpu / { print $5 + $6 }' /proc/stat
 }
 
 # The first lines of SIPp's error file for a step with failures (why the
