@@ -74,6 +74,21 @@ pub struct CallStats {
     pub over_capacity: u64,
 }
 
+impl CallStats {
+    /// Every counter with its outcome name, for `/v1/site` and `/metrics`.
+    pub fn outcomes(&self) -> [(&'static str, u64); 7] {
+        [
+            ("offered", self.offered),
+            ("answered_local", self.answered_local),
+            ("forwarded", self.forwarded),
+            ("answered_forwarded", self.answered_forwarded),
+            ("failed", self.failed),
+            ("drain_rejected", self.drain_rejected),
+            ("over_capacity", self.over_capacity),
+        ]
+    }
+}
+
 /// Where one leg goes.
 #[derive(Debug, Clone)]
 struct Hop {
@@ -645,8 +660,18 @@ impl Site {
             self.transmits.push_back((call.caller, bytes));
         }
         while call.server.poll_event().is_some() {}
-        let branches = call.legs.clone();
-        for branch in branches {
+        // By index: a leg's event may add the next leg (no copy of the list
+        // per wake-up; `Bytes` clones are reference counts).
+        for i in 0.. {
+            let Some(branch) = self
+                .calls
+                .calls
+                .get(&id)
+                .and_then(|c| c.legs.get(i))
+                .cloned()
+            else {
+                break;
+            };
             let Some(leg) = self.calls.legs.get_mut(&branch) else {
                 continue;
             };
@@ -747,15 +772,13 @@ impl Site {
                 let status = response.status.as_u16();
                 let next = !call.cancelled
                     && !call.forwarded
-                    && (status == 408 || (500..600).contains(&status))
-                    && call.tried < call.hops.len();
+                    && (status == 408 || (500..600).contains(&status));
                 call.last_failure = Some(response);
-                if next {
-                    self.next_hop(now, id);
-                } else {
+                if !next {
+                    // No other contact: `next_hop` relays this answer.
                     call.tried = call.hops.len();
-                    self.next_hop(now, id);
                 }
+                self.next_hop(now, id);
             }
             TransactionEvent::Timeout | TransactionEvent::TransportError => {
                 self.give_up_leg(now, id, branch);
@@ -834,7 +857,16 @@ impl Site {
             return;
         };
         call.server.handle_timeout(now);
-        for branch in call.legs.clone() {
+        for i in 0.. {
+            let Some(branch) = self
+                .calls
+                .calls
+                .get(&id)
+                .and_then(|c| c.legs.get(i))
+                .cloned()
+            else {
+                break;
+            };
             let Some(leg) = self.calls.legs.get_mut(&branch) else {
                 continue;
             };

@@ -76,6 +76,18 @@ pub struct RegistrarStats {
     pub expired: u64,
 }
 
+impl RegistrarStats {
+    /// Every counter with its outcome name, for `/v1/site` and `/metrics`.
+    pub fn outcomes(&self) -> [(&'static str, u64); 4] {
+        [
+            ("registered", self.registered),
+            ("challenged", self.challenged),
+            ("refused", self.refused),
+            ("expired", self.expired),
+        ]
+    }
+}
+
 /// The registrar.
 #[derive(Debug)]
 pub struct Registrar {

@@ -297,24 +297,19 @@ pub(crate) fn status_json(status: &SiteStatus) -> Value {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "agents": status.agents.iter().map(agent_json).collect::<Vec<_>>(),
-        "calls": {
-            "active": status.active_calls,
-            "offered": status.calls.offered,
-            "answered_local": status.calls.answered_local,
-            "forwarded": status.calls.forwarded,
-            "answered_forwarded": status.calls.answered_forwarded,
-            "failed": status.calls.failed,
-            "drain_rejected": status.calls.drain_rejected,
-            "over_capacity": status.calls.over_capacity,
-        },
-        "registrar": {
-            "registered": status.registrar.registered,
-            "challenged": status.registrar.challenged,
-            "refused": status.registrar.refused,
-            "expired": status.registrar.expired,
-        },
+        "calls": outcomes_json(&status.calls.outcomes(), Some(("active", status.active_calls as u64))),
+        "registrar": outcomes_json(&status.registrar.outcomes(), None),
         "drain_deadline_ms": status.drain_deadline.map(until_ms),
     })
+}
+
+/// Counters as a JSON object keyed by outcome, with an optional extra field.
+fn outcomes_json(outcomes: &[(&str, u64)], extra: Option<(&str, u64)>) -> Value {
+    let mut object = Map::new();
+    for (name, n) in outcomes.iter().copied().chain(extra) {
+        object.insert(name.to_owned(), json!(n));
+    }
+    Value::Object(object)
 }
 
 /// Reads the last snapshot at scrape time.
@@ -379,36 +374,23 @@ impl Collector for SiteCollector {
             "Calls ringing or answered and not hung up at this site.",
             status.active_calls as i64,
         )?;
-        let c = status.calls;
         metrics::counter_family(
             encoder,
             "site_calls_total",
             "Calls for DNs by outcome: offered, answered_local, forwarded (SPEC S1, S6), answered_forwarded, failed, drain_rejected (SPEC S7), over_capacity.",
-            [
-                ("offered", c.offered),
-                ("answered_local", c.answered_local),
-                ("forwarded", c.forwarded),
-                ("answered_forwarded", c.answered_forwarded),
-                ("failed", c.failed),
-                ("drain_rejected", c.drain_rejected),
-                ("over_capacity", c.over_capacity),
-            ]
-            .into_iter()
-            .map(|(outcome, n)| ([("outcome", outcome)], n)),
+            status
+                .calls
+                .outcomes()
+                .map(|(outcome, n)| ([("outcome", outcome)], n)),
         )?;
-        let r = status.registrar;
         metrics::counter_family(
             encoder,
             "site_registrations_total",
             "REGISTERs by outcome, and bindings expired (SPEC S8).",
-            [
-                ("registered", r.registered),
-                ("challenged", r.challenged),
-                ("refused", r.refused),
-                ("expired", r.expired),
-            ]
-            .into_iter()
-            .map(|(outcome, n)| ([("outcome", outcome)], n)),
+            status
+                .registrar
+                .outcomes()
+                .map(|(outcome, n)| ([("outcome", outcome)], n)),
         )?;
         Ok(())
     }
