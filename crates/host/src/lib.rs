@@ -26,6 +26,7 @@ pub mod events;
 mod host;
 pub mod http;
 pub mod metrics;
+pub mod net;
 mod single;
 mod system;
 

@@ -19,6 +19,9 @@ pub enum LogoutReason {
     DrForceLogout,
     /// The site is draining (SPEC S7).
     GracefulShutdownLogout,
+    /// The agent logged in at the peer site (SPEC S1: one site at a time;
+    /// `claims.rs`). Its desktop is there: nothing to follow.
+    PeerLogin,
 }
 
 impl LogoutReason {
@@ -29,6 +32,7 @@ impl LogoutReason {
             LogoutReason::Supervisor => "supervisor",
             LogoutReason::DrForceLogout => "dr-force_logout",
             LogoutReason::GracefulShutdownLogout => "graceful_shutdown_logout",
+            LogoutReason::PeerLogin => "peer_login",
         }
     }
 
@@ -132,6 +136,8 @@ struct Login {
     ready: bool,
     calls: u32,
     wrap_up_until: Option<Instant>,
+    /// When the login happened (claims compare logins across sites).
+    since: Instant,
     /// Logged out when the last call ends (a drain reached a busy agent).
     logout_after_call: Option<LogoutReason>,
 }
@@ -222,6 +228,7 @@ impl Agents {
             ready: false,
             calls: 0,
             wrap_up_until: None,
+            since: now,
             logout_after_call: None,
         };
         let state = login.state(now);
@@ -341,6 +348,18 @@ impl Agents {
     /// The next wrap-up end.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.logins.values().filter_map(|l| l.wrap_up_until).min()
+    }
+
+    /// Every login: agent, DN and when it happened.
+    pub fn logins(&self) -> impl Iterator<Item = (&str, &str, Instant)> {
+        self.logins
+            .iter()
+            .map(|(agent, login)| (agent.as_str(), login.dn.as_str(), login.since))
+    }
+
+    /// When `agent` logged in here, if it is logged in.
+    pub fn since(&self, agent: &str) -> Option<Instant> {
+        self.logins.get(agent).map(|login| login.since)
     }
 
     /// The agent logged in on `dn`, if any.

@@ -104,16 +104,15 @@ pub async fn start(
     deps: &Deps,
 ) -> Result<(SiteHandle, HttpRoutes), SiteError> {
     let now = clock::now();
-    let mut site = Site::new(config, now, clock::seed())?;
+    let mut site = Site::new(config, now, clock::seed())?.with_wall_clock(now, clock::now_ms());
     let addr = config.listen_addr().map_err(|reason| {
         SiteError::Config(SiteConfigError(vec![hotsite_core::ConfigIssue::new(
             "site.listen",
             reason,
         )]))
     })?;
-    let socket = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| SiteError::Bind { addr, source })?;
+    let socket =
+        hotsite_host::net::bind_udp(addr).map_err(|source| SiteError::Bind { addr, source })?;
     let addr = socket
         .local_addr()
         .map_err(|source| SiteError::Bind { addr, source })?;
@@ -261,7 +260,15 @@ fn handle(site: &mut Site, now: Instant, request: Request) {
 
 async fn flush(site: &mut Site, socket: &UdpSocket, events: &Events) {
     while let Some((to, bytes)) = site.poll_transmit() {
-        if let Err(error) = socket.send_to(&bytes, to).await {
+        // Without a wait first: the send buffer almost always has room, and
+        // an await per datagram was a wake-up per answer in a storm.
+        let sent = match socket.try_send_to(&bytes, to) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                socket.send_to(&bytes, to).await
+            }
+            sent => sent,
+        };
+        if let Err(error) = sent {
             tracing::debug!(%error, %to, "site socket send error");
         }
     }

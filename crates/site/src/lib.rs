@@ -8,6 +8,8 @@
 //!   reasons (S1, S3, S7).
 //! - [`peer`]: the peer link's health by OPTIONS, `oos_check` / `oos_force`
 //!   (S3, S4).
+//! - [`claims`]: one site at a time per agent across the pair: logins
+//!   claimed at the peer, resync when peering resumes (S1, S4).
 //! - [`decide`]: where a new call goes, one pure function over the facts
 //!   (S1, S6, S7).
 //! - `calls.rs`: the transaction-stateful proxy to phones and to the peer.
@@ -21,6 +23,7 @@
 
 pub mod agents;
 mod calls;
+pub mod claims;
 pub mod config;
 pub mod decide;
 pub mod driver;

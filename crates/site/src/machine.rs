@@ -11,6 +11,9 @@
 //!   out with `dr-force_logout` (SPEC S8 with D6); never in single-site mode;
 //! - in peered mode an agent logs in only on a DN registered here; in
 //!   single-site mode whatever the DN's state (SPEC S3);
+//! - while peered, a login here is claimed at the peer, which logs the
+//!   agent out there; when peering resumes both sites exchange their logins
+//!   and the newer one keeps the agent (`claims.rs`, SPEC S1, S4);
 //! - a drain sets every agent NotReady, logs idle ones out at once and busy
 //!   ones when their call ends, rejects new calls, and is over when no call
 //!   is left or `drain_timeout` passed (SPEC S7).
@@ -30,6 +33,7 @@ use hotsite_sip::transaction::TransactionConfig;
 
 use crate::agents::{AgentError, AgentView, Agents, LogoutReason};
 use crate::calls::{CallStats, Calls};
+use crate::claims::{Applied, Claim, ClaimBatch, ClaimKind, ClaimSender, ClaimStats};
 use crate::config::{DrForward, SiteConfig, SiteConfigError};
 use crate::peer::{PeerLink, PeerState, PeerTimers};
 use crate::registrar::{Binding, Registrar, RegistrarStats};
@@ -83,6 +87,8 @@ pub struct SiteStatus {
     pub active_calls: usize,
     /// When a drain started has to stop at the latest.
     pub drain_deadline: Option<Instant>,
+    /// Agent claims to and from the peer.
+    pub claims: ClaimStats,
 }
 
 /// One site.
@@ -93,6 +99,12 @@ pub struct Site {
     pub(crate) registrar: Registrar,
     pub(crate) agents: Agents,
     pub(crate) peer: Option<PeerLink>,
+    claims: Option<ClaimSender>,
+    applied: Applied,
+    claims_in: ClaimStats,
+    /// An instant and the wall clock's milliseconds then: logins are
+    /// compared across sites by wall-clock time (`claims.rs`).
+    wall_origin: (Instant, i64),
     pub(crate) calls: Calls,
     pub(crate) dr_forward: DrForward,
     pub(crate) dn_forward: HashMap<String, DrForward>,
@@ -150,12 +162,19 @@ impl Site {
             None => None,
         };
         let tx = TransactionConfig::default();
+        let claims = peer
+            .as_ref()
+            .map(|peer| ClaimSender::new(public, peer.addr(), &config.name));
         Ok(Site {
             name: config.name.clone(),
             us: Us::new(public, listen),
             registrar,
             agents: Agents::new(config.agents.iter().map(|a| a.id.clone()), config.wrap_up),
             peer,
+            claims,
+            applied: Applied::default(),
+            claims_in: ClaimStats::default(),
+            wall_origin: (now, 0),
             calls: Calls::new(
                 public,
                 tx,
@@ -179,6 +198,23 @@ impl Site {
             drain_over: false,
             dropped: 0,
         })
+    }
+
+    /// Sets the wall clock: `wall_ms` (milliseconds since the Unix epoch)
+    /// is the time at `now`. Without it, logins compare by time since
+    /// start, which only tests may rely on.
+    pub fn with_wall_clock(mut self, now: Instant, wall_ms: i64) -> Site {
+        self.wall_origin = (now, wall_ms);
+        self
+    }
+
+    fn wall_ms(&self, at: Instant) -> i64 {
+        let (origin, ms) = self.wall_origin;
+        if at >= origin {
+            ms.saturating_add(at.duration_since(origin).as_millis() as i64)
+        } else {
+            ms.saturating_sub(origin.duration_since(at).as_millis() as i64)
+        }
     }
 
     /// The mode.
@@ -248,6 +284,9 @@ impl Site {
                 response.headers.push(Header::new(HeaderName::Allow, ALLOW));
                 self.reply_at(from, &request, response);
             }
+            Method::Extension(_) if request.method.as_str() == "MESSAGE" && !in_dialog => {
+                self.on_claims(now, from, &request)
+            }
             _ if in_dialog => self.forward_in_dialog(now, from, request),
             _ => {
                 let mut response =
@@ -270,6 +309,11 @@ impl Site {
     fn on_response(&mut self, now: Instant, from: SocketAddr, response: Response) {
         if let Some(peer) = &mut self.peer {
             if peer.handle_response(now, &response) {
+                return;
+            }
+        }
+        if let Some(claims) = &mut self.claims {
+            if claims.handle_response(&response) {
                 return;
             }
         }
@@ -313,6 +357,12 @@ impl Site {
                 self.transmits.push_back((addr, probe));
             }
         }
+        if let Some(claims) = &mut self.claims {
+            let peer = claims.peer();
+            for bytes in claims.handle_timeout(now) {
+                self.transmits.push_back((peer, bytes));
+            }
+        }
         self.calls_timeout(now);
         if self.drain_deadline.is_some_and(|deadline| now >= deadline) {
             self.drain_over = true;
@@ -326,6 +376,7 @@ impl Site {
             self.registrar.poll_timeout(),
             self.agents.poll_timeout(),
             self.peer.as_ref().map(PeerLink::poll_timeout),
+            self.claims.as_ref().and_then(ClaimSender::poll_timeout),
             self.calls.poll_timeout(),
             // Once passed, the drain is over (`drained`): nothing more to wake for.
             self.drain_deadline.filter(|_| !self.drain_over),
@@ -359,7 +410,20 @@ impl Site {
         if self.mode == Mode::Peered && !self.registrar.in_service(dn) {
             return Err(AgentError::DnOutOfService(dn.to_owned()));
         }
+        let fresh = self.agents.since(agent).is_none();
         let result = self.agents.login(now, agent, dn);
+        if result.is_ok() && fresh && self.mode == Mode::Peered {
+            let since_ms = self.wall_ms(now);
+            self.claim(
+                now,
+                ClaimKind::Fresh,
+                vec![Claim {
+                    agent: agent.to_owned(),
+                    dn: dn.to_owned(),
+                    since_ms,
+                }],
+            );
+        }
         self.settle(now);
         result
     }
@@ -416,7 +480,107 @@ impl Site {
             calls: self.calls.stats(),
             active_calls: self.calls.active(),
             drain_deadline: self.drain_deadline,
+            claims: {
+                let out = self
+                    .claims
+                    .as_ref()
+                    .map(ClaimSender::stats)
+                    .unwrap_or_default();
+                ClaimStats {
+                    received: self.claims_in.received,
+                    yielded: self.claims_in.yielded,
+                    ..out
+                }
+            },
         }
+    }
+
+    /// Sends claims to the peer (none without one).
+    fn claim(&mut self, now: Instant, kind: ClaimKind, claims: Vec<Claim>) {
+        let Some(sender) = &mut self.claims else {
+            return;
+        };
+        if claims.is_empty() {
+            return;
+        }
+        let peer = sender.peer();
+        for bytes in sender.send(now, kind, claims, &mut self.rng) {
+            self.transmits.push_back((peer, bytes));
+        }
+    }
+
+    /// Every agent logged in here, claimed at the peer (peering resumed).
+    fn claim_all(&mut self, now: Instant) {
+        let mut claims: Vec<Claim> = self
+            .agents
+            .logins()
+            .map(|(agent, dn, since)| Claim {
+                agent: agent.to_owned(),
+                dn: dn.to_owned(),
+                since_ms: self.wall_ms(since),
+            })
+            .collect();
+        claims.sort_by(|a, b| a.agent.cmp(&b.agent));
+        self.claim(now, ClaimKind::Sync, claims);
+    }
+
+    /// A `MESSAGE` from the peer claiming agents (SPEC S1, S4).
+    fn on_claims(&mut self, now: Instant, from: SocketAddr, request: &Request) {
+        if self.claims.as_ref().map(ClaimSender::peer) != Some(from) {
+            return self.refuse(
+                from,
+                request,
+                StatusCode::FORBIDDEN,
+                "agent claims are taken only from the peer trunk (site.dr_peer_trunk)",
+            );
+        }
+        let content_type = request.headers.value(HeaderName::ContentType);
+        if content_type
+            .is_none_or(|t| !t.eq_ignore_ascii_case(crate::claims::CONTENT_TYPE.as_bytes()))
+        {
+            return self.refuse(
+                from,
+                request,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!(
+                    "MESSAGE is taken only with Content-Type {}",
+                    crate::claims::CONTENT_TYPE
+                ),
+            );
+        }
+        let batch = match ClaimBatch::parse(&request.body) {
+            Ok(batch) => batch,
+            Err(error) => {
+                return self.refuse(from, request, StatusCode::BAD_REQUEST, &error.to_string())
+            }
+        };
+        let call_id = request.headers.call_id().unwrap_or_default();
+        if self.applied.first_time(now, call_id) {
+            self.claims_in.received += 1;
+            for claim in &batch.claims {
+                let Some(since) = self.agents.since(&claim.agent) else {
+                    continue;
+                };
+                let ours = (self.wall_ms(since), self.name.as_str());
+                if crate::claims::yields(batch.kind, ours, (claim.since_ms, &batch.site))
+                    && self
+                        .agents
+                        .logout(&claim.agent, LogoutReason::PeerLogin)
+                        .is_ok()
+                {
+                    self.claims_in.yielded += 1;
+                    tracing::info!(
+                        agent = %claim.agent,
+                        peer_site = %batch.site,
+                        peer_dn = %claim.dn,
+                        kind = ?batch.kind,
+                        "agent logged in at the peer: logged out here"
+                    );
+                }
+            }
+        }
+        let response = response_to(request, StatusCode::OK, Some("clm"));
+        self.reply_at(from, request, response);
     }
 
     /// Applies the cross-cutting rules after any input and turns every
@@ -461,7 +625,18 @@ impl Site {
                     "the peer is out of service: forwarding off, no forced logout".to_owned()
                 }
             };
+            let resumed = mode == Mode::Peered;
+            if mode != Mode::Peered {
+                // The peer is gone or we are draining: the resync when
+                // peering resumes repeats what matters.
+                if let Some(claims) = &mut self.claims {
+                    claims.clear();
+                }
+            }
             self.mode = mode;
+            if resumed {
+                self.claim_all(now);
+            }
             self.events.push_back(Event {
                 at: now,
                 target: self.site_target(),

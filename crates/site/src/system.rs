@@ -299,6 +299,7 @@ pub(crate) fn status_json(status: &SiteStatus) -> Value {
         "agents": status.agents.iter().map(agent_json).collect::<Vec<_>>(),
         "calls": outcomes_json(&status.calls.outcomes(), Some(("active", status.active_calls as u64))),
         "registrar": outcomes_json(&status.registrar.outcomes(), None),
+        "agent_claims": outcomes_json(&status.claims.outcomes(), None),
         "drain_deadline_ms": status.drain_deadline.map(until_ms),
     })
 }
@@ -390,6 +391,16 @@ impl Collector for SiteCollector {
             status
                 .registrar
                 .outcomes()
+                .map(|(outcome, n)| ([("outcome", outcome)], n)),
+        )?;
+        metrics::counter_family(
+            encoder,
+            "site_agent_claims_total",
+            "Agent claims over the inter-site trunk (one site at a time per agent, SPEC S1, S4): sent, answered, abandoned, received, and yielded (agents logged out here because the peer claimed them).",
+            status
+                .claims
+                .outcomes()
+                .into_iter()
                 .map(|(outcome, n)| ([("outcome", outcome)], n)),
         )?;
         Ok(())

@@ -163,8 +163,10 @@ async fn call(site: SocketAddr, dn: &str, calls: u64) -> Vec<Option<u16>> {
 /// SPEC S1, S6, S4, S3: peered, a call at a for a DN whose phone is at b is
 /// forwarded over the link and answered by the phone at b. The link is cut:
 /// both sites go single-site within oos_force + oos_check (+ slack), every
-/// call is served locally or refused, none is forwarded over the cut link,
-/// and no agent is logged in at two sites. Restored: peered again.
+/// call is served locally or refused, none is forwarded over the cut link.
+/// An agent logged in at both meanwhile is kept by the newer login when the
+/// link is restored (resync), and a login while peered is claimed at the
+/// peer: no agent at two sites once peered (S1 "one site at a time").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_makes_both_sites_single_and_local() {
     let dir = temp_dir("site-link");
@@ -252,6 +254,13 @@ async fn a_link_cut_makes_both_sites_single_and_local() {
     };
     assert!(logged_in(&a_agents, "alice") && !logged_in(&b_agents, "alice"));
     assert!(logged_in(&b_agents, "bob") && !logged_in(&a_agents, "bob"));
+    // Her desktop lost a and logged her in at b too: allowed while the
+    // sites cannot see each other (S3).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (code, _) = b
+        .post("/v1/agents/alice/login", json!({"dn": "1002"}))
+        .await;
+    assert_eq!(code, 200);
 
     // Restore: peered again, after peer_rise answered probes.
     link.restore().unwrap();
@@ -261,6 +270,49 @@ async fn a_link_cut_makes_both_sites_single_and_local() {
         })
         .await;
     }
+    // S1, S4: one site at a time. The resync keeps alice at b, where her
+    // login is the newer, and logs her out at a with peer_login.
+    let agent_at = |site: &Value, id: &str| {
+        site["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .map(|x| x["state"] != "logged_out")
+            .unwrap()
+    };
+    a.wait_for(
+        "alice out at a after the resync",
+        Duration::from_secs(5),
+        |s| !agent_at(s, "alice"),
+    )
+    .await;
+    assert!(agent_at(&b.site().await, "alice"), "alice kept at b");
+    assert!(agent_at(&b.site().await, "bob"), "bob only ever at b");
+    // Peered: bob logs in at a, where 1001's phone is: b lets him go.
+    let (code, _) = a.post("/v1/agents/bob/login", json!({"dn": "1001"})).await;
+    assert_eq!(code, 200);
+    b.wait_for(
+        "bob out at b after a's claim",
+        Duration::from_secs(5),
+        |s| !agent_at(s, "bob"),
+    )
+    .await;
+    for (site, id) in [(&a, "alice"), (&b, "bob")] {
+        let logouts = site.get("/v1/events?system=site&kind=agent_logout").await;
+        assert!(
+            logouts["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(id) && t.contains("peer_login"))),
+            "{id}: {logouts}"
+        );
+    }
+    assert!(a.site().await["agent_claims"]["yielded"] == 1);
+    assert!(b.site().await["agent_claims"]["yielded"] == 1);
     let events = a.get("/v1/events?system=site&kind=site_mode").await;
     let modes: Vec<&str> = events["events"]
         .as_array()

@@ -99,6 +99,7 @@ impl StatusCode {
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
     pub const PROXY_AUTHENTICATION_REQUIRED: StatusCode = StatusCode(407);
     pub const REQUEST_TIMEOUT: StatusCode = StatusCode(408);
+    pub const UNSUPPORTED_MEDIA_TYPE: StatusCode = StatusCode(415);
     pub const INTERVAL_TOO_BRIEF: StatusCode = StatusCode(423);
     pub const TEMPORARILY_UNAVAILABLE: StatusCode = StatusCode(480);
     pub const CALL_DOES_NOT_EXIST: StatusCode = StatusCode(481);

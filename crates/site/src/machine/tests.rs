@@ -758,3 +758,284 @@ fn malformed_registers_are_refused_clearly() {
     assert!(!h.site.registrar.in_service("1001"));
     assert_eq!(h.site.registrar.stats().registered, 0);
 }
+
+/// A MESSAGE as the peer sends claims (`claims.rs`).
+fn claims_from(h: &mut Harness, from: SocketAddr, call: &str, content_type: &str, body: &str) {
+    let text = format!(
+        "MESSAGE sip:claims@{SITE} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK{call};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:b@{from}>;tag=b1\r\n\
+         To: <sip:claims@{SITE}>\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    h.site
+        .handle_datagram(h.now, from, Bytes::from(text.into_bytes()));
+    h.collect();
+}
+
+fn claim_body(kind: &str, agent: &str, since_ms: i64) -> String {
+    format!(
+        r#"{{"v":1,"site":"b","kind":"{kind}","claims":[{{"agent":"{agent}","dn":"1001","since_ms":{since_ms}}}]}}"#
+    )
+}
+
+/// The claims the site sent to the peer, answered 200 unless `answer` is
+/// false.
+fn claims_sent(h: &mut Harness, answer: bool) -> Vec<crate::claims::ClaimBatch> {
+    let peer = addr(PEER);
+    let (claims, rest): (Vec<_>, Vec<_>) = h.take_out().into_iter().partition(|(to, m)| {
+        *to == peer && matches!(m, Message::Request(r) if r.method.as_str() == "MESSAGE")
+    });
+    h.out = rest;
+    let mut batches = Vec::new();
+    for (_, message) in claims {
+        let Message::Request(request) = message else {
+            continue;
+        };
+        batches.push(crate::claims::ClaimBatch::parse(&request.body).unwrap());
+        if answer {
+            let ok = hotsite_sip::message::response_to(
+                &request,
+                hotsite_sip::message::StatusCode::OK,
+                Some("p"),
+            );
+            h.send_message(peer, &Message::Response(ok));
+        }
+    }
+    batches
+}
+
+/// SPEC S1 (one site at a time): while peered, a login here is claimed at
+/// the peer; in single-site mode it is not (nothing may depend on the peer,
+/// S3), and the claim is repeated until answered.
+#[test]
+fn a_login_while_peered_is_claimed_at_the_peer() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    h.peer_up();
+    assert!(claims_sent(&mut h, true).is_empty(), "nobody to claim yet");
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    let sent = claims_sent(&mut h, false);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind, crate::claims::ClaimKind::Fresh);
+    assert_eq!(sent[0].site, "a");
+    assert_eq!(sent[0].claims[0].agent, "alice");
+    // Unanswered: sent again after T1; answered: no more.
+    h.advance(Duration::from_millis(500));
+    let again = claims_sent(&mut h, true);
+    h.peer_answers(200);
+    assert_eq!(again, sent);
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(1));
+        assert!(claims_sent(&mut h, true).is_empty());
+        h.peer_answers(200);
+    }
+    assert_eq!(h.site.mode(), Mode::Peered);
+    assert_eq!(h.site.status(h.now).claims.answered, 1);
+    // Logging in again on the same DN is no new login: no claim.
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    assert!(claims_sent(&mut h, true).is_empty());
+
+    let mut single = Harness::new(config(true, DrForward::Off));
+    single.site.login(single.now, "alice", "1001").unwrap();
+    single.collect();
+    assert!(claims_sent(&mut single, true).is_empty());
+}
+
+/// SPEC S1: the peer's fresh claim logs the agent out here with
+/// `peer_login`; a retransmission of it, arriving after the agent logged in
+/// here again, is answered but not applied again.
+#[test]
+fn a_claim_from_the_peer_logs_the_agent_out_here() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    h.peer_up();
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    claims_sent(&mut h, true);
+    h.take_events();
+    let peer = addr(PEER);
+    claims_from(
+        &mut h,
+        peer,
+        "claim-1",
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", "alice", 0),
+    );
+    assert_eq!(
+        h.responses_to(peer)
+            .iter()
+            .map(|r| r.status.as_u16())
+            .collect::<Vec<_>>(),
+        [200]
+    );
+    assert_eq!(
+        h.take_events(),
+        ["agent_logout alice logged_out peer_login"]
+    );
+    assert_eq!(h.site.agent(h.now, "alice").unwrap().dn, None);
+
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    claims_sent(&mut h, true);
+    h.take_events();
+    claims_from(
+        &mut h,
+        peer,
+        "claim-1",
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", "alice", 0),
+    );
+    assert_eq!(
+        h.responses_to(peer)
+            .iter()
+            .map(|r| r.status.as_u16())
+            .collect::<Vec<_>>(),
+        [200]
+    );
+    assert!(
+        h.take_events().is_empty(),
+        "a retransmission is not applied twice"
+    );
+    assert_eq!(
+        h.site.agent(h.now, "alice").unwrap().dn.as_deref(),
+        Some("1001")
+    );
+    // A claim for an agent not logged in here changes nothing.
+    claims_from(
+        &mut h,
+        peer,
+        "claim-2",
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", "bob", 0),
+    );
+    assert!(h.take_events().is_empty());
+    let status = h.site.status(h.now).claims;
+    assert_eq!((status.received, status.yielded), (2, 1));
+}
+
+/// SPEC S3 then S4: in single-site mode both sites may let an agent in;
+/// when peering resumes each claims all its logins, and the newer login
+/// keeps the agent.
+#[test]
+fn peering_resumed_resyncs_and_the_newer_login_wins() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    // Single-site (the peer not heard yet): logins at will, no claims.
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.advance(Duration::from_secs(10));
+    h.site.login(h.now, "bob", "1002").unwrap();
+    h.collect();
+    assert!(claims_sent(&mut h, true).is_empty());
+    let alice_ms = 0;
+    let bob_ms = 10_000;
+    h.take_events();
+    h.peer_up();
+    let sync = claims_sent(&mut h, true);
+    assert_eq!(sync.len(), 1);
+    assert_eq!(sync[0].kind, crate::claims::ClaimKind::Sync);
+    let mine: Vec<(String, i64)> = sync[0]
+        .claims
+        .iter()
+        .map(|c| (c.agent.clone(), c.since_ms))
+        .collect();
+    assert_eq!(
+        mine,
+        [("alice".to_owned(), alice_ms), ("bob".to_owned(), bob_ms)]
+    );
+    h.take_events();
+    // The peer's sync: alice logged in there later (ours is older: we
+    // yield), bob earlier (ours is newer: we keep him).
+    let peer = addr(PEER);
+    let body = format!(
+        r#"{{"v":1,"site":"b","kind":"sync","claims":[
+            {{"agent":"alice","dn":"1001","since_ms":{}}},
+            {{"agent":"bob","dn":"1002","since_ms":{}}}]}}"#,
+        alice_ms + 5_000,
+        bob_ms - 5_000
+    );
+    claims_from(&mut h, peer, "sync-1", crate::claims::CONTENT_TYPE, &body);
+    assert_eq!(
+        h.take_events(),
+        ["agent_logout alice logged_out peer_login"]
+    );
+    assert_eq!(
+        h.site.agent(h.now, "bob").unwrap().dn.as_deref(),
+        Some("1002")
+    );
+    // Peer lost and back: another resync, of bob only.
+    h.advance(Duration::from_secs(5));
+    h.take_out();
+    assert_eq!(h.site.mode(), Mode::SingleSite);
+    h.peer_up();
+    let sync = claims_sent(&mut h, true);
+    assert_eq!(sync.len(), 1);
+    assert_eq!(sync[0].claims.len(), 1);
+    assert_eq!(sync[0].claims[0].agent, "bob");
+}
+
+/// Bad claims: from anyone but the peer trunk, of another media type, or
+/// not a claim batch → a clear SIP refusal, nobody logged out.
+#[test]
+fn bad_claims_are_refused_and_change_nothing() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    h.peer_up();
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    claims_sent(&mut h, true);
+    h.take_events();
+    let stranger = addr("127.0.0.1:9999");
+    let peer = addr(PEER);
+    let body = claim_body("fresh", "alice", 0);
+    let cases: [(SocketAddr, &str, &str, u16, &str); 4] = [
+        (
+            stranger,
+            crate::claims::CONTENT_TYPE,
+            &body,
+            403,
+            "peer trunk",
+        ),
+        (peer, "text/plain", &body, 415, "Content-Type"),
+        (
+            peer,
+            crate::claims::CONTENT_TYPE,
+            "{\"v\":1",
+            400,
+            "claims body",
+        ),
+        (
+            peer,
+            crate::claims::CONTENT_TYPE,
+            r#"{"v":9,"site":"b","kind":"fresh","claims":[]}"#,
+            400,
+            "version 9",
+        ),
+    ];
+    for (i, (from, content_type, body, status, why)) in cases.into_iter().enumerate() {
+        claims_from(&mut h, from, &format!("bad-{i}"), content_type, body);
+        let answers = h.responses_to(from);
+        assert_eq!(answers.len(), 1, "case {i}");
+        assert_eq!(answers[0].status.as_u16(), status, "case {i}");
+        let warning = answers[0].headers.value(HeaderName::Warning).unwrap();
+        assert!(
+            String::from_utf8_lossy(warning).contains(why),
+            "case {i}: {warning:?}"
+        );
+    }
+    assert!(h.take_events().is_empty());
+    assert_eq!(
+        h.site.agent(h.now, "alice").unwrap().dn.as_deref(),
+        Some("1001")
+    );
+    // Without a peer trunk there is no one to take claims from.
+    let mut single = Harness::new(config(false, DrForward::Off));
+    claims_from(&mut single, peer, "c", crate::claims::CONTENT_TYPE, &body);
+    assert_eq!(single.responses_to(peer)[0].status.as_u16(), 403);
+}

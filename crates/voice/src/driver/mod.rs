@@ -43,11 +43,6 @@ mod tcp;
 /// Most datagrams handled per wake-up before the answers are sent.
 pub const MAX_BATCH: usize = 64;
 
-/// The UDP buffers asked for: at 5,000 calls/s (35,000 datagrams/s in) a
-/// 10 ms scheduling gap is 350 datagrams, more than the kernel's default
-/// 208 KiB holds.
-pub const SOCKET_BUFFER: usize = 4 << 20;
-
 /// How long accepting TCP connections pauses after an error.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -262,7 +257,7 @@ fn bind_both(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), VoiceError>
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let socket = bind_udp(listen).map_err(|source| VoiceError::Bind {
+        let socket = hotsite_host::net::bind_udp(listen).map_err(|source| VoiceError::Bind {
             transport: "UDP",
             addr: listen,
             source,
@@ -290,27 +285,6 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
-}
-
-/// A non-blocking UDP socket with [`SOCKET_BUFFER`] receive and send
-/// buffers (the kernel caps them at `net.core.rmem_max` / `wmem_max`).
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
-        tracing::warn!(%error, "cannot enlarge the UDP receive buffer");
-    }
-    if let Err(error) = socket.set_send_buffer_size(SOCKET_BUFFER) {
-        tracing::warn!(%error, "cannot enlarge the UDP send buffer");
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    tracing::debug!(
-        receive = socket.recv_buffer_size().unwrap_or_default(),
-        send = socket.send_buffer_size().unwrap_or_default(),
-        "UDP socket buffers"
-    );
-    UdpSocket::from_std(socket.into())
 }
 
 struct Sockets {
