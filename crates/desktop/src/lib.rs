@@ -6,6 +6,10 @@
 //!   millisecond count passed in by the driver, randomness (retry jitter) a
 //!   seeded generator, so a run is exact and repeatable.
 //!
+//! - [`client`]: the tokio desktop client: one WebSocket to one site at a
+//!   time (`PROTOCOL.md`), driven by the machine; switchover without a
+//!   restart (D8), every decision reported (D7).
+//!
 //! The same machine exists in JavaScript (`web/switchover.js`) for the web
 //! desktop. Both are driven by the transcript files in `transcripts/`
 //! (inputs at given times → the exact decisions expected), so they cannot
@@ -13,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod switchover;
 
 pub use switchover::{
