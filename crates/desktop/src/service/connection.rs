@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use hotsite_core::EventKind;
+use hotsite_host::clock;
 use hotsite_host::Record;
 use hotsite_site::agents::AgentView;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use super::protocol::{self, agent_json, Code, Framed, Request};
 use super::{Person, Shared, MAX_HELLO_ATTEMPTS, STATS_INTERVAL};
@@ -102,14 +103,14 @@ async fn next_frame(socket: &mut WebSocket, shared: &Shared) -> Result<Frame, Cl
 /// within `desktop.hello_timeout`.
 /// The `hello`'s id and the person signed in.
 async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person), Closed> {
-    let deadline = Instant::now() + shared.config.hello_timeout;
+    let deadline = clock::now() + shared.config.hello_timeout;
     let mut failures = 0;
     loop {
         let frame = tokio::select! {
             () = shared.shutdown.cancelled() => {
                 return Err(close(socket, close_code::AWAY, "the site is stopping").await)
             }
-            () = tokio::time::sleep_until(deadline) => {
+            () = clock::sleep_until(Some(deadline)) => {
                 shared.counters.closed_hello_timeout.fetch_add(1, Ordering::Relaxed);
                 let message = format!(
                     "no successful hello within {} (desktop.hello_timeout)",
@@ -243,10 +244,10 @@ async fn serve(
     let (agent, dn) = current_state(shared, person).await;
     send(socket, &welcome(shared, hello_id, person, agent, dn)).await?;
     let idle_timeout = shared.config.idle_timeout;
-    let mut idle_deadline = Instant::now() + idle_timeout;
+    let mut idle_deadline = clock::now() + idle_timeout;
     let mut stats = shared.stats.clone();
     let mut site_answers = stats.borrow_and_update().is_some();
-    let mut tick = tokio::time::interval_at(Instant::now() + STATS_INTERVAL, STATS_INTERVAL);
+    let mut tick = tokio::time::interval_at((clock::now() + STATS_INTERVAL).into(), STATS_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -260,13 +261,13 @@ async fn serve(
                 }
                 return Err(close(socket, close_code::AWAY, "the site is stopping").await);
             }
-            () = tokio::time::sleep_until(idle_deadline) => {
+            () = clock::sleep_until(Some(idle_deadline)) => {
                 shared.counters.closed_idle.fetch_add(1, Ordering::Relaxed);
                 let reason = format!("no frame for {} (desktop.idle_timeout)", humantime(idle_timeout));
                 return Err(close(socket, close_code::NORMAL, &reason).await);
             }
             frame = next_frame(socket, shared) => {
-                idle_deadline = Instant::now() + idle_timeout;
+                idle_deadline = clock::now() + idle_timeout;
                 if let Frame::Text(text) = frame? {
                     let answer = answer_request(shared, person, &text).await;
                     send(socket, &answer).await?;

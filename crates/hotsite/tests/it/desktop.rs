@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::daemon::{self, Daemon};
-use crate::gateway::temp_dir;
+use crate::gateway::{now, temp_dir};
 
 const TOKEN: &str = "desktop-test-token";
 const PHONE_PASSWORD: &str = "phone-secret-1";
@@ -153,36 +153,30 @@ secondary_site = "b"
 
     /// Waits (bounded) until the DN is in service at this site.
     async fn wait_dn(&self, in_service: bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = now() + Duration::from_secs(10);
         loop {
             let site = self.get("/v1/site").await;
-            let now = site["dns"]
+            let found = site["dns"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .any(|d| d["dn"] == "1001" && d["in_service"] == true);
-            if now == in_service {
+            if found == in_service {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "DN 1001 in service {in_service}: {site}"
-            );
+            assert!(now() < deadline, "DN 1001 in service {in_service}: {site}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     async fn wait_mode(&self, mode: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = now() + Duration::from_secs(10);
         loop {
             let site = self.get("/v1/site").await;
             if site["mode"] == mode {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mode {mode}: {site}"
-            );
+            assert!(now() < deadline, "mode {mode}: {site}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -225,9 +219,9 @@ async fn next(ws: &mut Ws) -> Value {
 
 /// Frames until one of `kind` (others are skipped), bounded.
 async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+    let deadline = now() + FRAME_WAIT;
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "no {kind} frame");
+        assert!(now() < deadline, "no {kind} frame");
         let value = next(ws).await;
         if value["type"] == kind || value.get("close").is_some() {
             return value;
@@ -489,13 +483,11 @@ async fn max_connections_refuses_with_503() {
         other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
     }
     drop(first);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = now() + Duration::from_secs(5);
     loop {
         match tokio_tungstenite::connect_async(a.url()).await {
             Ok(_) => break,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
+            Err(_) if now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(error) => panic!("the freed slot was not taken again: {error}"),
         }
     }
