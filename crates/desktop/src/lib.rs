@@ -9,6 +9,9 @@
 //! - [`client`]: the tokio desktop client: one WebSocket to one site at a
 //!   time (`PROTOCOL.md`), driven by the machine; switchover without a
 //!   restart (D8), every decision reported (D7).
+//! - [`service`]: the desktop service on the host's listener: the WebSocket
+//!   endpoint of `PROTOCOL.md` (`GET /v1/desktop`) and the web desktop's
+//!   files (`/desktop/`), driving the site through its client.
 //!
 //! The same machine exists in JavaScript (`web/switchover.js`) for the web
 //! desktop. Both are driven by the transcript files in `transcripts/`
@@ -18,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod service;
 pub mod switchover;
 
 pub use switchover::{

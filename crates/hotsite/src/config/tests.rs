@@ -396,7 +396,12 @@ fn example_site_keys_validate_when_switched_on() {
     let continuity = config.continuity.expect("site.listen switches it on");
     assert_eq!(continuity.dns[0].dn, "1001");
     assert_eq!(continuity.agents[0].id, "alice");
-    assert!(Config::from_toml_str(example).unwrap().continuity.is_none());
+    // SPEC D1, D2: the commented [desktop] section is valid with the site.
+    let desktop = config.desktop.expect("[desktop] switched on too");
+    assert_eq!(desktop.people[0].preferred_site, "dc-east");
+    let example_config = Config::from_toml_str(example).unwrap();
+    assert!(example_config.continuity.is_none());
+    assert!(example_config.desktop.is_none());
 }
 
 /// SPEC V1-V3: a bad [voice] section is reported with the full key.
@@ -540,4 +545,28 @@ fn short_signing_secrets_are_refused_naming_the_key() {
         );
     }
     assert!(!format!("{found:?}").contains("short-"), "{found:?}");
+}
+
+/// `[desktop]` needs business continuity at this site: a clear error naming
+/// the key, and its own keys named under `desktop.`.
+#[test]
+fn desktop_needs_the_site_and_names_its_keys() {
+    let found = issues(&format!("{GOOD}\n[desktop]\nmax_connections = 0\n"));
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("desktop: requires business continuity")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.starts_with("desktop.max_connections:")),
+        "{found:?}"
+    );
+    let found = issues(&format!("{GOOD}\n[desktop]\nmax_conections = 5\n"));
+    assert!(
+        found.iter().any(|i| i.contains("max_conections")),
+        "{found:?}"
+    );
 }
