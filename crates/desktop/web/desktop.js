@@ -10,7 +10,7 @@
 // - `mountDesktop`: the page (index.html), a thin view of the core's state.
 //   It runs only in a browser (when this module is loaded by index.html).
 
-import { REASONS, Switchover, parseInput } from "./switchover.js";
+import { LOGOUT_REASONS, REASONS, Switchover, parseInput } from "./switchover.js";
 
 /** The application name this desktop gives in `hello` (D1). */
 export const APPLICATION = "hotsite-web-desktop";
@@ -44,7 +44,8 @@ export const REASON_TEXT = Object.freeze({
   statistics_off: "Statistics service is OFF (warning only)",
   statistics_on: "Statistics service is ON again",
   manual_logout: "Logged out by the agent: no action",
-  supervisor_logout: "Logged out by a supervisor or elsewhere: no action",
+  supervisor_logout: "Logged out by a supervisor: no action",
+  peer_login: "Logged in at the peer site from another desktop: no action",
   dr_force_logout: "The phone lost its registration: waiting for it to come back",
   dn_out_of_service: "The phone (DN) is out of service",
   dn_back_in_service: "The phone (DN) is back in service",
@@ -66,12 +67,12 @@ export const DECISION_TEXT = Object.freeze({
 });
 
 /** One line of text for a decision, for the list and for logs (D7). */
-export function describeDecision(decision, origin = 0) {
+export function describeDecision(decision, now = 0) {
   const parts = [DECISION_TEXT[decision.kind] ?? decision.kind];
   if (decision.site) parts.push(`site ${decision.site}`);
   if (decision.listener) parts.push(decision.listener);
   if (decision.kind === "wait") {
-    parts.push(decision.until === null ? "no deadline" : `until +${((decision.until - origin) / 1000).toFixed(1)} s`);
+    parts.push(decision.until === null ? "no deadline" : `for ${((decision.until - now) / 1000).toFixed(1)} s`);
   }
   const text = REASON_TEXT[decision.reason] ?? decision.reason;
   return `${parts.join(" · ")} — ${text} (${decision.reason}, ${REASONS[decision.reason] ?? "?"})`;
@@ -80,9 +81,11 @@ export function describeDecision(decision, origin = 0) {
 /**
  * The site's logout reasons, mapped to the machine's (D6). `peer_login` (the
  * agent logged in at the peer site, SPEC S1) means its desktop is over there:
- * like a supervisor's logout, nothing to follow, so the machine stays.
+ * nothing to follow. A machine that does not know it yet takes it as a
+ * supervisor's logout (the same `stay`).
  */
 export function machineLogoutReason(reason) {
+  if (LOGOUT_REASONS.includes(reason)) return reason;
   return reason === "peer_login" ? "supervisor" : reason;
 }
 
@@ -397,8 +400,9 @@ export class DesktopCore {
 
   /** A machine output → what the client does (PROTOCOL.md's last table). */
   act(decision) {
-    const text = describeDecision(decision);
-    this.decisions.push({ at: this.elapsed(), wall: Date.now(), decision, text });
+    const at = this.elapsed();
+    const text = describeDecision(decision, at);
+    this.decisions.push({ at, wall: Date.now(), decision, text });
     this.log(text);
     switch (decision.kind) {
       case "connect":

