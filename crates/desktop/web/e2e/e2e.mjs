@@ -255,14 +255,14 @@ expires_s = 30
     ["b", apiB],
   ]) {
     await waitSite(base, `site ${name} peered`, (s) => s.mode === "peered");
-    await waitSite(base, `DN ${DN} in service at ${name}`, (s) => JSON.stringify(s.dns ?? s).includes(`"${DN}"`) && dnInService(s));
+    await waitSite(base, `DN ${DN} in service at ${name}`, dnInService);
   }
   return { a: sites.a, b: sites.b, apiA, apiB, lab };
 }
 
 function dnInService(site) {
   const dns = site.dns ?? [];
-  return dns.some((d) => d.dn === DN && (d.in_service === true || d.state === "in_service"));
+  return dns.some((d) => d.dn === DN && d.in_service === true);
 }
 
 // ---- the browser --------------------------------------------------------------
