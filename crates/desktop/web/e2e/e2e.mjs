@@ -355,6 +355,13 @@ async function run() {
         if (!decisions.includes(reason)) fail(`the decisions list lacks ${reason}: ${decisions}`);
       }
       await shot("4-logged-in-at-b");
+      if (!mock) {
+        // The site agrees: alice is logged in at b (the page is not lying).
+        const agents = await api(sites.apiB, "/v1/agents");
+        const alice = (agents.agents ?? []).find((agent) => agent.id === "alice");
+        if (!alice || alice.state === "logged_out") fail(`site b does not have alice logged in: ${JSON.stringify(agents)}`);
+        say(`site b: alice ${alice.state} on DN ${alice.dn}`);
+      }
       // The same page: no reload (D8).
       const navigations = await page.evaluate(() => performance.getEntriesByType("navigation").length);
       if (navigations !== 1) fail(`the page navigated ${navigations} times`);
