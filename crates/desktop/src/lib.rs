@@ -6,6 +6,10 @@
 //!   millisecond count passed in by the driver, randomness (retry jitter) a
 //!   seeded generator, so a run is exact and repeatable.
 //!
+//! - [`service`]: the desktop service on the host's listener: the WebSocket
+//!   endpoint of `PROTOCOL.md` (`GET /v1/desktop`) and the web desktop's
+//!   files (`/desktop/`), driving the site through its client.
+//!
 //! The same machine exists in JavaScript (`web/switchover.js`) for the web
 //! desktop. Both are driven by the transcript files in `transcripts/`
 //! (inputs at given times → the exact decisions expected), so they cannot
@@ -13,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod service;
 pub mod switchover;
 
 pub use switchover::{

@@ -44,6 +44,7 @@ export const REASONS = Object.freeze({
   statistics_on: "D5",
   manual_logout: "D6",
   supervisor_logout: "D6",
+  peer_login: "D6",
   dr_force_logout: "D6",
   dn_out_of_service: "D6",
   dn_back_in_service: "D6",
@@ -61,6 +62,7 @@ export const LOGOUT_REASONS = Object.freeze([
   "supervisor",
   "dr-force_logout",
   "graceful_shutdown_logout",
+  "peer_login",
 ]);
 
 /** A JSON shape the Rust side's serde would refuse. */
@@ -516,6 +518,10 @@ export class Switchover {
         break;
       case "supervisor":
         this.stay(site, "supervisor_logout");
+        break;
+      // SPEC S1: the agent is at the peer now, from another desktop.
+      case "peer_login":
+        this.stay(site, "peer_login");
         break;
       case "dr-force_logout": {
         const timeout = this.options.site_sip_register_timeout_ms || null;

@@ -377,6 +377,14 @@ impl Agents {
         self.logins.len()
     }
 
+    /// How many agents are Ready now.
+    pub fn ready(&self, now: Instant) -> usize {
+        self.logins
+            .values()
+            .filter(|login| login.state(now) == AgentState::Ready)
+            .count()
+    }
+
     /// Every configured agent.
     pub fn list(&self, now: Instant) -> Vec<AgentView> {
         self.known.iter().map(|id| self.view(now, id)).collect()

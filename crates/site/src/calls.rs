@@ -201,6 +201,16 @@ impl Calls {
         self.stats
     }
 
+    /// Calls without a final answer yet (ringing, or trying the next hop).
+    pub(crate) fn waiting(&self) -> usize {
+        self.unfinished
+    }
+
+    /// Answered calls not hung up.
+    pub(crate) fn answered(&self) -> usize {
+        self.dialogs.len()
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _))| *at);
         [timer, self.next_sweep].into_iter().flatten().min()

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::agents::{AgentError, AgentView};
 use crate::config::{SiteConfig, SiteConfigError};
-use crate::machine::{Site, SiteStatus};
+use crate::machine::{Site, SiteStats, SiteStatus};
 use hotsite_host::clock;
 
 /// Most datagrams handled per wake-up before the answers are sent.
@@ -63,6 +63,13 @@ pub(crate) enum Request {
         agent: String,
         reply: oneshot::Sender<Option<AgentView>>,
     },
+    Dn {
+        dn: String,
+        reply: oneshot::Sender<Option<bool>>,
+    },
+    Stats {
+        reply: oneshot::Sender<SiteStats>,
+    },
     Drain {
         reply: oneshot::Sender<SiteStatus>,
     },
@@ -83,6 +90,95 @@ impl DrainWatch {
         if self.0.wait_for(|done| *done).await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Why a request through [`SiteClient`] got no answer it could use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiteRequestError {
+    /// The site refused it (its rules, SPEC S1, S3, S7).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The site's task has stopped.
+    #[error("the site system has stopped")]
+    Stopped,
+}
+
+/// Requests to the running site from another system (the desktop service):
+/// cheap to clone, answered by the site's task from the machine itself, in
+/// order with the datagrams. Every method fails with
+/// [`SiteRequestError::Stopped`] once the site has stopped.
+#[derive(Debug, Clone)]
+pub struct SiteClient {
+    requests: mpsc::Sender<Request>,
+}
+
+impl SiteClient {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, SiteRequestError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(make(reply))
+            .await
+            .map_err(|_| SiteRequestError::Stopped)?;
+        answer.await.map_err(|_| SiteRequestError::Stopped)
+    }
+
+    /// Logs `agent` in on `dn` (SPEC S1, S3).
+    pub async fn login(&self, agent: &str, dn: &str) -> Result<AgentView, SiteRequestError> {
+        let (agent, dn) = (agent.to_owned(), dn.to_owned());
+        Ok(self
+            .ask(|reply| Request::Login { agent, dn, reply })
+            .await??)
+    }
+
+    /// Ready (`true`) or NotReady.
+    pub async fn set_ready(&self, agent: &str, ready: bool) -> Result<AgentView, SiteRequestError> {
+        let agent = agent.to_owned();
+        Ok(self
+            .ask(|reply| Request::Ready {
+                agent,
+                ready,
+                reply,
+            })
+            .await??)
+    }
+
+    /// Logs `agent` out; `reason` is `manual` or `supervisor`.
+    pub async fn logout(&self, agent: &str, reason: &str) -> Result<AgentView, SiteRequestError> {
+        let (agent, reason) = (agent.to_owned(), reason.to_owned());
+        Ok(self
+            .ask(|reply| Request::Logout {
+                agent,
+                reason,
+                reply,
+            })
+            .await??)
+    }
+
+    /// One agent's state; `None` when it is not configured here.
+    pub async fn agent(&self, agent: &str) -> Result<Option<AgentView>, SiteRequestError> {
+        let agent = agent.to_owned();
+        self.ask(|reply| Request::Agent { agent, reply }).await
+    }
+
+    /// Whether `dn`'s phone is registered here (SPEC S8); `None` when the
+    /// DN is not configured here.
+    pub async fn dn_in_service(&self, dn: &str) -> Result<Option<bool>, SiteRequestError> {
+        let dn = dn.to_owned();
+        self.ask(|reply| Request::Dn { dn, reply }).await
+    }
+
+    /// Agents logged in and Ready, calls waiting and answered (SPEC D5).
+    pub async fn stats(&self) -> Result<SiteStats, SiteRequestError> {
+        self.ask(|reply| Request::Stats { reply }).await
+    }
+
+    /// The whole status (mode, peer, DNs, agents, counters).
+    pub async fn status(&self) -> Result<SiteStatus, SiteRequestError> {
+        self.ask(|reply| Request::Status { reply }).await
     }
 }
 
@@ -142,9 +238,45 @@ impl SiteHandle {
 
     /// The site's status, from the machine.
     pub async fn status(&self) -> Option<SiteStatus> {
-        let (reply, answer) = oneshot::channel();
-        self.requests.send(Request::Status { reply }).await.ok()?;
-        answer.await.ok()
+        self.client().status().await.ok()
+    }
+
+    /// A client for other systems (the desktop service), valid as long as
+    /// the site runs, whoever owns this handle.
+    pub fn client(&self) -> SiteClient {
+        SiteClient {
+            requests: self.requests.clone(),
+        }
+    }
+
+    /// Logs `agent` in on `dn` (SPEC S1, S3); see [`SiteClient::login`].
+    pub async fn login(&self, agent: &str, dn: &str) -> Result<AgentView, SiteRequestError> {
+        self.client().login(agent, dn).await
+    }
+
+    /// Ready or NotReady; see [`SiteClient::set_ready`].
+    pub async fn set_ready(&self, agent: &str, ready: bool) -> Result<AgentView, SiteRequestError> {
+        self.client().set_ready(agent, ready).await
+    }
+
+    /// Logs `agent` out; see [`SiteClient::logout`].
+    pub async fn logout(&self, agent: &str, reason: &str) -> Result<AgentView, SiteRequestError> {
+        self.client().logout(agent, reason).await
+    }
+
+    /// One agent; see [`SiteClient::agent`].
+    pub async fn agent(&self, agent: &str) -> Result<Option<AgentView>, SiteRequestError> {
+        self.client().agent(agent).await
+    }
+
+    /// One DN's state; see [`SiteClient::dn_in_service`].
+    pub async fn dn_in_service(&self, dn: &str) -> Result<Option<bool>, SiteRequestError> {
+        self.client().dn_in_service(dn).await
+    }
+
+    /// The live numbers; see [`SiteClient::stats`].
+    pub async fn stats(&self) -> Result<SiteStats, SiteRequestError> {
+        self.client().stats().await
     }
 
     /// What resolves once a drain is over (SPEC S7), for whoever stops the
@@ -247,6 +379,12 @@ fn handle(site: &mut Site, now: Instant, request: Request) {
         }
         Request::Agent { agent, reply } => {
             let _ = reply.send(site.agent(now, &agent));
+        }
+        Request::Dn { dn, reply } => {
+            let _ = reply.send(site.dn_in_service(&dn));
+        }
+        Request::Stats { reply } => {
+            let _ = reply.send(site.stats(now));
         }
         Request::Drain { reply } => {
             site.drain(now);

@@ -34,6 +34,6 @@ mod system;
 
 pub use calls::{CallStats, MAX_CALL_DURATION};
 pub use config::{DrForward, SiteConfig, SiteConfigError};
-pub use driver::{start, DrainWatch, SiteError, SiteHandle};
-pub use machine::{Mode, Site, SiteStatus, FORWARDED_HEADER};
+pub use driver::{start, DrainWatch, SiteClient, SiteError, SiteHandle, SiteRequestError};
+pub use machine::{Mode, Site, SiteStats, SiteStatus, FORWARDED_HEADER};
 pub use system::SYSTEM;

@@ -91,6 +91,20 @@ pub struct SiteStatus {
     pub claims: ClaimStats,
 }
 
+/// A small live snapshot of the site, for the desktops' statistics service
+/// (SPEC D5): cheap to take, unlike [`SiteStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SiteStats {
+    /// Agents logged in at this site.
+    pub agents_logged_in: usize,
+    /// Agents Ready now.
+    pub agents_ready: usize,
+    /// Calls for DNs without a final answer yet (ringing or being tried).
+    pub calls_waiting: usize,
+    /// Answered calls not hung up yet.
+    pub calls_active: usize,
+}
+
 /// One site.
 #[derive(Debug)]
 pub struct Site {
@@ -460,6 +474,24 @@ impl Site {
     /// One agent.
     pub fn agent(&self, now: Instant, id: &str) -> Option<AgentView> {
         self.agents.is_known(id).then(|| self.agents.view(now, id))
+    }
+
+    /// Whether `dn`'s phone is registered here (SPEC S8); `None` for a DN
+    /// that is not configured.
+    pub fn dn_in_service(&self, dn: &str) -> Option<bool> {
+        self.registrar
+            .is_known(dn)
+            .then(|| self.registrar.in_service(dn))
+    }
+
+    /// The desktops' live numbers (SPEC D5).
+    pub fn stats(&self, now: Instant) -> SiteStats {
+        SiteStats {
+            agents_logged_in: self.agents.logged_in(),
+            agents_ready: self.agents.ready(now),
+            calls_waiting: self.calls.waiting(),
+            calls_active: self.calls.answered(),
+        }
     }
 
     /// What the API shows.

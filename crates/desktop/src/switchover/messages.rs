@@ -109,6 +109,10 @@ pub enum LogoutReason {
     /// The site is draining: switch over.
     #[serde(rename = "graceful_shutdown_logout")]
     GracefulShutdownLogout,
+    /// The agent logged in at the peer site (SPEC S1: one site at a time):
+    /// another desktop has it there, no action.
+    #[serde(rename = "peer_login")]
+    PeerLogin,
 }
 
 /// A decision, read with [`Switchover::poll_output`](super::Switchover::poll_output).
@@ -257,6 +261,9 @@ pub enum Reason {
     ManualLogout,
     /// A supervisor logged the agent out: no action (D6).
     SupervisorLogout,
+    /// The agent logged in at the peer site and this site let it go (SPEC
+    /// S1): no action, the agent is served there (D6).
+    PeerLogin,
     /// The phone's registration expired and the site logged the agent out:
     /// wait for the phone (D6).
     DrForceLogout,
@@ -276,7 +283,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the README's table.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::Startup,
         Reason::ConfigUnreachableTryOther,
         Reason::ConfigUnreachableRetry,
@@ -295,6 +302,7 @@ impl Reason {
         Reason::StatisticsOn,
         Reason::ManualLogout,
         Reason::SupervisorLogout,
+        Reason::PeerLogin,
         Reason::DrForceLogout,
         Reason::DnOutOfService,
         Reason::DnBackInService,
@@ -322,6 +330,7 @@ impl Reason {
             Reason::StatisticsOn => "statistics_on",
             Reason::ManualLogout => "manual_logout",
             Reason::SupervisorLogout => "supervisor_logout",
+            Reason::PeerLogin => "peer_login",
             Reason::DrForceLogout => "dr_force_logout",
             Reason::DnOutOfService => "dn_out_of_service",
             Reason::DnBackInService => "dn_back_in_service",
@@ -349,6 +358,7 @@ impl Reason {
             | Reason::StatisticsOn => "D5",
             Reason::ManualLogout
             | Reason::SupervisorLogout
+            | Reason::PeerLogin
             | Reason::DrForceLogout
             | Reason::DnOutOfService
             | Reason::DnBackInService

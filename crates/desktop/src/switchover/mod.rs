@@ -28,7 +28,7 @@
 //!   every `retry_delay_ms` + jitter; ON → `clear_warning`; the deadline
 //!   passes → `switch_over`.
 //! - D5: configuration or statistics OFF → `warn` and `reconnect` only.
-//! - D6: logout `manual`/`supervisor` → `stay`; `dr-force_logout` → `wait`
+//! - D6: logout `manual`/`supervisor`/`peer_login` → `stay`; `dr-force_logout` → `wait`
 //!   for `dn_back_in_service` (then `log_in` again here), or switch over once
 //!   `site_sip_register_timeout_ms` passes; `graceful_shutdown_logout` →
 //!   `switch_over`.
@@ -88,7 +88,7 @@ enum Phase {
         site: SiteIndex,
         until: Option<Millis>,
     },
-    /// After a manual or supervisor logout or a refused login: no action.
+    /// After a manual, supervisor or peer_login logout or a refused login: no action.
     Stopped { site: SiteIndex },
 }
 
@@ -486,6 +486,8 @@ impl Switchover {
         match reason {
             LogoutReason::Manual => self.stay(site, Reason::ManualLogout),
             LogoutReason::Supervisor => self.stay(site, Reason::SupervisorLogout),
+            // SPEC S1: the agent is at the peer now, from another desktop.
+            LogoutReason::PeerLogin => self.stay(site, Reason::PeerLogin),
             LogoutReason::DrForceLogout => {
                 let until = self
                     .options

@@ -295,9 +295,13 @@ async fn connection(
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         handle(for_requests.clone(), router.clone(), request)
     });
+    // With upgrades: a WebSocket (the desktop service's `/v1/desktop`)
+    // takes the socket over after its 101; the connection then leaves this
+    // table, and the system that upgraded it bounds its own connections.
     let conn = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut shutting_down = false;
     let reason = loop {

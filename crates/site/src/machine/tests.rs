@@ -1039,3 +1039,45 @@ fn bad_claims_are_refused_and_change_nothing() {
     claims_from(&mut single, peer, "c", crate::claims::CONTENT_TYPE, &body);
     assert_eq!(single.responses_to(peer)[0].status.as_u16(), 403);
 }
+
+/// The desktops' statistics (SPEC D5) and DN state (SPEC S8) read from the
+/// machine: agents logged in and Ready, a call waiting while it rings, then
+/// active once answered.
+#[test]
+fn stats_and_dn_state_for_desktops() {
+    let mut h = Harness::new(config(false, DrForward::Off));
+    assert_eq!(h.site.dn_in_service("1001"), Some(false));
+    assert_eq!(h.site.dn_in_service("9999"), None);
+    h.register("1001", 600);
+    assert_eq!(h.site.dn_in_service("1001"), Some(true));
+    h.site.login(h.now, "alice", "1001").unwrap();
+    assert_eq!(
+        h.site.stats(h.now),
+        SiteStats {
+            agents_logged_in: 1,
+            ..SiteStats::default()
+        }
+    );
+    h.site.set_ready(h.now, "alice", true).unwrap();
+    h.collect();
+    h.invite("1001", "call-1", "");
+    assert_eq!(
+        h.site.stats(h.now),
+        SiteStats {
+            agents_logged_in: 1,
+            agents_ready: 1,
+            calls_waiting: 1,
+            calls_active: 0,
+        }
+    );
+    h.phone_answers("1001");
+    assert_eq!(
+        h.site.stats(h.now),
+        SiteStats {
+            agents_logged_in: 1,
+            agents_ready: 0,
+            calls_waiting: 0,
+            calls_active: 1,
+        }
+    );
+}
