@@ -54,6 +54,8 @@ pub(crate) struct ConfigFile {
     pub(crate) store: StoreSection,
     /// Where MO and receipts are delivered.
     pub(crate) webhook: Option<WebhookSection>,
+    /// The desktop service (SPEC D1–D6); needs business continuity.
+    pub(crate) desktop: Option<hotsite_desktop::service::DesktopConfig>,
 }
 
 /// `[[routes]]`: one fallback chain.
@@ -269,6 +271,8 @@ pub(crate) struct Config {
     /// Business continuity (SPEC S1–S8), validated; none without
     /// `site.listen`.
     pub(crate) continuity: Option<hotsite_site::SiteConfig>,
+    /// The desktop service, validated against `[site]`; runs after the site.
+    pub(crate) desktop: Option<hotsite_desktop::service::DesktopConfig>,
     /// Whether messaging runs: `[smpp]` or `[[routes]]` are configured. A
     /// site may run only voice or business continuity.
     pub(crate) messaging: bool,
@@ -348,6 +352,13 @@ impl Config {
                     .map_or("single-site".to_owned(), |peer| format!("peer {peer}")),
                 site.dns.len(),
                 site.agents.len()
+            ));
+        }
+        if let Some(desktop) = &self.desktop {
+            parts.push(format!(
+                "desktops at /v1/desktop ({} people, at most {} connections)",
+                desktop.people.len(),
+                desktop.max_connections
             ));
         }
         parts.join("; ")
@@ -448,6 +459,9 @@ impl ConfigFile {
         if let Err(error) = self.site.validate() {
             issues.extend_under("", error.0.iter().cloned());
         }
+        if let Some(Err(error)) = self.desktop.as_ref().map(|d| d.validate(&self.site)) {
+            issues.extend_under("", error.0.iter().cloned());
+        }
         if let Some(Err(error)) = self.voice.as_ref().map(|voice| voice.validate()) {
             issues.extend_under("", error.issues().iter().cloned());
         }
@@ -485,6 +499,7 @@ impl ConfigFile {
             store_path: self.store.path,
             voice: self.voice,
             continuity: self.site.enabled().then(|| self.site.clone()),
+            desktop: self.desktop,
             messaging,
             store_options,
         })

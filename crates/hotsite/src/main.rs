@@ -135,6 +135,14 @@ enum Command {
         #[arg(long, global = true)]
         token: Option<String>,
     },
+    /// Agent desktops (SPEC D1-D8): `hotsite desktop hash-password` reads a
+    /// password from stdin and prints its Argon2id PHC string for
+    /// `[[desktop.people]] password_hash`.
+    Desktop {
+        /// What to do.
+        #[command(subcommand)]
+        action: DesktopAction,
+    },
     /// Validates a configuration file (gateway or lab); exits non-zero with
     /// every error, each naming its key.
     CheckConfig {
@@ -160,6 +168,14 @@ enum SiteAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `hotsite desktop …`.
+#[derive(Debug, clap::Subcommand)]
+enum DesktopAction {
+    /// Reads a password from stdin (one line, or all of it without the final
+    /// newline) and prints its Argon2id PHC string.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -205,6 +221,9 @@ fn main() -> ExitCode {
             };
             runtime()?.block_on(client::site(endpoint, drain, json))
         }),
+        Command::Desktop {
+            action: DesktopAction::HashPassword,
+        } => hash_password(),
         #[cfg(feature = "lab")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         #[cfg(feature = "lab")]
@@ -225,6 +244,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hotsite desktop hash-password`: stdin to a PHC string on stdout.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|error| anyhow::anyhow!("cannot read the password from stdin: {error}"))?;
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        anyhow::bail!("no password on stdin (e.g. `printf '%s' \"$PASSWORD\" | hotsite desktop hash-password`)");
+    }
+    let phc = hotsite_desktop::service::password::hash_password(password)
+        .map_err(|error| anyhow::anyhow!("cannot hash the password: {error}"))?;
+    println!("{phc}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -50,7 +50,16 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot start business continuity (site)")?;
         site = Some((handle.local_addr(), handle.drain_watch()));
+        let client = handle.client();
         host.add(Box::new(handle), routes);
+        // Desktops after the site they drive (and stopped before it).
+        if let Some(desktop) = &config.desktop {
+            let (service, routes) =
+                hotsite_desktop::service::start(desktop, &config.site, client, &deps)
+                    .await
+                    .context("cannot start the desktop service")?;
+            host.add(Box::new(service), routes);
+        }
     }
     if let Some(store) = store {
         let (gateway, routes) = hotsite_messaging::start(config.gateway.clone(), store, &deps)
@@ -74,6 +83,14 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = voice_addr {
         println!("voice proxy on {addr} (UDP and TCP)");
+    }
+    if let Some(desktop) = &config.desktop {
+        println!(
+            "desktops on ws://{}/v1/desktop, web desktop on http://{}/desktop/ ({} people)",
+            host.local_addr(),
+            host.local_addr(),
+            desktop.people.len()
+        );
     }
     let drained = match site {
         Some((addr, drained)) => {

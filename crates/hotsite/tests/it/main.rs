@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod daemon;
+mod desktop;
 mod failover;
 mod gateway;
 mod host;
