@@ -207,7 +207,7 @@ async function realSites() {
   // The password hash (Argon2id PHC string) from the binary itself: the
   // config never holds the password.
   if (!process.env.DESKTOP_E2E_HASH) {
-    const hash = start("hash-password", bin, ["desktop", "hash-password", "--password-stdin"], {
+    const hash = start("hash-password", bin, ["desktop", "hash-password"], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     hash.child.stdin.end(`${PASSWORD}\n`);
