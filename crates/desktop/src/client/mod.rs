@@ -26,7 +26,33 @@ use crate::switchover::{Input, Listener, LogoutReason, Millis, Options, Output, 
 use wire::{HelloAnswer, ServerMessage, Stats};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Connecting = Pin<Box<dyn Future<Output = Result<(Socket, HelloAnswer), String>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<(Socket, HelloAnswer), OpenError>> + Send>>;
+
+/// `hello` refusals that the other site would repeat (the same people are
+/// configured at both): the desktop stops instead of retrying for ever.
+const FATAL: [&str; 3] = [
+    "bad_credentials",
+    "unknown_application",
+    "too_many_attempts",
+];
+
+/// Why a connection did not get to a `hello` answer.
+#[derive(Debug)]
+enum OpenError {
+    /// Connecting, the WebSocket or the answer failed.
+    Transport(String),
+    /// The site refused the `hello`.
+    Refused { code: String, message: String },
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Transport(error) => f.write_str(error),
+            OpenError::Refused { code, message } => write!(f, "hello refused: {code}: {message}"),
+        }
+    }
+}
 
 /// Missed pings in a row after which the connection counts as lost (D4:
 /// the listeners go OFF).
@@ -120,6 +146,15 @@ pub enum Report {
         site: String,
         /// The site's reason.
         reason: String,
+    },
+    /// The site refused the credentials or the application: the other site
+    /// would too, so the desktop stops (as the web desktop does).
+    Stopped {
+        /// The site.
+        site: String,
+        /// The server's code (`bad_credentials`, `unknown_application`,
+        /// `too_many_attempts`).
+        code: String,
     },
     /// A request other than `login` was refused.
     Refused {
@@ -230,6 +265,7 @@ impl Desktop {
             next_id: 1,
             missed_pings: 0,
             listeners_off: false,
+            stopped: false,
         };
         let task = tokio::spawn(driver.run(inbox, stopped));
         Ok(Desktop {
@@ -285,6 +321,8 @@ struct Driver {
     missed_pings: u32,
     /// The machine was told the listeners are OFF (connection lost).
     listeners_off: bool,
+    /// A fatal refusal: the task ends.
+    stopped: bool,
 }
 
 impl Driver {
@@ -314,7 +352,7 @@ impl Driver {
         self.input(start);
         let mut ping = tokio::time::interval(self.config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        while !self.stopped {
             self.act().await;
             let deadline = self
                 .machine
@@ -401,7 +439,7 @@ impl Driver {
         let future = async move {
             tokio::time::timeout(limit, open(url, hello))
                 .await
-                .map_err(|_| format!("no answer within {limit:?}"))?
+                .map_err(|_| OpenError::Transport(format!("no answer within {limit:?}")))?
         };
         self.connecting = Some((site, Box::pin(future)));
     }
@@ -414,7 +452,7 @@ impl Driver {
             .map(|(_, url)| url.clone())
     }
 
-    fn connected(&mut self, site: String, result: Result<(Socket, HelloAnswer), String>) {
+    fn connected(&mut self, site: String, result: Result<(Socket, HelloAnswer), OpenError>) {
         match result {
             Ok((socket, answer)) => {
                 self.report(Report::Connected { site: site.clone() });
@@ -456,10 +494,15 @@ impl Driver {
                     self.input(Input::DnOutOfService);
                 }
             }
+            Err(OpenError::Refused { code, message }) if FATAL.contains(&code.as_str()) => {
+                tracing::warn!(%site, %code, %message, user = %self.config.user, "desktop stopped: the site refused it");
+                self.report(Report::Stopped { site, code });
+                self.stopped = true;
+            }
             Err(error) => {
                 self.report(Report::ConnectFailed {
                     site: site.clone(),
-                    error,
+                    error: error.to_string(),
                 });
                 self.input(Input::ConfigFailed { site });
             }
@@ -628,34 +671,35 @@ fn logout_reason(reason: &str) -> Option<LogoutReason> {
 }
 
 /// Opens the WebSocket and says `hello`; the answer or why not.
-async fn open(url: String, hello: String) -> Result<(Socket, HelloAnswer), String> {
+async fn open(url: String, hello: String) -> Result<(Socket, HelloAnswer), OpenError> {
+    let transport = |e: &dyn std::fmt::Display| OpenError::Transport(format!("{url}: {e}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| transport(&e))?;
     socket
         .send(Message::Text(hello.into()))
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| transport(&e))?;
     while let Some(frame) = socket.next().await {
-        let text = match frame.map_err(|e| format!("{url}: {e}"))? {
+        let text = match frame.map_err(|e| transport(&e))? {
             Message::Text(text) => text,
             Message::Close(_) => break,
             _ => continue,
         };
-        match ServerMessage::parse(&text).map_err(|e| e.to_string())? {
+        match ServerMessage::parse(&text).map_err(|e| transport(&e))? {
             ServerMessage::Result { id: 0, body } => {
-                let answer: HelloAnswer =
-                    serde_json::from_value(body).map_err(|e| format!("hello answer: {e}"))?;
+                let answer: HelloAnswer = serde_json::from_value(body)
+                    .map_err(|e| transport(&format!("hello answer: {e}")))?;
                 return Ok((socket, answer));
             }
             ServerMessage::Error { code, message, .. } => {
-                return Err(format!("hello refused: {code}: {message}"))
+                return Err(OpenError::Refused { code, message })
             }
             // Events before the answer cannot happen (PROTOCOL.md); skip.
             _ => continue,
         }
     }
-    Err(format!("{url}: closed before the hello answer"))
+    Err(transport(&"closed before the hello answer"))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
