@@ -349,7 +349,15 @@ async fn hello_refusals_bad_frames_and_assets() {
     let page = client.get(format!("{base}/desktop/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
-    assert!(page.text().await.unwrap().contains("switchover.js"));
+    assert!(page.text().await.unwrap().contains("desktop.js"));
+    // desktop.js imports the machine: both served, as modules.
+    let desktop_js = client
+        .get(format!("{base}/desktop/desktop.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(desktop_js.status(), 200);
+    assert!(desktop_js.text().await.unwrap().contains("./switchover.js"));
     let script = client
         .get(format!("{base}/desktop/switchover.js"))
         .send()

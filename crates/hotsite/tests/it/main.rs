@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod desktop;
+mod desktop_client;
 mod failover;
 mod gateway;
 mod host;
