@@ -142,7 +142,13 @@ class Link {
   open() {
     if (this.closed) return;
     const { user, password } = this.core.credentials;
-    this.helloId = this.send("hello", { application: APPLICATION, user, password });
+    // A session token from an earlier hello (either site) spares the site a
+    // password check; the password follows if the token is refused.
+    const token = this.core.sessionToken;
+    this.withToken = Boolean(token);
+    this.helloId = this.send("hello", token
+      ? { application: APPLICATION, user, token }
+      : { application: APPLICATION, user, password });
   }
 
   message(data) {
@@ -163,9 +169,18 @@ class Link {
         return;
       }
       if (request === "hello") {
+        if (message.type === "error" && message.code === "bad_session" && this.withToken) {
+          core.sessionToken = null;
+          this.withToken = false;
+          const { user, password } = core.credentials;
+          this.helloId = this.send("hello", { application: APPLICATION, user, password });
+          return;
+        }
         if (message.type === "result") {
           this.answered = true;
           this.site = message.site;
+          // Kept in memory only, like the password.
+          core.sessionToken = message.session?.token ?? null;
           this.startPing();
           core.helloAnswered(this, message);
         } else {
@@ -243,6 +258,7 @@ export class DesktopCore {
 
   reset() {
     this.credentials = { user: "", password: "" };
+    this.sessionToken = null;
     this.hotSeating = false;
     this.machine = null;
     this.sites = null; // [{name, url}, {name, url}]
@@ -285,6 +301,7 @@ export class DesktopCore {
   start({ user, password, hotSeating = false }) {
     this.stop();
     this.credentials = { user, password };
+    this.sessionToken = null;
     this.hotSeating = hotSeating;
     this.running = true;
     this.status = "connecting";

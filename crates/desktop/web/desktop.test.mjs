@@ -357,3 +357,30 @@ test("every reason has a readable text; decisions describe themselves", () => {
     site_sip_register_timeout_ms: null,
   });
 });
+
+test("D8: after a hello the next one (a switchover) says the session token, not the password; bad_session falls back to the password", () => {
+  const { core, sockets, storage } = desktop();
+  core.start({ user: "alice", password: "pw" });
+  sockets[0].open();
+  const first = sockets[0].last("hello");
+  assert.equal(first.password, "pw");
+  assert.equal(first.token, undefined);
+  const answer = helloAnswer(first.id, "a", { preferred: "b" });
+  answer.session = { token: "v1.99.tag", expires_ms: 99 };
+  sockets[0].receive(answer);
+  // Not on the preferred site: switch over to b, with the token.
+  assert.equal(sockets[1].url, URL_B);
+  sockets[1].open();
+  const second = sockets[1].last("hello");
+  assert.equal(second.token, "v1.99.tag");
+  assert.equal(second.password, undefined, "the password is not sent when a token is");
+  // b does not take it (another key): the password, on the same connection.
+  sockets[1].receive({ type: "error", id: second.id, code: "bad_session", message: "the session token is not valid here" });
+  const third = sockets[1].last("hello");
+  assert.notEqual(third.id, second.id);
+  assert.equal(third.password, "pw");
+  assert.equal(third.token, undefined);
+  sockets[1].receive(helloAnswer(third.id, "b", { preferred: "b" }));
+  assert.equal(core.site, "b");
+  for (const value of storage.map.values()) assert.ok(!value.includes("v1.99.tag"), "the token is never stored");
+});

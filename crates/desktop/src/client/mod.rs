@@ -266,6 +266,7 @@ impl Desktop {
             missed_pings: 0,
             listeners_off: false,
             stopped: false,
+            token: None,
         };
         let task = tokio::spawn(driver.run(inbox, stopped));
         Ok(Desktop {
@@ -323,6 +324,9 @@ struct Driver {
     listeners_off: bool,
     /// A fatal refusal: the task ends.
     stopped: bool,
+    /// The session token of the last `hello` answer: the next `hello` (a
+    /// reconnect or a switchover) says it instead of the password.
+    token: Option<String>,
 }
 
 impl Driver {
@@ -429,15 +433,19 @@ impl Driver {
         let Some(url) = self.url(&site) else {
             return;
         };
-        let hello = wire::hello(
+        let password = wire::hello(
             0,
             &self.config.application,
             &self.config.user,
             &self.config.password,
         );
+        let token = self
+            .token
+            .as_ref()
+            .map(|token| wire::hello_token(0, &self.config.application, &self.config.user, token));
         let limit = self.config.connect_timeout;
         let future = async move {
-            tokio::time::timeout(limit, open(url, hello))
+            tokio::time::timeout(limit, open(url, token, password))
                 .await
                 .map_err(|_| OpenError::Transport(format!("no answer within {limit:?}")))?
         };
@@ -474,6 +482,7 @@ impl Driver {
                 });
                 self.missed_pings = 0;
                 self.pending.clear();
+                self.token = answer.session.as_ref().map(|s| s.token.clone());
                 let logged_in = answer.agent.state != "logged_out";
                 self.state.send_modify(|state| {
                     state.connected = Some(site.clone());
@@ -670,14 +679,25 @@ fn logout_reason(reason: &str) -> Option<LogoutReason> {
     serde_json::from_value(serde_json::Value::String(reason.to_owned())).ok()
 }
 
-/// Opens the WebSocket and says `hello`; the answer or why not.
-async fn open(url: String, hello: String) -> Result<(Socket, HelloAnswer), OpenError> {
+/// Opens the WebSocket and says `hello`, with the session token if there
+/// is one and with the password if there is none or the site refuses the
+/// token (`bad_session`); the answer or why not.
+async fn open(
+    url: String,
+    token: Option<String>,
+    password: String,
+) -> Result<(Socket, HelloAnswer), OpenError> {
     let transport = |e: &dyn std::fmt::Display| OpenError::Transport(format!("{url}: {e}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .map_err(|e| transport(&e))?;
+    let mut password = Some(password);
+    let first = match token {
+        Some(token) => token,
+        None => password.take().unwrap_or_default(),
+    };
     socket
-        .send(Message::Text(hello.into()))
+        .send(Message::Text(first.into()))
         .await
         .map_err(|e| transport(&e))?;
     while let Some(frame) = socket.next().await {
@@ -691,6 +711,13 @@ async fn open(url: String, hello: String) -> Result<(Socket, HelloAnswer), OpenE
                 let answer: HelloAnswer = serde_json::from_value(body)
                     .map_err(|e| transport(&format!("hello answer: {e}")))?;
                 return Ok((socket, answer));
+            }
+            ServerMessage::Error { code, .. } if code == "bad_session" && password.is_some() => {
+                let password = password.take().unwrap_or_default();
+                socket
+                    .send(Message::Text(password.into()))
+                    .await
+                    .map_err(|e| transport(&e))?;
             }
             ServerMessage::Error { code, message, .. } => {
                 return Err(OpenError::Refused { code, message })

@@ -63,6 +63,18 @@ pub struct HelloAnswer {
     pub agent: AgentState,
     /// The DN at this site now.
     pub dn: DnState,
+    /// A token for the next `hello`, at either site (`PROTOCOL.md`).
+    #[serde(default)]
+    pub session: Option<Session>,
+}
+
+/// A session token (`hello` answer).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Session {
+    /// The token.
+    pub token: String,
+    /// Until when it is good, wall-clock ms.
+    pub expires_ms: i64,
 }
 
 /// The live statistics (D5).
@@ -178,9 +190,15 @@ fn typed<T: serde::de::DeserializeOwned>(kind: &str, name: &str, v: Value) -> Re
     serde_json::from_value(v).map_err(|e| WireError(format!("{kind}.{name}: {e}")))
 }
 
-/// `hello` (D1).
+/// `hello` with the password (D1).
 pub fn hello(id: u64, application: &str, user: &str, password: &str) -> String {
     json!({"type": "hello", "id": id, "application": application, "user": user, "password": password})
+        .to_string()
+}
+
+/// `hello` with a session token from an earlier `hello` (cheap for the site).
+pub fn hello_token(id: u64, application: &str, user: &str, token: &str) -> String {
+    json!({"type": "hello", "id": id, "application": application, "user": user, "token": token})
         .to_string()
 }
 

@@ -56,6 +56,15 @@ pub struct DesktopConfig {
     /// 5 s). 10 s to 1 h. Default: 60 s.
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// The key of session tokens (`session.rs`): the same at both sites, so
+    /// that a desktop switching over says `hello` with its token instead of
+    /// its password. At least 32 characters. Unset: each site makes one at
+    /// start, and tokens work only at the site that issued them.
+    #[serde(default)]
+    pub session_key: Option<hotsite_core::Secret>,
+    /// How long a session token is good for. 1 min to 7 days. Default: 12 h.
+    #[serde(default = "default_session_ttl", deserialize_with = "duration")]
+    pub session_ttl: Duration,
     /// Both sites of the pair and their desktop endpoints (D1).
     #[serde(default)]
     pub sites: Vec<SiteEntry>,
@@ -113,6 +122,12 @@ fn default_hello_timeout() -> Duration {
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+/// The shortest `desktop.session_key`: 256 bits of text.
+pub const MIN_SESSION_KEY: usize = 32;
 
 /// Most desktop connections a site takes (each holds a socket and a task).
 pub const MAX_CONNECTIONS: usize = 1_000_000;
@@ -126,6 +141,8 @@ impl DesktopConfig {
             max_connections: default_max_connections(),
             hello_timeout: default_hello_timeout(),
             idle_timeout: default_idle_timeout(),
+            session_key: None,
+            session_ttl: default_session_ttl(),
             sites: Vec::new(),
             people: Vec::new(),
         }
@@ -185,6 +202,22 @@ impl DesktopConfig {
             Duration::from_secs(10),
             Duration::from_secs(3600),
         );
+        issues.timer(
+            "desktop.session_ttl",
+            self.session_ttl,
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 24 * 3600),
+        );
+        if let Some(key) = &self.session_key {
+            if key.expose().len() < MIN_SESSION_KEY {
+                issues.add(
+                    "desktop.session_key",
+                    format!(
+                        "must be at least {MIN_SESSION_KEY} characters (it signs session tokens;                          use the same key at both sites)"
+                    ),
+                );
+            }
+        }
         self.validate_sites(site, &mut issues);
         self.validate_people(site, &mut issues);
         issues.finish().map_err(DesktopConfigError)
@@ -371,12 +404,14 @@ mod tests {
     #[test]
     fn bad_values_name_their_keys() {
         check(
-            &format!("applications = []\nmax_connections = 0\nhello_timeout = \"0s\"\nidle_timeout = \"2h\"\n{}", valid()),
+            &format!("applications = []\nmax_connections = 0\nhello_timeout = \"0s\"\nidle_timeout = \"2h\"\nsession_key = \"short\"\nsession_ttl = \"30d\"\n{}", valid()),
             &[
                 "desktop.applications:",
                 "desktop.max_connections:",
                 "desktop.hello_timeout:",
                 "desktop.idle_timeout:",
+                "desktop.session_ttl:",
+                "desktop.session_key: must be at least 32 characters",
             ],
         );
         check(

@@ -17,7 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use super::protocol::{self, agent_json, Code, Framed, Request};
+use super::protocol::{self, agent_json, Code, Credential, Framed, Request};
+use super::session::SessionError;
 use super::{Person, Shared, MAX_HELLO_ATTEMPTS, STATS_INTERVAL};
 
 /// Why the loop stopped: the socket is gone, or it was closed with a frame.
@@ -122,7 +123,7 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
             frame = next_frame(socket, shared) => frame?,
         };
         let Frame::Text(text) = frame else { continue };
-        let (id, application, user, password) = match protocol::parse(&text) {
+        let (id, application, user, credential) = match protocol::parse(&text) {
             Err(bad) => {
                 send(
                     socket,
@@ -137,9 +138,9 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
                     Request::Hello {
                         application,
                         user,
-                        password,
+                        credential,
                     },
-            }) => (id, application, user, password),
+            }) => (id, application, user, credential),
             Ok(Framed { id, .. }) => {
                 let message = "send hello first (application, user, password)";
                 send(
@@ -161,21 +162,56 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
             )
         } else {
             let person = shared.config.person(&user).cloned();
-            let hash = person.as_ref().map(|p| p.password_hash.clone());
-            if shared.verifier.verify(password, hash).await {
-                if let Some(person) = person {
-                    shared.counters.hello_ok.fetch_add(1, Ordering::Relaxed);
-                    return Ok((id, person));
+            match credential {
+                Credential::Password(password) => {
+                    let hash = person.as_ref().map(|p| p.password_hash.clone());
+                    if shared.verifier.verify(password, hash).await {
+                        if let Some(person) = person {
+                            shared.counters.hello_ok.fetch_add(1, Ordering::Relaxed);
+                            return Ok((id, person));
+                        }
+                    }
+                    shared
+                        .counters
+                        .hello_bad_credentials
+                        .fetch_add(1, Ordering::Relaxed);
+                    (
+                        Code::BadCredentials,
+                        "unknown user or wrong password".to_owned(),
+                    )
+                }
+                Credential::Token(token) => {
+                    let checked = match &person {
+                        Some(person) => shared.sessions.check(
+                            &token,
+                            &person.user,
+                            &person.password_hash,
+                            clock::now_ms(),
+                        ),
+                        None => Err(SessionError::Invalid),
+                    };
+                    match (checked, person) {
+                        (Ok(()), Some(person)) => {
+                            shared
+                                .counters
+                                .hello_session
+                                .fetch_add(1, Ordering::Relaxed);
+                            return Ok((id, person));
+                        }
+                        (error, _) => {
+                            shared
+                                .counters
+                                .hello_bad_session
+                                .fetch_add(1, Ordering::Relaxed);
+                            let why = error.err().unwrap_or(SessionError::Invalid);
+                            (
+                                Code::BadSession,
+                                format!("{why}: say hello with the password"),
+                            )
+                        }
+                    }
                 }
             }
-            shared
-                .counters
-                .hello_bad_credentials
-                .fetch_add(1, Ordering::Relaxed);
-            (
-                Code::BadCredentials,
-                "unknown user or wrong password".to_owned(),
-            )
         };
         failures += 1;
         tracing::info!(
@@ -204,6 +240,11 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
 
 /// The answer to a successful `hello` (D1, D2), with the state now.
 fn welcome(shared: &Shared, id: u64, person: &Person, agent: Value, dn: Value) -> Value {
+    let expires_ms = clock::now_ms()
+        .saturating_add(i64::try_from(shared.config.session_ttl.as_millis()).unwrap_or(i64::MAX));
+    let token = shared
+        .sessions
+        .issue(&person.user, &person.password_hash, expires_ms);
     protocol::result(
         id,
         json!({
@@ -222,6 +263,7 @@ fn welcome(shared: &Shared, id: u64, person: &Person, agent: Value, dn: Value) -
             "services": services(shared.stats.borrow().is_some()),
             "agent": agent,
             "dn": dn,
+            "session": {"token": token, "expires_ms": expires_ms},
         }),
     )
 }

@@ -7,6 +7,8 @@
 //! - [`password`]: Argon2id PHC strings; checks on the blocking pool, a few
 //!   at a time.
 //! - [`protocol`]: the messages, pure.
+//! - [`session`]: session tokens, so that a reconnect or a switchover says
+//!   `hello` with one HMAC instead of a password hash (D4, D8).
 //! - `connection.rs`: one task per connection: `hello`, then requests to the
 //!   site through its [`SiteClient`], the person's agent and DN events from
 //!   the host's event stream, `stats` every second, `service` changes.
@@ -22,6 +24,7 @@ pub mod config;
 mod connection;
 pub mod password;
 pub mod protocol;
+pub mod session;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +70,7 @@ pub(crate) struct Shared {
     pub(crate) site: SiteClient,
     pub(crate) bus: EventBus,
     pub(crate) verifier: password::Verifier,
+    pub(crate) sessions: session::Sessions,
     pub(crate) stats: watch::Receiver<Option<SiteStats>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) counters: Counters,
@@ -80,6 +84,8 @@ pub(crate) struct Shared {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hello_ok: AtomicU64,
+    pub(crate) hello_session: AtomicU64,
+    pub(crate) hello_bad_session: AtomicU64,
     pub(crate) hello_bad_credentials: AtomicU64,
     pub(crate) hello_unknown_application: AtomicU64,
     pub(crate) closed_too_many_attempts: AtomicU64,
@@ -90,9 +96,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn hellos(&self) -> [(&'static str, u64); 3] {
+    fn hellos(&self) -> [(&'static str, u64); 5] {
         [
             ("ok", self.hello_ok.load(Ordering::Relaxed)),
+            ("session", self.hello_session.load(Ordering::Relaxed)),
+            (
+                "bad_session",
+                self.hello_bad_session.load(Ordering::Relaxed),
+            ),
             (
                 "bad_credentials",
                 self.hello_bad_credentials.load(Ordering::Relaxed),
@@ -163,6 +174,7 @@ pub async fn start(
         site: site.clone(),
         bus: deps.bus().clone(),
         verifier: password::Verifier::new(concurrency),
+        sessions: session::Sessions::new(config.session_key.as_ref().map(|k| k.expose())),
         stats,
         shutdown: shutdown.clone(),
         counters: Counters::default(),

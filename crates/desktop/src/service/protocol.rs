@@ -21,8 +21,8 @@ pub enum Request {
         application: String,
         /// The user name.
         user: String,
-        /// The password (checked against the stored hash).
-        password: String,
+        /// The password or a session token.
+        credential: Credential,
     },
     /// Log the person's agent in on its DN.
     Login,
@@ -34,6 +34,15 @@ pub enum Request {
     Logout,
     /// Liveness.
     Ping,
+}
+
+/// How a `hello` proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The password, checked against the stored hash (slow on purpose).
+    Password(String),
+    /// A session token from an earlier `hello` at either site (`session.rs`).
+    Token(String),
 }
 
 /// A request with its id.
@@ -62,6 +71,9 @@ pub enum Code {
     UnknownApplication,
     /// Unknown user or wrong password.
     BadCredentials,
+    /// A session token that is expired, altered or from another key: say
+    /// `hello` again with the password.
+    BadSession,
     /// Three failed `hello`s: closed.
     TooManyAttempts,
     /// A request before a successful `hello`.
@@ -94,6 +106,7 @@ impl Code {
         match self {
             Code::UnknownApplication => "unknown_application",
             Code::BadCredentials => "bad_credentials",
+            Code::BadSession => "bad_session",
             Code::TooManyAttempts => "too_many_attempts",
             Code::HelloExpected => "hello_expected",
             Code::HelloTimeout => "hello_timeout",
@@ -152,7 +165,21 @@ pub fn parse(text: &str) -> Result<Framed, BadRequest> {
         "hello" => Request::Hello {
             application: text_field("application")?,
             user: text_field("user")?,
-            password: text_field("password")?,
+            credential: match (
+                object.contains_key("password"),
+                object.contains_key("token"),
+            ) {
+                (true, false) => Credential::Password(text_field("password")?),
+                (false, true) => Credential::Token(text_field("token")?),
+                (true, true) => {
+                    return Err(bad(
+                        "hello takes \"password\" or \"token\", not both".to_owned()
+                    ))
+                }
+                (false, false) => {
+                    return Err(bad("hello needs \"password\" (or \"token\")".to_owned()))
+                }
+            },
         },
         "login" => Request::Login,
         "ready" => Request::Ready,
@@ -231,7 +258,18 @@ mod tests {
                 request: Request::Hello {
                     application: "a".into(),
                     user: "u".into(),
-                    password: "p".into()
+                    credential: Credential::Password("p".into())
+                }
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"hello","id":2,"application":"a","user":"u","token":"v1.1.x"}"#),
+            Ok(Framed {
+                id: 2,
+                request: Request::Hello {
+                    application: "a".into(),
+                    user: "u".into(),
+                    credential: Credential::Token("v1.1.x".into())
                 }
             })
         );
@@ -276,6 +314,21 @@ mod tests {
             r#"{"type":"hello","id":5,"user":"u","password":"p"}"#,
             Some(5),
             "\"application\"",
+        );
+        check_bad(
+            r#"{"type":"hello","id":5,"application":"a","user":"u"}"#,
+            Some(5),
+            "hello needs \"password\" (or \"token\")",
+        );
+        check_bad(
+            r#"{"type":"hello","id":5,"application":"a","user":"u","password":"p","token":"t"}"#,
+            Some(5),
+            "not both",
+        );
+        check_bad(
+            r#"{"type":"hello","id":5,"application":"a","user":"u","token":7}"#,
+            Some(5),
+            "\"token\" of hello must be a string",
         );
         check_bad(
             r#"{"type":"hello","id":5,"application":"a","user":1,"password":"p"}"#,

@@ -500,3 +500,53 @@ async fn max_connections_refuses_with_503() {
         }
     }
 }
+
+/// D8 (and the switchover storm): a hello answer carries a session token; a
+/// later hello with it is taken without the password, at this site or at
+/// another with the same `session_key`; an altered token or one from another
+/// key gets `bad_session`, and the password still works on that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tokens_spare_the_password() {
+    let dir = temp_dir("desktop-session");
+    let phc = hash(PASSWORD);
+    let key = r#"session_key = "one key for both sites of the pair""#;
+    let a = Site::start(&dir, "a", free_udp(), None, &phc, key).await;
+    let b = Site::start(&dir, "b", free_udp(), None, &phc, key).await;
+    let other = Site::start(
+        &temp_dir("desktop-session-other"),
+        "a",
+        free_udp(),
+        None,
+        &phc,
+        "",
+    )
+    .await;
+
+    let mut ws = a.connect().await;
+    let answer = hello(&mut ws, 1, APP, PASSWORD).await;
+    let token = answer["session"]["token"].as_str().unwrap().to_owned();
+    assert!(
+        answer["session"]["expires_ms"].as_i64().unwrap() > 0,
+        "{answer}"
+    );
+    let with_token = |id: u64, token: &str| json!({"type": "hello", "id": id, "application": APP, "user": "alice", "token": token});
+    for site in [&a, &b] {
+        let mut ws = site.connect().await;
+        send(&mut ws, with_token(1, &token)).await;
+        let answer = next(&mut ws).await;
+        assert_eq!(answer["type"], "result", "{answer}");
+        assert_eq!(answer["person"]["agent"], "alice");
+    }
+    let altered = format!("{}x", &token[..token.len() - 1]);
+    for (site, token) in [(&a, altered.as_str()), (&other, token.as_str())] {
+        let mut ws = site.connect().await;
+        send(&mut ws, with_token(1, token)).await;
+        let answer = next(&mut ws).await;
+        assert_eq!(answer["code"], "bad_session", "{answer}");
+        let answer = hello(&mut ws, 2, APP, PASSWORD).await;
+        assert_eq!(answer["type"], "result", "{answer}");
+    }
+    let status = b.get("/v1/status").await;
+    assert_eq!(status["desktop"]["hellos"]["session"], 1, "{status}");
+    assert_eq!(status["desktop"]["hellos"]["ok"], 0, "{status}");
+}

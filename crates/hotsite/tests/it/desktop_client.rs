@@ -20,6 +20,8 @@ use crate::gateway::{now, temp_dir};
 const TOKEN: &str = "desktop-client-token";
 const PHONE_PASSWORD: &str = "phone-secret-1";
 const PASSWORD: &str = "alice's desktop password";
+/// The same at both sites: a token from a is good at b.
+const SESSION_KEY: &str = "both sites sign session tokens with this key";
 /// The desktop's `site_timeout` here; the bound is this + 2 s.
 const SITE_TIMEOUT_MS: u64 = 3_000;
 
@@ -128,6 +130,8 @@ listen = "{api}"
 tokens = ["{TOKEN}"]
 
 [desktop]
+session_key = "{SESSION_KEY}"
+
 [[desktop.sites]]
 name = "a"
 url = "{a_url}"
@@ -269,6 +273,13 @@ async fn a_desktop_follows_its_agent_to_the_surviving_site() {
         took >= Duration::from_millis(SITE_TIMEOUT_MS),
         "switched before site_timeout: {took:?}"
     );
+    // b took the token a issued: no password check in the switchover (D8).
+    let status = get(&pair.b, "/v1/status").await;
+    assert!(
+        status["desktop"]["hellos"]["session"].as_u64() >= Some(1),
+        "{status}"
+    );
+    assert_eq!(status["desktop"]["hellos"]["bad_session"], 0, "{status}");
     let agents = get(&pair.b, "/v1/agents").await;
     assert!(
         agents["agents"]
