@@ -13,11 +13,11 @@ use hotsite_host::clock;
 use hotsite_host::Record;
 use hotsite_site::agents::AgentView;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::protocol::{self, agent_json, Code, Credential, Framed, Request};
+use super::router::Routed;
 use super::session::SessionError;
 use super::{Person, Shared, MAX_HELLO_ATTEMPTS, STATS_INTERVAL};
 
@@ -282,7 +282,7 @@ async fn serve(
 ) -> Result<(), Closed> {
     // Subscribed before the state is read: no event falls between the
     // answer and the first event (one may repeat what the answer says).
-    let mut events = shared.bus.subscribe();
+    let mut events = shared.router.subscribe(&person.agent, &person.dn);
     let (agent, dn) = current_state(shared, person).await;
     send(socket, &welcome(shared, hello_id, person, agent, dn)).await?;
     let idle_timeout = shared.config.idle_timeout;
@@ -296,7 +296,7 @@ async fn serve(
             () = shared.shutdown.cancelled() => {
                 // A drain's logouts were published before the site let the
                 // process stop: they are in the receiver, send them first.
-                while let Ok(record) = events.try_recv() {
+                while let Some(record) = events.try_recv() {
                     if let Some(message) = event_message(&record, person) {
                         send(socket, &message).await?;
                     }
@@ -316,16 +316,16 @@ async fn serve(
                 }
             }
             received = events.recv() => match received {
-                Ok(record) => {
+                Some(Routed::Event(record)) => {
                     if let Some(message) = event_message(&record, person) {
                         send(socket, &message).await?;
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(user = person.user, missed, "desktop fell behind the event stream; sending the current state");
+                Some(Routed::Lagged) => {
+                    tracing::warn!(user = person.user, "desktop fell behind its events; sending the current state");
                     resync(socket, shared, person).await?;
                 }
-                Err(RecvError::Closed) => return Ok(()),
+                None => return Ok(()),
             },
             _ = tick.tick() => {
                 let current = *stats.borrow();

@@ -24,6 +24,7 @@ pub mod config;
 mod connection;
 pub mod password;
 pub mod protocol;
+mod router;
 pub mod session;
 
 use std::fmt;
@@ -39,7 +40,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use hotsite_host::metrics::{self, Collector, Encoder, Registry};
-use hotsite_host::{BoxFuture, Deps, EventBus, Health, HttpRoutes, System};
+use hotsite_host::{BoxFuture, Deps, Health, HttpRoutes, System};
 use hotsite_site::{SiteClient, SiteStats};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -68,9 +69,9 @@ pub(crate) struct Shared {
     pub(crate) config: DesktopConfig,
     pub(crate) site_name: String,
     pub(crate) site: SiteClient,
-    pub(crate) bus: EventBus,
     pub(crate) verifier: password::Verifier,
     pub(crate) sessions: session::Sessions,
+    pub(crate) router: Arc<router::Router>,
     pub(crate) stats: watch::Receiver<Option<SiteStats>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) counters: Counters,
@@ -172,15 +173,21 @@ pub async fn start(
         config: config.clone(),
         site_name: site_name.to_owned(),
         site: site.clone(),
-        bus: deps.bus().clone(),
         verifier: password::Verifier::new(concurrency),
         sessions: session::Sessions::new(config.session_key.as_ref().map(|k| k.expose())),
+        router: Arc::new(router::Router::default()),
         stats,
         shutdown: shutdown.clone(),
         counters: Counters::default(),
         connections: Arc::new(Semaphore::new(config.max_connections)),
         done: Mutex::new(Some(done)),
     });
+    tokio::spawn(
+        shared
+            .router
+            .clone()
+            .run(deps.bus().clone(), shutdown.clone()),
+    );
     let poller = tokio::spawn(poll_stats(site, stats_tx, shutdown));
     let open = Router::new()
         .route("/v1/desktop", get(upgrade))
