@@ -164,6 +164,10 @@ pub struct Agents {
     /// DN → the agent logged in on it.
     by_dn: HashMap<String, String>,
     wrap_up: Duration,
+    /// No wrap-up ends before this (a lower bound: a logout may have removed
+    /// the earliest). Kept so that the site's every wake-up does not scan
+    /// all agents; only a due bound does.
+    next_wrap_up: Option<Instant>,
     changes: Vec<AgentChange>,
 }
 
@@ -188,6 +192,7 @@ impl Agents {
             logins: HashMap::new(),
             by_dn: HashMap::new(),
             wrap_up,
+            next_wrap_up: None,
             changes: Vec::new(),
         }
     }
@@ -325,7 +330,9 @@ impl Agents {
             return;
         }
         if !self.wrap_up.is_zero() {
-            login.wrap_up_until = Some(now + self.wrap_up);
+            let until = now + self.wrap_up;
+            login.wrap_up_until = Some(until);
+            self.next_wrap_up = Some(self.next_wrap_up.map_or(until, |next| next.min(until)));
         }
         let state = login.state(now);
         self.note(&agent, dn, state, "call ended".to_owned());
@@ -333,6 +340,9 @@ impl Agents {
 
     /// Ends wrap-ups that are over.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_wrap_up.is_none_or(|next| next > now) {
+            return;
+        }
         let mut over = Vec::new();
         for (agent, login) in &mut self.logins {
             if login.wrap_up_until.is_some_and(|until| until <= now) {
@@ -343,11 +353,12 @@ impl Agents {
         for (agent, dn, state) in over {
             self.note(&agent, &dn, state, "wrap-up over".to_owned());
         }
+        self.next_wrap_up = self.logins.values().filter_map(|l| l.wrap_up_until).min();
     }
 
-    /// The next wrap-up end.
+    /// The next wrap-up end (or a moment before it, after a logout).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.logins.values().filter_map(|l| l.wrap_up_until).min()
+        self.next_wrap_up
     }
 
     /// Every login: agent, DN and when it happened.
