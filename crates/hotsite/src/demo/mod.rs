@@ -213,7 +213,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             // (--rate 0: start them as fast as they go).
             let _ = std::fs::remove_dir_all(&dir);
             let desktops = usize::try_from(settings.messages).unwrap_or(usize::MAX);
-            let ramp = if settings.rate == 0 { 1_000_000 } else { settings.rate };
+            let ramp = if settings.rate == 0 {
+                1_000_000
+            } else {
+                settings.rate
+            };
             return crate::desktops::demo(desktops, ramp, args.json).await;
         }
         Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {

@@ -164,8 +164,7 @@ impl Settings {
         let ms = |d: Duration| d.as_millis() as u64;
         let mut options = Options::with_defaults("a", "b");
         options.site_timeout_ms = Some(ms(self.site_timeout)).filter(|ms| *ms > 0);
-        options.site_sip_register_timeout_ms =
-            Some(ms(self.register_timeout)).filter(|ms| *ms > 0);
+        options.site_sip_register_timeout_ms = Some(ms(self.register_timeout)).filter(|ms| *ms > 0);
         options.retry_delay_ms = ms(self.retry_delay);
         options.retry_jitter_ms = ms(self.retry_jitter);
         options
@@ -339,10 +338,7 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
         })
         .collect();
 
-    progress.line(&format!(
-        "connecting {n} desktops at {}/s",
-        settings.ramp
-    ));
+    progress.line(&format!("connecting {n} desktops at {}/s", settings.ramp));
     let mut fleet = Fleet::new(settings);
     let started = clock::now();
     let mut sampled_1000 = n < 1_000;
@@ -461,7 +457,9 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
         }
     }
     let mut notes = Vec::new();
-    if settings.failure == Failure::Drain && !rig.sites[0].ended_within(Duration::from_secs(10)).await {
+    if settings.failure == Failure::Drain
+        && !rig.sites[0].ended_within(Duration::from_secs(10)).await
+    {
         notes.push("site a did not stop within 10 s of the last switch (drain)".to_owned());
     }
     // Logins settle at both sites (a's claim of an agent logged in at b).
@@ -472,7 +470,9 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
     let cpu_b_s = analysis.last_switch.and_then(|last| {
         let before = cpu_before?;
         let (_, after) = cpu_samples.iter().find(|(at, _)| *at >= last)?;
-        Some(round_ms(after.as_ref()?.saturating_sub(before) as f64 / USER_HZ))
+        Some(round_ms(
+            after.as_ref()?.saturating_sub(before) as f64 / USER_HZ,
+        ))
     });
 
     // Who is logged in where, as the sites say.
@@ -480,9 +480,10 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
     let at_a = if a_alive { rig.agents(0).await } else { None };
     let at_b = rig.agents(1).await;
     let logged_in = |agents: &Option<Vec<(String, String)>>, user: &str| {
-        agents
-            .as_ref()
-            .is_some_and(|list| list.iter().any(|(id, state)| id == user && state != "logged_out"))
+        agents.as_ref().is_some_and(|list| {
+            list.iter()
+                .any(|(id, state)| id == user && state != "logged_out")
+        })
     };
     let mut two_sites = 0;
     let mut left_logged_out = 0;

@@ -217,9 +217,10 @@ pub(crate) fn promises(
     attempts: &AttemptsShown,
 ) -> Vec<Promise> {
     let within = login_s.iter().filter(|s| **s <= bound_s).count();
-    let slowest = login_s.iter().copied().fold(None, |m: Option<f64>, s| {
-        Some(m.map_or(s, |m| m.max(s)))
-    });
+    let slowest = login_s
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
     let mut promises = vec![
         Promise {
             name: "all_switched_within_bound",
@@ -314,7 +315,10 @@ impl Report {
                 ),
             );
         }
-        row("memory per desktop at N", format!("{} KiB", opt(self.per_desktop_kib_at_n)));
+        row(
+            "memory per desktop at N",
+            format!("{} KiB", opt(self.per_desktop_kib_at_n)),
+        );
         row("desktops at a", self.at_a.to_string());
         row("switched to b", self.switched.to_string());
         if !self.not_switched.is_empty() {
@@ -416,7 +420,13 @@ mod tests {
                         reason: Reason::TelephonyOffTimeout,
                     })),
                 ),
-                (ms(4_300), report(ClientReport::ConnectFailed { site: b(), error: "x".into() })),
+                (
+                    ms(4_300),
+                    report(ClientReport::ConnectFailed {
+                        site: b(),
+                        error: "x".into(),
+                    }),
+                ),
                 (ms(4_500), report(ClientReport::Connected { site: b() })),
                 (ms(4_520), report(ClientReport::LoggedIn { site: b() })),
                 (ms(4_540), Seen::Ready { site: b() }),

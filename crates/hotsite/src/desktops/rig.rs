@@ -59,7 +59,11 @@ pub(crate) fn light_hash() -> anyhow::Result<String> {
 /// preferred site alternating a, b.
 pub(crate) fn person(i: usize) -> (String, String, &'static str) {
     let preferred = if i % 2 == 0 { "a" } else { "b" };
-    (format!("agent-{:04}", i + 1), format!("2{:05}", i + 1), preferred)
+    (
+        format!("agent-{:04}", i + 1),
+        format!("2{:05}", i + 1),
+        preferred,
+    )
 }
 
 /// A `hotsite run` child process.
@@ -205,7 +209,8 @@ impl Rig {
     pub(crate) async fn start(settings: &Settings) -> anyhow::Result<Rig> {
         let exe = std::env::current_exe().context("cannot find this program's path")?;
         let dir = std::env::temp_dir().join(format!("hotsite-desktops-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let phc = light_hash()?;
         let sips = [free_udp()?, free_udp()?];
         let apis = [free_tcp()?, free_tcp()?];
@@ -395,12 +400,10 @@ pub(crate) async fn pace(started: Instant, i: usize, rate: u64) {
 
 /// The value of metric `name` (no labels) in OpenMetrics text.
 pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            (key == name).then(|| value.trim().parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok())?
+    })
 }
 
 fn free_udp() -> anyhow::Result<SocketAddr> {
