@@ -469,7 +469,12 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
     let analysis = analyse(&tracks, &switching, failure_at);
     let cpu_b_s = analysis.last_switch.and_then(|last| {
         let before = cpu_before?;
-        let (_, after) = cpu_samples.iter().find(|(at, _)| *at >= last)?;
+        // The first sample at or after the last switch (the last sample
+        // when the wait ended first).
+        let (_, after) = cpu_samples
+            .iter()
+            .find(|(at, _)| *at >= last)
+            .or(cpu_samples.last())?;
         Some(round_ms(
             after.as_ref()?.saturating_sub(before) as f64 / USER_HZ,
         ))
@@ -510,6 +515,7 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
 
     let attempts = attempts_shown(
         &analysis.attempts_at_b,
+        &analysis.failures_at_b,
         switching.len(),
         settings.retry_jitter.as_millis() as u64,
     );

@@ -30,6 +30,8 @@ pub(crate) struct Analysis {
     pub(crate) switch_reasons: BTreeMap<String, u64>,
     /// Connection attempts at b (every desktop) from the failure on.
     pub(crate) attempts_at_b: Attempts,
+    /// Failed connection attempts at b, by error (the URL left out).
+    pub(crate) failures_at_b: BTreeMap<String, u64>,
     /// The last login at b of one of them.
     pub(crate) last_switch: Option<Instant>,
 }
@@ -43,6 +45,11 @@ pub(crate) fn analyse(tracks: &[Track], switching: &[usize], failure_at: Instant
         for (at, seen) in &track.events {
             if *at < failure_at {
                 continue;
+            }
+            if let Seen::Report(ClientReport::ConnectFailed { site, error }) = seen {
+                if site == "b" {
+                    *analysis.failures_at_b.entry(error_kind(error)).or_default() += 1;
+                }
             }
             if let Seen::Report(
                 ClientReport::Connected { site } | ClientReport::ConnectFailed { site, .. },
@@ -90,6 +97,16 @@ pub(crate) fn analyse(tracks: &[Track], switching: &[usize], failure_at: Instant
         }
     }
     analysis
+}
+
+/// A connection error without its URL (`ws://…: error` → `error`), so
+/// that errors group.
+fn error_kind(error: &str) -> String {
+    let kind = match error.strip_prefix("ws://") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, e)| e),
+        None => error,
+    };
+    kind.chars().take(80).collect()
 }
 
 /// One promise and whether it held.
@@ -151,6 +168,8 @@ pub(crate) struct AttemptsShown {
     pub(crate) peak_per_s: u64,
     /// 2 × desktops switching / retry_jitter; null without jitter.
     pub(crate) cap_per_s: Option<f64>,
+    /// Failed attempts by error.
+    pub(crate) failed: BTreeMap<String, u64>,
     /// Attempts per 100 ms from the failure on.
     pub(crate) per_100ms: Vec<u64>,
 }
@@ -258,8 +277,14 @@ pub(crate) fn promises(
 }
 
 /// The attempts figure from the analysis.
-pub(crate) fn attempts_shown(attempts: &Attempts, at_a: usize, jitter_ms: u64) -> AttemptsShown {
+pub(crate) fn attempts_shown(
+    attempts: &Attempts,
+    failed: &BTreeMap<String, u64>,
+    at_a: usize,
+    jitter_ms: u64,
+) -> AttemptsShown {
     AttemptsShown {
+        failed: failed.clone(),
         total: attempts.total(),
         peak_per_s: attempts.peak_per_s(),
         cap_per_s: attempt_cap_per_s(at_a as u64, jitter_ms),
@@ -339,6 +364,9 @@ impl Report {
                     .map_or("none (no jitter)".to_owned(), |c| format!("{c:.0}/s"))
             ),
         );
+        if !a.failed.is_empty() {
+            row("failed attempts at b", list(&a.failed));
+        }
         row(
             "storm",
             format!(
@@ -444,8 +472,18 @@ mod tests {
         assert_eq!(analysis.switch_reasons["telephony_off_timeout"], 1);
         assert_eq!(analysis.reasons["telephony_off_timeout"], 1);
         assert_eq!(analysis.attempts_at_b.total(), 2);
+        assert_eq!(analysis.failures_at_b["x"], 1);
         assert_eq!(analysis.attempts_at_b.buckets()[33], 1);
         assert_eq!(analysis.last_switch, Some(ms(4_520)));
+    }
+
+    #[test]
+    fn connection_errors_group_without_their_url() {
+        assert_eq!(
+            error_kind("ws://127.0.0.1:4242/v1/desktop: Connection refused (os error 111)"),
+            "Connection refused (os error 111)"
+        );
+        assert_eq!(error_kind("no answer within 3s"), "no answer within 3s");
     }
 
     #[test]
@@ -454,6 +492,7 @@ mod tests {
             total: 30,
             peak_per_s: 30,
             cap_per_s: Some(40.0),
+            failed: BTreeMap::new(),
             per_100ms: vec![],
         };
         let all = promises(2, &[1.0, 4.9], 5.0, Some(0), 0, &attempts);
