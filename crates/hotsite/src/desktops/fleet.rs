@@ -250,6 +250,12 @@ async fn drive(
     desktop.stop().await;
 }
 
+/// An empty track, for the report's tests.
+#[cfg(test)]
+pub(crate) fn tests_track(user: &str) -> Track {
+    Track::new(user.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,10 +277,4 @@ mod tests {
         assert!(!track.ready);
         assert_eq!(track.events.len(), 4);
     }
-}
-
-/// An empty track, for the report's tests.
-#[cfg(test)]
-pub(crate) fn tests_track(user: &str) -> Track {
-    Track::new(user.to_owned())
 }

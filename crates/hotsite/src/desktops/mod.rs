@@ -323,9 +323,12 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
     let per_second = |rate: u64| Duration::from_secs_f64(n as f64 / rate as f64);
 
     progress.line(&format!("registering {n} phones at both sites"));
+    let phones_started = clock::now();
     rig.start_phones(settings, progress).await?;
     let limit = Duration::from_secs(30) + per_second(settings.ramp);
-    let phones_in_service = rig.wait_dns_in_service(n, limit, progress).await?;
+    rig.wait_dns_in_service(n, limit, progress).await?;
+    // From the first phone's start, not from the end of the ramp.
+    let phones_in_service = phones_started.elapsed();
 
     let mut memory: Vec<SiteMemory> = rig
         .sites

@@ -277,7 +277,7 @@ impl Rig {
         n: usize,
         limit: Duration,
         progress: &Progress,
-    ) -> anyhow::Result<Duration> {
+    ) -> anyhow::Result<()> {
         let started = clock::now();
         loop {
             let mut counts = [0, 0];
@@ -285,7 +285,7 @@ impl Rig {
                 counts[i] = self.dns_in_service(site).await.unwrap_or(0);
             }
             if counts.iter().all(|c| *c >= n) {
-                return Ok(started.elapsed());
+                return Ok(());
             }
             if started.elapsed() > limit {
                 bail!(
