@@ -4,7 +4,7 @@
 //! Only this crate parses arguments, installs the tracing subscriber and picks
 //! the exit code (ARCHITECTURE.md).
 //!
-//! `demo`, `lab` and `bench` come with the default `lab` feature; a production
+//! `demo`, `desktops`, `lab` and `bench` come with the default `lab` feature; a production
 //! build (`--no-default-features`) has `run`, `send`, `status` and
 //! `check-config` only and links no simulator (DESIGN.md "Workspace layout").
 
@@ -15,6 +15,8 @@ mod clock;
 mod config;
 #[cfg(feature = "lab")]
 mod demo;
+#[cfg(feature = "lab")]
+mod desktops;
 #[cfg(feature = "lab")]
 mod lab;
 #[cfg(not(feature = "lab"))]
@@ -49,6 +51,14 @@ enum Command {
     /// graceful shutdown).
     #[cfg(feature = "lab")]
     Demo(demo::DemoArgs),
+    /// Load and demo tool of the agent desktops (SPEC D1-D8): two `hotsite
+    /// run` sites as child processes, N lab phones registered at both, N
+    /// simulated desktops spread over preferred sites; a failure (site-kill,
+    /// drain, phone-loss); a report of who switched, when and why, memory
+    /// per desktop, connection attempts per second, and the promises (exits
+    /// non-zero on a broken one).
+    #[cfg(feature = "lab")]
+    Desktops(desktops::DesktopsArgs),
     /// Measures throughput, latency and memory: hotsite's gateway (and, with
     /// --target kannel, Kannel) against the simulated aggregator on loopback.
     #[cfg(feature = "lab")]
@@ -70,6 +80,9 @@ enum Command {
     #[cfg(not(feature = "lab"))]
     #[command(hide = true, disable_help_flag = true)]
     Lab(no_lab::NotInThisBuild),
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Desktops(no_lab::NotInThisBuild),
     /// Runs the gateway of one site: HTTP API, durable store, SMPP binds to
     /// every SMSC of every site, MO/DR webhooks. Stops on SIGINT/SIGTERM.
     Run {
@@ -227,6 +240,8 @@ fn main() -> ExitCode {
         #[cfg(feature = "lab")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         #[cfg(feature = "lab")]
+        Command::Desktops(args) => runtime().and_then(|rt| rt.block_on(desktops::run(args))),
+        #[cfg(feature = "lab")]
         Command::Bench(args) => std::env::current_exe()
             .map_err(|error| anyhow::anyhow!("cannot find this program's path: {error}"))
             .and_then(|hotsite| runtime()?.block_on(hotsite_bench::messaging::run(args, hotsite))),
@@ -236,6 +251,8 @@ fn main() -> ExitCode {
         Command::Bench(_) => return no_lab::refuse("bench"),
         #[cfg(not(feature = "lab"))]
         Command::Lab(_) => return no_lab::refuse("lab"),
+        #[cfg(not(feature = "lab"))]
+        Command::Desktops(_) => return no_lab::refuse("desktops"),
     };
     match result {
         Ok(code) => code,

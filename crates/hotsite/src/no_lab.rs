@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 /// Why a lab command or a lab file is refused by this build.
 pub(crate) const NO_LAB: &str = "this build of hotsite has no lab (built without the `lab` \
-     feature); demo, lab, bench and lab files need a default build: cargo build --release -p hotsite";
+     feature); demo, desktops, lab, bench and lab files need a default build: cargo build --release -p hotsite";
 
 /// Whatever followed the command name; not read.
 #[derive(Debug, clap::Args)]

@@ -20,6 +20,9 @@
 //!   own, peered through a lab link, agents' phones, desktops (the API) and
 //!   a media gateway ([`sites`]); site a dies, the link is cut, or site a is
 //!   drained. Calls too, with a report of their own ([`site_report`]).
+//! - `desktop-switchover`: `hotsite desktops` (`crate::desktops`) with a
+//!   few hundred desktops and site a killed (SPEC D1–D8 with S2): switch
+//!   times and reasons, a report of its own.
 //!
 //! Each one starts the simulated aggregator (`hotsite-lab`), the gateway on its
 //! embedded store in a temporary folder, and a small application receiving the
@@ -79,14 +82,17 @@ pub(crate) struct DemoArgs {
     scenario: Scenario,
     /// Messages to send; for the call scenarios (trunk-failover,
     /// site-failure, link-failure, graceful-shutdown), calls to place
-    /// (--calls says the same) [default: 20000 for bind-failover, 600 for
-    /// trunk-failover, 120 for the site scenarios, 2000 for the others].
-    #[arg(long, visible_alias = "calls")]
+    /// (--calls says the same); for desktop-switchover, desktops
+    /// (--desktops) [default: 20000 for bind-failover, 600 for
+    /// trunk-failover, 120 for the site scenarios, 200 for
+    /// desktop-switchover, 2000 for the others].
+    #[arg(long, visible_aliases = ["calls", "desktops"])]
     messages: Option<u64>,
     /// Submit rate in messages per second, or calls per second for the call
     /// scenarios; 0 sends as fast as the API takes them (places every call
-    /// at once) [default: 2000 for bind-failover, 50 for trunk-failover, 20
-    /// for the site scenarios, 200 for the others].
+    /// at once); desktops started per second for desktop-switchover
+    /// [default: 2000 for bind-failover, 50 for trunk-failover, 20 for the
+    /// site scenarios, 500 for desktop-switchover, 200 for the others].
     #[arg(long)]
     rate: Option<u64>,
     /// Messages per API request, 1 to 1000 [default: 100 for bind-failover,
@@ -126,6 +132,10 @@ pub(crate) enum Scenario {
     /// calls get 603, agents are logged out (idle ones at once) and move to
     /// b, a stops once no call is left (SPEC S7).
     GracefulShutdown,
+    /// Agent desktops: a few hundred simulated desktops at two sites, site
+    /// a killed; every desktop of a logs in at b within site_timeout + 2 s
+    /// (SPEC D1-D8 with S2).
+    DesktopSwitchover,
 }
 
 impl Scenario {
@@ -139,6 +149,7 @@ impl Scenario {
             Scenario::SiteFailure => "site-failure",
             Scenario::LinkFailure => "link-failure",
             Scenario::GracefulShutdown => "graceful-shutdown",
+            Scenario::DesktopSwitchover => "desktop-switchover",
         }
     }
 }
@@ -159,6 +170,7 @@ impl Settings {
             Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {
                 (120, 20, 10)
             }
+            Scenario::DesktopSwitchover => (200, 500, 10),
             _ => (2_000, 200, 10),
         };
         let settings = Settings {
@@ -195,6 +207,18 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             return trunk_failover::run(&settings, &progress)
                 .await?
                 .finish(args.json);
+        }
+        Scenario::DesktopSwitchover => {
+            // Desktops, not messages: the desktops tool, a report of its own
+            // (--rate 0: start them as fast as they go).
+            let _ = std::fs::remove_dir_all(&dir);
+            let desktops = usize::try_from(settings.messages).unwrap_or(usize::MAX);
+            let ramp = if settings.rate == 0 {
+                1_000_000
+            } else {
+                settings.rate
+            };
+            return crate::desktops::demo(desktops, ramp, args.json).await;
         }
         Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {
             // Calls and agents at two sites: no gateway, no store either.

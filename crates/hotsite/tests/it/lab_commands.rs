@@ -463,3 +463,190 @@ async fn demo_graceful_shutdown_declines_new_calls_and_waits_for_the_last_one() 
     seconds(failover, "peer_single_site_after_s", 0.0, 1.2);
     seconds(failover, "agents_logged_in_at_b_after_s", 0.0, 5.0);
 }
+
+/// Runs `hotsite desktops ARGS --json` (within 60 s) and returns its report,
+/// after checking it exited 0 with every promise kept: every desktop of
+/// site a logged in at b within the bound, none at two sites, none left
+/// logged out (SPEC D1–D8).
+async fn desktops_report(args: &[&str]) -> serde_json::Value {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        hotsite().arg("desktops").args(args).arg("--json").output(),
+    )
+    .await
+    .expect("hotsite desktops finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["broken"].as_array().unwrap().len(), 0, "{report:#}");
+    // Preferred sites alternate: half the desktops were at a, all switched.
+    let desktops = report["desktops"].as_u64().unwrap();
+    assert_eq!(report["at_a"].as_u64().unwrap(), desktops / 2, "{report:#}");
+    assert_eq!(report["switched"], report["at_a"], "{report:#}");
+    assert_eq!(report["login_at_b"]["count"], report["at_a"], "{report:#}");
+    assert_eq!(report["ready_at_b"]["count"], report["at_a"], "{report:#}");
+    assert_eq!(report["left_logged_out"], 0, "{report:#}");
+    assert!(
+        report["logged_in_at_two_sites"].as_u64().unwrap_or(0) == 0,
+        "{report:#}"
+    );
+    let bound = report["bound_s"].as_f64().unwrap();
+    let slowest = report["login_at_b"]["max_s"].as_f64().unwrap();
+    assert!(
+        slowest <= bound,
+        "slowest {slowest} s > {bound} s: {report:#}"
+    );
+    // Every desktop of a made at least one connection attempt at b, and the
+    // peak stayed under the cap the jitter implies.
+    let attempts = &report["attempts_at_b"];
+    assert!(
+        attempts["total"].as_u64().unwrap() >= desktops / 2,
+        "{report:#}"
+    );
+    assert!(
+        attempts["peak_per_s"].as_f64().unwrap() <= attempts["cap_per_s"].as_f64().unwrap(),
+        "{report:#}"
+    );
+    for site in report["memory"].as_array().unwrap() {
+        assert!(site["rss_before_kib"].as_u64().unwrap() > 0, "{site}");
+        assert!(site["rss_at_n_kib"].as_u64().unwrap() > 0, "{site}");
+        assert_eq!(
+            site["connections_at_n"].as_u64().unwrap(),
+            desktops / 2,
+            "{site}"
+        );
+    }
+    report
+}
+
+/// Issue 13's benchmark in small (SPEC D4, D8 with S2): site a killed, its
+/// 20 desktops lose the connection, wait site_timeout (3 s) and switch to b
+/// (telephony_off_timeout), all logged in there within site_timeout + 2 s
+/// and not before site_timeout; b's CPU for the storm is measured.
+#[tokio::test]
+async fn desktops_site_kill_moves_every_desktop_of_a_to_b_within_the_bound() {
+    let report = desktops_report(&[
+        "--desktops",
+        "40",
+        "--failure",
+        "site-kill",
+        "--site-timeout",
+        "3s",
+        "--retry-jitter",
+        "500ms",
+    ])
+    .await;
+    assert_eq!(report["failure"], "site-kill");
+    assert_eq!(report["bound_s"], 5.0, "{report:#}");
+    // Site a is gone: only b can say who is logged in there.
+    assert!(report["logged_in_at_two_sites"].is_null(), "{report:#}");
+    assert_eq!(
+        report["switch_reasons"]["telephony_off_timeout"], 20,
+        "{report:#}"
+    );
+    assert!(
+        report["login_at_b"]["min_s"].as_f64().unwrap() >= 3.0,
+        "{report:#}"
+    );
+    // The connects are spread over the jitter: 2 × 20 / 0.5 s.
+    assert_eq!(report["attempts_at_b"]["cap_per_s"], 80.0, "{report:#}");
+    assert!(report["cpu_b_s"].as_f64().is_some(), "{report:#}");
+    assert!(report["storm_s"].as_f64().unwrap() >= 3.0, "{report:#}");
+}
+
+/// SPEC D6 with S7: draining a logs its agents out with
+/// graceful_shutdown_logout; their desktops switch at once (within the
+/// jitter + 2 s), site a stops.
+#[tokio::test]
+async fn desktops_drain_moves_every_desktop_of_a_to_b_at_once() {
+    let report = desktops_report(&[
+        "--desktops",
+        "20",
+        "--failure",
+        "drain",
+        "--retry-jitter",
+        "500ms",
+    ])
+    .await;
+    assert_eq!(report["failure"], "drain");
+    assert_eq!(report["bound_s"], 2.5, "{report:#}");
+    assert_eq!(
+        report["switch_reasons"]["graceful_shutdown_logout"], 10,
+        "{report:#}"
+    );
+    assert_eq!(report["notes"].as_array().unwrap().len(), 0, "{report:#}");
+}
+
+/// SPEC D6 with S8: the phones of a's agents stop registering at a; their
+/// bindings lapse (2 s), a logs the agents out with dr-force_logout, the
+/// desktops wait site_sip_register_timeout (1 s) for the phone, then switch
+/// to b, where the phone is still registered. Both sites still run: no
+/// agent is logged in at both.
+#[tokio::test]
+async fn desktops_phone_loss_moves_desktops_after_the_register_timeout() {
+    let report = desktops_report(&[
+        "--desktops",
+        "20",
+        "--failure",
+        "phone-loss",
+        "--phone-expires",
+        "2s",
+        "--register-timeout",
+        "1s",
+        "--site-timeout",
+        "3s",
+        "--retry-jitter",
+        "500ms",
+    ])
+    .await;
+    assert_eq!(report["failure"], "phone-loss");
+    assert_eq!(report["bound_s"], 5.5, "{report:#}");
+    assert_eq!(report["logged_in_at_two_sites"], 0, "{report:#}");
+    assert_eq!(report["reasons"]["dr_force_logout"], 10, "{report:#}");
+    assert_eq!(
+        report["switch_reasons"]["dr_force_logout_register_timeout"], 10,
+        "{report:#}"
+    );
+    assert!(
+        report["login_at_b"]["min_s"].as_f64().unwrap() >= 1.0,
+        "{report:#}"
+    );
+}
+
+/// `hotsite demo --scenario desktop-switchover`: the tool with site a
+/// killed, its report named after the scenario (SPEC D4, D8).
+#[tokio::test]
+async fn demo_desktop_switchover_reports_switch_times_and_reasons() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        hotsite()
+            .args([
+                "demo",
+                "--scenario",
+                "desktop-switchover",
+                "--desktops",
+                "30",
+            ])
+            .arg("--json")
+            .output(),
+    )
+    .await
+    .expect("demo finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["scenario"], "desktop-switchover", "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["failure"], "site-kill", "{report:#}");
+    assert_eq!(report["switched"], 15, "{report:#}");
+    assert_eq!(report["bound_s"], 12.0, "{report:#}");
+    assert_eq!(
+        report["switch_reasons"]["telephony_off_timeout"], 15,
+        "{report:#}"
+    );
+}
