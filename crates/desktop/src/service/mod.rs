@@ -55,6 +55,13 @@ pub const SYSTEM: &str = "desktop";
 /// Largest frame taken; a larger one closes the connection with 1009.
 pub const MAX_FRAME: usize = 16 * 1024;
 
+/// A connection's read buffer (tungstenite's default: 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// What a connection may hold of unsent frames (a desktop that stopped
+/// reading); beyond, sends fail and the connection ends.
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+
 /// How often `stats` is sent (and the site polled for it).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -269,7 +276,15 @@ async fn upgrade(
     let Some(done) = shared.done() else {
         return unavailable("the desktop service is stopping; connect to the other site".into());
     };
+    // Memory per desktop (the issue measures it): tungstenite's defaults are
+    // 128 KiB read and 128 KiB write buffers per connection, sized for bulk
+    // transfer. Desktop frames are small (at most MAX_FRAME) and every send
+    // is flushed at once, so small buffers lose nothing; a desktop that
+    // stops reading holds at most MAX_WRITE_BUFFER before sends fail.
     upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {

@@ -487,6 +487,7 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
     let a_alive = rig.sites[0].alive();
     let at_a = if a_alive { rig.agents(0).await } else { None };
     let at_b = rig.agents(1).await;
+    let hellos_at_b = rig.hellos(1).await.unwrap_or_default();
     let logged_in = |agents: &Option<Vec<(String, String)>>, user: &str| {
         agents.as_ref().is_some_and(|list| {
             list.iter()
@@ -574,6 +575,7 @@ async fn phases(settings: &Settings, rig: &mut Rig, progress: &Progress) -> anyh
             .last_switch
             .map(|at| round_ms(at.saturating_duration_since(failure_at).as_secs_f64())),
         cpu_b_s,
+        hellos_at_b,
         bound_s,
         bound: bound_why,
         logged_in_at_two_sites: two_sites,

@@ -210,6 +210,9 @@ pub(crate) struct Report {
     /// CPU seconds (user + system) site b used from the failure to the last
     /// login at b.
     pub(crate) cpu_b_s: Option<f64>,
+    /// Site b's sign-ins since it started, by outcome (`ok`: password,
+    /// `session`: token, refusals): the switchover's should be `session`.
+    pub(crate) hellos_at_b: BTreeMap<String, u64>,
     /// The bound every login at b must meet, in seconds, and why.
     pub(crate) bound_s: f64,
     pub(crate) bound: String,
@@ -375,6 +378,7 @@ impl Report {
                 opt(self.cpu_b_s)
             ),
         );
+        row("sign-ins at b", list(&self.hellos_at_b));
         row("bound", format!("{:.1} s: {}", self.bound_s, self.bound));
         println!("  promises:");
         for p in &self.promises {

@@ -22,6 +22,9 @@ use serde_json::Value;
 use super::{Progress, Settings};
 use crate::clock;
 
+/// Both sites' `desktop.session_key`.
+const SESSION_KEY: &str = "hotsite desktops: one session key for the pair";
+
 /// The sites' bearer token (drain, `/v1/agents`, `/metrics`).
 pub(crate) const TOKEN: &str = "desktops-tool-token";
 /// Every person's desktop password (one PHC string for all, see
@@ -343,6 +346,32 @@ impl Rig {
         )
     }
 
+    /// The desktop service's sign-ins at `site` by outcome (`/v1/status`:
+    /// `ok` with a password, `session` with a token, refusals), or None if
+    /// it does not answer.
+    pub(crate) async fn hellos(
+        &self,
+        site: usize,
+    ) -> Option<std::collections::BTreeMap<String, u64>> {
+        let value: Value = self
+            .http
+            .get(format!("http://{}/v1/status", self.sites[site].api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(
+            value["desktop"]["hellos"]
+                .as_object()?
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect(),
+        )
+    }
+
     /// `POST /v1/site/drain` at site `a` (SPEC S7).
     pub(crate) async fn drain_a(&self) -> anyhow::Result<()> {
         let response = self
@@ -445,6 +474,9 @@ max_connections = {connections}
 
 [desktop]
 max_connections = {connections}
+# One key at both sites, as README asks: a switchover signs in with the
+# session token from site a, not with a password check.
+session_key = "{SESSION_KEY}"
 
 [[desktop.sites]]
 name = "a"

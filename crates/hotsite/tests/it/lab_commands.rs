@@ -555,6 +555,12 @@ async fn desktops_site_kill_moves_every_desktop_of_a_to_b_within_the_bound() {
     assert_eq!(report["attempts_at_b"]["cap_per_s"], 80.0, "{report:#}");
     assert!(report["cpu_b_s"].as_f64().is_some(), "{report:#}");
     assert!(report["storm_s"].as_f64().unwrap() >= 3.0, "{report:#}");
+    // D8: the switchovers signed in at b with a's session tokens (one key
+    // at both sites), not with passwords: b's password sign-ins are only
+    // its own 20 desktops' first ones.
+    assert_eq!(report["hellos_at_b"]["session"], 20, "{report:#}");
+    assert_eq!(report["hellos_at_b"]["ok"], 20, "{report:#}");
+    assert_eq!(report["hellos_at_b"]["bad_session"], 0, "{report:#}");
 }
 
 /// SPEC D6 with S7: draining a logs its agents out with
