@@ -96,6 +96,21 @@ pub enum EventKind {
         /// Why.
         cause: String,
     },
+    /// A desktop's switchover machine decided (SPEC D7: every decision is
+    /// available to monitoring), as the desktop reported it to the site.
+    DesktopDecision {
+        /// The person signed in on the desktop.
+        user: String,
+        /// The decision: `connect`, `log_in`, `switch_over`, `warn`, …
+        decision: String,
+        /// Its reason code (`telephony_off_timeout`, …).
+        reason: String,
+        /// The site or listener it concerns, when it names one.
+        about: Option<String>,
+        /// When the desktop decided, wall-clock ms (it may have been
+        /// disconnected then: decisions are sent once connected).
+        decided_ms: i64,
+    },
 }
 
 impl EventKind {
@@ -120,6 +135,7 @@ impl EventKind {
             } => "agent_logout",
             EventKind::Agent { .. } => "agent_state",
             EventKind::SiteMode { .. } => "site_mode",
+            EventKind::DesktopDecision { .. } => "desktop_decision",
         }
     }
 
@@ -131,6 +147,7 @@ impl EventKind {
             | EventKind::Rerouted { cause, .. }
             | EventKind::DnService { cause, .. }
             | EventKind::SiteMode { cause, .. } => Some(cause),
+            EventKind::DesktopDecision { reason, .. } => Some(reason),
             EventKind::Agent { reason, .. } => Some(reason),
             EventKind::ConnectAttempt { .. }
             | EventKind::WorkHandedBack { .. }
@@ -186,6 +203,23 @@ impl std::fmt::Display for Event {
             ),
             EventKind::SiteMode { mode, cause } => {
                 write!(f, "{}: mode {mode} ({cause})", self.target)
+            }
+            EventKind::DesktopDecision {
+                user,
+                decision,
+                reason,
+                about,
+                ..
+            } => {
+                let about = about
+                    .as_deref()
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "{}: desktop of {user}: {decision}{about} ({reason})",
+                    self.target
+                )
             }
         }
     }

@@ -18,6 +18,10 @@ export const APPLICATION = "hotsite-web-desktop";
 export const PING_INTERVAL_MS = 5_000;
 /** Pings unanswered in a row that count as a lost connection. */
 export const PINGS_MISSED = 3;
+/** Decisions kept for the site while disconnected, and sent per request (D7). */
+export const OUTBOX = 256;
+export const DECISIONS_PER_REQUEST = 64;
+
 /** Storage keys (D3). The password is never stored. */
 export const STORAGE_PREFERRED = "hotsite-desktop.preferred-site";
 export const STORAGE_SITES = "hotsite-desktop.sites";
@@ -278,6 +282,7 @@ export class DesktopCore {
     this.services = { telephony: "on", configuration: "on", statistics: "on" };
     this.warnings = {}; // listener -> reason
     this.decisions = []; // {at, decision, text}
+    this.outbox = []; // decisions not yet sent to a site (D7)
     this.status = "signed out";
     this.error = null;
     this.stats = null;
@@ -395,6 +400,7 @@ export class DesktopCore {
       this.draining = false;
     }
     if (this.machine) this.arm();
+    this.sendDecisions();
     this.changed();
   }
 
@@ -419,7 +425,11 @@ export class DesktopCore {
   act(decision) {
     const at = this.elapsed();
     const text = describeDecision(decision, at);
-    this.decisions.push({ at, wall: Date.now(), decision, text });
+    const wall = Date.now();
+    this.decisions.push({ at, wall, decision, text });
+    // D7: every decision also goes to the site, for monitoring, once connected.
+    if (this.outbox.length === OUTBOX) this.outbox.shift();
+    this.outbox.push({ kind: decision.kind, reason: decision.reason, about: decision.site ?? decision.listener ?? null, at_ms: wall });
     this.log(text);
     switch (decision.kind) {
       case "connect":
@@ -578,9 +588,19 @@ export class DesktopCore {
       }
       return;
     }
+    if (request === "decisions") return;
     if (message.type === "error") this.error = `${request}: ${message.code}: ${message.message ?? ""}`;
     else this.error = null;
     this.changed();
+  }
+
+  /** Sends the kept decisions to the site, if signed in there (D7). */
+  sendDecisions() {
+    const link = this.link;
+    if (!link || !link.answered || link.closed) return;
+    while (this.outbox.length > 0) {
+      link.send("decisions", { decisions: this.outbox.splice(0, DECISIONS_PER_REQUEST) });
+    }
   }
 
   event(link, message) {

@@ -384,3 +384,24 @@ test("D8: after a hello the next one (a switchover) says the session token, not 
   assert.equal(core.site, "b");
   for (const value of storage.map.values()) assert.ok(!value.includes("v1.99.tag"), "the token is never stored");
 });
+
+test("D7: every decision goes to the site once signed in there, those taken while disconnected included", () => {
+  const d = loggedInAtA();
+  const sent = (socket) => socket.sent.filter((m) => m.type === "decisions").flatMap((m) => m.decisions);
+  const atA = sent(d.sockets[0]).map((x) => `${x.kind}:${x.reason}`);
+  assert.deepEqual(atA, ["connect:startup", "cache_preferred_site:preferred_site_read", "log_in:on_preferred_site"]);
+  assert.ok(sent(d.sockets[0]).every((x) => Number.isInteger(x.at_ms)));
+  assert.equal(sent(d.sockets[0])[2].about, "a");
+  // Site a is lost: the warnings and the switchover are decided offline...
+  d.sockets[0].drop();
+  d.clock.advance(3000);
+  const b = d.sockets.at(-1);
+  assert.equal(b.url, URL_B);
+  assert.equal(sent(b).length, 0, "nothing before the hello answer");
+  answerHello(b, "b");
+  // ...and reach site b once signed in there.
+  const atB = sent(b).map((x) => `${x.kind}:${x.reason}`);
+  assert.ok(atB.includes("warn:telephony_off"), atB.join(" "));
+  assert.ok(atB.includes("switch_over:telephony_off_timeout"), atB.join(" "));
+  assert.equal(sent(b).find((x) => x.kind === "warn" && x.reason === "telephony_off").about, "telephony");
+});

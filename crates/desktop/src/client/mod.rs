@@ -58,6 +58,12 @@ impl std::fmt::Display for OpenError {
 /// the listeners go OFF).
 const MISSED_PINGS: u32 = 3;
 
+/// Decisions kept for the site while disconnected; beyond, the oldest go.
+const OUTBOX: usize = 256;
+
+/// Decisions per `decisions` request (the service takes 64).
+const DECISIONS_PER_REQUEST: usize = 64;
+
 /// How a desktop connects and what the machine is told.
 #[derive(Debug, Clone)]
 pub struct DesktopConfig {
@@ -267,6 +273,7 @@ impl Desktop {
             listeners_off: false,
             stopped: false,
             token: None,
+            outbox: std::collections::VecDeque::new(),
         };
         let task = tokio::spawn(driver.run(inbox, stopped));
         Ok(Desktop {
@@ -327,6 +334,9 @@ struct Driver {
     /// The session token of the last `hello` answer: the next `hello` (a
     /// reconnect or a switchover) says it instead of the password.
     token: Option<String>,
+    /// Decisions not yet sent to a site (D7: they are available to
+    /// monitoring there): sent in `decisions` requests once connected.
+    outbox: std::collections::VecDeque<serde_json::Value>,
 }
 
 impl Driver {
@@ -358,6 +368,7 @@ impl Driver {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.stopped {
             self.act().await;
+            self.send_decisions().await;
             let deadline = self
                 .machine
                 .poll_timeout()
@@ -406,6 +417,7 @@ impl Driver {
     async fn act(&mut self) {
         while let Some(output) = self.machine.poll_output() {
             self.report(Report::Decision(output.clone()));
+            self.keep_for_the_site(&output);
             match output {
                 Output::Connect { site, .. } => {
                     self.drop_connection().await;
@@ -426,6 +438,36 @@ impl Driver {
                 | Output::Wait { .. }
                 | Output::Stay { .. } => {}
             }
+        }
+    }
+
+    fn keep_for_the_site(&mut self, output: &Output) {
+        let Ok(value) = serde_json::to_value(output) else {
+            return;
+        };
+        let about = value
+            .get("site")
+            .or_else(|| value.get("listener"))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        if self.outbox.len() == OUTBOX {
+            self.outbox.pop_front();
+        }
+        self.outbox.push_back(serde_json::json!({
+            "kind": value["kind"],
+            "reason": value["reason"],
+            "about": about,
+            "at_ms": hotsite_host::clock::now_ms(),
+        }));
+    }
+
+    /// Sends the kept decisions, if connected.
+    async fn send_decisions(&mut self) {
+        while self.socket.is_some() && !self.outbox.is_empty() {
+            let take = self.outbox.len().min(DECISIONS_PER_REQUEST);
+            let decisions: Vec<serde_json::Value> = self.outbox.drain(..take).collect();
+            self.send_with("decisions", serde_json::json!({ "decisions": decisions }))
+                .await;
         }
     }
 
@@ -642,12 +684,16 @@ impl Driver {
     }
 
     async fn send(&mut self, request: &'static str) {
+        self.send_with(request, serde_json::json!({})).await;
+    }
+
+    async fn send_with(&mut self, request: &'static str, fields: serde_json::Value) {
         let id = self.next_id;
         self.next_id += 1;
         let Some(connection) = &mut self.socket else {
             return;
         };
-        let text = wire::request(id, request);
+        let text = wire::request_with(id, request, fields);
         if connection
             .socket
             .send(Message::Text(text.into()))

@@ -207,6 +207,15 @@ pub fn request(id: u64, kind: &str) -> String {
     json!({"type": kind, "id": id}).to_string()
 }
 
+/// A request with `fields` (an object) beside its type and id: `decisions`.
+pub fn request_with(id: u64, kind: &str, fields: Value) -> String {
+    let mut message = json!({"type": kind, "id": id});
+    if let (Some(message), Value::Object(fields)) = (message.as_object_mut(), fields) {
+        message.extend(fields);
+    }
+    message.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,6 +401,26 @@ async fn answer_request(shared: &Shared, person: &Person, text: &str) -> Value {
     let site = &shared.site;
     let done = match request {
         Request::Ping => return protocol::result(id, json!({})),
+        Request::Decisions(decisions) => {
+            let accepted = decisions.len();
+            for decision in decisions {
+                shared.events.publish(hotsite_core::Event {
+                    at: clock::now(),
+                    target: hotsite_core::Target::new(
+                        &shared.site_name,
+                        &format!("desktop/{}", person.user),
+                    ),
+                    kind: EventKind::DesktopDecision {
+                        user: person.user.clone(),
+                        decision: decision.kind,
+                        reason: decision.reason,
+                        about: decision.about,
+                        decided_ms: decision.at_ms,
+                    },
+                });
+            }
+            return protocol::result(id, json!({"accepted": accepted}));
+        }
         Request::Hello { .. } => {
             return protocol::error(
                 Some(id),

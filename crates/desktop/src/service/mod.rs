@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) verifier: password::Verifier,
     pub(crate) sessions: session::Sessions,
     pub(crate) router: Arc<router::Router>,
+    /// The desktops' decisions go out here (system `desktop`, D7).
+    pub(crate) events: hotsite_host::Events,
     pub(crate) stats: watch::Receiver<Option<SiteStats>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) counters: Counters,
@@ -183,6 +185,7 @@ pub async fn start(
         verifier: password::Verifier::new(concurrency),
         sessions: session::Sessions::new(config.session_key.as_ref().map(|k| k.expose())),
         router: Arc::new(router::Router::default()),
+        events: deps.events(SYSTEM),
         stats,
         shutdown: shutdown.clone(),
         counters: Counters::default(),

@@ -34,7 +34,29 @@ pub enum Request {
     Logout,
     /// Liveness.
     Ping,
+    /// The desktop's switchover decisions since it last sent them (D7:
+    /// available to monitoring); published on the site's event stream.
+    Decisions(Vec<Decision>),
 }
+
+/// One decision as a desktop reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The decision's kind (`switch_over`, `warn`, …).
+    pub kind: String,
+    /// Its reason code.
+    pub reason: String,
+    /// The site or listener it names, if any.
+    pub about: Option<String>,
+    /// When the desktop decided, wall-clock ms.
+    pub at_ms: i64,
+}
+
+/// Most decisions in one `decisions` request.
+pub const MAX_DECISIONS: usize = 64;
+
+/// Longest kind, reason or `about` taken (the machine's are far shorter).
+const MAX_DECISION_TEXT: usize = 64;
 
 /// How a `hello` proves who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +84,45 @@ pub struct BadRequest {
     pub id: Option<u64>,
     /// What was wrong.
     pub message: String,
+}
+
+fn decisions(value: Option<&Value>) -> Result<Vec<Decision>, String> {
+    let Some(Value::Array(list)) = value else {
+        return Err("decisions needs \"decisions\": an array".to_owned());
+    };
+    if list.len() > MAX_DECISIONS {
+        return Err(format!(
+            "at most {MAX_DECISIONS} decisions per request, not {}",
+            list.len()
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = |name: &str, required: bool| -> Result<Option<String>, String> {
+                match item.get(name) {
+                    Some(Value::String(text))
+                        if !text.is_empty() && text.len() <= MAX_DECISION_TEXT =>
+                    {
+                        Ok(Some(text.clone()))
+                    }
+                    None | Some(Value::Null) if !required => Ok(None),
+                    _ => Err(format!(
+                        "decisions[{i}].{name}: a string of 1 to {MAX_DECISION_TEXT} characters"
+                    )),
+                }
+            };
+            Ok(Decision {
+                kind: text("kind", true)?.unwrap_or_default(),
+                reason: text("reason", true)?.unwrap_or_default(),
+                about: text("about", false)?,
+                at_ms: item
+                    .get("at_ms")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| format!("decisions[{i}].at_ms: a number (wall-clock ms)"))?,
+            })
+        })
+        .collect()
 }
 
 /// Stable error codes (`PROTOCOL.md`).
@@ -186,9 +247,10 @@ pub fn parse(text: &str) -> Result<Framed, BadRequest> {
         "not_ready" => Request::NotReady,
         "logout" => Request::Logout,
         "ping" => Request::Ping,
+        "decisions" => Request::Decisions(decisions(object.get("decisions")).map_err(bad)?),
         other => {
             return Err(bad(format!(
-                "unknown type {other:?}: expected hello, login, ready, not_ready, logout or ping"
+                "unknown type {other:?}: expected hello, login, ready, not_ready, logout, ping or decisions"
             )))
         }
     };
@@ -273,6 +335,28 @@ mod tests {
                 }
             })
         );
+        assert_eq!(
+            parse(
+                r#"{"type":"decisions","id":3,"decisions":[{"kind":"switch_over","reason":"telephony_off_timeout","about":"b","at_ms":17},{"kind":"wait","reason":"telephony_off","about":null,"at_ms":18}]}"#
+            ),
+            Ok(Framed {
+                id: 3,
+                request: Request::Decisions(vec![
+                    Decision {
+                        kind: "switch_over".into(),
+                        reason: "telephony_off_timeout".into(),
+                        about: Some("b".into()),
+                        at_ms: 17
+                    },
+                    Decision {
+                        kind: "wait".into(),
+                        reason: "telephony_off".into(),
+                        about: None,
+                        at_ms: 18
+                    },
+                ])
+            })
+        );
         for (kind, request) in [
             ("login", Request::Login),
             ("ready", Request::Ready),
@@ -315,6 +399,26 @@ mod tests {
             Some(5),
             "\"application\"",
         );
+        check_bad(
+            r#"{"type":"decisions","id":6}"#,
+            Some(6),
+            "decisions needs \"decisions\": an array",
+        );
+        check_bad(
+            r#"{"type":"decisions","id":6,"decisions":[{"kind":"warn","reason":"telephony_off"}]}"#,
+            Some(6),
+            "decisions[0].at_ms",
+        );
+        check_bad(
+            r#"{"type":"decisions","id":6,"decisions":[{"kind":"","reason":"x","at_ms":1}]}"#,
+            Some(6),
+            "decisions[0].kind: a string of 1 to 64",
+        );
+        let many = format!(
+            r#"{{"type":"decisions","id":6,"decisions":[{}]}}"#,
+            vec![r#"{"kind":"warn","reason":"r","at_ms":1}"#; MAX_DECISIONS + 1].join(",")
+        );
+        check_bad(&many, Some(6), "at most 64 decisions");
         check_bad(
             r#"{"type":"hello","id":5,"application":"a","user":"u"}"#,
             Some(5),

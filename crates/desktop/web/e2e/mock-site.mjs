@@ -90,6 +90,8 @@ wss.on("connection", (ws, req) => {
         return result({ agent });
       case "ping":
         return result();
+      case "decisions":
+        return result({ accepted: (m.decisions ?? []).length });
       default:
         return error("bad_request", `unknown type ${m.type}`);
     }

@@ -289,6 +289,26 @@ async fn a_desktop_follows_its_agent_to_the_surviving_site() {
             .any(|a| a["id"] == "alice" && a["state"] != "logged_out"),
         "{agents}"
     );
+    // D7: the decisions taken while a was gone reached b's event stream
+    // once the desktop was connected there.
+    let deadline = now() + Duration::from_secs(5);
+    loop {
+        let events = get(&pair.b, "/v1/events?system=desktop&kind=desktop_decision").await;
+        let texts: Vec<String> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["text"].as_str().map(str::to_owned))
+            .collect();
+        let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
+        if has("desktop of alice: switch_over b (telephony_off_timeout)")
+            && has("desktop of alice: warn telephony (telephony_off)")
+        {
+            break;
+        }
+        assert!(now() < deadline, "{texts:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eprintln!("alice logged in at b {took:?} after site a was killed");
     desktop.stop().await;
 }
