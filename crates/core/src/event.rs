@@ -97,20 +97,29 @@ pub enum EventKind {
         cause: String,
     },
     /// A desktop's switchover machine decided (SPEC D7: every decision is
-    /// available to monitoring), as the desktop reported it to the site.
-    DesktopDecision {
+    /// available to monitoring), as the desktop reported it to the site:
+    /// one event per report, which may hold several decisions (those taken
+    /// while disconnected arrive together, at the next site).
+    DesktopDecisions {
         /// The person signed in on the desktop.
         user: String,
-        /// The decision: `connect`, `log_in`, `switch_over`, `warn`, …
-        decision: String,
-        /// Its reason code (`telephony_off_timeout`, …).
-        reason: String,
-        /// The site or listener it concerns, when it names one.
-        about: Option<String>,
-        /// When the desktop decided, wall-clock ms (it may have been
-        /// disconnected then: decisions are sent once connected).
-        decided_ms: i64,
+        /// The decisions, oldest first.
+        decisions: Vec<DesktopDecision>,
     },
+}
+
+/// One decision of a desktop's switchover machine (SPEC D7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesktopDecision {
+    /// The decision: `connect`, `log_in`, `switch_over`, `warn`, …
+    pub decision: String,
+    /// Its reason code (`telephony_off_timeout`, …).
+    pub reason: String,
+    /// The site or listener it concerns, when it names one.
+    pub about: Option<String>,
+    /// When the desktop decided, wall-clock ms (it may have been
+    /// disconnected then).
+    pub decided_ms: i64,
 }
 
 impl EventKind {
@@ -135,7 +144,7 @@ impl EventKind {
             } => "agent_logout",
             EventKind::Agent { .. } => "agent_state",
             EventKind::SiteMode { .. } => "site_mode",
-            EventKind::DesktopDecision { .. } => "desktop_decision",
+            EventKind::DesktopDecisions { .. } => "desktop_decisions",
         }
     }
 
@@ -147,7 +156,9 @@ impl EventKind {
             | EventKind::Rerouted { cause, .. }
             | EventKind::DnService { cause, .. }
             | EventKind::SiteMode { cause, .. } => Some(cause),
-            EventKind::DesktopDecision { reason, .. } => Some(reason),
+            EventKind::DesktopDecisions { decisions, .. } => {
+                decisions.last().map(|d| d.reason.as_str())
+            }
             EventKind::Agent { reason, .. } => Some(reason),
             EventKind::ConnectAttempt { .. }
             | EventKind::WorkHandedBack { .. }
@@ -204,22 +215,18 @@ impl std::fmt::Display for Event {
             EventKind::SiteMode { mode, cause } => {
                 write!(f, "{}: mode {mode} ({cause})", self.target)
             }
-            EventKind::DesktopDecision {
-                user,
-                decision,
-                reason,
-                about,
-                ..
-            } => {
-                let about = about
-                    .as_deref()
-                    .map(|a| format!(" {a}"))
-                    .unwrap_or_default();
-                write!(
-                    f,
-                    "{}: desktop of {user}: {decision}{about} ({reason})",
-                    self.target
-                )
+            EventKind::DesktopDecisions { user, decisions } => {
+                write!(f, "{}: desktop of {user}:", self.target)?;
+                for (i, d) in decisions.iter().enumerate() {
+                    let about = d
+                        .about
+                        .as_deref()
+                        .map(|a| format!(" {a}"))
+                        .unwrap_or_default();
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(f, "{sep}{}{about} ({})", d.decision, d.reason)?;
+                }
+                Ok(())
             }
         }
     }

@@ -20,7 +20,7 @@ mod target;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
 pub use config::ConfigIssue;
-pub use event::{Event, EventKind};
+pub use event::{DesktopDecision, Event, EventKind};
 pub use health::{Health, HealthConfig, HealthState, HealthTransition};
 pub use rng::Rng;
 pub use secret::Secret;

@@ -107,12 +107,16 @@ pub enum ClaimError {
 impl ClaimBatch {
     /// Parses a `MESSAGE` body.
     pub fn parse(body: &[u8]) -> Result<ClaimBatch, ClaimError> {
-        let batch: ClaimBatch =
+        let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| ClaimError::Body(e.to_string()))?;
-        if batch.v != VERSION {
-            return Err(ClaimError::Version(batch.v));
+        // The version first: a newer peer's body may have fields this one
+        // does not know, and should be told so, not that a field is wrong.
+        match value.get("v").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) => return Err(ClaimError::Version(u32::try_from(v).unwrap_or(u32::MAX))),
+            None => return Err(ClaimError::Body("no version \"v\"".to_owned())),
         }
-        Ok(batch)
+        serde_json::from_value(value).map_err(|e| ClaimError::Body(e.to_string()))
     }
 }
 
@@ -131,6 +135,9 @@ pub fn yields(kind: ClaimKind, ours: (i64, &str), theirs: (i64, &str)) -> bool {
 
 #[derive(Debug)]
 struct Pending {
+    /// The agent of a fresh claim (fresh claims name one agent): if it
+    /// logs out here before the peer answered, the claim is dropped.
+    fresh_for: Option<String>,
     branch: String,
     bytes: Bytes,
     next: Instant,
@@ -257,6 +264,10 @@ impl ClaimSender {
             contact: None,
         }
         .build();
+        let fresh_for = match (kind, claims.as_slice()) {
+            (ClaimKind::Fresh, [claim]) => Some(claim.agent.clone()),
+            _ => None,
+        };
         let body = ClaimBatch {
             v: VERSION,
             site: self.site.clone(),
@@ -273,6 +284,7 @@ impl ClaimSender {
             self.stats.abandoned += 1;
         }
         self.pending.push_back(Pending {
+            fresh_for,
             branch: branch.as_str().to_owned(),
             bytes: bytes.clone(),
             next: now + T1,
@@ -283,8 +295,28 @@ impl ClaimSender {
         bytes
     }
 
+    /// `agent` logged out here: a fresh claim of it still unanswered must
+    /// not reach the peer late (its first copy lost, a retransmission
+    /// arriving after the agent logged in there would log out that newer
+    /// login).
+    pub fn forget_fresh(&mut self, agent: &str) {
+        let before = self.pending.len();
+        self.pending
+            .retain(|p| p.fresh_for.as_deref() != Some(agent));
+        self.stats.abandoned += (before - self.pending.len()) as u64;
+    }
+
     /// A response: true if it answered one of our claims.
     pub fn handle_response(&mut self, response: &Response) -> bool {
+        // Most responses here are calls'; only ours are MESSAGE.
+        if self.pending.is_empty()
+            || response
+                .headers
+                .cseq()
+                .is_none_or(|cseq| cseq.method.as_str() != "MESSAGE")
+        {
+            return false;
+        }
         let Some(branch) = response
             .headers
             .top_via()
@@ -333,6 +365,10 @@ impl ClaimSender {
 
     /// The next retransmission or give-up.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Usually empty: no scan on the site's every wake-up.
+        if self.pending.is_empty() {
+            return None;
+        }
         self.pending.iter().map(|p| p.next.min(p.give_up)).min()
     }
 

@@ -31,7 +31,7 @@ use hotsite_sip::message::{
 use hotsite_sip::proxy::{warning, Us};
 use hotsite_sip::transaction::TransactionConfig;
 
-use crate::agents::{AgentError, AgentView, Agents, LogoutReason};
+use crate::agents::{AgentError, AgentState, AgentView, Agents, LogoutReason};
 use crate::calls::{CallStats, Calls};
 use crate::claims::{Applied, Claim, ClaimBatch, ClaimKind, ClaimSender, ClaimStats};
 use crate::config::{DrForward, SiteConfig, SiteConfigError};
@@ -697,6 +697,11 @@ impl Site {
             }
         }
         for change in self.agents.take_changes() {
+            if change.state == AgentState::LoggedOut {
+                if let Some(claims) = &mut self.claims {
+                    claims.forget_fresh(&change.agent);
+                }
+            }
             self.events.push_back(Event {
                 at: now,
                 target: Target::new(&self.name, &format!("agent/{}", change.agent)),
@@ -737,7 +742,7 @@ impl Site {
 }
 
 /// The methods this site answers.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE";
 
 fn issue(key: &str, reason: String) -> SiteConfigError {
     SiteConfigError(vec![hotsite_core::ConfigIssue::new(key, reason)])

@@ -213,7 +213,7 @@ impl DesktopConfig {
                 issues.add(
                     "desktop.session_key",
                     format!(
-                        "must be at least {MIN_SESSION_KEY} characters (it signs session tokens;                          use the same key at both sites)"
+                        "must be at least {MIN_SESSION_KEY} bytes (it signs session tokens; use the same key at both sites)"
                     ),
                 );
             }
@@ -411,7 +411,7 @@ mod tests {
                 "desktop.hello_timeout:",
                 "desktop.idle_timeout:",
                 "desktop.session_ttl:",
-                "desktop.session_key: must be at least 32 characters",
+                "desktop.session_key: must be at least 32 bytes",
             ],
         );
         check(

@@ -26,28 +26,76 @@ struct Closed;
 
 /// Runs one connection to its end. `_done` tells shutdown when it is over.
 pub(crate) async fn run(mut socket: WebSocket, shared: Arc<Shared>, _done: mpsc::Sender<()>) {
-    let Ok((id, person)) = hello(&mut socket, &shared).await else {
+    let Ok((id, person, session_expires)) = hello(&mut socket, &shared).await else {
         return;
     };
-    let _ = serve(&mut socket, &shared, id, &person).await;
+    let _ = serve(&mut socket, &shared, (id, session_expires), &person).await;
 }
 
 /// Sends one message; `Err` when the socket is gone.
 async fn send(socket: &mut WebSocket, message: &Value) -> Result<(), Closed> {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .map_err(|_| Closed)
+    // A send waits until the frame is flushed: a desktop that stopped
+    // reading (zero window) would hold its task and its connection slot
+    // for ever (DESIGN.md invariant 6). Bounded, it is closed instead.
+    match tokio::time::timeout(
+        SEND_TIMEOUT,
+        socket.send(Message::Text(message.to_string().into())),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Closed),
+    }
 }
+
+/// How often a desktop may report its decisions (D7): a token bucket, so
+/// that a desktop cannot flood the site's event stream.
+pub(crate) struct DecisionReports {
+    tokens: u32,
+    refilled: std::time::Instant,
+}
+
+impl DecisionReports {
+    /// Reports in a row (a switchover brings one or two).
+    pub(crate) const BURST: u32 = 10;
+    /// Then one per this long.
+    pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+    fn new(now: std::time::Instant) -> DecisionReports {
+        DecisionReports {
+            tokens: Self::BURST,
+            refilled: now,
+        }
+    }
+
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let earned =
+            now.saturating_duration_since(self.refilled).as_millis() / Self::EVERY.as_millis();
+        if earned > 0 {
+            self.tokens = (self.tokens + earned as u32).min(Self::BURST);
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Frames other than `hello` answered before a connection is closed.
+const MAX_FRAMES_BEFORE_HELLO: u32 = 10;
+
+/// Longest a frame may take to go out before the connection is dropped.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends a close frame (best effort) and ends the loop.
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) -> Closed {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
     Closed
 }
 
@@ -103,9 +151,15 @@ async fn next_frame(socket: &mut WebSocket, shared: &Shared) -> Result<Frame, Cl
 /// Until a successful `hello` (D1): at most [`MAX_HELLO_ATTEMPTS`] failures,
 /// within `desktop.hello_timeout`.
 /// The `hello`'s id and the person signed in.
-async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person), Closed> {
+/// With a token, also the token's expiry: the new token keeps it, so that
+/// signing in with tokens never extends a session past `session_ttl`.
+async fn hello(
+    socket: &mut WebSocket,
+    shared: &Shared,
+) -> Result<(u64, Person, Option<i64>), Closed> {
     let deadline = clock::now() + shared.config.hello_timeout;
     let mut failures = 0;
+    let mut not_hello = 0;
     loop {
         let frame = tokio::select! {
             () = shared.shutdown.cancelled() => {
@@ -123,7 +177,32 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
             frame = next_frame(socket, shared) => frame?,
         };
         let Frame::Text(text) = frame else { continue };
-        let (id, application, user, credential) = match protocol::parse(&text) {
+        // Frames that are no hello at all are answered, but not for ever: a
+        // stranger may not keep a connection busy without signing in.
+        let parsed = protocol::parse(&text);
+        if !matches!(
+            parsed,
+            Ok(Framed {
+                request: Request::Hello { .. },
+                ..
+            })
+        ) {
+            not_hello += 1;
+            if not_hello > MAX_FRAMES_BEFORE_HELLO {
+                shared
+                    .counters
+                    .closed_too_many_attempts
+                    .fetch_add(1, Ordering::Relaxed);
+                let message = format!("{MAX_FRAMES_BEFORE_HELLO} frames without a hello");
+                send(
+                    socket,
+                    &protocol::error(None, Code::TooManyAttempts, &message),
+                )
+                .await?;
+                return Err(close(socket, close_code::POLICY, "too_many_attempts").await);
+            }
+        }
+        let (id, application, user, credential) = match parsed {
             Err(bad) => {
                 send(
                     socket,
@@ -168,7 +247,7 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
                     if shared.verifier.verify(password, hash).await {
                         if let Some(person) = person {
                             shared.counters.hello_ok.fetch_add(1, Ordering::Relaxed);
-                            return Ok((id, person));
+                            return Ok((id, person, None));
                         }
                     }
                     shared
@@ -181,22 +260,19 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
                     )
                 }
                 Credential::Token(token) => {
-                    let checked = match &person {
-                        Some(person) => shared.sessions.check(
-                            &token,
-                            &person.user,
-                            &person.password_hash,
-                            clock::now_ms(),
-                        ),
-                        None => Err(SessionError::Invalid),
-                    };
+                    // An unknown user costs the same MAC as a known one: the
+                    // answer's timing does not tell which users exist.
+                    let (name, phc) = person.as_ref().map_or((user.as_str(), ""), |p| {
+                        (p.user.as_str(), p.password_hash.as_str())
+                    });
+                    let checked = shared.sessions.check(&token, name, phc, clock::now_ms());
                     match (checked, person) {
-                        (Ok(()), Some(person)) => {
+                        (Ok(expires_ms), Some(person)) => {
                             shared
                                 .counters
                                 .hello_session
                                 .fetch_add(1, Ordering::Relaxed);
-                            return Ok((id, person));
+                            return Ok((id, person, Some(expires_ms)));
                         }
                         (error, _) => {
                             shared
@@ -239,9 +315,18 @@ async fn hello(socket: &mut WebSocket, shared: &Shared) -> Result<(u64, Person),
 }
 
 /// The answer to a successful `hello` (D1, D2), with the state now.
-fn welcome(shared: &Shared, id: u64, person: &Person, agent: Value, dn: Value) -> Value {
-    let expires_ms = clock::now_ms()
-        .saturating_add(i64::try_from(shared.config.session_ttl.as_millis()).unwrap_or(i64::MAX));
+fn welcome(
+    shared: &Shared,
+    (id, session_expires): (u64, Option<i64>),
+    person: &Person,
+    agent: Value,
+    dn: Value,
+) -> Value {
+    let expires_ms = session_expires.unwrap_or_else(|| {
+        clock::now_ms().saturating_add(
+            i64::try_from(shared.config.session_ttl.as_millis()).unwrap_or(i64::MAX),
+        )
+    });
     let token = shared
         .sessions
         .issue(&person.user, &person.password_hash, expires_ms);
@@ -277,14 +362,15 @@ fn services(site_answers: bool) -> Value {
 async fn serve(
     socket: &mut WebSocket,
     shared: &Shared,
-    hello_id: u64,
+    hello: (u64, Option<i64>),
     person: &Person,
 ) -> Result<(), Closed> {
     // Subscribed before the state is read: no event falls between the
     // answer and the first event (one may repeat what the answer says).
     let mut events = shared.router.subscribe(&person.agent, &person.dn);
     let (agent, dn) = current_state(shared, person).await;
-    send(socket, &welcome(shared, hello_id, person, agent, dn)).await?;
+    send(socket, &welcome(shared, hello, person, agent, dn)).await?;
+    let mut reports = DecisionReports::new(clock::now());
     let idle_timeout = shared.config.idle_timeout;
     let mut idle_deadline = clock::now() + idle_timeout;
     let mut stats = shared.stats.clone();
@@ -311,7 +397,7 @@ async fn serve(
             frame = next_frame(socket, shared) => {
                 idle_deadline = clock::now() + idle_timeout;
                 if let Frame::Text(text) = frame? {
-                    let answer = answer_request(shared, person, &text).await;
+                    let answer = answer_request(shared, person, &mut reports, &text).await;
                     send(socket, &answer).await?;
                 }
             }
@@ -393,7 +479,12 @@ async fn resync(socket: &mut WebSocket, shared: &Shared, person: &Person) -> Res
 }
 
 /// The answer to one request after `hello`.
-async fn answer_request(shared: &Shared, person: &Person, text: &str) -> Value {
+async fn answer_request(
+    shared: &Shared,
+    person: &Person,
+    reports: &mut DecisionReports,
+    text: &str,
+) -> Value {
     let Framed { id, request } = match protocol::parse(text) {
         Ok(framed) => framed,
         Err(bad) => return protocol::error(bad.id, Code::BadRequest, &bad.message),
@@ -402,23 +493,41 @@ async fn answer_request(shared: &Shared, person: &Person, text: &str) -> Value {
     let done = match request {
         Request::Ping => return protocol::result(id, json!({})),
         Request::Decisions(decisions) => {
-            let accepted = decisions.len();
-            for decision in decisions {
-                shared.events.publish(hotsite_core::Event {
-                    at: clock::now(),
-                    target: hotsite_core::Target::new(
-                        &shared.site_name,
-                        &format!("desktop/{}", person.user),
+            if !reports.take(clock::now()) {
+                return protocol::error(
+                    Some(id),
+                    Code::RateLimited,
+                    &format!(
+                        "at most {} decisions reports in a row, then one every {} s",
+                        DecisionReports::BURST,
+                        DecisionReports::EVERY.as_secs()
                     ),
-                    kind: EventKind::DesktopDecision {
-                        user: person.user.clone(),
-                        decision: decision.kind,
-                        reason: decision.reason,
-                        about: decision.about,
-                        decided_ms: decision.at_ms,
-                    },
-                });
+                );
             }
+            let accepted = decisions.len();
+            // One event per report, not per decision: a switchover storm
+            // brings thousands of desktops, each with the decisions of its
+            // outage, and the event stream is shared with the site's own
+            // events that desktops follow.
+            shared.events.publish(hotsite_core::Event {
+                at: clock::now(),
+                target: hotsite_core::Target::new(
+                    &shared.site_name,
+                    &format!("desktop/{}", person.user),
+                ),
+                kind: EventKind::DesktopDecisions {
+                    user: person.user.clone(),
+                    decisions: decisions
+                        .into_iter()
+                        .map(|d| hotsite_core::DesktopDecision {
+                            decision: d.kind,
+                            reason: d.reason,
+                            about: d.about,
+                            decided_ms: d.at_ms,
+                        })
+                        .collect(),
+                },
+            });
             return protocol::result(id, json!({"accepted": accepted}));
         }
         Request::Hello { .. } => {
@@ -479,4 +588,32 @@ pub(crate) fn event_message(record: &Record, person: &Person) -> Option<Value> {
 
 fn humantime(duration: std::time::Duration) -> String {
     humantime::format_duration(duration).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::DecisionReports;
+
+    /// D7 without a flood: ten reports in a row, then one per three seconds.
+    #[test]
+    fn decision_reports_are_rate_limited() {
+        #[allow(clippy::disallowed_methods)] // test epoch: only offsets matter
+        let start = Instant::now();
+        let mut reports = DecisionReports::new(start);
+        for i in 0..DecisionReports::BURST {
+            assert!(reports.take(start), "report {i}");
+        }
+        assert!(!reports.take(start));
+        assert!(!reports.take(start + Duration::from_millis(2_999)));
+        assert!(reports.take(start + Duration::from_secs(3)));
+        assert!(!reports.take(start + Duration::from_secs(3)));
+        // A long quiet refills the burst, no more.
+        let later = start + Duration::from_secs(3600);
+        for _ in 0..DecisionReports::BURST {
+            assert!(reports.take(later));
+        }
+        assert!(!reports.take(later));
+    }
 }

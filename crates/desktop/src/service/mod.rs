@@ -424,7 +424,7 @@ impl Collector for DesktopCollector {
         metrics::counter_family(
             encoder,
             "desktop_hellos",
-            "Desktop hellos by outcome: ok, bad_credentials, unknown_application (SPEC D1).",
+            "Desktop hellos by outcome: ok (password), session (token), bad_credentials, bad_session, unknown_application (SPEC D1, D8).",
             shared
                 .counters
                 .hellos()

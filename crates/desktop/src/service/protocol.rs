@@ -159,6 +159,8 @@ pub enum Code {
     SiteUnavailable,
     /// Not a request of this protocol.
     BadRequest,
+    /// Too many `decisions` reports in a short time.
+    RateLimited,
 }
 
 impl Code {
@@ -180,6 +182,7 @@ impl Code {
             Code::UnknownDn => "unknown_dn",
             Code::SiteUnavailable => "site_unavailable",
             Code::BadRequest => "bad_request",
+            Code::RateLimited => "rate_limited",
         }
     }
 }

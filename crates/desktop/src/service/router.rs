@@ -172,18 +172,23 @@ impl Subscription {
     /// connection then sends is not followed by older events); `None` once
     /// the router stopped.
     pub(crate) async fn recv(&mut self) -> Option<Routed> {
-        if std::mem::take(&mut self.lag_next) {
-            return Some(Routed::Lagged);
+        loop {
+            if std::mem::take(&mut self.lag_next) {
+                return Some(Routed::Lagged);
+            }
+            let routed = self.events.recv().await?;
+            if let Routed::Lagged = routed {
+                // Only a wake-up: the flag says whether a loss is still to
+                // be reported, and it is, once the queue is empty.
+                self.lagged.store(true, Ordering::Relaxed);
+            }
+            if self.events.is_empty() && self.lagged.swap(false, Ordering::Relaxed) {
+                self.lag_next = true;
+            }
+            if let Routed::Event(record) = routed {
+                return Some(Routed::Event(record));
+            }
         }
-        let routed = self.events.recv().await?;
-        if matches!(routed, Routed::Lagged) {
-            self.lagged.store(false, Ordering::Relaxed);
-            return Some(Routed::Lagged);
-        }
-        if self.events.is_empty() && self.lagged.swap(false, Ordering::Relaxed) {
-            self.lag_next = true;
-        }
-        Some(routed)
     }
 
     /// Events already queued (a drain's logouts, before closing).

@@ -84,20 +84,27 @@ impl Sessions {
         format!("v1.{expires_ms}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
-    /// Whether `token` is good for `user` at `now_ms`.
+    /// Whether `token` is good for `user` at `now_ms`; its expiry if so.
     pub fn check(
         &self,
         token: &str,
         user: &str,
         phc: &str,
         now_ms: i64,
-    ) -> Result<(), SessionError> {
+    ) -> Result<i64, SessionError> {
         let mut parts = token.split('.');
         let (Some("v1"), Some(expires), Some(tag), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(SessionError::Malformed);
         };
+        // Digits only: `+5` or `005` would parse, but are not what we issue.
+        if expires.is_empty()
+            || !expires.bytes().all(|b| b.is_ascii_digit())
+            || expires.starts_with('0')
+        {
+            return Err(SessionError::Malformed);
+        }
         let expires_ms: i64 = expires.parse().map_err(|_| SessionError::Malformed)?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
@@ -110,7 +117,7 @@ impl Sessions {
         if now_ms >= expires_ms {
             return Err(SessionError::Expired);
         }
-        Ok(())
+        Ok(expires_ms)
     }
 }
 
@@ -128,7 +135,7 @@ mod tests {
         let a = Sessions::new(Some("the same key at both sites, 32+ bytes"));
         let b = Sessions::new(Some("the same key at both sites, 32+ bytes"));
         let token = a.issue("alice", PHC, 10_000);
-        assert_eq!(b.check(&token, "alice", PHC, 9_999), Ok(()));
+        assert_eq!(b.check(&token, "alice", PHC, 9_999), Ok(10_000));
         assert_eq!(
             b.check(&token, "alice", PHC, 10_000),
             Err(SessionError::Expired)
@@ -165,6 +172,8 @@ mod tests {
             "v1",
             "v2.1.x",
             "v1.soon.AAAA",
+            "v1.+1.AAAA",
+            "v1.01.AAAA",
             "v1.1.not*base64",
             "v1.1.AAAA.extra",
         ] {

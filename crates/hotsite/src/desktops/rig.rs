@@ -322,16 +322,7 @@ impl Rig {
 
     /// The agents at `site` as `(id, state)`, or None if it does not answer.
     pub(crate) async fn agents(&self, site: usize) -> Option<Vec<(String, String)>> {
-        let value: Value = self
-            .http
-            .get(format!("http://{}/v1/agents", self.sites[site].api))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let value = self.get_json(site, "/v1/agents").await?;
         Some(
             value["agents"]
                 .as_array()?
@@ -353,16 +344,7 @@ impl Rig {
         &self,
         site: usize,
     ) -> Option<std::collections::BTreeMap<String, u64>> {
-        let value: Value = self
-            .http
-            .get(format!("http://{}/v1/status", self.sites[site].api))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let value = self.get_json(site, "/v1/status").await?;
         Some(
             value["desktop"]["hellos"]
                 .as_object()?
@@ -370,6 +352,19 @@ impl Rig {
                 .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
                 .collect(),
         )
+    }
+
+    /// `GET path` at `site` as JSON, or None if it does not answer.
+    async fn get_json(&self, site: usize, path: &str) -> Option<Value> {
+        self.http
+            .get(format!("http://{}{path}", self.sites[site].api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
     }
 
     /// `POST /v1/site/drain` at site `a` (SPEC S7).

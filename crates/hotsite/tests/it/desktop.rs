@@ -28,7 +28,7 @@ const FRAME_WAIT: Duration = Duration::from_secs(10);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn free_udp() -> SocketAddr {
+pub(crate) fn free_udp() -> SocketAddr {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -36,7 +36,7 @@ fn free_udp() -> SocketAddr {
 }
 
 /// The PHC string of `password`, from `hotsite desktop hash-password`.
-fn hash(password: &str) -> String {
+pub(crate) fn hash(password: &str) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotsite"))
         .args(["desktop", "hash-password"])
@@ -525,6 +525,7 @@ async fn session_tokens_spare_the_password() {
     let mut ws = a.connect().await;
     let answer = hello(&mut ws, 1, APP, PASSWORD).await;
     let token = answer["session"]["token"].as_str().unwrap().to_owned();
+    let expires = answer["session"]["expires_ms"].clone();
     assert!(
         answer["session"]["expires_ms"].as_i64().unwrap() > 0,
         "{answer}"
@@ -536,6 +537,8 @@ async fn session_tokens_spare_the_password() {
         let answer = next(&mut ws).await;
         assert_eq!(answer["type"], "result", "{answer}");
         assert_eq!(answer["person"]["agent"], "alice");
+        // A token sign-in does not extend the session (session_ttl holds).
+        assert_eq!(answer["session"]["expires_ms"], expires, "{answer}");
     }
     let altered = format!("{}x", &token[..token.len() - 1]);
     for (site, token) in [(&a, altered.as_str()), (&other, token.as_str())] {

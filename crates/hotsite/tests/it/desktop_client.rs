@@ -15,6 +15,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::daemon::{self, Daemon};
+use crate::desktop::{free_udp, hash};
 use crate::gateway::{now, temp_dir};
 
 const TOKEN: &str = "desktop-client-token";
@@ -25,33 +26,11 @@ const SESSION_KEY: &str = "both sites sign session tokens with this key";
 /// The desktop's `site_timeout` here; the bound is this + 2 s.
 const SITE_TIMEOUT_MS: u64 = 3_000;
 
-fn free_udp() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn free_tcp() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// A PHC string of `password` (`hotsite desktop hash-password`).
-fn hash(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotsite"))
-        .args(["desktop", "hash-password"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 struct Pair {
@@ -293,7 +272,7 @@ async fn a_desktop_follows_its_agent_to_the_surviving_site() {
     // once the desktop was connected there.
     let deadline = now() + Duration::from_secs(5);
     loop {
-        let events = get(&pair.b, "/v1/events?system=desktop&kind=desktop_decision").await;
+        let events = get(&pair.b, "/v1/events?system=desktop&kind=desktop_decisions").await;
         let texts: Vec<String> = events["events"]
             .as_array()
             .unwrap()
@@ -301,8 +280,9 @@ async fn a_desktop_follows_its_agent_to_the_surviving_site() {
             .filter_map(|e| e["text"].as_str().map(str::to_owned))
             .collect();
         let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
-        if has("desktop of alice: switch_over b (telephony_off_timeout)")
-            && has("desktop of alice: warn telephony (telephony_off)")
+        if has("desktop of alice:")
+            && has("switch_over b (telephony_off_timeout)")
+            && has("warn telephony (telephony_off)")
         {
             break;
         }

@@ -11,17 +11,11 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 
 use crate::daemon::{self, Daemon};
+use crate::desktop::free_udp;
 use crate::gateway::{now, temp_dir};
 
 const TOKEN: &str = "site-test-token";
 const PASSWORD: &str = "phone-secret-1";
-
-fn free_udp() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 struct Site {
     daemon: Daemon,

@@ -147,6 +147,12 @@ fn bad_bodies_are_named() {
     assert!(error.to_string().starts_with("claims body: "), "{error}");
     let error = ClaimBatch::parse(br#"{"v":2,"site":"b","kind":"fresh","claims":[]}"#).unwrap_err();
     assert_eq!(error, ClaimError::Version(2));
+    // A newer peer's extra fields: still told it is the version.
+    let error = ClaimBatch::parse(br#"{"v":2,"site":"b","kind":"fresh","claims":[],"lease":5}"#)
+        .unwrap_err();
+    assert_eq!(error, ClaimError::Version(2));
+    let error = ClaimBatch::parse(br#"{"site":"b","kind":"fresh","claims":[]}"#).unwrap_err();
+    assert!(error.to_string().contains("no version"), "{error}");
     let error = ClaimBatch::parse(br#"{"v":1,"site":"b","kind":"steal","claims":[]}"#).unwrap_err();
     assert!(error.to_string().contains("steal"), "{error}");
     let error = ClaimBatch::parse(br#"{"v":1,"site":"b","kind":"sync","claims":[{"agent":"x"}]}"#)

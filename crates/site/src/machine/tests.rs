@@ -1081,3 +1081,32 @@ fn stats_and_dn_state_for_desktops() {
         }
     );
 }
+
+/// SPEC S1: a fresh claim whose first copy was lost is not retransmitted
+/// after its agent logged out here (the agent moved to the peer, whose own
+/// claim logged it out here): a late copy would log out the newer login.
+#[test]
+fn a_fresh_claim_is_dropped_when_its_agent_leaves() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    h.peer_up();
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.collect();
+    let lost = claims_sent(&mut h, false);
+    assert_eq!(lost.len(), 1, "the first copy, lost");
+    // The peer's own fresh claim: alice logged in there since.
+    claims_from(
+        &mut h,
+        addr(PEER),
+        "peer-claim",
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", "alice", 1),
+    );
+    assert_eq!(h.site.agent(h.now, "alice").unwrap().dn, None);
+    for _ in 0..40 {
+        h.advance(Duration::from_secs(1));
+        assert!(claims_sent(&mut h, false).is_empty(), "no late copy");
+        h.peer_answers(200);
+    }
+    assert_eq!(h.site.status(h.now).claims.abandoned, 1);
+}
