@@ -281,6 +281,26 @@ impl Agents {
         Ok(())
     }
 
+    /// Logs `agent` out now, or when its call ends if it is on one (the call
+    /// is not cut, and its end still counts). A logout already waiting for
+    /// the call (a drain's) keeps its reason. True if logged out now.
+    pub fn logout_when_idle(
+        &mut self,
+        agent: &str,
+        reason: LogoutReason,
+    ) -> Result<bool, AgentError> {
+        self.check_known(agent)?;
+        let login = self
+            .logins
+            .get_mut(agent)
+            .ok_or_else(|| AgentError::NotLoggedIn(agent.to_owned()))?;
+        if login.calls > 0 {
+            login.logout_after_call.get_or_insert(reason);
+            return Ok(false);
+        }
+        self.logout(agent, reason).map(|()| true)
+    }
+
     /// Drain (SPEC S7): every agent NotReady; idle ones logged out at once,
     /// busy ones when their call ends.
     pub fn drain(&mut self, now: Instant) {

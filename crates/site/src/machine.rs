@@ -594,10 +594,12 @@ impl Site {
                     continue;
                 };
                 let ours = (self.wall_ms(since), self.name.as_str());
+                // An agent on a call here is logged out when the call ends:
+                // the peer's login does not cut a conversation short.
                 if crate::claims::yields(batch.kind, ours, (claim.since_ms, &batch.site))
                     && self
                         .agents
-                        .logout(&claim.agent, LogoutReason::PeerLogin)
+                        .logout_when_idle(&claim.agent, LogoutReason::PeerLogin)
                         .is_ok()
                 {
                     self.claims_in.yielded += 1;

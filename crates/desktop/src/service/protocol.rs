@@ -101,14 +101,18 @@ fn decisions(value: Option<&Value>) -> Result<Vec<Decision>, String> {
         .map(|(i, item)| {
             let text = |name: &str, required: bool| -> Result<Option<String>, String> {
                 match item.get(name) {
+                    // Printable only: these go into event texts and logs.
                     Some(Value::String(text))
-                        if !text.is_empty() && text.len() <= MAX_DECISION_TEXT =>
+                        if !text.is_empty()
+                            && text.len() <= MAX_DECISION_TEXT
+                            && !text.chars().any(char::is_control) =>
                     {
                         Ok(Some(text.clone()))
                     }
                     None | Some(Value::Null) if !required => Ok(None),
                     _ => Err(format!(
-                        "decisions[{i}].{name}: a string of 1 to {MAX_DECISION_TEXT} characters"
+                        "decisions[{i}].{name}: a string of 1 to {MAX_DECISION_TEXT} bytes, \
+                         no control characters"
                     )),
                 }
             };
@@ -422,6 +426,11 @@ mod tests {
             vec![r#"{"kind":"warn","reason":"r","at_ms":1}"#; MAX_DECISIONS + 1].join(",")
         );
         check_bad(&many, Some(6), "at most 64 decisions");
+        check_bad(
+            r#"{"type":"decisions","id":6,"decisions":[{"kind":"warn\nFAKE LOG LINE","reason":"x","at_ms":1}]}"#,
+            Some(6),
+            "no control characters",
+        );
         check_bad(
             r#"{"type":"hello","id":5,"application":"a","user":"u"}"#,
             Some(5),

@@ -1110,3 +1110,36 @@ fn a_fresh_claim_is_dropped_when_its_agent_leaves() {
     }
     assert_eq!(h.site.status(h.now).claims.abandoned, 1);
 }
+
+/// SPEC S1: a claim for an agent on a call here logs it out when the call
+/// ends, not in the middle of it.
+#[test]
+fn a_claimed_agent_on_a_call_is_logged_out_when_the_call_ends() {
+    let mut h = Harness::new(config(true, DrForward::Off));
+    h.peer_up();
+    h.register("1001", 600);
+    h.site.login(h.now, "alice", "1001").unwrap();
+    h.site.set_ready(h.now, "alice", true).unwrap();
+    h.collect();
+    claims_sent(&mut h, true);
+    h.invite("1001", "call-1", "");
+    h.phone_answers("1001");
+    h.take_events();
+    claims_from(
+        &mut h,
+        addr(PEER),
+        "claim-busy",
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", "alice", 0),
+    );
+    assert!(h.take_events().is_empty(), "not during the call");
+    assert_eq!(
+        h.site.agent(h.now, "alice").unwrap().state,
+        AgentState::Busy
+    );
+    h.bye("1001", "call-1");
+    assert_eq!(
+        h.take_events(),
+        ["agent_logout alice logged_out peer_login"]
+    );
+}
