@@ -316,13 +316,13 @@ impl SeqUnwrap {
 
     /// Extends `seq` of a packet from `ssrc`.
     pub fn unwrap(&mut self, ssrc: u32, seq: u16) -> Extended {
-        let start = match self.state {
-            None => Some((0, EpochStart::First)),
-            Some(s) if s.ssrc != ssrc => Some((s.epoch + 1, EpochStart::NewSsrc)),
+        let (epoch, why) = match self.state {
+            None => (0, EpochStart::First),
+            Some(s) if s.ssrc != ssrc => (s.epoch + 1, EpochStart::NewSsrc),
             Some(s) => {
                 let delta = i64::from(seq.wrapping_sub(s.highest as u16) as i16);
                 if delta > self.max_dropout || -delta > self.max_misorder {
-                    Some((s.epoch + 1, EpochStart::Jump))
+                    (s.epoch + 1, EpochStart::Jump)
                 } else {
                     let value = s.highest + delta;
                     if delta > 0 {
@@ -339,7 +339,6 @@ impl SeqUnwrap {
                 }
             }
         };
-        let (epoch, why) = start.unwrap_or((0, EpochStart::First));
         let value = i64::from(seq);
         self.state = Some(SeqState {
             ssrc,
