@@ -102,6 +102,9 @@ pub enum JournalError {
     /// removed, reordered or re-sealed.
     #[error("hash chain broken at segment {segment}: {what}")]
     ChainBroken { segment: u64, what: &'static str },
+    /// An earlier write or sync of this writer failed; it writes no more.
+    #[error("an earlier write or sync of the journal failed; the writer is stopped")]
+    WriterFailed,
     /// Bytes after the end record.
     #[error("data after the end record at byte {offset}")]
     AfterEnd { offset: u64 },

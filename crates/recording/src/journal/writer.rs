@@ -97,6 +97,10 @@ pub struct JournalWriter {
     head: [u8; 32],
     records: u64,
     frame: Vec<u8>,
+    /// Set by a failed write or sync: the file may end in a partial frame, and
+    /// appending after it would put that damage mid-file, where the reader
+    /// would take it for tampering. So a failed writer writes nothing more.
+    failed: bool,
 }
 
 impl JournalWriter {
@@ -131,6 +135,7 @@ impl JournalWriter {
             head: genesis(&header),
             records: 0,
             frame: Vec::with_capacity(256),
+            failed: false,
         })
     }
 
@@ -165,7 +170,7 @@ impl JournalWriter {
             KIND_PACKET,
             &[&arrival_ns.to_le_bytes(), &[direction.to_byte()], packet],
         );
-        self.file.write_all(&self.frame)?;
+        self.write_frame()?;
         let len = self.frame.len() as u64;
         self.offset += len;
         let seg = &mut self.segment;
@@ -205,7 +210,7 @@ impl JournalWriter {
                 &seal,
             ],
         );
-        self.file.write_all(&self.frame)?;
+        self.write_frame()?;
         self.offset += self.frame.len() as u64;
         self.segment = OpenSegment::new(self.offset);
         self.next_index += 1;
@@ -218,9 +223,26 @@ impl JournalWriter {
 
     /// Makes everything appended so far durable (fsync of the data).
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        self.file.flush()?;
-        self.file.sync_data()?;
+        self.check()?;
+        // After a failed fsync the kernel may have dropped the dirty pages;
+        // retrying would report success for data that is gone.
+        let result = self.file.flush().and_then(|()| self.file.sync_data());
+        self.failed |= result.is_err();
+        Ok(result?)
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        if self.failed {
+            return Err(JournalError::WriterFailed);
+        }
         Ok(())
+    }
+
+    fn write_frame(&mut self) -> Result<(), JournalError> {
+        self.check()?;
+        let result = self.file.write_all(&self.frame);
+        self.failed |= result.is_err();
+        Ok(result?)
     }
 
     /// Seals the open segment, writes the end record and syncs.
@@ -232,9 +254,9 @@ impl JournalWriter {
             KIND_END,
             &[&self.records.to_le_bytes(), &self.next_index.to_le_bytes()],
         );
-        self.file.write_all(&self.frame)?;
+        self.write_frame()?;
         self.offset += self.frame.len() as u64;
-        self.file.sync_all()?;
+        self.sync()?;
         Ok(Summary {
             records: self.records,
             segments: self.next_index,
