@@ -202,12 +202,9 @@ pub fn hello_token(id: u64, application: &str, user: &str, token: &str) -> Strin
         .to_string()
 }
 
-/// A request without fields: `login`, `ready`, `not_ready`, `logout`, `ping`.
-pub fn request(id: u64, kind: &str) -> String {
-    json!({"type": kind, "id": id}).to_string()
-}
-
-/// A request with `fields` (an object) beside its type and id: `decisions`.
+/// A request: its type and id, and `fields` (an object, `{}` for none)
+/// beside them: `login`, `ready`, `not_ready`, `logout`, `ping`,
+/// `decisions`.
 pub fn request_with(id: u64, kind: &str, fields: Value) -> String {
     let mut message = json!({"type": kind, "id": id});
     if let (Some(message), Value::Object(fields)) = (message.as_object_mut(), fields) {

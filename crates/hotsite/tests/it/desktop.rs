@@ -19,9 +19,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::daemon::{self, Daemon};
 use crate::gateway::{now, temp_dir};
 
-const TOKEN: &str = "desktop-test-token";
+pub(crate) const TOKEN: &str = "desktop-test-token";
 const PHONE_PASSWORD: &str = "phone-secret-1";
-const PASSWORD: &str = "alice's desktop password";
+pub(crate) const PASSWORD: &str = "alice's desktop password";
 const APP: &str = "hotsite-web-desktop";
 /// Longest a test waits for one expected frame.
 const FRAME_WAIT: Duration = Duration::from_secs(10);
@@ -52,9 +52,15 @@ pub(crate) fn hash(password: &str) -> String {
     phc
 }
 
-struct Site {
-    daemon: Daemon,
+pub(crate) struct Site {
+    pub(crate) daemon: Daemon,
     sip: SocketAddr,
+}
+
+/// Where a site's API listens and the two sites' desktop URLs it lists.
+pub(crate) struct Endpoints<'a> {
+    pub(crate) api: SocketAddr,
+    pub(crate) urls: &'a [(String, String); 2],
 }
 
 impl Site {
@@ -66,6 +72,29 @@ impl Site {
         phc: &str,
         desktop_extra: &str,
     ) -> Site {
+        // The URLs only matter to a desktop that switches: placeholders.
+        let urls = [
+            ("a".to_owned(), "ws://127.0.0.1:1/v1/desktop".to_owned()),
+            ("b".to_owned(), "ws://127.0.0.1:2/v1/desktop".to_owned()),
+        ];
+        let api = SocketAddr::from(([127, 0, 0, 1], 0));
+        let endpoints = Endpoints { api, urls: &urls };
+        Site::start_at(dir, name, sip, peer, phc, desktop_extra, endpoints).await
+    }
+
+    /// A site (one DN 1001, agent alice, person alice preferring a) whose
+    /// API and desktop URLs are `endpoints`.
+    pub(crate) async fn start_at(
+        dir: &Path,
+        name: &str,
+        sip: SocketAddr,
+        peer: Option<SocketAddr>,
+        phc: &str,
+        desktop_extra: &str,
+        endpoints: Endpoints<'_>,
+    ) -> Site {
+        let Endpoints { api, urls } = endpoints;
+        let (a_url, b_url) = (&urls[0].1, &urls[1].1);
         let peer = peer
             .map(|p| format!("dr_peer_trunk = \"{p}\"\n"))
             .unwrap_or_default();
@@ -85,18 +114,18 @@ password = "{PHONE_PASSWORD}"
 id = "alice"
 
 [api]
-listen = "127.0.0.1:0"
+listen = "{api}"
 tokens = ["{TOKEN}"]
 
 [desktop]
 {desktop_extra}
 [[desktop.sites]]
 name = "a"
-url = "ws://127.0.0.1:1/v1/desktop"
+url = "{a_url}"
 
 [[desktop.sites]]
 name = "b"
-url = "ws://127.0.0.1:2/v1/desktop"
+url = "{b_url}"
 
 [[desktop.people]]
 user = "alice"

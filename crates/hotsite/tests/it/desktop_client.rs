@@ -4,23 +4,19 @@
 //! (SPEC D1, D2, D4, D6, D8 with S2, S7). Every wait is bounded.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use hotsite_desktop::client::{Desktop, DesktopConfig, Report, Timed};
 use hotsite_desktop::{Output, Reason};
 use hotsite_lab::{Link, LinkConfig, SipPhone, SipPhoneConfig};
 use serde_json::Value;
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::daemon::{self, Daemon};
-use crate::desktop::{free_udp, hash};
+use crate::daemon::Daemon;
+use crate::desktop::{free_udp, hash, Endpoints, Site, PASSWORD, TOKEN};
 use crate::gateway::{now, temp_dir};
 
-const TOKEN: &str = "desktop-client-token";
 const PHONE_PASSWORD: &str = "phone-secret-1";
-const PASSWORD: &str = "alice's desktop password";
 /// The same at both sites: a token from a is good at b.
 const SESSION_KEY: &str = "both sites sign session tokens with this key";
 /// The desktop's `site_timeout` here; the issue's bound is this + 2 s.
@@ -55,8 +51,14 @@ async fn pair(name: &str) -> Pair {
     let link = Link::start(LinkConfig::new("ab", a_sip, b_sip))
         .await
         .unwrap();
-    let a = start(&dir, "a", a_sip, link.a_addr(), a_api, &urls, &phc).await;
-    let b = start(&dir, "b", b_sip, link.b_addr(), b_api, &urls, &phc).await;
+    let key = format!("session_key = \"{SESSION_KEY}\"\n");
+    let at = |api| Endpoints { api, urls: &urls };
+    let a = Site::start_at(&dir, "a", a_sip, Some(link.a_addr()), &phc, &key, at(a_api))
+        .await
+        .daemon;
+    let b = Site::start_at(&dir, "b", b_sip, Some(link.b_addr()), &phc, &key, at(b_api))
+        .await
+        .daemon;
     let mut phone = SipPhoneConfig::new("1001", PHONE_PASSWORD, "hotsite", vec![a_sip, b_sip]);
     phone.expires = Duration::from_secs(60);
     let phone = SipPhone::start(phone).await.unwrap();
@@ -77,68 +79,6 @@ async fn pair(name: &str) -> Pair {
         _link: link,
         _phone: phone,
     }
-}
-
-async fn start(
-    dir: &Path,
-    name: &str,
-    sip: SocketAddr,
-    peer: SocketAddr,
-    api: SocketAddr,
-    urls: &[(String, String); 2],
-    phc: &str,
-) -> Daemon {
-    let config = format!(
-        r#"[site]
-name = "{name}"
-listen = "{sip}"
-dr_peer_trunk = "{peer}"
-oos_check = "200ms"
-oos_force = "1s"
-peer_rise = 2
-
-[[site.dns]]
-dn = "1001"
-password = "{PHONE_PASSWORD}"
-
-[[site.agents]]
-id = "alice"
-
-[api]
-listen = "{api}"
-tokens = ["{TOKEN}"]
-
-[desktop]
-session_key = "{SESSION_KEY}"
-
-[[desktop.sites]]
-name = "a"
-url = "{a_url}"
-
-[[desktop.sites]]
-name = "b"
-url = "{b_url}"
-
-[[desktop.people]]
-user = "alice"
-password_hash = "{phc}"
-agent = "alice"
-dn = "1001"
-preferred_site = "a"
-secondary_site = "b"
-"#,
-        a_url = urls[0].1,
-        b_url = urls[1].1,
-    );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, config).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hotsite"));
-    command
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("HOTSITE_LOG", "info");
-    daemon::spawn(command).await
 }
 
 async fn get(site: &Daemon, path: &str) -> Value {
