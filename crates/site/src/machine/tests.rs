@@ -784,6 +784,31 @@ fn claim_body(kind: &str, agent: &str, since_ms: i64) -> String {
     )
 }
 
+/// The peer claims `agent` afresh in a MESSAGE with Call-ID `call`; the
+/// statuses the site answered.
+fn fresh_claim_from_peer(h: &mut Harness, call: &str, agent: &str) -> Vec<u16> {
+    let peer = addr(PEER);
+    claims_from(
+        h,
+        peer,
+        call,
+        crate::claims::CONTENT_TYPE,
+        &claim_body("fresh", agent, 0),
+    );
+    h.responses_to(peer)
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect()
+}
+
+/// `agent` logs in on `dn`, its claim answered, the events taken.
+fn log_in_claimed(h: &mut Harness, agent: &str, dn: &str) {
+    h.site.login(h.now, agent, dn).unwrap();
+    h.collect();
+    claims_sent(h, true);
+    h.take_events();
+}
+
 /// The claims the site sent to the peer, answered 200 unless `answer` is
 /// false.
 fn claims_sent(h: &mut Harness, answer: bool) -> Vec<crate::claims::ClaimBatch> {
@@ -857,49 +882,16 @@ fn a_claim_from_the_peer_logs_the_agent_out_here() {
     let mut h = Harness::new(config(true, DrForward::Off));
     h.peer_up();
     h.register("1001", 600);
-    h.site.login(h.now, "alice", "1001").unwrap();
-    h.collect();
-    claims_sent(&mut h, true);
-    h.take_events();
-    let peer = addr(PEER);
-    claims_from(
-        &mut h,
-        peer,
-        "claim-1",
-        crate::claims::CONTENT_TYPE,
-        &claim_body("fresh", "alice", 0),
-    );
-    assert_eq!(
-        h.responses_to(peer)
-            .iter()
-            .map(|r| r.status.as_u16())
-            .collect::<Vec<_>>(),
-        [200]
-    );
+    log_in_claimed(&mut h, "alice", "1001");
+    assert_eq!(fresh_claim_from_peer(&mut h, "claim-1", "alice"), [200]);
     assert_eq!(
         h.take_events(),
         ["agent_logout alice logged_out peer_login"]
     );
     assert_eq!(h.site.agent(h.now, "alice").unwrap().dn, None);
 
-    h.site.login(h.now, "alice", "1001").unwrap();
-    h.collect();
-    claims_sent(&mut h, true);
-    h.take_events();
-    claims_from(
-        &mut h,
-        peer,
-        "claim-1",
-        crate::claims::CONTENT_TYPE,
-        &claim_body("fresh", "alice", 0),
-    );
-    assert_eq!(
-        h.responses_to(peer)
-            .iter()
-            .map(|r| r.status.as_u16())
-            .collect::<Vec<_>>(),
-        [200]
-    );
+    log_in_claimed(&mut h, "alice", "1001");
+    assert_eq!(fresh_claim_from_peer(&mut h, "claim-1", "alice"), [200]);
     assert!(
         h.take_events().is_empty(),
         "a retransmission is not applied twice"
@@ -909,13 +901,7 @@ fn a_claim_from_the_peer_logs_the_agent_out_here() {
         Some("1001")
     );
     // A claim for an agent not logged in here changes nothing.
-    claims_from(
-        &mut h,
-        peer,
-        "claim-2",
-        crate::claims::CONTENT_TYPE,
-        &claim_body("fresh", "bob", 0),
-    );
+    fresh_claim_from_peer(&mut h, "claim-2", "bob");
     assert!(h.take_events().is_empty());
     let status = h.site.status(h.now).claims;
     assert_eq!((status.received, status.yielded), (2, 1));
@@ -987,10 +973,7 @@ fn bad_claims_are_refused_and_change_nothing() {
     let mut h = Harness::new(config(true, DrForward::Off));
     h.peer_up();
     h.register("1001", 600);
-    h.site.login(h.now, "alice", "1001").unwrap();
-    h.collect();
-    claims_sent(&mut h, true);
-    h.take_events();
+    log_in_claimed(&mut h, "alice", "1001");
     let stranger = addr("127.0.0.1:9999");
     let peer = addr(PEER);
     let body = claim_body("fresh", "alice", 0);
