@@ -240,7 +240,7 @@ async fn hello(
                 format!("application {application:?} is not allowed at this site (desktop.applications)"),
             )
         } else {
-            let person = shared.config.person(&user).cloned();
+            let person = shared.people.get(&user).cloned();
             match credential {
                 Credential::Password(password) => {
                     let hash = person.as_ref().map(|p| p.password_hash.clone());

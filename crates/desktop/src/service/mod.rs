@@ -27,6 +27,7 @@ pub mod protocol;
 mod router;
 pub mod session;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) config: DesktopConfig,
+    /// The people by user name: a hello looks one up (5,000 people and a
+    /// switchover storm make a scan of the list add up).
+    pub(crate) people: HashMap<String, Person>,
     pub(crate) site_name: String,
     pub(crate) site: SiteClient,
     pub(crate) verifier: password::Verifier,
@@ -180,6 +184,11 @@ pub async fn start(
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(Shared {
         config: config.clone(),
+        people: config
+            .people
+            .iter()
+            .map(|person| (person.user.clone(), person.clone()))
+            .collect(),
         site_name: site_name.to_owned(),
         site: site.clone(),
         verifier: password::Verifier::new(concurrency),
