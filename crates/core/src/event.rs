@@ -106,6 +106,15 @@ pub enum EventKind {
         /// The decisions, oldest first.
         decisions: Vec<DesktopDecision>,
     },
+    /// An anchored call's media was released because no RTP came from
+    /// either leg for the media timeout; the call's signalling is left alone
+    /// (SPEC R5: silence is never taken for hold).
+    MediaTimeout {
+        /// The call's Call-ID.
+        call_id: String,
+        /// Why, in words.
+        cause: String,
+    },
 }
 
 /// One decision of a desktop's switchover machine (SPEC D7).
@@ -145,6 +154,7 @@ impl EventKind {
             EventKind::Agent { .. } => "agent_state",
             EventKind::SiteMode { .. } => "site_mode",
             EventKind::DesktopDecisions { .. } => "desktop_decisions",
+            EventKind::MediaTimeout { .. } => "media_timeout",
         }
     }
 
@@ -155,7 +165,8 @@ impl EventKind {
             | EventKind::RetryScheduled { cause, .. }
             | EventKind::Rerouted { cause, .. }
             | EventKind::DnService { cause, .. }
-            | EventKind::SiteMode { cause, .. } => Some(cause),
+            | EventKind::SiteMode { cause, .. }
+            | EventKind::MediaTimeout { cause, .. } => Some(cause),
             EventKind::DesktopDecisions { decisions, .. } => {
                 decisions.last().map(|d| d.reason.as_str())
             }
@@ -227,6 +238,9 @@ impl std::fmt::Display for Event {
                     write!(f, "{sep}{}{about} ({})", d.decision, d.reason)?;
                 }
                 Ok(())
+            }
+            EventKind::MediaTimeout { call_id, cause } => {
+                write!(f, "{}: media of {call_id} timed out ({cause})", self.target)
             }
         }
     }

@@ -37,7 +37,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let deps = host.deps();
     let mut voice_addr = None;
     if let Some(voice) = &config.voice {
-        let (voice, routes) = hotsite_voice::start(voice, &deps)
+        let (voice, routes) = hotsite_voice::start(voice, &deps, None)
             .await
             .context("cannot start the voice proxy")?;
         voice_addr = Some(voice.local_addr());

@@ -34,7 +34,7 @@ use hotsite_sip::message::{
     StatusCode, Uri,
 };
 use hotsite_voice::proxy::{
-    GroupSetup, Proxy, ProxyConfig, Transmit, Transport, TrunkSetup, INITIAL_CAPACITY,
+    GroupSetup, MediaMode, Proxy, ProxyConfig, Transmit, Transport, TrunkSetup, INITIAL_CAPACITY,
 };
 use hotsite_voice::routing::{Distribution, TrunkSpec};
 
@@ -102,6 +102,7 @@ fn config() -> ProxyConfig {
             trunks: vec![0, 1],
             max_attempts: 2,
             prefixes: Vec::new(),
+            media: MediaMode::Direct,
         }],
         default_group: 0,
         invite_timeout: Duration::from_secs(2),
@@ -112,6 +113,7 @@ fn config() -> ProxyConfig {
         max_calls: 1_000_000,
         retry_after: Duration::from_secs(5),
         initial_capacity: INITIAL_CAPACITY,
+        media: None,
     }
 }
 

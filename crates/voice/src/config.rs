@@ -23,6 +23,14 @@
 //! name = "pstn"
 //! trunks = ["carrier-a-1", "carrier-b-1"]
 //! distribution = "sequential"
+//! media = "anchor"                      # RTP through hotsite (default "direct")
+//!
+//! [voice.media]                         # used by groups with media = "anchor"
+//! address = "203.0.113.5"               # bound and written into SDP; default: public_address's IP
+//! ports = "30000-39999"                 # RTP on even ports, RTCP on the next
+//! timeout = "60s"                       # no RTP from either leg of an answered call
+//! hold_timeout = "2h"                   # the same while on hold (SDP sendonly/inactive)
+//! relatch_after = "500ms"               # a silent source may be replaced by a new one
 //! ```
 //!
 //! Durations are humantime strings (`"2s"`, `"500ms"`). Serde rejects unknown
@@ -32,7 +40,7 @@
 //! typed [`ProxyConfig`] the proxy core takes, which has no serde in it.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hotsite_core::config::{duration, parse_socket_addr as parse_addr, Issues};
@@ -40,8 +48,10 @@ use hotsite_core::Secret;
 use hotsite_sip::message::Uri;
 use serde::Deserialize;
 
+use crate::media::{MediaSetup, RelayTimers};
 use crate::proxy::{
-    GroupSetup, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup, INITIAL_CAPACITY,
+    GroupSetup, MediaMode, ProbeSetup, ProxyConfig, RegisterSetup, Transport, TrunkSetup,
+    INITIAL_CAPACITY,
 };
 use crate::routing::{Distribution, TrunkSpec};
 
@@ -101,6 +111,62 @@ pub struct VoiceConfig {
     /// sequential.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// The media relay for groups with `media = "anchor"`.
+    #[serde(default)]
+    pub media: MediaConfig,
+}
+
+/// `[voice.media]`: the media relay of groups with `media = "anchor"`
+/// (`crate::media`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The IP the media ports are bound to and every anchored SDP names
+    /// (`c=`). Default: the IP of `public_address`, else of `listen`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The port range, `"first-last"`: each call takes two pairs per stream
+    /// (RTP on an even port, RTCP on the next), so N ports carry N/4
+    /// single-stream calls. Default: `"30000-39999"`.
+    #[serde(default = "default_media_ports")]
+    pub ports: String,
+    /// No RTP from either leg of an answered call for this → its media is
+    /// released (the signalling is left alone). 1 s to 24 h. Default: 60 s.
+    #[serde(default = "default_media_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// The same while the call is on hold (SDP `sendonly`/`inactive`; SPEC
+    /// R5). At least `timeout`, at most 7 days. Default: 2 h.
+    #[serde(default = "default_hold_timeout", deserialize_with = "duration")]
+    pub hold_timeout: Duration,
+    /// A far end's source silent this long may be replaced by a new one
+    /// (a media server's handover: another port, new SSRC). Shorter than two
+    /// packet intervals would let another source take the stream between
+    /// packets. 20 ms to 10 s. Default: 500 ms.
+    #[serde(default = "default_relatch_after", deserialize_with = "duration")]
+    pub relatch_after: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            address: None,
+            ports: default_media_ports(),
+            timeout: default_media_timeout(),
+            hold_timeout: default_hold_timeout(),
+            relatch_after: default_relatch_after(),
+        }
+    }
+}
+
+/// A group's `media`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaModeConfig {
+    /// SDP untouched; media goes between the caller and the trunk.
+    #[default]
+    Direct,
+    /// RTP and RTCP through hotsite (`[voice.media]`).
+    Anchor,
 }
 
 /// One trunk (`[[voice.trunks]]`).
@@ -214,6 +280,10 @@ pub struct GroupConfig {
     /// group (longest prefix wins over all groups). Default: none.
     #[serde(default)]
     pub prefixes: Vec<String>,
+    /// `direct` (the default: SDP untouched) or `anchor` (RTP and RTCP pass
+    /// through hotsite, `[voice.media]`, so the edge can record them).
+    #[serde(default)]
+    pub media: MediaModeConfig,
 }
 
 /// How a group spreads calls (SPEC V4).
@@ -269,6 +339,7 @@ impl VoiceConfig {
             default_group: None,
             trunks,
             groups: Vec::new(),
+            media: MediaConfig::default(),
         }
     }
 
@@ -489,7 +560,74 @@ impl VoiceConfig {
                 );
             }
         }
+        self.validate_media(&mut issues);
         issues.finish().map_err(VoiceConfigError::Invalid)
+    }
+
+    /// Whether a group anchors media.
+    pub fn anchors_media(&self) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.media == MediaModeConfig::Anchor)
+    }
+
+    /// `[voice.media]`: its values always; what it must agree with (an
+    /// address, the SIP port) only when a group anchors.
+    fn validate_media(&self, issues: &mut Issues) {
+        let media = &self.media;
+        let range = match parse_port_range(&media.ports) {
+            Ok(range) => Some(range),
+            Err(reason) => {
+                issues.add("voice.media.ports", reason);
+                None
+            }
+        };
+        issues.timer(
+            "voice.media.timeout",
+            media.timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+        );
+        issues.timer(
+            "voice.media.hold_timeout",
+            media.hold_timeout,
+            media.timeout.max(Duration::from_secs(1)),
+            Duration::from_secs(7 * 86_400),
+        );
+        issues.timer(
+            "voice.media.relatch_after",
+            media.relatch_after,
+            Duration::from_millis(20),
+            Duration::from_secs(10),
+        );
+        if let Some(address) = &media.address {
+            match address.parse::<IpAddr>() {
+                Err(_) => issues.add(
+                    "voice.media.address",
+                    format!("{address:?} is not an IP address"),
+                ),
+                Ok(ip) if ip.is_unspecified() || ip.is_multicast() => issues.add(
+                    "voice.media.address",
+                    format!("{address:?} must be one unicast address: it is written into SDP"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if !self.anchors_media() {
+            return;
+        }
+        if let (Some((first, last)), Ok(listen)) = (range, parse_addr(&self.listen)) {
+            if (first..=last).contains(&listen.port()) {
+                issues.add(
+                    "voice.media.ports",
+                    format!(
+                        "{:?} includes the SIP port of voice.listen ({})",
+                        media.ports,
+                        listen.port()
+                    ),
+                );
+            }
+        }
     }
 
     /// The listen address, once [`VoiceConfig::validate`] passed.
@@ -562,6 +700,7 @@ impl VoiceConfig {
                 trunks: (0..self.trunks.len()).collect(),
                 max_attempts: self.trunks.len(),
                 prefixes: Vec::new(),
+                media: MediaMode::Direct,
             }]
         } else {
             self.groups
@@ -575,6 +714,10 @@ impl VoiceConfig {
                     trunks: group.trunks.iter().filter_map(|n| index_of(n)).collect(),
                     max_attempts: group.max_attempts.unwrap_or(group.trunks.len()),
                     prefixes: group.prefixes.clone(),
+                    media: match group.media {
+                        MediaModeConfig::Direct => MediaMode::Direct,
+                        MediaModeConfig::Anchor => MediaMode::Anchor,
+                    },
                 })
                 .collect()
         };
@@ -583,6 +726,38 @@ impl VoiceConfig {
             .as_deref()
             .and_then(|name| groups.iter().position(|g| g.name == name))
             .unwrap_or(0);
+        let media = match self.anchors_media() {
+            false => None,
+            true => {
+                let (first_port, last_port) = parse_port_range(&self.media.ports)
+                    .map_err(|r| invalid("voice.media.ports", r))?;
+                let media_address = match &self.media.address {
+                    Some(text) => text.parse::<IpAddr>().map_err(|_| {
+                        invalid(
+                            "voice.media.address",
+                            format!("{text:?} is not an IP address"),
+                        )
+                    })?,
+                    None => address.ip(),
+                };
+                if media_address.is_unspecified() {
+                    return Err(invalid(
+                        "voice.media.address",
+                        "required: the proxy's address is not a specific IP".into(),
+                    ));
+                }
+                Some(MediaSetup {
+                    address: media_address,
+                    first_port,
+                    last_port,
+                    timers: RelayTimers {
+                        timeout: self.media.timeout,
+                        hold_timeout: self.media.hold_timeout,
+                        relatch_after: self.media.relatch_after,
+                    },
+                })
+            }
+        };
         Ok(ProxyConfig {
             address,
             listen: bound,
@@ -596,6 +771,7 @@ impl VoiceConfig {
             max_calls: self.max_calls,
             retry_after: self.retry_after,
             initial_capacity: INITIAL_CAPACITY,
+            media,
         })
     }
 }
@@ -628,6 +804,45 @@ fn registrar_uri(text: &str) -> Result<Uri, String> {
         return Err(format!("{text:?} is not a sip: URI"));
     }
     Ok(uri)
+}
+
+/// `"first-last"`: at least two RTP/RTCP pairs (one call).
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let parsed = text.split_once('-').and_then(|(first, last)| {
+        Some((
+            first.trim().parse::<u16>().ok()?,
+            last.trim().parse::<u16>().ok()?,
+        ))
+    });
+    match parsed {
+        None => Err(format!("{text:?} is not \"first-last\" (ports 1-65535)")),
+        Some((first, last)) if first == 0 || first >= last => {
+            Err(format!("{text:?}: the first port must be 1 or more and below the last"))
+        }
+        // RTP ports are even: an odd first port starts the pairs one later.
+        Some((first, last)) if u32::from(first) + u32::from(first % 2) + 3 > u32::from(last) => {
+            Err(format!(
+                "{text:?}: at least two RTP/RTCP pairs (an even port and the next) are needed for one call"
+            ))
+        }
+        Some(range) => Ok(range),
+    }
+}
+
+fn default_media_ports() -> String {
+    "30000-39999".into()
+}
+
+fn default_media_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_hold_timeout() -> Duration {
+    Duration::from_secs(7200)
+}
+
+fn default_relatch_after() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_listen() -> String {

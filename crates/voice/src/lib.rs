@@ -11,19 +11,25 @@
 //!   event.
 //! - [`config`] is the `[voice]` section of `hotsite.toml`, validated with
 //!   errors that name their key, and turned into a [`proxy::ProxyConfig`].
+//! - [`media`] anchors the media of groups with `media = "anchor"`: SDP
+//!   rewritten both ways, RTP and RTCP relayed with symmetric latching that
+//!   follows a media server's handover, every packet handed to a
+//!   [`MediaTap`] (the edge recorder, SPEC R1).
 //! - [`driver`] binds the UDP socket and the TCP listener (one port) and runs
-//!   the proxy on tokio; it is the only part that does I/O or reads the clock
-//!   (through `hotsite_host::clock`).
+//!   the proxy on tokio; it and the media relay (`media::relay`) are the only
+//!   parts that do I/O or read the clock (through `hotsite_host::clock`).
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod driver;
+pub mod media;
 pub mod proxy;
 pub mod routing;
 mod system;
 
 pub use config::{VoiceConfig, VoiceConfigError};
-pub use driver::{start, TrunkStatusView, VoiceError, VoiceHandle, VoiceMetrics};
+pub use driver::{start, MediaMetrics, TrunkStatusView, VoiceError, VoiceHandle, VoiceMetrics};
+pub use media::{AnchoredCall, Leg, MediaDirection, MediaEnd, MediaTap};
 pub use proxy::{Proxy, ProxyConfig, ProxyEvent};
 pub use system::SYSTEM;

@@ -11,7 +11,7 @@ use hotsite_host::metrics::{self, Collector, Encoder, Registry};
 use hotsite_host::{BoxFuture, Health, HttpRoutes, System};
 use serde_json::{json, Map, Value};
 
-use crate::driver::{TrunkStatusView, VoiceHandle, VoiceMetrics};
+use crate::driver::{MediaMetrics, TrunkStatusView, VoiceHandle, VoiceMetrics};
 
 /// The name of this system's events and status section.
 pub const SYSTEM: &str = "voice";
@@ -26,9 +26,13 @@ impl System for VoiceHandle {
 
     fn status(&self) -> BoxFuture<'_, Map<String, Value>> {
         let trunks = trunks_json(&VoiceHandle::status(self));
+        let media = self.metrics().media.map(|m| media_json(&m));
         Box::pin(async move {
             let mut section = Map::new();
             section.insert("trunks".into(), trunks);
+            if let Some(media) = media {
+                section.insert("media".into(), media);
+            }
             section
         })
     }
@@ -109,6 +113,121 @@ fn trunk_json(trunk: &TrunkStatusView) -> Value {
     })
 }
 
+/// The media relay in `/v1/status` (`media`, when a group anchors): calls
+/// anchored, ports, packets per direction, drops, latches, timeouts.
+fn media_json(media: &MediaMetrics) -> Value {
+    let (s, r) = (&media.sessions, &media.relay);
+    json!({
+        "calls": s.sessions,
+        "anchored": s.anchored,
+        "sdp_rejected": s.sdp_rejected,
+        "sdp_unanchored": s.sdp_unanchored,
+        "ports_exhausted": s.ports_exhausted,
+        "timeouts": s.timeouts,
+        "port_pairs": {
+            "total": s.ports.total,
+            "free": s.ports.free,
+            "ready": s.ports.ready,
+            "in_use": s.ports.in_use,
+            "resting": s.ports.resting,
+        },
+        "bind_failures": s.bind_failures,
+        "packets_a_to_b": r.packets_a_to_b,
+        "bytes_a_to_b": r.bytes_a_to_b,
+        "packets_b_to_a": r.packets_b_to_a,
+        "bytes_b_to_a": r.bytes_b_to_a,
+        "refused": r.refused,
+        "undeliverable": r.undeliverable,
+        "latches": r.latches,
+        "relatches": r.relatches,
+    })
+}
+
+/// The media relay's metrics (`hotsite_voice_media_*`).
+fn encode_media(encoder: &mut Encoder, media: &MediaMetrics) -> fmt::Result {
+    let (s, r) = (&media.sessions, &media.relay);
+    metrics::gauge(
+        encoder,
+        "voice_media_calls",
+        "Calls whose media is anchored now.",
+        s.sessions as i64,
+    )?;
+    metrics::gauge(
+        encoder,
+        "voice_media_port_pairs_in_use",
+        "RTP/RTCP port pairs held by anchored calls.",
+        s.ports.in_use as i64,
+    )?;
+    metrics::gauge(
+        encoder,
+        "voice_media_port_pairs_free",
+        "RTP/RTCP port pairs free or bound ahead for the next calls.",
+        (s.ports.free + s.ports.ready) as i64,
+    )?;
+    metrics::counter_family(
+        encoder,
+        "voice_media_packets",
+        "Datagrams relayed, by direction (a = caller side, b = trunk side).",
+        [
+            ([("direction", "a_to_b")], r.packets_a_to_b),
+            ([("direction", "b_to_a")], r.packets_b_to_a),
+        ],
+    )?;
+    metrics::counter_family(
+        encoder,
+        "voice_media_bytes",
+        "Bytes relayed, by direction.",
+        [
+            ([("direction", "a_to_b")], r.bytes_a_to_b),
+            ([("direction", "b_to_a")], r.bytes_b_to_a),
+        ],
+    )?;
+    metrics::counter_family(
+        encoder,
+        "voice_media_dropped",
+        "Datagrams not relayed: refused (not from the latched source) or undeliverable.",
+        [
+            ([("reason", "refused")], r.refused),
+            ([("reason", "undeliverable")], r.undeliverable),
+        ],
+    )?;
+    metrics::counter_family(
+        encoder,
+        "voice_media_latches",
+        "Sockets latched to a far end's source; relatched: a new source after silence (handover).",
+        [
+            ([("kind", "latched")], r.latches),
+            ([("kind", "relatched")], r.relatches),
+        ],
+    )?;
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "voice_media_timeouts_total",
+            "Anchored calls whose media timed out (no RTP from either leg).",
+            s.timeouts,
+        ),
+        (
+            "voice_media_sdp_rejected_total",
+            "INVITEs and in-dialog requests refused 488 for an SDP that could not be anchored.",
+            s.sdp_rejected,
+        ),
+        (
+            "voice_media_ports_exhausted_total",
+            "INVITEs refused 503 for want of media ports.",
+            s.ports_exhausted,
+        ),
+        (
+            "voice_media_bind_failures_total",
+            "Media port pairs that could not be bound (skipped for a minute).",
+            s.bind_failures,
+        ),
+    ];
+    for (name, help, value) in counters {
+        metrics::counter(encoder, name, help, value)?;
+    }
+    Ok(())
+}
+
 /// Reads the trunks and the call counters at scrape time.
 struct VoiceCollector {
     status: StatusReader,
@@ -180,6 +299,9 @@ impl Collector for VoiceCollector {
                 "INVITEs answered 503 because voice.max_calls calls were held.",
                 m.stats.refused_over_capacity,
             )?;
+            if let Some(media) = &m.media {
+                encode_media(encoder, media)?;
+            }
         }
         Ok(())
     }

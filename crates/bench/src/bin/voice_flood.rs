@@ -365,7 +365,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
             let mut config = VoiceConfig::new("127.0.0.1:0", trunks);
             config.max_calls = max_calls;
             Target::InProcess(
-                hotsite_voice::start(&config, &hotsite_host::Deps::detached())
+                hotsite_voice::start(&config, &hotsite_host::Deps::detached(), None)
                     .await?
                     .0,
             )

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let path = args.next().ok_or("usage: voice_proxy FILE [SECONDS]")?;
     let seconds: Option<u64> = args.next().map(|s| s.parse()).transpose()?;
     let file: File = toml::from_str(&std::fs::read_to_string(&path)?)?;
-    let handle = hotsite_voice::start(&file.voice, &hotsite_host::Deps::detached())
+    let handle = hotsite_voice::start(&file.voice, &hotsite_host::Deps::detached(), None)
         .await?
         .0;
     println!("voice proxy on {}", handle.local_addr());

@@ -211,9 +211,13 @@ pub(super) async fn run(settings: &Settings, progress: &Progress) -> anyhow::Res
         );
     }
     let addrs: Vec<SocketAddr> = trunks.iter().map(SipTrunk::local_addr).collect();
-    let (voice, _) = hotsite_voice::start(&voice_config(&addrs)?, &hotsite_host::Deps::detached())
-        .await
-        .context("cannot start the voice proxy")?;
+    let (voice, _) = hotsite_voice::start(
+        &voice_config(&addrs)?,
+        &hotsite_host::Deps::detached(),
+        None,
+    )
+    .await
+    .context("cannot start the voice proxy")?;
     let mut events = voice.subscribe();
     progress.line(&format!(
         "voice proxy on {}; trunks by priority: {}",

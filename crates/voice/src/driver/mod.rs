@@ -31,6 +31,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{VoiceConfig, VoiceConfigError};
+use crate::media::relay::{Relay, RelayCounters, RelayStats};
+use crate::media::{MediaSessionStats, MediaTap};
 use crate::proxy::{Peer, Proxy, ProxyEvent, ProxyStats, Sizes, Transmit, Transport, TrunkStats};
 use crate::routing::Cause;
 use hotsite_host::clock;
@@ -107,6 +109,18 @@ pub struct VoiceMetrics {
     pub stats: ProxyStats,
     /// State held now.
     pub sizes: Sizes,
+    /// The media relay's, when a group anchors media.
+    pub media: Option<MediaMetrics>,
+}
+
+/// The media side's counters: the anchored calls and their ports (the
+/// proxy core's) and the packets relayed (the relay tasks').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaMetrics {
+    /// Anchored calls, SDP refusals, timeouts, ports.
+    pub sessions: MediaSessionStats,
+    /// Packets and bytes relayed per direction, drops, latches.
+    pub relay: RelayStats,
 }
 
 #[derive(Default)]
@@ -123,6 +137,8 @@ struct Shared {
 pub struct VoiceHandle {
     local_addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
+    /// The media relay's packet counters, read live.
+    relay: Option<RelayCounters>,
     events: broadcast::Sender<ProxyEvent>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -149,29 +165,29 @@ impl VoiceHandle {
         move || shared.lock().map(|s| s.status.clone()).unwrap_or_default()
     }
 
-    /// Counters (calls, failovers, trunk state changes, …) as of the last batch.
+    /// Counters (calls, failovers, trunk state changes, …) as of the last
+    /// batch; the media relay's packet counters as of now.
     pub fn metrics(&self) -> VoiceMetrics {
-        self.shared
-            .lock()
-            .ok()
-            .and_then(|s| s.metrics)
-            .unwrap_or(VoiceMetrics {
-                stats: ProxyStats::default(),
-                sizes: Sizes {
-                    calls: 0,
-                    branches: 0,
-                    tombstones: 0,
-                    timers: 0,
-                    capacity: 0,
-                },
-            })
+        let metrics = self.shared.lock().ok().and_then(|s| s.metrics);
+        with_relay(metrics, self.relay.as_ref()).unwrap_or(VoiceMetrics {
+            stats: ProxyStats::default(),
+            sizes: Sizes {
+                calls: 0,
+                branches: 0,
+                tombstones: 0,
+                timers: 0,
+                capacity: 0,
+            },
+            media: None,
+        })
     }
 
     /// A reader of [`VoiceHandle::metrics`] that outlives the borrow of the
     /// handle: for the API's `/metrics` in the same process.
     pub fn metrics_reader(&self) -> impl Fn() -> Option<VoiceMetrics> + Send + Sync + 'static {
         let shared = Arc::clone(&self.shared);
-        move || shared.lock().ok().and_then(|s| s.metrics)
+        let relay = self.relay.clone();
+        move || with_relay(shared.lock().ok().and_then(|s| s.metrics), relay.as_ref())
     }
 
     /// Every event of the proxy from now on, typed (trunk state changes,
@@ -195,6 +211,18 @@ impl VoiceHandle {
     }
 }
 
+/// The published metrics with the relay's counters read now.
+fn with_relay(
+    metrics: Option<VoiceMetrics>,
+    relay: Option<&RelayCounters>,
+) -> Option<VoiceMetrics> {
+    let mut metrics = metrics?;
+    if let (Some(media), Some(relay)) = (&mut metrics.media, relay) {
+        media.relay = relay.stats();
+    }
+    Some(metrics)
+}
+
 impl Drop for VoiceHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.shutdown.take() {
@@ -204,11 +232,15 @@ impl Drop for VoiceHandle {
 }
 
 /// Validates `config`, binds its socket and starts the proxy task. Its trunk
-/// changes and call failovers are published through `deps`' event stream;
-/// the routes (`GET /v1/trunks`) are for the host to serve.
+/// changes, call failovers and media timeouts are published through `deps`'
+/// event stream; the routes (`GET /v1/trunks`) are for the host to serve.
+/// `tap` sees the media of every anchored call (groups with `media =
+/// "anchor"`; see [`MediaTap`]); with `None` the media is relayed and not
+/// recorded.
 pub async fn start(
     config: &VoiceConfig,
     deps: &Deps,
+    tap: Option<Arc<dyn MediaTap>>,
 ) -> Result<(VoiceHandle, HttpRoutes), VoiceError> {
     config.validate()?;
     // A flood's memory must go back when it is over (DESIGN.md invariant 6).
@@ -216,11 +248,13 @@ pub async fn start(
     let listen = config.listen_addr()?;
     let (socket, listener) = bind_both(listen)?;
     let local_addr = socket.local_addr()?;
-    let proxy = Proxy::new(
-        config.proxy_config(local_addr)?,
-        clock::seed(),
-        clock::now(),
-    );
+    let proxy_config = config.proxy_config(local_addr)?;
+    let relay = proxy_config
+        .media
+        .as_ref()
+        .map(|setup| Relay::new(setup, tap));
+    let relay_counters = relay.as_ref().map(Relay::counters);
+    let proxy = Proxy::new(proxy_config, clock::seed(), clock::now());
     let shared = Arc::new(Mutex::new(Shared::default()));
     let (events, _) = broadcast::channel(1024);
     let (stop, stopped) = oneshot::channel();
@@ -236,13 +270,14 @@ pub async fn start(
         };
         let published = deps.events(crate::system::SYSTEM);
         tracing::Instrument::instrument(
-            run(sockets, proxy, shared, (events, published), stopped),
+            run(sockets, proxy, relay, shared, (events, published), stopped),
             span,
         )
     });
     let handle = VoiceHandle {
         local_addr,
         shared,
+        relay: relay_counters,
         events,
         shutdown: Some(stop),
         task: Some(task),
@@ -296,6 +331,7 @@ struct Sockets {
 async fn run(
     sockets: Sockets,
     mut proxy: Proxy,
+    mut relay: Option<Relay>,
     shared: Arc<Mutex<Shared>>,
     events: (broadcast::Sender<ProxyEvent>, Events),
     mut stopped: oneshot::Receiver<()>,
@@ -311,7 +347,9 @@ async fn run(
     let mut published: Option<Instant> = None;
     let mut trunk_changed = true;
     let mut accept_paused_until: Option<Instant> = None;
-    // Whatever the proxy queued at start (first probes, REGISTERs).
+    // Whatever the proxy queued at start (first probes, REGISTERs, the
+    // first media ports to bind).
+    service_media(&mut relay, &mut proxy);
     flush(&socket, &mut connections, &mut proxy).await;
     loop {
         trunk_changed |= drain_events(&mut proxy, &events);
@@ -332,13 +370,19 @@ async fn run(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     proxy.handle_datagram(clock::now(), from, Bytes::copy_from_slice(&buf[..n]));
+                    // After every message: an INVITE takes the media ports
+                    // bound ahead, and the next one must find them again.
+                    service_media(&mut relay, &mut proxy);
                     for _ in 1..MAX_BATCH {
                         match socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => proxy.handle_datagram(
-                                clock::now(),
-                                from,
-                                Bytes::copy_from_slice(&buf[..n]),
-                            ),
+                            Ok((n, from)) => {
+                                proxy.handle_datagram(
+                                    clock::now(),
+                                    from,
+                                    Bytes::copy_from_slice(&buf[..n]),
+                                );
+                                service_media(&mut relay, &mut proxy);
+                            }
                             Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                             Err(error) => {
                                 tracing::debug!(%error, "receive failed");
@@ -351,12 +395,22 @@ async fn run(
             },
             Some(input) = tcp_received.recv() => {
                 on_tcp(&mut proxy, &mut connections, input);
+                service_media(&mut relay, &mut proxy);
                 for _ in 1..MAX_BATCH {
                     match tcp_received.try_recv() {
-                        Ok(input) => on_tcp(&mut proxy, &mut connections, input),
+                        Ok(input) => {
+                            on_tcp(&mut proxy, &mut connections, input);
+                            service_media(&mut relay, &mut proxy);
+                        }
                         Err(_) => break,
                     }
                 }
+            },
+            (id, timed_out) = media_ended(&mut relay) => {
+                if let Some(relay) = &mut relay {
+                    relay.forget(id);
+                }
+                proxy.handle_media_ended(clock::now(), id, timed_out);
             },
             accepted = listener.accept(), if accept_paused_until.is_none_or(|at| clock::now() >= at) => {
                 match accepted {
@@ -381,12 +435,28 @@ async fn run(
                 memory::release();
             }
         }
+        service_media(&mut relay, &mut proxy);
         flush(&socket, &mut connections, &mut proxy).await;
     }
     proxy.unregister_all(clock::now());
     flush(&socket, &mut connections, &mut proxy).await;
     drain_events(&mut proxy, &events);
     tracing::info!(tcp_connections = connections.len(), "voice proxy stopped");
+}
+
+/// Does what the proxy asked of the media relay, if any group anchors.
+fn service_media(relay: &mut Option<Relay>, proxy: &mut Proxy) {
+    if let Some(relay) = relay {
+        relay.service(proxy);
+    }
+}
+
+/// The next anchored call whose relay task ended (never, without a relay).
+async fn media_ended(relay: &mut Option<Relay>) -> (u64, bool) {
+    match relay {
+        Some(relay) => relay.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn on_tcp(proxy: &mut Proxy, connections: &mut Connections, input: TcpInput) {
@@ -447,6 +517,9 @@ fn drain_events(
                     },
                 });
             }
+            ProxyEvent::MediaTimeout(timeout) => {
+                published.publish(Proxy::media_timeout_event(timeout));
+            }
             ProxyEvent::CallEnded(_) => {}
         }
         if feed.receiver_count() > 0 {
@@ -490,9 +563,15 @@ fn publish(
     let Ok(mut shared) = shared.lock() else {
         return None;
     };
+    // The relay's counters are read live by the handle.
+    let media = proxy.media_stats().map(|sessions| MediaMetrics {
+        sessions,
+        relay: RelayStats::default(),
+    });
     let metrics = Some(VoiceMetrics {
         stats: *proxy.stats(),
         sizes: proxy.sizes(),
+        media,
     });
     let stale = shared.status_stats != Some(*proxy.stats());
     shared.metrics = metrics;

@@ -2,6 +2,8 @@
 //! §16.12), and responses that match no transaction (§16.7 with RFC 6026:
 //! 2xx to INVITE and the answers to in-dialog requests).
 
+use std::time::Instant;
+
 use bytes::{BufMut, BytesMut};
 use hotsite_sip::message::{Method, Request, Response, StatusCode, Via};
 use hotsite_sip::proxy::{self as wire, Peer, Transport};
@@ -10,7 +12,13 @@ use super::Proxy;
 
 impl Proxy {
     /// A request inside a dialog (To tag) that matched no transaction.
-    pub(super) fn forward_in_dialog(&mut self, from: Peer, mut request: Request, via: Via) {
+    pub(super) fn forward_in_dialog(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        mut request: Request,
+        via: Via,
+    ) {
         let is_ack = request.method == Method::Ack;
         // Ours, and a second entry of ours if the dialog was double
         // record-routed (RFC 5658: the two sides use different transports).
@@ -73,6 +81,12 @@ impl Proxy {
             }
             return;
         }
+        // An anchored call's SDP goes rewritten, or not at all (`media.rs`).
+        if let Err(warning) = self.anchor_in_dialog(now, &mut request) {
+            let status = StatusCode::new(488).unwrap_or(StatusCode::BAD_REQUEST);
+            self.reply(from, &request, &via, status, Some(&warning));
+            return;
+        }
         let branch = wire::stateless_branch(&request, &via);
         wire::stamp_via(&mut request.headers, &via, from);
         let prefix = self.via_prefix(dest.transport);
@@ -88,7 +102,13 @@ impl Proxy {
     /// response goes where the next Via says. Late non-2xx answers on one of
     /// our stateful INVITE branches are dropped (their transaction is over;
     /// relaying them would confuse the caller).
-    pub(super) fn relay_response(&mut self, mut response: Response, via: &Via, method: &Method) {
+    pub(super) fn relay_response(
+        &mut self,
+        now: Instant,
+        mut response: Response,
+        via: &Via,
+        method: &Method,
+    ) {
         if !self.us.is_via(via) {
             tracing::debug!(status = %response.status, "response whose top Via is not ours dropped");
             self.stats.dropped += 1;
@@ -113,6 +133,7 @@ impl Proxy {
             self.stats.dropped += 1;
             return;
         };
+        self.anchor_response(now, &mut response, method);
         self.stats.responses_relayed += 1;
         self.send(dest, response.to_bytes());
     }

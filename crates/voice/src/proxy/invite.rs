@@ -30,7 +30,8 @@ use hotsite_sip::proxy::{self as wire, Peer, ServerKey, Transmit};
 use hotsite_sip::transaction::{ClientInvite, ClientNonInvite, ServerInvite, TransactionEvent};
 
 use super::timers::TimerRef;
-use super::{CallEnded, CallFailover, CallOutcome, Proxy, ProxyEvent};
+use super::{CallEnded, CallFailover, CallOutcome, MediaMode, Proxy, ProxyEvent};
+use crate::media::MediaEnd;
 use crate::routing::{fails_over, BranchReply};
 
 /// One call: the caller's INVITE transaction and its plan.
@@ -206,6 +207,18 @@ impl Proxy {
             .headers
             .insert_record_route(self.record_route[caller.transport as usize].clone());
         let group = self.select_group(&request.uri);
+        // Anchored before the transaction holds the INVITE, so every
+        // attempt carries the same SDP (`media.rs`).
+        if self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.media == MediaMode::Anchor)
+        {
+            if let Err((status, text)) = self.anchor_invite(now, &mut request) {
+                self.reply_to(caller, &request, status, Some(&text));
+                return;
+            }
+        }
         let Some(setup) = self.groups.get(group) else {
             self.reply_to(
                 caller,
@@ -444,6 +457,14 @@ impl Proxy {
             return;
         };
         call.finished = true;
+        if let Some(media) = &mut self.media {
+            let end = match outcome {
+                CallOutcome::Cancelled => MediaEnd::Cancelled,
+                _ => MediaEnd::Failed,
+            };
+            let call_id = call.server.request().headers.call_id().unwrap_or_default();
+            media.release(now, call_id, end);
+        }
         let status = response.status;
         if let Err(error) = call.server.respond(now, response) {
             tracing::debug!(%error, "final answer refused by the server transaction");
@@ -505,6 +526,16 @@ impl Proxy {
             self.events.push_back(ProxyEvent::Failover(failover));
         }
         self.per_trunk[trunk].stats.attempts += 1;
+        if let (Some(media), Some(call)) = (&mut self.media, self.calls.get(&id)) {
+            let call_id = call.server.request().headers.call_id().unwrap_or_default();
+            Proxy::anchor_attempt(
+                media,
+                now,
+                call_id,
+                &self.group_names[call.group],
+                &self.per_trunk[trunk].trunk_ref,
+            );
+        }
         self.branches.insert(
             branch.clone(),
             Box::new(Branch {
@@ -688,6 +719,7 @@ impl Proxy {
             return;
         }
         response.headers.pop_via();
+        self.anchor_response(now, &mut response, &Method::Invite);
         if let Some(c) = self.calls.get_mut(&call) {
             if let Err(error) = c.server.respond(now, response) {
                 tracing::debug!(%error, "provisional refused by the server transaction");
@@ -704,7 +736,7 @@ impl Proxy {
         let status = response.status;
         // Its retransmissions now match no branch and are relayed the same way.
         if let Some(via) = response.headers.top_via() {
-            self.relay_response(response, &via, &Method::Invite);
+            self.relay_response(now, response, &via, &Method::Invite);
         }
         let Some(call) = self.calls.get_mut(&branch.call) else {
             return;

@@ -168,6 +168,7 @@ mod dialog;
 mod health;
 mod invite;
 mod limits;
+mod media;
 mod timers;
 mod trunk;
 
@@ -188,6 +189,7 @@ use hotsite_sip::message::{
 use hotsite_sip::proxy::{self as wire, ServerKey, Us};
 use hotsite_sip::transaction::TransactionConfig;
 
+use crate::media::{MediaSessions, MediaSetup};
 use crate::routing::{Cause, Distribution, TrunkSpec, Trunks};
 
 use self::invite::{Branch, Call};
@@ -195,6 +197,7 @@ use self::timers::{TimerRef, Timers};
 use self::trunk::ProxyTrunk;
 
 pub use self::limits::{COMPACT_EVERY, WARN_EVERY};
+pub use self::media::{MediaMode, MediaTimeout};
 pub use hotsite_sip::proxy::{Peer, Transmit, Transport};
 
 /// What the proxy core needs to run; built from `[voice]` by
@@ -227,6 +230,9 @@ pub struct ProxyConfig {
     /// Entries the state maps and the timer queue are sized for at start, and
     /// never shrunk below ([`INITIAL_CAPACITY`] from config; tests use less).
     pub initial_capacity: usize,
+    /// The media relay's address, ports and timers; `Some` when a group
+    /// anchors media (`media.rs`).
+    pub media: Option<MediaSetup>,
 }
 
 /// One trunk.
@@ -287,6 +293,8 @@ pub struct GroupSetup {
     pub max_attempts: usize,
     /// Request-URI user prefixes that select it.
     pub prefixes: Vec<String>,
+    /// Whether its calls' media is anchored (`media.rs`).
+    pub media: MediaMode,
 }
 
 /// A trunk as events and status name it, with its regions (SPEC V3: reports
@@ -314,6 +322,9 @@ pub enum ProxyEvent {
     Failover(CallFailover),
     /// A call got its final answer (for metrics and reports).
     CallEnded(CallEnded),
+    /// An anchored call's media timed out and was released (its
+    /// signalling is left alone).
+    MediaTimeout(MediaTimeout),
 }
 
 /// One failover of one call (SPEC V1).
@@ -523,6 +534,8 @@ pub struct Proxy {
     /// The call cap, its refusal and the shrinking of the state after a
     /// burst (`limits.rs`).
     limits: limits::Limits,
+    /// The anchored calls' media, when a group anchors (`media.rs`).
+    media: Option<MediaSessions>,
 }
 
 impl Proxy {
@@ -615,6 +628,7 @@ impl Proxy {
             stats: ProxyStats::default(),
             limits,
             rng,
+            media: config.media.map(MediaSessions::new),
         };
         proxy.start_health(&config.trunks, now);
         proxy
@@ -673,6 +687,9 @@ impl Proxy {
             }
         }
         self.trunks.handle_timeout(now);
+        if let Some(media) = &mut self.media {
+            media.handle_timeout(now);
+        }
         self.drain_trunk_events();
         self.drive_health(now, true);
         self.reroute_ringing(now);
@@ -699,6 +716,7 @@ impl Proxy {
             self.trunks.poll_timeout(),
             self.health_timeout(),
             Some(self.limits.next_compact),
+            self.media.as_ref().and_then(MediaSessions::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -806,13 +824,13 @@ impl Proxy {
             Method::Cancel => self.on_cancel(now, from, request, via),
             Method::Ack => {
                 if !self.absorb_ack(now, &request, &via) {
-                    self.forward_in_dialog(from, request, via);
+                    self.forward_in_dialog(now, from, request, via);
                 }
             }
             Method::Options if !to_tag => {
                 self.reply(from, &request, &via, StatusCode::OK, None);
             }
-            _ if to_tag => self.forward_in_dialog(from, request, via),
+            _ if to_tag => self.forward_in_dialog(now, from, request, via),
             _ => {
                 let text = format!(
                     "this proxy routes only INVITE outside a dialog, not {}",
@@ -854,7 +872,7 @@ impl Proxy {
             _ => false,
         };
         if !claimed {
-            self.relay_response(response, &via, &cseq.method);
+            self.relay_response(now, response, &via, &cseq.method);
         }
     }
 

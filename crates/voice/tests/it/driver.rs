@@ -191,6 +191,7 @@ async fn a_503_fails_over_to_the_second_trunk_over_udp() {
     let handle = hotsite_voice::start(
         &config(&[("t1", t1, 10), ("t2", t2, 20)]),
         &hotsite_host::Deps::detached(),
+        None,
     )
     .await
     .unwrap()
@@ -255,6 +256,7 @@ async fn a_silent_trunk_is_marked_and_the_call_completes_elsewhere() {
     let handle = hotsite_voice::start(
         &config(&[("t1", t1, 10), ("t2", t2, 20)]),
         &hotsite_host::Deps::detached(),
+        None,
     )
     .await
     .unwrap()
@@ -391,7 +393,7 @@ async fn a_tcp_trunk_carries_calls_on_one_connection_and_refusal_fails_over_at_o
     voice.trunks[0].probe.timeout = Duration::from_secs(2);
     // Long enough that a wait for it would show in the setup time.
     voice.invite_timeout = Duration::from_secs(3);
-    let handle = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+    let handle = hotsite_voice::start(&voice, &hotsite_host::Deps::detached(), None)
         .await
         .unwrap()
         .0;

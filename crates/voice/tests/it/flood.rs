@@ -93,7 +93,7 @@ async fn a_flood_past_max_calls_is_refused_with_503_and_the_state_returns_to_idl
     config.invite_timeout = Duration::from_millis(300);
     // Timer H (64·T1, no ACK from the flood) ends the calls after 6.4 s.
     config.t1 = Duration::from_millis(100);
-    let handle = hotsite_voice::start(&config, &hotsite_host::Deps::detached())
+    let handle = hotsite_voice::start(&config, &hotsite_host::Deps::detached(), None)
         .await
         .unwrap()
         .0;

@@ -161,6 +161,7 @@ async fn trunk_503_calls_complete_via_the_next_trunk() {
     let proxy = hotsite_voice::start(
         &config(&[("t1", p1, 10), ("t2", p2, 20)]),
         &hotsite_host::Deps::detached(),
+        None,
     )
     .await
     .unwrap()
@@ -197,7 +198,7 @@ async fn killed_trunk_is_routed_around_and_takes_traffic_again_after_recovery() 
     // are slowed down.
     voice.trunks[0].probe.interval = Duration::from_secs(10);
     voice.trunks[0].probe.timeout = Duration::from_secs(2);
-    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached(), None)
         .await
         .unwrap()
         .0;
@@ -310,7 +311,7 @@ async fn tcp_calls_and_a_trunk_that_refuses_connections() {
         trunk.probe.interval = Duration::from_secs(10);
         trunk.probe.timeout = Duration::from_secs(2);
     }
-    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached())
+    let proxy = hotsite_voice::start(&voice, &hotsite_host::Deps::detached(), None)
         .await
         .unwrap()
         .0;

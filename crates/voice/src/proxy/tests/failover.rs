@@ -390,6 +390,7 @@ fn groups_are_chosen_by_the_longest_prefix() {
             trunks: vec![0],
             max_attempts: 1,
             prefixes: Vec::new(),
+            media: MediaMode::Direct,
         },
         GroupSetup {
             name: "uk".into(),
@@ -397,6 +398,7 @@ fn groups_are_chosen_by_the_longest_prefix() {
             trunks: vec![1],
             max_attempts: 1,
             prefixes: vec!["+44".into()],
+            media: MediaMode::Direct,
         },
         GroupSetup {
             name: "london".into(),
@@ -404,6 +406,7 @@ fn groups_are_chosen_by_the_longest_prefix() {
             trunks: vec![2],
             max_attempts: 1,
             prefixes: vec!["+4420".into()],
+            media: MediaMode::Direct,
         },
     ];
     let mut sim = Sim::new(config);

@@ -6,6 +6,7 @@ mod dialog;
 mod failover;
 mod health;
 mod limits;
+mod media;
 mod ringing;
 mod robustness;
 mod tcp;
@@ -73,6 +74,7 @@ fn config() -> ProxyConfig {
             trunks: vec![0, 1, 2],
             max_attempts: 3,
             prefixes: Vec::new(),
+            media: MediaMode::Direct,
         }],
         default_group: 0,
         invite_timeout: Duration::from_secs(2),
@@ -82,6 +84,7 @@ fn config() -> ProxyConfig {
         max_calls: 10_000,
         retry_after: Duration::from_secs(5),
         initial_capacity: INITIAL_CAPACITY,
+        media: None,
     }
 }
 
@@ -206,6 +209,11 @@ struct Sim {
     t0: Instant,
     now: Instant,
     events: Vec<ProxyEvent>,
+    /// What the proxy asked of the media relay (binds excepted: the
+    /// simulated driver binds every port at once, but those in
+    /// `unbindable`).
+    media: Vec<crate::media::MediaOutput>,
+    unbindable: Vec<u16>,
 }
 
 impl Sim {
@@ -221,12 +229,23 @@ impl Sim {
             t0,
             now: t0,
             events: Vec::new(),
+            media: Vec::new(),
+            unbindable: Vec::new(),
         };
         let sent = sim.drain();
         (sim, sent)
     }
 
     fn drain(&mut self) -> Sent {
+        while let Some(output) = self.proxy.poll_media() {
+            match output {
+                crate::media::MediaOutput::Bind(port) if self.unbindable.contains(&port) => {
+                    self.proxy.handle_media_bind_failed(self.now, port)
+                }
+                crate::media::MediaOutput::Bind(port) => self.proxy.handle_media_bound(port),
+                output => self.media.push(output),
+            }
+        }
         let mut sent = Sent::default();
         while let Some(Transmit { to, bytes }) = self.proxy.poll_transmit() {
             let message = parse_bytes(bytes).expect("the proxy sends what it can parse");
