@@ -248,3 +248,148 @@ fn max_calls_and_retry_after_default_reach_the_proxy_and_are_checked() {
         ]
     );
 }
+
+/// `media = "anchor"` on a group turns the relay on with `[voice.media]`'s
+/// defaults: the proxy's own IP, ports 30000-39999, 60 s, 2 h, 500 ms;
+/// groups without it stay direct and no relay is set up.
+#[test]
+fn anchored_groups_get_the_media_relay() {
+    let text = r#"
+        [voice]
+        listen = "127.0.0.1:5060"
+        [[voice.trunks]]
+        name = "a"
+        address = "192.0.2.10:5060"
+        media_region = "eu-west"
+        failover_region = "eu-central"
+        [[voice.groups]]
+        name = "recorded"
+        trunks = ["a"]
+        media = "anchor"
+        [[voice.groups]]
+        name = "plain"
+        trunks = ["a"]
+        prefixes = ["+1"]
+        "#;
+    let config = parse(text);
+    assert_eq!(issues(&config), Vec::<String>::new());
+    let proxy = config
+        .proxy_config("127.0.0.1:5060".parse().unwrap())
+        .unwrap();
+    assert_eq!(proxy.groups[0].media, MediaMode::Anchor);
+    assert_eq!(proxy.groups[1].media, MediaMode::Direct);
+    let media = proxy.media.expect("a group anchors");
+    assert_eq!(media.address, "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!((media.first_port, media.last_port), (30_000, 39_999));
+    assert_eq!(media.timers.timeout, Duration::from_secs(60));
+    assert_eq!(media.timers.hold_timeout, Duration::from_secs(7200));
+    assert_eq!(media.timers.relatch_after, Duration::from_millis(500));
+
+    let direct = parse(&text.replace("media = \"anchor\"", ""));
+    let proxy = direct
+        .proxy_config("127.0.0.1:5060".parse().unwrap())
+        .unwrap();
+    assert!(proxy.media.is_none());
+
+    let explicit = parse(&format!(
+        "{text}\n[voice.media]\naddress = \"192.0.2.50\"\nports = \"40000-40099\"\ntimeout = \"30s\"\nhold_timeout = \"1h\"\nrelatch_after = \"200ms\"\n"
+    ));
+    let media = explicit
+        .proxy_config("127.0.0.1:5060".parse().unwrap())
+        .unwrap()
+        .media
+        .unwrap();
+    assert_eq!(media.address, "192.0.2.50".parse::<IpAddr>().unwrap());
+    assert_eq!((media.first_port, media.last_port), (40_000, 40_099));
+    assert_eq!(media.timers.relatch_after, Duration::from_millis(200));
+}
+
+/// Every bad `[voice.media]` value is named by its key.
+#[test]
+fn media_errors_name_their_keys() {
+    let config = parse(
+        r#"
+        [voice]
+        listen = "127.0.0.1:30010"
+        [[voice.trunks]]
+        name = "a"
+        address = "192.0.2.10:5060"
+        media_region = "eu-west"
+        failover_region = "eu-central"
+        [[voice.groups]]
+        name = "g"
+        trunks = ["a"]
+        media = "anchor"
+        [voice.media]
+        address = "0.0.0.0"
+        ports = "30000-30020"
+        timeout = "10s"
+        hold_timeout = "5s"
+        relatch_after = "5ms"
+        "#,
+    );
+    let found = issues(&config);
+    for key in [
+        "voice.media.address",
+        "voice.media.ports",
+        "voice.media.hold_timeout",
+        "voice.media.relatch_after",
+    ] {
+        assert!(
+            found.iter().any(|i| i.starts_with(key)),
+            "{key}: {found:#?}"
+        );
+    }
+    assert!(
+        found.iter().any(|i| i.contains("SIP port of voice.listen")),
+        "{found:#?}"
+    );
+    for (ports, why) in [
+        ("30000", "is not \"first-last\""),
+        ("40000-30000", "below the last"),
+        ("30001-30004", "at least two RTP/RTCP pairs"),
+        ("0-100", "1 or more"),
+    ] {
+        let mut config = config.clone();
+        config.media.ports = ports.into();
+        let found = issues(&config);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.starts_with("voice.media.ports") && i.contains(why)),
+            "{ports}: {found:#?}"
+        );
+    }
+    let mut config = config.clone();
+    config.media.address = Some("pbx.example".into());
+    assert!(issues(&config)
+        .iter()
+        .any(|i| i.starts_with("voice.media.address") && i.contains("not an IP")));
+}
+
+/// A group's `media` must be `direct` or `anchor`.
+#[test]
+fn unknown_media_mode_is_refused() {
+    #[derive(Deserialize)]
+    struct File {
+        #[allow(dead_code)]
+        voice: VoiceConfig,
+    }
+    let error = toml::from_str::<File>(
+        r#"
+        [voice]
+        [[voice.trunks]]
+        name = "a"
+        address = "192.0.2.10:5060"
+        media_region = "x"
+        failover_region = "y"
+        [[voice.groups]]
+        name = "g"
+        trunks = ["a"]
+        media = "record"
+        "#,
+    )
+    .err()
+    .expect("refused");
+    assert!(error.to_string().contains("anchor"), "{error}");
+}

@@ -3,4 +3,5 @@
 
 mod driver;
 mod flood;
+mod media;
 mod sipp;

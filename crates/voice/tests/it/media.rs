@@ -1,0 +1,510 @@
+//! Media anchoring on loopback with real RTP through real sockets: a caller
+//! and a trunk exchange audio through the relay, the trunk's media server
+//! hands over (new port, new SSRC, jumped sequence) and audio keeps flowing
+//! both ways without a re-INVITE, and a tap counts every packet per leg
+//! (SPEC R1, R5, V3).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hotsite_sip::message::{
+    parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
+    Response, StatusCode, Uri,
+};
+use hotsite_voice::config::{GroupConfig, MediaModeConfig, TrunkConfig, VoiceConfig};
+use hotsite_voice::{AnchoredCall, Leg, MediaDirection, MediaEnd, MediaTap, ProxyEvent};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// What the tap saw.
+#[derive(Default)]
+struct Seen {
+    anchored: Vec<AnchoredCall>,
+    sdp: Vec<(Leg, MediaDirection, Vec<(u8, String)>)>,
+    /// By Call-ID and leg index (a = 0, b = 1).
+    packets: HashMap<(Arc<str>, usize), usize>,
+    ended: Vec<(Arc<str>, MediaEnd)>,
+}
+
+/// A tap that counts (SPEC R1: the recorder's view of the call).
+#[derive(Default)]
+struct CountingTap(Mutex<Seen>);
+
+impl MediaTap for CountingTap {
+    fn call_anchored(&self, call: &AnchoredCall) {
+        self.0.lock().unwrap().anchored.push(call.clone());
+    }
+
+    fn sdp(
+        &self,
+        _call_id: &Arc<str>,
+        from: Leg,
+        _at_unix_ns: u64,
+        payload_types: &[(u8, String)],
+        direction: MediaDirection,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .sdp
+            .push((from, direction, payload_types.to_vec()));
+    }
+
+    fn packet(&self, call_id: &Arc<str>, from: Leg, _arrival_unix_ns: u64, _datagram: &[u8]) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .packets
+            .entry((call_id.clone(), from.index()))
+            .or_default() += 1;
+    }
+
+    fn call_ended(&self, call_id: &Arc<str>, _at_unix_ns: u64, end: MediaEnd) {
+        self.0.lock().unwrap().ended.push((call_id.clone(), end));
+    }
+}
+
+impl CountingTap {
+    fn packets(&self, call_id: &str, leg: Leg) -> usize {
+        let seen = self.0.lock().unwrap();
+        seen.packets
+            .iter()
+            .filter(|((id, l), _)| &**id == call_id && *l == leg.index())
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    fn ended(&self) -> Vec<(String, MediaEnd)> {
+        let seen = self.0.lock().unwrap();
+        seen.ended
+            .iter()
+            .map(|(id, end)| (id.to_string(), *end))
+            .collect()
+    }
+}
+
+fn uri(text: &str) -> Uri {
+    Uri::parse(text.to_owned()).unwrap()
+}
+
+fn sdp(rtp: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        ip = rtp.ip(),
+        port = rtp.port()
+    )
+}
+
+/// Where an SDP body sends RTP.
+fn rtp_target(body: &[u8]) -> SocketAddr {
+    let text = String::from_utf8_lossy(body);
+    let ip = text
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .trim();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+fn set_sdp<T>(headers: &mut hotsite_sip::message::Headers, body: &mut Bytes, sdp: T)
+where
+    T: Into<Bytes>,
+{
+    headers.set(Header::new(HeaderName::ContentType, "application/sdp"));
+    *body = sdp.into();
+}
+
+/// An RTP packet: PCMU, `seq`, `ssrc`, a payload that names both.
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 0];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
+    packet.extend(std::iter::repeat_n(0xd5, 160));
+    packet
+}
+
+fn seq_ssrc(packet: &[u8]) -> (u16, u32) {
+    (
+        u16::from_be_bytes([packet[2], packet[3]]),
+        u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+    )
+}
+
+/// The next datagram on `socket` within 2 s, and where it came from.
+async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
+        .await
+        .expect("a datagram within 2 s")
+        .unwrap();
+    buf.truncate(n);
+    (buf, from)
+}
+
+/// Nothing on `socket` for `wait`.
+async fn silent(socket: &UdpSocket, wait: Duration) -> bool {
+    let mut buf = vec![0u8; 2048];
+    timeout(wait, socket.recv_from(&mut buf)).await.is_err()
+}
+
+/// A SIP trunk on 127.0.0.1: answers INVITE with 200 and an SDP naming
+/// `media` (re-INVITEs too), BYE with 200; reports each INVITE's SDP.
+async fn sip_trunk(media: SocketAddr) -> (SocketAddr, mpsc::UnboundedReceiver<Bytes>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (offers, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(Message::Request(request)) = parse_bytes(Bytes::copy_from_slice(&buf[..n]))
+            else {
+                continue;
+            };
+            let answer = match request.method {
+                Method::Invite => {
+                    let _ = offers.send(request.body.clone());
+                    let mut ok = response_to(&request, StatusCode::OK, Some("trunk"));
+                    ok.headers.push(Header::new(
+                        HeaderName::Contact,
+                        format!("<sip:callee@{addr}>"),
+                    ));
+                    set_sdp(&mut ok.headers, &mut ok.body, sdp(media));
+                    ok
+                }
+                Method::Ack => continue,
+                _ => response_to(&request, StatusCode::OK, Some("trunk")),
+            };
+            let _ = socket.send_to(&answer.to_bytes(), from).await;
+        }
+    });
+    (addr, received)
+}
+
+/// The caller's SIP side.
+struct Caller {
+    socket: UdpSocket,
+    proxy: SocketAddr,
+}
+
+impl Caller {
+    async fn new(proxy: SocketAddr) -> Caller {
+        Caller {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            proxy,
+        }
+    }
+
+    fn invite(&self, call_id: &str, media: SocketAddr) -> Request {
+        let me = self.socket.local_addr().unwrap();
+        let mut invite = NewRequest {
+            method: Method::Invite,
+            uri: uri(&format!("sip:+4420@{}", self.proxy)),
+            from: uri(&format!("sip:pbx@{me}")),
+            from_tag: "caller".into(),
+            to: uri(&format!("sip:+4420@{}", self.proxy)),
+            call_id: call_id.into(),
+            cseq: 1,
+            transport: "UDP".into(),
+            sent_by: me.to_string(),
+            branch: Branch::from_string(format!("z9hG4bK{call_id}")),
+            max_forwards: 70,
+            contact: Some(uri(&format!("sip:pbx@{me}"))),
+        }
+        .build();
+        set_sdp(&mut invite.headers, &mut invite.body, sdp(media));
+        invite
+    }
+
+    async fn send(&self, request: &Request) {
+        self.socket
+            .send_to(&request.to_bytes(), self.proxy)
+            .await
+            .unwrap();
+    }
+
+    /// The final response to what was sent last.
+    async fn final_response(&self) -> Response {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
+                .await
+                .expect("a response within 5 s")
+                .unwrap();
+            if let Ok(Message::Response(response)) = parse_bytes(Bytes::copy_from_slice(&buf[..n]))
+            {
+                if response.status.is_final() {
+                    return response;
+                }
+            }
+        }
+    }
+
+    fn in_dialog(&self, method: Method, invite: &Request, ok: &Response, cseq: u32) -> Request {
+        let me = self.socket.local_addr().unwrap();
+        let mut request = Request::new(method.clone(), ok.headers.contacts()[0].uri.clone());
+        let h = &mut request.headers;
+        h.push(Header::new(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {me};branch=z9hG4bK{method}{cseq}"),
+        ));
+        for route in ok.headers.record_routes() {
+            h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
+        }
+        h.push(Header::new(HeaderName::MaxForwards, "70"));
+        h.push(invite.headers.get(HeaderName::From).unwrap().clone());
+        h.push(ok.headers.get(HeaderName::To).unwrap().clone());
+        h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
+        h.push(Header::new(HeaderName::CSeq, format!("{cseq} {method}")));
+        request
+    }
+}
+
+/// A port range of 64 for this process's relay: media ports cannot be
+/// ephemeral (they are configured), so each test process takes its own
+/// stretch above the usual ephemeral range's start, and a port another
+/// program holds is skipped by the relay anyway.
+fn media_ports(slot: u32) -> String {
+    let base = 40_000 + (std::process::id() % 150) * 128 + slot * 64;
+    format!("{base}-{}", base + 63)
+}
+
+fn anchored_config(trunk: SocketAddr, slot: u32) -> VoiceConfig {
+    let mut trunk = TrunkConfig::new("t1", &trunk.to_string(), 10);
+    trunk.media_region = "eu-west".into();
+    trunk.failover_region = "eu-central".into();
+    trunk.probe.enabled = false;
+    let mut config = VoiceConfig::new("127.0.0.1:0", vec![trunk]);
+    config.groups = vec![GroupConfig {
+        name: "recorded".into(),
+        distribution: Default::default(),
+        trunks: vec!["t1".into()],
+        max_attempts: None,
+        prefixes: Vec::new(),
+        media: MediaModeConfig::Anchor,
+    }];
+    config.media.ports = media_ports(slot);
+    config.media.relatch_after = Duration::from_millis(100);
+    config
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} within 2 s");
+}
+
+/// SPEC R1: a call through an anchored group; RTP both ways through our
+/// ports (symmetric: each far end hears from where it sends to); the
+/// trunk's media server hands over after a 300 ms gap from another port
+/// with a new SSRC and a jumped sequence, and audio keeps flowing both ways
+/// with no re-INVITE; an old source that comes back is not let in; the tap
+/// counted every accepted packet per leg; BYE ends the media.
+#[tokio::test]
+async fn rtp_flows_both_ways_through_a_handover() {
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (trunk, mut offers) = sip_trunk(server_rtp.local_addr().unwrap()).await;
+    let tap = Arc::new(CountingTap::default());
+    let handle = hotsite_voice::start(
+        &anchored_config(trunk, 0),
+        &hotsite_host::Deps::detached(),
+        Some(tap.clone()),
+    )
+    .await
+    .unwrap()
+    .0;
+    let caller = Caller::new(handle.local_addr()).await;
+    let invite = caller.invite("media-1", caller_rtp.local_addr().unwrap());
+    caller.send(&invite).await;
+    let ok = caller.final_response().await;
+    assert_eq!(ok.status, StatusCode::OK);
+    caller
+        .send(&caller.in_dialog(Method::Ack, &invite, &ok, 1))
+        .await;
+    let offer = timeout(Duration::from_secs(2), offers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Both SDPs name our ports, not the far ends'.
+    let b_side = rtp_target(&offer);
+    let a_side = rtp_target(&ok.body);
+    assert_ne!(b_side, caller_rtp.local_addr().unwrap());
+    assert_ne!(a_side, server_rtp.local_addr().unwrap());
+    assert_eq!(a_side.ip(), b_side.ip());
+
+    // Audio both ways, 20 packets each.
+    let (mut from_caller, mut from_server) = (0usize, 0usize);
+    for seq in 0..20u16 {
+        caller_rtp.send_to(&rtp(seq, 0xca11), a_side).await.unwrap();
+        from_caller += 1;
+        server_rtp.send_to(&rtp(seq, 0x5e41), b_side).await.unwrap();
+        from_server += 1;
+        let (packet, source) = recv(&server_rtp).await;
+        assert_eq!(seq_ssrc(&packet), (seq, 0xca11));
+        assert_eq!(
+            source, b_side,
+            "symmetric: the server hears from where it sends"
+        );
+        let (packet, source) = recv(&caller_rtp).await;
+        assert_eq!(seq_ssrc(&packet), (seq, 0x5e41));
+        assert_eq!(source, a_side);
+    }
+
+    // The handover: the server goes quiet for 300 ms (relatch_after is
+    // 100 ms), then resumes from a new port, new SSRC, jumped sequence.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resumed_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    resumed_rtp
+        .send_to(&rtp(40_000, 0xbeef), b_side)
+        .await
+        .unwrap();
+    from_server += 1;
+    let (packet, _) = recv(&caller_rtp).await;
+    assert_eq!(
+        seq_ssrc(&packet),
+        (40_000, 0xbeef),
+        "the caller hears the new stream"
+    );
+    for seq in 20..40u16 {
+        caller_rtp.send_to(&rtp(seq, 0xca11), a_side).await.unwrap();
+        from_caller += 1;
+        let (packet, source) = recv(&resumed_rtp).await;
+        assert_eq!(
+            seq_ssrc(&packet),
+            (seq, 0xca11),
+            "the caller's audio follows"
+        );
+        assert_eq!(source, b_side);
+        resumed_rtp
+            .send_to(&rtp(40_000 + seq, 0xbeef), b_side)
+            .await
+            .unwrap();
+        from_server += 1;
+        let (packet, _) = recv(&caller_rtp).await;
+        assert_eq!(seq_ssrc(&packet).1, 0xbeef);
+        // The old source, back while the new one is alive: refused.
+        if seq == 30 {
+            server_rtp.send_to(&rtp(99, 0x5e41), b_side).await.unwrap();
+        }
+    }
+    assert!(
+        silent(&caller_rtp, Duration::from_millis(100)).await,
+        "the old source was not let in"
+    );
+    assert!(silent(&server_rtp, Duration::from_millis(10)).await);
+
+    until("the tap's counts", || {
+        tap.packets("media-1", Leg::A) == from_caller
+            && tap.packets("media-1", Leg::B) == from_server
+    })
+    .await;
+    let media = handle.metrics().media.expect("media metrics");
+    assert_eq!(media.relay.packets_a_to_b, from_caller as u64);
+    assert_eq!(media.relay.packets_b_to_a, from_server as u64);
+    assert_eq!(media.relay.relatches, 1);
+    assert_eq!(media.relay.refused, 1);
+    {
+        let seen = tap.0.lock().unwrap();
+        assert_eq!(seen.anchored.len(), 1);
+        let call = &seen.anchored[0];
+        assert_eq!(
+            (&*call.call_id, call.trunk.as_str(), call.group.as_str()),
+            ("media-1", "t1", "recorded")
+        );
+        assert_eq!(
+            (call.media_region.as_str(), call.failover_region.as_str()),
+            ("eu-west", "eu-central")
+        );
+        let legs: Vec<(Leg, MediaDirection)> = seen.sdp.iter().map(|(l, d, _)| (*l, *d)).collect();
+        assert_eq!(
+            legs,
+            [
+                (Leg::A, MediaDirection::SendRecv),
+                (Leg::B, MediaDirection::SendRecv)
+            ]
+        );
+        assert_eq!(
+            seen.sdp[0].2,
+            [
+                (0, "PCMU/8000".into()),
+                (101, "telephone-event/8000".into())
+            ]
+        );
+    }
+
+    caller
+        .send(&caller.in_dialog(Method::Bye, &invite, &ok, 2))
+        .await;
+    until("the media released", || {
+        tap.ended() == [("media-1".to_owned(), MediaEnd::Bye)]
+    })
+    .await;
+    until("the ports back", || {
+        handle
+            .metrics()
+            .media
+            .is_some_and(|m| m.sessions.sessions == 0 && m.sessions.ports.in_use == 0)
+    })
+    .await;
+    handle.shutdown().await;
+}
+
+/// No RTP after the answer for `timeout` (1 s here): the media is released
+/// as timed out, the tap hears it once, an event says so; the signalling
+/// is left alone.
+#[tokio::test]
+async fn silence_times_the_media_out() {
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (trunk, _offers) = sip_trunk(server_rtp.local_addr().unwrap()).await;
+    let tap = Arc::new(CountingTap::default());
+    let mut config = anchored_config(trunk, 1);
+    config.media.timeout = Duration::from_secs(1);
+    let handle = hotsite_voice::start(&config, &hotsite_host::Deps::detached(), Some(tap.clone()))
+        .await
+        .unwrap()
+        .0;
+    let mut events = handle.subscribe();
+    let caller = Caller::new(handle.local_addr()).await;
+    let invite = caller.invite("media-2", caller_rtp.local_addr().unwrap());
+    caller.send(&invite).await;
+    assert_eq!(caller.final_response().await.status, StatusCode::OK);
+    let event = timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(ProxyEvent::MediaTimeout(timeout)) = events.recv().await {
+                return timeout;
+            }
+        }
+    })
+    .await
+    .expect("a media timeout within 3 s");
+    assert_eq!(event.call_id, "media-2");
+    assert_eq!(tap.ended(), [("media-2".to_owned(), MediaEnd::Timeout)]);
+    until("the timeout counted", || {
+        handle
+            .metrics()
+            .media
+            .is_some_and(|m| m.sessions.timeouts == 1 && m.sessions.sessions == 0)
+    })
+    .await;
+    handle.shutdown().await;
+}
