@@ -369,6 +369,9 @@ fn example_file_validates_with_and_without_its_routes() {
     let voice = config.voice.expect("the [voice] example");
     assert_eq!(voice.trunks.len(), 2);
     assert_eq!(voice.groups[0].trunks, ["carrier-a-1", "carrier-b-1"]);
+    // SPEC R1: the example's group anchors its media through [voice.media].
+    assert!(voice.anchors_media());
+    assert_eq!(voice.media.ports, "30000-39999");
 }
 
 /// SPEC S1-S8: the example's commented business-continuity keys, switched

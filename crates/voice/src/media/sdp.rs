@@ -38,6 +38,11 @@ pub struct Sdp {
     connection: Option<Connection>,
     direction: Option<MediaDirection>,
     media: Vec<Media>,
+    /// Every `c=` line, at any level (a repeated one too): all are
+    /// rewritten, so no far-end address leaks past us.
+    all_connections: Vec<Connection>,
+    /// Every `a=rtcp`, with its m-line.
+    all_rtcp: Vec<(usize, Rtcp)>,
 }
 
 /// One `c=` line: `IN IP4 192.0.2.1` or `IN IP6 2001:db8::1`.
@@ -136,6 +141,8 @@ impl Sdp {
             connection: None,
             direction: None,
             media: Vec::new(),
+            all_connections: Vec::new(),
+            all_rtcp: Vec::new(),
         };
         let mut seen_version = false;
         let mut line_number = 0;
@@ -172,6 +179,7 @@ impl Sdp {
             match bytes[0] {
                 b'c' => {
                     let connection = connection(&body, value).map_err(error)?;
+                    sdp.all_connections.push(connection.clone());
                     match sdp.media.last_mut() {
                         Some(media) => media.connection = Some(connection),
                         None => sdp.connection = Some(connection),
@@ -362,12 +370,17 @@ impl Sdp {
         }
         // The rest are media-level attributes; at session level they are
         // kept as they are.
+        let index = self.media.len().wrapping_sub(1);
         let Some(media) = self.media.last_mut() else {
             return Ok(());
         };
         match (name, rest) {
             (b"rtcp-mux", _) => media.rtcp_mux = true,
-            (b"rtcp", Some(rest)) => media.rtcp = Some(rtcp(&self.body, rest)?),
+            (b"rtcp", Some(rest)) => {
+                let rtcp = rtcp(&self.body, rest)?;
+                self.all_rtcp.push((index, rtcp.clone()));
+                media.rtcp = Some(rtcp);
+            }
             (b"rtcp", None) => return Err(SdpFault::Attribute("a=rtcp without a port")),
             (b"rtpmap", Some(rest)) => {
                 let text = &self.body[rest];
@@ -395,28 +408,33 @@ impl Sdp {
 /// byte for byte.
 pub fn rewrite(sdp: &Sdp, ours: IpAddr, ports: &[Option<u16>]) -> Vec<u8> {
     let address = address_tokens(ours);
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(2 + 3 * sdp.media.len());
-    let connection_edit = |connection: &Option<Connection>, edits: &mut Vec<_>| {
-        if let Some(c) = connection {
-            if !c.addr.is_unspecified() {
-                edits.push((c.span.clone(), address.clone()));
-            }
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> =
+        Vec::with_capacity(sdp.all_connections.len() + 3 * sdp.media.len());
+    let connection_edit = |connection: &Connection, edits: &mut Vec<_>| {
+        if !connection.addr.is_unspecified() {
+            edits.push((connection.span.clone(), address.clone()));
         }
     };
-    connection_edit(&sdp.connection, &mut edits);
+    for connection in &sdp.all_connections {
+        connection_edit(connection, &mut edits);
+    }
+    let new_port = |index: usize| match (sdp.media.get(index), ports.get(index).copied().flatten()) {
+        (Some(media), Some(port)) if media.port != 0 => port,
+        _ => 0,
+    };
     for (index, media) in sdp.media.iter().enumerate() {
-        let port = match ports.get(index).copied().flatten() {
-            Some(port) if media.port != 0 => port,
-            _ => 0,
-        };
-        edits.push((media.port_span.clone(), port.to_string().into_bytes()));
-        connection_edit(&media.connection, &mut edits);
-        if let (Some(rtcp), true) = (&media.rtcp, port != 0) {
+        edits.push((media.port_span.clone(), new_port(index).to_string().into_bytes()));
+    }
+    for (index, rtcp) in &sdp.all_rtcp {
+        let port = new_port(*index);
+        if port != 0 {
             edits.push((
                 rtcp.port_span.clone(),
                 port.saturating_add(1).to_string().into_bytes(),
             ));
-            connection_edit(&rtcp.connection, &mut edits);
+            if let Some(connection) = &rtcp.connection {
+                connection_edit(connection, &mut edits);
+            }
         }
     }
     edits.sort_by_key(|(span, _)| span.start);

@@ -20,11 +20,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+/// An SDP as the tap heard of it: leg, direction, payload types.
+type SdpSeen = (Leg, MediaDirection, Vec<(u8, String)>);
+
 /// What the tap saw.
 #[derive(Default)]
 struct Seen {
     anchored: Vec<AnchoredCall>,
-    sdp: Vec<(Leg, MediaDirection, Vec<(u8, String)>)>,
+    sdp: Vec<SdpSeen>,
     /// By Call-ID and leg index (a = 0, b = 1).
     packets: HashMap<(Arc<str>, usize), usize>,
     ended: Vec<(Arc<str>, MediaEnd)>,

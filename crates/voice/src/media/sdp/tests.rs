@@ -261,3 +261,15 @@ proptest! {
         }
     }
 }
+
+/// A repeated c= line (invalid, but seen) is rewritten too: no far-end
+/// address is left for the other side to send to directly.
+#[test]
+fn every_connection_line_is_rewritten() {
+    let text = "v=0\nc=IN IP4 192.0.2.1\nc=IN IP4 192.0.2.2\nm=audio 4000 RTP/AVP 0\nc=IN IP4 192.0.2.3\nc=IN IP4 192.0.2.4\na=rtcp:4001\na=rtcp:4005 IN IP4 192.0.2.5\n";
+    let sdp = parse(text).unwrap();
+    let out = String::from_utf8(rewrite(&sdp, ours(), &[Some(30_000)])).unwrap();
+    assert!(!out.contains("192.0.2."), "{out}");
+    assert_eq!(out.matches("203.0.113.5").count(), 5, "{out}");
+    assert!(out.contains("a=rtcp:30001\n") && out.contains("a=rtcp:30001 IN IP4 203.0.113.5\n"));
+}
