@@ -38,7 +38,13 @@
 //! not handled: a multipart INVITE to an anchored group gets 488, and
 //! ICE/crypto lines are passed through unchanged (ICE would then fail, and
 //! SRTP is relayed but recorded encrypted). A failover after the first
-//! trunk is not reported to the tap (see `ProxyEvent::Failover`).
+//! trunk is not reported to the tap (see `ProxyEvent::Failover`). A 2xx that
+//! comes after the call's media was released (a late 2xx from a branch
+//! given up on, relayed because a proxy never swallows one) is relayed
+//! unanchored; so is an SDP in a response or an ACK that cannot be read
+//! (neither can be refused; both are counted as `sdp_unanchored`). Late
+//! packets of a trunk tried before a failover could latch a stream that
+//! has heard nothing yet from the trunk that answered.
 
 pub mod call;
 pub mod ports;

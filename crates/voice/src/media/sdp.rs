@@ -418,12 +418,16 @@ pub fn rewrite(sdp: &Sdp, ours: IpAddr, ports: &[Option<u16>]) -> Vec<u8> {
     for connection in &sdp.all_connections {
         connection_edit(connection, &mut edits);
     }
-    let new_port = |index: usize| match (sdp.media.get(index), ports.get(index).copied().flatten()) {
+    let new_port = |index: usize| match (sdp.media.get(index), ports.get(index).copied().flatten())
+    {
         (Some(media), Some(port)) if media.port != 0 => port,
         _ => 0,
     };
     for (index, media) in sdp.media.iter().enumerate() {
-        edits.push((media.port_span.clone(), new_port(index).to_string().into_bytes()));
+        edits.push((
+            media.port_span.clone(),
+            new_port(index).to_string().into_bytes(),
+        ));
     }
     for (index, rtcp) in &sdp.all_rtcp {
         let port = new_port(*index);

@@ -124,6 +124,15 @@
 //! relayed statelessly: our Via (checked to be ours) is popped and the
 //! response goes to the next Via's `received`/`rport` or sent-by.
 //!
+//! # Media anchoring
+//!
+//! For a group with `media = "anchor"` the SDP of its calls is rewritten so
+//! RTP and RTCP pass through hotsite (`crate::media`; where and when:
+//! `media.rs`). The media session is keyed by Call-ID and outlives the
+//! call's transaction state (dropped at the 2xx, above): it lives until a
+//! BYE, a final non-2xx or CANCEL, or the relay's media timeout. Direct
+//! groups' messages are untouched.
+//!
 //! # Everything else
 //!
 //! - OPTIONS outside a dialog is answered 200 by the proxy itself, whatever its
