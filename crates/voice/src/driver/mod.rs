@@ -68,6 +68,14 @@ pub enum VoiceError {
         /// Why.
         source: io::Error,
     },
+    /// The media address cannot be bound (not an address of this host).
+    #[error("voice.media.address: cannot bind UDP on {addr}: {source}")]
+    MediaBind {
+        /// The address.
+        addr: std::net::IpAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// Another socket error.
     #[error("voice: {0}")]
     Io(#[from] io::Error),
@@ -249,6 +257,16 @@ pub async fn start(
     let (socket, listener) = bind_both(listen)?;
     let local_addr = socket.local_addr()?;
     let proxy_config = config.proxy_config(local_addr)?;
+    if let Some(setup) = &proxy_config.media {
+        // A media address that is not this host's would fail every pair
+        // of the range, one by one: refused at start instead.
+        std::net::UdpSocket::bind(SocketAddr::new(setup.address, 0)).map_err(|source| {
+            VoiceError::MediaBind {
+                addr: setup.address,
+                source,
+            }
+        })?;
+    }
     let relay = proxy_config
         .media
         .as_ref()

@@ -187,7 +187,13 @@ pub(crate) struct Relay {
     ended_tx: mpsc::UnboundedSender<Ended>,
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     counters: Arc<Counters>,
+    /// Bind failures since the last warning, and when that was.
+    bind_failures: u64,
+    warned_at: Option<Instant>,
 }
+
+/// At most one warning about unbindable ports per this.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Relay {
     pub(crate) fn new(setup: &MediaSetup, tap: Option<Arc<dyn MediaTap>>) -> Relay {
@@ -201,6 +207,8 @@ impl Relay {
             ended_tx,
             ended_rx,
             counters: Arc::new(Counters::default()),
+            bind_failures: 0,
+            warned_at: None,
         }
     }
 
@@ -220,7 +228,22 @@ impl Relay {
                         proxy.handle_media_bound(port);
                     }
                     Err(error) => {
-                        tracing::warn!(port, %error, "media port pair cannot be bound; skipped for now");
+                        // Once per 10 s at most: a range another program
+                        // holds would otherwise log a line per pair.
+                        self.bind_failures += 1;
+                        if self
+                            .warned_at
+                            .is_none_or(|at| now.saturating_duration_since(at) >= WARN_EVERY)
+                        {
+                            tracing::warn!(
+                                port,
+                                %error,
+                                failures = self.bind_failures,
+                                "media port pair cannot be bound; skipped for a minute"
+                            );
+                            self.warned_at = Some(now);
+                            self.bind_failures = 0;
+                        }
                         proxy.handle_media_bind_failed(now, port);
                     }
                 },

@@ -511,3 +511,19 @@ async fn silence_times_the_media_out() {
     .await;
     handle.shutdown().await;
 }
+
+/// A media address that is not this host's is refused at start, naming the
+/// key, rather than failing every port pair one by one.
+#[tokio::test]
+async fn a_foreign_media_address_is_refused_at_start() {
+    let mut config = anchored_config("127.0.0.1:9".parse().unwrap(), 2);
+    config.media.address = Some("192.0.2.77".into());
+    let error = match hotsite_voice::start(&config, &hotsite_host::Deps::detached(), None).await {
+        Ok(_) => panic!("started with a foreign media address"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.starts_with("voice.media.address: cannot bind"),
+        "{error}"
+    );
+}
