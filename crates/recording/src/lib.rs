@@ -9,11 +9,18 @@
 //!   with SHA-256 into a hash chain; the reader returns the records, the
 //!   segments, the chain and what happened to the tail (complete, unfinished
 //!   or torn by a crash), and names a tampered segment.
+//! - [`manifest`]: the custody manifest (SPEC R3, V3): call metadata, the
+//!   sources with the journal's segment chain, the merged file's hash, the
+//!   merge's report; RFC 8785 canonical JSON signed with Ed25519, an
+//!   optional RFC 3161 timestamp, and offline verification that names the
+//!   first bad segment or file.
 //!
 //! The logic is sans-IO (DESIGN.md): arrival times are inputs, nothing reads
-//! a clock. The journal's writer and reader use plain `std::fs`; the tokio
-//! driver, the merge (R2), the signed manifest (R3) and the upload (R4) come
-//! next (README.md).
+//! a clock. The journal's writer and reader and the manifest's hashing use
+//! plain `std::fs`; the manifest's optional RFC 3161 timestamp is one HTTP
+//! request (reqwest). The tokio driver, the merge (R2) and the upload (R4)
+//! come next (README.md).
 
 pub mod journal;
+pub mod manifest;
 pub mod rtp;
