@@ -17,3 +17,4 @@
 
 pub mod journal;
 pub mod rtp;
+pub mod upload;
