@@ -166,7 +166,10 @@ impl UploadConfig {
     pub fn validate(&self) -> Result<(), UploadError> {
         let bad = |key: &'static str, reason: String| Err(UploadError::Config { key, reason });
         if !(1..=64).contains(&self.max_concurrent) {
-            return bad("max_concurrent", format!("{} is not 1 to 64", self.max_concurrent));
+            return bad(
+                "max_concurrent",
+                format!("{} is not 1 to 64", self.max_concurrent),
+            );
         }
         if let Err(e) = self.backoff().validate() {
             return bad("retry_initial", e.to_string());
@@ -180,7 +183,10 @@ impl UploadConfig {
         match &self.target {
             StoreTarget::Local { dir } => {
                 if !dir.is_absolute() {
-                    return bad("target.dir", format!("{} is not an absolute path", dir.display()));
+                    return bad(
+                        "target.dir",
+                        format!("{} is not an absolute path", dir.display()),
+                    );
                 }
             }
             StoreTarget::S3 {
@@ -191,8 +197,20 @@ impl UploadConfig {
                 secret_access_key,
                 allow_http,
                 object_lock,
-                ..
+                prefix,
             } => {
+                let prefix = prefix.trim_matches('/');
+                if prefix.len() > 100 {
+                    return bad(
+                        "target.prefix",
+                        format!("is {} bytes (at most 100)", prefix.len()),
+                    );
+                }
+                if !prefix.is_empty() {
+                    if let Err(e) = object_store::path::Path::parse(prefix) {
+                        return bad("target.prefix", e.to_string());
+                    }
+                }
                 if bucket.is_empty() {
                     return bad("target.bucket", "is empty".into());
                 }
@@ -214,7 +232,10 @@ impl UploadConfig {
                             );
                         }
                     } else if !endpoint.starts_with("https://") {
-                        return bad("target.endpoint", format!("{endpoint} is not an http(s) URL"));
+                        return bad(
+                            "target.endpoint",
+                            format!("{endpoint} is not an http(s) URL"),
+                        );
                     }
                 }
                 if let Some(lock) = object_lock {
@@ -255,7 +276,9 @@ mod tests {
     fn r4_config_reads_both_targets_with_defaults() {
         let local: UploadConfig =
             serde_json::from_str(r#"{"target":{"kind":"local","dir":"/srv/rec"}}"#).unwrap();
-        assert!(matches!(&local.target, StoreTarget::Local { dir } if dir == &PathBuf::from("/srv/rec")));
+        assert!(
+            matches!(&local.target, StoreTarget::Local { dir } if dir == &PathBuf::from("/srv/rec"))
+        );
         assert_eq!(local.max_concurrent, 2);
         assert_eq!(local.retry_max, Duration::from_secs(300));
         local.validate().unwrap();
@@ -267,10 +290,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s3.retry_initial, Duration::from_millis(500));
-        let StoreTarget::S3 { object_lock, prefix, .. } = &s3.target else {
+        let StoreTarget::S3 {
+            object_lock,
+            prefix,
+            ..
+        } = &s3.target
+        else {
             panic!("s3 expected");
         };
-        assert_eq!(*object_lock, Some(ObjectLock { mode: LockMode::Compliance, retain_days: 2557 }));
+        assert_eq!(
+            *object_lock,
+            Some(ObjectLock {
+                mode: LockMode::Compliance,
+                retain_days: 2557
+            })
+        );
         assert_eq!(prefix, "");
         s3.validate().unwrap();
         // The secret never shows in Debug.
@@ -283,11 +317,17 @@ mod tests {
             r#"{"target":{"kind":"local","dir":"/srv","bucket":"x"}}"#,
         );
         assert!(unknown.unwrap_err().to_string().contains("bucket"));
-        let key_of = |json: &str| match serde_json::from_str::<UploadConfig>(json).unwrap().validate() {
+        let key_of = |json: &str| match serde_json::from_str::<UploadConfig>(json)
+            .unwrap()
+            .validate()
+        {
             Err(UploadError::Config { key, .. }) => key,
             other => panic!("{other:?}"),
         };
-        assert_eq!(key_of(r#"{"target":{"kind":"local","dir":"rel"}}"#), "target.dir");
+        assert_eq!(
+            key_of(r#"{"target":{"kind":"local","dir":"rel"}}"#),
+            "target.dir"
+        );
         assert_eq!(
             key_of(r#"{"max_concurrent":0,"target":{"kind":"local","dir":"/srv"}}"#),
             "max_concurrent"
@@ -297,12 +337,21 @@ mod tests {
                 r#"{{"target":{{"kind":"s3","bucket":"b","region":"r","access_key_id":"k","secret_access_key":"s"{extra}}}}}"#
             )
         };
-        assert_eq!(key_of(&s3(r#","endpoint":"http://127.0.0.1:1""#)), "target.endpoint");
-        assert_eq!(key_of(&s3(r#","endpoint":"ftp://x""#)), "target.endpoint");
         assert_eq!(
-            key_of(&s3(r#","object_lock":{"mode":"governance","retain_days":0}"#)),
+            key_of(&s3(r#","endpoint":"http://127.0.0.1:1""#)),
+            "target.endpoint"
+        );
+        assert_eq!(key_of(&s3(r#","endpoint":"ftp://x""#)), "target.endpoint");
+        assert_eq!(key_of(&s3(r#","prefix":"a//b""#)), "target.prefix");
+        assert_eq!(
+            key_of(&s3(
+                r#","object_lock":{"mode":"governance","retain_days":0}"#
+            )),
             "target.object_lock.retain_days"
         );
-        assert_eq!(key_of(&s3(r#","bucket":"""#).replace(r#""bucket":"b","#, "")), "target.bucket");
+        assert_eq!(
+            key_of(&s3(r#","bucket":"""#).replace(r#""bucket":"b","#, "")),
+            "target.bucket"
+        );
     }
 }

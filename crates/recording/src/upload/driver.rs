@@ -126,7 +126,9 @@ impl Drop for Uploader {
 fn lock(queue: &Mutex<UploadQueue>) -> MutexGuard<'_, UploadQueue> {
     // A panic while holding the lock leaves the queue's memory as it was
     // before the failed call: each call changes it only after its I/O.
-    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Driver {
@@ -152,12 +154,8 @@ impl Driver {
                 let Some(job) = self.jobs.get(&start.id).cloned() else {
                     continue;
                 };
-                let handle = uploads.spawn(upload(
-                    self.store.clone(),
-                    start.id,
-                    job,
-                    start.objects,
-                ));
+                let handle =
+                    uploads.spawn(upload(self.store.clone(), start.id, job, start.objects));
                 running.insert(handle.id(), start.id);
             }
             self.publish();
@@ -304,9 +302,7 @@ mod tests {
 
     #[test]
     fn failure_scopes_split_store_from_job() {
-        let store = UploadError::TargetMissing {
-            dir: "/x".into(),
-        };
+        let store = UploadError::TargetMissing { dir: "/x".into() };
         assert_eq!(store.scope(), FailureScope::Store);
         let job = UploadError::SourceFile {
             job: JobId(1),

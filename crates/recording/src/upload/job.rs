@@ -417,26 +417,39 @@ mod tests {
         job.retention_until = Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000));
         let bytes = encode(JobId(42), &job).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.contains(r#""start_time":"2026-05-01T12:00:00.250Z""#), "{text}");
+        assert!(
+            text.contains(r#""start_time":"2026-05-01T12:00:00.250Z""#),
+            "{text}"
+        );
         assert!(text.contains(r#""id":"00000000000000000042""#), "{text}");
         assert_eq!(decode(JobId(42), &bytes).unwrap(), job);
-        assert!(decode(JobId(43), &bytes).unwrap_err().contains("does not match"));
+        assert!(decode(JobId(43), &bytes)
+            .unwrap_err()
+            .contains("does not match"));
     }
 
     #[test]
     fn r4_decode_names_what_is_wrong() {
-        assert!(decode(JobId(1), b"{\"version\":1").unwrap_err().contains("not a job"));
+        assert!(decode(JobId(1), b"{\"version\":1")
+            .unwrap_err()
+            .contains("not a job"));
         let bytes = encode(JobId(1), &job()).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         let v2 = text.replace("\"version\":1", "\"version\":2");
-        assert!(decode(JobId(1), v2.as_bytes()).unwrap_err().contains("format version 2"));
+        assert!(decode(JobId(1), v2.as_bytes())
+            .unwrap_err()
+            .contains("format version 2"));
         let bad_time = text.replace("2026-05-01T12:00:00.250Z", "yesterday");
-        assert!(decode(JobId(1), bad_time.as_bytes()).unwrap_err().contains("start_time"));
+        assert!(decode(JobId(1), bad_time.as_bytes())
+            .unwrap_err()
+            .contains("start_time"));
         let no_objects = text.replace(
             &text[text.find("\"objects\"").unwrap()..text.rfind('}').unwrap()],
             "\"objects\":[]",
         );
-        assert!(decode(JobId(1), no_objects.as_bytes()).unwrap_err().contains("no objects"));
+        assert!(decode(JobId(1), no_objects.as_bytes())
+            .unwrap_err()
+            .contains("no objects"));
     }
 
     #[test]
@@ -448,13 +461,25 @@ mod tests {
             assert!(error.contains(needle), "{error} should name {needle:?}");
         };
         refused(&|j| j.objects.clear(), "no objects");
-        refused(&|j| j.objects[1].key = j.objects[0].key.clone(), "appears twice");
+        refused(
+            &|j| j.objects[1].key = j.objects[0].key.clone(),
+            "appears twice",
+        );
         refused(&|j| j.objects[0].key = "a//b".into(), "empty");
         refused(&|j| j.objects[0].key = "a/../b".into(), "`..`");
-        refused(&|j| j.objects[0].key = "x.wav.tags.json".into(), ".tags.json");
-        refused(&|j| j.objects[0].path = "rel/merged.wav".into(), "not absolute");
+        refused(
+            &|j| j.objects[0].key = "x.wav.tags.json".into(),
+            ".tags.json",
+        );
+        refused(
+            &|j| j.objects[0].path = "rel/merged.wav".into(),
+            "not absolute",
+        );
         refused(&|j| j.call_id.clear(), "Call-ID");
-        refused(&|j| j.start_time = UNIX_EPOCH - Duration::from_secs(1), "before 1970");
+        refused(
+            &|j| j.start_time = UNIX_EPOCH - Duration::from_secs(1),
+            "before 1970",
+        );
         refused(
             &|j| {
                 j.extra_tags.insert("call-id".into(), "x".into());
@@ -483,7 +508,10 @@ mod tests {
             s3_tag_value("a84b4c76e66710@pc33.example.com"),
             "a84b4c76e66710@pc33.example.com"
         );
-        assert_eq!(s3_tag_value("2026-05-01T12:00:00.250Z"), "2026-05-01T12:00:00.250Z");
+        assert_eq!(
+            s3_tag_value("2026-05-01T12:00:00.250Z"),
+            "2026-05-01T12:00:00.250Z"
+        );
         assert_eq!(s3_tag_value("x=y!%"), "x=3Dy=21=25");
         assert_eq!(s3_tag_value("é"), "=C3=A9");
     }
@@ -493,7 +521,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_777_636_800_250);
         assert_eq!(format_time_seconds_up(t).unwrap(), "2026-05-01T12:00:01Z");
         let whole = UNIX_EPOCH + Duration::from_secs(1_777_636_800);
-        assert_eq!(format_time_seconds_up(whole).unwrap(), "2026-05-01T12:00:00Z");
+        assert_eq!(
+            format_time_seconds_up(whole).unwrap(),
+            "2026-05-01T12:00:00Z"
+        );
         assert!(format_time(UNIX_EPOCH + Duration::from_secs(YEAR_10000_SECS)).is_err());
     }
 }

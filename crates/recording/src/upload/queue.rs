@@ -83,8 +83,12 @@ impl UploadQueue {
             if name.ends_with(TMP_SUFFIX) {
                 // An enqueue that never returned: nobody was told it was queued.
                 match fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(path = %path.display(), "upload queue: removed an unfinished enqueue"),
-                    Err(error) => tracing::warn!(path = %path.display(), %error, "upload queue: cannot remove an unfinished enqueue"),
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "upload queue: removed an unfinished enqueue")
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "upload queue: cannot remove an unfinished enqueue")
+                    }
                 }
             } else if let Some(stem) = name.strip_suffix(JOB_SUFFIX) {
                 queue.load(&name, stem);
@@ -319,7 +323,10 @@ mod tests {
         drop(queue);
 
         let mut queue = UploadQueue::open(&dir).unwrap();
-        let pending: Vec<_> = queue.pending().map(|(id, j)| (id, j.call_id.clone())).collect();
+        let pending: Vec<_> = queue
+            .pending()
+            .map(|(id, j)| (id, j.call_id.clone()))
+            .collect();
         assert_eq!(pending, [(a, "a".to_owned()), (c, "c".to_owned())]);
         assert_eq!(queue.job(c), Some(&job("c")));
         // New ids continue after the highest waiting one.
@@ -358,15 +365,27 @@ mod tests {
         fs::write(dir.join("README"), b"operators' notes are left alone").unwrap();
 
         let queue = UploadQueue::open(&dir).unwrap();
-        assert_eq!(queue.pending().map(|(id, _)| id).collect::<Vec<_>>(), [a, c]);
+        assert_eq!(
+            queue.pending().map(|(id, _)| id).collect::<Vec<_>>(),
+            [a, c]
+        );
         assert_eq!(queue.corrupt().len(), 2);
         let messages: Vec<String> = queue.corrupt().iter().map(|e| e.to_string()).collect();
-        assert!(messages.iter().any(|m| m.contains(&format!("{b}.job.json")) && m.contains("not a job")), "{messages:?}");
-        assert!(messages.iter().any(|m| m.contains("is not a job id")), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains(&format!("{b}.job.json")) && m.contains("not a job")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("is not a job id")),
+            "{messages:?}"
+        );
         assert!(!b_path.exists());
         let moved = dir.join("corrupt").join(format!("{b}.job.json"));
         assert_eq!(fs::read(&moved).unwrap(), b"{\"version\":1, garbage");
-        let why = fs::read_to_string(dir.join("corrupt").join(format!("{b}.job.json.why"))).unwrap();
+        let why =
+            fs::read_to_string(dir.join("corrupt").join(format!("{b}.job.json.why"))).unwrap();
         assert!(why.contains("not a job"), "{why}");
         assert!(dir.join("README").exists());
         drop(queue);
@@ -381,10 +400,16 @@ mod tests {
         let mut queue = UploadQueue::open(&dir).unwrap();
         let mut bad = job("a");
         bad.objects.clear();
-        assert!(matches!(queue.enqueue(bad), Err(UploadError::InvalidJob { .. })));
+        assert!(matches!(
+            queue.enqueue(bad),
+            Err(UploadError::InvalidJob { .. })
+        ));
         queue.set_max_jobs(1);
         queue.enqueue(job("a")).unwrap();
-        assert!(matches!(queue.enqueue(job("b")), Err(UploadError::QueueFull { max: 1 })));
+        assert!(matches!(
+            queue.enqueue(job("b")),
+            Err(UploadError::QueueFull { max: 1 })
+        ));
         let files = fs::read_dir(&dir).unwrap().count();
         assert_eq!(files, 1);
         fs::remove_dir_all(dir).unwrap();
@@ -395,7 +420,10 @@ mod tests {
         let dir = temp_dir("file");
         fs::write(&dir, b"a file where the spool should be").unwrap();
         let error = UploadQueue::open(dir.join("q")).unwrap_err();
-        assert!(matches!(error, UploadError::Spool { op: "create", .. }), "{error}");
+        assert!(
+            matches!(error, UploadError::Spool { op: "create", .. }),
+            "{error}"
+        );
         fs::remove_file(dir).unwrap();
     }
 }

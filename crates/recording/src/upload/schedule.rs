@@ -136,7 +136,9 @@ impl Schedule {
             .find(|(_, e)| !e.in_flight && e.not_before.is_none_or(|at| at <= now))?;
         entry.in_flight = true;
         self.in_flight += 1;
-        let objects = (0..entry.objects).filter(|&i| !entry.confirmed[i]).collect();
+        let objects = (0..entry.objects)
+            .filter(|&i| !entry.confirmed[i])
+            .collect();
         Some(Start { id, objects })
     }
 
@@ -192,7 +194,8 @@ impl Schedule {
                 // the job keeps its place at the front.
                 // Uploads failing together (one outage) never shorten the
                 // wait an earlier one set.
-                let at = (now + self.store_backoff.next_delay()).max(self.store_wait.unwrap_or(now));
+                let at =
+                    (now + self.store_backoff.next_delay()).max(self.store_wait.unwrap_or(now));
                 self.store_wait = Some(at);
                 self.store_down = true;
                 at
@@ -284,20 +287,41 @@ mod tests {
                 "object" => schedule.object_uploaded(n(2), words[3].parse().unwrap()),
                 "fail-store" => {
                     let retry = schedule.job_failed(now, n(2), FailureScope::Store, "down".into());
-                    writeln!(transcript, "{at} {} retry at {:.3}", n(2).0, (retry - start).as_secs_f64()).unwrap();
+                    writeln!(
+                        transcript,
+                        "{at} {} retry at {:.3}",
+                        n(2).0,
+                        (retry - start).as_secs_f64()
+                    )
+                    .unwrap();
                 }
                 "fail-job" => {
                     let retry = schedule.job_failed(now, n(2), FailureScope::Job, "gone".into());
-                    writeln!(transcript, "{at} {} retry at {:.3}", n(2).0, (retry - start).as_secs_f64()).unwrap();
+                    writeln!(
+                        transcript,
+                        "{at} {} retry at {:.3}",
+                        n(2).0,
+                        (retry - start).as_secs_f64()
+                    )
+                    .unwrap();
                 }
                 "tick" => {}
                 other => panic!("unknown input {other}"),
             }
             while let Some(started) = schedule.poll_start(now) {
-                writeln!(transcript, "{at} start {} {:?}", started.id.0, started.objects).unwrap();
+                writeln!(
+                    transcript,
+                    "{at} start {} {:?}",
+                    started.id.0, started.objects
+                )
+                .unwrap();
             }
         }
-        assert_eq!(transcript.trim(), expected.trim(), "transcript:\n{transcript}");
+        assert_eq!(
+            transcript.trim(),
+            expected.trim(),
+            "transcript:\n{transcript}"
+        );
     }
 
     #[allow(clippy::disallowed_methods)] // test epoch: only offsets from it matter
@@ -388,9 +412,15 @@ mod tests {
         let mut now = start;
         let mut waits = Vec::new();
         for _ in 0..8 {
-            let started = schedule.poll_start(now).expect("the job starts once its wait is over");
+            let started = schedule
+                .poll_start(now)
+                .expect("the job starts once its wait is over");
             let retry = schedule.job_failed(now, started.id, FailureScope::Store, "refused".into());
-            assert_eq!(schedule.poll_start(now), None, "nothing starts before the retry time");
+            assert_eq!(
+                schedule.poll_start(now),
+                None,
+                "nothing starts before the retry time"
+            );
             assert_eq!(schedule.poll_timeout(), Some(retry));
             waits.push(retry - now);
             now = retry;
@@ -400,16 +430,30 @@ mod tests {
         for (wait, ceiling) in waits.iter().zip(ceilings) {
             assert!(*wait <= Duration::from_secs(ceiling), "{waits:?}");
         }
-        assert!(waits[6] > Duration::from_secs(2), "the ceiling grew: {waits:?}");
+        assert!(
+            waits[6] > Duration::from_secs(2),
+            "the ceiling grew: {waits:?}"
+        );
         let stats = schedule.stats();
-        assert_eq!((stats.failed_attempts, stats.pending, stats.store_down), (8, 1, true));
+        assert_eq!(
+            (stats.failed_attempts, stats.pending, stats.store_down),
+            (8, 1, true)
+        );
         assert_eq!(stats.last_error.as_deref(), Some("refused"));
 
         let started = schedule.poll_start(now).unwrap();
         schedule.object_uploaded(started.id, 0);
         schedule.job_uploaded(started.id);
         let stats = schedule.stats();
-        assert_eq!((stats.uploaded_jobs, stats.uploaded_objects, stats.pending, stats.store_down), (1, 1, 0, false));
+        assert_eq!(
+            (
+                stats.uploaded_jobs,
+                stats.uploaded_objects,
+                stats.pending,
+                stats.store_down
+            ),
+            (1, 1, 0, false)
+        );
         // The next failure starts from the initial ceiling again.
         schedule.add(JobId(2), 1);
         let started = schedule.poll_start(now).unwrap();
@@ -450,7 +494,14 @@ mod tests {
         let stats = schedule.stats();
         assert_eq!(stats.uploaded_jobs, 200);
         assert_eq!(stats.uploaded_objects, 400);
-        assert!(stats.failed_attempts < 200, "{} attempts during the outage", stats.failed_attempts);
-        assert!(now < up_at + Duration::from_secs(61), "resumed within a ceiling of the store coming back");
+        assert!(
+            stats.failed_attempts < 200,
+            "{} attempts during the outage",
+            stats.failed_attempts
+        );
+        assert!(
+            now < up_at + Duration::from_secs(61),
+            "resumed within a ceiling of the store coming back"
+        );
     }
 }

@@ -16,7 +16,7 @@
 
 use std::error::Error as _;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -31,7 +31,9 @@ use sha2::{Digest, Sha256};
 
 use super::config::{LockMode, ObjectLock, StoreTarget, UploadConfig};
 use super::error::UploadError;
-use super::job::{format_time, format_time_seconds_up, s3_tag_value, JobId, UploadJob, UploadObject};
+use super::job::{
+    format_time, format_time_seconds_up, s3_tag_value, JobId, UploadJob, UploadObject,
+};
 
 /// The local target's sidecar of an object's tags: `<key>.tags.json`.
 pub(crate) const TAGS_SIDECAR_SUFFIX: &str = ".tags.json";
@@ -92,6 +94,8 @@ pub(crate) struct Store {
     config: UploadConfig,
     /// The S3 client for uploads without retention.
     s3: Option<Arc<AmazonS3>>,
+    /// The client of the last retention used: a job's objects share one.
+    locked: Mutex<Option<(Retention, Arc<AmazonS3>)>>,
 }
 
 impl Store {
@@ -106,6 +110,7 @@ impl Store {
             target: config.target.clone(),
             config: config.clone(),
             s3,
+            locked: Mutex::new(None),
         })
     }
 
@@ -150,7 +155,7 @@ impl Store {
                         key: "target",
                         reason: "no S3 client".into(),
                     })?,
-                    Some(retention) => Arc::new(build_s3(&self.config, Some(retention))?),
+                    Some(retention) => self.locked_client(retention)?,
                 };
                 let mut tags = TagSet::default();
                 for (name, value) in job.tags() {
@@ -175,6 +180,20 @@ impl Store {
                     })
             }
         }
+    }
+
+    /// A client whose PUTs carry `retention` (object_store signs a client's
+    /// default headers, not per-request ones).
+    fn locked_client(&self, retention: Retention) -> Result<Arc<AmazonS3>, UploadError> {
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, client)) = locked.as_ref() {
+            if *cached == retention {
+                return Ok(client.clone());
+            }
+        }
+        let client = Arc::new(build_s3(&self.config, Some(retention))?);
+        *locked = Some((retention, client.clone()));
+        Ok(client)
     }
 
     async fn put_local(
@@ -314,14 +333,16 @@ fn build_s3(config: &UploadConfig, retention: Option<Retention>) -> Result<Amazo
         })
     };
     let mut headers = HeaderMap::new();
-    headers.insert("x-amz-sdk-checksum-algorithm", HeaderValue::from_static("SHA256"));
+    headers.insert(
+        "x-amz-sdk-checksum-algorithm",
+        HeaderValue::from_static("SHA256"),
+    );
     if let Some(retention) = retention {
-        let until = format_time_seconds_up(retention.until).map_err(|reason| {
-            UploadError::Config {
+        let until =
+            format_time_seconds_up(retention.until).map_err(|reason| UploadError::Config {
                 key: "target.object_lock",
                 reason: format!("retain-until date: {reason}"),
-            }
-        })?;
+            })?;
         headers.insert(
             "x-amz-object-lock-mode",
             HeaderValue::from_static(retention.mode.header_value()),
@@ -384,17 +405,23 @@ mod tests {
     fn r4_retention_is_the_later_of_policy_and_job() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
         let policy = UNIX_EPOCH + Duration::from_secs(1_000 + 10 * 86_400);
-        let r = retention(JobId(1), &job(1_000), Some(&LOCK), now).unwrap().unwrap();
+        let r = retention(JobId(1), &job(1_000), Some(&LOCK), now)
+            .unwrap()
+            .unwrap();
         assert_eq!((r.mode, r.until), (LockMode::Governance, policy));
 
         let mut longer = job(1_000);
         longer.retention_until = Some(policy + DAY);
-        let r = retention(JobId(1), &longer, Some(&LOCK), now).unwrap().unwrap();
+        let r = retention(JobId(1), &longer, Some(&LOCK), now)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.until, policy + DAY);
 
         let mut shorter = job(1_000);
         shorter.retention_until = Some(now + DAY);
-        let r = retention(JobId(1), &shorter, Some(&LOCK), now).unwrap().unwrap();
+        let r = retention(JobId(1), &shorter, Some(&LOCK), now)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.until, policy, "a job never shortens the policy");
     }
 
@@ -409,7 +436,94 @@ mod tests {
             Err(UploadError::RetentionNotConfigured { .. })
         ));
         // Started 100 days ago, 10 days of retention: nothing left to lock.
-        assert_eq!(retention(JobId(1), &job(0), Some(&LOCK), now).unwrap(), None);
+        assert_eq!(
+            retention(JobId(1), &job(0), Some(&LOCK), now).unwrap(),
+            None
+        );
+    }
+
+    /// Real S3 refuses `x-amz-*` headers that SigV4 did not sign (moto does
+    /// not check): the Object Lock and checksum headers must be in
+    /// `SignedHeaders`.
+    #[tokio::test]
+    async fn r4_object_lock_headers_are_sent_and_signed() {
+        use std::io::{Read, Write};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "request head cut short");
+                request.extend_from_slice(&buf[..n]);
+            }
+            conn.write_all(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            String::from_utf8_lossy(&request).to_lowercase()
+        });
+        let config = UploadConfig::new(StoreTarget::S3 {
+            bucket: "rec".into(),
+            region: "eu-west-1".into(),
+            endpoint: Some(endpoint),
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            prefix: String::new(),
+            allow_http: true,
+            object_lock: Some(LOCK),
+        });
+        let store = Store::new(&config).unwrap();
+        let job = job(1_777_636_800);
+        let retention = Retention {
+            mode: LockMode::Compliance,
+            until: UNIX_EPOCH + Duration::from_millis(2_000_000_000_500),
+        };
+        store
+            .put(
+                &job,
+                &job.objects[0],
+                Bytes::from_static(b"RIFF"),
+                Some(retention),
+            )
+            .await
+            .unwrap();
+        let head = server.join().unwrap();
+        assert!(
+            head.contains("x-amz-object-lock-mode: compliance"),
+            "{head}"
+        );
+        assert!(
+            head.contains("x-amz-object-lock-retain-until-date: 2033-05-18t03:33:21z"),
+            "{head}"
+        );
+        assert!(
+            head.contains("x-amz-sdk-checksum-algorithm: sha256"),
+            "{head}"
+        );
+        assert!(head.contains("x-amz-checksum-sha256: "), "{head}");
+        assert!(
+            head.contains("x-amz-tagging: call-id=c%40h&start-time="),
+            "{head}"
+        );
+        let signed = head
+            .split("signedheaders=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_default();
+        for header in [
+            "x-amz-checksum-sha256",
+            "x-amz-object-lock-mode",
+            "x-amz-object-lock-retain-until-date",
+            "x-amz-sdk-checksum-algorithm",
+            "x-amz-tagging",
+        ] {
+            assert!(
+                signed.split(';').any(|h| h == header),
+                "{header} not signed: {signed}"
+            );
+        }
     }
 
     #[test]
