@@ -24,3 +24,4 @@
 pub mod journal;
 pub mod manifest;
 pub mod rtp;
+pub mod upload;
