@@ -15,5 +15,8 @@
 //! driver, the merge (R2), the signed manifest (R3) and the upload (R4) come
 //! next (README.md).
 
+pub mod g711;
 pub mod journal;
+pub mod merge;
 pub mod rtp;
+pub mod wav;
