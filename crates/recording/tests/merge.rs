@@ -42,6 +42,22 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A call's directory, removed when the test is done with it.
+struct Dir(PathBuf);
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Noise-like audio: one clear correlation peak.
 fn sig(d: usize, k: u64) -> i16 {
     let mut x = (k as u32).wrapping_mul(2_654_435_761) ^ (d as u32 + 1).wrapping_mul(0x9e37_79b9);
@@ -124,14 +140,14 @@ impl Stream {
 
 /// Records of a call, written to a journal in arrival order.
 struct Call {
-    dir: PathBuf,
+    dir: Dir,
     records: Vec<(u64, Option<Direction>, Vec<u8>)>,
 }
 
 impl Call {
     fn new(name: &str) -> Self {
         let mut call = Call {
-            dir: temp_dir(name),
+            dir: Dir(temp_dir(name)),
             records: Vec::new(),
         };
         call.note(
@@ -159,7 +175,7 @@ impl Call {
         }
     }
 
-    fn write(mut self) -> PathBuf {
+    fn write(mut self) -> Dir {
         self.records.sort_by_key(|r| r.0);
         let config = JournalConfig {
             limits: SegmentLimits::default(),
