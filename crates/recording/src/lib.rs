@@ -21,7 +21,10 @@
 //! request (reqwest). The tokio driver, the merge (R2) and the upload (R4)
 //! come next (README.md).
 
+pub mod g711;
 pub mod journal;
 pub mod manifest;
+pub mod merge;
 pub mod rtp;
 pub mod upload;
+pub mod wav;
