@@ -44,7 +44,7 @@ pub struct Start {
 }
 
 /// Counters of the upload queue, as [`Uploader::stats`](super::Uploader::stats) reports them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UploadStats {
     /// Jobs waiting, including those uploading now.
     pub pending: usize,
