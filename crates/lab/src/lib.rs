@@ -339,6 +339,7 @@ mod fault;
 mod http;
 mod lab;
 mod link;
+pub mod media;
 mod peers;
 mod port;
 mod shared;
@@ -357,6 +358,10 @@ pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
 pub use link::{DirectionStats, Link, LinkConfig, LinkError, LinkState, LinkStats};
+pub use media::{
+    MediaCallInfo, MediaCallRecord, MediaCaller, MediaCallerConfig, MediaError, MediaServer,
+    MediaServerConfig, MediaServerStats,
+};
 pub use sip::{
     CallRecord, CallerProgress, PhoneAnswer, PhoneCommand, PhoneStats, ReceivedInvite,
     RegistrarStats, RegistrationStatus, SipCaller, SipCallerConfig, SipError, SipPhone,

@@ -130,10 +130,10 @@
 //! assert_eq!(phone.invite_log()[0].call_id, records[0].call_id);
 //! ```
 
-mod caller;
-mod driver;
+pub(crate) mod caller;
+pub(crate) mod driver;
 mod phone;
-mod trunk;
+pub(crate) mod trunk;
 mod wire;
 
 #[cfg(test)]
