@@ -351,8 +351,9 @@ mod traffic;
 
 pub use config::{
     AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
-    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig, LabPhoneConfig,
-    ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig,
+    LabMediaServerConfig, LabPhoneConfig, ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig,
+    WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};

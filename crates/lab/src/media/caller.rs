@@ -322,7 +322,7 @@ impl CallerCore {
             uac,
             dtmf: config.dtmf,
             hold: config.hold,
-            rng: Rng::new(config.sip.seed ^ 0x6d65_6469_61),
+            rng: Rng::new(config.sip.seed ^ 0x006d_6564_6961),
             calls: Vec::new(),
             sockets: HashMap::new(),
             next_socket: 0,

@@ -175,6 +175,12 @@ pub fn coverage(samples: &[i16], rate: u32) -> Vec<(u64, u64)> {
             *block = true;
         }
     }
+    // A last block under 10 ms is too short to judge: it goes with the one
+    // before, so a recording cut mid-packet has no sliver of a hole.
+    if samples.len() % BLOCK != 0 && samples.len() % BLOCK < BLOCK / 2 && present.len() >= 2 {
+        let last = present.len() - 1;
+        present[last] = present[last - 1];
+    }
     let total_ms = samples.len() as u64 * 1_000 / u64::from(SAMPLE_RATE);
     let mut spans = Vec::new();
     let mut open: Option<u64> = None;
@@ -503,6 +509,13 @@ mod tests {
             .collect();
         let expected: Vec<u8> = (0..=5).chain(23..30).collect();
         assert_eq!(indexes, expected);
+    }
+
+    #[test]
+    fn a_sliver_at_the_end_is_judged_with_the_block_before() {
+        let recording = Signal::CALLER.samples(0, 8_005);
+        assert_eq!(holes(&recording, SAMPLE_RATE), Vec::new());
+        assert_eq!(coverage(&recording, SAMPLE_RATE), vec![(0, 1_000)]);
     }
 
     #[test]
