@@ -3,11 +3,14 @@
 //! closes, the timer, and the files it writes. The task only moves datagrams,
 //! time and bytes (DESIGN.md); every decision is the core's.
 //!
-//! RTP sockets are bound on the SIP socket's IP, port 0, when the core asks
+//! RTP sockets are bound on the SIP socket's IP when the core asks
 //! ([`Output::OpenSocket`]), at once and before anything else reaches the
 //! core, so a core can put the port in an SDP answer it is about to send.
-//! Each RTP socket has a reader task that stamps arrivals with the lab's
-//! clock and hands them to the loop. Files are written off the runtime
+//! As a real media endpoint does, each takes an even port and the next one
+//! for RTCP (RFC 3550 §11; the lab sends no RTCP, but what arrives there
+//! reaches the core, which counts it as stray rather than have the sender
+//! get ICMP errors). Each socket has a reader task that stamps arrivals with
+//! the lab's clock and hands them to the loop. Files are written off the runtime
 //! (`spawn_blocking`), each through a temporary name and a rename, so a
 //! reader never sees half a file; the core hears when they are on disk.
 //! Stopping the task first lets the core end its calls
@@ -36,6 +39,9 @@ const MAX_BATCH: usize = 256;
 const RTP_QUEUE: usize = 4_096;
 /// Pause after a failed receive, so a lasting error does not spin.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(1);
+/// Tries at an even port with a free odd one above before RTP goes on any
+/// port alone.
+const PAIR_TRIES: usize = 16;
 
 /// A core's name for one of its RTP sockets.
 pub(crate) type SocketId = u64;
@@ -185,25 +191,31 @@ struct RtpSockets {
 }
 
 impl RtpSockets {
-    /// Binds a socket on `ip`, port 0, and starts its reader.
+    /// Binds an RTP socket (and its RTCP neighbour) on `ip` and starts
+    /// their readers.
     fn open(&mut self, socket: SocketId, ip: std::net::IpAddr) -> Result<SocketAddr, String> {
-        let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
-            .and_then(|std_socket| {
-                std_socket.set_nonblocking(true)?;
-                UdpSocket::from_std(std_socket)
-            })
-            .map_err(|error| error.to_string())?;
-        let addr = bound.local_addr().map_err(|error| error.to_string())?;
-        let bound = Arc::new(bound);
+        let (rtp, rtcp) = bind_pair(ip).map_err(|error| error.to_string())?;
+        let tokio_socket = |std_socket: std::net::UdpSocket| {
+            std_socket.set_nonblocking(true)?;
+            UdpSocket::from_std(std_socket).map(Arc::new)
+        };
+        let rtp = tokio_socket(rtp).map_err(|error| error.to_string())?;
+        let addr = rtp.local_addr().map_err(|error| error.to_string())?;
         let reader_stop = self.stop.child_token();
-        tokio::spawn(read_rtp(
-            socket,
-            Arc::clone(&bound),
-            self.arrivals.clone(),
-            self.clock,
-            reader_stop.clone(),
-        ));
-        self.sockets.insert(socket, (bound, reader_stop));
+        let readers = [
+            Some(Arc::clone(&rtp)),
+            rtcp.and_then(|s| tokio_socket(s).ok()),
+        ];
+        for udp in readers.into_iter().flatten() {
+            tokio::spawn(read_rtp(
+                socket,
+                udp,
+                self.arrivals.clone(),
+                self.clock,
+                reader_stop.clone(),
+            ));
+        }
+        self.sockets.insert(socket, (rtp, reader_stop));
         Ok(addr)
     }
 
@@ -366,6 +378,24 @@ async fn send_all(sip: &UdpSocket, sends: &mut Vec<Datagram>) {
             tracing::debug!(%to, %error, "media send failed");
         }
     }
+}
+
+/// An even port for RTP with the next one bound for RTCP; after
+/// [`PAIR_TRIES`] misses, RTP alone on any free port.
+fn bind_pair(
+    ip: std::net::IpAddr,
+) -> io::Result<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
+    for _ in 0..PAIR_TRIES {
+        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 {
+            continue;
+        }
+        if let Ok(rtcp) = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+            return Ok((rtp, Some(rtcp)));
+        }
+    }
+    Ok((std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?, None))
 }
 
 /// Writes each file through a temporary name and a rename.

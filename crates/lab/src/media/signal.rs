@@ -164,9 +164,10 @@ pub fn coverage(samples: &[i16], rate: u32) -> Vec<(u64, u64)> {
     if rate != SAMPLE_RATE {
         return Vec::new();
     }
+    let detector = ToneDetector::new();
     let mut present: Vec<bool> = samples
         .chunks(BLOCK)
-        .map(|block| TONES.iter().any(|&hz| tone_dominates(block, hz)))
+        .map(|block| TONES.iter().any(|&hz| detector.dominates(block, hz)))
         .collect();
     for (offset, _) in find_markers(samples, rate) {
         let first = offset / BLOCK;
@@ -228,12 +229,13 @@ pub fn dominant_tone(samples: &[i16], rate: u32) -> Option<u32> {
     if rate != SAMPLE_RATE {
         return None;
     }
+    let detector = ToneDetector::new();
     TONES
         .iter()
         .map(|&hz| {
             let blocks = samples
                 .chunks(BLOCK)
-                .filter(|block| tone_dominates(block, hz))
+                .filter(|block| detector.dominates(block, hz))
                 .count();
             (blocks, hz)
         })
@@ -341,32 +343,58 @@ fn decode_bits(signal: &[f64], sums: &PrefixSums, start: usize) -> Option<u8> {
     (byte(&bits[8..]) == !index).then_some(index)
 }
 
-/// Whether tone `hz` carries most of the block's energy, at half the lab's
-/// level or more (Goertzel at the exact frequency).
-fn tone_dominates(block: &[i16], hz: u32) -> bool {
-    if block.len() < BLOCK / 2 {
-        return false;
+/// Finds the lab's tones in blocks of up to 20 ms: the block's component at
+/// the tone's exact frequency (a single DFT bin), with the cosines and sines
+/// computed once.
+struct ToneDetector {
+    /// Per tone: its frequency and `(cos, sin)` of each sample's phase.
+    bases: Vec<(u32, Vec<(f64, f64)>)>,
+}
+
+impl ToneDetector {
+    fn new() -> ToneDetector {
+        let bases = TONES
+            .iter()
+            .map(|&hz| {
+                let omega = 2.0 * PI * f64::from(hz) / f64::from(SAMPLE_RATE);
+                let basis = (0..BLOCK)
+                    .map(|i| ((omega * i as f64).cos(), (omega * i as f64).sin()))
+                    .collect();
+                (hz, basis)
+            })
+            .collect();
+        ToneDetector { bases }
     }
-    let n = block.len() as f64;
-    let mean = block.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
-    let variance = block
-        .iter()
-        .map(|&s| (f64::from(s) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    if variance <= 0.0 {
-        return false;
+
+    /// Whether tone `hz` carries most of the block's energy (60 %), at half
+    /// the lab's level or more.
+    fn dominates(&self, block: &[i16], hz: u32) -> bool {
+        let Some((_, basis)) = self.bases.iter().find(|(tone, _)| *tone == hz) else {
+            return false;
+        };
+        if block.len() < BLOCK / 2 || block.len() > basis.len() {
+            return false;
+        }
+        let n = block.len() as f64;
+        let mean = block.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
+        let variance = block
+            .iter()
+            .map(|&s| (f64::from(s) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        if variance <= 0.0 {
+            return false;
+        }
+        let (mut re, mut im) = (0.0, 0.0);
+        for (&sample, (cos, sin)) in block.iter().zip(basis) {
+            let x = f64::from(sample) - mean;
+            re += x * cos;
+            im -= x * sin;
+        }
+        let amplitude = 2.0 * (re * re + im * im).sqrt() / n;
+        let tone_power = amplitude * amplitude / 2.0;
+        amplitude >= f64::from(AMPLITUDE) / 2.0 && tone_power >= 0.6 * variance
     }
-    let omega = 2.0 * PI * f64::from(hz) / f64::from(SAMPLE_RATE);
-    let (mut re, mut im) = (0.0, 0.0);
-    for (i, &sample) in block.iter().enumerate() {
-        let x = f64::from(sample) - mean;
-        re += x * (omega * i as f64).cos();
-        im -= x * (omega * i as f64).sin();
-    }
-    let amplitude = 2.0 * (re * re + im * im).sqrt() / n;
-    let tone_power = amplitude * amplitude / 2.0;
-    amplitude >= f64::from(AMPLITUDE) / 2.0 && tone_power >= 0.6 * variance
 }
 
 /// Running sums of a signal, its square and its first difference squared:
