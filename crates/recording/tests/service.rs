@@ -231,7 +231,7 @@ async fn a_call_left_unprocessed_by_a_crash_is_taken_up_at_start_r1_r4() {
     assert_eq!(done[0].call_id, "left@pbx");
     let bytes = std::fs::read(done[0].manifest.as_ref().unwrap()).unwrap();
     let manifest = verify_manifest(&bytes, None).unwrap();
-    let tail = serde_json::to_value(&manifest.sources.edge.tail).unwrap();
+    let tail = serde_json::to_value(manifest.sources.edge.tail).unwrap();
     assert_eq!(
         tail["state"], "unfinished",
         "the manifest says the journal's tail was cut: {tail}"
