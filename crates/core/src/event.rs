@@ -106,6 +106,16 @@ pub enum EventKind {
         /// The decisions, oldest first.
         decisions: Vec<DesktopDecision>,
     },
+    /// A call's recording moved through the pipeline (SPEC R2–R4): merged,
+    /// signed and queued for upload (`processed`), or not (`failed`).
+    Recording {
+        /// The call's Call-ID.
+        call_id: String,
+        /// `processed` or `failed`.
+        stage: String,
+        /// What came of it (gaps, cloud used, upload job) or why it failed.
+        detail: String,
+    },
     /// An anchored call's media was released because no RTP came from
     /// either leg for the media timeout; the call's signalling is left alone
     /// (SPEC R5: silence is never taken for hold).
@@ -154,6 +164,8 @@ impl EventKind {
             EventKind::Agent { .. } => "agent_state",
             EventKind::SiteMode { .. } => "site_mode",
             EventKind::DesktopDecisions { .. } => "desktop_decisions",
+            EventKind::Recording { stage, .. } if stage == "failed" => "recording_failed",
+            EventKind::Recording { .. } => "recording_processed",
             EventKind::MediaTimeout { .. } => "media_timeout",
         }
     }
@@ -171,6 +183,7 @@ impl EventKind {
                 decisions.last().map(|d| d.reason.as_str())
             }
             EventKind::Agent { reason, .. } => Some(reason),
+            EventKind::Recording { detail, .. } => Some(detail),
             EventKind::ConnectAttempt { .. }
             | EventKind::WorkHandedBack { .. }
             | EventKind::Throttled { .. } => None,
@@ -239,6 +252,11 @@ impl std::fmt::Display for Event {
                 }
                 Ok(())
             }
+            EventKind::Recording {
+                call_id,
+                stage,
+                detail,
+            } => write!(f, "{}: call {call_id} {stage}: {detail}", self.target),
             EventKind::MediaTimeout { call_id, cause } => {
                 write!(f, "{}: media of {call_id} timed out ({cause})", self.target)
             }

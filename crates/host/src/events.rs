@@ -248,6 +248,12 @@ fn log(system: &'static str, kind: &'static str, event: &Event, text: &str) {
             in_service: false, ..
         }
         | EventKind::SiteMode { .. } => tracing::warn!(system, kind, %target, "{text}"),
+        EventKind::Recording { stage, .. } if stage == "failed" => {
+            tracing::error!(system, kind, %target, "{text}")
+        }
+        EventKind::Recording { .. } => tracing::info!(system, kind, %target, "{text}"),
+        // An anchored call lost its media (SPEC R5: never taken for hold).
+        EventKind::MediaTimeout { .. } => tracing::warn!(system, kind, %target, "{text}"),
         // A phone that lost its registration took its agent with it.
         EventKind::Agent { reason, .. } if reason == "dr-force_logout" => {
             tracing::warn!(system, kind, %target, "{text}")

@@ -56,6 +56,9 @@ pub(crate) struct ConfigFile {
     pub(crate) webhook: Option<WebhookSection>,
     /// The desktop service (SPEC D1–D6); needs business continuity.
     pub(crate) desktop: Option<hotsite_desktop::service::DesktopConfig>,
+    /// Recording continuity (SPEC R1–R4) of the voice proxy's anchored
+    /// calls; needs `[voice]`.
+    pub(crate) recording: Option<hotsite_recording::config::RecordingConfig>,
 }
 
 /// `[[routes]]`: one fallback chain.
@@ -273,6 +276,8 @@ pub(crate) struct Config {
     pub(crate) continuity: Option<hotsite_site::SiteConfig>,
     /// The desktop service, validated against `[site]`; runs after the site.
     pub(crate) desktop: Option<hotsite_desktop::service::DesktopConfig>,
+    /// Recording of the anchored calls, validated; needs `[voice]`.
+    pub(crate) recording: Option<hotsite_recording::config::RecordingConfig>,
     /// Whether messaging runs: `[smpp]` or `[[routes]]` are configured. A
     /// site may run only voice or business continuity.
     pub(crate) messaging: bool,
@@ -465,6 +470,16 @@ impl ConfigFile {
         if let Some(Err(error)) = self.voice.as_ref().map(|voice| voice.validate()) {
             issues.extend_under("", error.issues().iter().cloned());
         }
+        if let Some(recording) = &self.recording {
+            recording.validate(&mut issues);
+            if self.voice.is_none() {
+                issues.add(
+                    "recording",
+                    "records the voice proxy's anchored calls: configure [voice] \
+                     with a group whose media = \"anchor\"",
+                );
+            }
+        }
         if let Err(issues) = issues.finish() {
             return Err(ConfigError(issues));
         }
@@ -500,6 +515,7 @@ impl ConfigFile {
             voice: self.voice,
             continuity: self.site.enabled().then(|| self.site.clone()),
             desktop: self.desktop,
+            recording: self.recording,
             messaging,
             store_options,
         })

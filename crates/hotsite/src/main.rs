@@ -21,6 +21,7 @@ mod desktops;
 mod lab;
 #[cfg(not(feature = "lab"))]
 mod no_lab;
+mod recording;
 mod run;
 
 use std::path::PathBuf;
@@ -156,6 +157,15 @@ enum Command {
         #[command(subcommand)]
         action: DesktopAction,
     },
+    /// Recordings (SPEC R3): `hotsite recording verify MANIFEST [FILES]`
+    /// checks a recording's signed manifest and its files offline and names
+    /// the first bad one; `hotsite recording keygen --out FILE` writes a
+    /// signing key for manifests.
+    Recording {
+        /// What to do.
+        #[command(subcommand)]
+        action: recording::RecordingAction,
+    },
     /// Validates a configuration file (gateway or lab); exits non-zero with
     /// every error, each naming its key.
     CheckConfig {
@@ -237,6 +247,7 @@ fn main() -> ExitCode {
         Command::Desktop {
             action: DesktopAction::HashPassword,
         } => hash_password(),
+        Command::Recording { action } => recording::run(action),
         #[cfg(feature = "lab")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         #[cfg(feature = "lab")]

@@ -1,7 +1,7 @@
 //! The lab's configuration: which sites and SMSC instances to simulate, which
 //! accounts may bind, how receipts misbehave, and the optional HTTP API sites,
-//! webhook receivers, DNS server and SMTP sink, agent phones and inter-site
-//! links.
+//! webhook receivers, DNS server and SMTP sink, agent phones, inter-site
+//! links and cloud media servers.
 //!
 //! Parsed from TOML under a top-level `[lab]` table and validated before any
 //! socket is opened, so a bad file fails with an error naming the key
@@ -19,7 +19,7 @@ mod servers;
 #[cfg(test)]
 mod tests;
 
-pub use peers::{LabLinkConfig, LabPhoneConfig};
+pub use peers::{LabLinkConfig, LabMediaServerConfig, LabPhoneConfig};
 pub(crate) use servers::normalize_dns_name;
 pub use servers::{
     DnsConfig, DnsRecordConfig, HttpConfig, HttpSiteConfig, SmtpConfig, WebhookConfig,
@@ -84,6 +84,10 @@ pub struct LabConfig {
     /// Inter-site links that can be cut (`[[lab.links]]`, SPEC S4).
     #[serde(default)]
     pub links: Vec<LabLinkConfig>,
+    /// The provider's cloud media servers (`[[lab.media_servers]]`, SPEC
+    /// R1–R5).
+    #[serde(default)]
+    pub media_servers: Vec<LabMediaServerConfig>,
 }
 
 /// One account (`system_id` and `password` of the bind).
@@ -301,6 +305,7 @@ impl LabConfig {
             smtp: None,
             phones: Vec::new(),
             links: Vec::new(),
+            media_servers: Vec::new(),
         }
     }
 
@@ -327,11 +332,12 @@ impl LabConfig {
             && self.smtp.is_none()
             && self.phones.is_empty()
             && self.links.is_empty()
+            && self.media_servers.is_empty()
         {
             return Err(ConfigError::invalid(
                 "lab.sites",
                 "at least one site is needed (or an HTTP site, webhook receiver, \
-                 DNS server, SMTP sink, phone or link)",
+                 DNS server, SMTP sink, phone, link or media server)",
             ));
         }
         if !self.sites.is_empty() || http_sites > 0 {
@@ -359,6 +365,7 @@ impl LabConfig {
         }
         peers::validate_phones(&self.phones, &mut fixed_udp_addrs)?;
         peers::validate_links(&self.links, &mut fixed_addrs, &mut fixed_udp_addrs)?;
+        peers::validate_media_servers(&self.media_servers, &mut fixed_udp_addrs)?;
         Ok(())
     }
 

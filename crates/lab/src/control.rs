@@ -1,6 +1,7 @@
 //! The HTTP control API: read counters, inject faults, send MOs, read what the
 //! handsets, webhook receivers and SMTP sink got, move DNS records, command
-//! phones and cut links.
+//! phones, cut links, and hand media servers' calls over and fetch their
+//! recordings.
 //!
 //! JSON in and out; every error is `{"error": "..."}` with 400 for a bad request
 //! and 404 for an unknown site or instance. The routes are listed in the crate
@@ -8,11 +9,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +26,7 @@ use tokio::net::TcpListener;
 use crate::fault::Fault;
 use crate::http::{HttpFault, ServerRef};
 use crate::lab::{self, LabError};
+use crate::media::MediaError;
 use crate::port::lock;
 use crate::shared::Shared;
 use crate::sip::{PhoneCommand, SipError};
@@ -63,6 +66,16 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/links", get(get_links))
         .route("/v1/links/{name}/cut", post(post_link_cut))
         .route("/v1/links/{name}/restore", post(post_link_restore))
+        .route("/v1/media_servers", get(get_media_servers))
+        .route("/v1/media_servers/{name}/calls", get(get_media_calls))
+        .route(
+            "/v1/media_servers/{name}/handover",
+            post(post_media_handover),
+        )
+        .route(
+            "/v1/media_servers/{name}/recordings/{call_id}",
+            get(get_media_recording),
+        )
         .with_state(shared)
 }
 
@@ -87,16 +100,25 @@ impl From<LabError> for ApiError {
             | LabError::UnknownWebhook(_)
             | LabError::UnknownPhone(_)
             | LabError::UnknownLink(_)
+            | LabError::UnknownMediaServer(_)
+            | LabError::Media(MediaError::UnknownCall(_))
             | LabError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            LabError::Media(MediaError::NotUp { .. } | MediaError::InHandover(_)) => {
+                StatusCode::CONFLICT
+            }
             LabError::UnknownAccount(_)
             | LabError::InvalidFault(_)
             | LabError::InvalidMo(_)
             | LabError::InvalidDns(_)
-            | LabError::Sip(SipError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            | LabError::Sip(SipError::Invalid(_))
+            | LabError::Media(MediaError::Invalid(_) | MediaError::Sip(SipError::Invalid(_))) => {
+                StatusCode::BAD_REQUEST
+            }
             LabError::Config(_)
             | LabError::Listen { .. }
             | LabError::HttpClient(_)
             | LabError::Sip(SipError::Bind { .. })
+            | LabError::Media(MediaError::Sip(SipError::Bind { .. }))
             | LabError::Link(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
@@ -329,4 +351,138 @@ async fn post_link_restore(
     let link = peers.link(&name)?;
     link.restore().map_err(LabError::from)?;
     Ok(Json(link.stats()).into_response())
+}
+
+async fn get_media_servers(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let peers = shared.peers();
+    let mut servers = Vec::new();
+    for (name, addr) in peers.media_server_addrs() {
+        let stats = peers.media_server(&name)?.stats();
+        servers.push(serde_json::json!({ "name": name, "addr": addr, "stats": stats }));
+    }
+    Ok(Json(servers).into_response())
+}
+
+async fn get_media_calls(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let calls = shared.peers().media_server(&name)?.calls();
+    Ok(Json(calls).into_response())
+}
+
+/// `POST /v1/media_servers/{name}/handover`: which call (all calls up when
+/// absent) and how long a gap (the server's default when absent), in the
+/// JSON body or the query.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandoverRequest {
+    call_id: Option<String>,
+    gap_ms: Option<u64>,
+}
+
+/// The longest gap a command may ask for: ten minutes.
+const MAX_HANDOVER_GAP_MS: u64 = 600_000;
+
+async fn post_media_handover(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    query: Result<Query<HandoverRequest>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // An unknown server is reported as such even when the request is bad too.
+    shared.peers().media_server(&name)?;
+    let Query(query) = query.map_err(|rejection| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("invalid query: {rejection}"),
+    })?;
+    let from_body: HandoverRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HandoverRequest::default()
+    } else {
+        parse_body(&body)?
+    };
+    let call_id = from_body.call_id.or(query.call_id);
+    let gap_ms = from_body.gap_ms.or(query.gap_ms);
+    if gap_ms.is_some_and(|gap| gap > MAX_HANDOVER_GAP_MS) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("gap_ms: must be at most {MAX_HANDOVER_GAP_MS}"),
+        });
+    }
+    let started = shared
+        .peers()
+        .media_server(&name)?
+        .handover(call_id.as_deref(), gap_ms.map(Duration::from_millis));
+    let started = started.map_err(LabError::from)?;
+    Ok(Json(serde_json::json!({ "media_server": name, "handovers": started })).into_response())
+}
+
+/// `GET /v1/media_servers/{name}/recordings/{call_id}`: the recording's
+/// paths (JSON), or with `?file=wav` / `?file=json` the file itself, as a
+/// provider's archive serves it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingQuery {
+    file: Option<String>,
+}
+
+async fn get_media_recording(
+    State(shared): State<Arc<Shared>>,
+    Path((name, call_id)): Path<(String, String)>,
+    query: Result<Query<RecordingQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("invalid query: {rejection}"),
+    })?;
+    let call = shared
+        .peers()
+        .media_server(&name)?
+        .call(&call_id)
+        .ok_or_else(|| LabError::from(MediaError::UnknownCall(call_id.clone())))?;
+    let not_yet = || ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "call {call_id:?} has no recording yet (it is {}{})",
+            call.state,
+            call.recording_error
+                .as_deref()
+                .map(|error| format!("; writing failed: {error}"))
+                .unwrap_or_default()
+        ),
+    };
+    let Some(paths) = call.recording.clone() else {
+        return Err(not_yet());
+    };
+    let (path, content_type) = match query.file.as_deref() {
+        None => {
+            let answer = serde_json::json!({
+                "call_id": call_id,
+                "dir": paths.dir,
+                "wav": paths.wav,
+                "json": paths.json,
+            });
+            return Ok(Json(answer).into_response());
+        }
+        Some("wav") => (paths.wav, "audio/wav"),
+        Some("json") => (paths.json, "application/json"),
+        Some(other) => {
+            return Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("file: {other:?} is neither \"wav\" nor \"json\""),
+            })
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
+    match read {
+        Ok(Ok(bytes)) => Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response()),
+        Ok(Err(error)) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot read the recording: {error}"),
+        }),
+        Err(error) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot read the recording: {error}"),
+        }),
+    }
 }

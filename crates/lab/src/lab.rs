@@ -17,6 +17,7 @@ use crate::http::aggregator::MAX_MESSAGE_CHARS;
 use crate::http::callbacks::{self, Callback};
 use crate::http::{form, HttpFault, ServerRef};
 use crate::link::{LinkError, LinkStats};
+use crate::media::{HandoverStarted, MediaCallInfo, MediaError, MediaServerStats, RecordingPaths};
 use crate::peers::Peers;
 use crate::port::lock;
 use crate::shared::Shared;
@@ -95,6 +96,12 @@ pub enum LabError {
     /// A link could not start, or listen again after a cut.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// No media server has this name.
+    #[error("unknown media server {0:?}")]
+    UnknownMediaServer(String),
+    /// A media server could not start, or refused a command.
+    #[error(transparent)]
+    Media(#[from] MediaError),
 }
 
 /// A running lab. Dropping it closes every port and stops every task without
@@ -319,8 +326,50 @@ impl LabHandle {
         Ok(self.shared.peers().link(name)?.restore()?)
     }
 
-    /// Stops every listener, session, timer, phone, link and the control API,
-    /// and waits for them.
+    /// Every media server (`[[lab.media_servers]]`): its name and SIP
+    /// address, in configuration order.
+    pub fn media_server_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.shared.peers().media_server_addrs()
+    }
+
+    /// Media server `name`'s calls (SPEC R1, R2): handovers, DTMF, hold,
+    /// recordings.
+    pub fn media_server_calls(&self, name: &str) -> Result<Vec<MediaCallInfo>, LabError> {
+        Ok(self.shared.peers().media_server(name)?.calls())
+    }
+
+    /// Media server `name`'s counters.
+    pub fn media_server_stats(&self, name: &str) -> Result<MediaServerStats, LabError> {
+        Ok(self.shared.peers().media_server(name)?.stats())
+    }
+
+    /// Hands call `call_id` of media server `name` over (every call up with
+    /// `None`), for `gap` (default: the server's); see
+    /// [`crate::MediaServer::handover`].
+    pub fn media_server_handover(
+        &self,
+        name: &str,
+        call_id: Option<&str>,
+        gap: Option<Duration>,
+    ) -> Result<Vec<HandoverStarted>, LabError> {
+        Ok(self
+            .shared
+            .peers()
+            .media_server(name)?
+            .handover(call_id, gap)?)
+    }
+
+    /// Where call `call_id`'s cloud recording is, once written.
+    pub fn media_server_recording(
+        &self,
+        name: &str,
+        call_id: &str,
+    ) -> Result<Option<RecordingPaths>, LabError> {
+        Ok(self.shared.peers().media_server(name)?.recording(call_id))
+    }
+
+    /// Stops every listener, session, timer, phone, link, media server and
+    /// the control API, and waits for them.
     pub async fn shutdown(self) {
         self.shared.shut_down().await;
         tracing::info!("lab stopped");

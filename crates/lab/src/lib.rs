@@ -27,6 +27,17 @@
 //! on their own, or in a lab (`[[lab.phones]]`, `[[lab.links]]`) steered by
 //! the control API.
 //!
+//! For recording continuity (SPEC R1–R5), [`media`] has a provider's cloud
+//! media server ([`MediaServer`]): it answers calls with real G.711 RTP,
+//! records what it receives and sends as the "cloud recording" (a WAV and a
+//! JSON sidecar per call), and on command hands a call over — the stream
+//! stops for a gap (15–20 s by default), then resumes from another port with
+//! a new SSRC and jumped sequence and timestamp. A caller with media
+//! ([`MediaCaller`]) sends a test signal with markers, records what comes
+//! back, sends DTMF and holds by re-INVITE; `media::signal` finds the markers
+//! and the holes in any recording again. They run on their own, or in a lab
+//! (`[[lab.media_servers]]`) steered by the control API.
+//!
 //! # Layout
 //!
 //! - `config`: [`LabConfig`], parsed from TOML and validated before any port
@@ -55,7 +66,11 @@
 //!   sites (`trunk`, `caller`, `phone`: sans-IO cores; `driver`: their UDP
 //!   task; `wire`: SDP and addressing).
 //! - `link`: the inter-site link, a relay that can be cut (SPEC S4).
-//! - `peers`: the phones and links a lab runs.
+//! - `media`: the cloud media server and the caller with media (SPEC R1–R5):
+//!   `signal`, `g711`, `rtp`, `sdp`, `stream`, `wav` (pure); `server` and
+//!   `caller` (sans-IO cores on the SIP trunk's and caller's cores in media
+//!   mode); `driver` (their UDP task, RTP sockets, files).
+//! - `peers`: the phones, links and media servers a lab runs.
 //! - `clock`: the only module that reads the clock.
 //!
 //! # The provider it imitates
@@ -224,6 +239,19 @@
 //! a_target = "127.0.0.1:5060"     # site a's SIP address
 //! b_listen = "127.0.0.1:0"        # default; site b's peer trunk
 //! b_target = "127.0.0.1:5062"     # site b's SIP address
+//!
+//! [[lab.media_servers]]           # optional: cloud media servers (SPEC R1–R5)
+//! name = "cloud"                  # unique; names it in the control API
+//! listen = "127.0.0.1:0"          # SIP (UDP); RTP on free port pairs of the same IP
+//! recordings = "/var/tmp/cloud"   # <recordings>/<Call-ID>/cloud.wav and cloud.json
+//! gap_ms = 17000                  # optional: a handover's gap; unset: random in
+//! gap_min_ms = 15000              #   gap_min_ms..=gap_max_ms (defaults shown), seeded
+//! gap_max_ms = 20000
+//! corrupt = false                 # the gap is recorded as noise instead of silence
+//! seed = 1                        # SSRCs, numbering, jumps, gaps, noise
+//! ring_delay_ms = 0               # defaults shown
+//! answer_delay_ms = 20
+//! t1_ms = 500
 //! ```
 //!
 //! `examples/lab.toml` in the workspace is a ready two-site lab.
@@ -231,8 +259,8 @@
 //! # Control API
 //!
 //! JSON in and out; errors are `{"error": "..."}`, 404 for an unknown site,
-//! instance, receiver, phone or link (or a server that is not configured), 400
-//! for a bad body.
+//! instance, receiver, phone, link or media server (or a server that is not
+//! configured), 400 for a bad body.
 //!
 //! ```sh
 //! # Counters: totals (submits, unique, duplicates_dropped, throttled,
@@ -299,6 +327,24 @@
 //! curl -s 127.0.0.1:28700/v1/links
 //! curl -s -XPOST 127.0.0.1:28700/v1/links/ab/cut
 //! curl -s -XPOST 127.0.0.1:28700/v1/links/ab/restore
+//!
+//! # Media servers (SPEC R1–R5): name, address and counters of each; one's
+//! # calls (state, RTP addresses, packets, handovers with their times in ms
+//! # into the recording, DTMF, re-INVITE directions, recording paths).
+//! curl -s 127.0.0.1:28700/v1/media_servers
+//! curl -s 127.0.0.1:28700/v1/media_servers/cloud/calls
+//! # Hand over one call (or, without call_id, every call up); gap_ms
+//! # overrides the server's gap. In a JSON body or the query. Answers
+//! # {"media_server":"cloud","handovers":[{"call_id","gap_ms","started_ms"}]};
+//! # 404 for an unknown call, 409 for a call not up or already in a gap.
+//! curl -s -XPOST 127.0.0.1:28700/v1/media_servers/cloud/handover \
+//!      -d '{"call_id":"a1b2-0@127.0.0.1","gap_ms":2000}'
+//! curl -s -XPOST '127.0.0.1:28700/v1/media_servers/cloud/handover?gap_ms=17000'
+//! # A call's cloud recording, as the provider's archive serves it: its
+//! # paths ({"call_id","dir","wav","json"}), or the file (?file=wav: audio/wav,
+//! # ?file=json: the sidecar); 404 until written (when the call ends).
+//! curl -s 127.0.0.1:28700/v1/media_servers/cloud/recordings/a1b2-0@127.0.0.1
+//! curl -s -o cloud.wav '127.0.0.1:28700/v1/media_servers/cloud/recordings/a1b2-0@127.0.0.1?file=wav'
 //! ```
 //!
 //! SMSC faults ([`Fault`]): `die` resets every session (RST) and closes the
@@ -339,6 +385,7 @@ mod fault;
 mod http;
 mod lab;
 mod link;
+pub mod media;
 mod peers;
 mod port;
 mod shared;
@@ -350,13 +397,18 @@ mod traffic;
 
 pub use config::{
     AccountConfig, ConfigError, DedupeConfig, DeliveryConfig, DnsConfig, DnsRecordConfig,
-    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig, LabPhoneConfig,
-    ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig, WebhookConfig,
+    FinalState, HttpConfig, HttpSiteConfig, IdFormat, LabConfig, LabLinkConfig,
+    LabMediaServerConfig, LabPhoneConfig, ReceiptConfig, SiteConfig, SmscConfig, SmtpConfig,
+    WebhookConfig,
 };
 pub use fault::{Fault, InvalidFault, MAX_SLOW_DELAY_MS};
 pub use http::{HttpFault, MAX_RETRY_AFTER_S};
 pub use lab::{Lab, LabError, LabHandle};
 pub use link::{DirectionStats, Link, LinkConfig, LinkError, LinkState, LinkStats};
+pub use media::{
+    MediaCallInfo, MediaCallRecord, MediaCaller, MediaCallerConfig, MediaError, MediaServer,
+    MediaServerConfig, MediaServerStats,
+};
 pub use sip::{
     CallRecord, CallerProgress, PhoneAnswer, PhoneCommand, PhoneStats, ReceivedInvite,
     RegistrarStats, RegistrationStatus, SipCaller, SipCallerConfig, SipError, SipPhone,

@@ -1,25 +1,29 @@
-//! The agent phones (`[[lab.phones]]`, SPEC S8) and inter-site links
-//! (`[[lab.links]]`, SPEC S4) a lab runs beside its servers, and the lab's
-//! calls on them. They start with the lab and stop with it; the control API
-//! and [`crate::LabHandle`] find them by DN and by name.
+//! The agent phones (`[[lab.phones]]`, SPEC S8), inter-site links
+//! (`[[lab.links]]`, SPEC S4) and cloud media servers
+//! (`[[lab.media_servers]]`, SPEC R1–R5) a lab runs beside its servers, and
+//! the lab's calls on them. They start with the lab and stop with it; the
+//! control API and [`crate::LabHandle`] find them by DN and by name.
 
 use std::net::SocketAddr;
 
 use crate::config::LabConfig;
 use crate::lab::LabError;
 use crate::link::{Link, LinkStats};
+use crate::media::MediaServer;
 use crate::sip::{PhoneCommand, PhoneStats, SipPhone};
 
-/// The running phones and links, in configuration order.
+/// The running phones, links and media servers, in configuration order.
 #[derive(Default)]
 pub(crate) struct Peers {
     phones: Vec<SipPhone>,
     links: Vec<Link>,
+    media_servers: Vec<MediaServer>,
 }
 
 impl Peers {
     /// Starts every link, then every phone (a phone may register through a
-    /// link). On an error the ones started are stopped (dropped).
+    /// link), then every media server. On an error the ones started are
+    /// stopped (dropped).
     pub(crate) async fn start(config: &LabConfig) -> Result<Peers, LabError> {
         let mut peers = Peers::default();
         for link in &config.links {
@@ -30,7 +34,27 @@ impl Peers {
                 .phones
                 .push(SipPhone::start(phone.phone_config()).await?);
         }
+        for server in &config.media_servers {
+            peers
+                .media_servers
+                .push(MediaServer::start(server.media_server_config()).await?);
+        }
         Ok(peers)
+    }
+
+    /// Every media server's name and SIP address.
+    pub(crate) fn media_server_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.media_servers
+            .iter()
+            .map(|server| (server.name().to_owned(), server.local_addr()))
+            .collect()
+    }
+
+    pub(crate) fn media_server(&self, name: &str) -> Result<&MediaServer, LabError> {
+        self.media_servers
+            .iter()
+            .find(|server| server.name() == name)
+            .ok_or_else(|| LabError::UnknownMediaServer(name.to_owned()))
     }
 
     /// Every phone's DN and address.
@@ -65,13 +89,17 @@ impl Peers {
             .ok_or_else(|| LabError::UnknownLink(name.to_owned()))
     }
 
-    /// Stops every phone and link and waits for their tasks.
+    /// Stops every phone, link and media server (which writes the
+    /// recordings of calls still up) and waits for their tasks.
     pub(crate) async fn shutdown(self) {
         for phone in self.phones {
             phone.shutdown().await;
         }
         for link in self.links {
             link.shutdown().await;
+        }
+        for server in self.media_servers {
+            server.shutdown().await;
         }
     }
 }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use hotsite_recording::journal::{
-    verify_chain, Direction, JournalConfig, JournalError, JournalReader, JournalWriter,
-    SegmentLimits, Tail, JOURNAL_FILE,
+    verify_chain, Direction, Entry, JournalConfig, JournalError, JournalReader, JournalStream,
+    JournalWriter, RecordKind, Segment, SegmentLimits, Tail, JOURNAL_FILE, MAX_NOTE,
 };
 use hotsite_recording::rtp::{EpochStart, RtpPacket, SeqUnwrap, TsUnwrap};
 use proptest::prelude::*;
@@ -418,5 +418,230 @@ proptest! {
             Tail::Complete => prop_assert!(false, "a cut journal cannot be complete"),
         }
         verify_chain(&j.genesis, &j.segments).unwrap();
+    }
+}
+
+#[test]
+fn notes_are_records_sealed_like_packets_r3() {
+    let dir = temp_dir("notes");
+    let mut w = JournalWriter::create_with(&dir, "notes@x", limits(3)).unwrap();
+    let call = br#"{"type":"call","call_id":"notes@x","trunk":"t1","media_region":"eu-west","failover_region":"eu-central","started_unix_ms":1700000000000}"#;
+    w.append_note(1_700_000_000_000 * MS, call).unwrap();
+    for i in 0..4u64 {
+        w.append(
+            1_700_000_000_000 * MS + i * 20 * MS,
+            Direction::AtoB,
+            &rtp(i as u16, 160 * i as u32, 1, 0, 20),
+        )
+        .unwrap();
+    }
+    w.append_note(1_700_000_000_100 * MS, br#"{"type":"end","cause":"bye"}"#)
+        .unwrap();
+    assert!(matches!(
+        w.append_note(0, &vec![b' '; MAX_NOTE + 1]),
+        Err(JournalError::NoteTooLarge(_))
+    ));
+    assert!(matches!(
+        w.append_note(0, &[0xff, 0xfe]),
+        Err(JournalError::NoteNotUtf8)
+    ));
+    let summary = w.finish().unwrap();
+    assert_eq!((summary.records, summary.segments), (6, 2));
+
+    let j = JournalReader::open(&dir).unwrap();
+    assert_eq!(j.tail, Tail::Complete);
+    let kinds: Vec<_> = j.records.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds[0], RecordKind::Note);
+    assert_eq!(kinds[5], RecordKind::Note);
+    assert_eq!(&j.records[0].packet[..], &call[..]);
+    assert_eq!(j.notes().count(), 2);
+    // Segment 0 is the call note and two packets: notes count and hash.
+    assert_eq!(j.segments[0].records, 3);
+
+    // A changed byte inside the sealed call note is tampering with segment 0.
+    let mut bad = read_bytes(&dir);
+    let at = j.segments[0].offset as usize + 4 + 1 + 8 + 10;
+    bad[at] ^= 0x20;
+    assert!(matches!(
+        JournalReader::parse(Bytes::from(bad)),
+        Err(JournalError::Tampered { segment: 0, .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A reader that hands out at most `chunk` bytes per call, to exercise the
+/// stream's buffering.
+struct Trickle<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+type Flat = (
+    String,
+    Vec<(u64, Direction, RecordKind, Vec<u8>)>,
+    Vec<Segment>,
+    [u8; 32],
+    Tail,
+);
+
+fn via_reader(bytes: &[u8]) -> Result<Flat, String> {
+    let j = JournalReader::parse(Bytes::copy_from_slice(bytes)).map_err(|e| format!("{e:?}"))?;
+    let records = j
+        .records
+        .iter()
+        .map(|r| (r.arrival_ns, r.direction, r.kind, r.packet.to_vec()))
+        .collect();
+    Ok((j.call_id, records, j.segments, j.genesis, j.tail))
+}
+
+fn via_stream(bytes: &[u8], chunk: usize) -> Result<Flat, String> {
+    let err = |e: JournalError| format!("{e:?}");
+    let mut s = JournalStream::new(Trickle { data: bytes, chunk }).map_err(err)?;
+    let mut records = Vec::new();
+    let mut segments = Vec::new();
+    while let Some(entry) = s.next_entry().map_err(err)? {
+        match entry {
+            Entry::Packet {
+                arrival_ns,
+                direction,
+                packet,
+            } => records.push((arrival_ns, direction, RecordKind::Packet, packet.to_vec())),
+            Entry::Note { at_unix_ns, json } => {
+                records.push((at_unix_ns, Direction::AtoB, RecordKind::Note, json.to_vec()))
+            }
+            Entry::Sealed(segment) => segments.push(segment),
+        }
+    }
+    assert_eq!(s.records() as usize, records.len());
+    assert_eq!(s.segments() as usize, segments.len());
+    Ok((
+        s.call_id().to_owned(),
+        records,
+        segments,
+        *s.genesis(),
+        s.tail().unwrap(),
+    ))
+}
+
+/// Writes a journal of `n` records (every `note_every`-th a note) with
+/// payloads up to `max_len` bytes.
+fn mixed(
+    name: &str,
+    n: usize,
+    per: u64,
+    max_len: usize,
+    note_every: usize,
+    finish: bool,
+) -> Vec<u8> {
+    let dir = temp_dir(name);
+    let mut w = JournalWriter::create_with(&dir, "mixed@example.net", limits(per)).unwrap();
+    for i in 0..n {
+        let at = 1_700_000_000_000 * MS + i as u64 * 20 * MS;
+        if note_every > 0 && i % note_every == 0 {
+            w.append_note(at, format!(r#"{{"type":"x","i":{i}}}"#).as_bytes())
+                .unwrap();
+        } else {
+            let len = 8 + (i * 7919) % max_len.max(1);
+            w.append(
+                at,
+                direction(i),
+                &rtp(i as u16, 160 * i as u32, 9, i as u8, len),
+            )
+            .unwrap();
+        }
+    }
+    if finish {
+        w.finish().unwrap();
+    } else {
+        w.sync().unwrap();
+    }
+    let bytes = read_bytes(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    bytes
+}
+
+#[test]
+fn the_stream_reads_a_journal_larger_than_its_buffer_r1_r3() {
+    // About 1.2 MB: several buffer refills, frames across refill edges.
+    let full = mixed("big", 3000, 50, 700, 97, true);
+    assert!(full.len() > 1_000_000);
+    let expect = via_reader(&full).unwrap();
+    assert_eq!(expect.4, Tail::Complete);
+    for chunk in [1 << 20, 4096, 333] {
+        assert_eq!(via_stream(&full, chunk), Ok(expect.clone()));
+    }
+    // Tampering early, with the next seal ~ 1 MB later in the stream only
+    // if seals were sparse: here, a flipped byte in segment 1; and a torn
+    // tail at the end.
+    let j = JournalReader::parse(Bytes::from(full.clone())).unwrap();
+    let mut bad = full.clone();
+    bad[j.segments[1].offset as usize + 20] ^= 1;
+    let r = via_reader(&bad);
+    assert!(r.as_ref().unwrap_err().contains("Tampered"), "{r:?}");
+    assert_eq!(via_stream(&bad, 4096), r);
+    let mut torn = full[..full.len() - 30].to_vec();
+    torn.extend_from_slice(&[0; 300_000]);
+    let r = via_reader(&torn);
+    assert!(
+        matches!(r, Ok((_, _, _, _, Tail::TornTail { .. }))),
+        "{r:?}"
+    );
+    assert_eq!(via_stream(&torn, 5000), r);
+}
+
+#[test]
+fn a_bad_frame_far_before_the_next_seal_is_tampering_r3() {
+    // One segment of ~600 KB: a damaged record at its start is followed by
+    // its seal only after more than the stream's buffer.
+    let full = mixed("sparse", 1200, 0, 1000, 0, true);
+    let mut bad = full.clone();
+    let first_frame = 10 + "mixed@example.net".len();
+    bad[first_frame + 12] ^= 0x40;
+    let r = via_reader(&bad);
+    assert!(r.as_ref().unwrap_err().contains("Tampered"), "{r:?}");
+    assert_eq!(via_stream(&bad, 65_536), r);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// R1, R3: the streaming reader and the whole-file reader agree on
+    /// every journal: intact, cut anywhere, with a flipped byte, or with
+    /// garbage after it: same records, segments, chain, tail, or the same
+    /// error.
+    #[test]
+    fn stream_and_reader_agree(
+        n in 0usize..120,
+        per in 0u64..20,
+        max_len in 1usize..1500,
+        note_every in 0usize..6,
+        finish: bool,
+        cut in 0.0f64..1.0,
+        flip in proptest::option::of((0.0f64..1.0, 0u8..8)),
+        garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        chunk in 1usize..5000,
+    ) {
+        let mut bytes = mixed("agree", n, per, max_len, note_every, finish);
+        let keep = ((bytes.len() as f64) * (0.5 + cut / 2.0)) as usize;
+        if cut < 0.3 {
+            bytes.truncate(keep.max(1));
+        }
+        if let Some((at, bit)) = flip {
+            let at = ((bytes.len() - 1) as f64 * at) as usize;
+            bytes[at] ^= 1 << bit;
+        }
+        if cut > 0.8 {
+            bytes.extend_from_slice(&garbage);
+        }
+        prop_assert_eq!(via_stream(&bytes, chunk), via_reader(&bytes));
     }
 }

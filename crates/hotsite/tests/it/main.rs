@@ -17,4 +17,5 @@ mod limits;
 mod netns;
 mod production_build;
 mod realworld;
+mod recording;
 mod site;

@@ -1,15 +1,19 @@
 //! The sites' neighbours for business continuity (SPEC S1–S8): agent phones
-//! (`[[lab.phones]]`) and inter-site links (`[[lab.links]]`). Both optional;
-//! the lab starts them with itself and steers them through the control API.
+//! (`[[lab.phones]]`) and inter-site links (`[[lab.links]]`); and the
+//! provider's cloud media servers for recording continuity
+//! (`[[lab.media_servers]]`, SPEC R1–R5). All optional; the lab starts them
+//! with itself and steers them through the control API.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{check_name, check_range, loopback_any_port, ConfigError, FixedAddrs};
 use crate::link::LinkConfig;
+use crate::media::MediaServerConfig;
 use crate::sip::{PhoneAnswer, SipPhoneConfig};
 
 /// Longest registration asked for: a day (as `SipPhoneConfig`).
@@ -20,6 +24,8 @@ const MAX_DELAY_MS: u64 = 600_000;
 const MAX_RETRY_MS: u64 = 3_600_000;
 /// Largest T1: more is a typo.
 const MAX_T1_MS: u64 = 10_000;
+/// Longest handover gap: ten minutes is already no handover.
+const MAX_GAP_MS: u64 = 600_000;
 
 /// An agent phone (`[[lab.phones]]`): a SIP user agent for one DN that
 /// registers at one site or two (SPEC S8) and answers calls.
@@ -82,6 +88,82 @@ pub struct LabLinkConfig {
     pub b_listen: SocketAddr,
     /// Site B's SIP address.
     pub b_target: SocketAddr,
+}
+
+/// A provider's cloud media server (`[[lab.media_servers]]`): answers calls
+/// with RTP, records them, and hands them over on command (SPEC R1–R5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabMediaServerConfig {
+    /// Its name, unique among media servers; it names it in the control API.
+    pub name: String,
+    /// Its SIP address (UDP); RTP uses free ports on the same IP. Defaults
+    /// to `127.0.0.1:0`.
+    #[serde(default = "loopback_any_port")]
+    pub listen: SocketAddr,
+    /// Where the cloud recordings go (`<recordings>/<Call-ID>/cloud.wav`
+    /// and `cloud.json`); created if missing.
+    pub recordings: PathBuf,
+    /// A handover's gap when the command gives none, 0 to 600000. Unset (the
+    /// default): random between `gap_min_ms` and `gap_max_ms`.
+    #[serde(default)]
+    pub gap_ms: Option<u64>,
+    /// Defaults to 15000.
+    #[serde(default = "default_gap_min_ms")]
+    pub gap_min_ms: u64,
+    /// Defaults to 20000.
+    #[serde(default = "default_gap_max_ms")]
+    pub gap_max_ms: u64,
+    /// The recording of a gap is noise instead of silence. Defaults to false.
+    #[serde(default)]
+    pub corrupt: bool,
+    /// Seeds SSRCs, numbering, jumps, gaps and noise. Defaults to 1.
+    #[serde(default = "default_media_seed")]
+    pub seed: u64,
+    /// From the INVITE to `180 Ringing`. Defaults to 0.
+    #[serde(default)]
+    pub ring_delay_ms: u64,
+    /// From the 180 to `200 OK`. Defaults to 20.
+    #[serde(default = "default_answer_delay_ms")]
+    pub answer_delay_ms: u64,
+    /// RFC 3261 T1. Defaults to 500.
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u64,
+}
+
+impl LabMediaServerConfig {
+    /// Media server `name` on a free loopback port, recording into
+    /// `recordings`, with every other setting at its default.
+    pub fn loopback(name: &str, recordings: impl Into<PathBuf>) -> LabMediaServerConfig {
+        LabMediaServerConfig {
+            name: name.to_owned(),
+            listen: loopback_any_port(),
+            recordings: recordings.into(),
+            gap_ms: None,
+            gap_min_ms: default_gap_min_ms(),
+            gap_max_ms: default_gap_max_ms(),
+            corrupt: false,
+            seed: default_media_seed(),
+            ring_delay_ms: 0,
+            answer_delay_ms: default_answer_delay_ms(),
+            t1_ms: default_t1_ms(),
+        }
+    }
+
+    /// The media server's own configuration.
+    pub fn media_server_config(&self) -> MediaServerConfig {
+        let mut config = MediaServerConfig::new(&self.name, self.listen, self.recordings.clone());
+        config.gap = self.gap_ms.map(Duration::from_millis);
+        config.gap_min = Duration::from_millis(self.gap_min_ms);
+        config.gap_max = Duration::from_millis(self.gap_max_ms);
+        config.corrupt = self.corrupt;
+        config.seed = self.seed;
+        config.ring_delay = Duration::from_millis(self.ring_delay_ms);
+        config.answer_delay = Duration::from_millis(self.answer_delay_ms);
+        config.t1 = Duration::from_millis(self.t1_ms);
+        config.t2 = config.t2.max(config.t1);
+        config
+    }
 }
 
 impl LabPhoneConfig {
@@ -252,6 +334,73 @@ pub(super) fn validate_links(
         }
     }
     Ok(())
+}
+
+/// Checks `[[lab.media_servers]]`; their listen addresses are claimed among
+/// the UDP ones.
+pub(super) fn validate_media_servers(
+    servers: &[LabMediaServerConfig],
+    udp_addrs: &mut FixedAddrs,
+) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for (index, server) in servers.iter().enumerate() {
+        let key = format!("lab.media_servers[{index}]");
+        check_name(&format!("{key}.name"), &server.name)?;
+        if !names.insert(server.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{key}.name"),
+                format!("duplicate media server name {:?}", server.name),
+            ));
+        }
+        if server.recordings.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.recordings"),
+                "must name a directory",
+            ));
+        }
+        if let Some(gap_ms) = server.gap_ms {
+            check_range(&format!("{key}.gap_ms"), gap_ms, 0, MAX_GAP_MS)?;
+        }
+        check_range(
+            &format!("{key}.gap_min_ms"),
+            server.gap_min_ms,
+            0,
+            MAX_GAP_MS,
+        )?;
+        check_range(
+            &format!("{key}.gap_max_ms"),
+            server.gap_max_ms,
+            server.gap_min_ms,
+            MAX_GAP_MS,
+        )?;
+        check_range(
+            &format!("{key}.ring_delay_ms"),
+            server.ring_delay_ms,
+            0,
+            MAX_DELAY_MS,
+        )?;
+        check_range(
+            &format!("{key}.answer_delay_ms"),
+            server.answer_delay_ms,
+            0,
+            MAX_DELAY_MS,
+        )?;
+        check_range(&format!("{key}.t1_ms"), server.t1_ms, 1, MAX_T1_MS)?;
+        udp_addrs.claim(format!("{key}.listen"), server.listen)?;
+    }
+    Ok(())
+}
+
+fn default_gap_min_ms() -> u64 {
+    15_000
+}
+
+fn default_gap_max_ms() -> u64 {
+    20_000
+}
+
+fn default_media_seed() -> u64 {
+    1
 }
 
 fn default_expires_s() -> u64 {

@@ -130,7 +130,7 @@ fn no_accounts_or_sites_is_rejected() {
     check_error(
         "[lab]\nsites = []\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"",
         "lab.sites: at least one site is needed (or an HTTP site, webhook receiver, DNS \
-         server, SMTP sink, phone or link)",
+         server, SMTP sink, phone, link or media server)",
     );
     check_error(
         "[lab]\n[[lab.accounts]]\nsystem_id = \"x\"\npassword = \"y\"\n\
@@ -610,5 +610,97 @@ fn phones_and_links_are_validated_with_their_keys() {
                a_target = \"127.0.0.1:5060\"\nb_target = \"127.0.0.1:5062\"\n"),
         "lab.links[0].a_listen: address 127.0.0.1:28775 is already used by \
          lab.sites[0].smsc[0].listen",
+    );
+}
+
+/// A media server alone makes a lab (a recording test needs nothing else).
+const MEDIA: &str = r#"
+[lab]
+[[lab.media_servers]]
+name = "cloud"
+recordings = "/tmp/cloud"
+
+[[lab.media_servers]]
+name = "cloud-b"
+listen = "127.0.0.1:5090"
+recordings = "/tmp/cloud-b"
+gap_ms = 1500
+corrupt = true
+seed = 9
+"#;
+
+/// SPEC R1–R5: `[[lab.media_servers]]` parse with their defaults (a gap of
+/// 15–20 s, silence, seed 1) and become the servers' own configurations.
+#[test]
+fn media_servers_parse_with_defaults() {
+    let config = LabConfig::from_toml_str(MEDIA).expect("valid");
+    let first = &config.media_servers[0];
+    assert_eq!(first.listen, loopback_any_port());
+    assert_eq!(
+        (
+            first.gap_ms,
+            first.gap_min_ms,
+            first.gap_max_ms,
+            first.corrupt,
+            first.seed
+        ),
+        (None, 15_000, 20_000, false, 1)
+    );
+    let own = config.media_servers[1].media_server_config();
+    assert_eq!(own.name, "cloud-b");
+    assert_eq!(own.listen, "127.0.0.1:5090".parse().expect("addr"));
+    assert_eq!(own.recordings, std::path::PathBuf::from("/tmp/cloud-b"));
+    assert_eq!(own.gap, Some(std::time::Duration::from_millis(1_500)));
+    assert!(own.corrupt);
+    assert_eq!(own.seed, 9);
+}
+
+#[test]
+fn media_servers_are_validated_with_their_keys() {
+    for (from, to, expected) in [
+        (
+            "name = \"cloud-b\"",
+            "name = \"cloud\"",
+            "lab.media_servers[1].name: duplicate media server name \"cloud\"",
+        ),
+        (
+            "recordings = \"/tmp/cloud-b\"",
+            "recordings = \"\"",
+            "lab.media_servers[1].recordings: must name a directory",
+        ),
+        (
+            "gap_ms = 1500",
+            "gap_ms = 600001",
+            "lab.media_servers[1].gap_ms: must be between 0 and 600000, got 600001",
+        ),
+        (
+            "gap_ms = 1500",
+            "gap_min_ms = 3000\ngap_max_ms = 2000",
+            "lab.media_servers[1].gap_max_ms: must be between 3000 and 600000, got 2000",
+        ),
+        (
+            "seed = 9",
+            "seed = 9\nt1_ms = 0",
+            "lab.media_servers[1].t1_ms: must be between 1 and 10000, got 0",
+        ),
+        ("seed = 9", "seed = 9\ngap = 3", "unknown field `gap`"),
+    ] {
+        let text = MEDIA.replace(from, to);
+        assert_ne!(text, MEDIA, "{from:?} is in the config");
+        match LabConfig::from_toml_str(&text) {
+            Ok(_) => panic!("expected {expected:?}"),
+            Err(error) => assert!(
+                error.to_string().contains(expected),
+                "expected {expected:?}, got {error}"
+            ),
+        }
+    }
+    // Its SIP port is a UDP port: it may not be a phone's.
+    check_error(
+        &(MEDIA.to_owned()
+            + "[[lab.phones]]\ndn = \"1001\"\npassword = \"pw\"\ndomain = \"site.lab\"\n\
+               listen = \"127.0.0.1:5090\"\n"),
+        "lab.media_servers[1].listen: address 127.0.0.1:5090 is already used by \
+         lab.phones[0].listen",
     );
 }

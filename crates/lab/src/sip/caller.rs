@@ -99,7 +99,7 @@ impl SipCallerConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), SipError> {
+    pub(crate) fn validate(&self) -> Result<(), SipError> {
         let invalid = |what: &str| Err(SipError::Invalid(format!("sip caller {what}")));
         if !self.rate.is_finite() || self.rate < 0.0 {
             return invalid("rate: must be 0 or more calls per second");
@@ -193,6 +193,25 @@ pub struct CallerProgress {
     pub awaiting_final: u64,
     /// Calls over.
     pub finished: u64,
+}
+
+/// What a [`Uac`] in media mode ([`Uac::enable_media`]) tells the media
+/// layer above it (the lab's media caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UacEvent {
+    /// Call `index` is due: it needs its SDP offer ([`Uac::place_with_offer`])
+    /// before its INVITE can go.
+    NeedOffer { index: u64 },
+    /// Call `index` was answered 2xx; `body` is the SDP answer.
+    Answered { index: u64, body: Bytes },
+    /// A re-INVITE of call `index` got its final answer (`408` if none came).
+    Reinvited {
+        index: u64,
+        status: u16,
+        body: Bytes,
+    },
+    /// Call `index`'s media is over: its BYE went out, or it failed.
+    Over { index: u64 },
 }
 
 /// A running caller. Dropping it stops the calls without waiting.
@@ -294,6 +313,10 @@ pub(crate) struct Uac {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     outbox: VecDeque<(SocketAddr, Bytes)>,
     finished: u64,
+    /// Media mode: offers come from the layer above, which hears of answers,
+    /// re-INVITEs and ends as [`UacEvent`]s.
+    media: bool,
+    events: VecDeque<UacEvent>,
 }
 
 /// A call in progress.
@@ -313,8 +336,25 @@ struct Call {
     /// (§13.2.2.4), so the call is kept that long.
     answered_at: Option<Instant>,
     dialog: Option<Dialog>,
+    /// The last CSeq number used in the dialog (the INVITE's is 1).
+    cseq: u32,
+    /// The latest re-INVITE (media mode: hold and resume).
+    reinvite: Option<Reinvite>,
+    /// Branches of every re-INVITE sent, forgotten with the call.
+    reinvite_branches: Vec<String>,
     /// The deadline the timer heap holds an entry for.
     scheduled: Option<Instant>,
+}
+
+/// A re-INVITE within a call's dialog (§14.1), sent again until its final
+/// answer or 64·T1.
+struct Reinvite {
+    request: Request,
+    branch: String,
+    retransmit: Retransmit,
+    /// Its ACK, sent again if the final answer is repeated.
+    ack: Option<(SocketAddr, Bytes)>,
+    answered: bool,
 }
 
 enum Phase {
@@ -427,6 +467,9 @@ impl Call {
             phase,
             self.cancel.as_ref().and_then(Retransmit::deadline),
             self.bye.as_ref().and_then(Retransmit::deadline),
+            self.reinvite
+                .as_ref()
+                .and_then(|reinvite| reinvite.retransmit.deadline()),
         ]
         .into_iter()
         .flatten()
@@ -466,7 +509,97 @@ impl Uac {
             timers: BinaryHeap::new(),
             outbox: VecDeque::new(),
             finished: 0,
+            media: false,
+            events: VecDeque::new(),
         }
+    }
+
+    /// Media mode, for the lab's media caller: each call due asks for its
+    /// offer ([`UacEvent::NeedOffer`]) instead of writing a made-up one, and
+    /// answers, re-INVITE outcomes and ends are reported as [`UacEvent`]s.
+    pub(crate) fn enable_media(&mut self) {
+        self.media = true;
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<UacEvent> {
+        self.events.pop_front()
+    }
+
+    /// Places call `index` with `offer` as its SDP, now. Calls are placed in
+    /// order: false (nothing done) for any other than the next one asked for.
+    pub(crate) fn place_with_offer(&mut self, now: Instant, index: u64, offer: Bytes) -> bool {
+        if index as usize != self.records.len() || index >= self.next {
+            return false;
+        }
+        self.place(index, now, offer);
+        true
+    }
+
+    /// Gives up call `index` before its INVITE (no offer could be made): it
+    /// is recorded as failed with `500`.
+    pub(crate) fn abandon(&mut self, now: Instant, index: u64) {
+        if index as usize != self.records.len() || index >= self.next {
+            return;
+        }
+        let call_id = self.call_id(index);
+        self.records.push(CallRecord {
+            index,
+            call_id,
+            started: now,
+            first_response: None,
+            setup_time: Some(Duration::ZERO),
+            status: Some(StatusCode::SERVER_INTERNAL_ERROR.as_u16()),
+            timed_out: false,
+            cancelled: false,
+            invite_retransmissions: 0,
+            contact: None,
+            bye_status: None,
+            extra_answers: 0,
+            finished: true,
+        });
+        self.finished += 1;
+    }
+
+    /// Sends a re-INVITE with `offer` in call `index`'s dialog. False if the
+    /// call is not up (answered, BYE not sent) or a re-INVITE is pending.
+    pub(crate) fn reinvite(&mut self, now: Instant, index: u64, offer: Bytes) -> bool {
+        let Some(mut call) = self.live.remove(&index) else {
+            return false;
+        };
+        let idle = call.reinvite.as_ref().is_none_or(|r| r.answered);
+        let up = matches!(call.phase, Phase::Up { .. });
+        let sent = match call.dialog.take() {
+            Some(dialog) if idle && up => {
+                call.cseq += 1;
+                let mut request = self.in_dialog(&call, &dialog, Method::Invite, call.cseq);
+                request.headers.push(Header::new(
+                    HeaderName::Contact,
+                    format!("<sip:caller@{}>", self.local),
+                ));
+                set_sdp(&mut request.headers, &mut request.body, offer);
+                let reinvite_branch = branch(&request.headers).unwrap_or_default();
+                let bytes = request.to_bytes();
+                self.outbox.push_back((dialog.next_hop, bytes.clone()));
+                self.by_branch.insert(reinvite_branch.clone(), index);
+                call.reinvite_branches.push(reinvite_branch.clone());
+                call.reinvite = Some(Reinvite {
+                    request,
+                    branch: reinvite_branch,
+                    retransmit: Retransmit::new(now, dialog.next_hop, bytes, self.t1),
+                    ack: None,
+                    answered: false,
+                });
+                call.dialog = Some(dialog);
+                true
+            }
+            dialog => {
+                call.dialog = dialog;
+                false
+            }
+        };
+        self.live.insert(index, call);
+        self.schedule(index);
+        sent
     }
 
     pub(crate) fn records(&self) -> &[CallRecord] {
@@ -508,8 +641,12 @@ impl Uac {
         self.pace_base + Duration::from_secs_f64(after)
     }
 
-    fn place(&mut self, index: u64, now: Instant) {
-        let call_id = format!("{}-{index}@{}", self.id_prefix, self.local.ip());
+    fn call_id(&self, index: u64) -> String {
+        format!("{}-{index}@{}", self.id_prefix, self.local.ip())
+    }
+
+    fn place(&mut self, index: u64, now: Instant, offer: Bytes) {
+        let call_id = self.call_id(index);
         let branch = Branch::generate(&mut self.rng);
         let number = match &self.to_user {
             Some(user) => user.clone(),
@@ -532,11 +669,7 @@ impl Uac {
             contact: Some(me),
         }
         .build();
-        set_sdp(
-            &mut invite.headers,
-            &mut invite.body,
-            sdp(self.local, index, MEDIA_PORT),
-        );
+        set_sdp(&mut invite.headers, &mut invite.body, offer);
         let invite_bytes = invite.to_bytes();
         self.outbox.push_back((self.proxy, invite_bytes.clone()));
         self.records.push(CallRecord {
@@ -573,6 +706,9 @@ impl Uac {
                 ack: None,
                 answered_at: None,
                 dialog: None,
+                cseq: 1,
+                reinvite: None,
+                reinvite_branches: Vec::new(),
                 scheduled: None,
             },
         );
@@ -628,6 +764,9 @@ impl Uac {
         if !record.finished {
             record.finished = true;
             self.finished += 1;
+            if self.media {
+                self.events.push_back(UacEvent::Over { index });
+            }
         }
     }
 
@@ -642,9 +781,18 @@ impl Uac {
         let Some(mut call) = self.live.remove(&index) else {
             return;
         };
+        let response_branch = branch(&response.headers).unwrap_or_default();
         match cseq.method {
-            Method::Invite if call.branch == branch(&response.headers).unwrap_or_default() => {
+            Method::Invite if call.branch == response_branch => {
                 self.on_invite_response(now, index, &mut call, response);
+            }
+            Method::Invite
+                if call
+                    .reinvite
+                    .as_ref()
+                    .is_some_and(|r| r.branch == response_branch) =>
+            {
+                self.on_reinvite_response(index, &mut call, response);
             }
             Method::Cancel if response.status.is_final() => {
                 if let Some(cancel) = &mut call.cancel {
@@ -707,6 +855,12 @@ impl Uac {
                     .contacts()
                     .first()
                     .map(|contact| contact.uri.to_string());
+                if self.media {
+                    self.events.push_back(UacEvent::Answered {
+                        index,
+                        body: response.body.clone(),
+                    });
+                }
                 let ack = self.in_dialog(call, &dialog, Method::Ack, 1).to_bytes();
                 self.outbox.push_back((dialog.next_hop, ack.clone()));
                 call.ack = Some((dialog.next_hop, ack));
@@ -759,6 +913,55 @@ impl Uac {
         }
     }
 
+    /// A response to the pending re-INVITE: provisionals are ignored (it is
+    /// sent again until a final answer); the final one is ACKed — in the
+    /// dialog for a 2xx, on its branch for a failure (§17.1.1.3) — and
+    /// reported; a repeated final answer gets the ACK again.
+    fn on_reinvite_response(&mut self, index: u64, call: &mut Call, response: Response) {
+        let status = response.status;
+        let Some(reinvite) = call.reinvite.as_ref() else {
+            return;
+        };
+        if !status.is_final() {
+            return;
+        }
+        if reinvite.answered {
+            if let Some((to, ack)) = reinvite.ack.clone() {
+                self.outbox.push_back((to, ack));
+            }
+            return;
+        }
+        let hop = reinvite.retransmit.to;
+        let ack = if status.is_success() {
+            let cseq = reinvite
+                .request
+                .headers
+                .cseq()
+                .map_or(call.cseq, |cseq| cseq.seq);
+            call.dialog.as_ref().map(|dialog| {
+                let ack = self.in_dialog(call, dialog, Method::Ack, cseq);
+                (dialog.next_hop, ack.to_bytes())
+            })
+        } else {
+            ack_for(&reinvite.request, &response)
+                .ok()
+                .map(|ack| (hop, ack.to_bytes()))
+        };
+        if let Some((to, bytes)) = &ack {
+            self.outbox.push_back((*to, bytes.clone()));
+        }
+        if let Some(reinvite) = call.reinvite.as_mut() {
+            reinvite.answered = true;
+            reinvite.retransmit.done = true;
+            reinvite.ack = ack;
+        }
+        self.events.push_back(UacEvent::Reinvited {
+            index,
+            status: status.as_u16(),
+            body: response.body,
+        });
+    }
+
     fn send_cancel(&mut self, now: Instant, index: u64, call: &mut Call) {
         if let Ok(cancel) = cancel_for(&call.invite) {
             let bytes = cancel.to_bytes();
@@ -784,6 +987,17 @@ impl Uac {
             }
             if let Some(cancel) = &mut call.cancel {
                 cancel.tick(now, self.t2, &mut self.outbox);
+            }
+            if let Some(reinvite) = call.reinvite.as_mut().filter(|r| !r.answered) {
+                if reinvite.retransmit.tick(now, self.t2, &mut self.outbox) {
+                    // No final answer to the re-INVITE: the call goes on as it was.
+                    reinvite.answered = true;
+                    self.events.push_back(UacEvent::Reinvited {
+                        index,
+                        status: StatusCode::REQUEST_TIMEOUT.as_u16(),
+                        body: Bytes::new(),
+                    });
+                }
             }
             if let Some(bye) = &mut call.bye {
                 if bye.tick(now, self.t2, &mut self.outbox) {
@@ -843,7 +1057,8 @@ impl Uac {
                 }
                 Phase::Up { bye_at } if bye_at <= now => {
                     if let Some(dialog) = call.dialog.take() {
-                        let bye = self.in_dialog(&call, &dialog, Method::Bye, 2);
+                        call.cseq += 1;
+                        let bye = self.in_dialog(&call, &dialog, Method::Bye, call.cseq);
                         let bye_branch = branch(&bye.headers).unwrap_or_default();
                         let bytes = bye.to_bytes();
                         self.outbox.push_back((dialog.next_hop, bytes.clone()));
@@ -853,6 +1068,9 @@ impl Uac {
                         call.dialog = Some(dialog);
                     }
                     call.phase = Phase::Ending;
+                    if self.media {
+                        self.events.push_back(UacEvent::Over { index });
+                    }
                 }
                 Phase::Over { forget_at } if forget_at <= now => forget = true,
                 Phase::Up { .. } | Phase::Ending | Phase::Over { .. } => {}
@@ -862,6 +1080,9 @@ impl Uac {
             self.by_branch.remove(&call.branch);
             if let Some(bye_branch) = &call.bye_branch {
                 self.by_branch.remove(bye_branch);
+            }
+            for reinvite_branch in &call.reinvite_branches {
+                self.by_branch.remove(reinvite_branch);
             }
             return;
         }
@@ -895,7 +1116,13 @@ impl Endpoint for Uac {
 
     fn handle_timeout(&mut self, now: Instant) {
         while self.next < self.limit && self.due(self.next) <= now {
-            self.place(self.next, now);
+            if self.media {
+                self.events
+                    .push_back(UacEvent::NeedOffer { index: self.next });
+            } else {
+                let offer = sdp(self.local, self.next, MEDIA_PORT);
+                self.place(self.next, now, offer);
+            }
             self.next += 1;
         }
         while let Some(Reverse((at, _))) = self.timers.peek() {

@@ -19,6 +19,14 @@
 //! reuse `hotsite_sip::register::RegisterClient` (and its Digest): the code
 //! under test there is the site's registrar, which shares none of it.
 //!
+//! The lab's media peers (`crate::media`, SPEC R1–R5) run these same cores in
+//! *media mode*: `Uas::enable_media` has every INVITE's 200 wait for an SDP
+//! answer from the layer above (or a refusal such as `488`), answers
+//! re-INVITEs in the dialog instead of `501`, and reports offers, answered
+//! calls and ends as `UasEvent`s; `Uac::enable_media` has each call ask for
+//! its offer, reports answers, re-INVITE outcomes and ends as `UacEvent`s,
+//! and sends re-INVITEs (`Uac::reinvite`). Without it nothing changes.
+//!
 //! # The trunk ([`SipTrunk`], a UAS)
 //!
 //! - `OPTIONS` → `200` (with `Allow`).
@@ -130,10 +138,10 @@
 //! assert_eq!(phone.invite_log()[0].call_id, records[0].call_id);
 //! ```
 
-mod caller;
-mod driver;
+pub(crate) mod caller;
+pub(crate) mod driver;
 mod phone;
-mod trunk;
+pub(crate) mod trunk;
 mod wire;
 
 #[cfg(test)]

@@ -142,6 +142,30 @@ pub struct ReceivedInvite {
     pub dropped: bool,
 }
 
+/// What a [`Uas`] in media mode ([`Uas::enable_media`]) tells the media
+/// layer above it (the lab's media server): offers to answer, calls that
+/// start and end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UasEvent {
+    /// An INVITE (a new call, or a re-INVITE of one) waits for its SDP
+    /// answer ([`Uas::answer_invite`]) or a refusal ([`Uas::refuse_invite`]):
+    /// no 200 goes out before.
+    Offer {
+        /// The INVITE transaction (its branch).
+        key: String,
+        call_id: String,
+        /// The INVITE's body: the offer.
+        body: Bytes,
+        /// A re-INVITE within an answered call.
+        reinvite: bool,
+    },
+    /// The 200 answering a new call's INVITE left (not for re-INVITEs).
+    Answered { call_id: String },
+    /// The call is over: a BYE, a CANCEL before the answer, or no ACK for
+    /// the 200 within 64·T1.
+    Ended { call_id: String },
+}
+
 /// A running trunk. Dropping it stops the task without waiting;
 /// [`SipTrunk::shutdown`] waits.
 pub struct SipTrunk {
@@ -222,6 +246,10 @@ pub(crate) struct Uas {
     fault: TrunkFault,
     /// How new INVITEs are answered: always [`PhoneAnswer::Answer`] for a trunk.
     answer: PhoneAnswer,
+    /// Media mode: SDP answers come from the layer above, re-INVITEs are
+    /// answered, and [`UasEvent`]s are reported.
+    media: bool,
+    events: VecDeque<UasEvent>,
     /// INVITE transactions by branch, until 64·T1 after their end.
     invites: HashMap<String, InviteTx>,
     /// Every INVITE branch ever seen, so retransmissions count once.
@@ -249,6 +277,13 @@ struct InviteTx {
     last: Option<Bytes>,
     /// Its 200 has left the trunk (not dropped by a silence).
     answer_sent: bool,
+    /// The 200's body: `None` for the trunk's fixed SDP answer.
+    answer_body: Option<Bytes>,
+    /// The 200 may go when due: false in media mode until the answer is
+    /// given.
+    answer_ready: bool,
+    /// A re-INVITE of an answered call (media mode).
+    reinvite: bool,
     state: TxState,
     /// The deadline the timer heap holds an entry for; heap entries at other
     /// times are stale.
@@ -278,6 +313,7 @@ impl InviteTx {
     fn deadline(&self) -> Option<Instant> {
         match self.state {
             TxState::Proceeding { ring_at, answer_at } => {
+                let answer_at = answer_at.filter(|_| self.answer_ready);
                 [ring_at, answer_at].into_iter().flatten().min()
             }
             TxState::Completed {
@@ -301,11 +337,11 @@ impl InviteTx {
         }
         if status.is_success() {
             let session = self.to_tag.len() as u64 ^ u64::from(addr.port());
-            set_sdp(
-                &mut response.headers,
-                &mut response.body,
-                sdp(addr, session, MEDIA_PORT),
-            );
+            let body = self
+                .answer_body
+                .clone()
+                .unwrap_or_else(|| sdp(addr, session, MEDIA_PORT));
+            set_sdp(&mut response.headers, &mut response.body, body);
         }
         let bytes = response.to_bytes();
         self.last = Some(bytes.clone());
@@ -335,6 +371,8 @@ impl Uas {
             t2: config.t2,
             fault: TrunkFault::Recover,
             answer: PhoneAnswer::Answer,
+            media: false,
+            events: VecDeque::new(),
             invites: HashMap::new(),
             seen: HashSet::new(),
             dialogs: HashMap::new(),
@@ -364,6 +402,48 @@ impl Uas {
 
     pub(crate) fn answer_mode(&self) -> PhoneAnswer {
         self.answer
+    }
+
+    /// Media mode, for the lab's media server: every INVITE's 200 waits for
+    /// [`Uas::answer_invite`] (or is refused by [`Uas::refuse_invite`]),
+    /// re-INVITEs of answered calls are offered up the same way (instead of
+    /// `501`), and [`UasEvent`]s say what happens to calls.
+    pub(crate) fn enable_media(&mut self) {
+        self.media = true;
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<UasEvent> {
+        self.events.pop_front()
+    }
+
+    /// Gives the SDP answer of INVITE `key`: its 200 goes when due (at once
+    /// for a re-INVITE). Ignored if the INVITE is no longer waiting.
+    pub(crate) fn answer_invite(&mut self, key: &str, body: Bytes) {
+        if let Some(tx) = self.invites.get_mut(key) {
+            if matches!(tx.state, TxState::Proceeding { .. }) {
+                tx.answer_body = Some(body);
+                tx.answer_ready = true;
+                self.schedule(key);
+            }
+        }
+    }
+
+    /// Refuses INVITE `key` with a final `status` (300–699), such as `488`
+    /// for an offer that cannot be answered. Ignored if the INVITE is no
+    /// longer waiting.
+    pub(crate) fn refuse_invite(&mut self, now: Instant, key: &str, status: StatusCode) {
+        let Some(tx) = self.invites.get_mut(key) else {
+            return;
+        };
+        if !matches!(tx.state, TxState::Proceeding { .. }) || status.as_u16() < 300 {
+            return;
+        }
+        let bytes = tx.respond(status, &self.contact, self.addr);
+        tx.completed(status, now, self.t1);
+        let peer = tx.peer;
+        self.stats.rejected += 1;
+        self.send(peer, bytes);
+        self.schedule(key);
     }
 
     pub(crate) fn stats(&self) -> TrunkStats {
@@ -443,13 +523,26 @@ impl Uas {
             return;
         }
         self.note_invite(now, from, &request, &key, false);
-        let in_dialog = request.headers.to().is_some_and(|to| to.tag().is_some());
+        let to_tag = request
+            .headers
+            .to()
+            .and_then(|to| to.tag().map(str::to_owned));
+        let in_dialog = to_tag.is_some();
+        let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        if self.media && in_dialog {
+            self.on_reinvite(now, from, request, key, call_id);
+            return;
+        }
+        let offer = self.media.then(|| request.body.clone());
         let mut tx = InviteTx {
             invite: request,
             peer: from,
             to_tag: self.new_tag(),
             last: None,
             answer_sent: false,
+            answer_body: None,
+            answer_ready: !self.media,
+            reinvite: false,
             state: TxState::Done { forget_at: now },
             scheduled: None,
         };
@@ -471,7 +564,9 @@ impl Uas {
                 self.stats.rejected += 1;
             }
             None => {
-                let ring_at = if self.ring_delay.is_zero() {
+                // In media mode the offer is checked first: a refusal
+                // (488) must not follow a 180.
+                let ring_at = if self.ring_delay.is_zero() && !self.media {
                     let ringing = tx.respond(StatusCode::RINGING, &self.contact, self.addr);
                     self.send(from, ringing);
                     None
@@ -483,7 +578,65 @@ impl Uas {
                     ring_at,
                     answer_at: answers.then(|| now + self.ring_delay + self.answer_delay),
                 };
+                if let Some(body) = offer {
+                    self.events.push_back(UasEvent::Offer {
+                        key: key.clone(),
+                        call_id,
+                        body,
+                        reinvite: false,
+                    });
+                }
             }
+        }
+        self.invites.insert(key.clone(), tx);
+        self.schedule(&key);
+    }
+
+    /// A re-INVITE in media mode: offered up and answered at once, in the
+    /// call's dialog (its To tag); `481` for a dialog the UAS does not have.
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        request: Request,
+        key: String,
+        call_id: String,
+    ) {
+        let to_tag = request
+            .headers
+            .to()
+            .and_then(|to| to.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let body = request.body.clone();
+        let mut tx = InviteTx {
+            invite: request,
+            peer: from,
+            to_tag,
+            last: None,
+            answer_sent: false,
+            answer_body: None,
+            answer_ready: false,
+            reinvite: true,
+            state: TxState::Proceeding {
+                ring_at: None,
+                answer_at: Some(now),
+            },
+            scheduled: None,
+        };
+        let trying = tx.respond(StatusCode::TRYING, &self.contact, self.addr);
+        self.send(from, trying);
+        if self.dialogs.contains_key(&call_id) {
+            self.events.push_back(UasEvent::Offer {
+                key: key.clone(),
+                call_id,
+                body,
+                reinvite: true,
+            });
+        } else {
+            let status = StatusCode::CALL_DOES_NOT_EXIST;
+            let bytes = tx.respond(status, &self.contact, self.addr);
+            self.send(from, bytes);
+            tx.completed(status, now, self.t1);
         }
         self.invites.insert(key.clone(), tx);
         self.schedule(&key);
@@ -534,6 +687,11 @@ impl Uas {
                     }
                 }
                 self.stats.byes += 1;
+                if self.media {
+                    self.events.push_back(UasEvent::Ended {
+                        call_id: call_id.to_owned(),
+                    });
+                }
                 response_to(request, StatusCode::OK, None)
             }
             None => response_to(request, StatusCode::CALL_DOES_NOT_EXIST, None),
@@ -548,6 +706,7 @@ impl Uas {
         };
         let to_tag = tx.to_tag.clone();
         let pending = matches!(tx.state, TxState::Proceeding { .. });
+        let ends_call = self.media && !tx.reinvite;
         let terminated = pending.then(|| {
             let bytes = tx.respond(StatusCode::REQUEST_TERMINATED, &self.contact, self.addr);
             tx.completed(StatusCode::REQUEST_TERMINATED, now, self.t1);
@@ -557,6 +716,10 @@ impl Uas {
         self.answer(now, from, request, key, answer);
         if let Some((peer, bytes)) = terminated {
             self.stats.cancelled += 1;
+            if ends_call {
+                let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+                self.events.push_back(UasEvent::Ended { call_id });
+            }
             self.send(peer, bytes);
             self.schedule(key);
         }
@@ -606,11 +769,16 @@ impl Uas {
                             ring_at: None,
                             answer_at,
                         };
-                    } else if answer_at.is_some_and(|at| at <= now) {
+                    } else if answer_at.is_some_and(|at| at <= now) && tx.answer_ready {
                         out.push(tx.respond(StatusCode::OK, &self.contact, self.addr));
                         tx.completed(StatusCode::OK, now, self.t1);
                         if let Some(call_id) = tx.invite.headers.call_id() {
                             self.dialogs.insert(call_id.to_owned(), key.to_owned());
+                            if self.media && !tx.reinvite {
+                                self.events.push_back(UasEvent::Answered {
+                                    call_id: call_id.to_owned(),
+                                });
+                            }
                         }
                     }
                 }
@@ -622,6 +790,15 @@ impl Uas {
                 } => {
                     if give_up_at <= now {
                         self.stats.ack_timeouts += 1;
+                        if self.media && status.is_success() && !tx.reinvite {
+                            // A real UAS would send a BYE (§13.3.1.4); the
+                            // lab ends the call and keeps what it recorded.
+                            if let Some(call_id) = tx.invite.headers.call_id() {
+                                self.events.push_back(UasEvent::Ended {
+                                    call_id: call_id.to_owned(),
+                                });
+                            }
+                        }
                         tx.state = TxState::Done { forget_at: now };
                     } else if retransmit_at <= now {
                         out.extend(tx.last.clone());
@@ -638,7 +815,7 @@ impl Uas {
             }
         }
         let silent = self.fault == TrunkFault::Silent;
-        if !silent && !tx.answer_sent && !out.is_empty() {
+        if !silent && !tx.answer_sent && !out.is_empty() && !tx.reinvite {
             if let TxState::Completed { status, .. } = tx.state {
                 if status.is_success() {
                     // The 200 (or, after a silence, its first repetition) is out.

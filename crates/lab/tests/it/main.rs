@@ -15,6 +15,7 @@ mod http_api;
 mod http_faults;
 mod http_lab;
 mod link;
+mod media;
 mod messages;
 mod mo;
 mod phone;

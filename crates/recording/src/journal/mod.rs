@@ -14,21 +14,30 @@
 //! seal    kind 2: index u64 | segment offset u64 | segment length u64 |
 //!         records u64 | segment hash [32] | seal [32]
 //! end     kind 3: records u64 | segments u64
+//! note    kind 4: time ns u64 | UTF-8 JSON (≤ 64 KiB)
 //! ```
 //!
-//! segment hash = SHA-256 of the segment's packet frames exactly as on disk;
+//! Times are nanoseconds since the Unix epoch, the edge's wall clock when the
+//! packet arrived or the note was written. Records are packets and notes
+//! alike: both are counted, hashed and sealed in their segment.
+//!
+//! segment hash = SHA-256 of the segment's record frames exactly as on disk;
 //! seal_n = SHA-256(seal_{n-1} || segment hash || n as u64 LE), and
 //! seal_{-1} = SHA-256 of the header bytes, binding the chain to the Call-ID.
 //!
 //! The CRC finds a torn tail; the seals find tampering. An unsealed tail has
-//! only the CRC: the merge and the manifest (R3) cover sealed segments.
+//! only the CRC: the manifest (R3) covers sealed segments; the merge uses
+//! the unsealed records too and reports how many there were.
 
 mod crc;
 mod reader;
+mod stream;
+mod verify;
 mod writer;
 
 pub use crc::crc32c;
-pub use reader::{verify_chain, Journal, JournalReader, Record, Segment, Tail};
+pub use reader::{verify_chain, Journal, JournalReader, Record, RecordKind, Segment, Tail};
+pub use stream::{Entry, JournalStream};
 pub use writer::{JournalConfig, JournalWriter, SegmentLimits, Summary};
 
 use sha2::{Digest, Sha256};
@@ -42,20 +51,29 @@ pub const MAGIC: [u8; 8] = *b"HSJRNL\x00\x01";
 pub const MAX_PACKET: usize = 65_535;
 /// The longest Call-ID in a header.
 pub const MAX_CALL_ID: usize = 1024;
+/// The largest note's JSON (64 KiB). A note frame is then exactly as long as
+/// the largest packet frame, so one frame length limit serves both.
+pub const MAX_NOTE: usize = 65_536;
 
 pub(crate) const KIND_PACKET: u8 = 1;
 pub(crate) const KIND_SEAL: u8 = 2;
 pub(crate) const KIND_END: u8 = 3;
+pub(crate) const KIND_NOTE: u8 = 4;
 /// Frame bytes around the body: len, kind, CRC.
 pub(crate) const FRAME_OVERHEAD: usize = 4 + 1 + 4;
 pub(crate) const PACKET_HEAD: usize = 8 + 1;
+pub(crate) const NOTE_HEAD: usize = 8;
+/// The largest frame length field: kind plus the largest body.
+pub(crate) const MAX_FRAME_LEN: usize = 1 + PACKET_HEAD + MAX_PACKET;
+const _: () = assert!(1 + NOTE_HEAD + MAX_NOTE <= MAX_FRAME_LEN);
 pub(crate) const SEAL_BODY: usize = 8 * 4 + 32 + 32;
 pub(crate) const END_BODY: usize = 16;
 
 /// Which way a packet went, from the edge's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
-    /// From leg a (the caller's side) to leg b.
+    /// From leg a (the caller's or PBX's side) to leg b (the trunk, the
+    /// cloud media server).
     AtoB,
     /// From leg b to leg a.
     BtoA,
@@ -90,6 +108,10 @@ pub enum JournalError {
     CallIdTooLong(usize),
     #[error("packet of {0} bytes is larger than {MAX_PACKET}")]
     PacketTooLarge(usize),
+    #[error("note of {0} bytes is larger than {MAX_NOTE}")]
+    NoteTooLarge(usize),
+    #[error("note is not UTF-8")]
+    NoteNotUtf8,
     /// A sealed segment's bytes do not match its seal: a changed, removed or
     /// inserted byte (SPEC R3).
     #[error("segment {segment} tampered with ({what}) at byte {offset}")]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     chain_seal, genesis, header_bytes, push_frame, Direction, JournalError, JOURNAL_FILE, KIND_END,
-    KIND_PACKET, KIND_SEAL, MAX_PACKET,
+    KIND_NOTE, KIND_PACKET, KIND_SEAL, MAX_NOTE, MAX_PACKET,
 };
 
 /// When the writer seals the open segment by itself. A limit of 0 is off.
@@ -55,6 +55,7 @@ impl Default for JournalConfig {
 /// What [`JournalWriter::finish`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    /// Records written: packets and notes.
     pub records: u64,
     pub segments: u64,
     /// The last seal (the chain's head), or seal_{-1} if nothing was sealed.
@@ -144,10 +145,11 @@ impl JournalWriter {
         &self.path
     }
 
-    /// Appends one packet that arrived at `arrival_ns` (ns since the call
-    /// started). Seals the open segment first if the record would exceed its
-    /// time span, and after if it reached its count or size; returns the seal
-    /// written, if any (the last one when two were).
+    /// Appends one packet that arrived at `arrival_ns` (ns since the Unix
+    /// epoch, the edge's wall clock). Seals the open segment first if the
+    /// record would exceed its time span, and after if it reached its count
+    /// or size; returns the seal written, if any (the last one when two
+    /// were).
     pub fn append(
         &mut self,
         arrival_ns: u64,
@@ -157,19 +159,43 @@ impl JournalWriter {
         if packet.len() > MAX_PACKET {
             return Err(JournalError::PacketTooLarge(packet.len()));
         }
+        self.append_record(
+            arrival_ns,
+            KIND_PACKET,
+            &[&arrival_ns.to_le_bytes(), &[direction.to_byte()], packet],
+        )
+    }
+
+    /// Appends a note written at `at_unix_ns` (ns since the Unix epoch):
+    /// UTF-8 JSON of at most [`MAX_NOTE`] bytes about the call (its trunk
+    /// and regions, an SDP a leg sent, how it ended; SPEC R5, V3). A note is
+    /// a record like a packet: counted, hashed and sealed in its segment.
+    pub fn append_note(&mut self, at_unix_ns: u64, json: &[u8]) -> Result<(), JournalError> {
+        if json.len() > MAX_NOTE {
+            return Err(JournalError::NoteTooLarge(json.len()));
+        }
+        if std::str::from_utf8(json).is_err() {
+            return Err(JournalError::NoteNotUtf8);
+        }
+        self.append_record(at_unix_ns, KIND_NOTE, &[&at_unix_ns.to_le_bytes(), json])?;
+        Ok(())
+    }
+
+    fn append_record(
+        &mut self,
+        at_ns: u64,
+        kind: u8,
+        body: &[&[u8]],
+    ) -> Result<Option<[u8; 32]>, JournalError> {
         let limits = self.config.limits;
         let mut sealed = None;
         if let Some(first) = self.segment.first_arrival_ns {
-            if limits.max_span_ns > 0 && arrival_ns.saturating_sub(first) >= limits.max_span_ns {
+            if limits.max_span_ns > 0 && at_ns.saturating_sub(first) >= limits.max_span_ns {
                 sealed = self.seal_segment()?;
             }
         }
         self.frame.clear();
-        push_frame(
-            &mut self.frame,
-            KIND_PACKET,
-            &[&arrival_ns.to_le_bytes(), &[direction.to_byte()], packet],
-        );
+        push_frame(&mut self.frame, kind, body);
         self.write_frame()?;
         let len = self.frame.len() as u64;
         self.offset += len;
@@ -177,7 +203,7 @@ impl JournalWriter {
         seg.hasher.update(&self.frame);
         seg.bytes += len;
         seg.records += 1;
-        seg.first_arrival_ns.get_or_insert(arrival_ns);
+        seg.first_arrival_ns.get_or_insert(at_ns);
         self.records += 1;
         if (limits.max_records > 0 && seg.records >= limits.max_records)
             || (limits.max_bytes > 0 && seg.bytes >= limits.max_bytes)

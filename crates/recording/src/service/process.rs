@@ -1,0 +1,171 @@
+//! The blocking steps of one call's processing (R2, R3): the cloud copy
+//! taken in, the merge, the manifest built and signed. Each step's output is
+//! written to a temporary name and renamed, so a crash leaves either the
+//! whole file or none, and a restart redoes only what is missing.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::manifest::{CallInfo, Manifest, ManifestBuilder, SigningKey};
+use crate::merge::{self, CloudRecording, MergeOptions, MergeReport};
+
+/// The merged file's name in a call's directory.
+pub const MERGED_FILE: &str = "merged.wav";
+/// The signed manifest's name in a call's directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The cloud recording's copy in a call's directory.
+pub const CLOUD_FILE: &str = "cloud.wav";
+/// Its sidecar's copy.
+pub const CLOUD_SIDECAR: &str = "cloud.json";
+/// Written once the call's upload job is in the durable queue: the call
+/// needs nothing more from this process.
+pub const QUEUED_MARKER: &str = "upload-queued";
+
+/// Why a call could not be processed.
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("merge: {0}")]
+    Merge(#[from] merge::MergeError),
+    #[error("manifest: {0}")]
+    Build(#[from] crate::manifest::BuildError),
+    #[error("manifest: {0}")]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("merge report: {0}")]
+    Report(#[from] serde_json::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProcessError + '_ {
+    move |source| ProcessError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What processing one call produced.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub manifest: Manifest,
+    pub report: MergeReport,
+}
+
+/// Copies the provider's cloud recording (WAV and sidecar) into the call's
+/// directory, so the directory verifies on its own (R3).
+pub fn take_cloud(dir: &Path, wav: &Path, sidecar: &Path) -> Result<(), ProcessError> {
+    for (from, name) in [(wav, CLOUD_FILE), (sidecar, CLOUD_SIDECAR)] {
+        let to = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        fs::copy(from, &tmp).map_err(io(from))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        fs::rename(&tmp, &to).map_err(io(&to))?;
+    }
+    sync_dir(dir)
+}
+
+/// The cloud recording copied into `dir`, if there is one.
+pub fn cloud_in(dir: &Path) -> Result<Option<CloudRecording>, ProcessError> {
+    let wav = dir.join(CLOUD_FILE);
+    if !wav.exists() {
+        return Ok(None);
+    }
+    Ok(Some(CloudRecording::open(&wav, &dir.join(CLOUD_SIDECAR))?))
+}
+
+/// Merges the call in `dir` and writes its signed manifest (the merge and
+/// its report first, then the manifest over every file).
+pub fn merge_and_sign(
+    dir: &Path,
+    key: &SigningKey,
+    options: &MergeOptions,
+) -> Result<Processed, ProcessError> {
+    let cloud = cloud_in(dir)?;
+    let merged = dir.join(MERGED_FILE);
+    let tmp = dir.join(format!(".{MERGED_FILE}.tmp"));
+    let mut report = merge::merge(dir, cloud.as_ref(), &tmp, options)?;
+    fs::rename(&tmp, &merged).map_err(io(&merged))?;
+    report.output.path = MERGED_FILE.to_owned();
+    let call = report.call.clone().unwrap_or_default();
+    let info = CallInfo {
+        call_id: report.call_id.clone(),
+        started_unix_ms: call
+            .started_unix_ms
+            .map_or(report.output.start_unix_ms, |ms| {
+                ms.min(report.output.start_unix_ms)
+            })
+            .max(0) as u64,
+        ended_unix_ms: report.output.end_unix_ms.max(0) as u64,
+        trunk: call.trunk.unwrap_or_default(),
+        group: call.group.unwrap_or_default(),
+        media_region: call.media_region.unwrap_or_default(),
+        failover_region: call.failover_region.unwrap_or_default(),
+    };
+    let mut builder = ManifestBuilder::new(info, dir, &merged, 8000, 2)
+        .merge_report(integers_only(serde_json::to_value(&report)?));
+    if let Some(cloud) = &cloud {
+        builder = builder.cloud(&cloud.wav, cloud.sidecar.started_unix_ms.max(0) as u64);
+    }
+    let mut manifest = builder.build()?;
+    manifest.sign(key)?;
+    Ok(Processed { manifest, report })
+}
+
+/// Writes the manifest (canonical JSON) atomically.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<PathBuf, ProcessError> {
+    let path = dir.join(MANIFEST_FILE);
+    write_atomic(dir, &path, &manifest.to_json()?)?;
+    Ok(path)
+}
+
+/// Marks the call's upload as durably queued.
+pub fn mark_queued(dir: &Path) -> Result<(), ProcessError> {
+    write_atomic(dir, &dir.join(QUEUED_MARKER), b"")
+}
+
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ProcessError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ProcessError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// The manifest is canonical JSON (RFC 8785) restricted to integers; the
+/// merge report's few measurements with fractions (the cloud's offset in
+/// ms, a correlation) are kept to 3 decimals as integers in thousandths,
+/// under their name with `_milli` appended.
+pub fn integers_only(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| match v {
+                    Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                        let milli = (n.as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
+                        (format!("{k}_milli"), Value::from(milli))
+                    }
+                    other => (k, integers_only(other)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(integers_only).collect()),
+        other => other,
+    }
+}
