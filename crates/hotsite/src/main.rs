@@ -22,6 +22,7 @@ mod lab;
 #[cfg(not(feature = "lab"))]
 mod no_lab;
 mod recording;
+mod recording_tap;
 mod run;
 
 use std::path::PathBuf;

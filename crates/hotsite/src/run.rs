@@ -35,9 +35,22 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // The port first: a conflict fails before any system starts.
     let mut host = Host::bind(config.host.clone()).await?;
     let deps = host.deps();
+    // Recording before voice: the voice proxy's relay feeds its recorder.
+    let mut tap: Option<std::sync::Arc<dyn hotsite_voice::MediaTap>> = None;
+    let mut recording_dir = None;
+    if let Some(recording) = &config.recording {
+        let (handle, routes) = hotsite_recording::service::start(recording, &config.site, &deps)
+            .await
+            .context("cannot start recording")?;
+        tap = Some(std::sync::Arc::new(crate::recording_tap::RecorderTap(
+            handle.recorder(),
+        )));
+        recording_dir = Some(recording.dir.clone());
+        host.add(Box::new(handle), routes);
+    }
     let mut voice_addr = None;
     if let Some(voice) = &config.voice {
-        let (voice, routes) = hotsite_voice::start(voice, &deps, None)
+        let (voice, routes) = hotsite_voice::start(voice, &deps, tap)
             .await
             .context("cannot start the voice proxy")?;
         voice_addr = Some(voice.local_addr());
@@ -83,6 +96,12 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = voice_addr {
         println!("voice proxy on {addr} (UDP and TCP)");
+    }
+    if let Some(dir) = recording_dir {
+        println!(
+            "recording anchored calls under {} (merged, signed, uploaded)",
+            dir.display()
+        );
     }
     if let Some(desktop) = &config.desktop {
         println!(
