@@ -20,6 +20,10 @@
 //!   own, peered through a lab link, agents' phones, desktops (the API) and
 //!   a media gateway ([`sites`]); site a dies, the link is cut, or site a is
 //!   drained. Calls too, with a report of their own ([`site_report`]).
+//! - `recording-failover` ([`recording_failover`]): calls through the
+//!   anchored voice proxy to a lab cloud media server that hands them over
+//!   mid-call; the edge recording, the merge, the signed manifest and the
+//!   upload (SPEC R1-R5), a report of its own.
 //! - `desktop-switchover`: `hotsite desktops` (`crate::desktops`) with a
 //!   few hundred desktops and site a killed (SPEC D1–D8 with S2): switch
 //!   times and reasons, a report of its own.
@@ -43,6 +47,7 @@ mod dns_move;
 mod graceful_shutdown;
 mod http_failover;
 mod link_failure;
+mod recording_failover;
 mod report;
 mod site_failure;
 mod site_report;
@@ -136,6 +141,10 @@ pub(crate) enum Scenario {
     /// a killed; every desktop of a logs in at b within site_timeout + 2 s
     /// (SPEC D1-D8 with S2).
     DesktopSwitchover,
+    /// Calls through the anchored voice proxy to a cloud media server that
+    /// hands them over mid-call (15-20 s gap): the edge recording fills the
+    /// gap, the manifest verifies, the files are uploaded (SPEC R1-R5).
+    RecordingFailover,
 }
 
 impl Scenario {
@@ -150,6 +159,7 @@ impl Scenario {
             Scenario::LinkFailure => "link-failure",
             Scenario::GracefulShutdown => "graceful-shutdown",
             Scenario::DesktopSwitchover => "desktop-switchover",
+            Scenario::RecordingFailover => "recording-failover",
         }
     }
 }
@@ -171,6 +181,7 @@ impl Settings {
                 (120, 20, 10)
             }
             Scenario::DesktopSwitchover => (200, 500, 10),
+            Scenario::RecordingFailover => (3, 2, 10),
             _ => (2_000, 200, 10),
         };
         let settings = Settings {
@@ -219,6 +230,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 settings.rate
             };
             return crate::desktops::demo(desktops, ramp, args.json).await;
+        }
+        Scenario::RecordingFailover => {
+            // Calls and their recordings: no gateway; the files are kept
+            // (the report says where) so they can be verified by hand.
+            let _ = std::fs::remove_dir_all(&dir);
+            return recording_failover::run(&settings, &progress)
+                .await?
+                .finish(args.json);
         }
         Scenario::SiteFailure | Scenario::LinkFailure | Scenario::GracefulShutdown => {
             // Calls and agents at two sites: no gateway, no store either.
