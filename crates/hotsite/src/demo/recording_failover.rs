@@ -138,8 +138,15 @@ impl RecordingReport {
         );
         row("files", self.dir.display().to_string());
         for call in &self.per_call {
-            println!("  call {} ({})", call.call_id, if call.ok { "ok" } else { "FAILED" });
-            row("  cloud recording's gap", format!("{} ms (handover)", call.cloud_gap_ms));
+            println!(
+                "  call {} ({})",
+                call.call_id,
+                if call.ok { "ok" } else { "FAILED" }
+            );
+            row(
+                "  cloud recording's gap",
+                format!("{} ms (handover)", call.cloud_gap_ms),
+            );
             row(
                 "  merged gap, caller → provider",
                 format!(
@@ -152,12 +159,21 @@ impl RecordingReport {
             );
             row(
                 "  merged gap, provider → caller",
-                format!("{} ms listed (nobody sent: not filled, not hold)", call.merged_gap_provider_ms),
+                format!(
+                    "{} ms listed (nobody sent: not filled, not hold)",
+                    call.merged_gap_provider_ms
+                ),
             );
-            row("  filled from the cloud", format!("{} ms", call.cloud_filled_ms));
+            row(
+                "  filled from the cloud",
+                format!("{} ms", call.cloud_filled_ms),
+            );
             row(
                 "  handovers / DTMF kept / holds",
-                format!("{} / {} / {}", call.handovers_seen, call.dtmf_kept, call.holds),
+                format!(
+                    "{} / {} / {}",
+                    call.handovers_seen, call.dtmf_kept, call.holds
+                ),
             );
             row(
                 "  manifest verified",
@@ -175,7 +191,11 @@ impl RecordingReport {
             );
             row(
                 "  archived (tags ok)",
-                format!("{} objects ({})", call.archived.len(), if call.tags_ok { "yes" } else { "NO" }),
+                format!(
+                    "{} objects ({})",
+                    call.archived.len(),
+                    if call.tags_ok { "yes" } else { "NO" }
+                ),
             );
             for note in &call.notes {
                 println!("    note: {note}");
@@ -185,12 +205,18 @@ impl RecordingReport {
             println!("  note: {note}");
         }
         if let Some(call) = self.per_call.iter().find_map(|c| c.manifest.as_ref()) {
-            println!("  check it yourself: hotsite recording verify {}", call.display());
+            println!(
+                "  check it yourself: hotsite recording verify {}",
+                call.display()
+            );
         }
     }
 }
 
-pub(super) async fn run(settings: &Settings, progress: &Progress) -> anyhow::Result<RecordingReport> {
+pub(super) async fn run(
+    settings: &Settings,
+    progress: &Progress,
+) -> anyhow::Result<RecordingReport> {
     let dir = std::env::temp_dir().join(format!("hotsite-demo-recording-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("cloud"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -263,7 +289,10 @@ pub(super) async fn run(settings: &Settings, progress: &Progress) -> anyhow::Res
             let started = server
                 .handover(None, None)
                 .map_err(|e| anyhow!("the media server refused the handover: {e}"))?;
-            progress.line(&format!("media server handing {} calls over", started.len()));
+            progress.line(&format!(
+                "media server handing {} calls over",
+                started.len()
+            ));
             break;
         }
         if crate::clock::now() > deadline {
@@ -458,7 +487,11 @@ fn read_wav(path: &Path) -> anyhow::Result<Vec<Vec<i16>>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let wav = decode_wav(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     if wav.channels.len() != 2 {
-        return Err(anyhow!("{}: {} channels", path.display(), wav.channels.len()));
+        return Err(anyhow!(
+            "{}: {} channels",
+            path.display(),
+            wav.channels.len()
+        ));
     }
     Ok(wav.channels)
 }

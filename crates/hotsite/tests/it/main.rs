@@ -18,4 +18,5 @@ mod netns;
 mod production_build;
 mod realworld;
 mod recording;
+mod recording_run;
 mod site;
