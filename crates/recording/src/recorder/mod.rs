@@ -12,7 +12,16 @@
 //!
 //! A full queue drops the datagram and counts it (`dropped_queue_full`), and
 //! the call's journal gets a `loss` note at its end with the count: the
-//! recording says it is incomplete rather than pretending.
+//! recording says it is incomplete rather than pretending. A call's start,
+//! notes and end are never dropped and never block the caller (a tokio
+//! task): when the queue is full they wait in an overflow list, in order,
+//! and datagrams are dropped until the writer has caught up with it.
+//!
+//! A `kill -9` loses what was still queued (at most `queue_capacity`
+//! datagrams, normally a few ms of traffic) and nothing the writer wrote:
+//! frames go to the file (page cache) as they are taken from the queue. A
+//! power loss also loses what was not yet fsynced (at most `sync_interval`).
+//! Either way the journal's reader reports the tail as unfinished or torn.
 //!
 //! When a call ends its journal is finished (sealed, end record, synced) and
 //! a [`Finished`] goes to the channel given at start; the processing
@@ -97,6 +106,14 @@ pub(crate) struct Counters {
     pub write_errors: AtomicU64,
 }
 
+/// Control messages that found the queue full, in order, and whether there
+/// are any (datagrams check the flag, not the lock).
+#[derive(Clone, Default)]
+pub(crate) struct Overflow {
+    pub list: Arc<std::sync::Mutex<std::collections::VecDeque<Msg>>>,
+    pub active: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Datagrams dropped per call because the queue was full: touched only on
 /// that path and at the call's end.
 pub(crate) type Lost = Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, u64>>>;
@@ -130,6 +147,7 @@ pub(crate) enum Msg {
 #[derive(Clone)]
 pub struct Recorder {
     tx: SyncSender<Msg>,
+    overflow: Overflow,
     counters: Arc<Counters>,
     lost: Lost,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
@@ -145,9 +163,18 @@ impl Recorder {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let lost = Lost::default();
-        let thread = thread::spawn(config, rx, counters.clone(), lost.clone(), finished)?;
+        let overflow = Overflow::default();
+        let thread = thread::spawn(
+            config,
+            rx,
+            overflow.clone(),
+            counters.clone(),
+            lost.clone(),
+            finished,
+        )?;
         Ok(Recorder {
             tx,
+            overflow,
             counters,
             lost,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
@@ -155,10 +182,10 @@ impl Recorder {
     }
 
     /// A call's media was anchored: its journal is created and `note` (the
-    /// call's metadata, JSON) is its first record. Waits for room in the
-    /// queue: a call's start must not be dropped.
+    /// call's metadata, JSON) is its first record. Never dropped, never
+    /// blocks.
     pub fn call_started(&self, call_id: &Arc<str>, at_unix_ns: u64, note: Vec<u8>) {
-        let _ = self.tx.send(Msg::Start {
+        self.control(Msg::Start {
             call_id: call_id.clone(),
             at_unix_ns,
             note,
@@ -166,9 +193,9 @@ impl Recorder {
     }
 
     /// A signalling note for the call (an SDP's direction and payload types).
-    /// Waits for room: notes are few and hold (R5) depends on them.
+    /// Never dropped (hold, R5, depends on them), never blocks.
     pub fn note(&self, call_id: &Arc<str>, at_unix_ns: u64, note: Vec<u8>) {
-        let _ = self.tx.send(Msg::Note {
+        self.control(Msg::Note {
             call_id: call_id.clone(),
             at_unix_ns,
             note,
@@ -209,11 +236,30 @@ impl Recorder {
     /// The call ended: its journal gets `note` (the end cause), is finished
     /// and handed to the pipeline.
     pub fn call_ended(&self, call_id: &Arc<str>, at_unix_ns: u64, note: Vec<u8>) {
-        let _ = self.tx.send(Msg::End {
+        self.control(Msg::End {
             call_id: call_id.clone(),
             at_unix_ns,
             note,
         });
+    }
+
+    /// A start, note, end or stop: into the queue if it has room and
+    /// nothing is waiting before it, else onto the overflow list, in order.
+    fn control(&self, msg: Msg) {
+        let Ok(mut waiting) = self.overflow.list.lock() else {
+            return;
+        };
+        if !waiting.is_empty() {
+            waiting.push_back(msg);
+            return;
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(msg)) => {
+                waiting.push_back(msg);
+                self.overflow.active.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// The counters now.
@@ -237,7 +283,7 @@ impl Recorder {
     /// `end` note with cause `shutdown`) and stops the thread. Blocking: call
     /// from `spawn_blocking` in async code.
     pub fn stop(&self) {
-        let _ = self.tx.send(Msg::Stop);
+        self.control(Msg::Stop);
         if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = thread.join();
         }

@@ -134,3 +134,68 @@ fn call_dir_names_are_safe_and_sortable() {
     let long = "x".repeat(500);
     assert_eq!(call_dir_name(&long, 1).len(), 2 + 96);
 }
+
+/// R1, R5: a queue far too small for the burst drops datagrams (counted,
+/// and noted in the journal) but never a call's start, notes or end, and
+/// never reorders them: the journal is complete with every note.
+#[test]
+fn a_full_queue_drops_datagrams_but_never_a_calls_start_notes_or_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = RecorderConfig::new(tmp.path());
+    config.queue_capacity = 2;
+    let rec = Recorder::start(config, tx).unwrap();
+    let call: Arc<str> = Arc::from("burst");
+    rec.call_started(&call, 1_000, br#"{"type":"call"}"#.to_vec());
+    let sent = 20_000u64;
+    for i in 0..sent {
+        rec.packet(&call, Direction::AtoB, 2_000 + i, &[0x80; 172]);
+        if i == sent / 2 {
+            rec.note(
+                &call,
+                2_000 + i,
+                br#"{"type":"sdp","from":"a","direction":"sendonly"}"#.to_vec(),
+            );
+        }
+    }
+    rec.call_ended(
+        &call,
+        10_000_000,
+        br#"{"type":"end","cause":"bye"}"#.to_vec(),
+    );
+    let done = finished(&mut rx);
+    let journal = JournalReader::open(&done.dir).unwrap();
+    assert_eq!(journal.tail, Tail::Complete);
+    let stats = rec.stats();
+    let written = packets(&journal.records).len() as u64;
+    assert_eq!(
+        written + stats.dropped_queue_full,
+        sent,
+        "every datagram written or counted"
+    );
+    let notes: Vec<String> = journal
+        .notes()
+        .map(|n| String::from_utf8_lossy(&n.packet).into_owned())
+        .collect();
+    assert!(notes[0].contains(r#""type":"call""#), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("sendonly")), "{notes:?}");
+    assert!(
+        notes.last().unwrap().contains(r#""type":"end""#),
+        "{notes:?}"
+    );
+    if stats.dropped_queue_full > 0 {
+        let loss = format!(r#""datagrams":{}"#, stats.dropped_queue_full);
+        assert!(
+            notes.iter().any(|n| n.contains(&loss)),
+            "the loss is noted: {notes:?}"
+        );
+    }
+    // The note sent mid-burst sits between the datagrams sent around it.
+    let at = journal
+        .notes()
+        .find(|n| n.packet.windows(8).any(|w| w == b"sendonly"))
+        .unwrap()
+        .arrival_ns;
+    assert_eq!(at, 2_000 + sent / 2);
+    rec.stop();
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{call_dir, clock, Counters, Finished, Lost, Msg, RecorderConfig};
+use super::{call_dir, clock, Counters, Finished, Lost, Msg, Overflow, RecorderConfig};
 use crate::journal::{JournalConfig, JournalError, JournalWriter};
 
 struct Open {
@@ -19,6 +19,7 @@ struct Open {
 pub(super) fn spawn(
     config: RecorderConfig,
     rx: Receiver<Msg>,
+    overflow: Overflow,
     counters: Arc<Counters>,
     lost: Lost,
     finished: UnboundedSender<Finished>,
@@ -33,7 +34,7 @@ pub(super) fn spawn(
                 finished,
                 calls: HashMap::new(),
             }
-            .run(rx)
+            .run(rx, overflow)
         })
 }
 
@@ -46,15 +47,40 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Receiver<Msg>, overflow: Overflow) {
         let mut next_sync = clock::now() + self.config.sync_interval;
-        loop {
+        'run: loop {
             let wait = next_sync.saturating_duration_since(clock::now());
             match rx.recv_timeout(wait) {
                 Ok(Msg::Stop) => break,
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if overflow.active.load(std::sync::atomic::Ordering::Acquire) {
+                // Everything queued before the overflow began comes first;
+                // nothing new enters the queue while the list is not empty.
+                while let Ok(msg) = rx.try_recv() {
+                    if matches!(msg, Msg::Stop) {
+                        break 'run;
+                    }
+                    self.handle(msg);
+                }
+                let waiting: Vec<Msg> = match overflow.list.lock() {
+                    Ok(mut list) => {
+                        overflow
+                            .active
+                            .store(false, std::sync::atomic::Ordering::Release);
+                        list.drain(..).collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                for msg in waiting {
+                    if matches!(msg, Msg::Stop) {
+                        break 'run;
+                    }
+                    self.handle(msg);
+                }
             }
             if clock::now() >= next_sync {
                 self.sync_all();

@@ -314,7 +314,9 @@ impl Pipeline {
             manifest: None,
             upload_job: None,
         };
-        // 1. The cloud recording, if the provider's archive has it in time.
+        // 1. The cloud recording, if the provider's archive has it in time
+        // (a copy a crash left half-done is dropped first).
+        process::drop_cloud(&dir);
         if !dir.join(process::CLOUD_FILE).exists() {
             if let Some(cloud_dir) = &self.config.cloud_dir {
                 self.shared.waiting.inc();

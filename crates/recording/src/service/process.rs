@@ -58,27 +58,56 @@ pub struct Processed {
 }
 
 /// Copies the provider's cloud recording (WAV and sidecar) into the call's
-/// directory, so the directory verifies on its own (R3).
+/// directory, so the directory verifies on its own (R3). Both are copied to
+/// temporary names first, then the sidecar is renamed into place and the WAV
+/// last: a `cloud.wav` in the directory means both are there. On failure
+/// nothing is left behind, so the merge uses the edge alone.
 pub fn take_cloud(dir: &Path, wav: &Path, sidecar: &Path) -> Result<(), ProcessError> {
-    for (from, name) in [(wav, CLOUD_FILE), (sidecar, CLOUD_SIDECAR)] {
-        let to = dir.join(name);
+    let result = copy_cloud(dir, wav, sidecar);
+    if result.is_err() {
+        drop_cloud(dir);
+    }
+    result
+}
+
+fn copy_cloud(dir: &Path, wav: &Path, sidecar: &Path) -> Result<(), ProcessError> {
+    let mut staged = Vec::new();
+    for (from, name) in [(sidecar, CLOUD_SIDECAR), (wav, CLOUD_FILE)] {
         let tmp = dir.join(format!(".{name}.tmp"));
         fs::copy(from, &tmp).map_err(io(from))?;
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io(&tmp))?;
+        staged.push((tmp, dir.join(name)));
+    }
+    for (tmp, to) in staged {
         fs::rename(&tmp, &to).map_err(io(&to))?;
     }
     sync_dir(dir)
 }
 
+/// Removes a cloud copy that is not whole (a crash between its renames, a
+/// failed copy): the call is then merged from the edge alone.
+pub fn drop_cloud(dir: &Path) {
+    for name in [CLOUD_FILE, CLOUD_SIDECAR] {
+        let _ = fs::remove_file(dir.join(format!(".{name}.tmp")));
+    }
+    if !dir.join(CLOUD_SIDECAR).exists() {
+        let _ = fs::remove_file(dir.join(CLOUD_FILE));
+    }
+    if !dir.join(CLOUD_FILE).exists() {
+        let _ = fs::remove_file(dir.join(CLOUD_SIDECAR));
+    }
+}
+
 /// The cloud recording copied into `dir`, if there is one.
 pub fn cloud_in(dir: &Path) -> Result<Option<CloudRecording>, ProcessError> {
     let wav = dir.join(CLOUD_FILE);
-    if !wav.exists() {
+    let sidecar = dir.join(CLOUD_SIDECAR);
+    if !wav.exists() || !sidecar.exists() {
         return Ok(None);
     }
-    Ok(Some(CloudRecording::open(&wav, &dir.join(CLOUD_SIDECAR))?))
+    Ok(Some(CloudRecording::open(&wav, &sidecar)?))
 }
 
 /// Merges the call in `dir` and writes its signed manifest (the merge and
@@ -167,5 +196,36 @@ pub fn integers_only(value: Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(integers_only).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cloud copy that fails half-way leaves nothing behind, so the merge
+    /// uses the edge alone instead of failing on a WAV without its sidecar.
+    #[test]
+    fn a_failed_cloud_copy_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wav = tmp.path().join("provider.wav");
+        std::fs::write(&wav, b"RIFF").unwrap();
+        let dir = tmp.path().join("call");
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = tmp.path().join("gone.json");
+        assert!(take_cloud(&dir, &wav, &missing).is_err());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(cloud_in(&dir).unwrap().is_none());
+    }
+
+    /// A crash between the two renames of an older layout (a WAV without
+    /// its sidecar) is cleaned up at the next look.
+    #[test]
+    fn a_wav_without_its_sidecar_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(CLOUD_FILE), b"RIFF").unwrap();
+        assert!(cloud_in(tmp.path()).unwrap().is_none());
+        drop_cloud(tmp.path());
+        assert!(!tmp.path().join(CLOUD_FILE).exists());
     }
 }
