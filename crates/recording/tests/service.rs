@@ -238,3 +238,39 @@ async fn a_call_left_unprocessed_by_a_crash_is_taken_up_at_start_r1_r4() {
     );
     hotsite_host::System::shutdown(Box::new(handle)).await;
 }
+
+/// An anchored attempt that never carried media (refused, cancelled) is
+/// neither merged nor uploaded, and not taken up again at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_without_media_is_not_merged_nor_uploaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "0s");
+    let (handle, _routes) = service::start(&config, "a", &Deps::detached())
+        .await
+        .unwrap();
+    let call: Arc<str> = Arc::from("refused@pbx");
+    let recorder = handle.recorder();
+    recorder.call_started(&call, T0_NS, CALL_NOTE.as_bytes().to_vec());
+    recorder.call_ended(
+        &call,
+        T0_NS + 1,
+        br#"{"type":"end","cause":"error"}"#.to_vec(),
+    );
+    let dir = call_dir(&config.dir.join("calls"), "refused@pbx", T0_NS / 1_000_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.join("no-media").exists() {
+        assert!(Instant::now() < deadline, "no no-media marker within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(handle.recent().is_empty());
+    assert!(!dir.join("merged.wav").exists());
+    hotsite_host::System::shutdown(Box::new(handle)).await;
+    // A restart does not take it up.
+    let (handle, _routes) = service::start(&config, "a", &Deps::detached())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(handle.recent().is_empty());
+    assert!(!dir.join("merged.wav").exists());
+    hotsite_host::System::shutdown(Box::new(handle)).await;
+}

@@ -38,7 +38,7 @@ use hotsite_lab::media::signal::{find_markers, holes};
 use hotsite_lab::media::wav::decode_wav;
 use hotsite_lab::{MediaCaller, MediaCallerConfig, MediaServer, MediaServerConfig};
 use hotsite_recording::config::RecordingConfig;
-use hotsite_recording::manifest::{keys, verify_files, verify_manifest, Files};
+use hotsite_recording::manifest::{keys, verify_files, verify_manifest, Files, VerifyingKey};
 use hotsite_recording::service::{self, CallRecording};
 use hotsite_voice::VoiceConfig;
 use serde::Serialize;
@@ -106,6 +106,8 @@ pub(super) struct RecordingReport {
     answered: usize,
     recorded: usize,
     dir: PathBuf,
+    /// The site's signing key's public half (base64): what a verifier pins.
+    public_key: String,
     per_call: Vec<CallReport>,
     notes: Vec<String>,
 }
@@ -221,8 +223,9 @@ pub(super) async fn run(
     std::fs::create_dir_all(dir.join("cloud"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let key = dir.join("recording-key.pem");
-    keys::write_signing_key(&key, &keys::generate_signing_key())
-        .context("cannot write the demo's signing key")?;
+    let signing = keys::generate_signing_key();
+    keys::write_signing_key(&key, &signing).context("cannot write the demo's signing key")?;
+    let public = signing.verifying_key();
 
     let server = MediaServer::start(MediaServerConfig::new(
         "cloud-media",
@@ -326,7 +329,7 @@ pub(super) async fn run(
     let mut per_call = Vec::new();
     for record in &done {
         let info = server.call(&record.call_id);
-        per_call.push(check_call(record, info.as_ref(), &dir).await);
+        per_call.push(check_call(record, info.as_ref(), &dir, &public).await);
     }
     let mut notes = Vec::new();
     if done.len() < answered {
@@ -346,6 +349,7 @@ pub(super) async fn run(
         answered,
         recorded: done.len(),
         dir,
+        public_key: keys::public_key_base64(&public),
         per_call,
         notes,
     })
@@ -355,6 +359,7 @@ async fn check_call(
     record: &CallRecording,
     info: Option<&hotsite_lab::MediaCallInfo>,
     dir: &Path,
+    key: &VerifyingKey,
 ) -> CallReport {
     let mut notes = Vec::new();
     let cloud_gap_ms = info
@@ -380,10 +385,23 @@ async fn check_call(
         }
         Err(e) => notes.push(format!("merged file: {e}")),
     }
-    let verified = verify(record);
+    let verified = verify(record, key);
     let tamper_detected = tamper(record, dir);
     let (archived, tags_ok) = archived(dir, &record.call_id);
+    // R5: the DTMF sent inside the gap is kept; the SDP hold is the one
+    // hold; the provider's silent span is a listed gap, not hold.
+    let r5 = record.dtmf >= 1
+        && record.holds == 1
+        && record.gap_ms[1] + 100 >= cloud_gap_ms
+        && cloud_gap_ms > 0;
+    if !r5 {
+        notes.push(format!(
+            "R5: {} DTMF kept, {} holds, provider-side gap {} ms for a {} ms handover",
+            record.dtmf, record.holds, record.gap_ms[1], cloud_gap_ms
+        ));
+    }
     let ok = record.ok
+        && r5
         && record.gap_ms[0] == 0
         && signal_holes == 0
         && found + 1 >= expected
@@ -416,11 +434,13 @@ async fn check_call(
     }
 }
 
-/// Offline verification of the manifest against the call's files (R3).
-fn verify(record: &CallRecording) -> Result<usize, String> {
+/// Offline verification of the manifest against the call's files (R3),
+/// signed by the site's key (pinned: a manifest signed by anyone else
+/// fails).
+fn verify(record: &CallRecording, key: &VerifyingKey) -> Result<usize, String> {
     let path = record.manifest.as_ref().ok_or("no manifest")?;
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let manifest = verify_manifest(&bytes, None).map_err(|e| e.to_string())?;
+    let manifest = verify_manifest(&bytes, Some(key)).map_err(|e| e.to_string())?;
     let files = Files::next_to(&manifest, &record.dir).map_err(|e| e.to_string())?;
     let report = verify_files(&manifest, &files).map_err(|e| e.to_string())?;
     Ok(report.checks.len())

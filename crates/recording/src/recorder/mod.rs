@@ -77,6 +77,9 @@ pub struct Finished {
     /// What was written; `None` if the journal's writer failed (the journal
     /// on disk is then read for what it has).
     pub summary: Option<Summary>,
+    /// Datagrams journaled; `None` when not known (a call a previous run
+    /// left, taken up at start).
+    pub packets: Option<u64>,
 }
 
 /// The recorder's counters (a snapshot).

@@ -12,6 +12,7 @@ use crate::journal::{JournalConfig, JournalError, JournalWriter};
 
 struct Open {
     writer: Option<JournalWriter>,
+    packets: u64,
     dir: std::path::PathBuf,
     dirty: bool,
 }
@@ -139,6 +140,7 @@ impl Writer {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(Ok(_)) = &result {
+                    open.packets += 1;
                     self.counters.packets.fetch_add(1, Ordering::Relaxed);
                     self.counters
                         .bytes
@@ -184,6 +186,7 @@ impl Writer {
             call_id,
             Open {
                 writer,
+                packets: 0,
                 dir,
                 dirty: false,
             },
@@ -225,6 +228,7 @@ impl Writer {
             call_id,
             dir: open.dir,
             summary,
+            packets: Some(open.packets),
         });
     }
 

@@ -44,7 +44,7 @@ use crate::manifest::{keys, SigningKey};
 use crate::merge::{MergeOptions, Source};
 use crate::recorder::{Finished, Recorder, RecorderConfig};
 use crate::upload::{UploadJob, UploadObject, UploadQueue, Uploader};
-use process::{MANIFEST_FILE, MERGED_FILE, QUEUED_MARKER};
+use process::{MANIFEST_FILE, MERGED_FILE, NO_MEDIA_MARKER, QUEUED_MARKER};
 
 /// How many processed calls `/v1/recordings` lists.
 const RECENT: usize = 256;
@@ -95,6 +95,7 @@ struct Shared {
     processed: Gauge,
     failed: Gauge,
     waiting: Gauge,
+    no_media: Gauge,
 }
 
 /// The running recording system.
@@ -114,6 +115,8 @@ struct Pipeline {
     events: Events,
     merges: Arc<Semaphore>,
     site: String,
+    /// The provider's archive, indexed once for every waiting call.
+    cloud: Option<Arc<Mutex<cloud::CloudIndex>>>,
 }
 
 /// Starts the recorder, the uploader (resuming its durable queue) and the
@@ -160,6 +163,7 @@ pub async fn start(
             call_id: Arc::from(call_id.as_str()),
             dir,
             summary: None,
+            packets: None,
         });
     }
     let shared = Arc::new(Shared::default());
@@ -172,6 +176,10 @@ pub async fn start(
         events: deps.events("recording"),
         merges: Arc::new(Semaphore::new(1)),
         site: site.to_owned(),
+        cloud: config
+            .cloud_dir
+            .clone()
+            .map(|dir| Arc::new(Mutex::new(cloud::CloudIndex::new(dir)))),
     };
     let task = tokio::spawn(pipeline.run(finished_rx, stop.clone()));
     let routes = HttpRoutes {
@@ -226,7 +234,11 @@ fn unfinished(calls: &Path) -> Vec<PathBuf> {
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.join(JOURNAL_FILE).is_file() && !p.join(QUEUED_MARKER).exists())
+                .filter(|p| {
+                    p.join(JOURNAL_FILE).is_file()
+                        && !p.join(QUEUED_MARKER).exists()
+                        && !p.join(NO_MEDIA_MARKER).exists()
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -272,6 +284,19 @@ impl Pipeline {
     async fn call(&self, done: Finished, stop: CancellationToken) {
         let dir = done.dir.clone();
         let call_id = done.call_id.to_string();
+        if done.packets == Some(0) {
+            // An attempt that never carried media (refused, cancelled,
+            // answered elsewhere): its journal holds only notes. Nothing to
+            // merge or upload; it is marked so a restart does not take it up.
+            self.shared.no_media.inc();
+            let d = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || process::mark_no_media(&d)).await;
+            tracing::debug!(
+                call_id,
+                "no media: journal kept, nothing merged or uploaded"
+            );
+            return;
+        }
         let outcome = self.see_through(&done, &stop).await;
         let record = match outcome {
             Ok(record) => {
@@ -317,28 +342,26 @@ impl Pipeline {
         // 1. The cloud recording, if the provider's archive has it in time
         // (a copy a crash left half-done is dropped first).
         process::drop_cloud(&dir);
-        if !dir.join(process::CLOUD_FILE).exists() {
-            if let Some(cloud_dir) = &self.config.cloud_dir {
-                self.shared.waiting.inc();
-                let found = self.wait_for_cloud(cloud_dir, &call_id, stop).await;
-                self.shared.waiting.dec();
-                match found? {
-                    Some((wav, sidecar)) => {
-                        let d = dir.clone();
-                        let r = tokio::task::spawn_blocking(move || {
-                            process::take_cloud(&d, &wav, &sidecar)
-                        })
-                        .await;
-                        if let Ok(Err(e)) | Err(e) = r.map_err(|e| process::ProcessError::Io {
-                            path: dir.clone(),
-                            source: std::io::Error::other(e.to_string()),
-                        }) {
-                            tracing::warn!(call_id, error = %e, "cloud recording not taken in: merging the edge alone");
-                        }
+        if !dir.join(process::CLOUD_FILE).exists() && self.cloud.is_some() {
+            self.shared.waiting.inc();
+            let found = self.wait_for_cloud(&call_id, stop).await;
+            self.shared.waiting.dec();
+            match found? {
+                Some((wav, sidecar)) => {
+                    let d = dir.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        process::take_cloud(&d, &wav, &sidecar)
+                    })
+                    .await;
+                    if let Ok(Err(e)) | Err(e) = r.map_err(|e| process::ProcessError::Io {
+                        path: dir.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    }) {
+                        tracing::warn!(call_id, error = %e, "cloud recording not taken in: merging the edge alone");
                     }
-                    None => {
-                        tracing::warn!(call_id, wait = ?self.config.cloud_wait, "no cloud recording in time: merging the edge alone")
-                    }
+                }
+                None => {
+                    tracing::warn!(call_id, wait = ?self.config.cloud_wait, "no cloud recording in time: merging the edge alone")
                 }
             }
         }
@@ -436,16 +459,21 @@ impl Pipeline {
 
     async fn wait_for_cloud(
         &self,
-        cloud_dir: &Path,
         call_id: &str,
         stop: &CancellationToken,
     ) -> Result<Option<(PathBuf, PathBuf)>, Stopped> {
+        let Some(index) = self.cloud.clone() else {
+            return Ok(None);
+        };
         let deadline = crate::recorder::clock::now() + self.config.cloud_wait;
         loop {
-            let (dir, id) = (cloud_dir.to_owned(), call_id.to_owned());
-            if let Ok(Some(found)) =
-                tokio::task::spawn_blocking(move || cloud::find(&dir, &id)).await
-            {
+            let (index, id) = (index.clone(), call_id.to_owned());
+            let found = tokio::task::spawn_blocking(move || {
+                let now = crate::recorder::clock::now();
+                index.lock().ok()?.take(&id, now, CLOUD_POLL)
+            })
+            .await;
+            if let Ok(Some(found)) = found {
                 return Ok(Some(found));
             }
             if crate::recorder::clock::now() >= deadline {
@@ -551,6 +579,7 @@ impl System for RecordingHandle {
                     "processed": self.shared.processed.get(),
                     "failed": self.shared.failed.get(),
                     "waiting_for_cloud": self.shared.waiting.get(),
+                    "no_media": self.shared.no_media.get(),
                     "upload": serde_json::to_value(self.uploader.stats()).unwrap_or(Value::Null),
                 }),
             );
@@ -581,6 +610,11 @@ impl System for RecordingHandle {
             "recording_failed",
             "Calls whose merge, manifest or upload queueing failed",
             self.shared.failed.clone(),
+        );
+        registry.register(
+            "recording_no_media",
+            "Anchored call attempts that carried no media (nothing merged or uploaded)",
+            self.shared.no_media.clone(),
         );
         registry.register(
             "recording_waiting_for_cloud",

@@ -25,6 +25,9 @@ pub const CLOUD_SIDECAR: &str = "cloud.json";
 /// needs nothing more from this process.
 pub const QUEUED_MARKER: &str = "upload-queued";
 
+/// Written for a call attempt that carried no media: nothing to merge.
+pub const NO_MEDIA_MARKER: &str = "no-media";
+
 /// Why a call could not be processed.
 #[derive(Debug, Error)]
 pub enum ProcessError {
@@ -158,6 +161,11 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<PathBuf, Proces
 /// Marks the call's upload as durably queued.
 pub fn mark_queued(dir: &Path) -> Result<(), ProcessError> {
     write_atomic(dir, &dir.join(QUEUED_MARKER), b"")
+}
+
+/// Marks a call attempt without media as done.
+pub fn mark_no_media(dir: &Path) -> Result<(), ProcessError> {
+    write_atomic(dir, &dir.join(NO_MEDIA_MARKER), b"")
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ProcessError> {
