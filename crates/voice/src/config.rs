@@ -31,6 +31,7 @@
 //! timeout = "60s"                       # no RTP from either leg of an answered call
 //! hold_timeout = "2h"                   # the same while on hold (SDP sendonly/inactive)
 //! relatch_after = "500ms"               # a silent source may be replaced by a new one
+//! strict_source = true                  # only the SDP's IP may (re-)latch; false behind NATs
 //! ```
 //!
 //! Durations are humantime strings (`"2s"`, `"500ms"`). Serde rejects unknown
@@ -144,6 +145,16 @@ pub struct MediaConfig {
     /// packets. 20 ms to 10 s. Default: 500 ms.
     #[serde(default = "default_relatch_after", deserialize_with = "duration")]
     pub relatch_after: Duration,
+    /// Only a source whose IP is the one the leg's SDP named (or the one
+    /// already latched) may latch or re-latch a stream; packets from other
+    /// IPs are refused and counted (`refused_foreign`), so nobody elsewhere
+    /// can take a silent stream over ("RTP bleed"). A media server's
+    /// handover (another port on the same host) is still followed. `false`
+    /// latches any source after `relatch_after` of silence: needed when a
+    /// far end's SDP names an address its packets do not come from (behind
+    /// a NAT). Default: true.
+    #[serde(default = "default_strict_source")]
+    pub strict_source: bool,
 }
 
 impl Default for MediaConfig {
@@ -154,6 +165,7 @@ impl Default for MediaConfig {
             timeout: default_media_timeout(),
             hold_timeout: default_hold_timeout(),
             relatch_after: default_relatch_after(),
+            strict_source: default_strict_source(),
         }
     }
 }
@@ -755,6 +767,7 @@ impl VoiceConfig {
                         hold_timeout: self.media.hold_timeout,
                         relatch_after: self.media.relatch_after,
                     },
+                    strict_source: self.media.strict_source,
                 })
             }
         };
@@ -843,6 +856,10 @@ fn default_hold_timeout() -> Duration {
 
 fn default_relatch_after() -> Duration {
     Duration::from_millis(500)
+}
+
+fn default_strict_source() -> bool {
+    true
 }
 
 fn default_listen() -> String {

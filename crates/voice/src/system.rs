@@ -123,6 +123,8 @@ fn media_json(media: &MediaMetrics) -> Value {
         "sdp_rejected": s.sdp_rejected,
         "sdp_unanchored": s.sdp_unanchored,
         "ports_exhausted": s.ports_exhausted,
+        "srtp_unrecordable": s.srtp_unrecordable,
+        "offers_refused": s.offers_refused,
         "timeouts": s.timeouts,
         "port_pairs": {
             "total": s.ports.total,
@@ -137,6 +139,7 @@ fn media_json(media: &MediaMetrics) -> Value {
         "packets_b_to_a": r.packets_b_to_a,
         "bytes_b_to_a": r.bytes_b_to_a,
         "refused": r.refused,
+        "refused_foreign": r.refused_foreign,
         "undeliverable": r.undeliverable,
         "latches": r.latches,
         "relatches": r.relatches,
@@ -185,9 +188,10 @@ fn encode_media(encoder: &mut Encoder, media: &MediaMetrics) -> fmt::Result {
     metrics::counter_family(
         encoder,
         "voice_media_dropped",
-        "Datagrams not relayed: refused (not from the latched source) or undeliverable.",
+        "Datagrams not relayed: refused (not from the latched source), foreign_source (an IP the SDP did not name, strict_source) or undeliverable.",
         [
             ([("reason", "refused")], r.refused),
+            ([("reason", "foreign_source")], r.refused_foreign),
             ([("reason", "undeliverable")], r.undeliverable),
         ],
     )?;

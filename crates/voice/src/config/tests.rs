@@ -284,6 +284,7 @@ fn anchored_groups_get_the_media_relay() {
     assert_eq!(media.timers.timeout, Duration::from_secs(60));
     assert_eq!(media.timers.hold_timeout, Duration::from_secs(7200));
     assert_eq!(media.timers.relatch_after, Duration::from_millis(500));
+    assert!(media.strict_source, "only the SDP's IP latches by default");
 
     let direct = parse(&text.replace("media = \"anchor\"", ""));
     let proxy = direct
@@ -292,7 +293,7 @@ fn anchored_groups_get_the_media_relay() {
     assert!(proxy.media.is_none());
 
     let explicit = parse(&format!(
-        "{text}\n[voice.media]\naddress = \"192.0.2.50\"\nports = \"40000-40099\"\ntimeout = \"30s\"\nhold_timeout = \"1h\"\nrelatch_after = \"200ms\"\n"
+        "{text}\n[voice.media]\naddress = \"192.0.2.50\"\nports = \"40000-40099\"\ntimeout = \"30s\"\nhold_timeout = \"1h\"\nrelatch_after = \"200ms\"\nstrict_source = false\n"
     ));
     let media = explicit
         .proxy_config("127.0.0.1:5060".parse().unwrap())
@@ -302,6 +303,7 @@ fn anchored_groups_get_the_media_relay() {
     assert_eq!(media.address, "192.0.2.50".parse::<IpAddr>().unwrap());
     assert_eq!((media.first_port, media.last_port), (40_000, 40_099));
     assert_eq!(media.timers.relatch_after, Duration::from_millis(200));
+    assert!(!media.strict_source);
 }
 
 /// Every bad `[voice.media]` value is named by its key.

@@ -32,19 +32,28 @@
 //! ports and two that do not use both. Payloads are never touched: G.711,
 //! RFC 4733 telephone-events and every other codec pass as they came.
 //!
+//! # What anchoring refuses, strips and marks
+//!
+//! SRTP cannot be recorded: an offer with a secure profile (`RTP/SAVP`,
+//! `RTP/SAVPF`, DTLS-SRTP) or `a=crypto` gets 488; an SRTP answer (which
+//! cannot be refused) is relayed, counted and reported to the tap with
+//! `SRTP/…` payload type names, which the merge lists as undecodable. ICE
+//! lines are stripped from every anchored SDP, so both ends use our
+//! address. Multipart bodies (SIP-I) get 488. Streams that are not RTP
+//! (T.38 `udptl`, …) are relayed untouched, latching on any datagram.
+//!
 //! # What anchoring does not do (yet)
 //!
-//! ICE candidates, SRTP keys (`a=crypto`) and multipart bodies (SIP-I) are
-//! not handled: a multipart INVITE to an anchored group gets 488, and
-//! ICE/crypto lines are passed through unchanged (ICE would then fail, and
-//! SRTP is relayed but recorded encrypted). A failover after the first
-//! trunk is not reported to the tap (see `ProxyEvent::Failover`). A 2xx that
-//! comes after the call's media was released (a late 2xx from a branch
-//! given up on, relayed because a proxy never swallows one) is relayed
-//! unanchored; so is an SDP in a response or an ACK that cannot be read
-//! (neither can be refused; both are counted as `sdp_unanchored`). Late
-//! packets of a trunk tried before a failover could latch a stream that
-//! has heard nothing yet from the trunk that answered.
+//! A 2xx that comes after the call's media was released (a late 2xx from a
+//! branch given up on, relayed because a proxy never swallows one) is
+//! relayed unanchored; so is an SDP in a response or an ACK that cannot be
+//! read (neither can be refused; both are counted as `sdp_unanchored`).
+//! Late packets of a trunk tried before a failover could latch a stream
+//! that has heard nothing yet from the trunk that answered (with
+//! `strict_source`, only if they come from the IP the answering trunk's SDP
+//! names). With `strict_source` (the default) a far end whose packets come
+//! from another IP than its SDP names (a NAT) is not heard: such
+//! deployments set `strict_source = false`.
 
 pub mod call;
 pub mod ports;

@@ -30,6 +30,12 @@
 //! as the last thing before its sockets close. Datagrams that arrive before
 //! the call was anchored (before its INVITE left for a trunk: in practice
 //! never) are relayed but not tapped.
+//!
+//! One Call-ID can have two tasks at once: the media of an INVITE refused
+//! with 401/407 is being closed while the caller's new INVITE (same
+//! Call-ID) is anchored again. The tap keys calls by Call-ID, so the new
+//! task waits for the old one to end (its `call_ended` made) before it does
+//! anything; the old one ends as soon as it reads its `Close`.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -45,7 +51,7 @@ use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::call::{socket_leg, CallMedia, Latch, RelayTimers, Verdict};
+use super::call::{socket_leg, CallMedia, Latch, Protocol, RelayTimers, Verdict};
 use super::sessions::{AnchorInfo, MediaOutput, MediaSetup};
 use super::tap::{AnchoredCall, Leg, MediaDirection, MediaEnd, MediaTap};
 use crate::proxy::Proxy;
@@ -71,6 +77,9 @@ pub struct RelayStats {
     pub bytes_b_to_a: u64,
     /// Datagrams refused: not from the latched source (or not RTP/RTCP).
     pub refused: u64,
+    /// Datagrams refused because their source IP is neither the one the
+    /// leg's SDP named nor the latched one (`strict_source`).
+    pub refused_foreign: u64,
     /// Datagrams accepted with nowhere to go yet (the other leg's address
     /// unknown), or that could not be sent (send buffer full, error).
     pub undeliverable: u64,
@@ -96,6 +105,7 @@ impl RelayCounters {
             packets_b_to_a: load(&c.packets[1]),
             bytes_b_to_a: load(&c.bytes[1]),
             refused: load(&c.refused),
+            refused_foreign: load(&c.refused_foreign),
             undeliverable: load(&c.undeliverable),
             latches: load(&c.latches),
             relatches: load(&c.relatches),
@@ -108,6 +118,7 @@ struct Counters {
     packets: [AtomicU64; 2],
     bytes: [AtomicU64; 2],
     refused: AtomicU64,
+    refused_foreign: AtomicU64,
     undeliverable: AtomicU64,
     latches: AtomicU64,
     relatches: AtomicU64,
@@ -119,6 +130,7 @@ struct LocalCounts {
     packets: [u64; 2],
     bytes: [u64; 2],
     refused: u64,
+    refused_foreign: u64,
     undeliverable: u64,
     latches: u64,
     relatches: u64,
@@ -136,6 +148,7 @@ impl LocalCounts {
             add(&into.bytes[leg], self.bytes[leg]);
         }
         add(&into.refused, self.refused);
+        add(&into.refused_foreign, self.refused_foreign);
         add(&into.undeliverable, self.undeliverable);
         add(&into.latches, self.latches);
         add(&into.relatches, self.relatches);
@@ -149,9 +162,17 @@ enum Command {
         info: AnchorInfo,
         started_unix_ms: u64,
     },
+    Moved {
+        info: AnchorInfo,
+        at_unix_ns: u64,
+    },
     AddStream {
         stream: usize,
         sockets: [Option<UdpSocket>; 4],
+    },
+    Protocol {
+        stream: usize,
+        protocol: Protocol,
     },
     Remote {
         stream: usize,
@@ -180,10 +201,15 @@ pub(crate) type Ended = (u64, bool);
 pub(crate) struct Relay {
     address: IpAddr,
     timers: RelayTimers,
+    strict_source: bool,
     tap: Option<Arc<dyn MediaTap>>,
     /// Bound pairs not yet given to a call, by RTP port.
     ready: HashMap<u16, [UdpSocket; 2]>,
     calls: HashMap<u64, mpsc::UnboundedSender<Command>>,
+    /// The last task of each Call-ID whose task has not reported its end
+    /// yet, and each such task's Call-ID (see "Order of the tap's calls").
+    last_task: HashMap<Arc<str>, (u64, tokio::task::JoinHandle<()>)>,
+    call_ids: HashMap<u64, Arc<str>>,
     ended_tx: mpsc::UnboundedSender<Ended>,
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     counters: Arc<Counters>,
@@ -201,9 +227,12 @@ impl Relay {
         Relay {
             address: setup.address,
             timers: setup.timers,
+            strict_source: setup.strict_source,
             tap,
             ready: HashMap::new(),
             calls: HashMap::new(),
+            last_task: HashMap::new(),
+            call_ids: HashMap::new(),
             ended_tx,
             ended_rx,
             counters: Arc::new(Counters::default()),
@@ -257,19 +286,37 @@ impl Relay {
                         sockets.extend(self.take_stream(*pairs));
                     }
                     let (commands, received) = mpsc::unbounded_channel();
+                    // The same Call-ID's previous task, if still running,
+                    // ends before this one starts (the tap's order).
+                    let before = self.last_task.remove(&call_id).map(|(_, task)| task);
                     let task = CallTask {
                         id,
-                        call_id,
-                        media: CallMedia::new(self.timers, streams.len()),
+                        call_id: call_id.clone(),
+                        media: CallMedia::new(self.timers, streams.len())
+                            .with_strict_source(self.strict_source),
                         sockets,
                         tap: self.tap.clone(),
-                        anchored: false,
+                        anchored: None,
                         counters: self.counters.clone(),
                         local: LocalCounts::default(),
                     };
-                    tokio::spawn(task.run(received, self.ended_tx.clone()));
+                    let handle = tokio::spawn(task.run(received, self.ended_tx.clone(), before));
                     self.calls.insert(id, commands);
+                    self.call_ids.insert(id, call_id.clone());
+                    self.last_task.insert(call_id, (id, handle));
                 }
+                MediaOutput::Moved { id, at, info } => self.tell(
+                    id,
+                    Command::Moved {
+                        info,
+                        at_unix_ns: unix_ns(at),
+                    },
+                ),
+                MediaOutput::Protocol {
+                    id,
+                    stream,
+                    protocol,
+                } => self.tell(id, Command::Protocol { stream, protocol }),
                 MediaOutput::AddStream { id, stream, ports } => {
                     let sockets = self.take_stream(Some(ports));
                     self.tell(id, Command::AddStream { stream, sockets });
@@ -341,6 +388,15 @@ impl Relay {
     /// A task reported its end: it is forgotten.
     pub(crate) fn forget(&mut self, id: u64) {
         self.calls.remove(&id);
+        if let Some(call_id) = self.call_ids.remove(&id) {
+            if self
+                .last_task
+                .get(&call_id)
+                .is_some_and(|(last, _)| *last == id)
+            {
+                self.last_task.remove(&call_id);
+            }
+        }
     }
 
     /// A reader of the counters.
@@ -381,7 +437,8 @@ struct CallTask {
     /// By socket index (`call.rs`): stream * 4 + leg * 2 + kind.
     sockets: Vec<Option<UdpSocket>>,
     tap: Option<Arc<dyn MediaTap>>,
-    anchored: bool,
+    /// When the call was anchored (ms since the Unix epoch), once it is.
+    anchored: Option<u64>,
     counters: Arc<Counters>,
     local: LocalCounts,
 }
@@ -391,7 +448,13 @@ impl CallTask {
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
         ended: mpsc::UnboundedSender<Ended>,
+        before: Option<tokio::task::JoinHandle<()>>,
     ) {
+        if let Some(before) = before {
+            // Ends once it reads the Close it was sent; it cannot fail
+            // but by a panic, which is no reason to stop this call.
+            let _ = before.await;
+        }
         let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
         let sleep = tokio::time::sleep_until(clock::now().into());
         tokio::pin!(sleep);
@@ -433,7 +496,7 @@ impl CallTask {
                 },
             }
         };
-        if self.anchored {
+        if self.anchored.is_some() {
             if let Some(tap) = &self.tap {
                 tap.call_ended(&self.call_id, at_unix_ns, end);
             }
@@ -449,7 +512,7 @@ impl CallTask {
                 info,
                 started_unix_ms,
             } => {
-                self.anchored = true;
+                self.anchored = Some(started_unix_ms);
                 if let Some(tap) = &self.tap {
                     tap.call_anchored(&AnchoredCall {
                         call_id: self.call_id.clone(),
@@ -461,6 +524,22 @@ impl CallTask {
                     });
                 }
             }
+            Command::Moved { info, at_unix_ns } => {
+                if let (Some(started_unix_ms), Some(tap)) = (self.anchored, &self.tap) {
+                    tap.call_moved(
+                        &AnchoredCall {
+                            call_id: self.call_id.clone(),
+                            trunk: info.trunk.to_string(),
+                            group: info.group.to_string(),
+                            media_region: info.media_region.to_string(),
+                            failover_region: info.failover_region.to_string(),
+                            started_unix_ms,
+                        },
+                        at_unix_ns,
+                    );
+                }
+            }
+            Command::Protocol { stream, protocol } => self.media.set_protocol(stream, protocol),
             Command::AddStream { stream, sockets } => {
                 while self.media.streams() <= stream {
                     self.media.add_stream();
@@ -482,7 +561,7 @@ impl CallTask {
                 payload_types,
                 direction,
             } => {
-                if let (true, Some(tap)) = (self.anchored, &self.tap) {
+                if let (Some(_), Some(tap)) = (self.anchored, &self.tap) {
                     tap.sdp(&self.call_id, from, at_unix_ns, &payload_types, direction);
                 }
             }
@@ -533,6 +612,11 @@ impl CallTask {
                 self.local.refused += 1;
                 return;
             }
+            Verdict::ForeignSource => {
+                self.local.refused_foreign += 1;
+                tracing::debug!(call_id = %self.call_id, index, %from, "media from a foreign IP refused");
+                return;
+            }
             Verdict::Relay { to, latch } => {
                 match latch {
                     Some(Latch::Latched) => self.local.latches += 1,
@@ -546,7 +630,7 @@ impl CallTask {
             }
         };
         let leg = socket_leg(index);
-        if self.anchored {
+        if self.anchored.is_some() {
             if let Some(tap) = &self.tap {
                 tap.packet(&self.call_id, leg, arrival, datagram);
             }

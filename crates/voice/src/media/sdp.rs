@@ -6,8 +6,10 @@
 //! anchored, so they are errors), the `m=` lines (media, port, protocol,
 //! formats), `a=rtpmap`, `a=rtcp` (RFC 3605), the direction attributes
 //! (`sendrecv`, `sendonly`, `recvonly`, `inactive`, at session or media
-//! level; RFC 3264 §5.1) and `a=rtcp-mux` (RFC 5761). Every other line is
-//! kept byte for byte, line endings included (CRLF or LF, as they came).
+//! level; RFC 3264 §5.1), `a=rtcp-mux` (RFC 5761) and `a=crypto` (RFC 4568,
+//! only noticed: SRTP cannot be recorded). Every other line is kept byte for
+//! byte, line endings included (CRLF or LF, as they came), except the ICE
+//! lines, which [`rewrite`] drops.
 //!
 //! Parsing is lenient where leniency costs nothing (blank lines, unknown
 //! line types, missing `o=`/`s=`/`t=`: the far end judges those) and strict
@@ -18,6 +20,12 @@
 //! one is left alone: it is an RFC 2543 hold, which must reach the far end),
 //! our ports into the `m=` lines and `a=rtcp` (RTP port + 1, and our address
 //! if the attribute names one). A port 0 m-line (a declined stream) stays 0.
+//! It drops the ICE lines (RFC 8839: `a=candidate`, `a=ice-ufrag`,
+//! `a=ice-pwd`, `a=ice-options`, `a=ice-lite`, `a=ice-mismatch`,
+//! `a=end-of-candidates`, `a=remote-candidates`): with them the two ICE
+//! agents would find each other's candidates and connect around the relay,
+//! and the edge would record nothing (SPEC R1). Without them both ends fall
+//! back to the `c=`/`m=` address, ours.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -43,6 +51,8 @@ pub struct Sdp {
     all_connections: Vec<Connection>,
     /// Every `a=rtcp`, with its m-line.
     all_rtcp: Vec<(usize, Rtcp)>,
+    /// The ICE lines, line ending included: dropped by [`rewrite`].
+    ice_lines: Vec<Range<usize>>,
 }
 
 /// One `c=` line: `IN IP4 192.0.2.1` or `IN IP6 2001:db8::1`.
@@ -76,8 +86,26 @@ pub struct Media {
     pub rtcp_mux: bool,
     /// `a=rtpmap` entries: payload type and `encoding/rate[/params]`.
     pub rtpmap: Vec<(u8, String)>,
+    /// Whether an `a=crypto` (SDES keys for SRTP, RFC 4568) is present.
+    pub crypto: bool,
     /// Its line number (1-based), for errors.
     pub line: usize,
+}
+
+impl Media {
+    /// Whether the stream is SRTP: a secure profile (`RTP/SAVP`,
+    /// `RTP/SAVPF`, `UDP/TLS/RTP/SAVP[F]`: DTLS-SRTP) or SDES keys
+    /// (`a=crypto`). Its payloads cannot be recorded as audio.
+    pub fn is_srtp(&self) -> bool {
+        self.crypto || self.proto.to_ascii_uppercase().contains("SAVP")
+    }
+
+    /// Whether the stream carries RTP (`RTP/AVP`, `RTP/AVPF`, the secure
+    /// ones): else (T.38's `udptl`, …) its datagrams are not RTP and are
+    /// relayed as they come, whatever their first bytes.
+    pub fn is_rtp(&self) -> bool {
+        self.proto.to_ascii_uppercase().contains("RTP/")
+    }
 }
 
 /// `a=rtcp:PORT [IN IP4 ADDR]` (RFC 3605).
@@ -143,6 +171,7 @@ impl Sdp {
             media: Vec::new(),
             all_connections: Vec::new(),
             all_rtcp: Vec::new(),
+            ice_lines: Vec::new(),
         };
         let mut seen_version = false;
         let mut line_number = 0;
@@ -192,7 +221,12 @@ impl Sdp {
                     let media = media_line(&body, value, line_number).map_err(error)?;
                     sdp.media.push(media);
                 }
-                b'a' => sdp.attribute(value).map_err(error)?,
+                b'a' => {
+                    if is_ice_attribute(&body[value.clone()]) {
+                        sdp.ice_lines.push(line.start..(end + 1).min(body.len()));
+                    }
+                    sdp.attribute(value).map_err(error)?
+                }
                 _ => {}
             }
         }
@@ -316,7 +350,10 @@ impl Sdp {
 
     /// The payload types of the active audio streams, in order, with their
     /// names (`"PCMU/8000"`): from `a=rtpmap`, else RFC 3551's static table
-    /// (0 PCMU/8000, 8 PCMA/8000, …), else empty.
+    /// (0 PCMU/8000, 8 PCMA/8000, …), else empty. A stream that is SRTP
+    /// ([`Media::is_srtp`]) has its names prefixed `SRTP/` (`"SRTP/PCMU/8000"`):
+    /// its payloads are encrypted, and the merge must list them as
+    /// undecodable rather than decode noise as µ-law (SPEC R1, R2).
     pub fn payload_types(&self) -> Vec<(u8, String)> {
         let mut types = Vec::new();
         for media in &self.media {
@@ -337,10 +374,20 @@ impl Sdp {
                     .map(|(_, name)| name.clone())
                     .or_else(|| static_payload_type(pt).map(str::to_owned))
                     .unwrap_or_default();
+                let name = if media.is_srtp() {
+                    format!("SRTP/{name}")
+                } else {
+                    name
+                };
                 types.push((pt, name));
             }
         }
         types
+    }
+
+    /// Whether an active stream is SRTP (see [`Media::is_srtp`]).
+    pub fn has_srtp(&self) -> bool {
+        self.media.iter().any(|m| m.port != 0 && m.is_srtp())
     }
 
     fn stream_ip(&self, media: &Media) -> Option<IpAddr> {
@@ -376,6 +423,7 @@ impl Sdp {
         };
         match (name, rest) {
             (b"rtcp-mux", _) => media.rtcp_mux = true,
+            (b"crypto", _) => media.crypto = true,
             (b"rtcp", Some(rest)) => {
                 let rtcp = rtcp(&self.body, rest)?;
                 self.all_rtcp.push((index, rtcp.clone()));
@@ -409,7 +457,10 @@ impl Sdp {
 pub fn rewrite(sdp: &Sdp, ours: IpAddr, ports: &[Option<u16>]) -> Vec<u8> {
     let address = address_tokens(ours);
     let mut edits: Vec<(Range<usize>, Vec<u8>)> =
-        Vec::with_capacity(sdp.all_connections.len() + 3 * sdp.media.len());
+        Vec::with_capacity(sdp.all_connections.len() + 3 * sdp.media.len() + sdp.ice_lines.len());
+    for line in &sdp.ice_lines {
+        edits.push((line.clone(), Vec::new()));
+    }
     let connection_edit = |connection: &Connection, edits: &mut Vec<_>| {
         if !connection.addr.is_unspecified() {
             edits.push((connection.span.clone(), address.clone()));
@@ -452,6 +503,24 @@ pub fn rewrite(sdp: &Sdp, ours: IpAddr, ports: &[Option<u16>]) -> Vec<u8> {
     }
     out.extend_from_slice(&body[at..]);
     out
+}
+
+/// Whether an attribute (the value of an `a=` line) is one of ICE's
+/// (RFC 8839 §5), which [`rewrite`] drops.
+fn is_ice_attribute(value: &[u8]) -> bool {
+    let name = memchr::memchr(b':', value).map_or(value, |colon| &value[..colon]);
+    matches!(
+        name,
+        b"candidate"
+            | b"ice-ufrag"
+            | b"ice-pwd"
+            | b"ice-options"
+            | b"ice-lite"
+            | b"ice-mismatch"
+            | b"ice-pacing"
+            | b"end-of-candidates"
+            | b"remote-candidates"
+    )
 }
 
 /// RFC 3551's static payload types (audio and video), by number.
@@ -577,6 +646,7 @@ fn media_line(body: &[u8], value: Range<usize>, line: usize) -> Result<Media, Sd
         direction: None,
         rtcp_mux: false,
         rtpmap: Vec::new(),
+        crypto: false,
         line,
     })
 }

@@ -32,11 +32,37 @@
 //! either leg says `sendonly`, `recvonly` or `inactive` (a hold offer and its
 //! answer both do; a resume offer and its answer both say `sendrecv`).
 //!
+//! # Offers that are refused
+//!
+//! An offer in an in-dialog INVITE or UPDATE ([`SdpRole::Offer`]) is
+//! applied at once (the rewritten SDP must go on, and media may follow the
+//! new addresses before the answer), but what the leg had before it is
+//! kept as that leg's *pending* offer. The 2xx to the request, or an SDP
+//! answer from the other leg, commits it; a non-2xx final answer (488,
+//! 491 glare, 500, …: [`MediaSessions::offer_refused`]) restores what the
+//! leg had: its addresses, its direction, the hold state, the stream
+//! protocols, and, if the refused offer was reported to the tap, a new
+//! `Sdp` report with the restored payload types and direction (SPEC R5: a
+//! refused `sendonly` re-INVITE is not a hold, and the merge must not take
+//! the later silence for one).
+//!
+//! # SRTP
+//!
+//! Anchored calls are recorded, and SRTP payloads cannot be (SPEC R1,
+//! R2): an INVITE or in-dialog offer with a secure profile or `a=crypto` is
+//! refused ([`AnchorError::Srtp`], a 488). An SRTP answer cannot be refused:
+//! it is anchored, counted (`srtp_unrecordable`) and reported with its
+//! payload type names prefixed `SRTP/`, which the merge lists as
+//! undecodable rather than decode.
+//!
 //! # Life
 //!
 //! [`MediaSessions::open`] at the INVITE; [`MediaSessions::attempt`] when it
 //! goes to a trunk (the first time the call is *anchored*, reported to the
-//! tap; a failover forgets what the previous trunk's SDP said); released by
+//! tap; a failover forgets what the previous trunk's SDP said and is
+//! reported as [`MediaOutput::Moved`], as is a 2xx from another trunk than
+//! the last one tried, [`MediaSessions::answered_by`]: SPEC V3, the
+//! recording names the trunk that carried the call); released by
 //! [`MediaSessions::release`] (BYE, a final non-2xx, CANCEL) or by the relay
 //! task's media timeout ([`MediaSessions::handle_ended`]). The ports go back
 //! to the pool when the task reports its sockets closed.
@@ -48,7 +74,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::call::RelayTimers;
+use super::call::{Protocol, RelayTimers};
 use super::ports::{PortCounts, PortPool};
 use super::sdp::{rewrite, Sdp, SdpError};
 use super::tap::{Leg, MediaDirection, MediaEnd};
@@ -65,6 +91,9 @@ pub struct MediaSetup {
     pub last_port: u16,
     /// The relay's timers.
     pub timers: RelayTimers,
+    /// Only the IP a leg's SDP named may latch its sockets
+    /// (`[voice.media] strict_source`, `crate::media::call`).
+    pub strict_source: bool,
 }
 
 /// The trunk an anchored call was sent to, and its group (SPEC V3).
@@ -121,6 +150,26 @@ pub enum MediaOutput {
         rtp: Option<SocketAddr>,
         /// Where its RTCP goes.
         rtcp: Option<SocketAddr>,
+    },
+    /// The call moved to another trunk (a failover, or a 2xx from another
+    /// trunk than the last one tried): SPEC V3.
+    Moved {
+        /// The call's media id.
+        id: u64,
+        /// When.
+        at: Instant,
+        /// The trunk and group now.
+        info: AnchorInfo,
+    },
+    /// What a stream carries changed (its m-line's protocol: RTP, or not,
+    /// like T.38's `udptl`).
+    Protocol {
+        /// The call's media id.
+        id: u64,
+        /// The stream.
+        stream: usize,
+        /// Its protocol now.
+        protocol: Protocol,
     },
     /// The call was anchored (its INVITE went to its first trunk).
     Anchored {
@@ -179,6 +228,9 @@ pub enum AnchorError {
     /// More active streams than we anchor: 488.
     #[error("{0} active media streams; at most {MAX_STREAMS} are anchored per call")]
     TooManyStreams(usize),
+    /// An offer for SRTP (a secure profile or `a=crypto`): 488 (SPEC R1).
+    #[error("anchored groups record G.711 over RTP/AVP; SRTP cannot be recorded")]
+    Srtp,
     /// No port pairs free: 503.
     #[error("no media ports free in {first}-{last}")]
     NoPorts {
@@ -213,6 +265,11 @@ pub struct MediaSessionStats {
     pub sdp_unanchored: u64,
     /// INVITEs refused (503) for want of ports.
     pub ports_exhausted: u64,
+    /// SRTP answers anchored (a 2xx cannot be refused): relayed, recorded
+    /// encrypted, reported as `SRTP/…` payload types.
+    pub srtp_unrecordable: u64,
+    /// Offers undone by a non-2xx final answer to their request.
+    pub offers_refused: u64,
     /// Calls whose media timed out.
     pub timeouts: u64,
     /// Port pairs by state.
@@ -220,6 +277,30 @@ pub struct MediaSessionStats {
     /// Pairs that failed to bind.
     pub bind_failures: u64,
 }
+
+/// Where an SDP came from, for what it commits (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpRole {
+    /// An offer in an in-dialog INVITE or UPDATE: refusable (SRTP), and
+    /// undone if the request gets a non-2xx final answer.
+    Offer,
+    /// In a response: applied, and commits the other leg's pending offer.
+    Response,
+    /// In an ACK or PRACK: applied as it is (it cannot be refused).
+    Other,
+}
+
+/// What a leg had before its pending offer (see the module docs).
+struct Committed {
+    last_sdp: Option<(Bytes, Bytes)>,
+    remotes: Vec<(Option<SocketAddr>, Option<SocketAddr>)>,
+    direction: MediaDirection,
+    reported: Option<Report>,
+    protocols: Vec<Protocol>,
+}
+
+/// An SDP as last reported to the tap: payload types and direction.
+type Report = (Vec<(u8, String)>, MediaDirection);
 
 struct Session {
     call_id: Arc<str>,
@@ -232,6 +313,12 @@ struct Session {
     /// The last SDP from each leg, as received and as rewritten.
     last_sdp: [Option<(Bytes, Bytes)>; 2],
     direction: [MediaDirection; 2],
+    /// What each stream carries (from the last SDP for it).
+    protocols: Vec<Protocol>,
+    /// The last SDP report to the tap from each leg.
+    reported: [Option<Report>; 2],
+    /// Each leg's state before its pending offer.
+    pending: [Option<Box<Committed>>; 2],
     on_hold: bool,
     answered: bool,
     /// The trunk of the last attempt; `None` until the first.
@@ -299,7 +386,7 @@ impl MediaSessions {
         if let Some(&id) = self.by_call_id.get(call_id) {
             return match body {
                 Some(body) => self
-                    .anchor(now, id, Leg::A, body)
+                    .anchor(now, id, Leg::A, body, SdpRole::Offer)
                     .inspect_err(|_| self.stats.sdp_rejected += 1)
                     .map(Some),
                 None => Ok(None),
@@ -311,6 +398,10 @@ impl MediaSessions {
             })?),
             None => None,
         };
+        if sdp.as_ref().is_some_and(Sdp::has_srtp) {
+            self.stats.sdp_rejected += 1;
+            return Err(AnchorError::Srtp);
+        }
         // Ports for every active stream of the offer (one for a late offer).
         let wanted: Vec<usize> = match &sdp {
             Some(sdp) => sdp
@@ -364,6 +455,9 @@ impl MediaSessions {
                 remotes: [vec![(None, None); count], vec![(None, None); count]],
                 last_sdp: [None, None],
                 direction: [MediaDirection::SendRecv; 2],
+                protocols: vec![Protocol::Rtp; count],
+                reported: [None, None],
+                pending: [None, None],
                 on_hold: false,
                 answered: false,
                 trunk: None,
@@ -396,8 +490,21 @@ impl MediaSessions {
             });
             self.outputs.extend(session.deferred.drain(..));
         } else {
+            if session
+                .trunk
+                .as_ref()
+                .is_some_and(|t| t.trunk != info.trunk)
+            {
+                self.outputs.push_back(MediaOutput::Moved {
+                    id,
+                    at: now,
+                    info: info.clone(),
+                });
+            }
             session.last_sdp[Leg::B.index()] = None;
             session.direction[Leg::B.index()] = MediaDirection::SendRecv;
+            session.reported[Leg::B.index()] = None;
+            session.pending[Leg::B.index()] = None;
             for (stream, remote) in session.remotes[Leg::B.index()].iter_mut().enumerate() {
                 if *remote != (None, None) {
                     *remote = (None, None);
@@ -413,6 +520,30 @@ impl MediaSessions {
             Self::update_hold(&mut self.outputs, id, session);
         }
         session.trunk = Some(info);
+    }
+
+    /// The call was answered by `info`'s trunk: if that is not the trunk
+    /// last tried (a late 2xx from a trunk given up on), the call moved
+    /// back to it (SPEC V3).
+    pub fn answered_by(&mut self, now: Instant, call_id: &str, info: AnchorInfo) {
+        let Some(&id) = self.by_call_id.get(call_id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if session
+            .trunk
+            .as_ref()
+            .is_some_and(|t| t.trunk != info.trunk)
+        {
+            self.outputs.push_back(MediaOutput::Moved {
+                id,
+                at: now,
+                info: info.clone(),
+            });
+            session.trunk = Some(info);
+        }
     }
 
     /// Which leg a message of an anchored call comes from, by its From tag:
@@ -432,19 +563,85 @@ impl MediaSessions {
         })
     }
 
-    /// An SDP from `from` in an anchored call: the body to forward instead.
-    /// `Ok(None)`: the call is not anchored.
+    /// An SDP from `from` in an anchored call, in the `role` it came in:
+    /// the body to forward instead. `Ok(None)`: the call is not anchored.
     pub fn sdp_from(
         &mut self,
         now: Instant,
         call_id: &str,
         from: Leg,
         body: &Bytes,
+        role: SdpRole,
     ) -> Result<Option<Bytes>, AnchorError> {
         let Some(&id) = self.by_call_id.get(call_id) else {
             return Ok(None);
         };
-        self.anchor(now, id, from, body).map(Some)
+        self.anchor(now, id, from, body, role).map(Some)
+    }
+
+    /// A final answer from `from` to the other leg's in-dialog INVITE or
+    /// UPDATE: a 2xx (`accepted`) commits that leg's pending offer, any
+    /// other undoes it (see the module docs; SPEC R5).
+    pub fn offer_answered(&mut self, now: Instant, call_id: &str, from: Leg, accepted: bool) {
+        let Some(&id) = self.by_call_id.get(call_id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let offerer = from.other().index();
+        let Some(saved) = session.pending[offerer].take() else {
+            return;
+        };
+        if accepted {
+            return;
+        }
+        self.stats.offers_refused += 1;
+        let leg = from.other();
+        session.last_sdp[offerer] = saved.last_sdp;
+        for stream in 0..session.remotes[offerer].len() {
+            let before = saved.remotes.get(stream).copied().unwrap_or((None, None));
+            if session.remotes[offerer][stream] != before {
+                session.remotes[offerer][stream] = before;
+                self.outputs.push_back(MediaOutput::Remote {
+                    id,
+                    stream,
+                    leg,
+                    rtp: before.0,
+                    rtcp: before.1,
+                });
+            }
+        }
+        for stream in 0..session.protocols.len() {
+            let before = saved.protocols.get(stream).copied().unwrap_or_default();
+            if session.protocols[stream] != before {
+                session.protocols[stream] = before;
+                self.outputs.push_back(MediaOutput::Protocol {
+                    id,
+                    stream,
+                    protocol: before,
+                });
+            }
+        }
+        session.direction[offerer] = saved.direction;
+        if session.reported[offerer] != saved.reported {
+            if let Some((payload_types, direction)) = saved.reported.clone() {
+                let report = MediaOutput::Sdp {
+                    id,
+                    from: leg,
+                    at: now,
+                    payload_types,
+                    direction,
+                };
+                if session.trunk.is_some() {
+                    self.outputs.push_back(report);
+                } else {
+                    session.deferred.push(report);
+                }
+            }
+            session.reported[offerer] = saved.reported;
+        }
+        Self::update_hold(&mut self.outputs, id, session);
     }
 
     /// Counts an SDP that was relayed unanchored (in a response or ACK,
@@ -570,6 +767,7 @@ impl MediaSessions {
         id: u64,
         from: Leg,
         body: &Bytes,
+        role: SdpRole,
     ) -> Result<Bytes, AnchorError> {
         if let Some((received, rewritten)) = self
             .sessions
@@ -577,11 +775,48 @@ impl MediaSessions {
             .and_then(|s| s.last_sdp[from.index()].as_ref())
         {
             if received == body {
-                return Ok(rewritten.clone());
+                let rewritten = rewritten.clone();
+                if role == SdpRole::Response {
+                    self.commit(id, from.other());
+                }
+                return Ok(rewritten);
             }
         }
         let sdp = Sdp::parse(body.clone())?;
+        if sdp.has_srtp() {
+            if role == SdpRole::Offer {
+                return Err(AnchorError::Srtp);
+            }
+            tracing::warn!(leg = ?from, "SRTP answer anchored: its media is recorded encrypted (undecodable)");
+            self.stats.srtp_unrecordable += 1;
+        }
+        if let Some(session) = self.sessions.get_mut(&id) {
+            let leg = from.index();
+            match role {
+                // What the leg had, to restore if the offer is refused (a
+                // new offer from the leg means its previous one is over).
+                SdpRole::Offer => {
+                    session.pending[leg] = Some(Box::new(Committed {
+                        last_sdp: session.last_sdp[leg].clone(),
+                        remotes: session.remotes[leg].clone(),
+                        direction: session.direction[leg],
+                        reported: session.reported[leg].clone(),
+                        protocols: session.protocols.clone(),
+                    }));
+                }
+                // An answer commits the other leg's offer (a reliable
+                // provisional's, or the 2xx's).
+                SdpRole::Response => session.pending[from.other().index()] = None,
+                SdpRole::Other => {}
+            }
+        }
         self.anchor_parsed(now, id, from, body, sdp)
+    }
+
+    fn commit(&mut self, id: u64, leg: Leg) {
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.pending[leg.index()] = None;
+        }
     }
 
     fn anchor_parsed(
@@ -624,6 +859,11 @@ impl MediaSessions {
             self.outputs
                 .push_back(MediaOutput::AddStream { id, stream, ports });
         }
+        if session.protocols.len() < session.streams.len() {
+            session
+                .protocols
+                .resize(session.streams.len(), Protocol::Rtp);
+        }
         let ports: Vec<Option<u16>> = session
             .streams
             .iter()
@@ -634,6 +874,18 @@ impl MediaSessions {
         for stream in 0..session.streams.len() {
             if session.streams[stream].is_none() || stream >= sdp.media().len() {
                 continue;
+            }
+            let protocol = match sdp.media()[stream].is_rtp() {
+                true => Protocol::Rtp,
+                false => Protocol::Other,
+            };
+            if sdp.media()[stream].port != 0 && session.protocols[stream] != protocol {
+                session.protocols[stream] = protocol;
+                self.outputs.push_back(MediaOutput::Protocol {
+                    id,
+                    stream,
+                    protocol,
+                });
             }
             let remote = (sdp.rtp_addr(stream), sdp.rtcp_addr(stream));
             if session.remotes[from.index()][stream] != remote {
@@ -649,11 +901,13 @@ impl MediaSessions {
         }
         let direction = sdp.direction();
         session.direction[from.index()] = direction;
+        let payload_types = sdp.payload_types();
+        session.reported[from.index()] = Some((payload_types.clone(), direction));
         let report = MediaOutput::Sdp {
             id,
             from,
             at: now,
-            payload_types: sdp.payload_types(),
+            payload_types,
             direction,
         };
         if session.trunk.is_some() {

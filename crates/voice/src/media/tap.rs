@@ -3,10 +3,17 @@
 //! The voice system calls a [`MediaTap`] for every anchored call, in this
 //! order and from one task per call, so a tap sees one call's calls in
 //! order and never concurrently: [`MediaTap::call_anchored`] once, then
-//! [`MediaTap::sdp`] and [`MediaTap::packet`] as they come, then
-//! [`MediaTap::call_ended`] once. Different calls are tapped from different
-//! tasks at the same time. Times are wall-clock nanoseconds (milliseconds
-//! for the start) since the Unix epoch, read by the driver.
+//! [`MediaTap::sdp`], [`MediaTap::packet`] and [`MediaTap::call_moved`] as
+//! they come, then [`MediaTap::call_ended`] once. Different calls are
+//! tapped from different tasks at the same time. Times are wall-clock
+//! nanoseconds (milliseconds for the start) since the Unix epoch, read by
+//! the driver.
+//!
+//! The tap keys calls by Call-ID, and one Call-ID can be anchored twice in
+//! a row: an INVITE refused with 401/407 ends its media, and the caller's
+//! new INVITE with credentials (the same Call-ID) anchors it again. The
+//! second's `call_anchored` is then made only after the first's
+//! `call_ended`, so a tap never has two calls open under one Call-ID.
 
 use std::sync::Arc;
 
@@ -38,8 +45,8 @@ pub enum MediaDirection {
 pub struct AnchoredCall {
     /// The SIP Call-ID.
     pub call_id: Arc<str>,
-    /// The trunk its INVITE was first forwarded to (a later failover within
-    /// the attempt is a `ProxyEvent::Failover`).
+    /// The trunk its INVITE went to (for `call_anchored`, the first one;
+    /// for `call_moved`, the one it moved to: SPEC V3).
     pub trunk: String,
     /// The trunk group.
     pub group: String,
@@ -47,7 +54,8 @@ pub struct AnchoredCall {
     pub media_region: String,
     /// The trunk's failover region (SPEC V3).
     pub failover_region: String,
-    /// When the call was anchored, ms since the Unix epoch.
+    /// When the call was anchored, ms since the Unix epoch (the same in
+    /// `call_moved`).
     pub started_unix_ms: u64,
 }
 
@@ -71,6 +79,12 @@ pub enum MediaEnd {
 pub trait MediaTap: Send + Sync + 'static {
     /// The call's first SDP was anchored (its INVITE forwarded to a trunk with our SDP). Called once per call.
     fn call_anchored(&self, call: &AnchoredCall);
+    /// The call moved to another trunk: a failover within the attempt, or
+    /// a 2xx from another trunk than the last one tried. `call` names the
+    /// trunk now, its group and regions (SPEC V3: the recording must name
+    /// the trunk that carried the call, not the first one tried). Called
+    /// after `call_anchored`, any number of times; `at_unix_ns` is when.
+    fn call_moved(&self, call: &AnchoredCall, at_unix_ns: u64);
     /// An SDP from `from` was anchored (offer or answer, initial or re-INVITE): its payload types (pt, "PCMU/8000") and direction (SPEC R5: hold comes only from here).
     fn sdp(
         &self,

@@ -734,6 +734,18 @@ impl Proxy {
             return;
         };
         let status = response.status;
+        // A 2xx from another trunk than the last one tried (a late one):
+        // the call moved back to it (SPEC V3).
+        if let (Some(media), Some(call)) = (&mut self.media, self.calls.get(&branch.call)) {
+            let call_id = call.server.request().headers.call_id().unwrap_or_default();
+            Proxy::anchor_answered_by(
+                media,
+                now,
+                call_id,
+                &self.group_names[call.group],
+                &self.per_trunk[branch.trunk].trunk_ref,
+            );
+        }
         // Its retransmissions now match no branch and are relayed the same way.
         if let Some(via) = response.headers.top_via() {
             self.relay_response(now, response, &via, &Method::Invite);

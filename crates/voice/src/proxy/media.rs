@@ -17,8 +17,14 @@
 //!   and lives until BYE or the media timeout.
 //! - In-dialog INVITE, UPDATE, PRACK and ACK: rewritten in the direction
 //!   they go (from tag = the caller's: from leg a). A request whose SDP
-//!   cannot be read gets 488; an ACK (which cannot be refused) or a
-//!   response is relayed as it came and counted (`sdp_unanchored`).
+//!   cannot be read, or offers SRTP, gets 488; an ACK (which cannot be
+//!   refused) or a response is relayed as it came and counted
+//!   (`sdp_unanchored`). The offer of an in-dialog INVITE or UPDATE is
+//!   committed by the 2xx and undone by a non-2xx final answer (488, 491,
+//!   500…: `MediaSessions::offer_answered`, SPEC R5).
+//! - The trunk that answers: a failover, or a 2xx from another trunk than
+//!   the last one tried, is reported to the tap as the call's move
+//!   (`MediaOutput::Moved`, SPEC V3).
 //! - Released: BYE from either side, the caller's final non-2xx
 //!   (`Failed`), CANCEL (`Cancelled`), or the relay's media timeout, which
 //!   leaves the signalling alone (hotsite is not a party to the dialog).
@@ -32,7 +38,7 @@ use hotsite_sip::message::{HeaderName, Headers, Method, Request, Response, Statu
 
 use super::{Proxy, ProxyEvent, TrunkRef};
 use crate::media::sessions::{
-    AnchorError, AnchorInfo, MediaOutput, MediaSessionStats, MediaSessions,
+    AnchorError, AnchorInfo, MediaOutput, MediaSessionStats, MediaSessions, SdpRole,
 };
 use crate::media::{Leg, MediaEnd};
 
@@ -179,6 +185,28 @@ impl Proxy {
         media.attempt(now, call_id, info);
     }
 
+    /// A call's 2xx came from `trunk` of `group`: if that is another trunk
+    /// than the last one tried, the call moved to it (SPEC V3).
+    pub(super) fn anchor_answered_by(
+        media: &mut MediaSessions,
+        now: Instant,
+        call_id: &str,
+        group: &Arc<str>,
+        trunk: &TrunkRef,
+    ) {
+        if !media.contains(call_id) {
+            return;
+        }
+        let info = AnchorInfo {
+            trunk: trunk.name.clone(),
+            carrier: trunk.carrier.clone(),
+            group: group.clone(),
+            media_region: trunk.media_region.clone(),
+            failover_region: trunk.failover_region.clone(),
+        };
+        media.answered_by(now, call_id, info);
+    }
+
     /// A response (18x through the server transaction, or one relayed
     /// statelessly) of an anchored call: its SDP rewritten for the leg it
     /// goes to; a 2xx to INVITE arms the media timeout.
@@ -201,19 +229,22 @@ impl Proxy {
             return;
         }
         let answered = *method == Method::Invite && response.status.is_success();
-        if carries_sdp(method) && !response.body.is_empty() {
-            let tag = from_tag(&response.headers);
-            if let Some(from) = media.leg_of(call_id, &tag, true) {
-                let status = response.status;
-                Self::anchor_response_sdp(
-                    media,
-                    now,
-                    (call_id, status),
-                    from,
-                    &response.headers,
-                    &mut response.body,
-                );
-            }
+        let tag = from_tag(&response.headers);
+        let from = media.leg_of(call_id, &tag, true);
+        if let (true, false, Some(from)) = (carries_sdp(method), response.body.is_empty(), from) {
+            let status = response.status;
+            Self::anchor_response_sdp(
+                media,
+                now,
+                (call_id, status),
+                from,
+                &response.headers,
+                &mut response.body,
+            );
+        }
+        // The final answer to an in-dialog offer commits or undoes it.
+        if let (true, true, Some(from)) = (response.status.is_final(), offers(method), from) {
+            media.offer_answered(now, call_id, from, response.status.is_success());
         }
         if answered {
             media.answered(now, call_id);
@@ -229,7 +260,7 @@ impl Proxy {
         body: &mut Bytes,
     ) {
         match body_of(headers, body) {
-            Body::Sdp(sdp) => match media.sdp_from(now, call_id, from, &sdp) {
+            Body::Sdp(sdp) => match media.sdp_from(now, call_id, from, &sdp, SdpRole::Response) {
                 Ok(Some(rewritten)) => *body = rewritten,
                 Ok(None) => {}
                 Err(error) => {
@@ -278,9 +309,14 @@ impl Proxy {
         }
         let tag = from_tag(&request.headers);
         let from = media.leg_of(call_id, &tag, false).unwrap_or(Leg::A);
+        let role = if offers(&request.method) {
+            SdpRole::Offer
+        } else {
+            SdpRole::Other
+        };
         let refused = match body_of(&request.headers, &request.body) {
             Body::None => return Ok(()),
-            Body::Sdp(body) => match media.sdp_from(now, call_id, from, &body) {
+            Body::Sdp(body) => match media.sdp_from(now, call_id, from, &body, role) {
                 Ok(Some(rewritten)) => {
                     request.body = rewritten;
                     return Ok(());
@@ -328,6 +364,12 @@ fn from_tag(headers: &Headers) -> Bytes {
 /// RFC 3262 PRACK, RFC 3311 UPDATE).
 fn carries_sdp(method: &Method) -> bool {
     matches!(method, Method::Invite | Method::Ack) || matches!(method.as_str(), "UPDATE" | "PRACK")
+}
+
+/// Requests whose SDP is an offer that a non-2xx final answer refuses
+/// (RFC 3261 §14, RFC 3311).
+fn offers(method: &Method) -> bool {
+    *method == Method::Invite || method.as_str() == "UPDATE"
 }
 
 /// What a body is: SDP by its Content-Type (`application/sdp`), or with no

@@ -27,19 +27,34 @@ type SdpSeen = (Leg, MediaDirection, Vec<(u8, String)>);
 #[derive(Default)]
 struct Seen {
     anchored: Vec<AnchoredCall>,
+    moved: Vec<AnchoredCall>,
+    /// The tap's calls about calls, in order: "anchored ID", "moved ID
+    /// TRUNK", "ended ID".
+    log: Vec<String>,
     sdp: Vec<SdpSeen>,
     /// By Call-ID and leg index (a = 0, b = 1).
     packets: HashMap<(Arc<str>, usize), usize>,
     ended: Vec<(Arc<str>, MediaEnd)>,
 }
 
-/// A tap that counts (SPEC R1: the recorder's view of the call).
+/// A tap that counts (SPEC R1: the recorder's view of the call); its
+/// `call_ended` takes the given time (needs the multi-thread runtime when
+/// not zero).
 #[derive(Default)]
-struct CountingTap(Mutex<Seen>);
+struct CountingTap(Mutex<Seen>, Duration);
 
 impl MediaTap for CountingTap {
     fn call_anchored(&self, call: &AnchoredCall) {
-        self.0.lock().unwrap().anchored.push(call.clone());
+        let mut seen = self.0.lock().unwrap();
+        seen.log.push(format!("anchored {}", call.call_id));
+        seen.anchored.push(call.clone());
+    }
+
+    fn call_moved(&self, call: &AnchoredCall, _at_unix_ns: u64) {
+        let mut seen = self.0.lock().unwrap();
+        seen.log
+            .push(format!("moved {} {}", call.call_id, call.trunk));
+        seen.moved.push(call.clone());
     }
 
     fn sdp(
@@ -68,7 +83,17 @@ impl MediaTap for CountingTap {
     }
 
     fn call_ended(&self, call_id: &Arc<str>, _at_unix_ns: u64, end: MediaEnd) {
-        self.0.lock().unwrap().ended.push((call_id.clone(), end));
+        // A recorder finishing a journal may take a moment (fsync): long
+        // enough for another task's call to overtake this one if nothing
+        // orders them. `block_in_place` lets this worker's other tasks
+        // (the proxy's driver) run on meanwhile, as they would if the
+        // runtime had put them elsewhere.
+        if !self.1.is_zero() {
+            tokio::task::block_in_place(|| std::thread::sleep(self.1));
+        }
+        let mut seen = self.0.lock().unwrap();
+        seen.log.push(format!("ended {call_id}"));
+        seen.ended.push((call_id.clone(), end));
     }
 }
 
@@ -164,11 +189,23 @@ async fn silent(socket: &UdpSocket, wait: Duration) -> bool {
 /// A SIP trunk on 127.0.0.1: answers INVITE with 200 and an SDP naming
 /// `media` (re-INVITEs too), BYE with 200; reports each INVITE's SDP.
 async fn sip_trunk(media: SocketAddr) -> (SocketAddr, mpsc::UnboundedReceiver<Bytes>) {
+    scripted_trunk(media, Vec::new()).await
+}
+
+/// [`sip_trunk`] whose first INVITEs (by CSeq, so retransmissions get
+/// the same) are answered with `first` statuses in turn (407, 503, …),
+/// and the rest with 200.
+async fn scripted_trunk(
+    media: SocketAddr,
+    first: Vec<u16>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Bytes>) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let (offers, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65_535];
+        let mut script = first.into_iter();
+        let mut answered: HashMap<(String, u32), u16> = HashMap::new();
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                 return;
@@ -179,6 +216,25 @@ async fn sip_trunk(media: SocketAddr) -> (SocketAddr, mpsc::UnboundedReceiver<By
             };
             let answer = match request.method {
                 Method::Invite => {
+                    let key = (
+                        request.headers.call_id().unwrap_or_default().to_owned(),
+                        request.headers.cseq().map_or(0, |c| c.seq),
+                    );
+                    let status = *answered
+                        .entry(key)
+                        .or_insert_with(|| script.next().unwrap_or(200));
+                    if status != 200 {
+                        let mut refused =
+                            response_to(&request, StatusCode::new(status).unwrap(), Some("trunk"));
+                        if status == 407 {
+                            refused.headers.push(Header::new(
+                                HeaderName::ProxyAuthenticate,
+                                "Digest realm=\"trunk\", nonce=\"n1\"",
+                            ));
+                        }
+                        let _ = socket.send_to(&refused.to_bytes(), from).await;
+                        continue;
+                    }
                     let _ = offers.send(request.body.clone());
                     let mut ok = response_to(&request, StatusCode::OK, Some("trunk"));
                     ok.headers.push(Header::new(
@@ -212,6 +268,12 @@ impl Caller {
     }
 
     fn invite(&self, call_id: &str, media: SocketAddr) -> Request {
+        self.invite_cseq(call_id, media, 1)
+    }
+
+    /// The INVITE again with CSeq `cseq` and its own branch (a retry after
+    /// a 401/407 challenge keeps the Call-ID and From tag).
+    fn invite_cseq(&self, call_id: &str, media: SocketAddr, cseq: u32) -> Request {
         let me = self.socket.local_addr().unwrap();
         let mut invite = NewRequest {
             method: Method::Invite,
@@ -220,10 +282,10 @@ impl Caller {
             from_tag: "caller".into(),
             to: uri(&format!("sip:+4420@{}", self.proxy)),
             call_id: call_id.into(),
-            cseq: 1,
+            cseq,
             transport: "UDP".into(),
             sent_by: me.to_string(),
-            branch: Branch::from_string(format!("z9hG4bK{call_id}")),
+            branch: Branch::from_string(format!("z9hG4bK{call_id}-{cseq}")),
             max_forwards: 70,
             contact: Some(uri(&format!("sip:pbx@{me}"))),
         }
@@ -254,6 +316,21 @@ impl Caller {
                 }
             }
         }
+    }
+
+    /// The ACK of a non-2xx final answer (§17.1.1.3: the INVITE's branch,
+    /// the answer's To).
+    fn ack_refused(&self, invite: &Request, refused: &Response) -> Request {
+        let mut ack = Request::new(Method::Ack, invite.uri.clone());
+        let h = &mut ack.headers;
+        h.push(invite.headers.get(HeaderName::Via).unwrap().clone());
+        h.push(Header::new(HeaderName::MaxForwards, "70"));
+        h.push(invite.headers.get(HeaderName::From).unwrap().clone());
+        h.push(refused.headers.get(HeaderName::To).unwrap().clone());
+        h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
+        let seq = invite.headers.cseq().unwrap().seq;
+        h.push(Header::new(HeaderName::CSeq, format!("{seq} ACK")));
+        ack
     }
 
     fn in_dialog(&self, method: Method, invite: &Request, ok: &Response, cseq: u32) -> Request {
@@ -526,4 +603,161 @@ async fn a_foreign_media_address_is_refused_at_start() {
         error.starts_with("voice.media.address: cannot bind"),
         "{error}"
     );
+}
+
+/// The tap's order per Call-ID: an INVITE challenged with 407 ends its
+/// media, and the caller's retry (same Call-ID, CSeq 2) anchors it again.
+/// The tap keys calls by Call-ID (the recorder does), so it must hear the
+/// first call's end before the second's start, even when the first call's
+/// end takes a while (the tap here takes 150 ms in `call_ended`, as a
+/// recorder's fsync might) and the runtime has threads to overtake it
+/// with (SPEC R1: otherwise the recorder keeps the first journal and
+/// drops the real call's packets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenged_invite_ends_before_its_retry_is_anchored() {
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (trunk, _offers) = scripted_trunk(server_rtp.local_addr().unwrap(), vec![407]).await;
+    let tap = Arc::new(CountingTap(Mutex::default(), Duration::from_millis(150)));
+    let handle = hotsite_voice::start(
+        &anchored_config(trunk, 3),
+        &hotsite_host::Deps::detached(),
+        Some(tap.clone()),
+    )
+    .await
+    .unwrap()
+    .0;
+    let caller = Caller::new(handle.local_addr()).await;
+    let first = caller.invite("media-407", caller_rtp.local_addr().unwrap());
+    caller.send(&first).await;
+    let challenge = caller.final_response().await;
+    assert_eq!(challenge.status.as_u16(), 407);
+    caller.send(&caller.ack_refused(&first, &challenge)).await;
+    let retry = caller.invite_cseq("media-407", caller_rtp.local_addr().unwrap(), 2);
+    caller.send(&retry).await;
+    let ok = loop {
+        let response = caller.final_response().await;
+        if response.headers.cseq().unwrap().seq == 2 {
+            break response;
+        }
+    };
+    assert_eq!(ok.status, StatusCode::OK);
+    caller
+        .send(&caller.in_dialog(Method::Bye, &retry, &ok, 3))
+        .await;
+    until("both calls ended", || tap.ended().len() == 2).await;
+    let log = tap.0.lock().unwrap().log.clone();
+    assert_eq!(
+        log,
+        [
+            "anchored media-407",
+            "ended media-407",
+            "anchored media-407",
+            "ended media-407"
+        ]
+    );
+    handle.shutdown().await;
+}
+
+/// SPEC V3 through the relay: trunk 1 answers 503, the call fails over to
+/// trunk 2, and the tap hears `call_moved` with trunk 2's name and regions
+/// after `call_anchored` named trunk 1.
+#[tokio::test]
+async fn a_failover_reaches_the_tap_as_a_move() {
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (first, _) = scripted_trunk(server_rtp.local_addr().unwrap(), vec![503]).await;
+    let (second, _) = sip_trunk(server_rtp.local_addr().unwrap()).await;
+    let mut config = anchored_config(first, 4);
+    let mut t2 = TrunkConfig::new("t2", &second.to_string(), 20);
+    t2.media_region = "us-east".into();
+    t2.failover_region = "us-west".into();
+    t2.probe.enabled = false;
+    config.trunks.push(t2);
+    config.groups[0].trunks.push("t2".into());
+    let tap = Arc::new(CountingTap::default());
+    let handle = hotsite_voice::start(&config, &hotsite_host::Deps::detached(), Some(tap.clone()))
+        .await
+        .unwrap()
+        .0;
+    let caller = Caller::new(handle.local_addr()).await;
+    let invite = caller.invite("media-moved", caller_rtp.local_addr().unwrap());
+    caller.send(&invite).await;
+    let ok = caller.final_response().await;
+    assert_eq!(ok.status, StatusCode::OK);
+    until("the move", || !tap.0.lock().unwrap().moved.is_empty()).await;
+    {
+        let seen = tap.0.lock().unwrap();
+        assert_eq!(seen.anchored[0].trunk, "t1");
+        let moved = &seen.moved[0];
+        assert_eq!(
+            (
+                &*moved.call_id,
+                moved.trunk.as_str(),
+                moved.media_region.as_str(),
+                moved.failover_region.as_str()
+            ),
+            ("media-moved", "t2", "us-east", "us-west")
+        );
+        assert_eq!(moved.started_unix_ms, seen.anchored[0].started_unix_ms);
+    }
+    caller
+        .send(&caller.in_dialog(Method::Bye, &invite, &ok, 2))
+        .await;
+    until("the media released", || tap.ended().len() == 1).await;
+    handle.shutdown().await;
+}
+
+/// Security (RTP bleed): with `strict_source` (the default) a sender on
+/// another IP (127.0.0.2) than the caller's SDP named (127.0.0.1) cannot
+/// take the caller's stream, not even after it has been silent longer
+/// than `relatch_after`; it is counted as foreign. The caller's own host
+/// from another port after the silence is followed (a handover).
+#[tokio::test]
+async fn a_foreign_ip_cannot_take_a_silent_stream() {
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let (trunk, _offers) = sip_trunk(server_rtp.local_addr().unwrap()).await;
+    let tap = Arc::new(CountingTap::default());
+    let handle = hotsite_voice::start(
+        &anchored_config(trunk, 5),
+        &hotsite_host::Deps::detached(),
+        Some(tap.clone()),
+    )
+    .await
+    .unwrap()
+    .0;
+    let caller = Caller::new(handle.local_addr()).await;
+    let invite = caller.invite("media-bleed", caller_rtp.local_addr().unwrap());
+    caller.send(&invite).await;
+    let ok = caller.final_response().await;
+    let a_side = rtp_target(&ok.body);
+    caller_rtp.send_to(&rtp(1, 0xca11), a_side).await.unwrap();
+    assert_eq!(seq_ssrc(&recv(&server_rtp).await.0), (1, 0xca11));
+    // Silent for 300 ms (relatch_after is 100 ms): the stranger tries.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for seq in 0..5u16 {
+        stranger.send_to(&rtp(seq, 0xbad), a_side).await.unwrap();
+    }
+    assert!(
+        silent(&server_rtp, Duration::from_millis(200)).await,
+        "nothing from 127.0.0.2 reached the trunk"
+    );
+    // The caller's host from another port: a handover, followed.
+    let moved = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    moved.send_to(&rtp(2, 0xca12), a_side).await.unwrap();
+    assert_eq!(seq_ssrc(&recv(&server_rtp).await.0), (2, 0xca12));
+    let relay = handle.metrics().media.expect("media metrics").relay;
+    assert_eq!((relay.refused_foreign, relay.relatches), (5, 1));
+    assert_eq!(
+        tap.packets("media-bleed", Leg::A),
+        2,
+        "the stranger's packets are not recorded"
+    );
+    caller
+        .send(&caller.in_dialog(Method::Bye, &invite, &ok, 2))
+        .await;
+    until("the media released", || tap.ended().len() == 1).await;
+    handle.shutdown().await;
 }

@@ -55,17 +55,18 @@ fn call() -> CallMedia {
 fn relayed_to(verdict: Verdict) -> Option<SocketAddr> {
     match verdict {
         Verdict::Relay { to, .. } => to,
-        Verdict::Refused => panic!("refused"),
+        Verdict::Refused | Verdict::ForeignSource => panic!("refused: {verdict:?}"),
     }
 }
 
 /// Before anything is heard, media goes where the SDPs said; the first
-/// packet latches its socket to its real source (a NAT the SDP did not
-/// know of), and the other leg's media now goes there.
+/// packet latches its socket to its real source (with `strict_source` off:
+/// a NAT the SDP did not know of), and the other leg's media now goes
+/// there.
 #[test]
 fn first_packet_latches_and_symmetric_rtp_follows_it() {
     let t0 = epoch();
-    let mut media = call();
+    let mut media = call().with_strict_source(false);
     assert_eq!(media.remote(B_RTP), Some(addr("198.51.100.7:6000")));
     let from_caller = media.handle_packet(t0, A_RTP, addr("192.0.2.10:4000"), &RTP);
     assert_eq!(
@@ -201,7 +202,7 @@ fn only_rtp_or_rtcp_latches() {
 #[test]
 fn a_new_sdp_address_undoes_the_latch() {
     let t0 = epoch();
-    let mut media = call();
+    let mut media = call().with_strict_source(false);
     let natted = addr("198.51.100.99:31000");
     media.handle_packet(t0, B_RTP, natted, &RTP);
     media.set_remote(
@@ -319,8 +320,105 @@ fn added_streams_have_their_own_endpoints() {
     assert_eq!(socket_leg(index), Leg::A);
     assert_eq!(socket_leg(socket_index(1, Leg::B, Kind::Rtcp)), Leg::B);
     media.set_remote(1, Leg::B, Some(addr("198.51.100.7:6002")), None);
+    media.set_remote(1, Leg::A, Some(addr("192.0.2.10:4002")), None);
     assert_eq!(
         relayed_to(media.handle_packet(t0, index, addr("192.0.2.10:4002"), &RTP)),
         Some(addr("198.51.100.7:6002"))
+    );
+}
+
+/// Security (RTP bleed), SPEC R1: with `strict_source` (the default) a
+/// source on another IP than the leg's SDP named is refused and reported
+/// as foreign: before anything is latched, and after any silence, however
+/// long; the same IP from another port after `relatch_after` of silence is
+/// a media server's handover and is followed.
+#[test]
+fn strict_source_refuses_other_ips_even_after_silence() {
+    let t0 = epoch();
+    let mut media = call();
+    let stranger = addr("198.51.100.99:6000");
+    assert_eq!(
+        media.handle_packet(t0, B_RTP, stranger, &RTP),
+        Verdict::ForeignSource,
+        "not latched yet: only the SDP's IP may latch"
+    );
+    media.handle_packet(t0 + ms(1), B_RTP, addr("198.51.100.7:6000"), &RTP);
+    let silent = t0 + Duration::from_secs(30);
+    assert_eq!(
+        media.handle_packet(silent, B_RTP, stranger, &RTP),
+        Verdict::ForeignSource,
+        "30 s of silence do not let another IP in"
+    );
+    assert_eq!(media.remote(B_RTP), Some(addr("198.51.100.7:6000")));
+    assert_eq!(
+        media.handle_packet(silent + ms(1), B_RTP, addr("198.51.100.7:7010"), &RTP),
+        Verdict::Relay {
+            to: Some(addr("192.0.2.10:4000")),
+            latch: Some(Latch::Relatched)
+        },
+        "same host, another port: a handover"
+    );
+    // Without strict_source, today's behaviour: any source after silence.
+    let mut open = call().with_strict_source(false);
+    open.handle_packet(t0, B_RTP, addr("198.51.100.7:6000"), &RTP);
+    assert!(matches!(
+        open.handle_packet(silent, B_RTP, stranger, &RTP),
+        Verdict::Relay {
+            latch: Some(Latch::Relatched),
+            ..
+        }
+    ));
+}
+
+/// An RFC 2543 hold (`c=0.0.0.0`) takes the leg's address away, but the
+/// holder still sends (music on hold): its IP stays the one a strict
+/// socket accepts.
+#[test]
+fn strict_source_keeps_the_ip_through_a_0000_hold() {
+    let t0 = epoch();
+    let mut media = call();
+    media.set_remote(0, Leg::B, None, None);
+    assert!(matches!(
+        media.handle_packet(t0, B_RTP, addr("198.51.100.7:6000"), &RTP),
+        Verdict::Relay {
+            latch: Some(Latch::Latched),
+            ..
+        }
+    ));
+}
+
+/// A stream that is not RTP (T.38 fax over `udptl`) latches on any
+/// datagram from the far end, whose first byte is no RTP version, and its
+/// datagrams keep the media timeout away (a fax is not silence).
+#[test]
+fn non_rtp_streams_latch_on_any_datagram() {
+    let t0 = epoch();
+    let mut media = call();
+    media.set_protocol(0, Protocol::Other);
+    media.answered(t0);
+    // A UDPTL packet: sequence number 0, then an IFP.
+    let udptl = [0x00, 0x00, 0x06, 0xd0, 0x01, 0x01, 0x80, 0x00];
+    assert_eq!(
+        media.handle_packet(t0 + ms(10), B_RTP, addr("198.51.100.7:6000"), &udptl),
+        Verdict::Relay {
+            to: Some(addr("192.0.2.10:4000")),
+            latch: Some(Latch::Latched)
+        }
+    );
+    let mut at = t0;
+    for _ in 0..120 {
+        at += Duration::from_secs(1);
+        assert!(matches!(
+            media.handle_packet(at, A_RTP, addr("192.0.2.10:4000"), &udptl[..3]),
+            Verdict::Relay { .. }
+        ));
+        assert!(!media.handle_timeout(at));
+    }
+    // Back to RTP (the fax ended with a re-INVITE to audio): version
+    // checks again.
+    media.set_protocol(0, Protocol::Rtp);
+    assert_eq!(
+        media.handle_packet(at + ms(600), B_RTP, addr("198.51.100.7:6002"), &udptl),
+        Verdict::Refused
     );
 }

@@ -273,3 +273,36 @@ fn every_connection_line_is_rewritten() {
     assert_eq!(out.matches("203.0.113.5").count(), 5, "{out}");
     assert!(out.contains("a=rtcp:30001\n") && out.contains("a=rtcp:30001 IN IP4 203.0.113.5\n"));
 }
+
+/// SPEC R1: ICE lines go, at session and media level, with LF or CRLF
+/// ends and on the last line without one; nothing else changes.
+#[test]
+fn rewrite_drops_the_ice_lines() {
+    let text = "v=0\nc=IN IP4 192.0.2.10\na=ice-lite\na=ice-options:trickle\n\
+                m=audio 4000 RTP/AVP 0\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\n\
+                a=ptime:20\na=remote-candidates:1 192.0.2.10 4000\na=candidate:1 1 UDP 1 192.0.2.10 4000 typ host";
+    let sdp = parse(text).unwrap();
+    let out = String::from_utf8(rewrite(&sdp, ours(), &[Some(30_000)])).unwrap();
+    assert_eq!(
+        out,
+        "v=0\nc=IN IP4 203.0.113.5\nm=audio 30000 RTP/AVP 0\na=ptime:20\n"
+    );
+}
+
+/// SPEC R1, R2: an SRTP stream (secure profile or `a=crypto`) is known as
+/// such, and its payload types are named `SRTP/…`, never `PCMU/8000`.
+#[test]
+fn srtp_streams_are_marked() {
+    let plain = parse(OFFER).unwrap();
+    assert!(!plain.has_srtp());
+    let savp = parse(&OFFER.replace("RTP/AVP", "RTP/SAVPF")).unwrap();
+    assert!(savp.has_srtp() && savp.media()[0].is_rtp());
+    assert_eq!(savp.payload_types()[0], (0, "SRTP/PCMU/8000".to_owned()));
+    let sdes = parse(&format!(
+        "{OFFER}a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:key\r\n"
+    ))
+    .unwrap();
+    assert!(sdes.has_srtp());
+    let t38 = parse("v=0\r\nc=IN IP4 192.0.2.10\r\nm=image 4000 udptl t38\r\n").unwrap();
+    assert!(!t38.media()[0].is_rtp() && !t38.has_srtp());
+}

@@ -20,6 +20,7 @@ fn setup(first: u16, last: u16) -> MediaSetup {
             hold_timeout: Duration::from_secs(7200),
             relatch_after: Duration::from_millis(500),
         },
+        strict_source: true,
     }
 }
 
@@ -205,13 +206,13 @@ fn rewriting_follows_the_direction() {
     let answer = body("198.51.100.7", 6000, "sendrecv");
     let rewritten = table
         .sessions
-        .sdp_from(table.now, "c1", Leg::B, &answer)
+        .sdp_from(table.now, "c1", Leg::B, &answer, SdpRole::Response)
         .unwrap()
         .unwrap();
     assert_eq!(port_of(&rewritten), a);
     let again = table
         .sessions
-        .sdp_from(table.now, "c1", Leg::B, &answer)
+        .sdp_from(table.now, "c1", Leg::B, &answer, SdpRole::Response)
         .unwrap()
         .unwrap();
     assert_eq!(again, rewritten);
@@ -295,7 +296,13 @@ fn hold_comes_from_sdp_directions() {
     for (leg, direction) in steps {
         table
             .sessions
-            .sdp_from(table.now, "c1", leg, &body("192.0.2.9", 4000, direction))
+            .sdp_from(
+                table.now,
+                "c1",
+                leg,
+                &body("192.0.2.9", 4000, direction),
+                SdpRole::Response,
+            )
             .unwrap();
     }
     table.drive();
@@ -333,7 +340,7 @@ fn streams_are_added_and_bounded() {
     );
     let out = table
         .sessions
-        .sdp_from(table.now, "c1", Leg::B, &with_video)
+        .sdp_from(table.now, "c1", Leg::B, &with_video, SdpRole::Response)
         .unwrap()
         .unwrap();
     table.drive();

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::media::call::Protocol;
 use crate::media::sdp::Sdp;
 use crate::media::{Leg, MediaDirection, MediaEnd, MediaOutput, MediaSetup, RelayTimers};
 
@@ -22,6 +23,7 @@ fn media_setup(first: u16, last: u16) -> MediaSetup {
             hold_timeout: Duration::from_secs(7200),
             relatch_after: Duration::from_millis(500),
         },
+        strict_source: true,
     }
 }
 
@@ -603,4 +605,268 @@ fn close_names_the_end() {
             ..
         }
     )));
+}
+
+/// The hold state a relay task would have after these outputs, as a
+/// `CallMedia` answered at `t0`: its media timeout (SPEC R5: 60 s, or 2 h
+/// on hold).
+fn timeout_after(sim: &Sim, t0: Instant) -> Duration {
+    let mut media = crate::media::CallMedia::new(media_setup(30_000, 30_039).timers, 1);
+    media.answered(t0);
+    for output in &sim.media {
+        if let MediaOutput::Hold { on_hold, .. } = output {
+            media.set_hold(*on_hold);
+        }
+    }
+    media.poll_timeout().unwrap() - t0
+}
+
+/// SPEC R5: a `sendonly` re-INVITE that the trunk refuses (488) is not a
+/// hold. It went on rewritten and was reported, then the refusal undid it:
+/// the caller's address is back, the hold ends (the media timeout is
+/// `timeout` again, not `hold_timeout`) and the tap's last SDP from the
+/// caller says sendrecv, so the merge takes no later gap for a hold.
+/// The same offer sent again is applied again (not served from a cache of
+/// the refused one), and a 491 (glare) undoes it too.
+#[test]
+fn a_refused_reinvite_is_undone() {
+    let mut sim = Sim::new(anchored());
+    let (invite, _, ok) = answered_call(&mut sim, "m-20");
+    let t0 = sim.now;
+    let hold = with_sdp(
+        in_dialog(Method::Invite, &invite, &ok, "z9hG4bKhold20", 2),
+        &sdp("10.0.0.99", 4100, "sendonly"),
+    );
+    let to_trunk = sim.send_request(CALLER, &hold).request(TRUNK1);
+    assert_eq!(direction_of(&to_trunk.body), MediaDirection::SendOnly);
+    assert_eq!(timeout_after(&sim, t0), Duration::from_secs(7200));
+    let refused = sim
+        .send_response(TRUNK1, &answer(&to_trunk, 488, "t1", TRUNK1))
+        .response(CALLER);
+    assert_eq!(refused.status.as_u16(), 488, "relayed to the caller");
+
+    let pts = "0:PCMU/8000,8:PCMA/8000,101:telephone-event/8000";
+    let view = tap_view(&sim);
+    let after_answer: Vec<&str> = view
+        .iter()
+        .skip_while(|v| *v != "answered")
+        .skip(1)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        after_answer,
+        [
+            format!("sdp A SendOnly {pts}"),
+            "hold true".to_owned(),
+            format!("sdp A SendRecv {pts}"),
+            "hold false".to_owned(),
+        ]
+    );
+    assert_eq!(timeout_after(&sim, t0), Duration::from_secs(60));
+    assert_eq!(
+        remotes(&sim)
+            .into_iter()
+            .filter(|(leg, _)| *leg == Leg::A)
+            .collect::<Vec<_>>(),
+        [
+            (Leg::A, Some(addr("10.0.0.9:4000"))),
+            (Leg::A, Some(addr("10.0.0.99:4100"))),
+            (Leg::A, Some(addr("10.0.0.9:4000"))),
+        ],
+        "the caller's media goes back where it went"
+    );
+    assert_eq!(sim.proxy.media_stats().unwrap().offers_refused, 1);
+
+    // The same offer again, refused with 491 (glare): applied, then undone.
+    sim.media.clear();
+    let again = with_sdp(
+        in_dialog(Method::Invite, &invite, &ok, "z9hG4bKhold21", 3),
+        &sdp("10.0.0.99", 4100, "sendonly"),
+    );
+    let to_trunk = sim.send_request(CALLER, &again).request(TRUNK1);
+    sim.send_response(TRUNK1, &answer(&to_trunk, 491, "t1", TRUNK1));
+    assert_eq!(
+        tap_view(&sim),
+        [
+            format!("sdp A SendOnly {pts}"),
+            "hold true".to_owned(),
+            format!("sdp A SendRecv {pts}"),
+            "hold false".to_owned(),
+        ]
+    );
+    // An accepted one is committed: its 2xx, then a stray 500 retransmitted
+    // to nothing, change nothing.
+    sim.media.clear();
+    let third = with_sdp(
+        in_dialog(Method::Invite, &invite, &ok, "z9hG4bKhold22", 4),
+        &sdp("10.0.0.99", 4100, "sendonly"),
+    );
+    let to_trunk = sim.send_request(CALLER, &third).request(TRUNK1);
+    sim.send_response(
+        TRUNK1,
+        &with_sdp(
+            answer(&to_trunk, 200, "t1", TRUNK1),
+            &sdp("10.0.1.1", 6000, "recvonly"),
+        ),
+    );
+    sim.send_response(TRUNK1, &answer(&to_trunk, 500, "t1", TRUNK1));
+    assert_eq!(
+        tap_view(&sim),
+        [
+            format!("sdp A SendOnly {pts}"),
+            "hold true".to_owned(),
+            format!("sdp B RecvOnly {pts}"),
+        ]
+    );
+    assert_eq!(timeout_after(&sim, t0), Duration::from_secs(7200));
+}
+
+/// SPEC R1: SRTP cannot be recorded. An INVITE or re-INVITE offering it
+/// (a secure profile, or `a=crypto` on RTP/AVP) gets 488 with a Warning
+/// that says so, and is not forwarded; a 2xx answering with SRTP (which
+/// cannot be refused) is anchored, counted, and reported with `SRTP/`
+/// payload type names, which the merge lists as undecodable.
+#[test]
+fn srtp_is_refused_or_marked() {
+    let mut sim = Sim::new(anchored());
+    let savp = sdp("10.0.0.9", 4000, "sendrecv").replace("RTP/AVP", "RTP/SAVP")
+        + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    let sent = sim.send_request(
+        CALLER,
+        &with_sdp(invite("m-21", "z9hG4bKm21", "+4420"), &savp),
+    );
+    let refused = sent.response(CALLER);
+    assert_eq!(refused.status.as_u16(), 488);
+    let warning =
+        String::from_utf8_lossy(refused.headers.value(HeaderName::Warning).unwrap()).into_owned();
+    assert!(
+        warning.contains("anchored groups record G.711 over RTP/AVP; SRTP cannot be recorded"),
+        "{warning}"
+    );
+    assert!(sent.to(TRUNK1).is_empty());
+
+    let (reinvited, _, ok) = answered_call(&mut sim, "m-22");
+    let crypto = sdp("10.0.0.9", 4000, "sendrecv")
+        + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    let sent = sim.send_request(
+        CALLER,
+        &with_sdp(
+            in_dialog(Method::Invite, &reinvited, &ok, "z9hG4bKsrtp22", 2),
+            &crypto,
+        ),
+    );
+    assert_eq!(sent.statuses(CALLER), [488]);
+    assert!(sent.to(TRUNK1).is_empty());
+
+    // A trunk that answers a plain offer with SRTP anyway.
+    sim.media.clear();
+    let offer = with_sdp(
+        invite("m-23", "z9hG4bKm23", "+4420"),
+        &sdp("10.0.0.9", 4000, "sendrecv"),
+    );
+    let to_trunk = sim.send_request(CALLER, &offer).request(TRUNK1);
+    let ok = with_sdp(
+        answer(&to_trunk, 200, "t1", TRUNK1),
+        &sdp("10.0.1.1", 6000, "sendrecv").replace("RTP/AVP", "RTP/SAVP"),
+    );
+    assert_eq!(sim.send_response(TRUNK1, &ok).statuses(CALLER), [200]);
+    assert!(tap_view(&sim).contains(
+        &"sdp B SendRecv 0:SRTP/PCMU/8000,8:SRTP/PCMA/8000,101:SRTP/telephone-event/8000"
+            .to_owned()
+    ));
+    let stats = sim.proxy.media_stats().unwrap();
+    assert_eq!((stats.srtp_unrecordable, stats.sdp_rejected), (1, 2));
+}
+
+/// ICE would connect the two ends around the relay (SPEC R1: the edge
+/// would record nothing): an anchored SDP goes on without its ICE lines.
+#[test]
+fn ice_lines_are_stripped() {
+    let mut sim = Sim::new(anchored());
+    let offer = sdp("10.0.0.9", 4000, "sendrecv")
+        + "a=ice-ufrag:F7gI\r\na=ice-pwd:x9cml/YzichV2+XlhiMu8g\r\na=ice-options:trickle\r\n\
+           a=candidate:1 1 UDP 2130706431 10.0.0.9 4000 typ host\r\n\
+           a=candidate:2 1 UDP 1694498815 192.0.2.3 45664 typ srflx raddr 10.0.0.9 rport 4000\r\n\
+           a=end-of-candidates\r\na=ptime:20\r\n";
+    let to_trunk = sim
+        .send_request(
+            CALLER,
+            &with_sdp(invite("m-24", "z9hG4bKm24", "+4420"), &offer),
+        )
+        .request(TRUNK1);
+    let body = String::from_utf8_lossy(&to_trunk.body).into_owned();
+    for gone in ["ice-", "candidate", "10.0.0.9 ", "192.0.2.3"] {
+        assert!(!body.contains(gone), "{gone:?} left in {body}");
+    }
+    assert!(body.ends_with("a=sendrecv\r\na=ptime:20\r\n"), "{body}");
+}
+
+/// SPEC V3: a failover moves the call to trunk 2, and the tap hears of the
+/// move with trunk 2's name and regions (the recording names the trunk
+/// that carried the call); a late 2xx from trunk 1 moves it back.
+#[test]
+fn failover_is_reported_as_a_move() {
+    let mut config = anchored();
+    config.trunks[1].spec.media_region = "us-east".into();
+    config.trunks[1].spec.failover_region = "us-west".into();
+    let mut sim = Sim::new(config);
+    let invite = with_sdp(
+        invite("m-25", "z9hG4bKm25", "+4420"),
+        &sdp("10.0.0.9", 4000, "sendrecv"),
+    );
+    let to_t1 = sim.send_request(CALLER, &invite).request(TRUNK1);
+    let to_t2 = sim
+        .send_response(TRUNK1, &answer(&to_t1, 503, "t1", TRUNK1))
+        .request(TRUNK2);
+    let ok = with_sdp(
+        answer(&to_t2, 200, "t2", TRUNK2),
+        &sdp("10.0.1.2", 7000, "sendrecv"),
+    );
+    sim.send_response(TRUNK2, &ok);
+    let moves: Vec<String> = sim
+        .media
+        .iter()
+        .filter_map(|o| match o {
+            MediaOutput::Anchored { info, .. } => Some(format!("anchored {}", info.trunk)),
+            MediaOutput::Moved { info, .. } => Some(format!(
+                "moved {} {} {}/{}",
+                info.trunk, info.group, info.media_region, info.failover_region
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moves, ["anchored t1", "moved t2 pstn us-east/us-west"]);
+}
+
+/// T.38: a re-INVITE that turns the audio stream into `m=image … udptl`
+/// tells the relay the stream is no longer RTP (so any datagram latches
+/// and counts as media); refused (488, a far end without fax), the stream
+/// is RTP again.
+#[test]
+fn t38_streams_are_not_rtp_until_refused() {
+    let mut sim = Sim::new(anchored());
+    let (invite, _, ok) = answered_call(&mut sim, "m-26");
+    sim.media.clear();
+    let t38 = "v=0\r\no=x 1 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+               m=image 4000 udptl t38\r\na=T38FaxVersion:0\r\n";
+    let to_trunk = sim
+        .send_request(
+            CALLER,
+            &with_sdp(
+                in_dialog(Method::Invite, &invite, &ok, "z9hG4bKfax26", 2),
+                t38,
+            ),
+        )
+        .request(TRUNK1);
+    assert!(String::from_utf8_lossy(&to_trunk.body).contains("udptl t38"));
+    sim.send_response(TRUNK1, &answer(&to_trunk, 488, "t1", TRUNK1));
+    let protocols: Vec<Protocol> = sim
+        .media
+        .iter()
+        .filter_map(|o| match o {
+            MediaOutput::Protocol { protocol, .. } => Some(*protocol),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(protocols, [Protocol::Other, Protocol::Rtp]);
 }
