@@ -110,14 +110,17 @@ fn stop_finishes_open_calls() {
     assert_eq!(&end.packet[..], br#"{"type":"end","cause":"shutdown"}"#);
 }
 
-/// A journal that cannot be created (the directory is a file) is an error
-/// counted and logged; the call is still handed on, without a summary.
+/// A journal that cannot be created (the recordings folder was replaced by
+/// a file: an unmounted disk, say) is an error counted and logged; the call
+/// is still handed on, without a summary.
 #[test]
 fn a_journal_that_cannot_be_written_is_counted_and_handed_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let (rec, mut rx) = recorder(tmp.path());
+    let root = tmp.path().join("calls");
+    let (rec, mut rx) = recorder(&root);
     let call: Arc<str> = Arc::from("blocked");
-    std::fs::write(call_dir(tmp.path(), "blocked", 7), b"a file, not a dir").unwrap();
+    std::fs::remove_dir(&root).unwrap();
+    std::fs::write(&root, b"a file, not a dir").unwrap();
     rec.call_started(&call, 7_000_000, b"{}".to_vec());
     rec.packet(&call, Direction::AtoB, 8_000_000, b"rtp");
     rec.call_ended(&call, 9_000_000, b"{}".to_vec());
@@ -197,5 +200,26 @@ fn a_full_queue_drops_datagrams_but_never_a_calls_start_notes_or_end() {
         .unwrap()
         .arrival_ns;
     assert_eq!(at, 2_000 + sent / 2);
+    rec.stop();
+}
+
+/// A retried INVITE (same Call-ID, same millisecond) gets a journal of its
+/// own instead of failing to create one over the first (R1).
+#[test]
+fn a_retry_with_the_same_call_id_and_millisecond_gets_its_own_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (rec, mut rx) = recorder(tmp.path());
+    let call: Arc<str> = Arc::from("retried@pbx");
+    rec.call_started(&call, 5_000_000, b"{}".to_vec());
+    rec.call_ended(&call, 5_000_001, b"{}".to_vec());
+    let first = finished(&mut rx);
+    rec.call_started(&call, 5_000_002, b"{}".to_vec());
+    rec.packet(&call, Direction::AtoB, 5_000_003, b"rtp");
+    rec.call_ended(&call, 5_000_004, b"{}".to_vec());
+    let second = finished(&mut rx);
+    assert_ne!(first.dir, second.dir);
+    assert_eq!(second.packets, Some(1));
+    assert!(second.summary.is_some(), "the retry's journal was written");
+    assert_eq!(rec.stats().write_errors, 0);
     rec.stop();
 }

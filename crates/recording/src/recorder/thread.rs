@@ -162,7 +162,22 @@ impl Writer {
             tracing::warn!(call_id = %call_id, "call anchored twice: keeping the first journal");
             return;
         }
-        let dir = call_dir(&self.config.dir, &call_id, at_unix_ns / 1_000_000);
+        // A retried INVITE (after a 401/407) keeps its Call-ID and may start
+        // in the same millisecond: its journal gets a folder of its own.
+        let base = call_dir(&self.config.dir, &call_id, at_unix_ns / 1_000_000);
+        let dir = (1..)
+            .map(|n| {
+                if n == 1 {
+                    base.clone()
+                } else {
+                    base.with_file_name(format!(
+                        "{}-{n}",
+                        base.file_name().and_then(|f| f.to_str()).unwrap_or("call")
+                    ))
+                }
+            })
+            .find(|d| !d.exists())
+            .unwrap_or(base);
         let config = JournalConfig {
             limits: self.config.limits,
             sync_on_seal: true,
