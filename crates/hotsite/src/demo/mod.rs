@@ -75,7 +75,7 @@ use hotsite_messaging::{GatewayConfig, GatewayHandle, GatewayView};
 use hotsite_store::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
-use self::report::{FailoverTiming, Report, Tally};
+use self::report::{FailoverTiming, OwnReport, Report, Tally};
 use self::traffic::{Driver, Progress, Traffic};
 use crate::clock;
 

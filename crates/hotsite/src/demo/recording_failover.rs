@@ -30,7 +30,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -112,19 +111,11 @@ pub(super) struct RecordingReport {
     notes: Vec<String>,
 }
 
-impl RecordingReport {
-    /// Prints the report (JSON with `json`) and picks the exit code.
-    pub(super) fn finish(&self, json: bool) -> anyhow::Result<ExitCode> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
-        } else {
-            self.print();
-        }
-        Ok(if self.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+impl RecordingReport {}
+
+impl super::report::OwnReport for RecordingReport {
+    fn ok(&self) -> bool {
+        self.ok
     }
 
     fn print(&self) {

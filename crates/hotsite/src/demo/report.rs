@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 use serde_json::Value;
+use std::process::ExitCode;
 
 use super::Settings;
 
@@ -243,5 +244,27 @@ impl Serialize for FailoverTiming {
             map.serialize_entry(key, seconds)?;
         }
         map.end()
+    }
+}
+
+/// The report of a scenario with a report of its own (calls, recordings):
+/// printed for people or as JSON, its verdict the exit code.
+pub(super) trait OwnReport: Serialize {
+    /// Whether the scenario kept its promises.
+    fn ok(&self) -> bool;
+    /// The human form, on stdout, in the other scenarios' layout.
+    fn print(&self);
+    /// Prints the report (JSON on stdout with `json`) and picks the exit code.
+    fn finish(&self, json: bool) -> anyhow::Result<ExitCode> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+        } else {
+            self.print();
+        }
+        Ok(if self.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 }

@@ -11,7 +11,6 @@
 //! (an agent logged in at two sites, a call forwarded over a cut link, …).
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use hotsite_lab::CallRecord;
@@ -188,22 +187,13 @@ impl SiteReport {
     pub(super) fn note(&mut self, text: impl Into<String>) {
         self.notes.push(text.into());
     }
+}
 
-    /// Prints the report (JSON on stdout with `json`) and picks the exit code.
-    pub(super) fn finish(&self, json: bool) -> anyhow::Result<ExitCode> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
-        } else {
-            self.print();
-        }
-        Ok(if self.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+impl super::report::OwnReport for SiteReport {
+    fn ok(&self) -> bool {
+        self.ok
     }
 
-    /// The human form, on stdout, in the other scenarios' layout.
     fn print(&self) {
         let verdict = if self.ok { "OK" } else { "FAILED" };
         println!("hotsite demo {}: {} ({verdict})", self.scenario, self.title);

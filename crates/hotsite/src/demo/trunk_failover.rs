@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -91,22 +90,13 @@ pub(super) struct CallReport {
     notes: Vec<String>,
 }
 
-impl CallReport {
-    /// Prints the report (JSON on stdout with `json`) and picks the exit code.
-    pub(super) fn finish(&self, json: bool) -> anyhow::Result<ExitCode> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
-        } else {
-            self.print();
-        }
-        Ok(if self.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+impl CallReport {}
+
+impl super::report::OwnReport for CallReport {
+    fn ok(&self) -> bool {
+        self.ok
     }
 
-    /// The human form, on stdout, in the other scenarios' layout.
     fn print(&self) {
         let verdict = if self.ok { "OK" } else { "FAILED" };
         println!(
