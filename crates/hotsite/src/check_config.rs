@@ -3,7 +3,8 @@
 //!
 //! `--runtime` also checks what only this host can say, for a gateway file:
 //! that every listen address can be bound now (`api.listen`, `voice.listen`,
-//! TCP and UDP) and that the store can be opened or created in its directory.
+//! TCP and UDP), that the store can be opened or created in its directory,
+//! and that the recording's signing key loads and its folder can be made.
 //! It is a flag, not the default: checking the file of a gateway that is
 //! running (or on a build machine) must not fail because its ports are taken.
 
@@ -127,6 +128,20 @@ fn runtime_problems(config: &Config) -> Vec<String> {
         if let Err(error) = std::net::UdpSocket::bind(listen) {
             problems.push(format!(
                 "site.listen: cannot listen on {listen} (UDP): {error}"
+            ));
+        }
+    }
+    if let Some(recording) = &config.recording {
+        // The key must load as the daemon loads it (format, mode 0600).
+        if let Err(error) =
+            hotsite_recording::manifest::keys::load_signing_key(&recording.signing_key)
+        {
+            problems.push(format!("recording.signing_key: {error}"));
+        }
+        if let Err(error) = std::fs::create_dir_all(&recording.dir) {
+            problems.push(format!(
+                "recording.dir: cannot create {}: {error}",
+                recording.dir.display()
             ));
         }
     }

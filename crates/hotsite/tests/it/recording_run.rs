@@ -266,3 +266,35 @@ fn the_recording_failover_demo_fills_the_providers_gap_r1_r2_r3_r4_r5() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// `check-config --runtime` loads the recording's signing key as the daemon
+/// would: a key others can read is refused, naming the key (R3).
+#[test]
+fn check_config_runtime_loads_the_signing_key_r3() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(
+        tmp.path(),
+        free_udp(),
+        SocketAddr::from(([127, 0, 0, 1], 9)),
+    );
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hotsite"))
+            .args(["check-config", "--runtime"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let ok = check();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let key = tmp.path().join("key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = check();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("recording.signing_key"), "{stderr}");
+}
