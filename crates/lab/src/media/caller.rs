@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hotsite_core::Rng;
 use serde::Serialize;
 
-use super::driver::{MediaEndpoint, MediaRunning, Output, SocketId};
+use super::driver::{MediaEndpoint, Output, SocketId};
 use super::rtp::{parse_packet, TelephoneEvent};
 use super::sdp::{Codec, Description, Direction, SessionDescription, TELEPHONE_EVENT_PT};
 use super::signal::{holes, Signal, SAMPLE_RATE};
@@ -19,6 +19,7 @@ use super::stream::{decode, position, Outgoing, Track, PTIME};
 use super::MediaError;
 use crate::sip::caller::{Uac, UacEvent};
 use crate::sip::driver::Endpoint;
+use crate::sip::driver::Running;
 use crate::sip::{CallRecord, CallerProgress, SipCallerConfig};
 
 /// How a media caller places its calls: the SIP caller's settings (its
@@ -171,7 +172,7 @@ pub struct MediaCallRecord {
 
 /// A running media caller. Dropping it stops the calls without waiting.
 pub struct MediaCaller {
-    running: MediaRunning<CallerCore>,
+    running: Running<CallerCore>,
 }
 
 impl MediaCaller {
@@ -179,7 +180,7 @@ impl MediaCaller {
     /// within a tokio runtime.
     pub async fn start(config: MediaCallerConfig) -> Result<MediaCaller, MediaError> {
         config.validate()?;
-        let running = MediaRunning::bind("media caller", config.sip.listen, |addr, now, _| {
+        let running = Running::bind_media("media caller", config.sip.listen, |addr, now, _| {
             CallerCore::new(&config, addr, now)
         })
         .await?;

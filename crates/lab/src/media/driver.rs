@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::sip::driver::{bind_udp, Running};
 
 use crate::clock::Clock;
 use crate::port::lock;
@@ -90,91 +92,24 @@ pub(crate) trait MediaEndpoint: Send + 'static {
     fn is_finished(&self) -> bool;
 }
 
-/// A media core running on its sockets.
-pub(crate) struct MediaRunning<M> {
-    core: Arc<Mutex<M>>,
-    clock: Clock,
-    local_addr: SocketAddr,
-    wake: Arc<Notify>,
-    stop: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl<M: MediaEndpoint> MediaRunning<M> {
+impl<M: MediaEndpoint> Running<M> {
     /// Binds the SIP socket on `listen`, builds the core for the bound
-    /// address and the current time, and starts.
-    pub(crate) async fn bind(
+    /// address, the current time and the wall clock (Unix ms), and starts
+    /// the media driver's task.
+    pub(crate) async fn bind_media(
         what: &str,
         listen: SocketAddr,
         core: impl FnOnce(SocketAddr, Instant, u64) -> M,
-    ) -> Result<MediaRunning<M>, SipError> {
-        let bind_error = |source| SipError::Bind {
-            what: what.to_owned(),
-            addr: listen,
-            source,
-        };
-        let socket = UdpSocket::bind(listen).await.map_err(bind_error)?;
-        let local_addr = socket.local_addr().map_err(bind_error)?;
+    ) -> Result<Running<M>, SipError> {
+        let (socket, local_addr) = bind_udp(what, listen).await?;
         let clock = Clock::start();
-        let core = Arc::new(Mutex::new(core(
+        let core = core(local_addr, clock.now().into_std(), clock.unix_ms());
+        Ok(Running::start(
             local_addr,
-            clock.now().into_std(),
-            clock.unix_ms(),
-        )));
-        let wake = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            socket,
             clock,
-            Arc::clone(&core),
-            Arc::clone(&wake),
-            stop.clone(),
-        ));
-        Ok(MediaRunning {
             core,
-            clock,
-            local_addr,
-            wake,
-            stop,
-            task: Some(task),
-        })
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Reads the core at the current time, between datagrams.
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&M, Instant) -> R) -> R {
-        f(&lock(&self.core), self.clock.now().into_std())
-    }
-
-    /// Changes the core at the current time, then has the task look at its
-    /// output and deadline again.
-    pub(crate) fn steer<R>(&self, f: impl FnOnce(&mut M, Instant) -> R) -> R {
-        let result = f(&mut lock(&self.core), self.clock.now().into_std());
-        self.wake.notify_one();
-        result
-    }
-
-    /// Waits until the core is finished (or the task stopped).
-    pub(crate) async fn finished(&mut self) {
-        if let Some(task) = self.task.as_mut() {
-            let _ = task.await;
-            self.task = None;
-        }
-    }
-
-    /// Ends the core's calls, waits for their files, and stops the task.
-    pub(crate) async fn shutdown(mut self) {
-        self.stop.cancel();
-        self.finished().await;
-    }
-}
-
-impl<M> Drop for MediaRunning<M> {
-    fn drop(&mut self) {
-        self.stop.cancel();
+            |core, wake, stop| run(socket, clock, core, wake, stop),
+        ))
     }
 }
 

@@ -14,7 +14,7 @@ use hotsite_core::Rng;
 use hotsite_sip::message::StatusCode;
 use serde::Serialize;
 
-use super::driver::{MediaEndpoint, MediaRunning, Output, SocketId};
+use super::driver::{MediaEndpoint, Output, SocketId};
 use super::rtp::{parse_packet, TelephoneEvent};
 use super::sdp::{Codec, Description, Direction, SessionDescription};
 use super::signal::{Signal, SAMPLE_RATE};
@@ -22,6 +22,7 @@ use super::stream::{decode, position, Outgoing, Track};
 use super::wav::{encode_wav, CloudRecordingMeta};
 use super::MediaError;
 use crate::sip::driver::Endpoint;
+use crate::sip::driver::Running;
 use crate::sip::trunk::{SipTrunkConfig, TrunkStats, Uas, UasEvent};
 
 /// The recording's file names inside its call's directory.
@@ -280,7 +281,7 @@ pub struct HandoverStarted {
 /// recordings of calls still up); [`MediaServer::shutdown`] also waits.
 pub struct MediaServer {
     name: String,
-    running: MediaRunning<ServerCore>,
+    running: Running<ServerCore>,
 }
 
 impl MediaServer {
@@ -289,7 +290,7 @@ impl MediaServer {
     pub async fn start(config: MediaServerConfig) -> Result<MediaServer, MediaError> {
         config.validate()?;
         let name = config.name.clone();
-        let running = MediaRunning::bind(
+        let running = Running::bind_media(
             &format!("media server {name}"),
             config.listen,
             |addr, now, unix_ms| ServerCore::new(&config, addr, now, unix_ms),

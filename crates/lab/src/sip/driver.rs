@@ -38,7 +38,8 @@ pub(crate) trait Endpoint: Send + 'static {
     fn is_finished(&self) -> bool;
 }
 
-/// A peer's core running on its socket.
+/// A peer's core running on its socket(s): the handle the SIP peers and the
+/// media peers (`media/driver.rs`, which starts its own task) share.
 pub(crate) struct Running<M> {
     core: Arc<Mutex<M>>,
     clock: Clock,
@@ -55,36 +56,64 @@ impl<M: Endpoint> Running<M> {
         listen: SocketAddr,
         core: impl FnOnce(SocketAddr) -> M,
     ) -> Result<Running<M>, SipError> {
-        let bind_error = |source| SipError::Bind {
-            what: what.to_owned(),
-            addr: listen,
-            source,
-        };
-        let socket = UdpSocket::bind(listen).await.map_err(bind_error)?;
-        let local_addr = socket.local_addr().map_err(bind_error)?;
+        let (socket, local_addr) = bind_udp(what, listen).await?;
         let clock = Clock::start();
-        let core = Arc::new(Mutex::new(core(local_addr)));
+        Ok(Running::start(
+            local_addr,
+            clock,
+            core(local_addr),
+            |core, wake, stop| run(socket, clock, core, wake, stop),
+        ))
+    }
+}
+
+/// Binds the UDP socket a peer listens on; the error names the peer.
+pub(crate) async fn bind_udp(
+    what: &str,
+    listen: SocketAddr,
+) -> Result<(UdpSocket, SocketAddr), SipError> {
+    let bind_error = |source| SipError::Bind {
+        what: what.to_owned(),
+        addr: listen,
+        source,
+    };
+    let socket = UdpSocket::bind(listen).await.map_err(bind_error)?;
+    let local_addr = socket.local_addr().map_err(bind_error)?;
+    Ok((socket, local_addr))
+}
+
+impl<M: Send + 'static> Running<M> {
+    /// Puts `core` behind the handle and spawns the task `task` makes of it.
+    pub(crate) fn start<F>(
+        local_addr: SocketAddr,
+        clock: Clock,
+        core: M,
+        task: impl FnOnce(Arc<Mutex<M>>, Arc<Notify>, CancellationToken) -> F,
+    ) -> Running<M>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let core = Arc::new(Mutex::new(core));
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            socket,
-            clock,
-            Arc::clone(&core),
-            Arc::clone(&wake),
-            stop.clone(),
-        ));
-        Ok(Running {
+        let task = tokio::spawn(task(Arc::clone(&core), Arc::clone(&wake), stop.clone()));
+        Running {
             core,
             clock,
             local_addr,
             wake,
             stop,
             task: Some(task),
-        })
+        }
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Reads the core at the current time, between datagrams.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&M, Instant) -> R) -> R {
+        f(&lock(&self.core), self.clock.now().into_std())
     }
 
     /// Reads or changes the core between datagrams.
