@@ -77,14 +77,15 @@ fn uri(text: &str) -> Uri {
     Uri::parse(text.to_owned()).unwrap()
 }
 
-/// The caller's side: sends an INVITE and collects responses.
-struct Caller {
-    socket: UdpSocket,
-    proxy: SocketAddr,
+/// The caller's side: sends an INVITE and collects responses (the media
+/// tests add their SDP INVITEs to it).
+pub(crate) struct Caller {
+    pub(crate) socket: UdpSocket,
+    pub(crate) proxy: SocketAddr,
 }
 
 impl Caller {
-    async fn new(proxy: SocketAddr) -> Caller {
+    pub(crate) async fn new(proxy: SocketAddr) -> Caller {
         Caller {
             socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             proxy,
@@ -92,25 +93,36 @@ impl Caller {
     }
 
     fn invite(&self, call_id: &str) -> Request {
+        self.new_invite(call_id, "c", 1, &format!("z9hG4bK{call_id}"))
+    }
+
+    /// An INVITE to +4420 from the PBX, without a body.
+    pub(crate) fn new_invite(
+        &self,
+        call_id: &str,
+        from_tag: &str,
+        cseq: u32,
+        branch: &str,
+    ) -> Request {
         let me = self.socket.local_addr().unwrap();
         NewRequest {
             method: Method::Invite,
             uri: uri(&format!("sip:+4420@{}", self.proxy)),
             from: uri(&format!("sip:pbx@{me}")),
-            from_tag: "c".into(),
+            from_tag: from_tag.into(),
             to: uri(&format!("sip:+4420@{}", self.proxy)),
             call_id: call_id.into(),
-            cseq: 1,
+            cseq,
             transport: "UDP".into(),
             sent_by: me.to_string(),
-            branch: Branch::from_string(format!("z9hG4bK{call_id}")),
+            branch: Branch::from_string(branch.to_owned()),
             max_forwards: 70,
             contact: Some(uri(&format!("sip:pbx@{me}"))),
         }
         .build()
     }
 
-    async fn send(&self, request: &Request) {
+    pub(crate) async fn send(&self, request: &Request) {
         self.socket
             .send_to(&request.to_bytes(), self.proxy)
             .await
@@ -118,7 +130,7 @@ impl Caller {
     }
 
     /// The next response, within 5 s.
-    async fn response(&self) -> Response {
+    pub(crate) async fn response(&self) -> Response {
         let mut buf = vec![0u8; 65_535];
         loop {
             let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
@@ -133,7 +145,7 @@ impl Caller {
     }
 
     /// Responses until a final one.
-    async fn final_response(&self) -> (Vec<u16>, Response) {
+    pub(crate) async fn final_response(&self) -> (Vec<u16>, Response) {
         let mut seen = Vec::new();
         loop {
             let response = self.response().await;
@@ -145,7 +157,13 @@ impl Caller {
     }
 
     /// ACK or BYE along the Record-Route set of `ok`.
-    fn in_dialog(&self, method: Method, invite: &Request, ok: &Response, cseq: u32) -> Request {
+    pub(crate) fn in_dialog(
+        &self,
+        method: Method,
+        invite: &Request,
+        ok: &Response,
+        cseq: u32,
+    ) -> Request {
         let me = self.socket.local_addr().unwrap();
         let mut request = Request::new(method.clone(), ok.headers.contacts()[0].uri.clone());
         let h = &mut request.headers;

@@ -4,6 +4,7 @@
 //! both ways without a re-INVITE, and a tap counts every packet per leg
 //! (SPEC R1, R5, V3).
 
+use super::driver::Caller;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hotsite_sip::message::{
-    parse_bytes, response_to, Branch, Header, HeaderName, Message, Method, NewRequest, Request,
-    Response, StatusCode, Uri,
+    parse_bytes, response_to, Header, HeaderName, Message, Method, Request, Response, StatusCode,
 };
 use hotsite_voice::config::{GroupConfig, MediaModeConfig, TrunkConfig, VoiceConfig};
 use hotsite_voice::{AnchoredCall, Leg, MediaDirection, MediaEnd, MediaTap, ProxyEvent};
@@ -114,10 +114,6 @@ impl CountingTap {
             .map(|(id, end)| (id.to_string(), *end))
             .collect()
     }
-}
-
-fn uri(text: &str) -> Uri {
-    Uri::parse(text.to_owned()).unwrap()
 }
 
 fn sdp(rtp: SocketAddr) -> String {
@@ -253,69 +249,24 @@ async fn scripted_trunk(
     (addr, received)
 }
 
-/// The caller's SIP side.
-struct Caller {
-    socket: UdpSocket,
-    proxy: SocketAddr,
-}
-
+/// The caller's SIP side: the driver tests' caller with SDP in its INVITEs.
 impl Caller {
-    async fn new(proxy: SocketAddr) -> Caller {
-        Caller {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            proxy,
-        }
-    }
-
-    fn invite(&self, call_id: &str, media: SocketAddr) -> Request {
-        self.invite_cseq(call_id, media, 1)
+    fn invite_sdp(&self, call_id: &str, media: SocketAddr) -> Request {
+        self.invite_sdp_cseq(call_id, media, 1)
     }
 
     /// The INVITE again with CSeq `cseq` and its own branch (a retry after
     /// a 401/407 challenge keeps the Call-ID and From tag).
-    fn invite_cseq(&self, call_id: &str, media: SocketAddr, cseq: u32) -> Request {
-        let me = self.socket.local_addr().unwrap();
-        let mut invite = NewRequest {
-            method: Method::Invite,
-            uri: uri(&format!("sip:+4420@{}", self.proxy)),
-            from: uri(&format!("sip:pbx@{me}")),
-            from_tag: "caller".into(),
-            to: uri(&format!("sip:+4420@{}", self.proxy)),
-            call_id: call_id.into(),
-            cseq,
-            transport: "UDP".into(),
-            sent_by: me.to_string(),
-            branch: Branch::from_string(format!("z9hG4bK{call_id}-{cseq}")),
-            max_forwards: 70,
-            contact: Some(uri(&format!("sip:pbx@{me}"))),
-        }
-        .build();
+    fn invite_sdp_cseq(&self, call_id: &str, media: SocketAddr, cseq: u32) -> Request {
+        let mut invite =
+            self.new_invite(call_id, "caller", cseq, &format!("z9hG4bK{call_id}-{cseq}"));
         set_sdp(&mut invite.headers, &mut invite.body, sdp(media));
         invite
     }
 
-    async fn send(&self, request: &Request) {
-        self.socket
-            .send_to(&request.to_bytes(), self.proxy)
-            .await
-            .unwrap();
-    }
-
     /// The final response to what was sent last.
-    async fn final_response(&self) -> Response {
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let (n, _) = timeout(Duration::from_secs(5), self.socket.recv_from(&mut buf))
-                .await
-                .expect("a response within 5 s")
-                .unwrap();
-            if let Ok(Message::Response(response)) = parse_bytes(Bytes::copy_from_slice(&buf[..n]))
-            {
-                if response.status.is_final() {
-                    return response;
-                }
-            }
-        }
+    async fn final_answer(&self) -> Response {
+        self.final_response().await.1
     }
 
     /// The ACK of a non-2xx final answer (§17.1.1.3: the INVITE's branch,
@@ -331,25 +282,6 @@ impl Caller {
         let seq = invite.headers.cseq().unwrap().seq;
         h.push(Header::new(HeaderName::CSeq, format!("{seq} ACK")));
         ack
-    }
-
-    fn in_dialog(&self, method: Method, invite: &Request, ok: &Response, cseq: u32) -> Request {
-        let me = self.socket.local_addr().unwrap();
-        let mut request = Request::new(method.clone(), ok.headers.contacts()[0].uri.clone());
-        let h = &mut request.headers;
-        h.push(Header::new(
-            HeaderName::Via,
-            format!("SIP/2.0/UDP {me};branch=z9hG4bK{method}{cseq}"),
-        ));
-        for route in ok.headers.record_routes() {
-            h.push(Header::new(HeaderName::Route, format!("<{}>", route.uri)));
-        }
-        h.push(Header::new(HeaderName::MaxForwards, "70"));
-        h.push(invite.headers.get(HeaderName::From).unwrap().clone());
-        h.push(ok.headers.get(HeaderName::To).unwrap().clone());
-        h.push(invite.headers.get(HeaderName::CallId).unwrap().clone());
-        h.push(Header::new(HeaderName::CSeq, format!("{cseq} {method}")));
-        request
     }
 }
 
@@ -413,9 +345,9 @@ async fn rtp_flows_both_ways_through_a_handover() {
     .unwrap()
     .0;
     let caller = Caller::new(handle.local_addr()).await;
-    let invite = caller.invite("media-1", caller_rtp.local_addr().unwrap());
+    let invite = caller.invite_sdp("media-1", caller_rtp.local_addr().unwrap());
     caller.send(&invite).await;
-    let ok = caller.final_response().await;
+    let ok = caller.final_answer().await;
     assert_eq!(ok.status, StatusCode::OK);
     caller
         .send(&caller.in_dialog(Method::Ack, &invite, &ok, 1))
@@ -565,9 +497,9 @@ async fn silence_times_the_media_out() {
         .0;
     let mut events = handle.subscribe();
     let caller = Caller::new(handle.local_addr()).await;
-    let invite = caller.invite("media-2", caller_rtp.local_addr().unwrap());
+    let invite = caller.invite_sdp("media-2", caller_rtp.local_addr().unwrap());
     caller.send(&invite).await;
-    assert_eq!(caller.final_response().await.status, StatusCode::OK);
+    assert_eq!(caller.final_answer().await.status, StatusCode::OK);
     let event = timeout(Duration::from_secs(3), async {
         loop {
             if let Ok(ProxyEvent::MediaTimeout(timeout)) = events.recv().await {
@@ -628,15 +560,15 @@ async fn a_challenged_invite_ends_before_its_retry_is_anchored() {
     .unwrap()
     .0;
     let caller = Caller::new(handle.local_addr()).await;
-    let first = caller.invite("media-407", caller_rtp.local_addr().unwrap());
+    let first = caller.invite_sdp("media-407", caller_rtp.local_addr().unwrap());
     caller.send(&first).await;
-    let challenge = caller.final_response().await;
+    let challenge = caller.final_answer().await;
     assert_eq!(challenge.status.as_u16(), 407);
     caller.send(&caller.ack_refused(&first, &challenge)).await;
-    let retry = caller.invite_cseq("media-407", caller_rtp.local_addr().unwrap(), 2);
+    let retry = caller.invite_sdp_cseq("media-407", caller_rtp.local_addr().unwrap(), 2);
     caller.send(&retry).await;
     let ok = loop {
-        let response = caller.final_response().await;
+        let response = caller.final_answer().await;
         if response.headers.cseq().unwrap().seq == 2 {
             break response;
         }
@@ -681,9 +613,9 @@ async fn a_failover_reaches_the_tap_as_a_move() {
         .unwrap()
         .0;
     let caller = Caller::new(handle.local_addr()).await;
-    let invite = caller.invite("media-moved", caller_rtp.local_addr().unwrap());
+    let invite = caller.invite_sdp("media-moved", caller_rtp.local_addr().unwrap());
     caller.send(&invite).await;
-    let ok = caller.final_response().await;
+    let ok = caller.final_answer().await;
     assert_eq!(ok.status, StatusCode::OK);
     until("the move", || !tap.0.lock().unwrap().moved.is_empty()).await;
     {
@@ -729,9 +661,9 @@ async fn a_foreign_ip_cannot_take_a_silent_stream() {
     .unwrap()
     .0;
     let caller = Caller::new(handle.local_addr()).await;
-    let invite = caller.invite("media-bleed", caller_rtp.local_addr().unwrap());
+    let invite = caller.invite_sdp("media-bleed", caller_rtp.local_addr().unwrap());
     caller.send(&invite).await;
-    let ok = caller.final_response().await;
+    let ok = caller.final_answer().await;
     let a_side = rtp_target(&ok.body);
     caller_rtp.send_to(&rtp(1, 0xca11), a_side).await.unwrap();
     assert_eq!(seq_ssrc(&recv(&server_rtp).await.0), (1, 0xca11));
