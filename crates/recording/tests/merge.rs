@@ -391,6 +391,12 @@ fn cloud_fills_an_edge_hole_aligned_by_correlation_r2() {
     assert!((cr.offset_ms + 37.0).abs() < 0.2, "offset {}", cr.offset_ms);
     assert!(cr.correlation.unwrap() > 0.95);
     assert_eq!(spans(&report, 1), "Edge:0-10000");
+    // R3: the report goes into the signed manifest as it is, so it holds
+    // integers only (the offset and correlation in thousandths).
+    let json = serde_json::to_value(&report).unwrap();
+    hotsite_recording::manifest::canonical::to_canonical(&json).expect("integers only");
+    let offset = json["cloud"]["offset_ms_milli"].as_i64().unwrap();
+    assert!((offset + 37_000).abs() < 200, "{offset}");
 }
 
 #[test]

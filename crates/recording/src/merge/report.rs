@@ -94,10 +94,15 @@ pub struct CloudReport {
     pub truncated: bool,
     pub method: AlignMethod,
     /// Correction applied to the sidecar's time: the cloud's first sample
-    /// is at `started_unix_ms + offset_ms`.
+    /// is at `started_unix_ms + offset_ms`. Written in thousandths of a ms
+    /// (`offset_ms_milli`): the manifest holds integers only (RFC 8785
+    /// without floats).
+    #[serde(rename = "offset_ms_milli", serialize_with = "milli")]
     pub offset_ms: f64,
     /// The best normalized cross-correlation found (−1 to 1), if any
-    /// stretch could be correlated.
+    /// stretch could be correlated; written in thousandths
+    /// (`correlation_milli`).
+    #[serde(rename = "correlation_milli", serialize_with = "milli_opt")]
     pub correlation: Option<f32>,
     /// The best match had rivals (a periodic signal); the one nearest the
     /// sidecar's time was kept.
@@ -223,4 +228,16 @@ pub struct PacketStats {
     pub ahead: u64,
     /// Samples a packet offered where another packet's were already.
     pub overlapping_samples: u64,
+}
+
+/// A measurement with a fraction as an integer count of thousandths.
+fn milli<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64((value * 1000.0).round() as i64)
+}
+
+fn milli_opt<S: serde::Serializer>(value: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => milli(&f64::from(*v), s),
+        None => s.serialize_none(),
+    }
 }

@@ -670,17 +670,4 @@ mod tests {
             "a/2025-12-04/1764810000000-c_1"
         );
     }
-
-    #[test]
-    fn fractions_become_thousandths() {
-        let v = json!({"offset_ms": 12.3456, "n": 3, "inner": [{"correlation": 0.91}]});
-        assert_eq!(
-            integers_only_for_test(v),
-            json!({"offset_ms_milli": 12346, "n": 3, "inner": [{"correlation_milli": 910}]})
-        );
-    }
-
-    fn integers_only_for_test(v: Value) -> Value {
-        process::integers_only(v)
-    }
 }

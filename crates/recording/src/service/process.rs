@@ -7,7 +7,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use thiserror::Error;
 
 use crate::manifest::{CallInfo, Manifest, ManifestBuilder, SigningKey};
@@ -142,7 +141,7 @@ pub fn merge_and_sign(
         failover_region: call.failover_region.unwrap_or_default(),
     };
     let mut builder = ManifestBuilder::new(info, dir, &merged, 8000, 2)
-        .merge_report(integers_only(serde_json::to_value(&report)?));
+        .merge_report(serde_json::to_value(&report)?);
     if let Some(cloud) = &cloud {
         builder = builder.cloud(&cloud.wav, cloud.sidecar.started_unix_ms.max(0) as u64);
     }
@@ -183,28 +182,6 @@ fn sync_dir(dir: &Path) -> Result<(), ProcessError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
-}
-
-/// The manifest is canonical JSON (RFC 8785) restricted to integers; the
-/// merge report's few measurements with fractions (the cloud's offset in
-/// ms, a correlation) are kept to 3 decimals as integers in thousandths,
-/// under their name with `_milli` appended.
-pub fn integers_only(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| match v {
-                    Value::Number(n) if !n.is_i64() && !n.is_u64() => {
-                        let milli = (n.as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
-                        (format!("{k}_milli"), Value::from(milli))
-                    }
-                    other => (k, integers_only(other)),
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(integers_only).collect()),
-        other => other,
-    }
 }
 
 #[cfg(test)]
