@@ -201,9 +201,9 @@ pub use error::StoreError;
 pub use provider_id::ReceiptIdFormat;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::{
-    EventRecord, InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState,
-    MessageView, NewInbound, NewMessage, PendingInbound, QueuedMessage, Resubmit, StoreStats,
-    UnknownName, Update,
+    EventRecord, InboundInserted, InboundKind, InboundUpdate, Inserted, Lease, MessageId,
+    MessageState, MessageView, NewInbound, NewMessage, PendingInbound, QueuedMessage, Resubmit,
+    StoreStats, UnknownName, Update,
 };
 
 use std::future::Future;
@@ -228,6 +228,52 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<MessageId>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send;
+
+    /// Claims up to `limit` `Queued` messages with `id > after` that no lease holds
+    /// (never claimed, or the claim ran out before `lease.now_ms`, whoever held it)
+    /// for `lease.owner` until [`Lease::until_ms`], in ascending id order (SPEC M17:
+    /// gateways sharing a queue never work on the same message at once). Page with
+    /// the last id returned; start again from `None` when a page comes back empty,
+    /// since claims below the cursor may have run out since.
+    fn claim_queued(
+        &self,
+        lease: Lease,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send;
+
+    /// Extends `lease.owner`'s claims on these messages to [`Lease::until_ms`] and
+    /// answers the ids renewed: those still `Queued` and still claimed by the
+    /// owner, whether or not the claim had run out meanwhile (no one else took
+    /// it). An id not answered is lost: another gateway has it, or it is no
+    /// longer queued; its holder must not send it.
+    fn renew_queued(
+        &self,
+        lease: Lease,
+        ids: Vec<MessageId>,
+    ) -> impl Future<Output = Result<Vec<MessageId>, StoreError>> + Send;
+
+    /// Claims up to `limit` inbound items not yet delivered to the application,
+    /// due (`next_attempt_at_ms <= lease.now_ms`) and held by no lease, in
+    /// ascending id order: one gateway sends each webhook (SPEC M15, M17).
+    /// [`InboundUpdate::Retry`] gives the claim up.
+    fn claim_inbound(
+        &self,
+        lease: Lease,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingInbound>, StoreError>> + Send;
+
+    /// As [`renew_queued`](Store::renew_queued), for inbound items not yet
+    /// delivered.
+    fn renew_inbound(
+        &self,
+        lease: Lease,
+        ids: Vec<i64>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
+    /// Gives up every claim of `owner` (a gateway stopping): the other gateways
+    /// may take its work at once instead of after the lease.
+    fn release_claims(&self, owner: String) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies state changes and history lines, all or nothing. Durable when `Ok`.
     /// An update naming an unknown message fails the call with

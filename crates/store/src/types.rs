@@ -453,6 +453,30 @@ pub enum InboundUpdate {
     },
 }
 
+/// A gateway's hold on shared work (SPEC M17): who holds it, and for how long from
+/// now. Work claimed under a lease is offered to no one else until the lease runs
+/// out; the holder renews it while it works and gives it up when done. Stores
+/// shared by several gateways (PostgreSQL) keep claims in the database; a store
+/// only one process can open (SQLite, locked) keeps them in memory, since a
+/// restart ends every claim of the process anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder: one gateway process (its site, host, pid and start time), so a
+    /// restarted gateway never mistakes the claims of its predecessor for its own.
+    pub owner: String,
+    /// Now, by the holder's clock (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// The claim runs out at `now_ms + duration_ms` unless renewed.
+    pub duration_ms: i64,
+}
+
+impl Lease {
+    /// When a claim taken or renewed under this lease runs out.
+    pub fn until_ms(&self) -> i64 {
+        self.now_ms.saturating_add(self.duration_ms.max(0))
+    }
+}
+
 /// Counts, for metrics and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {

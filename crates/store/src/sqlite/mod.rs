@@ -1,6 +1,7 @@
 //! The SQLite backend: one writer thread (group commit), a few reader threads, each
 //! with its own connection to the same WAL-mode file.
 
+mod claims;
 mod lock;
 mod read;
 mod schema;
@@ -16,11 +17,12 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::types::{
-    InboundInserted, InboundUpdate, Inserted, MessageId, MessageState, MessageView, NewInbound,
-    NewMessage, PendingInbound, QueuedMessage, Resubmit, StoreStats, Update,
+    InboundInserted, InboundUpdate, Inserted, Lease, MessageId, MessageState, MessageView,
+    NewInbound, NewMessage, PendingInbound, QueuedMessage, Resubmit, StoreStats, Update,
 };
 use crate::Store;
 
+use self::claims::ClaimTable;
 use self::writer::{Reply, WriteRequest, Writer};
 
 /// How to open a [`SqliteStore`].
@@ -74,6 +76,8 @@ struct Inner {
     writer: Option<mpsc::Sender<WriteRequest>>,
     readers: Option<mpsc::Sender<ReadJob>>,
     counters: Arc<Mutex<Counters>>,
+    /// Leases on messages and inbound items (SPEC M17), in memory: see `claims.rs`.
+    claims: Mutex<Claims>,
     threads: Vec<JoinHandle<()>>,
     /// Held until every thread has stopped (SPEC M17).
     lock: Option<lock::StoreLock>,
@@ -90,6 +94,13 @@ impl Drop for Inner {
         // Only now may another process open the file.
         self.lock.take();
     }
+}
+
+/// Who holds which queued message and inbound item.
+#[derive(Debug, Default)]
+struct Claims {
+    messages: ClaimTable<i64>,
+    inbound: ClaimTable<i64>,
 }
 
 /// Counts kept in memory: computed at open, moved by each committed transaction.
@@ -239,6 +250,7 @@ impl SqliteStore {
                 writer: Some(write_sender),
                 readers: Some(read_sender),
                 counters,
+                claims: Mutex::default(),
                 threads,
                 lock: Some(lock),
             }),
@@ -272,8 +284,24 @@ impl SqliteStore {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|reply| WriteRequest::Update(updates, reply))
-            .await
+        // Messages that leave the queue leave their claims behind.
+        let leaving: Vec<MessageId> = updates
+            .iter()
+            .filter(|update| matches!(update, Update::Submitted { .. } | Update::Failed { .. }))
+            .map(Update::id)
+            .collect();
+        let resubmits = self
+            .write(|reply| WriteRequest::Update(updates, reply))
+            .await?;
+        if !leaving.is_empty() {
+            let mut claims = self.claims();
+            for id in leaving {
+                if !resubmits.iter().any(|resubmit| resubmit.id == id) {
+                    claims.messages.forget(id.0);
+                }
+            }
+        }
+        Ok(resubmits)
     }
 
     /// See [`Store::message`].
@@ -316,8 +344,149 @@ impl SqliteStore {
         if updates.is_empty() {
             return Ok(());
         }
+        let ids: Vec<i64> = updates
+            .iter()
+            .map(|(InboundUpdate::Delivered { id, .. } | InboundUpdate::Retry { id, .. })| *id)
+            .collect();
         self.write(|reply| WriteRequest::UpdateInbound(updates, reply))
-            .await
+            .await?;
+        // Delivered, or given up until its retry is due.
+        let mut claims = self.claims();
+        for id in ids {
+            claims.inbound.forget(id);
+        }
+        Ok(())
+    }
+
+    /// See [`Store::claim_queued`].
+    pub async fn claim_queued(
+        &self,
+        lease: Lease,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        let mut claimed = Vec::new();
+        let mut cursor = after;
+        // Pages past the messages this process holds, which sit in the queue too.
+        while claimed.len() < limit {
+            let want = limit - claimed.len();
+            let page = self.queued_after(cursor, want).await?;
+            let exhausted = page.len() < want;
+            let mut claims = self.claims();
+            claims.messages.sweep(lease.now_ms);
+            for message in page {
+                cursor = Some(message.id);
+                if claims.messages.try_claim(
+                    message.id.0,
+                    &lease.owner,
+                    lease.now_ms,
+                    lease.until_ms(),
+                ) {
+                    claimed.push(message);
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        // The page was read before the claims were checked: a message whose
+        // holder recorded its submit (and dropped its claim) in between is in
+        // it. Only what is still queued now is handed out, so a message is
+        // never sent twice from one process.
+        if let (Some(first), Some(last)) = (claimed.first(), claimed.last()) {
+            let (lo, hi) = (first.id.0, last.id.0);
+            let queued = self
+                .read(move |conn| read::queued_ids(conn, lo, hi))
+                .await?;
+            let mut claims = self.claims();
+            claimed.retain(|message| {
+                let keep = queued.binary_search(&message.id.0).is_ok();
+                if !keep {
+                    claims.messages.forget(message.id.0);
+                }
+                keep
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// See [`Store::renew_queued`].
+    pub async fn renew_queued(
+        &self,
+        lease: Lease,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let ids: Vec<i64> = ids.into_iter().map(|id| id.0).collect();
+        let renewed = self
+            .claims()
+            .messages
+            .renew(&lease.owner, &ids, lease.until_ms());
+        Ok(renewed.into_iter().map(MessageId).collect())
+    }
+
+    /// See [`Store::claim_inbound`].
+    pub async fn claim_inbound(
+        &self,
+        lease: Lease,
+        limit: usize,
+    ) -> Result<Vec<PendingInbound>, StoreError> {
+        // Items held by a lease are due too and come first: read past them.
+        let held = self.claims().inbound.len();
+        let due = self
+            .pending_inbound(lease.now_ms, limit.saturating_add(held))
+            .await?;
+        let mut claimed: Vec<PendingInbound> = {
+            let mut claims = self.claims();
+            claims.inbound.sweep(lease.now_ms);
+            due.into_iter()
+                .filter(|item| {
+                    claims
+                        .inbound
+                        .try_claim(item.id, &lease.owner, lease.now_ms, lease.until_ms())
+                })
+                .take(limit)
+                .collect()
+        };
+        // As in `claim_queued`: delivered or rescheduled since the read is not
+        // handed out again.
+        if let (Some(first), Some(last)) = (claimed.first(), claimed.last()) {
+            let (lo, hi, now_ms) = (first.id, last.id, lease.now_ms);
+            let due = self
+                .read(move |conn| read::due_ids(conn, now_ms, lo, hi))
+                .await?;
+            let mut claims = self.claims();
+            claimed.retain(|item| {
+                let keep = due.binary_search(&item.id).is_ok();
+                if !keep {
+                    claims.inbound.forget(item.id);
+                }
+                keep
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// See [`Store::renew_inbound`].
+    pub async fn renew_inbound(&self, lease: Lease, ids: Vec<i64>) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .claims()
+            .inbound
+            .renew(&lease.owner, &ids, lease.until_ms()))
+    }
+
+    /// See [`Store::release_claims`].
+    pub async fn release_claims(&self, owner: String) -> Result<(), StoreError> {
+        let mut claims = self.claims();
+        claims.messages.release(&owner);
+        claims.inbound.release(&owner);
+        Ok(())
+    }
+
+    fn claims(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// See [`Store::inbound_message`].
@@ -390,6 +559,46 @@ impl Store for SqliteStore {
         updates: Vec<Update>,
     ) -> impl std::future::Future<Output = Result<Vec<Resubmit>, StoreError>> + Send {
         SqliteStore::update(self, updates)
+    }
+
+    fn claim_queued(
+        &self,
+        lease: Lease,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send {
+        SqliteStore::claim_queued(self, lease, after, limit)
+    }
+
+    fn renew_queued(
+        &self,
+        lease: Lease,
+        ids: Vec<MessageId>,
+    ) -> impl std::future::Future<Output = Result<Vec<MessageId>, StoreError>> + Send {
+        SqliteStore::renew_queued(self, lease, ids)
+    }
+
+    fn claim_inbound(
+        &self,
+        lease: Lease,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<PendingInbound>, StoreError>> + Send {
+        SqliteStore::claim_inbound(self, lease, limit)
+    }
+
+    fn renew_inbound(
+        &self,
+        lease: Lease,
+        ids: Vec<i64>,
+    ) -> impl std::future::Future<Output = Result<Vec<i64>, StoreError>> + Send {
+        SqliteStore::renew_inbound(self, lease, ids)
+    }
+
+    fn release_claims(
+        &self,
+        owner: String,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        SqliteStore::release_claims(self, owner)
     }
 
     fn message(

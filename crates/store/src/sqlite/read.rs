@@ -193,6 +193,41 @@ pub(crate) fn pending_inbound(
     Ok(pending)
 }
 
+/// The ids in `lo..=hi` still `Queued`: a page read before a write committed
+/// may list a message that has left the queue since (see `claim_queued`).
+pub(crate) fn queued_ids(conn: &Connection, lo: i64, hi: i64) -> Result<Vec<i64>, StoreError> {
+    const DOING: &str = "checking claimed messages";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id FROM messages WHERE state = 'Queued' AND id >= ?1 AND id <= ?2 ORDER BY id",
+        )
+        .context(DOING)?;
+    let rows = statement
+        .query_map(params![lo, hi], |row| row.get(0))
+        .context(DOING)?;
+    rows.collect::<Result<_, _>>().context(DOING)
+}
+
+/// The ids in `lo..=hi` still undelivered and due at `now_ms`.
+pub(crate) fn due_ids(
+    conn: &Connection,
+    now_ms: i64,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<i64>, StoreError> {
+    const DOING: &str = "checking claimed inbound items";
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id FROM inbound INDEXED BY inbound_pending WHERE delivered_at_ms IS NULL
+             AND next_attempt_at_ms <= ?1 AND id >= ?2 AND id <= ?3 ORDER BY id",
+        )
+        .context(DOING)?;
+    let rows = statement
+        .query_map(params![now_ms, lo, hi], |row| row.get(0))
+        .context(DOING)?;
+    rows.collect::<Result<_, _>>().context(DOING)
+}
+
 pub(crate) fn inbound_message(conn: &Connection, id: i64) -> Result<Option<MessageId>, StoreError> {
     const DOING: &str = "reading an inbound item";
     let found: Option<Option<i64>> = conn
