@@ -26,7 +26,8 @@ async fn in_transaction(
         client.batch_execute("BEGIN"),
         client.query(&statement, params),
         client.batch_execute("COMMIT"),
-    ).await
+    )
+    .await
     .context(doing)?;
     Ok(rows)
 }
@@ -178,7 +179,8 @@ pub(crate) async fn release(client: &Object, owner: &str) -> Result<(), StoreErr
         client.execute(&messages, &[&owner]),
         client.execute(&inbound, &[&owner]),
         client.batch_execute("COMMIT"),
-    ).await
+    )
+    .await
     .context(DOING)?;
     Ok(())
 }

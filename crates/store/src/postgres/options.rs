@@ -62,7 +62,10 @@ impl std::fmt::Debug for PgOptions {
             .field("max_batch", &self.max_batch)
             .field("connect_timeout", &self.connect_timeout)
             .field("reference_window_ms", &self.reference_window_ms)
-            .field("receipt_correlation_wait_ms", &self.receipt_correlation_wait_ms)
+            .field(
+                "receipt_correlation_wait_ms",
+                &self.receipt_correlation_wait_ms,
+            )
             .finish()
     }
 }
@@ -99,7 +102,10 @@ impl Target {
             )));
         }
         config.ssl_mode(SslMode::Disable);
-        let schema = options.schema.clone().unwrap_or_else(|| "public".to_owned());
+        let schema = options
+            .schema
+            .clone()
+            .unwrap_or_else(|| "public".to_owned());
         check_schema_name(&schema)?;
         if config.get_application_name().is_none() {
             config.application_name(APPLICATION_NAME);

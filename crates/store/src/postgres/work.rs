@@ -232,7 +232,8 @@ impl<'a> Work<'a> {
                     client.query(&st.lock_messages, &[&ids]).await
                 }
             },
-        ).await
+        )
+        .await
         .doing("starting a write transaction")?;
         for row in locked {
             self.existing
@@ -327,7 +328,10 @@ impl<'a> Work<'a> {
     }
 
     /// Writes this transaction's counter changes and commits, in one round trip.
-    pub(crate) async fn commit(&mut self, prune: Option<(&str, i64)>) -> Result<Option<String>, TxError> {
+    pub(crate) async fn commit(
+        &mut self,
+        prune: Option<(&str, i64)>,
+    ) -> Result<Option<String>, TxError> {
         let (names, deltas) = self.delta.rows();
         let client = self.client;
         let st = self.st;
@@ -360,7 +364,8 @@ impl<'a> Work<'a> {
                 }
             },
             client.batch_execute("COMMIT"),
-        ).await
+        )
+        .await
         .doing("committing")?;
         Ok(pruned)
     }
@@ -381,7 +386,8 @@ impl<'a> Work<'a> {
             self.client.query(&self.st.ids_by_key, &[&keys]),
             self.client
                 .query(&self.st.lock_destinations, &[&destinations]),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut ids: HashMap<String, i64> = HashMap::with_capacity(existing_rows.len());
         for row in &existing_rows {
@@ -431,7 +437,8 @@ impl<'a> Work<'a> {
             last_refs.push(last_ref);
             updated.push(updated_at_ms);
         }
-        let column = |f: &dyn Fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
+        let column =
+            |f: &dyn Fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
         let new_keys = column(&|m| m.key.clone());
         let sources = column(&|m| m.source.clone());
         let dests = column(&|m| m.destination.clone());
@@ -475,7 +482,8 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut created: HashMap<String, i64> = HashMap::with_capacity(inserted_rows.len());
         for row in &inserted_rows {
@@ -581,7 +589,10 @@ impl<'a> Work<'a> {
         Ok(results)
     }
 
-    async fn submit_many(&mut self, segment: Vec<Submit<'_>>) -> Result<Vec<Option<Resubmit>>, TxError> {
+    async fn submit_many(
+        &mut self,
+        segment: Vec<Submit<'_>>,
+    ) -> Result<Vec<Option<Resubmit>>, TxError> {
         const DOING: &str = "recording submit responses";
         let ids: Vec<i64> = segment.iter().map(|s| s.id.0).collect();
         let provider_ids: Vec<&str> = segment.iter().map(|s| s.provider_message_id).collect();
@@ -595,7 +606,8 @@ impl<'a> Work<'a> {
                 &[&ids, &provider_ids, &sites, &smscs, &ats, &keys],
             ),
             self.client.query(&self.st.stored_receipts, &[&keys]),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut submitted = HashSet::with_capacity(recorded.len());
         for row in &recorded {
@@ -649,7 +661,10 @@ impl<'a> Work<'a> {
                 .moved(Some(MessageState::Queued), MessageState::Submitted);
             let stored = self
                 .client
-                .query(&self.st.stored_receipts, &[&[submit.key.as_str()].as_slice()])
+                .query(
+                    &self.st.stored_receipts,
+                    &[&[submit.key.as_str()].as_slice()],
+                )
                 .await
                 .doing(DOING)?;
             let stored = StoredReceipt::from_rows(&stored)?;
@@ -668,7 +683,8 @@ impl<'a> Work<'a> {
                 &self.st.insert_event,
                 &[&submit.id.0, &submit.at_ms, &"submit_ignored", &detail],
             ),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(None)
     }
@@ -723,14 +739,15 @@ impl<'a> Work<'a> {
                     &id.0,
                     &reference.map_or(-1, i64::from),
                     &(collisions + 1),
-                    &submit.at_ms
+                    &submit.at_ms,
                 ],
             ),
             self.client.execute(
                 &self.st.insert_event,
                 &[&id.0, &submit.at_ms, &"reference_collision", &detail],
             ),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(Some(Resubmit { id, reference }))
     }
@@ -828,7 +845,10 @@ impl<'a> Work<'a> {
                         provider_message_id,
                     ),
                 );
-                if let Some(to) = receipt.message_state.and_then(MessageState::from_receipt_state) {
+                if let Some(to) = receipt
+                    .message_state
+                    .and_then(MessageState::from_receipt_state)
+                {
                     if !state.is_final() {
                         self.delta.moved(Some(state), to);
                         state = to;
@@ -842,10 +862,12 @@ impl<'a> Work<'a> {
         }
         let forget: Vec<i64> = correlated.into_iter().collect();
         try_join3(
-            self.client.execute(&self.st.forget_receipt_keys, &[&forget]),
+            self.client
+                .execute(&self.st.forget_receipt_keys, &[&forget]),
             events.write(self.client, self.st),
             states.write(self.client, self.st),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(())
     }
@@ -878,7 +900,8 @@ impl<'a> Work<'a> {
                 try_join(
                     client.execute(&st.requeue, &[&id.0, at_ms]),
                     client.execute(&st.insert_event, &[&id.0, at_ms, kind, reason]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
             Update::Fallback {
@@ -903,9 +926,10 @@ impl<'a> Work<'a> {
                         client.execute(&st.touch, &[&id.0, at_ms]),
                         client.execute(
                             &st.insert_event,
-                            &[&id.0, at_ms, &"fallback_ignored", &detail]
+                            &[&id.0, at_ms, &"fallback_ignored", &detail],
                         ),
-                    ).await
+                    )
+                    .await
                     .doing(DOING)?;
                 }
             }
@@ -921,7 +945,8 @@ impl<'a> Work<'a> {
                 try_join(
                     changes.write(client, st),
                     client.execute(&st.insert_event, &[&id.0, at_ms, &"failed", reason]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
             Update::Event {
@@ -933,7 +958,8 @@ impl<'a> Work<'a> {
                 try_join(
                     client.execute(&st.touch, &[&id.0, at_ms]),
                     client.execute(&st.insert_event, &[&id.0, at_ms, kind, detail]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
         }
@@ -1025,7 +1051,8 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut ids: HashMap<String, i64> = HashMap::new();
         for row in &existing_rows {
@@ -1067,10 +1094,16 @@ impl<'a> Work<'a> {
             .collect();
         let sources = column(&|item| item.source.clone());
         let destinations = column(&|item| item.destination.clone());
-        let bodies: Vec<&[u8]> = new.iter().map(|(i, _)| items[*i].0.body.as_slice()).collect();
+        let bodies: Vec<&[u8]> = new
+            .iter()
+            .map(|(i, _)| items[*i].0.body.as_slice())
+            .collect();
         let sites = column(&|item| item.site.clone());
         let smscs = column(&|item| item.smsc.clone());
-        let received: Vec<i64> = new.iter().map(|(i, _)| items[*i].0.received_at_ms).collect();
+        let received: Vec<i64> = new
+            .iter()
+            .map(|(i, _)| items[*i].0.received_at_ms)
+            .collect();
         let messages: Vec<Option<i64>> = new.iter().map(|(_, m)| *m).collect();
         // A receipt that matches no message yet waits for its submit response
         // before it is offered to the application, uncorrelated (SPEC M13).
@@ -1121,7 +1154,8 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut states: HashMap<i64, MessageState> = HashMap::new();
         for row in &state_rows {
@@ -1217,13 +1251,14 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         items
             .iter()
             .enumerate()
-            .map(|(index, (_, key))| {
-                match (created.get(key.as_str()), ids.get(key.as_str())) {
+            .map(
+                |(index, (_, key))| match (created.get(key.as_str()), ids.get(key.as_str())) {
                     (Some(id), _) if first.get(key.as_str()) == Some(&index) => {
                         Ok(InboundInserted::Created(*id))
                     }
@@ -1231,8 +1266,8 @@ impl<'a> Work<'a> {
                     (None, None) => Err(TxError::from(StoreError::Database(format!(
                         "{DOING}: key {key:?} neither stored nor found"
                     )))),
-                }
-            })
+                },
+            )
             .collect()
     }
 
@@ -1287,7 +1322,8 @@ impl<'a> Work<'a> {
                             .await
                     }
                 },
-            ).await
+            )
+            .await
             .doing(DOING)?;
             self.delta.inbound_pending -= delivered_rows.len() as i64;
             for row in delivered_rows.iter().chain(&retried_rows) {

@@ -171,7 +171,10 @@ impl Writer {
         }
     }
 
-    async fn try_transaction(&mut self, requests: &[&WriteRequest]) -> Result<Vec<Output>, TxError> {
+    async fn try_transaction(
+        &mut self,
+        requests: &[&WriteRequest],
+    ) -> Result<Vec<Output>, TxError> {
         if self
             .connection
             .as_ref()
