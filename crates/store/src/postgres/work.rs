@@ -185,13 +185,19 @@ impl<'a> Work<'a> {
             match request {
                 WriteRequest::Update(updates, _) => {
                     for update in updates {
-                        ids.push(update.id().0);
-                        if let Update::Submitted {
-                            provider_message_id,
-                            ..
-                        } = update
-                        {
-                            keys.push(lock_key(self.schema, "p", &normalize(provider_message_id)));
+                        // A submit response locks its row by its own UPDATE
+                        // (which rechecks `Queued` after any wait); the others
+                        // read the state first, so they lock it up front.
+                        match update {
+                            Update::Submitted {
+                                provider_message_id,
+                                ..
+                            } => keys.push(lock_key(
+                                self.schema,
+                                "p",
+                                &normalize(provider_message_id),
+                            )),
+                            other => ids.push(other.id().0),
                         }
                     }
                 }
@@ -395,13 +401,11 @@ impl<'a> Work<'a> {
         }
         let mut counters: HashMap<String, Option<(i64, i64)>> = HashMap::new();
         for row in &counter_rows {
-            let updated_at_ms: i64 = row.try_get(2).doing(DOING)?;
-            let last = (updated_at_ms != i64::MIN)
-                .then(|| row.try_get(1).map(|last_ref| (last_ref, updated_at_ms)))
-                .transpose()
-                .doing(DOING)?;
-            counters.insert(row.try_get(0).doing(DOING)?, last);
+            let last = (row.try_get(1).doing(DOING)?, row.try_get(2).doing(DOING)?);
+            counters.insert(row.try_get(0).doing(DOING)?, Some(last));
         }
+        // Destinations without a counter get one; the others are locked.
+        let had_counter: HashSet<String> = counters.keys().cloned().collect();
         // SPEC M16: each new message takes its destination's next reference.
         let new: Vec<&NewMessage> = batch
             .iter()
@@ -427,16 +431,23 @@ impl<'a> Work<'a> {
         }
         touched.sort_unstable();
         touched.dedup();
-        let (mut last_refs, mut updated) = (Vec::new(), Vec::new());
-        for destination in &touched {
-            let (last_ref, updated_at_ms) = counters
-                .get(*destination)
-                .copied()
-                .flatten()
-                .unwrap_or_default();
-            last_refs.push(last_ref);
-            updated.push(updated_at_ms);
-        }
+        let (old, fresh): (Vec<&str>, Vec<&str>) = touched
+            .iter()
+            .partition(|destination| had_counter.contains(**destination));
+        let values = |destinations: &[&str]| -> (Vec<i64>, Vec<i64>) {
+            destinations
+                .iter()
+                .map(|destination| {
+                    counters
+                        .get(*destination)
+                        .copied()
+                        .flatten()
+                        .unwrap_or_default()
+                })
+                .unzip()
+        };
+        let (old_refs, old_updated) = values(&old);
+        let (fresh_refs, fresh_updated) = values(&fresh);
         let column =
             |f: &dyn Fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
         let new_keys = column(&|m| m.key.clone());
@@ -447,7 +458,7 @@ impl<'a> Work<'a> {
         let routes = column(&|m| m.route.clone());
         let emails: Vec<Option<&str>> = new.iter().map(|m| m.email.as_deref()).collect();
         let ats: Vec<i64> = new.iter().map(|m| m.received_at_ms).collect();
-        let (inserted_rows, _) = try_join(
+        let (inserted_rows, _, created_counters) = try_join3(
             async {
                 if new.is_empty() {
                     Ok(Vec::new())
@@ -471,13 +482,25 @@ impl<'a> Work<'a> {
                 }
             },
             async {
-                if touched.is_empty() {
+                if old.is_empty() {
                     Ok(0)
                 } else {
                     self.client
                         .execute(
                             &self.st.write_destinations,
-                            &[&touched, &last_refs, &updated],
+                            &[&old, &old_refs, &old_updated],
+                        )
+                        .await
+                }
+            },
+            async {
+                if fresh.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.client
+                        .query(
+                            &self.st.new_destinations,
+                            &[&fresh, &fresh_refs, &fresh_updated],
                         )
                         .await
                 }
@@ -485,6 +508,9 @@ impl<'a> Work<'a> {
         )
         .await
         .doing(DOING)?;
+        if created_counters.len() != fresh.len() {
+            return Err(destination_race());
+        }
         let mut created: HashMap<String, i64> = HashMap::with_capacity(inserted_rows.len());
         for row in &inserted_rows {
             created.insert(row.try_get(0).doing(DOING)?, row.try_get(1).doing(DOING)?);
@@ -528,11 +554,12 @@ impl<'a> Work<'a> {
 
     /// Answers, per update, the resubmit it asks for.
     async fn update(&mut self, updates: &[&Update]) -> Result<Vec<Option<Resubmit>>, TxError> {
-        // All or nothing: an unknown message fails the request before any change.
-        if let Some(unknown) = updates
-            .iter()
-            .find(|update| !self.existing.contains(&update.id().0))
-        {
+        // All or nothing: an unknown message fails the request before any change
+        // (a submit response for one fails it when found: the transaction is
+        // rolled back either way).
+        if let Some(unknown) = updates.iter().find(|update| {
+            !matches!(update, Update::Submitted { .. }) && !self.existing.contains(&update.id().0)
+        }) {
             return Err(StoreError::UnknownMessage(unknown.id()).into());
         }
         let mut results = vec![None; updates.len()];
@@ -755,30 +782,38 @@ impl<'a> Work<'a> {
     /// The next reference of one destination (SPEC M16).
     async fn allocate_reference(&mut self, destination: &str, at_ms: i64) -> Result<i64, TxError> {
         const DOING: &str = "allocating a message reference";
+        let destinations = [destination];
         let row = self
             .client
-            .query_one(&self.st.lock_destinations, &[&[destination].as_slice()])
+            .query_opt(&self.st.lock_destinations, &[&destinations.as_slice()])
             .await
             .doing(DOING)?;
-        let updated_at_ms: i64 = row.try_get(2).doing(DOING)?;
-        let last = if updated_at_ms == i64::MIN {
-            None
-        } else {
-            Some((row.try_get(1).doing(DOING)?, updated_at_ms))
-        };
+        let last = row
+            .map(|row| Ok::<_, tokio_postgres::Error>((row.try_get(1)?, row.try_get(2)?)))
+            .transpose()
+            .doing(DOING)?;
         let (reference, updated_at_ms) =
             next_reference(destination, last, at_ms, self.policy.reference_window_ms);
-        self.client
-            .execute(
-                &self.st.write_destinations,
-                &[
-                    &[destination].as_slice(),
-                    &[reference].as_slice(),
-                    &[updated_at_ms].as_slice(),
-                ],
-            )
+        let (references, times) = ([reference], [updated_at_ms]);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+            &destinations.as_slice(),
+            &references.as_slice(),
+            &times.as_slice(),
+        ];
+        if last.is_some() {
+            self.client
+                .execute(&self.st.write_destinations, &params)
+                .await
+                .doing(DOING)?;
+        } else if self
+            .client
+            .query(&self.st.new_destinations, &params)
             .await
-            .doing(DOING)?;
+            .doing(DOING)?
+            .is_empty()
+        {
+            return Err(destination_race());
+        }
         Ok(reference)
     }
 
@@ -1351,6 +1386,19 @@ impl<'a> Work<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Another gateway created a destination's counter after this transaction
+/// found none: run the batch again (it will find and lock it).
+fn destination_race() -> TxError {
+    TxError {
+        error: StoreError::Database(
+            "allocating message references: another gateway created a destination's counter \
+             at the same time"
+                .to_owned(),
+        ),
+        retryable: true,
     }
 }
 
