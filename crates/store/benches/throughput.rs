@@ -129,6 +129,7 @@ async fn phases<S: Store>(store: S, run: &Run) -> [Duration; 3] {
     let receipts = started.elapsed();
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.final_states as usize, per_task * run.tasks);
+    println!("           ({} commits in all)", stats.commits);
     [insert, submit, receipts]
 }
 

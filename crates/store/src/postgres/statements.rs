@@ -16,9 +16,6 @@ macro_rules! statements {
                 Ok(Statements { $($name: client.prepare($sql).await?,)* })
             }
         }
-
-        #[cfg(test)]
-        pub(crate) const ALL: &[(&str, &str)] = &[$((stringify!($name), $sql),)*];
     };
 }
 

@@ -1243,7 +1243,7 @@ impl<'a> Work<'a> {
                     );
                     let state = states
                         .get_mut(message)
-                        .ok_or_else(|| StoreError::UnknownMessage(id))?;
+                        .ok_or(StoreError::UnknownMessage(id))?;
                     if let Some(to) = item
                         .message_state
                         .and_then(MessageState::from_receipt_state)

@@ -183,22 +183,6 @@ impl TestStore {
         TestStore { store, place, opts }
     }
 
-    /// The PostgreSQL schema of a `pg` test store.
-    pub(crate) fn pg_schema(&self) -> Option<&PgSchema> {
-        match &self.place {
-            Place::Pg(schema) => Some(schema),
-            Place::Sqlite { .. } => None,
-        }
-    }
-
-    /// The SQLite file of a `sqlite` test store.
-    pub(crate) fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match &self.place {
-            Place::Sqlite { path, .. } => Some(path),
-            Place::Pg(_) => None,
-        }
-    }
-
     /// Runs one SQL query that answers text rows, on the store's own tables.
     pub(crate) async fn query_texts(&self, sql: &str) -> Vec<String> {
         match &self.place {

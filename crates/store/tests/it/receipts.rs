@@ -87,6 +87,12 @@ both_backends! {
             vec![Some(id), Some(id)]
         );
         assert_eq!(store.stats().await.unwrap().receipts_uncorrelated, 1);
+        assert_eq!(store.inbound_message(1).await.unwrap(), Some(id));
+        assert_eq!(store.inbound_message(3).await.unwrap(), None);
+        assert_eq!(
+            store.inbound_message(99).await.unwrap_err(),
+            StoreError::UnknownInbound(99)
+        );
         assert_eq!(
             ids(store.pending_inbound(3 + 60_000, 10).await.unwrap()),
             vec![Some(id), Some(id), None]
