@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{line_of, Config};
+use crate::config::{line_of, Config, StoreChoice};
 
 /// What kind of file it is: a lab file has everything under `[lab]`.
 #[derive(Debug, PartialEq, Eq)]
@@ -148,8 +148,10 @@ fn runtime_problems(config: &Config) -> Vec<String> {
     if !config.messaging {
         return problems;
     }
-    if let Err(reason) = probe_store(&config.store_path) {
-        problems.push(format!("store.path: {reason}"));
+    if let StoreChoice::Sqlite { path, .. } = &config.store {
+        if let Err(reason) = probe_store(path) {
+            problems.push(format!("store.path: {reason}"));
+        }
     }
     problems
 }

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use std::path::PathBuf;
 
 use hotsite_core::config::{
     check_host_port, check_http_url, parse_socket_addr, Issues, WrittenDuration,
@@ -24,7 +23,7 @@ use hotsite_smpp::driver::ClientConfig;
 use hotsite_smpp::pdu::BindKind;
 use hotsite_smpp::pool::PoolConfig;
 use hotsite_smpp::session::SessionConfig;
-use hotsite_store::{ReceiptIdFormat, SqliteOptions};
+use hotsite_store::ReceiptIdFormat;
 use serde::Deserialize;
 
 /// `hotsite.toml` as written.
@@ -143,27 +142,6 @@ fn default_from() -> String {
     "hotsite".to_owned()
 }
 
-/// `[store]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StoreSection {
-    /// The SQLite file (created if missing).
-    #[serde(default = "default_store_path")]
-    pub(crate) path: PathBuf,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        StoreSection {
-            path: default_store_path(),
-        }
-    }
-}
-
-fn default_store_path() -> PathBuf {
-    PathBuf::from("hotsite.db")
-}
-
 /// `[webhook]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,8 +245,8 @@ pub(crate) struct Config {
     pub(crate) host: HostConfig,
     /// The gateway's settings, SMPP client included.
     pub(crate) gateway: GatewayConfig,
-    /// The SQLite file.
-    pub(crate) store_path: PathBuf,
+    /// The store: an SQLite file, or a PostgreSQL database shared by gateways.
+    pub(crate) store: StoreChoice,
     /// The trunk failover proxy, validated.
     pub(crate) voice: Option<hotsite_voice::VoiceConfig>,
     /// Business continuity (SPEC S1–S8), validated; none without
@@ -281,8 +259,6 @@ pub(crate) struct Config {
     /// Whether messaging runs: `[smpp]` or `[[routes]]` are configured. A
     /// site may run only voice or business continuity.
     pub(crate) messaging: bool,
-    /// How the store is opened (reference window, correlation wait).
-    pub(crate) store_options: SqliteOptions,
 }
 
 /// One problem in a configuration file: the key and why.
@@ -480,14 +456,24 @@ impl ConfigFile {
                 );
             }
         }
+        let (mut store, lease) = self.store.validate(&mut issues);
+        dispatcher.lease = lease;
+        dispatcher.name = self.site.name.clone();
         if let Err(issues) = issues.finish() {
             return Err(ConfigError(issues));
         }
-        let mut store_options = SqliteOptions::default();
         let inbox = match &smpp {
             Some(smpp) => {
-                store_options.reference_window_ms = millis(smpp.reference_window);
-                store_options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                match &mut store {
+                    StoreChoice::Sqlite { options, .. } => {
+                        options.reference_window_ms = millis(smpp.reference_window);
+                        options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                    }
+                    StoreChoice::Postgres(options) => {
+                        options.reference_window_ms = millis(smpp.reference_window);
+                        options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                    }
+                }
                 smpp.inbox.clone()
             }
             None => InboxConfig::default(),
@@ -511,13 +497,12 @@ impl ConfigFile {
             site: self.site.name.clone(),
             host,
             gateway,
-            store_path: self.store.path,
+            store,
             voice: self.voice,
             continuity: self.site.enabled().then(|| self.site.clone()),
             desktop: self.desktop,
             recording: self.recording,
             messaging,
-            store_options,
         })
     }
 }
@@ -762,5 +747,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 mod channels;
+mod store;
+pub(crate) use store::StoreChoice;
+use store::StoreSection;
 #[cfg(test)]
 mod tests;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hotsite_host::Host;
-use hotsite_store::SqliteStore;
+use hotsite_store::{PgStore, SqliteStore};
 
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 
 /// Loads and validates the config before anything opens, then runs.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -24,11 +24,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let store = if config.messaging {
-        Some(
-            SqliteStore::open(&config.store_path, config.store_options.clone()).with_context(
-                || format!("cannot open the store {}", config.store_path.display()),
-            )?,
-        )
+        Some(open_store(&config.store).await?)
     } else {
         None
     };
@@ -75,9 +71,12 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(store) = store {
-        let (gateway, routes) = hotsite_messaging::start(config.gateway.clone(), store, &deps)
-            .await
-            .context("cannot start the gateway")?;
+        let gateway = config.gateway.clone();
+        let started = match store {
+            OpenStore::Sqlite(store) => hotsite_messaging::start(gateway, store, &deps).await,
+            OpenStore::Postgres(store) => hotsite_messaging::start(gateway, store, &deps).await,
+        };
+        let (gateway, routes) = started.context("cannot start the gateway")?;
         host.add(Box::new(gateway), routes);
     }
     let host = host.serve()?;
@@ -88,11 +87,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         host.local_addr()
     );
     if config.messaging {
-        println!(
-            "store {}; {}",
-            config.store_path.display(),
-            config.summary()
-        );
+        println!("{}; {}", config.store.describe(), config.summary());
     }
     if let Some(addr) = voice_addr {
         println!("voice proxy on {addr} (UDP and TCP)");
@@ -148,4 +143,26 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// The store `[store]` names, open.
+enum OpenStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens the store: the SQLite file (locked: one gateway, SPEC M17), or the
+/// PostgreSQL database shared with the other site's gateway.
+async fn open_store(choice: &StoreChoice) -> anyhow::Result<OpenStore> {
+    match choice {
+        StoreChoice::Sqlite { path, options } => Ok(OpenStore::Sqlite(
+            SqliteStore::open(path, options.clone())
+                .with_context(|| format!("cannot open the store {}", path.display()))?,
+        )),
+        StoreChoice::Postgres(options) => Ok(OpenStore::Postgres(
+            PgStore::connect(options.clone())
+                .await
+                .with_context(|| format!("cannot open the {}", choice.describe()))?,
+        )),
+    }
 }

@@ -10,11 +10,18 @@
 //! store before anything else happens to the message; the store batches those
 //! writes.
 //!
-//! After a restart the cursor starts over: every message still `Queued` is
-//! picked up again on the hop it was on, including those that were on the wire
-//! when the process died. They go out with the same reference
-//! (`user_message_reference` over SMPP, `message_id` over HTTP, the message id in
-//! webhooks), so the provider drops any repeat (SPEC M8, M9).
+//! Messages are claimed, not just read (SPEC M17): the store hands each to one
+//! gateway under a lease that this process renews while the message's job runs
+//! (`lease.rs`), so gateways sharing a queue never work on one message at once,
+//! and a job sends only while its lease holds. When a page comes back empty the
+//! cursor starts over, to find claims of a gateway that died and ran out.
+//!
+//! After a restart every message still `Queued` is picked up again (once the
+//! dead process's leases ran out; on SQLite at once, its claims died with it)
+//! on the hop it was on, including those that were on the wire when the
+//! process died. They go out with the same reference (`user_message_reference`
+//! over SMPP, `message_id` over HTTP, the message id in webhooks), so the
+//! provider drops any repeat (SPEC M8, M9).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{HopState, SendOutcome};
 use crate::clock;
+use crate::lease::{run_renewals, Hold, Leases};
 use crate::metrics::Metrics;
 use crate::policy::{decide, AmbiguousPolicy, Next, Position};
 use crate::route::Routes;
@@ -45,6 +53,12 @@ pub struct DispatcherConfig {
     pub backoff: BackoffConfig,
     /// `registered_delivery` of every submit: 1 asks for a final receipt.
     pub registered_delivery: u8,
+    /// How long a claim on a message lasts unless renewed (SPEC M17): how soon
+    /// another gateway sharing the store takes over the messages of one that
+    /// died. Renewed every third of it.
+    pub lease: Duration,
+    /// This gateway's name in its lease owner (`name/host/pid/start`).
+    pub name: String,
 }
 
 impl Default for DispatcherConfig {
@@ -60,27 +74,53 @@ impl Default for DispatcherConfig {
                 multiplier: 2,
             },
             registered_delivery: 1,
+            lease: Duration::from_secs(30),
+            name: "hotsite".to_owned(),
         }
     }
 }
 
 /// Runs until `shutdown`. `wake` is notified when new messages are stored.
+/// Messages are claimed and their leases renewed as `owner` (SPEC M17; see
+/// `lease::owner_name`).
 pub async fn run_dispatcher<S: Store>(
     store: S,
     routes: Arc<Routes>,
     config: DispatcherConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    owner: String,
     shutdown: CancellationToken,
 ) {
+    let leases = Arc::new(Leases::new(owner, config.lease));
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let recorder = Recorder::start(store.clone());
+    let renewals = {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(run_renewals(
+            leases.clone(),
+            "messages",
+            move |lease, ids: Vec<i64>| {
+                let store = store.clone();
+                async move {
+                    let ids = ids.into_iter().map(MessageId).collect();
+                    let renewed = store.renew_queued(lease, ids).await?;
+                    Ok(renewed.into_iter().map(|id| id.0).collect())
+                }
+            },
+            move |lost| Metrics::add(&metrics.leases_lost_total, lost as u64),
+            shutdown.clone(),
+        ))
+    };
+    let _renewals = AbortOnDrop(renewals);
     let mut cursor: Option<MessageId> = None;
     let mut seed = 0u64;
     loop {
+        let lease = leases.lease(clock::now_ms());
         let page = tokio::select! {
             () = shutdown.cancelled() => return,
-            page = store.queued_after(cursor, config.page) => page,
+            page = store.claim_queued(lease.clone(), cursor, config.page) => page,
         };
         let page = match page {
             Ok(page) => page,
@@ -93,6 +133,9 @@ pub async fn run_dispatcher<S: Store>(
             }
         };
         if page.is_empty() {
+            // From the start next time: claims of a gateway that died may have
+            // run out below the cursor.
+            cursor = None;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = wake.notified() => {}
@@ -101,8 +144,13 @@ pub async fn run_dispatcher<S: Store>(
             }
             continue;
         }
+        leases.hold(page.iter().map(|message| message.id.0), &lease);
         for message in page {
             cursor = Some(message.id);
+            let held = Held {
+                leases: leases.clone(),
+                id: message.id,
+            };
             let slot = tokio::select! {
                 () = shutdown.cancelled() => return,
                 slot = slots.clone().acquire_owned() => match slot {
@@ -116,6 +164,7 @@ pub async fn run_dispatcher<S: Store>(
                 routes: routes.clone(),
                 metrics: metrics.clone(),
                 seed,
+                held,
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -129,11 +178,49 @@ pub async fn run_dispatcher<S: Store>(
     }
 }
 
+/// Stops a task (the renewals) when its owner stops.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A job's hold on its message: forgotten when the job ends, however it ends.
+struct Held {
+    leases: Arc<Leases>,
+    id: MessageId,
+}
+
+impl Held {
+    /// Waits until the message may be sent: `false` when its lease is lost
+    /// (another gateway has it) and the job must let it go.
+    async fn may_send(&self) -> bool {
+        loop {
+            match self.leases.check(self.id.0, clock::now_ms()) {
+                Hold::Held => return true,
+                Hold::Lost => return false,
+                // Renewals are failing: wait for one to succeed, or for the
+                // store to say the message is another's.
+                Hold::Expiring => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.leases.forget(self.id.0);
+    }
+}
+
 struct Job {
     recorder: Recorder,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     seed: u64,
+    held: Held,
 }
 
 impl Job {
@@ -166,6 +253,10 @@ impl Job {
         let mut backoff = Backoff::new(route.hop(hop_index).1.policy.backoff, self.seed);
         loop {
             let (_, hop) = route.hop(hop_index);
+            if !self.held.may_send().await {
+                tracing::warn!(id = %message.id, "lease lost: another gateway has the message; not sent from here");
+                return;
+            }
             Metrics::inc(&self.metrics.submits_total);
             let Some(outcome) = hop.channel.send(&message, &mut state).await else {
                 return; // the channel is shutting down; the message stays queued

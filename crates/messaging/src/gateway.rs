@@ -141,7 +141,13 @@ pub struct GatewayHandle {
     pub(crate) scraped: Arc<crate::system::Scraped>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// Gives up this process's claims once its tasks have stopped.
+    release: ReleaseClaims,
+    owner: String,
 }
+
+/// Gives up every claim of this gateway (SPEC M17).
+type ReleaseClaims = Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
 
 /// The name of this system's events and status section.
 pub const SYSTEM: &str = "messaging";
@@ -184,12 +190,15 @@ pub async fn start<S: Store>(
         .iter()
         .filter_map(|(name, channel)| Some((name.clone(), channel.callbacks()?)))
         .collect();
+    // One owner for every claim of this process (SPEC M17).
+    let owner = crate::lease::owner_name(&config.dispatcher.name);
     tasks.push(tokio::spawn(run_dispatcher(
         store.clone(),
         routes.clone(),
         config.dispatcher.clone(),
         metrics.clone(),
         wake_dispatcher.clone(),
+        owner.clone(),
         shutdown.clone(),
     )));
     if let Some(webhook) = config.webhook.clone() {
@@ -198,9 +207,19 @@ pub async fn start<S: Store>(
             webhook,
             metrics.clone(),
             wake_webhooks.clone(),
+            owner.clone(),
+            config.dispatcher.lease,
             shutdown.clone(),
         )));
     }
+    let release: ReleaseClaims = {
+        let store = store.clone();
+        let owner = owner.clone();
+        Arc::new(move || {
+            let (store, owner) = (store.clone(), owner.clone());
+            Box::pin(async move { store.release_claims(owner).await })
+        })
+    };
     let stats: StatsReader = {
         let store = store.clone();
         Arc::new(move || {
@@ -230,6 +249,8 @@ pub async fn start<S: Store>(
         scraped: Arc::default(),
         shutdown,
         tasks,
+        release,
+        owner,
     };
     Ok((handle, crate::api::routes(state)))
 }
@@ -271,7 +292,8 @@ impl GatewayHandle {
     }
 
     /// Stops taking work, unbinds, and waits for every task. Messages not yet
-    /// submitted stay queued in the store for the next start.
+    /// submitted stay queued in the store for the next start, or for another
+    /// gateway sharing the store: this one's claims are given up (SPEC M17).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Some(client) = &self.view.client {
@@ -279,6 +301,9 @@ impl GatewayHandle {
         }
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Err(error) = (self.release)().await {
+            tracing::warn!(%error, owner = %self.owner, "cannot give up this gateway's claims; others take its work when the leases run out");
         }
     }
 }

@@ -25,6 +25,7 @@ mod clock;
 pub mod dispatcher;
 pub mod gateway;
 pub mod inbox;
+mod lease;
 pub mod metrics;
 pub mod policy;
 pub mod request;

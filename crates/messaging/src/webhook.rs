@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
+use crate::lease::{run_renewals, Hold, Leases};
 use crate::metrics::Metrics;
 use crate::signing::{sign, SIGNATURE_HEADER};
 
@@ -110,7 +111,7 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// What the one store request in progress answered.
 enum StoreDone {
-    Read(Result<Vec<PendingInbound>, StoreError>),
+    Read(Result<Vec<PendingInbound>, StoreError>, hotsite_store::Lease),
     Recorded(Vec<InboundUpdate>, Result<(), StoreError>),
 }
 
@@ -134,11 +135,17 @@ type StoreFuture<'s> = Pin<Box<dyn Future<Output = StoreDone> + Send + 's>>;
 /// and skipped by later reads. So a row is offered once in normal operation
 /// (SPEC M15: again only after a failed attempt, or after a crash before its
 /// record), and marked delivered only after the application's 2xx.
+///
+/// Rows are claimed under a lease of `owner` (SPEC M17), renewed while held: of
+/// gateways sharing a store, one sends each webhook. A row whose lease is lost
+/// or about to run out (renewals failing) is not posted from here.
 pub async fn run_webhooks<S: Store>(
     store: S,
     config: WebhookConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    owner: String,
+    lease: Duration,
     shutdown: CancellationToken,
 ) {
     let http = match reqwest::Client::builder().timeout(config.timeout).build() {
@@ -158,6 +165,22 @@ pub async fn run_webhooks<S: Store>(
     };
     let config = Arc::new(config);
     let concurrency = config.concurrency.max(1);
+    let leases = Arc::new(Leases::new(owner, lease));
+    let renewals = {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(run_renewals(
+            leases.clone(),
+            "webhooks",
+            move |lease, ids| {
+                let store = store.clone();
+                async move { store.renew_inbound(lease, ids).await }
+            },
+            move |lost| Metrics::add(&metrics.leases_lost_total, lost as u64),
+            shutdown.clone(),
+        ))
+    };
+    let _renewals = crate::dispatcher::AbortOnDrop(renewals);
     let store = &store;
     let mut seed = 1u64;
     let mut held: HashSet<i64> = HashSet::new();
@@ -174,6 +197,13 @@ pub async fn run_webhooks<S: Store>(
     loop {
         while !stopping && attempts.len() < concurrency {
             let Some(row) = queue.pop_front() else { break };
+            if leases.check(row.id, clock::now_ms()) != Hold::Held {
+                // Another gateway has it, or may soon: its claim runs out in
+                // the store and whoever claims it next posts it.
+                held.remove(&row.id);
+                leases.forget(row.id);
+                continue;
+            }
             let http = http.clone();
             let config = config.clone();
             let url = url.clone();
@@ -186,12 +216,11 @@ pub async fn run_webhooks<S: Store>(
         if request.is_none() {
             let want_read = !stopping && !idle && queue.len() < PAGE / 2 && held.len() < MAX_HELD;
             if want_read && (finished.is_empty() || last_was_record) {
-                // Every held row is still due, so reading past them finds up to
-                // a page of new ones.
-                let limit = held.len() + PAGE;
+                // Held rows are claimed: the store hands out a page of others.
                 last_was_record = false;
+                let lease = leases.lease(clock::now_ms());
                 request = Some(Box::pin(async move {
-                    StoreDone::Read(store.pending_inbound(clock::now_ms(), limit).await)
+                    StoreDone::Read(store.claim_inbound(lease.clone(), PAGE).await, lease)
                 }));
             } else if !finished.is_empty() {
                 let updates = std::mem::take(&mut finished);
@@ -222,18 +251,19 @@ pub async fn run_webhooks<S: Store>(
             Event::Store(done) => {
                 request = None;
                 match done {
-                    StoreDone::Read(Ok(due)) => {
-                        idle = due.len() < held.len() + PAGE;
+                    StoreDone::Read(Ok(due), lease) => {
+                        idle = due.len() < PAGE;
                         if idle {
                             poll.set(tokio::time::sleep(IDLE_POLL));
                         }
+                        leases.hold(due.iter().map(|row| row.id), &lease);
                         for row in due {
                             if held.insert(row.id) {
                                 queue.push_back(row);
                             }
                         }
                     }
-                    StoreDone::Read(Err(error)) => {
+                    StoreDone::Read(Err(error), _) => {
                         tracing::error!(%error, "cannot read the inbox");
                         idle = true;
                         poll.set(tokio::time::sleep(IDLE_POLL));
@@ -244,6 +274,7 @@ pub async fn run_webhooks<S: Store>(
                             let (InboundUpdate::Delivered { id, .. }
                             | InboundUpdate::Retry { id, .. }) = update;
                             held.remove(id);
+                            leases.forget(*id);
                         }
                     }
                     // Retried until the store takes them (a full disk): what the
