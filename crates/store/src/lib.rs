@@ -238,11 +238,11 @@
 //!     provider_key TEXT COLLATE "C",       ref_collisions BIGINT NOT NULL DEFAULT 0,
 //!     claimed_by TEXT,                     -- SPEC M17: the lease holder, while
 //!     claim_until_ms BIGINT                -- Queued; cleared when it leaves
-//! );
+//! ) WITH (fillfactor = 80);   -- room on each page: claims and renewals change no
+//!                             -- indexed column, so they are HOT updates
 //! CREATE INDEX messages_queued   ON messages (id) WHERE state = 'Queued';
 //! CREATE INDEX messages_provider ON messages (provider_key, id)
 //!     WHERE provider_key IS NOT NULL;
-//! CREATE INDEX messages_claimed  ON messages (claimed_by) WHERE claimed_by IS NOT NULL;
 //! CREATE TABLE destination_refs (destination TEXT COLLATE "C" PRIMARY KEY,
 //!     last_ref BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL);
 //! CREATE TABLE receipt_keys (key TEXT COLLATE "C" NOT NULL, inbound_id BIGINT NOT NULL);
@@ -260,12 +260,11 @@
 //!     message_id BIGINT,                   delivered_at_ms BIGINT,
 //!     attempts BIGINT NOT NULL,            next_attempt_at_ms BIGINT NOT NULL,
 //!     claimed_by TEXT,                     claim_until_ms BIGINT  -- until delivered
-//! );
+//! ) WITH (fillfactor = 80);
 //! CREATE INDEX inbound_pending      ON inbound (id, next_attempt_at_ms)
 //!     WHERE delivered_at_ms IS NULL;
 //! CREATE INDEX inbound_uncorrelated ON inbound (id)
 //!     WHERE kind = 'Receipt' AND message_id IS NULL;
-//! CREATE INDEX inbound_claimed      ON inbound (claimed_by) WHERE claimed_by IS NOT NULL;
 //! CREATE TABLE counters (                 -- Store::stats: each writer (one per
 //!     writer TEXT NOT NULL, name TEXT NOT NULL,   -- PgStore) adds its committed
 //!     value BIGINT NOT NULL, PRIMARY KEY (writer, name));  -- deltas to its rows

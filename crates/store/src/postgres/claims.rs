@@ -165,13 +165,15 @@ pub(crate) async fn release(client: &Object, owner: &str) -> Result<(), StoreErr
     const DOING: &str = "releasing claims";
     let messages = client
         .prepare_cached(
-            "UPDATE messages SET claimed_by = NULL, claim_until_ms = NULL WHERE claimed_by = $1",
+            "UPDATE messages SET claimed_by = NULL, claim_until_ms = NULL
+             WHERE state = 'Queued' AND claimed_by = $1",
         )
         .await
         .context(DOING)?;
     let inbound = client
         .prepare_cached(
-            "UPDATE inbound SET claimed_by = NULL, claim_until_ms = NULL WHERE claimed_by = $1",
+            "UPDATE inbound SET claimed_by = NULL, claim_until_ms = NULL
+             WHERE delivered_at_ms IS NULL AND claimed_by = $1",
         )
         .await
         .context(DOING)?;
