@@ -169,6 +169,11 @@ async fn main() {
     let pg = match PgStore::connect(PgOptions {
         url: url.clone(),
         schema: Some(schema.clone()),
+        // HOTSITE_BENCH_PG_WRITERS: write connections (PgOptions::writers).
+        writers: std::env::var("HOTSITE_BENCH_PG_WRITERS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(PgOptions::default().writers),
         ..PgOptions::default()
     })
     .await

@@ -1,7 +1,9 @@
-//! The writer task: owns one connection and commits in groups.
+//! The writer tasks: each owns one connection and commits in groups.
 //!
 //! Loop: wait for one request, take every other request already waiting (up to
-//! `max_batch`), run them all in ONE transaction, then answer each. If the
+//! `max_batch`), run them all in ONE transaction, then answer each. Several
+//! writers share the queue of requests (`PgOptions::writers`): one gathers
+//! while another waits for its commit. If the
 //! transaction loses a deadlock or serialization race to another gateway, it is
 //! run again (a few times). If it fails otherwise, it is rolled back and each
 //! request is run again in a transaction of its own, so the error reaches only
@@ -46,7 +48,8 @@ const PRUNE_EVERY: u64 = 64;
 
 pub(crate) struct Writer {
     pub(crate) target: Target,
-    pub(crate) requests: mpsc::UnboundedReceiver<WriteRequest>,
+    /// Shared by the writers: whichever is free gathers the next group.
+    pub(crate) requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WriteRequest>>>,
     pub(crate) max_batch: usize,
     pub(crate) policy: Policy,
     pub(crate) shared: Arc<Shared>,
@@ -101,14 +104,21 @@ impl Connection {
 
 impl Writer {
     pub(crate) async fn run(mut self) {
-        while let Some(first) = self.requests.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match self.requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+        loop {
+            let batch = {
+                let mut requests = self.requests.lock().await;
+                let Some(first) = requests.recv().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < self.max_batch {
+                    match requests.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
                 }
-            }
+                batch
+            };
             self.process(batch).await;
         }
     }
