@@ -111,7 +111,10 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// What the one store request in progress answered.
 enum StoreDone {
-    Read(Result<Vec<PendingInbound>, StoreError>, hotsite_store::Lease),
+    Read(
+        Result<Vec<PendingInbound>, StoreError>,
+        hotsite_store::Lease,
+    ),
     Recorded(Vec<InboundUpdate>, Result<(), StoreError>),
 }
 

@@ -120,7 +120,16 @@ impl Target {
             config.application_name(APPLICATION_NAME);
         }
         // Every connection looks up the tables in the schema, and nowhere else.
-        let search_path = format!("-c search_path={schema}");
+        // A gateway whose link dies in the middle of a transaction must not
+        // hold the other site's gateway on its locks: the server ends a
+        // transaction left idle for 10 s (ours never pause between statements)
+        // and probes a silent client after 10 s; a lock wait longer than 20 s
+        // is run again rather than waited out.
+        let search_path = format!(
+            "-c search_path={schema} -c idle_in_transaction_session_timeout=10s \
+             -c lock_timeout=20s -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
+             -c tcp_keepalives_count=3"
+        );
         let startup = match config.get_options() {
             Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
             _ => search_path,
@@ -133,6 +142,9 @@ impl Target {
         config.keepalives_idle(Duration::from_secs(10));
         config.keepalives_interval(Duration::from_secs(5));
         config.keepalives_retries(3);
+        // Data sent and not acknowledged for this long: the server is gone
+        // (keepalives do not run while data is outstanding).
+        config.tcp_user_timeout(Duration::from_secs(20));
         Ok(Target { config, schema })
     }
 
@@ -250,7 +262,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             target.config.get_options(),
-            Some("-c work_mem=8MB -c search_path=gw")
+            Some(
+                "-c work_mem=8MB -c search_path=gw -c idle_in_transaction_session_timeout=10s \
+                 -c lock_timeout=20s -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
+                 -c tcp_keepalives_count=3"
+            )
         );
         assert_eq!(target.config.get_application_name(), Some("hotsite"));
         assert_eq!(target.describe(), "ann@db.example:6543/gw");

@@ -40,6 +40,9 @@ pub(crate) struct Connection {
     statements: Statements,
 }
 
+/// The longest a write transaction may take before its connection is given up.
+const TRANSACTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How many times a batch that lost a deadlock or serialization race is run again.
 const RACE_RETRIES: usize = 5;
 
@@ -162,7 +165,25 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.try_transaction(requests).await;
+            // A transaction takes milliseconds; one that takes this long is
+            // stuck on a connection that will not say so (the server's own
+            // timeouts end its side): the connection is dropped, the outcome
+            // is unknown (Unavailable, contract item 9).
+            let result =
+                match tokio::time::timeout(TRANSACTION_LIMIT, self.try_transaction(requests)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.connection = None;
+                        Err(TxError {
+                            error: StoreError::Unavailable(format!(
+                                "writing to {}: no answer within {TRANSACTION_LIMIT:?}",
+                                self.target.describe()
+                            )),
+                            retryable: false,
+                        })
+                    }
+                };
             match result {
                 Ok(outputs) => return Ok(outputs),
                 Err(TxError {
