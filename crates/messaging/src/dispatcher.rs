@@ -113,11 +113,26 @@ pub async fn run_dispatcher<S: Store>(
     };
     let _renewals = AbortOnDrop(renewals);
     let mut cursor: Option<MessageId> = None;
+    let mut cursor_from = clock::now_ms();
     let mut seed = 0u64;
+    // Jobs stop at a send boundary on `shutdown`; `abort` ends those still
+    // running when the drain's time is up.
+    let abort = CancellationToken::new();
     loop {
-        let lease = leases.lease(clock::now_ms());
+        let now_ms = clock::now_ms();
+        // From the start again every third of a lease: a page below the cursor
+        // may have become claimable (a dead gateway's claims ran out, or ids
+        // drawn before a later page committed after it), and a busy queue
+        // would otherwise keep the cursor from ever wrapping.
+        if now_ms.saturating_sub(cursor_from) >= leases.renew_every().as_millis() as i64 {
+            cursor = None;
+        }
+        if cursor.is_none() {
+            cursor_from = now_ms;
+        }
+        let lease = leases.lease(now_ms);
         let page = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             page = store.claim_queued(lease.clone(), cursor, config.page) => page,
         };
         let page = match page {
@@ -125,32 +140,42 @@ pub async fn run_dispatcher<S: Store>(
             Err(error) => {
                 tracing::error!(%error, "cannot read the queue; retrying in 1 s");
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
         if page.is_empty() {
-            // From the start next time: claims of a gateway that died may have
-            // run out below the cursor.
             cursor = None;
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = wake.notified() => {}
                 // A notification lost between the read and the wait costs at most this.
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             continue;
         }
-        leases.hold(page.iter().map(|message| message.id.0), &lease);
+        // A claim of this gateway's own that ran out (renewals failing for a
+        // while) comes back in a page while its job still runs: the claim is
+        // renewed by this, and no second job starts.
+        let page: Vec<QueuedMessage> = page
+            .into_iter()
+            .filter(|message| {
+                let running = leases.holds(message.id.0);
+                leases.hold([message.id.0], &lease);
+                !running
+            })
+            .collect();
+        let mut stopping = false;
         for message in page {
             cursor = Some(message.id);
             let held = Held {
                 leases: leases.clone(),
                 id: message.id,
+                parked: false,
             };
             let slot = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => { stopping = true; break }
                 slot = slots.clone().acquire_owned() => match slot {
                     Ok(slot) => slot,
                     Err(_) => return,
@@ -163,18 +188,38 @@ pub async fn run_dispatcher<S: Store>(
                 metrics: metrics.clone(),
                 seed,
                 held,
+                shutdown: shutdown.clone(),
             };
-            let shutdown = shutdown.clone();
+            let abort = abort.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = shutdown.cancelled() => {}
+                    () = abort.cancelled() => {}
                     () = job.own(message) => {}
                 }
                 drop(slot);
             });
         }
+        if stopping {
+            break;
+        }
+    }
+    // Stopping: jobs end at their next send boundary, and a send under way
+    // finishes and is recorded before the claims are given up (the gateway
+    // releases them after this returns), so the other gateway never takes a
+    // message whose submit answer this one holds unrecorded (SPEC M8, M17).
+    let drained = tokio::time::timeout(
+        DRAIN_LIMIT,
+        slots.acquire_many(config.concurrency.min(u32::MAX as usize) as u32),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!(limit = ?DRAIN_LIMIT, "sends still under way at shutdown were cut off: their messages stay queued, sent again with the same reference");
+        abort.cancel();
     }
 }
+
+/// How long a stopping dispatcher waits for the sends under way.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Stops a task (the renewals) when its owner stops.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
@@ -185,31 +230,66 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A job's hold on its message: forgotten when the job ends, however it ends.
+/// A job's hold on its message: forgotten when the job ends, however it ends,
+/// unless parked.
 struct Held {
     leases: Arc<Leases>,
     id: MessageId,
+    /// Kept (and renewed) after the job ends: see [`Held::park`].
+    parked: bool,
+}
+
+/// Whether a job may send now.
+enum Go {
+    Send,
+    /// Another gateway has the message: let it go.
+    Lost,
+    /// The gateway is stopping: the message stays queued.
+    Stopping,
 }
 
 impl Held {
-    /// Waits until the message may be sent: `false` when its lease is lost
-    /// (another gateway has it) and the job must let it go.
-    async fn may_send(&self) -> bool {
+    /// Waits until the message may be sent: while its lease has time to
+    /// spare, not once another gateway has it, nor once stopping.
+    async fn may_send(&self, shutdown: &CancellationToken) -> Go {
         loop {
+            if shutdown.is_cancelled() {
+                return Go::Stopping;
+            }
             match self.leases.check(self.id.0, clock::now_ms()) {
-                Hold::Held => return true,
-                Hold::Lost => return false,
+                Hold::Held => return Go::Send,
+                Hold::Lost => return Go::Lost,
                 // Renewals are failing: wait for one to succeed, or for the
                 // store to say the message is another's.
-                Hold::Expiring => tokio::time::sleep(Duration::from_millis(100)).await,
+                Hold::Expiring => tokio::select! {
+                    () = shutdown.cancelled() => return Go::Stopping,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                },
             }
         }
+    }
+
+    /// The instant the message's send must have started by (the SMPP client
+    /// drops a submit still queued then).
+    fn send_before(&self) -> Option<std::time::Instant> {
+        let at_ms = self.leases.send_before_ms(self.id.0)?;
+        let left = at_ms.saturating_sub(clock::now_ms()).max(0) as u64;
+        Some(clock::instant_in(Duration::from_millis(left)))
+    }
+
+    /// Keeps the claim after the job ends, renewed with the others, so the
+    /// message is not claimed again (by this gateway or another) until a
+    /// restart: for a message no configuration here can send.
+    fn park(mut self) {
+        self.parked = true;
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.leases.forget(self.id.0);
+        if !self.parked {
+            self.leases.forget(self.id.0);
+        }
     }
 }
 
@@ -219,6 +299,8 @@ struct Job {
     metrics: Arc<Metrics>,
     seed: u64,
     held: Held,
+    /// The gateway is stopping: no new send starts.
+    shutdown: CancellationToken,
 }
 
 impl Job {
@@ -227,7 +309,9 @@ impl Job {
     async fn own(self, mut message: QueuedMessage) {
         let Some(route) = self.routes.get(&message.route).cloned() else {
             // The configuration lost the route since the message was stored. It
-            // stays queued (never dropped) until a configuration has it again.
+            // stays queued (never dropped) until a configuration has it again,
+            // and claimed by this gateway until it restarts (not claimed, and
+            // noted, again every lease).
             tracing::error!(id = %message.id, route = %message.route, "message names an unknown route; left queued");
             self.recorder
                 .record(
@@ -243,6 +327,7 @@ impl Job {
                     }],
                 )
                 .await;
+            self.held.park();
             return;
         };
         let (mut hop_index, _) = route.hop(message.hop);
@@ -251,14 +336,25 @@ impl Job {
         let mut backoff = Backoff::new(route.hop(hop_index).1.policy.backoff, self.seed);
         loop {
             let (_, hop) = route.hop(hop_index);
-            if !self.held.may_send().await {
-                Metrics::inc(&self.metrics.leases_lost_total);
-                tracing::warn!(id = %message.id, "lease lost: another gateway has the message; not sent from here");
-                return;
+            match self.held.may_send(&self.shutdown).await {
+                Go::Send => {}
+                // Stays queued; its claim is given up with the others.
+                Go::Stopping => return,
+                Go::Lost => {
+                    Metrics::inc(&self.metrics.leases_lost_total);
+                    tracing::warn!(id = %message.id, "lease lost: another gateway has the message; not sent from here");
+                    return;
+                }
             }
             Metrics::inc(&self.metrics.submits_total);
-            let Some(outcome) = hop.channel.send(&message, &mut state).await else {
-                return; // the channel is shutting down; the message stays queued
+            // Not started past the lease's margin, even if it waits in the
+            // channel's queue meanwhile (every bind down, or this process
+            // frozen): by then another gateway may have the message.
+            let send_before = self.held.send_before();
+            let Some(outcome) = hop.channel.send(&message, &mut state, send_before).await else {
+                // The channel is shutting down, or the lease ran short before
+                // the send could start: the message stays queued.
+                return;
             };
             attempt += 1;
             // Refusals the channel resent by itself (throttled, queue full): in the
@@ -348,7 +444,10 @@ impl Job {
             match decision.next {
                 Next::Done => return,
                 Next::Retry(delay) if delay.is_zero() => {}
-                Next::Retry(delay) => tokio::time::sleep(delay).await,
+                Next::Retry(delay) => tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                },
                 Next::Hop(next) => {
                     hop_index = next;
                     attempt = 0;

@@ -81,6 +81,11 @@ impl Leases {
         }
     }
 
+    /// Whether `id` is held (its job, or a parked message, still has it).
+    pub(crate) fn holds(&self, id: i64) -> bool {
+        self.held().contains_key(&id)
+    }
+
     /// Forgets `id`: its job is over (done, or gave it up).
     pub(crate) fn forget(&self, id: i64) {
         self.held().remove(&id);
@@ -96,6 +101,14 @@ impl Leases {
             }
             Some(_) => Hold::Held,
         }
+    }
+
+    /// Until when (ms since the epoch, by this clock) a send of `id` may start:
+    /// a third of the lease before it runs out, as [`check`](Self::check) says.
+    pub(crate) fn send_before_ms(&self, id: i64) -> Option<i64> {
+        self.held()
+            .get(&id)
+            .map(|until_ms| until_ms.saturating_sub(self.duration_ms / 3))
     }
 
     /// Every id held, to renew.
@@ -213,6 +226,8 @@ mod tests {
         assert_eq!(leases.check(7, 21_000), Hold::Expiring);
         assert_eq!(leases.check(7, 40_000), Hold::Expiring);
         assert_eq!(leases.check(8, 1_000), Hold::Lost);
+        assert_eq!(leases.send_before_ms(7), Some(21_000));
+        assert_eq!(leases.send_before_ms(8), None);
         leases.forget(7);
         assert_eq!(leases.check(7, 1_000), Hold::Lost);
     }

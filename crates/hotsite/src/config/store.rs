@@ -175,7 +175,12 @@ fn check_url(url: &str) -> Result<(), String> {
         .unwrap_or_default();
     for pair in query.split('&') {
         if let Some(mode) = pair.strip_prefix("sslmode=") {
-            if mode != "disable" && mode != "prefer" && mode != "allow" {
+            if mode == "allow" {
+                return Err(
+                    "sslmode=allow: this build understands sslmode=disable or prefer".to_owned(),
+                );
+            }
+            if mode != "disable" && mode != "prefer" {
                 return Err(format!(
                     "sslmode={mode}: TLS to PostgreSQL is not supported by this build; \
                      reach the database over a private network or a TLS tunnel \
@@ -187,8 +192,27 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password (`user:password@`, `?password=`) replaced by `***`.
 pub(crate) fn without_password(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            (url, format!("?{}", masked.join("&")))
+        }
+        None => (url, String::new()),
+    };
+    format!("{}{query}", without_user_password(url))
+}
+
+fn without_user_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -228,7 +252,7 @@ mod tests {
     fn sqlite_is_the_default() {
         let (choice, lease) = validate("");
         assert!(
-            matches!(choice, Ok(StoreChoice::Sqlite { path, .. }) if path == PathBuf::from("hotsite.db"))
+            matches!(choice, Ok(StoreChoice::Sqlite { path, .. }) if path == std::path::Path::new("hotsite.db"))
         );
         assert_eq!(lease, DEFAULT_LEASE);
     }
@@ -284,6 +308,18 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("pw@"), "{text}");
+        let (choice, _) = validate(r#"url = "postgres://u@db/x?sslmode=allow""#);
+        assert!(choice
+            .expect_err("allow")
+            .join("\n")
+            .contains("disable or prefer"));
+        let (choice, _) =
+            validate(r#"url = "postgres://u@db/x?password=hunter2&application_name=gw""#);
+        let shown = choice.expect("valid").describe();
+        assert_eq!(
+            shown,
+            "store postgres://u@db/x?password=***&application_name=gw"
+        );
         let (choice, _) = validate(r#"schema = "hotsite""#);
         assert!(choice
             .expect_err("schema without url")

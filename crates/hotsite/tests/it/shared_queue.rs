@@ -143,3 +143,42 @@ async fn two_gateways_on_one_store_send_each_message_once_and_hand_over_on_stop(
     assert!(twice.is_empty(), "delivered twice: {twice:?}");
     b.shutdown().await;
 }
+
+/// SPEC M17, M11: a message whose route is not configured here stays queued and
+/// claimed by this gateway (noted once), instead of being claimed, and noted,
+/// again every time its lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_on_an_unknown_route_is_noted_once_and_kept() {
+    let s = setup_with(
+        "unknown-route",
+        lab_config(0.0, 0.0),
+        SqliteOptions::default(),
+        |config| config.dispatcher.lease = Duration::from_millis(600),
+    )
+    .await;
+    let inserted = s
+        .store
+        .insert_messages(vec![hotsite_store::NewMessage {
+            key: "orphan".into(),
+            source: "hotsite".into(),
+            destination: "+4917000000001".into(),
+            body: b"no route".to_vec(),
+            data_coding: 0,
+            route: "retired-route".into(),
+            email: None,
+            received_at_ms: 1,
+        }])
+        .await
+        .unwrap();
+    let id = inserted[0].id();
+    // Several leases long.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let view = s.store.message(id).await.unwrap().expect("stored");
+    assert_eq!(view.state, hotsite_store::MessageState::Queued);
+    let noted = view
+        .events
+        .iter()
+        .filter(|event| event.kind == "route_unknown")
+        .count();
+    assert_eq!(noted, 1, "{:?}", view.events);
+}

@@ -58,11 +58,19 @@ pub struct Retried {
 }
 
 impl Channel {
-    /// Sends `message` once. `None` when the channel is shutting down: the
-    /// message stays queued for the next start.
-    pub async fn send(&self, message: &QueuedMessage, state: &mut HopState) -> Option<SendOutcome> {
+    /// Sends `message` once. `None` when the channel is shutting down, or when
+    /// the send could not start before `send_before` (the SMPP client's queue:
+    /// the lease on the message ran short, SPEC M17): the message stays queued.
+    /// The other channels start their send at once, so the caller's check of
+    /// its lease just before is their deadline.
+    pub async fn send(
+        &self,
+        message: &QueuedMessage,
+        state: &mut HopState,
+        send_before: Option<std::time::Instant>,
+    ) -> Option<SendOutcome> {
         match self {
-            Channel::Smpp(channel) => channel.send(message, &mut state.retried).await,
+            Channel::Smpp(channel) => channel.send(message, &mut state.retried, send_before).await,
             Channel::Digital(channel) => Some(channel.send(message).await),
             Channel::Email(channel) => Some(channel.send(message).await),
             Channel::Http(channel) => Some(channel.send(message, &mut state.aggregator).await),

@@ -25,16 +25,22 @@ impl SmppChannel {
         }
     }
 
-    /// Submits `message` once. `None` when the client is shutting down (the
-    /// message stays queued). Throttled and queue-full answers that the client
-    /// resent by itself on the way are added to `retried`.
+    /// Submits `message` once. `None` when the client is shutting down, or the
+    /// submit was still queued at `send_before` (the message stays queued).
+    /// Throttled and queue-full answers that the client resent by itself on the
+    /// way are added to `retried`.
     pub async fn send(
         &self,
         message: &QueuedMessage,
         retried: &mut Vec<Retried>,
+        send_before: Option<std::time::Instant>,
     ) -> Option<SendOutcome> {
         let short_message = to_short_message(message, self.registered_delivery);
-        let report = self.client.submit_reporting(short_message).await.ok()?;
+        let report = self
+            .client
+            .submit_reporting_before(short_message, send_before)
+            .await
+            .ok()?;
         retried.extend(report.refusals.into_iter().map(refusal));
         Some(map(report.outcome))
     }

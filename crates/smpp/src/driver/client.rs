@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hotsite_core::{Event, Target};
 use tokio::net::TcpStream;
@@ -185,11 +185,17 @@ enum Command {
 struct Queued {
     message: ShortMessage,
     reply: oneshot::Sender<SubmitReport>,
+    /// Not put on the wire from this instant on (the caller's right to send it
+    /// ends then: a lease on the message, SPEC M17).
+    send_before: Option<Instant>,
 }
 
 impl QueuedSubmit for Queued {
     fn is_abandoned(&self) -> bool {
         self.reply.is_closed()
+            || self
+                .send_before
+                .is_some_and(|deadline| clock::now() >= deadline)
     }
 }
 
@@ -276,9 +282,26 @@ impl SmppClient {
         &self,
         message: ShortMessage,
     ) -> Result<SubmitReport, ClientClosed> {
+        self.submit_reporting_before(message, None).await
+    }
+
+    /// [`submit_reporting`](Self::submit_reporting), but never put on the wire
+    /// at or after `send_before`: a submit still queued then (every bind down or
+    /// full, or the process was frozen) is dropped unsent and the caller gets
+    /// [`ClientClosed`]. A gateway sharing its queue passes the end of its lease
+    /// on the message, so it never sends what another gateway took over (SPEC M17).
+    pub async fn submit_reporting_before(
+        &self,
+        message: ShortMessage,
+        send_before: Option<Instant>,
+    ) -> Result<SubmitReport, ClientClosed> {
         let (reply, outcome) = oneshot::channel();
         self.commands
-            .send(Command::Submit(Queued { message, reply }))
+            .send(Command::Submit(Queued {
+                message,
+                reply,
+                send_before,
+            }))
             .map_err(|_| ClientClosed)?;
         outcome.await.map_err(|_| ClientClosed)
     }

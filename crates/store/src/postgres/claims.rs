@@ -22,8 +22,9 @@ async fn in_transaction(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
     let statement = client.prepare_cached(sql).await.context(doing)?;
+    let begin = format!("BEGIN; {}", super::options::index_only_plans(true));
     let (_, rows, _) = try_join3(
-        client.batch_execute("BEGIN"),
+        client.batch_execute(&begin),
         client.query(&statement, params),
         client.batch_execute("COMMIT"),
     )

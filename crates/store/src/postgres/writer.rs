@@ -98,6 +98,10 @@ pub(crate) async fn connect(target: &Target, doing: &str) -> Result<Client, Stor
 
 impl Connection {
     pub(crate) async fn new(client: Client) -> Result<Connection, StoreError> {
+        client
+            .batch_execute(&super::options::index_only_plans(false))
+            .await
+            .context("setting the writer's planner")?;
         let statements = Statements::prepare(&client)
             .await
             .context("preparing the writer's statements")?;
