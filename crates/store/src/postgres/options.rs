@@ -197,6 +197,27 @@ pub(crate) fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     )))
 }
 
+/// Planner settings for the statements of the hot path (the writers' sessions,
+/// and each claim's transaction). Each of them walks an index to a few rows (a
+/// page of the queue, a batch's ids); the planner must not take the queue for
+/// small when its statistics lag (a new schema, or a backlog that grew faster
+/// than autovacuum's ANALYZE): it then scans and sorts the whole queue per
+/// claim (49 ms instead of 6 ms at 200,000 queued) and hashes it per batch of
+/// submits. So scans, bitmap scans and hash or merge joins are priced out
+/// there. Reads that sum a table (`stats`) keep the default planner.
+pub(crate) const INDEX_ONLY_PLANS: &str = "enable_seqscan = off, enable_bitmapscan = off, \
+     enable_hashjoin = off, enable_mergejoin = off";
+
+/// [`INDEX_ONLY_PLANS`] as `SET` (session) or `SET LOCAL` (transaction) commands.
+pub(crate) fn index_only_plans(local: bool) -> String {
+    let scope = if local { "SET LOCAL" } else { "SET" };
+    INDEX_ONLY_PLANS
+        .split(", ")
+        .map(|setting| format!("{scope} {setting};"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,25 +303,4 @@ mod tests {
         let named = Target::new(&options("postgres://u@h/db?application_name=gw-a")).unwrap();
         assert_eq!(named.config.get_application_name(), Some("gw-a"));
     }
-}
-
-/// Planner settings for the statements of the hot path (the writers' sessions,
-/// and each claim's transaction). Each of them walks an index to a few rows (a
-/// page of the queue, a batch's ids); the planner must not take the queue for
-/// small when its statistics lag (a new schema, or a backlog that grew faster
-/// than autovacuum's ANALYZE): it then scans and sorts the whole queue per
-/// claim (49 ms instead of 6 ms at 200,000 queued) and hashes it per batch of
-/// submits. So scans, bitmap scans and hash or merge joins are priced out
-/// there. Reads that sum a table (`stats`) keep the default planner.
-pub(crate) const INDEX_ONLY_PLANS: &str = "enable_seqscan = off, enable_bitmapscan = off, \
-     enable_hashjoin = off, enable_mergejoin = off";
-
-/// [`INDEX_ONLY_PLANS`] as `SET` (session) or `SET LOCAL` (transaction) commands.
-pub(crate) fn index_only_plans(local: bool) -> String {
-    let scope = if local { "SET LOCAL" } else { "SET" };
-    INDEX_ONLY_PLANS
-        .split(", ")
-        .map(|setting| format!("{scope} {setting};"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
