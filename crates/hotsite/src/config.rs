@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-
 use hotsite_core::config::{
     check_host_port, check_http_url, parse_socket_addr, Issues, WrittenDuration,
 };

@@ -97,7 +97,6 @@ pub async fn run_dispatcher<S: Store>(
     let recorder = Recorder::start(store.clone());
     let renewals = {
         let store = store.clone();
-        let metrics = metrics.clone();
         tokio::spawn(run_renewals(
             leases.clone(),
             "messages",
@@ -109,7 +108,6 @@ pub async fn run_dispatcher<S: Store>(
                     Ok(renewed.into_iter().map(|id| id.0).collect())
                 }
             },
-            move |lost| Metrics::add(&metrics.leases_lost_total, lost as u64),
             shutdown.clone(),
         ))
     };
@@ -254,6 +252,7 @@ impl Job {
         loop {
             let (_, hop) = route.hop(hop_index);
             if !self.held.may_send().await {
+                Metrics::inc(&self.metrics.leases_lost_total);
                 tracing::warn!(id = %message.id, "lease lost: another gateway has the message; not sent from here");
                 return;
             }

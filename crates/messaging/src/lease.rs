@@ -140,12 +140,13 @@ impl Leases {
 
 /// Renews what `leases` holds every [`Leases::renew_every`] until `shutdown`,
 /// through `renew` (the store's `renew_queued` or `renew_inbound`). `what`
-/// names the work in logs. `on_lost` is told how many were lost each time.
+/// names the work in logs. An id not renewed is dropped: another gateway took
+/// it, or its work was done (recorded) and its job had not yet let it go; a job
+/// that still wanted it finds it lost before its next send and counts that.
 pub(crate) async fn run_renewals<F, Fut>(
     leases: Arc<Leases>,
     what: &'static str,
     renew: F,
-    on_lost: impl Fn(usize) + Send,
     shutdown: CancellationToken,
 ) where
     F: Fn(Lease, Vec<i64>) -> Fut + Send,
@@ -165,10 +166,9 @@ pub(crate) async fn run_renewals<F, Fut>(
         match renew(lease.clone(), ids.clone()).await {
             Ok(renewed) => {
                 failures = 0;
-                let lost = leases.renewed(&lease, &ids, &renewed);
-                if lost > 0 {
-                    tracing::warn!(what, lost, owner = %lease.owner, "leases lost to another gateway (or their work ended): not sent from here");
-                    on_lost(lost);
+                let dropped = leases.renewed(&lease, &ids, &renewed);
+                if dropped > 0 {
+                    tracing::debug!(what, dropped, owner = %lease.owner, "claims not renewed: taken by another gateway, or done");
                 }
             }
             Err(error) => {

@@ -55,7 +55,7 @@ counters! {
     bind_failovers_total: "Binds that went out of service.";
     messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
     reference_collisions_total: "Submits the provider took for a repeat of another message (same reference) and answered with that message's id; sent again (SPEC M16).";
-    leases_lost_total: "Messages and inbound items whose lease passed to another gateway sharing the store before their job here ended: not sent from here (SPEC M17).";
+    leases_lost_total: "Messages and webhooks this gateway let go unsent: their lease passed to another gateway sharing the store, or ran short while renewals failed (SPEC M17).";
     receipts_uncorrelated_delivered_total: "Receipts delivered to the application without a message: their id matched none within the correlation wait (SPEC M13).";
 }
 

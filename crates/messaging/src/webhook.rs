@@ -111,7 +111,10 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// What the one store request in progress answered.
 enum StoreDone {
-    Read(Result<Vec<PendingInbound>, StoreError>, hotsite_store::Lease),
+    Read(
+        Result<Vec<PendingInbound>, StoreError>,
+        hotsite_store::Lease,
+    ),
     Recorded(Vec<InboundUpdate>, Result<(), StoreError>),
 }
 
@@ -168,7 +171,6 @@ pub async fn run_webhooks<S: Store>(
     let leases = Arc::new(Leases::new(owner, lease));
     let renewals = {
         let store = store.clone();
-        let metrics = metrics.clone();
         tokio::spawn(run_renewals(
             leases.clone(),
             "webhooks",
@@ -176,7 +178,6 @@ pub async fn run_webhooks<S: Store>(
                 let store = store.clone();
                 async move { store.renew_inbound(lease, ids).await }
             },
-            move |lost| Metrics::add(&metrics.leases_lost_total, lost as u64),
             shutdown.clone(),
         ))
     };
@@ -200,6 +201,7 @@ pub async fn run_webhooks<S: Store>(
             if leases.check(row.id, clock::now_ms()) != Hold::Held {
                 // Another gateway has it, or may soon: its claim runs out in
                 // the store and whoever claims it next posts it.
+                Metrics::inc(&metrics.leases_lost_total);
                 held.remove(&row.id);
                 leases.forget(row.id);
                 continue;

@@ -2,7 +2,9 @@
 //! inbound MO / delivery receipts.
 //!
 //! Only this crate writes queued work (ARCHITECTURE.md). Read this header before the
-//! code: it is the contract, and the on-disk format.
+//! code: it is the contract, and the on-disk format. Two backends keep it: the
+//! embedded [`SqliteStore`] (one process per file) and [`PgStore`] (PostgreSQL,
+//! shared by several gateways); one test suite runs against both.
 //!
 //! # Contract
 //!
@@ -11,21 +13,33 @@
 //!    [`Store::update_inbound`]) returns `Ok` only after the transaction holding its
 //!    request has committed. The SQLite backend runs in WAL mode with
 //!    `PRAGMA synchronous=FULL`, so a commit has fsynced the WAL: a crash, a `kill -9`
-//!    or a power cut after `Ok` loses nothing. An `Err` means the request changed
-//!    nothing (each request is applied all-or-nothing).
-//! 2. **Group commit.** One writer thread owns the only write connection. It takes
-//!    every write request waiting in its channel (up to [`SqliteOptions::max_batch`])
-//!    into ONE transaction, commits once, then answers each request. Durability costs
-//!    one fsync per batch, not per message: while the writer fsyncs, the next batch
-//!    queues up. If a batch fails, it is rolled back and its requests are retried
-//!    one transaction each, so one bad request never fails its neighbours.
+//!    or a power cut after `Ok` loses nothing. PostgreSQL answers a COMMIT once it
+//!    is durable as the server is configured (`synchronous_commit`, on by default).
+//!    An `Err` means the request changed nothing (each request is applied
+//!    all-or-nothing), except [`StoreError::Unavailable`] from a COMMIT whose
+//!    connection died: its outcome is unknown (item 9).
+//! 2. **Group commit.** One writer (a thread for SQLite, a tokio task for
+//!    PostgreSQL) owns the store's only write connection. It takes every write
+//!    request waiting in its channel (up to [`SqliteOptions::max_batch`] /
+//!    [`PgOptions::max_batch`]) into ONE transaction, commits once, then answers each
+//!    request. Durability costs one fsync per batch, not per message: while the
+//!    writer fsyncs, the next batch queues up. If a batch fails, it is rolled back
+//!    and its requests are retried one transaction each, so one bad request never
+//!    fails its neighbours (a full disk or an unreachable server fails them all; a
+//!    PostgreSQL batch that lost a deadlock or serialization race to another
+//!    gateway is first run again whole, a few times). PostgreSQL batches are
+//!    set-based (arrays through `unnest`, several statements in flight at once), so
+//!    a batch costs a handful of round trips, not one per message.
 //! 3. **Readers never wait for the writer.** Reads run on separate read connections
-//!    (WAL lets them read the last committed state during a write), on their own
-//!    threads. A read issued after a write returned `Ok` sees that write.
+//!    (WAL lets them read the last committed state during a write; PostgreSQL reads
+//!    a snapshot), on their own threads or a pool. A read issued after a write
+//!    returned `Ok` sees that write.
 //! 4. **Exactly-once acceptance (SPEC M8).** A message's idempotency `key` and an
 //!    inbound item's `dedupe_key` are unique constraints: the same key inserted again,
 //!    in the same batch or years later, answers [`Inserted::Existing`] /
-//!    [`InboundInserted::Duplicate`] with the first id and changes nothing.
+//!    [`InboundInserted::Duplicate`] with the first id and changes nothing; also when
+//!    two gateways insert it at once (PostgreSQL: the second waits for the first's
+//!    commit, then finds it).
 //! 5. **Receipts (SPEC M13, M1).** Every distinct receipt is stored and recorded as a
 //!    `receipt` event of its message; the first one carrying a final `message_state`
 //!    (2 delivered, 3 expired, 5 undeliverable, 8 rejected) sets the message's final
@@ -38,19 +52,27 @@
 //!    ([`StoreStats::receipts_uncorrelated`]), found under each of its keys and
 //!    applied, in arrival order, by the [`Update::Submitted`] that brings its
 //!    provider id; it is offered to the application only then, or after
-//!    [`SqliteOptions::receipt_correlation_wait_ms`] without a message.
+//!    [`SqliteOptions::receipt_correlation_wait_ms`] without a message. With several
+//!    gateways, a receipt stored at one while another records the submit is still
+//!    correlated: both take an advisory lock on the provider key first.
 //! 6. **A full disk refuses new work; it never drops accepted work (DESIGN.md,
 //!    invariant 1).** `SQLITE_FULL` (and an I/O error caused by `ENOSPC`) surfaces as
 //!    [`StoreError::Full`]; the failed request is rolled back, everything committed
 //!    before stays readable, and writes work again once space is freed.
 //!    [`StoreStats::storage_full`] says so from the failure to the next commit that
-//!    adds rows.
+//!    adds rows. PostgreSQL's `disk_full` (53100) is the same [`StoreError::Full`].
+//!    A PostgreSQL server out of reach (refused, closed, reset, timed out, shut
+//!    down by an administrator, out of connections) is [`StoreError::Unavailable`]
+//!    within [`PgOptions::connect_timeout`]; the store connects again by itself on
+//!    the next request once the server is back.
 //! 7. **Time is an input.** The store never reads the clock: every write carries its
 //!    wall-clock time as `*_ms: i64` (milliseconds since the Unix epoch).
 //! 8. **Bounded memory.** Nothing is cached per message. The dispatcher pages through
 //!    the queue with [`Store::queued_after`] and a cursor, so a backlog of millions
-//!    never sits in RAM. Counters for [`Store::stats`] are kept in memory, counted
-//!    once at open and then moved by each committed transaction.
+//!    never sits in RAM. SQLite keeps the counters for [`Store::stats`] in memory,
+//!    counted once at open and then moved by each committed transaction; PostgreSQL
+//!    keeps them in `counters`, each writer moving its own rows in its transactions,
+//!    and sums them (a scrape never counts the tables).
 //! 9. **Cancellation.** Dropping a write future does not cancel the write: it may
 //!    still commit. The caller learns the outcome by repeating the request with the
 //!    same key (which is exactly what idempotency keys are for).
@@ -73,12 +95,19 @@
 //!     on `<database>.lock` before it touches the file, and holds it until the last
 //!     handle is dropped: a second process gets [`StoreError::Locked`] naming the
 //!     holder. The kernel releases it when the process ends, `kill -9` included.
+//!     Gateways that share a queue share a PostgreSQL schema instead and divide the
+//!     work with claims: [`Store::claim_queued`] and [`Store::claim_inbound`] take
+//!     rows no live lease holds (`FOR UPDATE SKIP LOCKED`, committed before they are
+//!     answered), the holder renews them, and a message is recorded as sent once
+//!     (a late submit response of a holder whose lease ran out is `submit_ignored`).
 //! 12. **MO repeats in a sliding window (SPEC M8).** An inbound item with
 //!     [`NewInbound::dedupe_window_ms`] is a repeat when a copy with the same key
 //!     was stored within that window before it (the first copy's time counts).
 //!
 //! Dropping the last clone of a [`SqliteStore`] closes the channels and joins the
 //! writer and reader threads (the writer finishes the batch it holds first).
+//! Dropping the last clone of a [`PgStore`] closes its channel: the writer task
+//! finishes the batch it holds, then ends with its connection; the pool closes.
 //!
 //! # Message life cycle
 //!
@@ -186,6 +215,80 @@
 //! reference they were sent with (`id & 0xFFFF`), and the normalized keys of its
 //! provider ids and uncorrelated receipts are filled in.
 //!
+//! # PostgreSQL schema (`schema_version` 1)
+//!
+//! The same tables and columns as SQLite version 3, in the schema named by
+//! [`PgOptions::schema`] (the only entry of every connection's `search_path`), with
+//! PostgreSQL types; keys compare byte-wise (`COLLATE "C"`) as in SQLite. Added: the
+//! claim columns, the `counters` of [`Store::stats`], and the version table.
+//!
+//! ```sql
+//! CREATE TABLE schema_version (version BIGINT NOT NULL);   -- one row: 1
+//! CREATE TABLE messages (
+//!     id BIGSERIAL PRIMARY KEY,            key TEXT COLLATE "C" NOT NULL UNIQUE,
+//!     source TEXT NOT NULL,                destination TEXT COLLATE "C" NOT NULL,
+//!     body BYTEA NOT NULL,                 data_coding BIGINT NOT NULL,
+//!     state TEXT NOT NULL,                 attempts BIGINT NOT NULL,
+//!     provider_message_id TEXT,            site TEXT,  smsc TEXT,
+//!     submitted_at_ms BIGINT,
+//!     submitted_after_event BIGINT,        -- drawn from events' sequence
+//!     created_at_ms BIGINT NOT NULL,       updated_at_ms BIGINT NOT NULL,
+//!     route TEXT NOT NULL DEFAULT '',      hop BIGINT NOT NULL DEFAULT 0,
+//!     email TEXT,                          reference BIGINT,
+//!     provider_key TEXT COLLATE "C",       ref_collisions BIGINT NOT NULL DEFAULT 0,
+//!     claimed_by TEXT,                     -- SPEC M17: the lease holder, while
+//!     claim_until_ms BIGINT                -- Queued; cleared when it leaves
+//! ) WITH (fillfactor = 80);   -- room on each page: claims and renewals change no
+//!                             -- indexed column, so they are HOT updates
+//! CREATE INDEX messages_queued   ON messages (id) WHERE state = 'Queued';
+//! CREATE INDEX messages_provider ON messages (provider_key, id)
+//!     WHERE provider_key IS NOT NULL;
+//! CREATE TABLE destination_refs (destination TEXT COLLATE "C" PRIMARY KEY,
+//!     last_ref BIGINT NOT NULL, updated_at_ms BIGINT NOT NULL);
+//! CREATE TABLE receipt_keys (key TEXT COLLATE "C" NOT NULL, inbound_id BIGINT NOT NULL);
+//! CREATE INDEX receipt_keys_key ON receipt_keys (key);
+//! CREATE INDEX receipt_keys_inbound ON receipt_keys (inbound_id);
+//! CREATE TABLE events (id BIGSERIAL PRIMARY KEY, message_id BIGINT NOT NULL,
+//!     at_ms BIGINT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+//! CREATE INDEX events_message ON events (message_id, id);
+//! CREATE TABLE inbound (
+//!     id BIGSERIAL PRIMARY KEY,            kind TEXT NOT NULL,
+//!     dedupe_key TEXT COLLATE "C" NOT NULL UNIQUE,
+//!     provider_message_id TEXT,            message_state BIGINT,
+//!     source TEXT NOT NULL, destination TEXT NOT NULL, body BYTEA NOT NULL,
+//!     site TEXT NOT NULL, smsc TEXT NOT NULL, received_at_ms BIGINT NOT NULL,
+//!     message_id BIGINT,                   delivered_at_ms BIGINT,
+//!     attempts BIGINT NOT NULL,            next_attempt_at_ms BIGINT NOT NULL,
+//!     claimed_by TEXT,                     claim_until_ms BIGINT  -- until delivered
+//! ) WITH (fillfactor = 80);
+//! CREATE INDEX inbound_pending      ON inbound (id, next_attempt_at_ms)
+//!     WHERE delivered_at_ms IS NULL;
+//! CREATE INDEX inbound_uncorrelated ON inbound (id)
+//!     WHERE kind = 'Receipt' AND message_id IS NULL;
+//! CREATE TABLE counters (                 -- Store::stats: each writer (one per
+//!     writer TEXT NOT NULL, name TEXT NOT NULL,   -- PgStore) adds its committed
+//!     value BIGINT NOT NULL, PRIMARY KEY (writer, name));  -- deltas to its rows
+//! CREATE SEQUENCE writers;                -- names the writers (w1, w2, …)
+//! ```
+//!
+//! `name` is a [`MessageState::as_str`], `inbound_pending`, `inbound_total` or
+//! `receipts_uncorrelated`; a connecting store folds every writer's rows into the
+//! `''` writer's. The schema is created at connect in one transaction under an
+//! advisory lock (two gateways starting at once create it once); a schema whose
+//! `schema_version` is newer than this code knows is refused with
+//! [`StoreError::SchemaTooNew`] and left as it is. Ids come from sequences: they
+//! ascend within a gateway but, with several gateways, not in commit order, and a
+//! rolled-back or raced insert may leave a gap.
+//!
+//! Several gateways may write one schema at once (READ COMMITTED). What keeps
+//! the contract exact: idempotency and exact dedupe keys are unique constraints;
+//! windowed MO keys take an advisory lock on their identity before the "latest
+//! copy" check; Submitted and receipts take advisory locks on their provider keys
+//! (sorted) before they look each other up; reference counters are row-locked,
+//! destinations in sorted order; the messages an update reads first are
+//! row-locked, in id order, before it; every event of a message is written under
+//! that message's row lock, which is what places the `submitted` line.
+//!
 //! Provider message ids are assumed unique per gateway (they come from one provider
 //! platform, whose sites share an id space), except for the repeats of SPEC M16
 //! above. If two messages ever carry the same one, a receipt goes to the newest.
@@ -211,7 +314,7 @@ pub use types::{
 
 use std::future::Future;
 
-/// The durable store, as every backend offers it (SQLite now, PostgreSQL later).
+/// The durable store, as every backend offers it (SQLite, PostgreSQL).
 ///
 /// Write methods are durable when they return `Ok` (see the crate docs). Every method
 /// takes and returns owned data, so a handle can be cloned into any task.

@@ -54,11 +54,17 @@ mod tests {
         let (first, updated) = next_reference("+46", None, 1_000, 10_000);
         assert_eq!(updated, 1_000);
         assert_eq!(first, reference_seed("+46", 1_000));
-        assert_eq!(next_reference("+46", Some((65_535, 1_000)), 5_000, 10_000), (0, 5_000));
+        assert_eq!(
+            next_reference("+46", Some((65_535, 1_000)), 5_000, 10_000),
+            (0, 5_000)
+        );
         let (fresh, updated) = next_reference("+46", Some((7, 1_000)), 11_001, 10_000);
         assert_eq!((fresh, updated), (reference_seed("+46", 11_001), 11_001));
         // An older message of a batch never moves the time back.
-        assert_eq!(next_reference("+46", Some((7, 9_000)), 8_000, 10_000), (8, 9_000));
+        assert_eq!(
+            next_reference("+46", Some((7, 9_000)), 8_000, 10_000),
+            (8, 9_000)
+        );
     }
 
     #[test]

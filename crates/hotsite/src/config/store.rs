@@ -75,7 +75,9 @@ impl StoreSection {
         let lease = match &self.lease {
             None => DEFAULT_LEASE,
             Some(written) => match issues.positive_duration("store.lease", written, "30s") {
-                Some(lease) if lease < Duration::from_secs(1) || lease > Duration::from_secs(3600) => {
+                Some(lease)
+                    if lease < Duration::from_secs(1) || lease > Duration::from_secs(3600) =>
+                {
                     issues.add(
                         "store.lease",
                         "must be between 1s and 1h: it is how long the other gateways wait \
@@ -167,7 +169,10 @@ fn check_url(url: &str) -> Result<(), String> {
             "{shown:?} names no host: write postgres://user@host:5432/database"
         ));
     }
-    let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
+    let query = url
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default();
     for pair in query.split('&') {
         if let Some(mode) = pair.strip_prefix("sslmode=") {
             if mode != "disable" && mode != "prefer" && mode != "allow" {
@@ -222,7 +227,9 @@ mod tests {
     #[test]
     fn sqlite_is_the_default() {
         let (choice, lease) = validate("");
-        assert!(matches!(choice, Ok(StoreChoice::Sqlite { path, .. }) if path == PathBuf::from("hotsite.db")));
+        assert!(
+            matches!(choice, Ok(StoreChoice::Sqlite { path, .. }) if path == PathBuf::from("hotsite.db"))
+        );
         assert_eq!(lease, DEFAULT_LEASE);
     }
 
@@ -272,7 +279,10 @@ mod tests {
         }
         let (choice, _) = validate(r#"url = "postgres://u:pw@db/x?sslmode=require""#);
         let text = choice.expect_err("TLS refused").join("\n");
-        assert!(text.contains("sslmode=require: TLS to PostgreSQL is not supported"), "{text}");
+        assert!(
+            text.contains("sslmode=require: TLS to PostgreSQL is not supported"),
+            "{text}"
+        );
         assert!(!text.contains("pw@"), "{text}");
         let (choice, _) = validate(r#"schema = "hotsite""#);
         assert!(choice
@@ -280,6 +290,9 @@ mod tests {
             .join("\n")
             .contains("store.schema: applies to PostgreSQL only"));
         let (choice, _) = validate(r#"url = "postgres:///x""#);
-        assert!(choice.expect_err("no host").join("\n").contains("names no host"));
+        assert!(choice
+            .expect_err("no host")
+            .join("\n")
+            .contains("names no host"));
     }
 }

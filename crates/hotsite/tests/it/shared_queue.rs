@@ -14,8 +14,8 @@ use hotsite_store::SqliteOptions;
 
 use crate::failover::client_config;
 use crate::gateway::{
-    batch, handsets, lab_config, metrics_text, post_until_accepted, serve, setup_with,
-    wait_until, SECRET,
+    batch, handsets, lab_config, metrics_text, post_until_accepted, serve, setup_with, wait_until,
+    SECRET,
 };
 
 /// The value of the counter whose name ends with `suffix` in `/metrics`.
@@ -98,12 +98,20 @@ async fn two_gateways_on_one_store_send_each_message_once_and_hand_over_on_stop(
     let sent_a = counter(&http, &a.api, "messages_submitted_total").await;
     let sent_b = counter(&http, &api_b, "messages_submitted_total").await;
     assert_eq!(sent_a + sent_b, 4_000, "a {sent_a} + b {sent_b}");
-    assert!(sent_a > 0 && sent_b > 0, "both took part: a {sent_a}, b {sent_b}");
+    assert!(
+        sent_a > 0 && sent_b > 0,
+        "both took part: a {sent_a}, b {sent_b}"
+    );
 
     // The SMSCs answer slowly, so a holds what it claims with its submits on
     // the wire; then a stops. b must finish a's messages long before the
     // 120 s lease: a gave its claims up.
-    let targets: Vec<_> = a.lab.smsc_addrs().into_iter().map(|(target, _)| target).collect();
+    let targets: Vec<_> = a
+        .lab
+        .smsc_addrs()
+        .into_iter()
+        .map(|(target, _)| target)
+        .collect();
     for target in &targets {
         a.lab
             .set_fault(target, hotsite_lab::Fault::Slow { delay_ms: 1_500 })
@@ -122,7 +130,10 @@ async fn two_gateways_on_one_store_send_each_message_once_and_hand_over_on_stop(
         handsets(&lab).len() == 4_200
     })
     .await;
-    assert!(took < lease / 2, "handed over on stop, not after the lease: {took:?}");
+    assert!(
+        took < lease / 2,
+        "handed over on stop, not after the lease: {took:?}"
+    );
     // A submit on the wire when a stopped is the ambiguous case (SPEC M8): b
     // sends it again with the same reference and the lab drops the repeat.
     let twice: Vec<_> = handsets(&lab)

@@ -26,7 +26,8 @@ async fn in_transaction(
         client.batch_execute("BEGIN"),
         client.query(&statement, params),
         client.batch_execute("COMMIT"),
-    ).await
+    )
+    .await
     .context(doing)?;
     Ok(rows)
 }
@@ -39,14 +40,15 @@ pub(crate) async fn claim_queued(
 ) -> Result<Vec<QueuedMessage>, StoreError> {
     const DOING: &str = "claiming queued messages";
     // Rows another transaction holds (a claim, a submit being recorded) are
-    // skipped, not waited for: they are someone's work right now.
+    // skipped, not waited for: they are someone's work right now. The pick is a
+    // CTE so it runs once (as a subquery of the UPDATE it could run per row).
     let sql = format!(
-        "UPDATE messages SET claimed_by = $1, claim_until_ms = $2
-         WHERE id IN (SELECT id FROM messages
-                      WHERE state = 'Queued' AND id > $3
-                        AND (claim_until_ms IS NULL OR claim_until_ms < $4)
-                      ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
-           AND state = 'Queued'
+        "WITH picked AS (SELECT id AS picked_id FROM messages
+                         WHERE state = 'Queued' AND id > $3
+                           AND (claim_until_ms IS NULL OR claim_until_ms < $4)
+                         ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+         UPDATE messages SET claimed_by = $1, claim_until_ms = $2
+         FROM picked WHERE messages.id = picked.picked_id
          RETURNING {QUEUED_COLUMNS}"
     );
     let after = after.map_or(i64::MIN, |id| id.0);
@@ -105,12 +107,12 @@ pub(crate) async fn claim_inbound(
 ) -> Result<Vec<PendingInbound>, StoreError> {
     const DOING: &str = "claiming inbound items";
     let sql = format!(
-        "UPDATE inbound SET claimed_by = $1, claim_until_ms = $2
-         WHERE id IN (SELECT id FROM inbound
-                      WHERE delivered_at_ms IS NULL AND next_attempt_at_ms <= $3
-                        AND (claim_until_ms IS NULL OR claim_until_ms < $3)
-                      ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
-           AND delivered_at_ms IS NULL
+        "WITH picked AS (SELECT id AS picked_id FROM inbound
+                         WHERE delivered_at_ms IS NULL AND next_attempt_at_ms <= $3
+                           AND (claim_until_ms IS NULL OR claim_until_ms < $3)
+                         ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+         UPDATE inbound SET claimed_by = $1, claim_until_ms = $2
+         FROM picked WHERE inbound.id = picked.picked_id
          RETURNING {PENDING_COLUMNS}"
     );
     let rows = in_transaction(
@@ -163,13 +165,15 @@ pub(crate) async fn release(client: &Object, owner: &str) -> Result<(), StoreErr
     const DOING: &str = "releasing claims";
     let messages = client
         .prepare_cached(
-            "UPDATE messages SET claimed_by = NULL, claim_until_ms = NULL WHERE claimed_by = $1",
+            "UPDATE messages SET claimed_by = NULL, claim_until_ms = NULL
+             WHERE state = 'Queued' AND claimed_by = $1",
         )
         .await
         .context(DOING)?;
     let inbound = client
         .prepare_cached(
-            "UPDATE inbound SET claimed_by = NULL, claim_until_ms = NULL WHERE claimed_by = $1",
+            "UPDATE inbound SET claimed_by = NULL, claim_until_ms = NULL
+             WHERE delivered_at_ms IS NULL AND claimed_by = $1",
         )
         .await
         .context(DOING)?;
@@ -178,7 +182,8 @@ pub(crate) async fn release(client: &Object, owner: &str) -> Result<(), StoreErr
         client.execute(&messages, &[&owner]),
         client.execute(&inbound, &[&owner]),
         client.batch_execute("COMMIT"),
-    ).await
+    )
+    .await
     .context(DOING)?;
     Ok(())
 }

@@ -27,7 +27,12 @@ pub(crate) fn map_error(doing: &str, error: &tokio_postgres::Error) -> StoreErro
 /// `pg_terminate_backend` (57P01-57P03), or no connection slot left (53300).
 pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     if let Some(code) = error.code() {
+        // A read-only server (25006) is a standby after a failover: the
+        // primary is elsewhere, so this connection is dropped and made again
+        // (a multi-host URL with target_session_attrs=read-write finds it).
         return code.code().starts_with("08")
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+            || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
@@ -52,8 +57,12 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
 /// Whether the transaction lost a race it may simply run again: a deadlock
 /// (40P01) or a serialization failure (40001).
 pub(crate) fn is_retryable(error: &tokio_postgres::Error) -> bool {
+    // A lock wait cut short by `lock_timeout` (55P03) is a race lost to another
+    // gateway's transaction like a deadlock: run again.
     error.code().is_some_and(|code| {
-        *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::LOCK_NOT_AVAILABLE
     })
 }
 

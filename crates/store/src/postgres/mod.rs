@@ -89,8 +89,18 @@ impl PgStore {
         let mut client = writer::connect(&target, "connecting").await?;
         schema::migrate(&mut client, &target.schema).await?;
         schema::fold_counters(&client).await;
-        let name = schema::writer_name(&client).await?;
-        let connection = Connection::new(client).await?;
+        let mut connections = Vec::new();
+        connections.push((
+            schema::writer_name(&client).await?,
+            Connection::new(client).await?,
+        ));
+        for _ in 1..options.writers.max(1) {
+            let client = writer::connect(&target, "connecting").await?;
+            connections.push((
+                schema::writer_name(&client).await?,
+                Connection::new(client).await?,
+            ));
+        }
 
         let manager = Manager::from_config(
             target.config.clone(),
@@ -111,20 +121,23 @@ impl PgStore {
 
         let shared = Arc::new(Shared::default());
         let (sender, receiver) = mpsc::unbounded_channel();
-        let writer = Writer {
-            target: target.clone(),
-            requests: receiver,
-            max_batch: options.max_batch.max(1),
-            policy: Policy {
-                reference_window_ms: options.reference_window_ms.max(0),
-                correlation_wait_ms: options.receipt_correlation_wait_ms.max(0),
-            },
-            shared: Arc::clone(&shared),
-            name,
-            connection: Some(connection),
-            prune: Prune::default(),
-        };
-        tokio::spawn(writer.run());
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for (name, connection) in connections {
+            let writer = Writer {
+                target: target.clone(),
+                requests: Arc::clone(&receiver),
+                max_batch: options.max_batch.max(1),
+                policy: Policy {
+                    reference_window_ms: options.reference_window_ms.max(0),
+                    correlation_wait_ms: options.receipt_correlation_wait_ms.max(0),
+                },
+                shared: Arc::clone(&shared),
+                name,
+                connection: Some(connection),
+                prune: Prune::default(),
+            };
+            tokio::spawn(writer.run());
+        }
         Ok(PgStore {
             inner: Arc::new(Inner {
                 writer: sender,

@@ -173,7 +173,10 @@ pub(crate) async fn pending_inbound(
     limit: usize,
 ) -> Result<Vec<PendingInbound>, StoreError> {
     const DOING: &str = "reading pending inbound items";
-    let statement = client.prepare_cached(PENDING_INBOUND).await.context(DOING)?;
+    let statement = client
+        .prepare_cached(PENDING_INBOUND)
+        .await
+        .context(DOING)?;
     let rows = client
         .query(&statement, &[&now_ms, &limit_param(limit)])
         .await
@@ -191,7 +194,10 @@ pub(crate) fn pending_row(row: &Row, doing: &str) -> Result<PendingInbound, Stor
             .ok_or_else(|| StoreError::Corrupt(format!("{doing}: unknown kind {kind:?}")))?,
         provider_message_id: row.try_get(2).context(doing)?,
         message_state: message_state.map(|value| small(value, doing)).transpose()?,
-        message_id: row.try_get::<_, Option<i64>>(4).context(doing)?.map(MessageId),
+        message_id: row
+            .try_get::<_, Option<i64>>(4)
+            .context(doing)?
+            .map(MessageId),
         source: row.try_get(5).context(doing)?,
         destination: row.try_get(6).context(doing)?,
         body: row.try_get(7).context(doing)?,

@@ -39,11 +39,10 @@ CREATE TABLE {s}.messages (
     ref_collisions        BIGINT NOT NULL DEFAULT 0,
     claimed_by            TEXT,
     claim_until_ms        BIGINT
-);
+) WITH (fillfactor = 80);
 CREATE INDEX messages_queued ON {s}.messages (id) WHERE state = 'Queued';
 CREATE INDEX messages_provider ON {s}.messages (provider_key, id)
     WHERE provider_key IS NOT NULL;
-CREATE INDEX messages_claimed ON {s}.messages (claimed_by) WHERE claimed_by IS NOT NULL;
 
 CREATE TABLE {s}.destination_refs (
     destination   TEXT COLLATE "C" PRIMARY KEY,
@@ -84,12 +83,11 @@ CREATE TABLE {s}.inbound (
     next_attempt_at_ms  BIGINT NOT NULL,
     claimed_by          TEXT,
     claim_until_ms      BIGINT
-);
+) WITH (fillfactor = 80);
 CREATE INDEX inbound_pending ON {s}.inbound (id, next_attempt_at_ms)
     WHERE delivered_at_ms IS NULL;
 CREATE INDEX inbound_uncorrelated ON {s}.inbound (id)
     WHERE kind = 'Receipt' AND message_id IS NULL;
-CREATE INDEX inbound_claimed ON {s}.inbound (claimed_by) WHERE claimed_by IS NOT NULL;
 
 CREATE TABLE {s}.counters (
     writer TEXT NOT NULL,

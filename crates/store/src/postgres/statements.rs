@@ -16,9 +16,6 @@ macro_rules! statements {
                 Ok(Statements { $($name: client.prepare($sql).await?,)* })
             }
         }
-
-        #[cfg(test)]
-        pub(crate) const ALL: &[(&str, &str)] = &[$((stringify!($name), $sql),)*];
     };
 }
 
@@ -30,13 +27,18 @@ statements! {
     /// Row locks on the messages a batch updates, in id order; answers those that exist.
     lock_messages = "SELECT id FROM messages WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
     ids_by_key = "SELECT key, id FROM messages WHERE key = ANY($1::text[])";
-    /// Locks (creating if needed) the destinations' reference counters in sorted
-    /// order and answers them; a row created here has `updated_at_ms` = i64::MIN,
-    /// which means "none".
-    lock_destinations = r#"INSERT INTO destination_refs (destination, last_ref, updated_at_ms)
-        SELECT d, 0, -9223372036854775808 FROM unnest($1::text[]) AS d ORDER BY d COLLATE "C"
-        ON CONFLICT (destination) DO UPDATE SET last_ref = destination_refs.last_ref
-        RETURNING destination, last_ref, updated_at_ms"#;
+    /// Locks the reference counters of the destinations that have one, in
+    /// sorted order, and answers them.
+    lock_destinations = r#"SELECT destination, last_ref, updated_at_ms FROM destination_refs
+        WHERE destination = ANY($1::text[]) ORDER BY destination FOR UPDATE"#;
+    /// Counters of destinations that had none; answers those created (one
+    /// missing: another gateway created it meanwhile, the batch runs again).
+    new_destinations = r#"INSERT INTO destination_refs (destination, last_ref, updated_at_ms)
+        SELECT destination, last_ref, updated_at_ms
+        FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(destination, last_ref, updated_at_ms)
+        ORDER BY destination COLLATE "C"
+        ON CONFLICT (destination) DO NOTHING
+        RETURNING destination"#;
     write_destinations = "UPDATE destination_refs AS r SET last_ref = u.last_ref,
         updated_at_ms = u.updated_at_ms
         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(destination, last_ref, updated_at_ms)
@@ -53,13 +55,15 @@ statements! {
         ON CONFLICT (key) DO NOTHING
         RETURNING key, id";
     /// Records submit responses on queued messages unless another message to the
-    /// destination has the provider key (SPEC M16). `submitted_after_event` is the
-    /// message's last event: the row is locked (by `lock_messages`, an earlier
-    /// statement), so every event of it committed elsewhere is in this snapshot.
+    /// destination has the provider key (SPEC M16). `submitted_after_event` is
+    /// drawn from the events' sequence while the row is locked (by this UPDATE;
+    /// after a wait for another writer the new row is computed again, drawing
+    /// again): every event of the message is written under its row lock, so
+    /// those before have smaller ids and those after larger ones.
     submit_unless_colliding = "UPDATE messages AS m SET state = 'Submitted',
         provider_message_id = u.provider_message_id, site = u.site, smsc = u.smsc,
         submitted_at_ms = u.at,
-        submitted_after_event = (SELECT COALESCE(MAX(e.id), 0) FROM events AS e WHERE e.message_id = m.id),
+        submitted_after_event = nextval('events_id_seq'),
         updated_at_ms = GREATEST(m.updated_at_ms, u.at), provider_key = u.key,
         claimed_by = NULL, claim_until_ms = NULL
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
@@ -72,7 +76,7 @@ statements! {
     submit = "UPDATE messages AS m SET state = 'Submitted',
         provider_message_id = u.provider_message_id, site = u.site, smsc = u.smsc,
         submitted_at_ms = u.at,
-        submitted_after_event = (SELECT COALESCE(MAX(e.id), 0) FROM events AS e WHERE e.message_id = m.id),
+        submitted_after_event = nextval('events_id_seq'),
         updated_at_ms = GREATEST(m.updated_at_ms, u.at), provider_key = u.key,
         claimed_by = NULL, claim_until_ms = NULL
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])

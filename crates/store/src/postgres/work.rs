@@ -185,13 +185,19 @@ impl<'a> Work<'a> {
             match request {
                 WriteRequest::Update(updates, _) => {
                     for update in updates {
-                        ids.push(update.id().0);
-                        if let Update::Submitted {
-                            provider_message_id,
-                            ..
-                        } = update
-                        {
-                            keys.push(lock_key(self.schema, "p", &normalize(provider_message_id)));
+                        // A submit response locks its row by its own UPDATE
+                        // (which rechecks `Queued` after any wait); the others
+                        // read the state first, so they lock it up front.
+                        match update {
+                            Update::Submitted {
+                                provider_message_id,
+                                ..
+                            } => keys.push(lock_key(
+                                self.schema,
+                                "p",
+                                &normalize(provider_message_id),
+                            )),
+                            other => ids.push(other.id().0),
                         }
                     }
                 }
@@ -232,7 +238,8 @@ impl<'a> Work<'a> {
                     client.query(&st.lock_messages, &[&ids]).await
                 }
             },
-        ).await
+        )
+        .await
         .doing("starting a write transaction")?;
         for row in locked {
             self.existing
@@ -327,7 +334,10 @@ impl<'a> Work<'a> {
     }
 
     /// Writes this transaction's counter changes and commits, in one round trip.
-    pub(crate) async fn commit(&mut self, prune: Option<(&str, i64)>) -> Result<Option<String>, TxError> {
+    pub(crate) async fn commit(
+        &mut self,
+        prune: Option<(&str, i64)>,
+    ) -> Result<Option<String>, TxError> {
         let (names, deltas) = self.delta.rows();
         let client = self.client;
         let st = self.st;
@@ -360,7 +370,8 @@ impl<'a> Work<'a> {
                 }
             },
             client.batch_execute("COMMIT"),
-        ).await
+        )
+        .await
         .doing("committing")?;
         Ok(pruned)
     }
@@ -381,7 +392,8 @@ impl<'a> Work<'a> {
             self.client.query(&self.st.ids_by_key, &[&keys]),
             self.client
                 .query(&self.st.lock_destinations, &[&destinations]),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut ids: HashMap<String, i64> = HashMap::with_capacity(existing_rows.len());
         for row in &existing_rows {
@@ -389,13 +401,11 @@ impl<'a> Work<'a> {
         }
         let mut counters: HashMap<String, Option<(i64, i64)>> = HashMap::new();
         for row in &counter_rows {
-            let updated_at_ms: i64 = row.try_get(2).doing(DOING)?;
-            let last = (updated_at_ms != i64::MIN)
-                .then(|| row.try_get(1).map(|last_ref| (last_ref, updated_at_ms)))
-                .transpose()
-                .doing(DOING)?;
-            counters.insert(row.try_get(0).doing(DOING)?, last);
+            let last = (row.try_get(1).doing(DOING)?, row.try_get(2).doing(DOING)?);
+            counters.insert(row.try_get(0).doing(DOING)?, Some(last));
         }
+        // Destinations without a counter get one; the others are locked.
+        let had_counter: HashSet<String> = counters.keys().cloned().collect();
         // SPEC M16: each new message takes its destination's next reference.
         let new: Vec<&NewMessage> = batch
             .iter()
@@ -421,17 +431,25 @@ impl<'a> Work<'a> {
         }
         touched.sort_unstable();
         touched.dedup();
-        let (mut last_refs, mut updated) = (Vec::new(), Vec::new());
-        for destination in &touched {
-            let (last_ref, updated_at_ms) = counters
-                .get(*destination)
-                .copied()
-                .flatten()
-                .unwrap_or_default();
-            last_refs.push(last_ref);
-            updated.push(updated_at_ms);
-        }
-        let column = |f: &dyn Fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
+        let (old, fresh): (Vec<&str>, Vec<&str>) = touched
+            .iter()
+            .partition(|destination| had_counter.contains(**destination));
+        let values = |destinations: &[&str]| -> (Vec<i64>, Vec<i64>) {
+            destinations
+                .iter()
+                .map(|destination| {
+                    counters
+                        .get(*destination)
+                        .copied()
+                        .flatten()
+                        .unwrap_or_default()
+                })
+                .unzip()
+        };
+        let (old_refs, old_updated) = values(&old);
+        let (fresh_refs, fresh_updated) = values(&fresh);
+        let column =
+            |f: &dyn Fn(&NewMessage) -> String| new.iter().map(|m| f(m)).collect::<Vec<_>>();
         let new_keys = column(&|m| m.key.clone());
         let sources = column(&|m| m.source.clone());
         let dests = column(&|m| m.destination.clone());
@@ -440,7 +458,7 @@ impl<'a> Work<'a> {
         let routes = column(&|m| m.route.clone());
         let emails: Vec<Option<&str>> = new.iter().map(|m| m.email.as_deref()).collect();
         let ats: Vec<i64> = new.iter().map(|m| m.received_at_ms).collect();
-        let (inserted_rows, _) = try_join(
+        let (inserted_rows, _, created_counters) = try_join3(
             async {
                 if new.is_empty() {
                     Ok(Vec::new())
@@ -464,19 +482,35 @@ impl<'a> Work<'a> {
                 }
             },
             async {
-                if touched.is_empty() {
+                if old.is_empty() {
                     Ok(0)
                 } else {
                     self.client
                         .execute(
                             &self.st.write_destinations,
-                            &[&touched, &last_refs, &updated],
+                            &[&old, &old_refs, &old_updated],
                         )
                         .await
                 }
             },
-        ).await
+            async {
+                if fresh.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.client
+                        .query(
+                            &self.st.new_destinations,
+                            &[&fresh, &fresh_refs, &fresh_updated],
+                        )
+                        .await
+                }
+            },
+        )
+        .await
         .doing(DOING)?;
+        if created_counters.len() != fresh.len() {
+            return Err(destination_race());
+        }
         let mut created: HashMap<String, i64> = HashMap::with_capacity(inserted_rows.len());
         for row in &inserted_rows {
             created.insert(row.try_get(0).doing(DOING)?, row.try_get(1).doing(DOING)?);
@@ -520,11 +554,12 @@ impl<'a> Work<'a> {
 
     /// Answers, per update, the resubmit it asks for.
     async fn update(&mut self, updates: &[&Update]) -> Result<Vec<Option<Resubmit>>, TxError> {
-        // All or nothing: an unknown message fails the request before any change.
-        if let Some(unknown) = updates
-            .iter()
-            .find(|update| !self.existing.contains(&update.id().0))
-        {
+        // All or nothing: an unknown message fails the request before any change
+        // (a submit response for one fails it when found: the transaction is
+        // rolled back either way).
+        if let Some(unknown) = updates.iter().find(|update| {
+            !matches!(update, Update::Submitted { .. }) && !self.existing.contains(&update.id().0)
+        }) {
             return Err(StoreError::UnknownMessage(unknown.id()).into());
         }
         let mut results = vec![None; updates.len()];
@@ -581,7 +616,10 @@ impl<'a> Work<'a> {
         Ok(results)
     }
 
-    async fn submit_many(&mut self, segment: Vec<Submit<'_>>) -> Result<Vec<Option<Resubmit>>, TxError> {
+    async fn submit_many(
+        &mut self,
+        segment: Vec<Submit<'_>>,
+    ) -> Result<Vec<Option<Resubmit>>, TxError> {
         const DOING: &str = "recording submit responses";
         let ids: Vec<i64> = segment.iter().map(|s| s.id.0).collect();
         let provider_ids: Vec<&str> = segment.iter().map(|s| s.provider_message_id).collect();
@@ -595,7 +633,8 @@ impl<'a> Work<'a> {
                 &[&ids, &provider_ids, &sites, &smscs, &ats, &keys],
             ),
             self.client.query(&self.st.stored_receipts, &[&keys]),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut submitted = HashSet::with_capacity(recorded.len());
         for row in &recorded {
@@ -649,7 +688,10 @@ impl<'a> Work<'a> {
                 .moved(Some(MessageState::Queued), MessageState::Submitted);
             let stored = self
                 .client
-                .query(&self.st.stored_receipts, &[&[submit.key.as_str()].as_slice()])
+                .query(
+                    &self.st.stored_receipts,
+                    &[&[submit.key.as_str()].as_slice()],
+                )
                 .await
                 .doing(DOING)?;
             let stored = StoredReceipt::from_rows(&stored)?;
@@ -668,7 +710,8 @@ impl<'a> Work<'a> {
                 &self.st.insert_event,
                 &[&submit.id.0, &submit.at_ms, &"submit_ignored", &detail],
             ),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(None)
     }
@@ -723,14 +766,15 @@ impl<'a> Work<'a> {
                     &id.0,
                     &reference.map_or(-1, i64::from),
                     &(collisions + 1),
-                    &submit.at_ms
+                    &submit.at_ms,
                 ],
             ),
             self.client.execute(
                 &self.st.insert_event,
                 &[&id.0, &submit.at_ms, &"reference_collision", &detail],
             ),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(Some(Resubmit { id, reference }))
     }
@@ -738,30 +782,38 @@ impl<'a> Work<'a> {
     /// The next reference of one destination (SPEC M16).
     async fn allocate_reference(&mut self, destination: &str, at_ms: i64) -> Result<i64, TxError> {
         const DOING: &str = "allocating a message reference";
+        let destinations = [destination];
         let row = self
             .client
-            .query_one(&self.st.lock_destinations, &[&[destination].as_slice()])
+            .query_opt(&self.st.lock_destinations, &[&destinations.as_slice()])
             .await
             .doing(DOING)?;
-        let updated_at_ms: i64 = row.try_get(2).doing(DOING)?;
-        let last = if updated_at_ms == i64::MIN {
-            None
-        } else {
-            Some((row.try_get(1).doing(DOING)?, updated_at_ms))
-        };
+        let last = row
+            .map(|row| Ok::<_, tokio_postgres::Error>((row.try_get(1)?, row.try_get(2)?)))
+            .transpose()
+            .doing(DOING)?;
         let (reference, updated_at_ms) =
             next_reference(destination, last, at_ms, self.policy.reference_window_ms);
-        self.client
-            .execute(
-                &self.st.write_destinations,
-                &[
-                    &[destination].as_slice(),
-                    &[reference].as_slice(),
-                    &[updated_at_ms].as_slice(),
-                ],
-            )
+        let (references, times) = ([reference], [updated_at_ms]);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+            &destinations.as_slice(),
+            &references.as_slice(),
+            &times.as_slice(),
+        ];
+        if last.is_some() {
+            self.client
+                .execute(&self.st.write_destinations, &params)
+                .await
+                .doing(DOING)?;
+        } else if self
+            .client
+            .query(&self.st.new_destinations, &params)
             .await
-            .doing(DOING)?;
+            .doing(DOING)?
+            .is_empty()
+        {
+            return Err(destination_race());
+        }
         Ok(reference)
     }
 
@@ -828,7 +880,10 @@ impl<'a> Work<'a> {
                         provider_message_id,
                     ),
                 );
-                if let Some(to) = receipt.message_state.and_then(MessageState::from_receipt_state) {
+                if let Some(to) = receipt
+                    .message_state
+                    .and_then(MessageState::from_receipt_state)
+                {
                     if !state.is_final() {
                         self.delta.moved(Some(state), to);
                         state = to;
@@ -842,10 +897,12 @@ impl<'a> Work<'a> {
         }
         let forget: Vec<i64> = correlated.into_iter().collect();
         try_join3(
-            self.client.execute(&self.st.forget_receipt_keys, &[&forget]),
+            self.client
+                .execute(&self.st.forget_receipt_keys, &[&forget]),
             events.write(self.client, self.st),
             states.write(self.client, self.st),
-        ).await
+        )
+        .await
         .doing(DOING)?;
         Ok(())
     }
@@ -878,7 +935,8 @@ impl<'a> Work<'a> {
                 try_join(
                     client.execute(&st.requeue, &[&id.0, at_ms]),
                     client.execute(&st.insert_event, &[&id.0, at_ms, kind, reason]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
             Update::Fallback {
@@ -903,9 +961,10 @@ impl<'a> Work<'a> {
                         client.execute(&st.touch, &[&id.0, at_ms]),
                         client.execute(
                             &st.insert_event,
-                            &[&id.0, at_ms, &"fallback_ignored", &detail]
+                            &[&id.0, at_ms, &"fallback_ignored", &detail],
                         ),
-                    ).await
+                    )
+                    .await
                     .doing(DOING)?;
                 }
             }
@@ -921,7 +980,8 @@ impl<'a> Work<'a> {
                 try_join(
                     changes.write(client, st),
                     client.execute(&st.insert_event, &[&id.0, at_ms, &"failed", reason]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
             Update::Event {
@@ -933,7 +993,8 @@ impl<'a> Work<'a> {
                 try_join(
                     client.execute(&st.touch, &[&id.0, at_ms]),
                     client.execute(&st.insert_event, &[&id.0, at_ms, kind, detail]),
-                ).await
+                )
+                .await
                 .doing(DOING)?;
             }
         }
@@ -1025,7 +1086,8 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut ids: HashMap<String, i64> = HashMap::new();
         for row in &existing_rows {
@@ -1067,10 +1129,16 @@ impl<'a> Work<'a> {
             .collect();
         let sources = column(&|item| item.source.clone());
         let destinations = column(&|item| item.destination.clone());
-        let bodies: Vec<&[u8]> = new.iter().map(|(i, _)| items[*i].0.body.as_slice()).collect();
+        let bodies: Vec<&[u8]> = new
+            .iter()
+            .map(|(i, _)| items[*i].0.body.as_slice())
+            .collect();
         let sites = column(&|item| item.site.clone());
         let smscs = column(&|item| item.smsc.clone());
-        let received: Vec<i64> = new.iter().map(|(i, _)| items[*i].0.received_at_ms).collect();
+        let received: Vec<i64> = new
+            .iter()
+            .map(|(i, _)| items[*i].0.received_at_ms)
+            .collect();
         let messages: Vec<Option<i64>> = new.iter().map(|(_, m)| *m).collect();
         // A receipt that matches no message yet waits for its submit response
         // before it is offered to the application, uncorrelated (SPEC M13).
@@ -1121,7 +1189,8 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         let mut states: HashMap<i64, MessageState> = HashMap::new();
         for row in &state_rows {
@@ -1174,7 +1243,7 @@ impl<'a> Work<'a> {
                     );
                     let state = states
                         .get_mut(message)
-                        .ok_or_else(|| StoreError::UnknownMessage(id))?;
+                        .ok_or(StoreError::UnknownMessage(id))?;
                     if let Some(to) = item
                         .message_state
                         .and_then(MessageState::from_receipt_state)
@@ -1217,13 +1286,14 @@ impl<'a> Work<'a> {
                         .await
                 }
             },
-        ).await
+        )
+        .await
         .doing(DOING)?;
         items
             .iter()
             .enumerate()
-            .map(|(index, (_, key))| {
-                match (created.get(key.as_str()), ids.get(key.as_str())) {
+            .map(
+                |(index, (_, key))| match (created.get(key.as_str()), ids.get(key.as_str())) {
                     (Some(id), _) if first.get(key.as_str()) == Some(&index) => {
                         Ok(InboundInserted::Created(*id))
                     }
@@ -1231,8 +1301,8 @@ impl<'a> Work<'a> {
                     (None, None) => Err(TxError::from(StoreError::Database(format!(
                         "{DOING}: key {key:?} neither stored nor found"
                     )))),
-                }
-            })
+                },
+            )
             .collect()
     }
 
@@ -1287,7 +1357,8 @@ impl<'a> Work<'a> {
                             .await
                     }
                 },
-            ).await
+            )
+            .await
             .doing(DOING)?;
             self.delta.inbound_pending -= delivered_rows.len() as i64;
             for row in delivered_rows.iter().chain(&retried_rows) {
@@ -1315,6 +1386,19 @@ impl<'a> Work<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Another gateway created a destination's counter after this transaction
+/// found none: run the batch again (it will find and lock it).
+fn destination_race() -> TxError {
+    TxError {
+        error: StoreError::Database(
+            "allocating message references: another gateway created a destination's counter \
+             at the same time"
+                .to_owned(),
+        ),
+        retryable: true,
     }
 }
 

@@ -1,7 +1,9 @@
-//! The writer task: owns one connection and commits in groups.
+//! The writer tasks: each owns one connection and commits in groups.
 //!
 //! Loop: wait for one request, take every other request already waiting (up to
-//! `max_batch`), run them all in ONE transaction, then answer each. If the
+//! `max_batch`), run them all in ONE transaction, then answer each. Several
+//! writers share the queue of requests (`PgOptions::writers`): one gathers
+//! while another waits for its commit. If the
 //! transaction loses a deadlock or serialization race to another gateway, it is
 //! run again (a few times). If it fails otherwise, it is rolled back and each
 //! request is run again in a transaction of its own, so the error reaches only
@@ -38,6 +40,9 @@ pub(crate) struct Connection {
     statements: Statements,
 }
 
+/// The longest a write transaction may take before its connection is given up.
+const TRANSACTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How many times a batch that lost a deadlock or serialization race is run again.
 const RACE_RETRIES: usize = 5;
 
@@ -46,7 +51,8 @@ const PRUNE_EVERY: u64 = 64;
 
 pub(crate) struct Writer {
     pub(crate) target: Target,
-    pub(crate) requests: mpsc::UnboundedReceiver<WriteRequest>,
+    /// Shared by the writers: whichever is free gathers the next group.
+    pub(crate) requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WriteRequest>>>,
     pub(crate) max_batch: usize,
     pub(crate) policy: Policy,
     pub(crate) shared: Arc<Shared>,
@@ -101,14 +107,21 @@ impl Connection {
 
 impl Writer {
     pub(crate) async fn run(mut self) {
-        while let Some(first) = self.requests.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match self.requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+        loop {
+            let batch = {
+                let mut requests = self.requests.lock().await;
+                let Some(first) = requests.recv().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < self.max_batch {
+                    match requests.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
                 }
-            }
+                batch
+            };
             self.process(batch).await;
         }
     }
@@ -152,7 +165,25 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.try_transaction(requests).await;
+            // A transaction takes milliseconds; one that takes this long is
+            // stuck on a connection that will not say so (the server's own
+            // timeouts end its side): the connection is dropped, the outcome
+            // is unknown (Unavailable, contract item 9).
+            let result =
+                match tokio::time::timeout(TRANSACTION_LIMIT, self.try_transaction(requests)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.connection = None;
+                        Err(TxError {
+                            error: StoreError::Unavailable(format!(
+                                "writing to {}: no answer within {TRANSACTION_LIMIT:?}",
+                                self.target.describe()
+                            )),
+                            retryable: false,
+                        })
+                    }
+                };
             match result {
                 Ok(outputs) => return Ok(outputs),
                 Err(TxError {
@@ -171,7 +202,10 @@ impl Writer {
         }
     }
 
-    async fn try_transaction(&mut self, requests: &[&WriteRequest]) -> Result<Vec<Output>, TxError> {
+    async fn try_transaction(
+        &mut self,
+        requests: &[&WriteRequest],
+    ) -> Result<Vec<Output>, TxError> {
         if self
             .connection
             .as_ref()

@@ -1,13 +1,32 @@
 //! SPEC M9 and DESIGN invariant 1: what was acknowledged survives; a full disk
 //! refuses new work and loses nothing.
 
+use std::path::{Path, PathBuf};
+
 use hotsite_store::{
     InboundUpdate, Inserted, MessageId, MessageState, SqliteOptions, SqliteStore, StoreError,
     StoreStats, Update,
 };
+use tempfile::TempDir;
 use tokio::task::JoinSet;
 
-use crate::{message, mo, receipt, reopen, store, submitted, temp_store};
+use crate::{both_backends, message, mo, receipt, submitted, AnyStore};
+
+/// A SQLite store in its own directory, for the tests of the file itself.
+fn temp_store(options: SqliteOptions) -> (TempDir, PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hotsite.db");
+    let store = SqliteStore::open(&path, options).expect("open");
+    (dir, path, store)
+}
+
+fn store() -> (TempDir, PathBuf, SqliteStore) {
+    temp_store(SqliteOptions::default())
+}
+
+fn reopen(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, SqliteOptions::default()).expect("reopen")
+}
 
 fn without_commits(stats: StoreStats) -> StoreStats {
     StoreStats {
@@ -16,106 +35,12 @@ fn without_commits(stats: StoreStats) -> StoreStats {
     }
 }
 
-/// SPEC M9: everything acknowledged is there after the store is closed and reopened.
-#[tokio::test]
-async fn committed_work_survives_reopen() {
-    let (_dir, path, store) = store();
-    let ids: Vec<MessageId> = store
-        .insert_messages((0..100).map(|i| message(&format!("k{i}"), i)).collect())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Inserted::id)
-        .collect();
-    store
-        .update(vec![
-            submitted(ids[0], "P-0", 200),
-            Update::Requeued {
-                id: ids[1],
-                kind: "requeued".to_owned(),
-                reason: "ambiguous".to_owned(),
-                at_ms: 201,
-            },
-        ])
-        .await
-        .unwrap();
-    store
-        .insert_inbound(vec![receipt("dr", "P-0", 2, 202), mo("mo", 203)])
-        .await
-        .unwrap();
-    store
-        .update_inbound(vec![InboundUpdate::Delivered { id: 2, at_ms: 204 }])
-        .await
-        .unwrap();
-    let mut before = Vec::new();
-    for id in &ids {
-        before.push(store.message(*id).await.unwrap().unwrap());
-    }
-    let stats = store.stats().await.unwrap();
-    let pending = store.pending_inbound(1000, 10).await.unwrap();
-    drop(store);
-
-    let store = reopen(&path);
-    for (id, view) in ids.iter().zip(&before) {
-        assert_eq!(store.message(*id).await.unwrap().as_ref(), Some(view));
-    }
-    assert_eq!(before[0].state, MessageState::Delivered);
-    assert_eq!(
-        without_commits(store.stats().await.unwrap()),
-        without_commits(stats)
-    );
-    assert_eq!(store.pending_inbound(1000, 10).await.unwrap(), pending);
-    assert_eq!(store.queued_after(None, 1000).await.unwrap().len(), 99);
-    // Ids keep ascending after a reopen; keys stay unique.
-    let again = store
-        .insert_messages(vec![message("k5", 9), message("new", 9)])
-        .await
-        .unwrap();
-    assert_eq!(
-        again,
-        vec![
-            Inserted::Existing(ids[5]),
-            Inserted::Created(MessageId(101))
-        ]
-    );
-}
-
-/// Group commit: 1000 concurrent single-message inserts share a few transactions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inserts_are_committed_in_groups() {
-    let (_dir, _path, store) = store();
-    let before = store.stats().await.unwrap().commits;
-    let mut tasks = JoinSet::new();
-    for i in 0..1000 {
-        let store = store.clone();
-        tasks.spawn(async move {
-            store
-                .insert_messages(vec![message(&format!("k{i}"), i)])
-                .await
-                .unwrap()
-        });
-    }
-    let mut created = 0;
-    while let Some(result) = tasks.join_next().await {
-        assert!(matches!(result.unwrap()[..], [Inserted::Created(_)]));
-        created += 1;
-    }
-    assert_eq!(created, 1000);
-    let stats = store.stats().await.unwrap();
-    let commits = stats.commits - before;
-    assert_eq!(stats.queued, 1000);
-    assert!(
-        commits <= 100,
-        "1000 concurrent requests took {commits} commits: not grouped"
-    );
-}
-
 /// DESIGN invariant 1: a full database refuses new work with `Full`, keeps every
 /// committed message readable, and accepts work again once space is freed.
 /// (`max_page_count` plays the full disk: SQLite answers SQLITE_FULL exactly as it
 /// does on ENOSPC.)
 #[tokio::test]
-async fn full_database_refuses_new_work_and_keeps_committed_work() {
+async fn sqlite_full_database_refuses_new_work_and_keeps_committed_work() {
     let (_dir, path, store) = temp_store(SqliteOptions {
         max_page_count: Some(64),
         ..SqliteOptions::default()
@@ -218,7 +143,7 @@ async fn full_database_refuses_new_work_and_keeps_committed_work() {
 
 /// A file written by a newer hotsite is refused, with a clear error, untouched.
 #[tokio::test]
-async fn newer_schema_version_is_refused() {
+async fn sqlite_newer_schema_version_is_refused() {
     let (_dir, path, store) = store();
     store.insert_messages(vec![message("k", 1)]).await.unwrap();
     drop(store);
@@ -285,7 +210,7 @@ fn downgrade_to_v2(conn: &rusqlite::Connection) {
 /// id is found in any case or padding, and a receipt stored uncorrelated is
 /// applied by the submit response that comes after the upgrade.
 #[tokio::test]
-async fn version_2_file_is_upgraded() {
+async fn sqlite_version_2_file_is_upgraded() {
     let (_dir, path, store) = store();
     let ids = two_messages_first_submitted(&store, "00AB").await;
     store
@@ -318,7 +243,7 @@ async fn version_2_file_is_upgraded() {
 /// A file written by the previous version (1, before routes) is upgraded in place:
 /// its queued messages keep their place and take the default route's first hop.
 #[tokio::test]
-async fn version_1_file_is_upgraded() {
+async fn sqlite_version_1_file_is_upgraded() {
     let (_dir, path, store) = store();
     let ids = two_messages_first_submitted(&store, "p-a").await;
     drop(store);
@@ -357,7 +282,7 @@ async fn version_1_file_is_upgraded() {
 
 /// A file that is not a database is reported as corrupt, not overwritten.
 #[test]
-fn foreign_file_is_refused() {
+fn sqlite_foreign_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("not-a.db");
     std::fs::write(&path, vec![b'#'; 8192]).unwrap();
@@ -369,7 +294,7 @@ fn foreign_file_is_refused() {
 /// DESIGN invariant 1 on a real full disk (ENOSPC from a 1 MiB tmpfs), not only a
 /// size limit. Needs root to mount; skipped (with a note) where mounting fails.
 #[tokio::test]
-async fn real_full_disk_refuses_new_work_and_keeps_committed_work() {
+async fn sqlite_real_full_disk_refuses_new_work_and_keeps_committed_work() {
     let dir = tempfile::tempdir().unwrap();
     let Some(mount) = Tmpfs::mount(dir.path(), "1m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
@@ -443,5 +368,101 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+both_backends! {
+    /// SPEC M9: everything acknowledged is there after the store is closed and reopened.
+    async fn committed_work_survives_reopen(backend: Backend) {
+        let Some(store) = backend.fresh().await else {
+            return;
+        };
+        let ids: Vec<MessageId> = store
+            .insert_messages((0..100).map(|i| message(&format!("k{i}"), i)).collect())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Inserted::id)
+            .collect();
+        store
+            .update(vec![
+                submitted(ids[0], "P-0", 200),
+                Update::Requeued {
+                    id: ids[1],
+                    kind: "requeued".to_owned(),
+                    reason: "ambiguous".to_owned(),
+                    at_ms: 201,
+                },
+            ])
+            .await
+            .unwrap();
+        store
+            .insert_inbound(vec![receipt("dr", "P-0", 2, 202), mo("mo", 203)])
+            .await
+            .unwrap();
+        store
+            .update_inbound(vec![InboundUpdate::Delivered { id: 2, at_ms: 204 }])
+            .await
+            .unwrap();
+        let mut before = Vec::new();
+        for id in &ids {
+            before.push(store.message(*id).await.unwrap().unwrap());
+        }
+        let stats = store.stats().await.unwrap();
+        let pending = store.pending_inbound(1000, 10).await.unwrap();
+        let store = store.reopen().await;
+        for (id, view) in ids.iter().zip(&before) {
+            assert_eq!(store.message(*id).await.unwrap().as_ref(), Some(view));
+        }
+        assert_eq!(before[0].state, MessageState::Delivered);
+        assert_eq!(
+            without_commits(store.stats().await.unwrap()),
+            without_commits(stats)
+        );
+        assert_eq!(store.pending_inbound(1000, 10).await.unwrap(), pending);
+        assert_eq!(store.queued_after(None, 1000).await.unwrap().len(), 99);
+        // Ids keep ascending after a reopen; keys stay unique.
+        let again = store
+            .insert_messages(vec![message("k5", 9), message("new", 9)])
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            vec![
+                Inserted::Existing(ids[5]),
+                Inserted::Created(MessageId(101))
+            ]
+        );
+    }
+
+    /// Group commit: 1000 concurrent single-message inserts share a few transactions.
+    async fn concurrent_inserts_are_committed_in_groups(backend: Backend) {
+        let Some(store) = backend.fresh().await else {
+            return;
+        };
+        let before = store.stats().await.unwrap().commits;
+        let mut tasks = JoinSet::new();
+        for i in 0..1000 {
+            let store: AnyStore = (*store).clone();
+            tasks.spawn(async move {
+                store
+                    .insert_messages(vec![message(&format!("k{i}"), i)])
+                    .await
+                    .unwrap()
+            });
+        }
+        let mut created = 0;
+        while let Some(result) = tasks.join_next().await {
+            assert!(matches!(result.unwrap()[..], [Inserted::Created(_)]));
+            created += 1;
+        }
+        assert_eq!(created, 1000);
+        let stats = store.stats().await.unwrap();
+        let commits = stats.commits - before;
+        assert_eq!(stats.queued, 1000);
+        assert!(
+            commits <= 100,
+            "1000 concurrent requests took {commits} commits: not grouped"
+        );
     }
 }

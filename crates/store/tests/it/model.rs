@@ -9,10 +9,13 @@ use std::path::Path;
 
 use hotsite_store::{
     EventRecord, InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState,
-    MessageView, NewInbound, NewMessage, PendingInbound, ReceiptIdFormat, SqliteOptions,
+    MessageView, NewInbound, NewMessage, PendingInbound, PgStore, ReceiptIdFormat, SqliteOptions,
     SqliteStore, Update,
 };
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use crate::{AnyStore, Opts, PgSchema};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -348,19 +351,46 @@ impl Model {
     }
 }
 
-fn options() -> SqliteOptions {
-    // NORMAL keeps the model test fast; durability across reopen is what it checks.
-    SqliteOptions {
-        synchronous_full: false,
-        readers: 1,
-        // The model offers receipts at once; the wait for a late submit response
-        // has tests of its own (receipts.rs).
-        receipt_correlation_wait_ms: 0,
-        ..SqliteOptions::default()
+/// Where a case's store lives.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Sqlite(&'a Path),
+    /// One schema for every case, emptied before each.
+    Pg(&'a PgSchema),
+}
+
+impl Place<'_> {
+    async fn open(self) -> AnyStore {
+        match self {
+            // NORMAL keeps the model test fast; durability across reopen is what
+            // it checks.
+            Place::Sqlite(path) => AnyStore::Sqlite(
+                SqliteStore::open(
+                    path,
+                    SqliteOptions {
+                        synchronous_full: false,
+                        readers: 1,
+                        // The model offers receipts at once; the wait for a late
+                        // submit response has tests of its own (receipts.rs).
+                        receipt_correlation_wait_ms: 0,
+                        ..SqliteOptions::default()
+                    },
+                )
+                .unwrap(),
+            ),
+            Place::Pg(schema) => AnyStore::Pg(
+                PgStore::connect(schema.options(Opts {
+                    receipt_correlation_wait_ms: 0,
+                    ..Opts::default()
+                }))
+                .await
+                .unwrap(),
+            ),
+        }
     }
 }
 
-async fn check(store: &SqliteStore, model: &Model, now_ms: i64) {
+async fn check(store: &AnyStore, model: &Model, now_ms: i64) {
     for index in 0..model.messages.len() {
         let expected = model.view(index);
         let actual = store.message(expected.id).await.unwrap();
@@ -406,8 +436,20 @@ async fn check(store: &SqliteStore, model: &Model, now_ms: i64) {
     );
 }
 
-async fn run(ops: Vec<Op>, path: &Path) {
-    let mut store = SqliteStore::open(path, options()).unwrap();
+async fn run(ops: Vec<Op>, place: Place<'_>) {
+    let mut store = place.open().await;
+    if let Place::Pg(schema) = place {
+        // A fresh case: no rows, ids from 1, as a new file.
+        schema
+            .client()
+            .await
+            .batch_execute(
+                "TRUNCATE messages, events, inbound, receipt_keys, destination_refs, counters \
+                 RESTART IDENTITY",
+            )
+            .await
+            .unwrap();
+    }
     let mut model = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
         let now = step as i64 * 10 + 10;
@@ -539,7 +581,7 @@ async fn run(ops: Vec<Op>, path: &Path) {
             }
             Op::Reopen => {
                 drop(store);
-                store = SqliteStore::open(path, options()).unwrap();
+                store = place.open().await;
                 check(&store, &model, now).await;
             }
         }
@@ -557,12 +599,38 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+    fn sqlite_store_matches_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.db");
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(run(ops, &path));
+            .block_on(run(ops, Place::Sqlite(&path)));
+    }
+}
+
+/// The same model against PostgreSQL: fewer cases (a connect per reopen costs
+/// more than opening a file), one schema emptied between cases.
+#[test]
+fn pg_store_matches_model() {
+    let Some(schema) = PgSchema::create() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        // The SQLite half keeps the regression seeds (same operations).
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
+        runtime.block_on(run(ops, Place::Pg(&schema)));
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
