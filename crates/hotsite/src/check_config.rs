@@ -3,13 +3,17 @@
 //!
 //! `--runtime` also checks what only this host can say, for a gateway file:
 //! that every listen address can be bound now (`api.listen`, `voice.listen`,
-//! TCP and UDP), that the store can be opened or created in its directory,
+//! TCP and UDP), that the store can be opened or created in its directory
+//! (SQLite) or its server answers (PostgreSQL),
 //! and that the recording's signing key loads and its folder can be made.
 //! It is a flag, not the default: checking the file of a gateway that is
 //! running (or on a build machine) must not fail because its ports are taken.
 
 use std::path::Path;
 use std::process::ExitCode;
+
+use hotsite_store::PgOptions;
+use tokio_postgres::config::{Host, SslMode};
 
 use crate::config::{line_of, Config, StoreChoice};
 
@@ -35,12 +39,19 @@ pub(crate) fn run(file: &Path, runtime: bool) -> ExitCode {
         if !runtime {
             return Ok(summary);
         }
-        let problems = match Config::from_toml_str(&text) {
-            Ok(config) => runtime_problems(&config),
-            Err(_) => Vec::new(), // a lab file: nothing of a gateway to bind
+        let (problems, store) = match Config::from_toml_str(&text) {
+            Ok(config) => (
+                runtime_problems(&config),
+                match config.store {
+                    StoreChoice::Sqlite { .. } => "store writable",
+                    StoreChoice::Postgres(_) => "database answering",
+                },
+            ),
+            // A lab file: nothing of a gateway to bind.
+            Err(_) => (Vec::new(), "store writable"),
         };
         if problems.is_empty() {
-            Ok(format!("{summary}; listen addresses free, store writable"))
+            Ok(format!("{summary}; listen addresses free, {store}"))
         } else {
             Err(problems)
         }
@@ -148,12 +159,94 @@ fn runtime_problems(config: &Config) -> Vec<String> {
     if !config.messaging {
         return problems;
     }
-    if let StoreChoice::Sqlite { path, .. } = &config.store {
-        if let Err(reason) = probe_store(path) {
-            problems.push(format!("store.path: {reason}"));
+    match &config.store {
+        StoreChoice::Sqlite { path, .. } => {
+            if let Err(reason) = probe_store(path) {
+                problems.push(format!("store.path: {reason}"));
+            }
+        }
+        StoreChoice::Postgres(options) => {
+            if let Err(reason) = probe_postgres(options) {
+                problems.push(format!("store.url: {reason}"));
+            }
         }
     }
     problems
+}
+
+/// Whether the PostgreSQL server `options` names answers a query, within the
+/// connect timeout (the query gets as long again): one connection with the
+/// URL's user and database, `SELECT 1`, closed. Creates nothing: the gateway
+/// makes its schema at its first start. The reason names where it tried,
+/// never the password.
+fn probe_postgres(options: &PgOptions) -> Result<(), String> {
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|error| format!("the URL does not parse: {error}"))?;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let port = config
+                .get_ports()
+                .get(index)
+                .or_else(|| config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let shown = hosts.join(",");
+    // The gateway does not speak TLS to PostgreSQL (config validation refuses
+    // a URL that asks for it); neither does the probe.
+    config.ssl_mode(SslMode::Disable);
+    config.connect_timeout(options.connect_timeout);
+    let limit = options.connect_timeout * 2;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start a runtime to reach PostgreSQL: {error}"))?;
+    let answered = runtime.block_on(async {
+        tokio::time::timeout(limit, async {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            let connection = tokio::spawn(connection);
+            let answer = client.simple_query("SELECT 1").await.map(|_| ());
+            drop(client);
+            let _ = connection.await;
+            answer
+        })
+        .await
+    });
+    match answered {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!(
+            "cannot reach PostgreSQL at {shown}: {}",
+            with_causes(&error)
+        )),
+        Err(_) => Err(format!(
+            "cannot reach PostgreSQL at {shown}: no answer within {limit:?}"
+        )),
+    }
+}
+
+/// `error` and the errors under it ("error connecting to server: Connection
+/// refused (os error 111)"), each once.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Whether the store at `path` can be opened (an existing file: readable and

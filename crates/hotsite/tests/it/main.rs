@@ -20,4 +20,5 @@ mod realworld;
 mod recording;
 mod recording_run;
 mod shared_queue;
+mod shared_store;
 mod site;
