@@ -464,9 +464,15 @@ impl ConfigFile {
         }
         let inbox = match &smpp {
             Some(smpp) => {
-                if let StoreChoice::Sqlite { options, .. } = &mut store {
-                    options.reference_window_ms = millis(smpp.reference_window);
-                    options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                match &mut store {
+                    StoreChoice::Sqlite { options, .. } => {
+                        options.reference_window_ms = millis(smpp.reference_window);
+                        options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                    }
+                    StoreChoice::Postgres(options) => {
+                        options.reference_window_ms = millis(smpp.reference_window);
+                        options.receipt_correlation_wait_ms = millis(smpp.correlation_wait);
+                    }
                 }
                 smpp.inbox.clone()
             }
@@ -742,7 +748,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 mod channels;
 mod store;
-pub(crate) use store::{PostgresSettings, StoreChoice};
+pub(crate) use store::StoreChoice;
 use store::StoreSection;
 #[cfg(test)]
 mod tests;

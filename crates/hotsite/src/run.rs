@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hotsite_host::Host;
-use hotsite_store::SqliteStore;
+use hotsite_store::{PgStore, SqliteStore};
 
 use crate::config::{Config, StoreChoice};
 
@@ -74,6 +74,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let gateway = config.gateway.clone();
         let started = match store {
             OpenStore::Sqlite(store) => hotsite_messaging::start(gateway, store, &deps).await,
+            OpenStore::Postgres(store) => hotsite_messaging::start(gateway, store, &deps).await,
         };
         let (gateway, routes) = started.context("cannot start the gateway")?;
         host.add(Box::new(gateway), routes);
@@ -147,6 +148,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 /// The store `[store]` names, open.
 enum OpenStore {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Opens the store: the SQLite file (locked: one gateway, SPEC M17), or the
@@ -157,6 +159,10 @@ async fn open_store(choice: &StoreChoice) -> anyhow::Result<OpenStore> {
             SqliteStore::open(path, options.clone())
                 .with_context(|| format!("cannot open the store {}", path.display()))?,
         )),
-        StoreChoice::Postgres(_) => anyhow::bail!("PostgreSQL store: not in this build yet"),
+        StoreChoice::Postgres(options) => Ok(OpenStore::Postgres(
+            PgStore::connect(options.clone())
+                .await
+                .with_context(|| format!("cannot open the {}", choice.describe()))?,
+        )),
     }
 }

@@ -9,6 +9,17 @@ pub enum StoreError {
     /// committed before is intact. Retry after space is freed.
     #[error("storage full while {0}: new work refused, committed work is intact")]
     Full(String),
+    /// The database server cannot be reached (refused, closed, reset, timed out,
+    /// shut down, or out of connections). New work is refused; work committed
+    /// before is intact. A write whose commit was cut off may or may not have
+    /// committed: repeat it with the same key (contract item 9). The store
+    /// reconnects by itself on the next request.
+    #[error("database unreachable while {0}: new work refused, committed work is intact")]
+    Unavailable(String),
+    /// The options given to open the store are not usable (a bad URL, schema name
+    /// or TLS setting); nothing was opened.
+    #[error("invalid store options: {0}")]
+    InvalidOptions(String),
     /// The store's writer or readers are gone (shut down or crashed).
     #[error("store closed")]
     Closed,

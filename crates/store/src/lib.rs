@@ -193,11 +193,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod postgres;
 pub mod provider_id;
+mod rules;
 mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use postgres::{PgOptions, PgStore};
 pub use provider_id::ReceiptIdFormat;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use types::{

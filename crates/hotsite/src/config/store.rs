@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hotsite_core::config::{Issues, WrittenDuration};
 use hotsite_core::Secret;
-use hotsite_store::SqliteOptions;
+use hotsite_store::{PgOptions, SqliteOptions};
 use serde::Deserialize;
 
 /// `[store]` as written.
@@ -42,21 +42,9 @@ pub(crate) enum StoreChoice {
         /// filled in from `[smpp]`).
         options: SqliteOptions,
     },
-    /// A PostgreSQL database shared by gateways.
-    Postgres(PostgresSettings),
-}
-
-/// `[store]` for PostgreSQL, validated.
-#[derive(Debug, Clone)]
-pub(crate) struct PostgresSettings {
-    /// The connection URL (may hold a password: never printed).
-    pub(crate) url: Secret,
-    /// The schema of hotsite's tables.
-    pub(crate) schema: Option<String>,
-    /// Read connections.
-    pub(crate) pool_size: usize,
-    /// Connection attempts' limit.
-    pub(crate) connect_timeout: Duration,
+    /// A PostgreSQL database shared by gateways (its URL may hold a password:
+    /// `PgOptions`' `Debug` never prints it).
+    Postgres(PgOptions),
 }
 
 impl StoreChoice {
@@ -67,7 +55,7 @@ impl StoreChoice {
             StoreChoice::Sqlite { path, .. } => format!("store {}", path.display()),
             StoreChoice::Postgres(settings) => format!(
                 "store {}{}",
-                without_password(settings.url.expose()),
+                without_password(&settings.url),
                 settings
                     .schema
                     .as_ref()
@@ -130,8 +118,8 @@ impl StoreSection {
                 issues.add(
                     "store.schema",
                     format!(
-                        "{schema:?} is not a plain identifier: letters, digits and _, \
-                         not starting with a digit, at most 63 characters"
+                        "{schema:?} is not a plain identifier: lower-case letters, digits \
+                         and _, not starting with a digit, at most 63 characters"
                     ),
                 );
             }
@@ -147,11 +135,12 @@ impl StoreSection {
             None => Duration::from_secs(5),
         };
         (
-            StoreChoice::Postgres(PostgresSettings {
-                url: url.clone(),
+            StoreChoice::Postgres(PgOptions {
+                url: url.expose().to_owned(),
                 schema: self.schema.clone(),
                 pool_size,
                 connect_timeout,
+                ..PgOptions::default()
             }),
             lease,
         )
@@ -211,8 +200,8 @@ pub(crate) fn without_password(url: &str) -> String {
 
 fn is_identifier(text: &str) -> bool {
     let mut chars = text.chars();
-    matches!(chars.next(), Some(first) if first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(first) if first.is_ascii_lowercase() || first == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && text.len() <= 63
 }
 

@@ -19,4 +19,5 @@ mod production_build;
 mod realworld;
 mod recording;
 mod recording_run;
+mod shared_queue;
 mod site;

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::{Context, Counters};
 use crate::error::StoreError;
 use crate::provider_id::{normalize, receipt_keys};
+use crate::rules::{reference_seed, windowed_key};
 use crate::types::{
     InboundInserted, InboundKind, InboundUpdate, Inserted, MessageId, MessageState, NewInbound,
     NewMessage, Resubmit, Update,
@@ -430,24 +431,6 @@ struct Submit<'a> {
     at_ms: i64,
     /// `provider_message_id` normalized.
     key: &'a str,
-}
-
-/// Where a windowed dedupe key's copies are stored: `identity@<20-digit time>`,
-/// so the newest copy of an identity is one step down its unique index.
-fn windowed_key(identity: &str, received_at_ms: i64) -> String {
-    format!("{identity}@{:020}", received_at_ms.max(0))
-}
-
-/// The reference a destination starts from when it has none within the window:
-/// spread by destination and time, so that a restart of the sequence after the
-/// window does not begin where a provider with a longer memory remembers it.
-fn reference_seed(destination: &str, at_ms: i64) -> i64 {
-    let hash = destination
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    ((hash ^ (at_ms as u64 / 1000)) & 0xFFFF) as i64
 }
 
 impl<'c> Work<'c> {
