@@ -749,7 +749,7 @@ async fn hotsite_run(
     fleet.wait_binds(instances, Duration::from_secs(20)).await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(label, messages, Arc::clone(&accepted), Arc::clone(&lab));
-    let cpu = CpuMeter::start(&fleet.pids(), store == Store::Postgres);
+    let cpu = CpuMeter::start(&fleet.pids(), fleet.database_pids().as_deref());
     let driven = drive(Load {
         api,
         bases: fleet.apis(),
@@ -775,7 +775,7 @@ async fn hotsite_run(
         Some(app) => Some(receipts_settle(app, "webhook", driven.accepted, driven.t0, ctx).await),
         None => None,
     };
-    let cpu_cores = cpu.finish();
+    let cpu_cores = cpu.finish(fleet.database_pids().as_deref());
     progress.stop();
     let arrived = arrivals(&lab, messages);
     let peak = fleet.memory_kb("VmHWM");
@@ -1072,7 +1072,7 @@ async fn kannel_run(
         Arc::clone(&accepted),
         Arc::clone(&lab),
     );
-    let cpu = CpuMeter::start(&[kannel.bearerbox_pid(), kannel.smsbox_pid()], false);
+    let cpu = CpuMeter::start(&[kannel.bearerbox_pid(), kannel.smsbox_pid()], None);
     let driven = drive(Load {
         api: Api::Kannel,
         bases: vec![kannel.sendsms.clone()],
@@ -1098,7 +1098,7 @@ async fn kannel_run(
         Some(app) => Some(receipts_settle(app, "dlr-url", driven.accepted, driven.t0, ctx).await),
         None => None,
     };
-    let cpu_cores = cpu.finish();
+    let cpu_cores = cpu.finish(None);
     progress.stop();
     let arrived = arrivals(&lab, messages);
     let peak = procs::proc_kb(kannel.bearerbox_pid(), "VmHWM").unwrap_or(0)

@@ -74,7 +74,7 @@ impl Fleet {
             (Store::Postgres, Some((url, name))) => {
                 let schema = PgSchema::create(url, name)?;
                 let store = StoreSetup::Postgres {
-                    url: url.to_owned(),
+                    url: schema.gateway_url(),
                     schema: schema.name().to_owned(),
                 };
                 (Some(schema), store)
@@ -122,6 +122,12 @@ impl Fleet {
     /// Each gateway's API, in gateway order.
     pub(crate) fn apis(&self) -> Vec<String> {
         self.gateways.iter().map(|g| g.api.clone()).collect()
+    }
+
+    /// PostgreSQL's processes working for this run (see
+    /// [`PgSchema::server_pids`]); `None` on SQLite.
+    pub(crate) fn database_pids(&self) -> Option<Vec<u32>> {
+        self.schema.as_ref().map(PgSchema::server_pids)
     }
 
     pub(crate) fn pids(&self) -> Vec<u32> {

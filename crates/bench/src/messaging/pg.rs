@@ -107,6 +107,32 @@ impl PgSchema {
             .with_context(|| format!("size of schema {}: {out:?}", self.name))
     }
 
+    /// The URL the run's gateways connect with: `--pg-url` with
+    /// `application_name` set to the schema's name, so that their backends
+    /// can be told from other clients of the same server.
+    pub(crate) fn gateway_url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}application_name={}", self.url, self.name)
+    }
+
+    /// The server processes working for this run: the gateways' backends
+    /// and the server's own background processes (WAL writer, checkpointer,
+    /// autovacuum…, shared with any other client of the server).
+    pub(crate) fn server_pids(&self) -> Vec<u32> {
+        let sql = format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = '{}' \
+             OR backend_type <> 'client backend'",
+            self.name
+        );
+        match psql(&self.url, &sql) {
+            Ok(out) => out.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+            Err(error) => {
+                eprintln!("warning: {error:#}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Drops the schema now; an error is reported, not fatal.
     pub(crate) fn drop_now(mut self) {
         self.drop_schema();

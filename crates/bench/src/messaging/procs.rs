@@ -638,19 +638,10 @@ fn process_ticks(pid: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU ticks of every PostgreSQL server process on this machine (command
-/// name `postgres`), by PID.
-fn database_ticks() -> HashMap<u32, u64> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return HashMap::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "postgres")
-        })
-        .filter_map(|pid| Some((pid, process_ticks(&pid.to_string())?)))
+/// CPU ticks of `pids`, by PID (those that have exited are left out).
+fn ticks_by_pid(pids: &[u32]) -> HashMap<u32, u64> {
+    pids.iter()
+        .filter_map(|&pid| Some((pid, process_ticks(&pid.to_string())?)))
         .collect()
 }
 
@@ -663,31 +654,32 @@ pub(crate) struct CpuMeter {
     machine: u64,
     this: u64,
     product: u64,
-    /// PostgreSQL's processes at the start, when the run uses it.
-    database: Option<HashMap<u32, u64>>,
+    /// PostgreSQL's processes for the run at the start, when it uses it.
+    database: HashMap<u32, u64>,
 }
 
 /// CPU use in cores (1.0 = one core busy) over a phase.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct CpuUse {
     pub(crate) product: f64,
-    /// The PostgreSQL server (every `postgres` process), with `--store postgres`.
+    /// The PostgreSQL server, with `--store postgres`: the gateways' backends
+    /// and the server's background processes.
     pub(crate) database: f64,
     pub(crate) bench: f64,
     pub(crate) other: f64,
 }
 
 impl CpuMeter {
-    /// Starts metering `pids` (the product), and PostgreSQL's processes too
-    /// when `database`.
-    pub(crate) fn start(pids: &[u32], database: bool) -> CpuMeter {
+    /// Starts metering `pids` (the product) and `database` (PostgreSQL's
+    /// processes for the run; `None` without PostgreSQL).
+    pub(crate) fn start(pids: &[u32], database: Option<&[u32]>) -> CpuMeter {
         CpuMeter {
             pids: pids.to_vec(),
             at: clock(),
             machine: machine_busy_ticks().unwrap_or(0),
             this: process_ticks("self").unwrap_or(0),
             product: Self::product_ticks(pids),
-            database: database.then(database_ticks),
+            database: ticks_by_pid(database.unwrap_or_default()),
         }
     }
 
@@ -697,7 +689,9 @@ impl CpuMeter {
             .sum()
     }
 
-    pub(crate) fn finish(&self) -> CpuUse {
+    /// CPU use since the start; `database`: PostgreSQL's processes for the
+    /// run now (backends may have been opened since the start).
+    pub(crate) fn finish(&self, database: Option<&[u32]>) -> CpuUse {
         let seconds = clock().duration_since(self.at).as_secs_f64().max(1e-3);
         let machine = machine_busy_ticks()
             .unwrap_or(0)
@@ -706,12 +700,14 @@ impl CpuMeter {
         let product = Self::product_ticks(&self.pids).saturating_sub(self.product);
         // Backends that started during the phase count from zero; those that
         // ended are missed (the gateways' pools keep theirs open).
-        let database = self.database.as_ref().map_or(0, |before| {
-            database_ticks()
-                .into_iter()
-                .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or(0)))
-                .sum()
-        });
+        let mut pids: Vec<u32> = database.unwrap_or_default().to_vec();
+        pids.extend(self.database.keys());
+        pids.sort_unstable();
+        pids.dedup();
+        let database: u64 = ticks_by_pid(&pids)
+            .into_iter()
+            .map(|(pid, now)| now.saturating_sub(self.database.get(&pid).copied().unwrap_or(0)))
+            .sum();
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / seconds;
         CpuUse {
             product: cores(product),
