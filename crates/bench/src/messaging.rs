@@ -4,9 +4,12 @@
 //!
 //! - The gateway runs as a child process (`<hotsite> run --config`, the
 //!   program the caller names: the `hotsite` binary passes itself), its
-//!   SQLite store (fsync on) in a work directory on disk; Kannel's bearerbox
-//!   and smsbox run as child processes with a copy of the peers' config. Both
-//!   are stopped by PID.
+//!   SQLite store (fsync on) in a work directory on disk, or (`--store
+//!   postgres`) on PostgreSQL in a fresh schema per run, dropped after; with
+//!   `--gateways 2`, two gateways share that schema (SPEC M17) and the load
+//!   driver splits its connections between their APIs. Kannel's bearerbox and
+//!   smsbox run as child processes with a copy of the peers' config. All are
+//!   stopped by PID.
 //! - The lab and the HTTP load driver run in this process. Every message has a
 //!   unique destination, so arrivals at the lab are matched per message.
 //! - Receipts (`--receipts on|off|both`, on by default): hotsite asks for one
@@ -24,8 +27,11 @@
 
 mod analysis;
 mod driver;
+mod fleet;
+mod pg;
 mod procs;
 mod receiver;
+mod render;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -41,8 +47,10 @@ use serde_json::json;
 
 use analysis::{arrivals, latencies, quantile, settle, Arrivals, Progress};
 use driver::{drive, Api, Driven, Load};
-use procs::{CpuMeter, CpuUse, Gateway, GatewaySettings, Kannel, WorkDir, KANNEL_INSTALL, TOKEN};
+use fleet::{Fleet, FleetSetup, Store};
+use procs::{CpuMeter, CpuUse, GatewayCounters, Kannel, WorkDir, KANNEL_INSTALL, TOKEN};
 use receiver::{ReceiptCounts, Receiver};
+use render::{print_run_line, render};
 
 /// Now, on the process's monotonic clock (tokio's, like the lab's).
 #[allow(clippy::disallowed_methods)] // the bench's one clock read: it measures time
@@ -93,6 +101,17 @@ pub(crate) enum Receipts {
     Both,
 }
 
+/// Which store(s) hotsite's runs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreArg {
+    /// A SQLite file per run (fsync on): one gateway.
+    Sqlite,
+    /// PostgreSQL (`--pg-url`), a fresh schema per run.
+    Postgres,
+    /// Each hotsite run once on SQLite, then once on PostgreSQL.
+    Both,
+}
+
 /// Options of `hotsite bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -140,6 +159,20 @@ pub struct BenchArgs {
     /// Length of the latency run in seconds.
     #[arg(long, default_value_t = 10)]
     latency_seconds: u64,
+    /// hotsite's store: a SQLite file (fsync on), PostgreSQL (`--pg-url`; a
+    /// fresh schema `hotsite_bench_<pid>_<n>` per run, dropped after), or
+    /// both, each hotsite run on SQLite then on PostgreSQL with the ratio.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreArg,
+    /// The PostgreSQL database for `--store postgres|both` (the bench creates
+    /// and drops its schemas there with psql).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    /// hotsite gateways per run, on one PostgreSQL schema, each bound to every
+    /// SMSC of the lab, the load split between their APIs (`--store postgres`
+    /// only: a SQLite file belongs to one gateway, SPEC M17).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=2))]
+    gateways: u64,
     /// Memory run: push this many messages while the lab rejects binds, sample
     /// the gateway's RSS, then let it drain (e.g. 1000000).
     #[arg(long)]
@@ -178,6 +211,8 @@ struct ReceiptReport {
     foreign: u64,
     /// Callbacks that are not a final receipt (Kannel's intermediate DLRs, MOs).
     intermediate: u64,
+    /// Final receipts posted by each hotsite gateway (empty for Kannel).
+    by_gateway: Vec<u64>,
     all_received: bool,
     /// First HTTP request → last final receipt at the application.
     seconds: f64,
@@ -203,6 +238,7 @@ impl ReceiptReport {
             not_delivered: counts.not_delivered,
             foreign: counts.foreign,
             intermediate: counts.intermediate,
+            by_gateway: counts.by_gateway.clone(),
             all_received,
             seconds,
             throughput: rate(counts.distinct, seconds),
@@ -222,12 +258,38 @@ impl BenchArgs {
             Receipts::Both => &[true, false],
         }
     }
+
+    /// hotsite's stores, in the order the runs go.
+    fn stores(&self) -> &'static [Store] {
+        match self.store {
+            StoreArg::Sqlite => &[Store::Sqlite],
+            StoreArg::Postgres => &[Store::Postgres],
+            StoreArg::Both => &[Store::Sqlite, Store::Postgres],
+        }
+    }
+
+    /// Refuses what cannot be measured, before anything starts.
+    fn check(&self) -> anyhow::Result<()> {
+        let hotsite = matches!(self.target, Product::Hotsite | Product::Both);
+        if hotsite && self.gateways > 1 && self.store != StoreArg::Postgres {
+            anyhow::bail!(
+                "--gateways {} needs --store postgres: a SQLite store belongs to one gateway \
+                 (one process per file, SPEC M17); gateways share a queue only through PostgreSQL",
+                self.gateways
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One throughput run.
 #[derive(Debug, Clone, Serialize)]
 struct RunReport {
     product: &'static str,
+    /// hotsite's store, `sqlite` or `postgres` (Kannel: none).
+    store: Option<&'static str>,
+    /// hotsite gateways sharing the store (Kannel: 1).
+    gateways: usize,
     api: &'static str,
     /// A delivery receipt asked for every message.
     receipts: bool,
@@ -247,20 +309,27 @@ struct RunReport {
     http_rate: f64,
     seconds: f64,
     throughput: f64,
-    /// Peak RSS of the gateway (Kannel: bearerbox + smsbox), MiB.
+    /// Peak RSS of the gateway(s) (Kannel: bearerbox + smsbox), MiB.
     peak_rss_mib: f64,
+    /// The store on disk once settled: SQLite's database and WAL files, or
+    /// PostgreSQL's schema (tables, indexes, TOAST), in bytes.
+    store_bytes: Option<u64>,
     /// CPU cores used from the first request until settled: the product
     /// (gateway, or bearerbox + smsbox), this process (lab + driver), and the
     /// rest of the machine (anything else running: noise).
     cpu_cores: CpuUse,
     /// Receipts at the bench's application (receipts on, counted).
     receipt: Option<ReceiptReport>,
+    /// Each hotsite gateway's own counters, read at the end (`/metrics`).
+    per_gateway: Vec<GatewayCounters>,
     first_failure: Option<String>,
 }
 
 /// What a throughput run was asked to do.
 struct RunSetup {
     product: &'static str,
+    store: Option<&'static str>,
+    gateways: usize,
     api: &'static str,
     receipts: bool,
     smsc_instances: usize,
@@ -284,6 +353,8 @@ impl RunReport {
         let http_seconds = secs(driven.t0, driven.last_accept);
         RunReport {
             product: setup.product,
+            store: setup.store,
+            gateways: setup.gateways,
             api: setup.api,
             receipts: setup.receipts,
             smsc_instances: setup.smsc_instances,
@@ -303,8 +374,10 @@ impl RunReport {
             seconds,
             throughput: rate(arrived.unique, seconds),
             peak_rss_mib: mib(peak_rss_kb),
+            store_bytes: None,
             cpu_cores,
             receipt: None,
+            per_gateway: Vec::new(),
             first_failure: driven.first_failure.clone(),
         }
     }
@@ -312,6 +385,8 @@ impl RunReport {
 
 #[derive(Debug, Clone, Serialize)]
 struct LatencyReport {
+    store: &'static str,
+    gateways: usize,
     rate: f64,
     per_request: u64,
     messages: u64,
@@ -345,6 +420,8 @@ struct MemorySample {
 
 #[derive(Debug, Clone, Serialize)]
 struct BacklogReport {
+    store: &'static str,
+    gateways: usize,
     messages: u64,
     accepted: u64,
     push_seconds: f64,
@@ -368,6 +445,8 @@ struct Ctx {
     gateway_program: PathBuf,
     work: WorkDir,
     limit: Duration,
+    /// PostgreSQL runs so far: the `<n>` of the next schema's name.
+    pg_runs: AtomicU64,
 }
 
 /// Runs the bench with `gateway_program` (the `hotsite` binary) as the
@@ -384,6 +463,7 @@ pub async fn run(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Ex
 }
 
 async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<ExitCode> {
+    args.check()?;
     let work = WorkDir::create(args.dir.as_deref())?;
     if let Some(kind) = procs::fs_type(work.path()) {
         if kind == "tmpfs" || kind == "ramfs" {
@@ -399,14 +479,25 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
         gateway_program,
         work,
         limit,
+        pg_runs: AtomicU64::new(0),
     };
     let args = &ctx.args;
     let mut runs: Vec<RunReport> = Vec::new();
     let mut latency = None;
     let mut backlog = None;
     let mut notes: Vec<String> = Vec::new();
+    let hotsite = matches!(args.target, Product::Hotsite | Product::Both);
+    let mut postgres = None;
+    if hotsite && args.stores().contains(&Store::Postgres) {
+        // Fail before any run when the database cannot be reached.
+        let server = pg::describe_server(&args.pg_url)
+            .context("PostgreSQL for --store postgres (see --pg-url)")?;
+        eprintln!("{server}");
+        notes.push(format!("Store: {server}."));
+        postgres = Some(server);
+    }
 
-    if matches!(args.target, Product::Hotsite | Product::Both) {
+    if hotsite {
         let layouts: &[usize] = match args.smsc {
             Layout::Four => &[4],
             Layout::One => &[1],
@@ -425,27 +516,34 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
                         Api::Batch(_) => 200_000,
                         _ => 50_000,
                     });
-                    let report = hotsite_run(&ctx, instances, api, messages, None, receipts)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "hotsite {} run, {instances} SMSC, receipts {}",
-                                api.label(),
-                                on_off(receipts)
-                            )
-                        })?;
-                    print_run_line(&report);
-                    runs.push(report.0);
+                    for &store in args.stores() {
+                        let report =
+                            hotsite_run(&ctx, store, instances, api, messages, None, receipts)
+                                .await
+                                .with_context(|| {
+                                    format!(
+                                        "hotsite {} run on {}, {instances} SMSC, receipts {}",
+                                        api.label(),
+                                        store.label(),
+                                        on_off(receipts)
+                                    )
+                                })?;
+                        print_run_line(&report);
+                        runs.push(report.0);
+                    }
                 }
             }
         }
         let receipts = args.receipt_modes()[0];
+        // The latency and memory runs use the first store asked for.
+        let store = args.stores()[0];
         if args.latency {
             let rate = match args.latency_rate {
                 Some(rate) => rate,
                 None => {
                     let peak = match runs.iter().find(|r| {
                         r.product == "hotsite"
+                            && r.store == Some(store.label())
                             && r.api == "batch"
                             && r.smsc_instances == 4
                             && r.receipts == receipts
@@ -455,6 +553,7 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
                             let messages = args.messages.unwrap_or(200_000);
                             let report = hotsite_run(
                                 &ctx,
+                                store,
                                 4,
                                 Api::Batch(args.batch as usize),
                                 messages,
@@ -472,14 +571,14 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
                 }
             };
             latency = Some(
-                latency_run(&ctx, rate, receipts)
+                latency_run(&ctx, store, rate, receipts)
                     .await
                     .context("latency run")?,
             );
         }
         if let Some(messages) = args.backlog {
             backlog = Some(
-                backlog_run(&ctx, messages, receipts)
+                backlog_run(&ctx, store, messages, receipts)
                     .await
                     .context("backlog run")?,
             );
@@ -509,12 +608,17 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
     }
 
     let ratios = ratios(&runs);
+    let store_ratios = store_ratios(&runs);
     if args.json {
         let out = json!({
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
             "work_dir_fs": procs::fs_type(ctx.work.path()),
+            "store": args.stores().iter().map(|s| s.label()).collect::<Vec<_>>(),
+            "gateways": args.gateways,
+            "postgres": postgres,
             "runs": runs,
             "ratios": ratios,
+            "store_ratios": store_ratios,
             "latency": latency,
             "backlog": backlog,
             "notes": notes,
@@ -523,7 +627,14 @@ async fn bench(args: BenchArgs, gateway_program: PathBuf) -> anyhow::Result<Exit
     } else {
         print!(
             "{}",
-            render(&runs, &ratios, latency.as_ref(), backlog.as_ref(), &notes)
+            render(
+                &runs,
+                &ratios,
+                &store_ratios,
+                latency.as_ref(),
+                backlog.as_ref(),
+                &notes
+            )
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -584,10 +695,19 @@ fn mib(kb: Option<u64>) -> f64 {
     kb.unwrap_or(0) as f64 / 1024.0
 }
 
-/// One hotsite throughput run (or, with `pace`, a paced run); returns the
-/// report and what the latency run needs.
+/// The name of the next PostgreSQL run's schema.
+fn next_schema(ctx: &Ctx) -> String {
+    pg::schema_name(
+        std::process::id(),
+        ctx.pg_runs.fetch_add(1, Ordering::Relaxed) + 1,
+    )
+}
+
+/// One hotsite throughput run (or, with `pace`, a paced run) on `store` with
+/// `--gateways` gateways; returns the report and what the latency run needs.
 async fn hotsite_run(
     ctx: &Ctx,
+    store: Store,
     instances: usize,
     api: Api,
     messages: u64,
@@ -595,41 +715,44 @@ async fn hotsite_run(
     receipts: bool,
 ) -> anyhow::Result<(RunReport, Option<(driver::Driven, analysis::Arrivals)>)> {
     let args = &ctx.args;
+    let gateways = gateway_count(args, store);
     let label = format!(
-        "hotsite {} {instances} SMSC, receipts {}{}",
+        "hotsite {} ×{gateways} {} {instances} SMSC, receipts {}{}",
+        store.label(),
         api.label(),
         on_off(receipts),
         if pace.is_some() { " paced" } else { "" }
     );
     let lab = start_lab(instances).await?;
-    let dir = ctx
-        .work
-        .sub(&format!("hotsite-{}-{instances}", api.label()))?;
+    let dir = ctx.work.sub(&format!(
+        "hotsite-{}-{}-{instances}",
+        store.label(),
+        api.label()
+    ))?;
     let app = if receipts && !args.no_webhook {
         Some(Receiver::start(messages).await?)
     } else {
         None
     };
-    let mut gateway = Gateway::start(
-        &ctx.gateway_program,
-        &dir,
-        &lab.smsc_addrs(),
-        &GatewaySettings {
-            window: args.window,
-            receipts,
-            webhook: app.as_ref().map(Receiver::hotsite_url),
-        },
-    )
+    let mut fleet = Fleet::start(FleetSetup {
+        program: &ctx.gateway_program,
+        dir: &dir,
+        store,
+        postgres: (store == Store::Postgres).then(|| (args.pg_url.as_str(), next_schema(ctx))),
+        gateways,
+        smsc: &lab.smsc_addrs(),
+        window: args.window,
+        receipts,
+        app: app.as_ref(),
+    })
     .await?;
-    gateway
-        .wait_binds(instances, Duration::from_secs(20))
-        .await?;
+    fleet.wait_binds(instances, Duration::from_secs(20)).await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(label, messages, Arc::clone(&accepted), Arc::clone(&lab));
-    let cpu = CpuMeter::start(&[gateway.proc.pid()]);
+    let cpu = CpuMeter::start(&fleet.pids(), fleet.database_pids().as_deref());
     let driven = drive(Load {
         api,
-        base: gateway.api.clone(),
+        bases: fleet.apis(),
         token: TOKEN.to_owned(),
         total: messages,
         connections: args.connections,
@@ -643,6 +766,7 @@ async fn hotsite_run(
         Ok(driven) => driven,
         Err(error) => {
             progress.stop();
+            fleet.stop().await;
             return Err(error);
         }
     };
@@ -651,16 +775,20 @@ async fn hotsite_run(
         Some(app) => Some(receipts_settle(app, "webhook", driven.accepted, driven.t0, ctx).await),
         None => None,
     };
-    let cpu_cores = cpu.finish();
+    let cpu_cores = cpu.finish(fleet.database_pids().as_deref());
     progress.stop();
     let arrived = arrivals(&lab, messages);
-    let peak = procs::proc_kb(gateway.proc.pid(), "VmHWM");
-    gateway.stop().await;
+    let peak = fleet.memory_kb("VmHWM");
+    let store_bytes = fleet.store_bytes();
+    let per_gateway = fleet.counters().await;
+    fleet.stop().await;
     stop_lab(lab).await;
     let _ = std::fs::remove_dir_all(&dir);
     let report = RunReport::new(
         RunSetup {
             product: "hotsite",
+            store: Some(store.label()),
+            gateways,
             api: api.label(),
             receipts,
             smsc_instances: instances,
@@ -678,11 +806,29 @@ async fn hotsite_run(
         peak,
         cpu_cores,
     );
-    let report = RunReport { receipt, ..report };
+    let report = RunReport {
+        receipt,
+        store_bytes,
+        per_gateway,
+        ..report
+    };
     Ok((report, Some((driven, arrived))))
 }
 
-async fn latency_run(ctx: &Ctx, rate_per_s: f64, receipts: bool) -> anyhow::Result<LatencyReport> {
+/// `--gateways` for PostgreSQL; always one gateway on a SQLite file.
+fn gateway_count(args: &BenchArgs, store: Store) -> usize {
+    match store {
+        Store::Sqlite => 1,
+        Store::Postgres => usize::try_from(args.gateways).unwrap_or(1).max(1),
+    }
+}
+
+async fn latency_run(
+    ctx: &Ctx,
+    store: Store,
+    rate_per_s: f64,
+    receipts: bool,
+) -> anyhow::Result<LatencyReport> {
     anyhow::ensure!(
         rate_per_s >= 1.0,
         "latency pace {rate_per_s} msg/s is too low"
@@ -692,6 +838,7 @@ async fn latency_run(ctx: &Ctx, rate_per_s: f64, receipts: bool) -> anyhow::Resu
     let per_request = ((rate_per_s / 100.0) as u64).clamp(1, ctx.args.batch);
     let (report, detail) = hotsite_run(
         ctx,
+        store,
         4,
         Api::Batch(per_request as usize),
         messages,
@@ -709,6 +856,8 @@ async fn latency_run(ctx: &Ctx, rate_per_s: f64, receipts: bool) -> anyhow::Resu
         max: v.last().copied().unwrap_or(0),
     };
     let latency = LatencyReport {
+        store: store.label(),
+        gateways: report.gateways,
         rate: rate_per_s,
         per_request,
         messages,
@@ -728,26 +877,33 @@ async fn latency_run(ctx: &Ctx, rate_per_s: f64, receipts: bool) -> anyhow::Resu
     Ok(latency)
 }
 
-async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result<BacklogReport> {
+async fn backlog_run(
+    ctx: &Ctx,
+    store: Store,
+    messages: u64,
+    receipts: bool,
+) -> anyhow::Result<BacklogReport> {
     let args = &ctx.args;
+    let gateways = gateway_count(args, store);
     let lab = start_lab(4).await?;
     let targets: Vec<_> = lab.smsc_addrs().into_iter().map(|(t, _)| t).collect();
     for target in &targets {
         lab.set_fault(target, Fault::RejectBinds)?;
     }
     let dir = ctx.work.sub("hotsite-backlog")?;
-    let gateway = Gateway::start(
-        &ctx.gateway_program,
-        &dir,
-        &lab.smsc_addrs(),
-        &GatewaySettings {
-            window: args.window,
-            receipts,
-            webhook: None,
-        },
-    )
+    let fleet = Fleet::start(FleetSetup {
+        program: &ctx.gateway_program,
+        dir: &dir,
+        store,
+        postgres: (store == Store::Postgres).then(|| (args.pg_url.as_str(), next_schema(ctx))),
+        gateways,
+        smsc: &lab.smsc_addrs(),
+        window: args.window,
+        receipts,
+        app: None,
+    })
     .await?;
-    let pid = gateway.proc.pid();
+    let pids = fleet.pids();
     let accepted = Arc::new(AtomicU64::new(0));
     let phase = Arc::new(AtomicU64::new(0)); // 0 push, 1 wait, 2 drain
     let start = clock();
@@ -768,7 +924,7 @@ async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result
                     },
                     accepted: accepted.load(Ordering::Relaxed),
                     at_lab: lab.stats().totals.unique,
-                    rss_mib: mib(procs::proc_kb(pid, "VmRSS")),
+                    rss_mib: mib(pids.iter().map(|&pid| procs::proc_kb(pid, "VmRSS")).sum()),
                 });
                 if phase.load(Ordering::Relaxed) >= 3 {
                     return samples;
@@ -785,7 +941,7 @@ async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result
     );
     let driven = drive(Load {
         api: Api::Batch(args.batch as usize),
-        base: gateway.api.clone(),
+        bases: fleet.apis(),
         token: TOKEN.to_owned(),
         total: messages,
         connections: args.connections,
@@ -825,12 +981,8 @@ async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result
     phase.store(3, Ordering::Relaxed);
     let samples = sampler.await?;
     let arrived = arrivals(&lab, messages);
-    let store_bytes = ["hotsite.db", "hotsite.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum();
-    gateway.stop().await;
+    let store_bytes = fleet.store_bytes().unwrap_or(0);
+    fleet.stop().await;
     stop_lab(lab).await;
     let _ = std::fs::remove_dir_all(&dir);
     if !all_arrived {
@@ -862,6 +1014,8 @@ async fn backlog_run(ctx: &Ctx, messages: u64, receipts: bool) -> anyhow::Result
         _ => 0.0,
     };
     Ok(BacklogReport {
+        store: store.label(),
+        gateways,
         messages,
         accepted: driven.accepted,
         push_seconds,
@@ -918,10 +1072,10 @@ async fn kannel_run(
         Arc::clone(&accepted),
         Arc::clone(&lab),
     );
-    let cpu = CpuMeter::start(&[kannel.bearerbox_pid(), kannel.smsbox_pid()]);
+    let cpu = CpuMeter::start(&[kannel.bearerbox_pid(), kannel.smsbox_pid()], None);
     let driven = drive(Load {
         api: Api::Kannel,
-        base: kannel.sendsms.clone(),
+        bases: vec![kannel.sendsms.clone()],
         token: String::new(),
         total: messages,
         connections: args.connections,
@@ -944,7 +1098,7 @@ async fn kannel_run(
         Some(app) => Some(receipts_settle(app, "dlr-url", driven.accepted, driven.t0, ctx).await),
         None => None,
     };
-    let cpu_cores = cpu.finish();
+    let cpu_cores = cpu.finish(None);
     progress.stop();
     let arrived = arrivals(&lab, messages);
     let peak = procs::proc_kb(kannel.bearerbox_pid(), "VmHWM").unwrap_or(0)
@@ -955,6 +1109,8 @@ async fn kannel_run(
     Ok(RunReport::new(
         RunSetup {
             product: "kannel",
+            store: None,
+            gateways: 1,
             api: Api::Kannel.label(),
             receipts,
             smsc_instances: 1,
@@ -999,11 +1155,26 @@ struct Ratio {
     hotsite: String,
     /// Both runs asked for receipts (or both did not): like with like.
     receipts: bool,
+    /// The hotsite run's store and gateways.
+    store: &'static str,
+    gateways: usize,
     hotsite_throughput: f64,
     kannel_throughput: f64,
     ratio: f64,
     /// Both products got every receipt to the application (receipts on).
     receipts_complete: Option<bool>,
+}
+
+/// How a hotsite run is named in ratios and tables: its API, SMSC layout,
+/// store and gateways.
+fn run_name(r: &RunReport) -> String {
+    format!(
+        "{} API, {} SMSC, {} ×{}",
+        r.api,
+        r.smsc_instances,
+        r.store.unwrap_or("-"),
+        r.gateways
+    )
 }
 
 /// hotsite / Kannel, each hotsite run against the Kannel run with receipts
@@ -1016,8 +1187,10 @@ fn ratios(runs: &[RunReport]) -> Vec<Ratio> {
                 .iter()
                 .find(|k| k.product == "kannel" && k.receipts == r.receipts)?;
             (kannel.throughput > 0.0).then(|| Ratio {
-                hotsite: format!("{} API, {} SMSC", r.api, r.smsc_instances),
+                hotsite: run_name(r),
                 receipts: r.receipts,
+                store: r.store.unwrap_or("-"),
+                gateways: r.gateways,
                 hotsite_throughput: r.throughput,
                 kannel_throughput: kannel.throughput,
                 ratio: r.throughput / kannel.throughput,
@@ -1031,248 +1204,43 @@ fn ratios(runs: &[RunReport]) -> Vec<Ratio> {
         .collect()
 }
 
-fn print_run_line<T>((report, _): &(RunReport, T)) {
-    eprintln!(
-        "{} {} {} SMSC, receipts {}: {:.0} msg/s at the lab ({} of {} accepted arrived, {} duplicates), HTTP {:.0} msg/s",
-        report.product,
-        report.api,
-        report.smsc_instances,
-        on_off(report.receipts),
-        report.throughput,
-        report.unique_at_lab,
-        report.accepted,
-        report.duplicates,
-        report.http_rate
-    );
-    if let Some(r) = &report.receipt {
-        eprintln!(
-            "  receipts via {}: {} of {} messages ({} callbacks, {} duplicates, {} not delivered), last {:.1} s after the first request = {:.0} msg/s{}",
-            r.delivered_to,
-            r.received,
-            r.expected,
-            r.callbacks,
-            r.duplicates,
-            r.not_delivered,
-            r.seconds,
-            r.throughput,
-            if r.all_received { "" } else { "  NOT ALL RECEIVED" }
-        );
-    }
-    if let Some(failure) = &report.first_failure {
-        eprintln!("  first failure: {failure}");
-    }
+/// A PostgreSQL run against the SQLite run of the same API, layout and
+/// receipts in the same invocation.
+#[derive(Debug, Clone, Serialize)]
+struct StoreRatio {
+    api: &'static str,
+    smsc_instances: usize,
+    receipts: bool,
+    /// Gateways on the PostgreSQL store (SQLite: always one).
+    gateways: usize,
+    postgres_throughput: f64,
+    sqlite_throughput: f64,
+    /// PostgreSQL / SQLite.
+    ratio: f64,
 }
 
-fn render(
-    runs: &[RunReport],
-    ratios: &[Ratio],
-    latency: Option<&LatencyReport>,
-    backlog: Option<&BacklogReport>,
-    notes: &[String],
-) -> String {
-    let mut out = String::new();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let _ = writeln!(out, "\nThroughput: HTTP submit → durable store → submit_sm at the lab ({cpus} CPUs, everything on this machine)\n");
-    let _ = writeln!(
-        out,
-        "{:<8} {:<8} {:>4} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10} {:>11} {:>8}  CPU cores product/bench/other",
-        "product",
-        "api",
-        "rcpt",
-        "smsc",
-        "conns",
-        "msg/r",
-        "win",
-        "messages",
-        "accepted",
-        "at lab",
-        "lost",
-        "dups",
-        "HTTP msg/s",
-        "thru msg/s",
-        "RSS MiB"
-    );
-    for r in runs {
-        let _ = writeln!(
-            out,
-            "{:<8} {:<8} {:>4} {:>4} {:>5} {:>5} {:>4} {:>8} {:>8} {:>8} {:>5} {:>5} {:>10.0} {:>11.0} {:>8.1}  {:.2}/{:.2}/{:.2}{}",
-            r.product,
-            r.api,
-            on_off(r.receipts),
-            r.smsc_instances,
-            r.connections,
-            r.per_request,
-            r.window,
-            r.messages,
-            r.accepted,
-            r.unique_at_lab,
-            r.lost,
-            r.duplicates,
-            r.http_rate,
-            r.throughput,
-            r.peak_rss_mib,
-            r.cpu_cores.product,
-            r.cpu_cores.bench,
-            r.cpu_cores.other,
-            if r.all_arrived { "" } else { "  (not all arrived)" }
-        );
-    }
-    let with_receipts: Vec<&RunReport> = runs.iter().filter(|r| r.receipts).collect();
-    if !with_receipts.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nReceipts at the bench's application (one final receipt expected per accepted message):"
-        );
-        for r in with_receipts {
-            match &r.receipt {
-                Some(c) => {
-                    let _ = writeln!(
-                        out,
-                        "  {:<8} {:<8} {} SMSC via {:<8} {:>8} of {:>8} messages, {} callbacks, {} duplicates, {} not delivered, {} foreign; last at {:.1} s = {:.0} msg/s{}",
-                        r.product,
-                        r.api,
-                        r.smsc_instances,
-                        c.delivered_to,
-                        c.received,
-                        c.expected,
-                        c.callbacks,
-                        c.duplicates,
-                        c.not_delivered,
-                        c.foreign,
-                        c.seconds,
-                        c.throughput,
-                        if c.all_received { "" } else { "  NOT ALL RECEIVED" }
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "  {:<8} {:<8} {} SMSC: kept in the store, not posted (--no-webhook): not counted",
-                        r.product, r.api, r.smsc_instances
-                    );
-                }
-            }
-        }
-    }
-    let busiest = runs.iter().map(|r| r.cpu_cores.other).fold(0.0, f64::max);
-    if busiest > 0.2 {
-        let _ = writeln!(
-            out,
-            "warning: other processes used up to {busiest:.2} CPU cores during these runs: the figures are lower than on a quiet machine"
-        );
-    }
-    if !ratios.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nRatios to Kannel (same lab, same run, receipts on against receipts on, off against off):"
-        );
-        for ratio in ratios {
-            let _ = writeln!(
-                out,
-                "  hotsite {:<22} receipts {:<3} {:>9.0} / {:>7.0} = {:>5.1}×{}",
-                ratio.hotsite,
-                on_off(ratio.receipts),
-                ratio.hotsite_throughput,
-                ratio.kannel_throughput,
-                ratio.ratio,
-                match ratio.receipts_complete {
-                    Some(false) => "  (receipts missing: see above)",
-                    _ => "",
-                }
-            );
-        }
-    }
-    // Targets: with receipts ≥ 45,000 msg/s, without ≥ 50,000; ≥ 10× Kannel
-    // with receipts the same way.
-    for (receipts, target) in [(true, 45_000.0), (false, 50_000.0)] {
-        let Some(batch) = runs
-            .iter()
-            .filter(|r| r.product == "hotsite" && r.api == "batch" && r.receipts == receipts)
-            .map(|r| r.throughput)
-            .reduce(f64::max)
-        else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "\nTarget ≥ {target:.0} msg/s with the batch API, receipts {}: {} ({batch:.0} msg/s best)",
-            on_off(receipts),
-            if batch >= target { "met" } else { "NOT met" }
-        );
-        if let Some(ratio) = ratios
-            .iter()
-            .filter(|r| r.hotsite.starts_with("batch") && r.receipts == receipts)
-            .map(|r| r.ratio)
-            .reduce(f64::max)
-        {
-            let _ = writeln!(
-                out,
-                "Target ≥ 10× Kannel, receipts {}: {} ({ratio:.1}× best)",
-                on_off(receipts),
-                if ratio >= 10.0 { "met" } else { "NOT met" }
-            );
-        }
-    }
-    if let Some(l) = latency {
-        let ms = |us: i64| us as f64 / 1000.0;
-        let _ = writeln!(
-            out,
-            "\nLatency, paced at {:.0} msg/s ({} msg/request, {} messages, 4 SMSC; {:.0} msg/s arrived):",
-            l.rate, l.per_request, l.messages, l.achieved_throughput
-        );
-        for (name, p) in [
-            ("202 at driver → submit_sm at lab", &l.accept_to_submit_us),
-            ("request sent  → submit_sm at lab", &l.request_to_submit_us),
-        ] {
-            let _ = writeln!(
-                out,
-                "  {name}: min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
-                ms(p.min),
-                ms(p.p50),
-                ms(p.p90),
-                ms(p.p99),
-                ms(p.max)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "  submits at the lab before their 202 reached the driver: {}\n  Target p99 < 50 ms: {}",
-            l.submits_before_202,
-            if l.accept_to_submit_us.p99 < 50_000 { "met" } else { "NOT met" }
-        );
-    }
-    if let Some(b) = backlog {
-        let _ = writeln!(
-            out,
-            "\nMemory: backlog of {} pushed with binds rejected ({:.1} s, {:.0} msg/s), gateway VmRSS:",
-            b.accepted, b.push_seconds, b.push_rate
-        );
-        for (mark, rss) in &b.rss_at_queued {
-            let _ = writeln!(out, "  queued {mark:>9}: {rss:>7.1} MiB");
-        }
-        let _ = writeln!(
-            out,
-            "  during the drain: {:.1}–{:.1} MiB",
-            b.drain_rss_mib_min, b.drain_rss_mib_max
-        );
-        for (mark, rss) in &b.rss_at_drained {
-            let _ = writeln!(out, "  drained {mark:>8}: {rss:>7.1} MiB");
-        }
-        let _ = writeln!(
-            out,
-            "  drain: {} at the lab in {:.1} s = {:.0} msg/s; lost {}, duplicates {}; store {:.0} MiB on disk",
-            b.unique_at_lab,
-            b.drain_seconds,
-            b.drain_throughput,
-            b.lost,
-            b.duplicates,
-            b.store_bytes as f64 / 1_048_576.0
-        );
-    }
-    for note in notes {
-        let _ = writeln!(out, "\n{note}");
-    }
-    out
+fn store_ratios(runs: &[RunReport]) -> Vec<StoreRatio> {
+    runs.iter()
+        .filter(|r| r.product == "hotsite" && r.store == Some("postgres"))
+        .filter_map(|pg| {
+            let sqlite = runs.iter().find(|s| {
+                s.product == "hotsite"
+                    && s.store == Some("sqlite")
+                    && s.api == pg.api
+                    && s.smsc_instances == pg.smsc_instances
+                    && s.receipts == pg.receipts
+            })?;
+            (sqlite.throughput > 0.0).then(|| StoreRatio {
+                api: pg.api,
+                smsc_instances: pg.smsc_instances,
+                receipts: pg.receipts,
+                gateways: pg.gateways,
+                postgres_throughput: pg.throughput,
+                sqlite_throughput: sqlite.throughput,
+                ratio: pg.throughput / sqlite.throughput,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1282,6 +1250,8 @@ mod tests {
     fn run(product: &'static str, receipts: bool, throughput: f64, all: Option<bool>) -> RunReport {
         RunReport {
             product,
+            store: (product == "hotsite").then_some("sqlite"),
+            gateways: 1,
             api: if product == "kannel" {
                 "sendsms"
             } else {
@@ -1305,6 +1275,7 @@ mod tests {
             seconds: 1.0,
             throughput,
             peak_rss_mib: 0.0,
+            store_bytes: None,
             cpu_cores: CpuUse::default(),
             receipt: all.map(|all_received| ReceiptReport {
                 delivered_to: "test",
@@ -1315,12 +1286,105 @@ mod tests {
                 not_delivered: 0,
                 foreign: 0,
                 intermediate: 0,
+                by_gateway: Vec::new(),
                 all_received,
                 seconds: 1.0,
                 throughput: 10.0,
             }),
+            per_gateway: Vec::new(),
             first_failure: None,
         }
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .expect("parses")
+            .bench
+    }
+
+    /// SPEC M17: one gateway per SQLite file; two gateways share a queue only
+    /// through PostgreSQL, so `--gateways 2` is refused unless the store is
+    /// PostgreSQL, and existing commands keep meaning SQLite.
+    #[test]
+    fn two_gateways_need_postgres() {
+        let default = parse(&[]);
+        assert_eq!(default.stores(), &[Store::Sqlite]);
+        assert_eq!(default.gateways, 1);
+        default.check().expect("the default is measurable");
+        for store in ["sqlite", "both"] {
+            let error = parse(&["--gateways", "2", "--store", store])
+                .check()
+                .expect_err("refused");
+            assert!(
+                error.to_string().contains("needs --store postgres"),
+                "{error}"
+            );
+        }
+        parse(&["--gateways", "2", "--store", "postgres"])
+            .check()
+            .expect("two gateways on PostgreSQL");
+        parse(&["--gateways", "2", "--target", "kannel"])
+            .check()
+            .expect("no hotsite run: nothing to refuse");
+        assert_eq!(
+            parse(&["--store", "both"]).stores(),
+            &[Store::Sqlite, Store::Postgres]
+        );
+    }
+
+    /// Issue 15's comparison: each PostgreSQL run is set against the SQLite
+    /// run of the same API, layout and receipts, and shows in the
+    /// side-by-side table next to Kannel.
+    #[test]
+    fn postgres_runs_are_compared_with_sqlite_like_for_like() {
+        let postgres = |receipts: bool, throughput: f64| RunReport {
+            store: Some("postgres"),
+            ..run("hotsite", receipts, throughput, None)
+        };
+        let runs = [
+            run("hotsite", true, 20_000.0, None),
+            postgres(true, 8_000.0),
+            run("hotsite", false, 40_000.0, None),
+            postgres(false, 30_000.0),
+            run("kannel", true, 500.0, None),
+            run("kannel", false, 5_000.0, None),
+        ];
+        let ratios = store_ratios(&runs);
+        assert_eq!(ratios.len(), 2);
+        let on = ratios.iter().find(|r| r.receipts).expect("receipts on");
+        assert_eq!((on.sqlite_throughput, on.ratio), (20_000.0, 0.4));
+        let off = ratios.iter().find(|r| !r.receipts).expect("receipts off");
+        assert_eq!((off.sqlite_throughput, off.ratio), (40_000.0, 0.75));
+        let text = render(&runs, &super::ratios(&runs), &ratios, None, None, &[]);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("PostgreSQL ×1 / SQLite, batch, 4 SMSC")
+            })
+            .expect("a PostgreSQL / SQLite row");
+        let cells: Vec<&str> = line
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(cells[1..], ["40 %", "75 %"], "{text}");
+        assert!(
+            text.contains(
+                "Target PostgreSQL ×1 ≥ 50 % of SQLite, batch API, receipts on: NOT met (40 %"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Target PostgreSQL ×1 ≥ 5× Kannel, receipts off: met (6.0×"),
+            "{text}"
+        );
     }
 
     // SPEC M13: with receipts on, hotsite is compared with Kannel asking for

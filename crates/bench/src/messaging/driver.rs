@@ -1,6 +1,9 @@
 //! The HTTP load driver: `connections` keep-alive connections, each sending one
 //! request at a time, bounded by a message count and a deadline. Optionally
 //! paced (open loop: request `r` is due at `t0 + first_message(r) / rate`).
+//! With several gateways (`bases`), connection `c` talks to gateway
+//! `c mod bases`: the connections split evenly and each takes the next
+//! request as soon as its last one is answered, so a faster gateway gets more.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +46,8 @@ impl Api {
 /// One run of the driver.
 pub(crate) struct Load {
     pub(crate) api: Api,
-    /// `http://host:port`.
-    pub(crate) base: String,
+    /// `http://host:port` of each gateway (or Kannel's sendsms); at least one.
+    pub(crate) bases: Vec<String>,
     /// Bearer token (hotsite).
     pub(crate) token: String,
     /// Messages to send, numbered `0..total`.
@@ -124,10 +127,12 @@ pub(crate) async fn drive(load: Load) -> anyhow::Result<Driven> {
     let deadline = t0 + load.limit;
     let load = Arc::new(load);
     let mut workers = Vec::new();
-    for _ in 0..load.connections.max(1) {
+    anyhow::ensure!(!load.bases.is_empty(), "no address to send to");
+    for connection in 0..load.connections.max(1) {
         workers.push(tokio::spawn(worker(
             client.clone(),
             Arc::clone(&load),
+            connection % load.bases.len(),
             Arc::clone(&next),
             requests,
             t0,
@@ -173,11 +178,13 @@ struct WorkerOut {
 async fn worker(
     client: reqwest::Client,
     load: Arc<Load>,
+    gateway: usize,
     next: Arc<AtomicU64>,
     requests: u64,
     t0: Instant,
     deadline: Instant,
 ) -> WorkerOut {
+    let base = load.bases[gateway].as_str();
     let per_request = load.api.per_request();
     let mut out = WorkerOut::default();
     let mut consecutive_failures = 0;
@@ -201,7 +208,7 @@ async fn worker(
             out.timed_out = true;
             break;
         }
-        let request = build(&client, &load, first, count);
+        let request = build(&client, &load, base, first, count);
         let sent = clock();
         let failure = match request.send().await {
             Ok(response) => {
@@ -253,7 +260,13 @@ async fn worker(
     out
 }
 
-fn build(client: &reqwest::Client, load: &Load, first: u64, count: u64) -> reqwest::RequestBuilder {
+fn build(
+    client: &reqwest::Client,
+    load: &Load,
+    base: &str,
+    first: u64,
+    count: u64,
+) -> reqwest::RequestBuilder {
     match load.api {
         Api::Batch(_) => {
             let mut body = String::with_capacity(count as usize * 48 + 16);
@@ -271,13 +284,13 @@ fn build(client: &reqwest::Client, load: &Load, first: u64, count: u64) -> reqwe
             }
             body.push_str("]}");
             client
-                .post(format!("{}/v1/messages", load.base))
+                .post(format!("{base}/v1/messages"))
                 .bearer_auth(&load.token)
                 .header(CONTENT_TYPE, "application/json")
                 .body(body)
         }
         Api::Single => client
-            .post(format!("{}/v1/messages", load.base))
+            .post(format!("{base}/v1/messages"))
             .bearer_auth(&load.token)
             .header(CONTENT_TYPE, "application/json")
             .body(format!(
@@ -287,8 +300,7 @@ fn build(client: &reqwest::Client, load: &Load, first: u64, count: u64) -> reqwe
             )),
         Api::Kannel => {
             let mut url = format!(
-                "{}/cgi-bin/sendsms?username=tester&password=foobar&from=1000&to={}&text={}",
-                load.base,
+                "{base}/cgi-bin/sendsms?username=tester&password=foobar&from=1000&to={}&text={}",
                 destination(first),
                 text(first)
             );

@@ -2,6 +2,7 @@
 //! process memory. Children are stopped by PID: SIGTERM, then SIGKILL after a
 //! grace period; a child still running when its handle drops is killed.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -189,8 +190,20 @@ pub(crate) struct Gateway {
     dir: PathBuf,
 }
 
+/// Where a gateway keeps its queue.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreSetup {
+    /// `[store] path`: a SQLite file in the gateway's directory (one gateway
+    /// per file, SPEC M17).
+    Sqlite,
+    /// `[store] url` and `schema`: PostgreSQL, shared by every gateway of the
+    /// run.
+    Postgres { url: String, schema: String },
+}
+
 /// Gateway settings the bench varies.
 pub(crate) struct GatewaySettings {
+    pub(crate) store: StoreSetup,
     pub(crate) window: usize,
     /// Ask for delivery receipts (hotsite's default).
     pub(crate) receipts: bool,
@@ -199,7 +212,7 @@ pub(crate) struct GatewaySettings {
 }
 
 impl Gateway {
-    /// Writes a config into `dir` (store `dir/hotsite.db`), starts
+    /// Writes a config into `dir` (SQLite: store `dir/hotsite.db`), starts
     /// `<program> run --config` (`program`: the `hotsite` binary), and waits
     /// for its API address.
     pub(crate) async fn start(
@@ -208,11 +221,16 @@ impl Gateway {
         smsc: &[(Target, SocketAddr)],
         settings: &GatewaySettings,
     ) -> anyhow::Result<Gateway> {
+        let store = match &settings.store {
+            StoreSetup::Sqlite => {
+                format!("path = {:?}", dir.join("hotsite.db").display().to_string())
+            }
+            StoreSetup::Postgres { url, schema } => format!("url = {url:?}\nschema = {schema:?}"),
+        };
         let mut config = format!(
             "[site]\nname = \"bench\"\n\n[api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\ndefault_from = \"hotsite\"\n\n\
-             [store]\npath = {:?}\n\n[smpp]\nsystem_id = \"hotsite\"\npassword = \"secret\"\nwindow = {}\n\
+             [store]\n{store}\n\n[smpp]\nsystem_id = \"hotsite\"\npassword = \"secret\"\nwindow = {}\n\
              rebind_interval = \"30s\"\nrebind_jitter = \"1s\"\nreceipts = {}\n",
-            dir.join("hotsite.db").display().to_string(),
             settings.window,
             settings.receipts
         );
@@ -309,8 +327,73 @@ impl Gateway {
         bail!("the gateway's binds were not all up within {limit:?}: {last}")
     }
 
+    /// The gateway's own counters (`GET /metrics`), read after a run: how
+    /// the work split between gateways sharing a store. `None` if unreadable.
+    pub(crate) async fn counters(&self) -> Option<GatewayCounters> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .ok()?;
+        let text = client
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(GatewayCounters::parse(&text))
+    }
+
+    /// Bytes of the SQLite store's files (database and WAL) while it runs.
+    pub(crate) fn sqlite_bytes(&self) -> u64 {
+        ["hotsite.db", "hotsite.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     pub(crate) async fn stop(mut self) {
         self.proc.stop(Duration::from_secs(15)).await;
+    }
+}
+
+/// A gateway's counters after a run (Prometheus `hotsite_*_total`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct GatewayCounters {
+    /// Messages accepted through its API.
+    pub(crate) accepted: u64,
+    /// Messages it had accepted by an SMSC.
+    pub(crate) submitted: u64,
+    /// Receipts and MOs that reached its binds (repeats included).
+    pub(crate) inbound: u64,
+    /// Receipts and MOs it delivered to the application.
+    pub(crate) webhooks: u64,
+    /// Work whose lease passed to the other gateway before it was done here.
+    pub(crate) leases_lost: u64,
+}
+
+impl GatewayCounters {
+    fn parse(text: &str) -> GatewayCounters {
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| {
+                    line.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        GatewayCounters {
+            accepted: value("hotsite_messages_accepted_total"),
+            submitted: value("hotsite_messages_submitted_total"),
+            inbound: value("hotsite_inbound_received_total"),
+            webhooks: value("hotsite_webhooks_delivered_total"),
+            leases_lost: value("hotsite_leases_lost_total"),
+        }
     }
 }
 
@@ -496,6 +579,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gateway_counters_are_read_from_metrics() {
+        let text = "# HELP hotsite_messages_submitted Messages accepted by an SMSC.\n\
+                    # TYPE hotsite_messages_submitted counter\n\
+                    hotsite_messages_submitted_total 1200\n\
+                    hotsite_messages_accepted_total 2000\n\
+                    hotsite_inbound_received_total 990\n\
+                    hotsite_webhooks_delivered_total 1001\n\
+                    hotsite_leases_lost_total 3\n";
+        let counters = GatewayCounters::parse(text);
+        assert_eq!(counters.submitted, 1200);
+        assert_eq!(counters.accepted, 2000);
+        assert_eq!(counters.inbound, 990);
+        assert_eq!(counters.webhooks, 1001);
+        assert_eq!(counters.leases_lost, 3);
+    }
+
+    #[test]
     fn kannel_conf_is_rewritten_by_key() {
         let conf = rewrite_conf(
             KANNEL_CONF,
@@ -538,32 +638,48 @@ fn process_ticks(pid: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// Where the CPU went during a phase: the product's processes, this one (lab
-/// and load driver), and everything else on the machine.
+/// CPU ticks of `pids`, by PID (those that have exited are left out).
+fn ticks_by_pid(pids: &[u32]) -> HashMap<u32, u64> {
+    pids.iter()
+        .filter_map(|&pid| Some((pid, process_ticks(&pid.to_string())?)))
+        .collect()
+}
+
+/// Where the CPU went during a phase: the product's processes, the database
+/// server (PostgreSQL runs), this one (lab and load driver), and everything
+/// else on the machine.
 pub(crate) struct CpuMeter {
     pids: Vec<u32>,
     at: std::time::Instant,
     machine: u64,
     this: u64,
     product: u64,
+    /// PostgreSQL's processes for the run at the start, when it uses it.
+    database: HashMap<u32, u64>,
 }
 
 /// CPU use in cores (1.0 = one core busy) over a phase.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub(crate) struct CpuUse {
     pub(crate) product: f64,
+    /// The PostgreSQL server, with `--store postgres`: the gateways' backends
+    /// and the server's background processes.
+    pub(crate) database: f64,
     pub(crate) bench: f64,
     pub(crate) other: f64,
 }
 
 impl CpuMeter {
-    pub(crate) fn start(pids: &[u32]) -> CpuMeter {
+    /// Starts metering `pids` (the product) and `database` (PostgreSQL's
+    /// processes for the run; `None` without PostgreSQL).
+    pub(crate) fn start(pids: &[u32], database: Option<&[u32]>) -> CpuMeter {
         CpuMeter {
             pids: pids.to_vec(),
             at: clock(),
             machine: machine_busy_ticks().unwrap_or(0),
             this: process_ticks("self").unwrap_or(0),
             product: Self::product_ticks(pids),
+            database: ticks_by_pid(database.unwrap_or_default()),
         }
     }
 
@@ -573,18 +689,31 @@ impl CpuMeter {
             .sum()
     }
 
-    pub(crate) fn finish(&self) -> CpuUse {
+    /// CPU use since the start; `database`: PostgreSQL's processes for the
+    /// run now (backends may have been opened since the start).
+    pub(crate) fn finish(&self, database: Option<&[u32]>) -> CpuUse {
         let seconds = clock().duration_since(self.at).as_secs_f64().max(1e-3);
         let machine = machine_busy_ticks()
             .unwrap_or(0)
             .saturating_sub(self.machine);
         let this = process_ticks("self").unwrap_or(0).saturating_sub(self.this);
         let product = Self::product_ticks(&self.pids).saturating_sub(self.product);
+        // Backends that started during the phase count from zero; those that
+        // ended are missed (the gateways' pools keep theirs open).
+        let mut pids: Vec<u32> = database.unwrap_or_default().to_vec();
+        pids.extend(self.database.keys());
+        pids.sort_unstable();
+        pids.dedup();
+        let database: u64 = ticks_by_pid(&pids)
+            .into_iter()
+            .map(|(pid, now)| now.saturating_sub(self.database.get(&pid).copied().unwrap_or(0)))
+            .sum();
         let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / seconds;
         CpuUse {
             product: cores(product),
+            database: cores(database),
             bench: cores(this),
-            other: cores(machine.saturating_sub(this + product)),
+            other: cores(machine.saturating_sub(this + product + database)),
         }
     }
 }

@@ -2,9 +2,10 @@
 //! receipts, counted per message, so a product that does not get its receipts
 //! through is reported instead of silently counted.
 //!
-//! - hotsite posts its signed JSON webhook (`POST /hotsite`, SPEC M15); a
-//!   receipt's `from` is the handset, i.e. the bench's destination of the
-//!   message, which gives its number.
+//! - hotsite posts its signed JSON webhook (`POST /hotsite/<gateway>`, SPEC
+//!   M15; each gateway of a run has its own number in the path, so receipts
+//!   are also counted per gateway); a receipt's `from` is the handset, i.e.
+//!   the bench's destination of the message, which gives its number.
 //! - Kannel's smsbox calls the `dlr-url` of each message (`GET
 //!   /kannel?i=<number>&t=<%d: DLR type>`); types 1 (delivered), 2 (failed)
 //!   and 16 (SMSC reject) are final.
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,6 +44,8 @@ struct Counts {
     duplicates: u64,
     /// Receipts that say the message was not delivered.
     not_delivered: u64,
+    /// Final receipts posted by each hotsite gateway (index: gateway − 1).
+    by_gateway: Vec<u64>,
     last: Option<Instant>,
 }
 
@@ -78,6 +81,8 @@ pub(crate) struct ReceiptCounts {
     pub(crate) not_delivered: u64,
     pub(crate) intermediate: u64,
     pub(crate) foreign: u64,
+    /// Final receipts posted by each hotsite gateway, in gateway order.
+    pub(crate) by_gateway: Vec<u64>,
     #[serde(skip)]
     pub(crate) last: Option<Instant>,
 }
@@ -109,7 +114,14 @@ struct KannelDlr {
 
 type Shared = Arc<Mutex<Counts>>;
 
-async fn hotsite(State(counts): State<Shared>, body: axum::body::Bytes) -> StatusCode {
+/// The highest gateway number the receiver counts separately.
+const MAX_GATEWAYS: usize = 8;
+
+async fn hotsite(
+    State(counts): State<Shared>,
+    Path(gateway): Path<usize>,
+    body: axum::body::Bytes,
+) -> StatusCode {
     let Ok(body) = serde_json::from_slice::<HotsiteBody>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -118,6 +130,12 @@ async fn hotsite(State(counts): State<Shared>, body: axum::body::Bytes) -> Statu
         counts.callbacks += 1;
         counts.intermediate += 1;
         return StatusCode::OK;
+    }
+    if let Some(i) = gateway.checked_sub(1).filter(|&i| i < MAX_GATEWAYS) {
+        if counts.by_gateway.len() <= i {
+            counts.by_gateway.resize(i + 1, 0);
+        }
+        counts.by_gateway[i] += 1;
     }
     let index = index_of(&body.from).or_else(|| index_of(&body.to));
     // SMPP message_state 2 = DELIVERED.
@@ -144,7 +162,7 @@ impl Receiver {
             ..Counts::default()
         }));
         let app = Router::new()
-            .route("/hotsite", post(hotsite))
+            .route("/hotsite/{gateway}", post(hotsite))
             .route("/kannel", get(kannel))
             .with_state(Arc::clone(&counts));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -157,9 +175,9 @@ impl Receiver {
         Ok(Receiver { addr, counts, task })
     }
 
-    /// hotsite's `[webhook] url`.
-    pub(crate) fn hotsite_url(&self) -> String {
-        format!("http://{}/hotsite", self.addr)
+    /// hotsite's `[webhook] url` for gateway number `gateway` (from 1).
+    pub(crate) fn hotsite_url(&self, gateway: usize) -> String {
+        format!("http://{}/hotsite/{gateway}", self.addr)
     }
 
     /// Kannel's `dlr-url` base; the driver appends `?i=<n>&t=%d`.
@@ -176,6 +194,7 @@ impl Receiver {
             not_delivered: c.not_delivered,
             intermediate: c.intermediate,
             foreign: c.foreign,
+            by_gateway: c.by_gateway.clone(),
             last: c.last,
         }
     }
