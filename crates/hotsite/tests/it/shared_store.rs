@@ -985,7 +985,6 @@ async fn a_stale_gateway_after_its_lease_was_taken_sends_nothing_twice() {
         .iter()
         .filter_map(|row| row.get::<_, String>(0).strip_prefix("m-")?.parse().ok())
         .collect();
-    let thaw = now();
     a.signal("CONT");
     assert_eq!(thaw_submits, frozen_submits, "a sent nothing while frozen");
     eprintln!(
