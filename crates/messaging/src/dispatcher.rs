@@ -353,7 +353,13 @@ impl Job {
             let send_before = self.held.send_before();
             let Some(outcome) = hop.channel.send(&message, &mut state, send_before).await else {
                 // The channel is shutting down, or the lease ran short before
-                // the send could start: the message stays queued.
+                // the send could start: the message stays queued, claimed
+                // until its lease runs out, then anyone's (said, and counted,
+                // since it delays the message by up to a lease).
+                if !self.shutdown.is_cancelled() {
+                    Metrics::inc(&self.metrics.sends_expired_total);
+                    tracing::warn!(id = %message.id, channel = %hop.channel_name, "not sent before its lease's deadline (the channel's queue was too slow); left for a later claim");
+                }
                 return;
             };
             attempt += 1;

@@ -55,6 +55,7 @@ counters! {
     bind_failovers_total: "Binds that went out of service.";
     messages_fallback_total: "Messages moved to the next hop of their route (SPEC M11).";
     reference_collisions_total: "Submits the provider took for a repeat of another message (same reference) and answered with that message's id; sent again (SPEC M16).";
+    sends_expired_total: "Sends that had not started when their lease's send deadline passed (the channel's queue too slow: every bind down, throttled, or the process frozen): not sent, left for a later claim (SPEC M17).";
     leases_lost_total: "Messages and webhooks this gateway let go unsent: their lease passed to another gateway sharing the store, or ran short while renewals failed (SPEC M17).";
     receipts_uncorrelated_delivered_total: "Receipts delivered to the application without a message: their id matched none within the correlation wait (SPEC M13).";
 }
