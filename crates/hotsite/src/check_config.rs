@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use hotsite_store::PgOptions;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::SslMode;
 
 use crate::config::{line_of, Config, StoreChoice};
 
@@ -184,24 +184,7 @@ fn probe_postgres(options: &PgOptions) -> Result<(), String> {
         .url
         .parse()
         .map_err(|error| format!("the URL does not parse: {error}"))?;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            let port = config
-                .get_ports()
-                .get(index)
-                .or_else(|| config.get_ports().first())
-                .copied()
-                .unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let shown = hosts.join(",");
+    let shown = options.hosts().map_err(|error| error.to_string())?;
     // The gateway does not speak TLS to PostgreSQL (config validation refuses
     // a URL that asks for it); neither does the probe.
     config.ssl_mode(SslMode::Disable);

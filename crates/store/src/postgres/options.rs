@@ -155,6 +155,16 @@ impl Target {
 }
 
 fn describe_config(config: &tokio_postgres::Config) -> String {
+    format!(
+        "{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts(config),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// `host:port[,host:port…]` of a configuration: where it connects, never who.
+fn hosts(config: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -173,12 +183,15 @@ fn describe_config(config: &tokio_postgres::Config) -> String {
             }
         })
         .collect();
-    format!(
-        "{}@{}/{}",
-        config.get_user().unwrap_or(""),
-        hosts.join(","),
-        config.get_dbname().unwrap_or("")
-    )
+    hosts.join(",")
+}
+
+impl PgOptions {
+    /// The `host:port` list `url` names (no user, no password), for messages
+    /// such as `check-config`'s; `InvalidOptions` if the URL does not parse.
+    pub fn hosts(&self) -> Result<String, StoreError> {
+        Target::parse(&self.url).map(|config| hosts(&config))
+    }
 }
 
 /// A schema name is spliced into DDL and the `search_path`: only a plain
