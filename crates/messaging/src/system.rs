@@ -147,6 +147,12 @@ fn storage_state(stats: &StoreStats) -> &'static str {
     }
 }
 
+/// Whole seconds since `oldest_ms` (a queued message's acceptance) at
+/// `now_ms`; 0 without one, and never negative (a wall clock stepped back).
+fn queue_age_seconds(oldest_ms: Option<i64>, now_ms: i64) -> i64 {
+    oldest_ms.map_or(0, |at| now_ms.saturating_sub(at).max(0) / 1000)
+}
+
 /// Writes the gateway's metrics at scrape time: its counters, the binds, the
 /// store's depth (as of the refresh just before) and the HTTP sites' health.
 struct GatewayCollector {
@@ -199,6 +205,18 @@ impl Collector for GatewayCollector {
         )?;
         metrics::gauge(
             encoder,
+            "queue_oldest_age_seconds",
+            "How long the longest-waiting queued message has waited since it was accepted (SPEC M3, M7: kept queued while no endpoint takes it); 0 with an empty queue.",
+            queue_age_seconds(stats.oldest_queued_at_ms, crate::clock::now_ms()),
+        )?;
+        metrics::gauge(
+            encoder,
+            "inbound_pending",
+            "MO and receipts stored and not yet delivered to the application's webhook (SPEC M8, M13, M15).",
+            stats.inbound_pending as i64,
+        )?;
+        metrics::gauge(
+            encoder,
             "receipts_uncorrelated",
             "Receipts stored that match no message (SPEC M13).",
             stats.receipts_uncorrelated as i64,
@@ -248,5 +266,18 @@ impl GatewayCollector {
             "1 while every site of an HTTP aggregator has failed (SPEC M3 alert).",
             alert,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_age_is_whole_seconds_since_the_oldest_and_zero_without_one() {
+        assert_eq!(queue_age_seconds(None, 1_000_000), 0);
+        assert_eq!(queue_age_seconds(Some(1_000_000), 1_000_000), 0);
+        assert_eq!(queue_age_seconds(Some(1_000_000), 1_301_999), 301);
+        assert_eq!(queue_age_seconds(Some(2_000_000), 1_000_000), 0);
     }
 }

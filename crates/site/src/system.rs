@@ -349,6 +349,20 @@ impl Collector for SiteCollector {
             "Whether the peer site answers its probes (SPEC S4); 0 without a peer.",
             i64::from(matches!(status.peer, Some((_, PeerState::InService)))),
         )?;
+        // Only with a peer: a site configured alone has no link to lose, and
+        // an alert on this family must not fire for it.
+        let peer = status.peer.map(|(addr, state)| (addr.to_string(), state));
+        metrics::gauge_family(
+            encoder,
+            "site_peer_link_up",
+            "Whether the inter-site link to the configured peer is in service (SPEC S4): its OPTIONS are answered; 0 after oos_force without an answer (the site then runs alone, SPEC S3). Absent without a peer.",
+            peer.iter().map(|(addr, state)| {
+                (
+                    [("peer", addr.as_str())],
+                    i64::from(*state == PeerState::InService),
+                )
+            }),
+        )?;
         let in_service = status.dns.iter().filter(|(_, _, b)| !b.is_empty()).count();
         metrics::gauge(
             encoder,
@@ -404,5 +418,58 @@ impl Collector for SiteCollector {
                 .map(|(outcome, n)| ([("outcome", outcome)], n)),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(peer: Option<(std::net::SocketAddr, PeerState)>) -> SiteStatus {
+        SiteStatus {
+            name: "a".to_owned(),
+            mode: Mode::SingleSite,
+            peer,
+            peer_probes: (0, 0),
+            dns: Vec::new(),
+            agents: Vec::new(),
+            registrar: Default::default(),
+            calls: Default::default(),
+            active_calls: 0,
+            drain_deadline: None,
+            claims: Default::default(),
+        }
+    }
+
+    fn render(peer: Option<(std::net::SocketAddr, PeerState)>) -> String {
+        let mut registry = metrics::registry();
+        registry.register_collector(Box::new(SiteCollector {
+            snapshot: Arc::new(Mutex::new(Some(status(peer)))),
+        }));
+        metrics::render(&registry).unwrap()
+    }
+
+    /// SPEC S4, issue 16: the peer link's gauge says up or out of service,
+    /// with the peer's address; a site without a peer has no such sample (an
+    /// alert on it must not fire for a site that runs alone by design).
+    #[test]
+    fn the_peer_link_gauge_exists_only_with_a_peer() {
+        let peer: std::net::SocketAddr = "192.0.2.7:5070".parse().unwrap();
+        let down = render(Some((peer, PeerState::OutOfService)));
+        assert!(
+            down.contains("hotsite_site_peer_link_up{peer=\"192.0.2.7:5070\"} 0\n"),
+            "{down}"
+        );
+        let up = render(Some((peer, PeerState::InService)));
+        assert!(
+            up.contains("hotsite_site_peer_link_up{peer=\"192.0.2.7:5070\"} 1\n"),
+            "{up}"
+        );
+        let alone = render(None);
+        assert!(!alone.contains("site_peer_link_up"), "{alone}");
+        assert!(
+            alone.contains("hotsite_site_peer_in_service 0\n"),
+            "{alone}"
+        );
     }
 }

@@ -482,6 +482,14 @@ impl Lease {
 pub struct StoreStats {
     /// Messages `Queued`.
     pub queued: u64,
+    /// When the first-accepted message still `Queued` was accepted (its
+    /// `created_at_ms`, ms since the epoch); `None` with an empty queue. For
+    /// the queue's age (`hotsite_queue_oldest_age_seconds`): a message requeued
+    /// after a submit keeps its acceptance time. Read through the
+    /// `messages_queued` partial index (its first entry: no scan), on both
+    /// backends; ids ascend in acceptance order, so the first queued id is the
+    /// longest-waiting message.
+    pub oldest_queued_at_ms: Option<i64>,
     /// Messages `Submitted`, waiting for a final receipt.
     pub submitted: u64,
     /// Messages in a final state (including `Failed`).

@@ -29,7 +29,9 @@ pub mod routing;
 mod system;
 
 pub use config::{VoiceConfig, VoiceConfigError};
-pub use driver::{start, MediaMetrics, TrunkStatusView, VoiceError, VoiceHandle, VoiceMetrics};
+pub use driver::{
+    start, GroupTrunks, MediaMetrics, TrunkStatusView, VoiceError, VoiceHandle, VoiceMetrics,
+};
 pub use media::{AnchoredCall, Leg, MediaDirection, MediaEnd, MediaTap};
 pub use proxy::{Proxy, ProxyConfig, ProxyEvent};
 pub use system::SYSTEM;

@@ -2,6 +2,7 @@
 //! and `GET /v1/trunks`, its part of `/v1/health`, its metrics (SPEC V2, V3)
 //! and its shutdown.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use hotsite_host::metrics::{self, Collector, Encoder, Registry};
 use hotsite_host::{BoxFuture, Health, HttpRoutes, System};
 use serde_json::{json, Map, Value};
 
-use crate::driver::{MediaMetrics, TrunkStatusView, VoiceHandle, VoiceMetrics};
+use crate::driver::{GroupTrunks, MediaMetrics, TrunkStatusView, VoiceHandle, VoiceMetrics};
 
 /// The name of this system's events and status section.
 pub const SYSTEM: &str = "voice";
@@ -57,6 +58,7 @@ impl System for VoiceHandle {
         registry.register_collector(Box::new(VoiceCollector {
             status: Arc::new(self.status_reader()),
             metrics: Arc::new(self.metrics_reader()),
+            groups: self.groups(),
         }));
     }
 
@@ -236,6 +238,30 @@ fn encode_media(encoder: &mut Encoder, media: &MediaMetrics) -> fmt::Result {
 struct VoiceCollector {
     status: StatusReader,
     metrics: MetricsReader,
+    groups: Arc<[GroupTrunks]>,
+}
+
+/// Per trunk group: its name, its trunks in service now, its trunks.
+fn group_counts<'a>(
+    groups: &'a [GroupTrunks],
+    trunks: &[TrunkStatusView],
+) -> Vec<(&'a str, i64, i64)> {
+    let in_service: HashSet<&str> = trunks
+        .iter()
+        .filter(|t| t.in_service)
+        .map(|t| t.name.as_str())
+        .collect();
+    groups
+        .iter()
+        .map(|group| {
+            let up = group
+                .trunks
+                .iter()
+                .filter(|name| in_service.contains(name.as_str()))
+                .count();
+            (group.name.as_str(), up as i64, group.trunks.len() as i64)
+        })
+        .collect()
 }
 
 impl fmt::Debug for VoiceCollector {
@@ -263,6 +289,21 @@ impl Collector for VoiceCollector {
                     i64::from(t.in_service),
                 )
             }),
+        )?;
+        let groups = group_counts(&self.groups, &trunks);
+        metrics::gauge_family(
+            encoder,
+            "trunk_group_trunks_in_service",
+            "Trunks of a trunk group that take calls (SPEC V1, V2, V4); at 0 the group's calls find no trunk and the proxy answers them 503.",
+            groups.iter().map(|&(group, up, _)| ([("group", group)], up)),
+        )?;
+        metrics::gauge_family(
+            encoder,
+            "trunk_group_trunks",
+            "Trunks configured in a trunk group (SPEC V4).",
+            groups
+                .iter()
+                .map(|&(group, _, all)| ([("group", group)], all)),
         )?;
         type Count = fn(&TrunkStatusView) -> u64;
         let counters: [(&str, &str, Count); 3] = [
@@ -308,5 +349,68 @@ impl Collector for VoiceCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::proxy::{Transport, TrunkStats};
+
+    fn trunk(name: &str, in_service: bool) -> TrunkStatusView {
+        TrunkStatusView {
+            name: name.to_owned(),
+            carrier: "carrier".to_owned(),
+            address: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            transport: Transport::Udp,
+            in_service,
+            since: UNIX_EPOCH,
+            causes: Vec::new(),
+            detail: String::new(),
+            media_region: "eu-west".to_owned(),
+            failover_region: "eu-central".to_owned(),
+            registered: None,
+            stats: TrunkStats::default(),
+        }
+    }
+
+    fn group(name: &str, trunks: &[&str]) -> GroupTrunks {
+        GroupTrunks {
+            name: name.to_owned(),
+            trunks: trunks.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    /// SPEC V2, V4, issue 16: a group whose every trunk is out of service
+    /// reads 0 trunks in service (the alert's condition), a group sharing a
+    /// trunk that is up does not, and a trunk in two groups counts in both.
+    #[test]
+    fn groups_count_their_trunks_in_service() {
+        let collector = VoiceCollector {
+            status: Arc::new(|| vec![trunk("a", true), trunk("b", false), trunk("c", false)]),
+            metrics: Arc::new(|| None),
+            groups: vec![
+                group("pstn", &["a", "b"]),
+                group("backup", &["b", "c"]),
+                group("all", &["a", "b", "c"]),
+            ]
+            .into(),
+        };
+        let mut registry = metrics::registry();
+        registry.register_collector(Box::new(collector));
+        let text = metrics::render(&registry).unwrap();
+        for line in [
+            "hotsite_trunk_group_trunks_in_service{group=\"pstn\"} 1\n",
+            "hotsite_trunk_group_trunks_in_service{group=\"backup\"} 0\n",
+            "hotsite_trunk_group_trunks_in_service{group=\"all\"} 1\n",
+            "hotsite_trunk_group_trunks{group=\"pstn\"} 2\n",
+            "hotsite_trunk_group_trunks{group=\"all\"} 3\n",
+            "# TYPE hotsite_trunk_group_trunks_in_service gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

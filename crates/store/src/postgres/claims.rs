@@ -15,7 +15,7 @@ use crate::types::{Lease, MessageId, PendingInbound, QueuedMessage};
 
 /// Runs `statement` in its own transaction, BEGIN and COMMIT pipelined with it:
 /// one round trip. An error in the statement makes the COMMIT a rollback.
-async fn in_transaction(
+pub(crate) async fn in_transaction(
     client: &Object,
     doing: &str,
     sql: &str,

@@ -38,6 +38,13 @@ const PENDING_INBOUND: &str = "SELECT id, kind, provider_message_id, message_sta
 
 const STATS: &str = "SELECT name, SUM(value)::bigint FROM counters GROUP BY name";
 
+/// The longest-waiting queued message's acceptance time: the first entry of
+/// the partial index `messages_queued` (ids ascend in acceptance order), one
+/// row looked up. Run with the hot path's index-only plans, so lagging
+/// statistics never turn it into a scan of the table per scrape.
+pub(crate) const OLDEST_QUEUED: &str = "SELECT created_at_ms FROM messages
+    WHERE state = 'Queued' ORDER BY id LIMIT 1";
+
 /// Which message to read.
 pub(crate) enum By {
     Id(MessageId),
@@ -256,7 +263,18 @@ pub(crate) async fn stats(client: &Object) -> Result<StoreStats, StoreError> {
         .filter(|state| state.is_final())
         .map(state)
         .sum();
+    stats.oldest_queued_at_ms = oldest_queued_at_ms(client).await?;
     Ok(stats)
+}
+
+/// See [`StoreStats::oldest_queued_at_ms`].
+async fn oldest_queued_at_ms(client: &Object) -> Result<Option<i64>, StoreError> {
+    const DOING: &str = "reading the queue's oldest message";
+    let rows = super::claims::in_transaction(client, DOING, OLDEST_QUEUED, &[]).await?;
+    rows.first()
+        .map(|row| row.try_get(0))
+        .transpose()
+        .context(DOING)
 }
 
 pub(crate) fn limit_param(limit: usize) -> i64 {

@@ -133,6 +133,8 @@ impl Counters {
             commits: self.commits,
             receipts_uncorrelated: self.receipts_uncorrelated,
             storage_full: self.storage_full,
+            // Read from the database by `stats`, not counted.
+            oldest_queued_at_ms: None,
         }
     }
 }
@@ -494,14 +496,20 @@ impl SqliteStore {
         self.read(move |conn| read::inbound_message(conn, id)).await
     }
 
-    /// See [`Store::stats`].
+    /// See [`Store::stats`]. The counts are kept in memory; the queue's oldest
+    /// message is one probe of the `messages_queued` index on a reader.
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
-        Ok(self
+        let oldest_queued_at_ms = self.read(read::oldest_queued_at_ms).await?;
+        let counters = self
             .inner
             .counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .stats())
+            .stats();
+        Ok(StoreStats {
+            oldest_queued_at_ms,
+            ..counters
+        })
     }
 
     /// Changes the size limit of [`SqliteOptions::max_page_count`] at run time

@@ -18,6 +18,11 @@ pub(crate) enum By<'a> {
 const QUEUED_AFTER: &str = "SELECT id, source, destination, body, data_coding, attempts,
     route, hop, email, reference FROM messages WHERE state = 'Queued' AND id > ?1 ORDER BY id LIMIT ?2";
 
+/// The longest-waiting queued message's acceptance time: the first entry of
+/// the partial index (ids ascend in acceptance order), one row looked up.
+const OLDEST_QUEUED: &str = "SELECT created_at_ms FROM messages INDEXED BY messages_queued
+    WHERE state = 'Queued' ORDER BY id LIMIT 1";
+
 const MESSAGE_COLUMNS: &str = "SELECT id, key, source, destination, body, data_coding, state,
     attempts, provider_message_id, site, smsc, created_at_ms, updated_at_ms,
     submitted_at_ms, submitted_after_event, route, hop, email FROM messages";
@@ -228,6 +233,16 @@ pub(crate) fn due_ids(
     rows.collect::<Result<_, _>>().context(DOING)
 }
 
+/// See [`crate::StoreStats::oldest_queued_at_ms`].
+pub(crate) fn oldest_queued_at_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    const DOING: &str = "reading the queue's oldest message";
+    conn.prepare_cached(OLDEST_QUEUED)
+        .context(DOING)?
+        .query_row([], |row| row.get(0))
+        .optional()
+        .context(DOING)
+}
+
 pub(crate) fn inbound_message(conn: &Connection, id: i64) -> Result<Option<MessageId>, StoreError> {
     const DOING: &str = "reading an inbound item";
     let found: Option<Option<i64>> = conn
@@ -251,12 +266,14 @@ mod tests {
     use super::*;
     use crate::sqlite::schema::plan;
 
-    /// Paging the queue and the pending inbound items walks a partial index in id
+    /// Paging the queue and the pending inbound items, and finding the queue's
+    /// oldest message (each scrape of `/metrics`), walk a partial index in id
     /// order: no sort, no scan of delivered or submitted rows.
     #[test]
     fn paging_queries_walk_partial_indexes() {
         for (sql, index) in [
             (QUEUED_AFTER, "messages_queued"),
+            (OLDEST_QUEUED, "messages_queued"),
             (PENDING_INBOUND, "inbound_pending"),
             (EVENTS, "events_message"),
         ] {

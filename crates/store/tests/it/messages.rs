@@ -294,4 +294,54 @@ both_backends! {
             assert_eq!(view.state, MessageState::Submitted);
         }
     }
+
+    /// The queue's age (`hotsite_queue_oldest_age_seconds`, issue 16): the
+    /// acceptance time of the first-accepted message still queued — a retry
+    /// keeps it, a submit or a failure moves it on, an empty queue has none,
+    /// and a reopen reads it from the database.
+    async fn stats_name_the_oldest_queued_message(backend: Backend) {
+        let Some(store) = backend.fresh().await else {
+            return;
+        };
+        let oldest = |stats: hotsite_store::StoreStats| stats.oldest_queued_at_ms;
+        assert_eq!(oldest(store.stats().await.unwrap()), None);
+        let ids: Vec<MessageId> = store
+            .insert_messages(vec![message("k1", 10), message("k2", 20), message("k3", 30)])
+            .await
+            .unwrap()
+            .iter()
+            .map(|inserted| inserted.id())
+            .collect();
+        assert_eq!(oldest(store.stats().await.unwrap()), Some(10));
+        store.update(vec![submitted(ids[0], "p1", 40)]).await.unwrap();
+        assert_eq!(oldest(store.stats().await.unwrap()), Some(20));
+        store
+            .update(vec![Update::Requeued {
+                id: ids[1],
+                kind: "timeout".to_owned(),
+                reason: "no response".to_owned(),
+                at_ms: 50,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            oldest(store.stats().await.unwrap()),
+            Some(20),
+            "a retried message has waited since it was accepted"
+        );
+        let store = store.reopen().await;
+        assert_eq!(oldest(store.stats().await.unwrap()), Some(20));
+        store
+            .update(vec![Update::Failed {
+                id: ids[1],
+                reason: "invalid destination".to_owned(),
+                at_ms: 60,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(oldest(store.stats().await.unwrap()), Some(30));
+        store.update(vec![submitted(ids[2], "p3", 70)]).await.unwrap();
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.queued, oldest(stats)), (0, None));
+    }
 }

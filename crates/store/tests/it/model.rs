@@ -426,6 +426,15 @@ async fn check(store: &AnyStore, model: &Model, now_ms: i64) {
         model.messages.iter().filter(|m| wanted(m.state)).count() as u64
     };
     assert_eq!(stats.queued, count(&|s| s == MessageState::Queued));
+    // The first-accepted message still queued: ids ascend in acceptance order.
+    assert_eq!(
+        stats.oldest_queued_at_ms,
+        model
+            .messages
+            .iter()
+            .find(|m| m.state == MessageState::Queued)
+            .map(|m| m.new.received_at_ms)
+    );
     assert_eq!(stats.submitted, count(&|s| s == MessageState::Submitted));
     assert_eq!(stats.failed, count(&|s| s == MessageState::Failed));
     assert_eq!(stats.final_states, count(&|s| s.is_final()));

@@ -440,3 +440,36 @@ async fn pg_options_are_checked_before_connecting() {
         assert!(matches!(error, StoreError::InvalidOptions(_)), "{error:?}");
     }
 }
+
+/// Issue 16: the queue's oldest message, read at every scrape of `/metrics`,
+/// is one probe of the `messages_queued` partial index under the planner
+/// settings the store runs it with (read.rs's `OLDEST_QUEUED` in a
+/// transaction with index-only plans): no scan of the table, no sort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_oldest_queued_probes_the_partial_index() {
+    let Some(schema) = PgSchema::create() else {
+        return;
+    };
+    let _store = PgStore::connect(schema.options(Opts::default()))
+        .await
+        .unwrap();
+    let client = schema.client().await;
+    client
+        .batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT created_at_ms FROM messages
+             WHERE state = 'Queued' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("messages_queued"), "{plan}");
+    assert!(!plan.contains("Sort"), "{plan}");
+}

@@ -110,6 +110,16 @@ pub struct TrunkStatusView {
     pub stats: TrunkStats,
 }
 
+/// A trunk group and the names of its trunks (the configured ones, or the
+/// group `default` with every trunk), for the groups' metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTrunks {
+    /// The group's name.
+    pub name: String,
+    /// Its trunks' names.
+    pub trunks: Vec<String>,
+}
+
 /// The proxy's counters and state sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VoiceMetrics {
@@ -144,6 +154,8 @@ struct Shared {
 /// over UDP; over TCP queued to the connection's writer, best effort.
 pub struct VoiceHandle {
     local_addr: SocketAddr,
+    /// The trunk groups and their trunks' names, as configured.
+    groups: Arc<[GroupTrunks]>,
     shared: Arc<Mutex<Shared>>,
     /// The media relay's packet counters, read live.
     relay: Option<RelayCounters>,
@@ -164,6 +176,11 @@ impl VoiceHandle {
             .lock()
             .map(|s| s.status.clone())
             .unwrap_or_default()
+    }
+
+    /// The trunk groups, as configured.
+    pub fn groups(&self) -> Arc<[GroupTrunks]> {
+        Arc::clone(&self.groups)
     }
 
     /// A reader of [`VoiceHandle::status`] that outlives the borrow of the
@@ -272,6 +289,18 @@ pub async fn start(
         .as_ref()
         .map(|setup| Relay::new(setup, tap));
     let relay_counters = relay.as_ref().map(Relay::counters);
+    let groups = proxy_config
+        .groups
+        .iter()
+        .map(|group| GroupTrunks {
+            name: group.name.clone(),
+            trunks: group
+                .trunks
+                .iter()
+                .map(|&index| proxy_config.trunks[index].spec.name.clone())
+                .collect(),
+        })
+        .collect();
     let proxy = Proxy::new(proxy_config, clock::seed(), clock::now());
     let shared = Arc::new(Mutex::new(Shared::default()));
     let (events, _) = broadcast::channel(1024);
@@ -294,6 +323,7 @@ pub async fn start(
     });
     let handle = VoiceHandle {
         local_addr,
+        groups,
         shared,
         relay: relay_counters,
         events,
