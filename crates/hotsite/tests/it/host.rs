@@ -265,15 +265,11 @@ impl Site {
     }
 }
 
-/// SPEC M4, V2 (bind and trunk state in metrics), issue 11: one `/metrics`
-/// for both systems that the Prometheus project's parser
-/// (`prometheus_client.openmetrics.parser`) accepts, with the SMSC and trunk
-/// names, quotes and backslashes included, read back exactly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_metrics_page_parses_with_names_escaped() {
-    let site = start("host-metrics").await;
-    let (code, text) = site.text("/metrics").await;
-    assert_eq!(code, 200, "{text}");
+/// `/metrics` as the Prometheus project's own parser
+/// (`prometheus_client.openmetrics.parser`) reads it: each family by name,
+/// with its `type` and its `samples` as `[name, labels, value]`. Panics, with
+/// the page, when the parser refuses it.
+pub(crate) fn openmetrics_families(text: &str) -> Value {
     let script = r#"
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -302,7 +298,19 @@ print(json.dumps(out))
         "the OpenMetrics parser refused /metrics: {}\n{text}",
         String::from_utf8_lossy(&parsed.stderr)
     );
-    let families: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    serde_json::from_slice(&parsed.stdout).unwrap()
+}
+
+/// SPEC M4, V2 (bind and trunk state in metrics), issue 11: one `/metrics`
+/// for both systems that the Prometheus project's parser
+/// (`prometheus_client.openmetrics.parser`) accepts, with the SMSC and trunk
+/// names, quotes and backslashes included, read back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_metrics_page_parses_with_names_escaped() {
+    let site = start("host-metrics").await;
+    let (code, text) = site.text("/metrics").await;
+    assert_eq!(code, 200, "{text}");
+    let families = openmetrics_families(&text);
     let sample = |family: &str, label: &str, value: &str| {
         families[family]["samples"]
             .as_array()

@@ -14,6 +14,7 @@ mod interop;
 #[cfg(feature = "lab")]
 mod lab_commands;
 mod limits;
+mod monitoring;
 mod netns;
 mod production_build;
 mod realworld;
