@@ -145,16 +145,13 @@ export const STATE_TEXT = {
 
 /**
  * When each target's health last changed, from the timeline's `health`
- * records: `Map(target → {at_ms, state, cause})`, the newest per target.
- * Status shows a bind's health but not since when; the event stream knows.
+ * records (oldest first): `Map("system target" → record)`, the newest per
+ * target. Status shows a bind's health but not since when; the stream knows.
  */
 export function lastHealthChanges(records) {
   const changes = new Map();
   for (const record of records) {
-    if (record.kind !== "health") continue;
-    const key = `${record.system} ${record.target}`;
-    const known = changes.get(key);
-    if (!known || known.seq < record.seq) changes.set(key, record);
+    if (record.kind === "health") changes.set(`${record.system} ${record.target}`, record);
   }
   return changes;
 }
@@ -202,7 +199,9 @@ export function statusView(status, records = []) {
             attempts: bind.bind_attempts ?? 0,
             lastFailure: bind.last_failure ?? "",
             sinceMs: change ? change.at_ms : null,
-            cause: change && change.state !== "up" ? change.cause ?? "" : "",
+            // Out of service: why, as the bind says it now, else as its last
+            // health event said it.
+            cause: stateClass(bind.health) === "up" ? "" : bind.last_failure || (change?.state !== "up" && change?.cause) || "",
           };
         }),
         (bind) => bind.site,
@@ -266,10 +265,10 @@ function channelView(name, channel) {
   };
 }
 
-/** Agents: logged in and ready is green, logged out red, the rest amber. */
+/** Agents: ready or on a call is green, logged out grey, the rest amber. */
 function agentClass(state) {
   if (state === "ready" || state === "busy") return "up";
-  if (state === "logged_out") return "down";
+  if (state === "logged_out") return "unknown";
   return "probing";
 }
 
@@ -293,39 +292,59 @@ export const TIMELINE_CAPACITY = 1000;
  * The failover timeline: event records by `seq` (a record read twice, from
  * the ring and from a resumed stream, is kept once), newest first, with a
  * mark on those that arrived live (after the page loaded the ring).
+ *
+ * A restarted host numbers its events from 1 again: after `restarted()` the
+ * records are kept under a new epoch, and order is (epoch, seq).
  */
 export class Timeline {
   constructor(capacity = TIMELINE_CAPACITY) {
     this.capacity = capacity;
-    this.bySeq = new Map();
+    this.epoch = 0;
+    this.byKey = new Map();
   }
 
   /** Adds `record`; `live` marks one that arrived on the stream. Returns whether it was new. */
   add(record, { live = false, receivedAt = null } = {}) {
-    if (this.bySeq.has(record.seq)) return false;
-    this.bySeq.set(record.seq, { record, live, receivedAt });
-    if (this.bySeq.size > this.capacity) {
-      const oldest = Math.min(...this.bySeq.keys());
-      this.bySeq.delete(oldest);
+    const key = `${this.epoch}:${record.seq}`;
+    if (this.byKey.has(key)) return false;
+    this.byKey.set(key, { record, live, receivedAt, epoch: this.epoch });
+    if (this.byKey.size > this.capacity) {
+      let oldest = null;
+      for (const [k, entry] of this.byKey) {
+        if (oldest === null || before(entry, oldest[1])) oldest = [k, entry];
+      }
+      this.byKey.delete(oldest[0]);
     }
     return true;
   }
 
-  /** The highest seq held, 0 when empty (the stream's Last-Event-ID). */
-  lastSeq() {
-    let last = 0;
-    for (const seq of this.bySeq.keys()) last = Math.max(last, seq);
+  /** The host restarted (its event numbers begin again): a new epoch. */
+  restarted() {
+    this.epoch += 1;
+  }
+
+  /** The newest record of this epoch, or null. */
+  lastRecord() {
+    let last = null;
+    for (const entry of this.byKey.values()) {
+      if (entry.epoch === this.epoch && (last === null || entry.record.seq > last.seq)) last = entry.record;
+    }
     return last;
+  }
+
+  /** The highest seq of this epoch, 0 when none (the stream's Last-Event-ID). */
+  lastSeq() {
+    return this.lastRecord()?.seq ?? 0;
   }
 
   /** Every record, oldest first. */
   records() {
-    return [...this.bySeq.values()].map((entry) => entry.record).sort((a, b) => a.seq - b.seq);
+    return this.sorted().map((entry) => entry.record);
   }
 
   /** Systems seen, sorted. */
   systems() {
-    return [...new Set([...this.bySeq.values()].map((entry) => entry.record.system))].sort();
+    return [...new Set([...this.byKey.values()].map((entry) => entry.record.system))].sort();
   }
 
   /**
@@ -333,18 +352,41 @@ export class Timeline {
    * (a Set; every system when null), at most `limit`.
    */
   entries(shown = null, limit = 200) {
-    return [...this.bySeq.values()]
+    return this.sorted()
+      .reverse()
       .filter((entry) => shown === null || shown.has(entry.record.system))
-      .sort((a, b) => b.record.seq - a.record.seq)
       .slice(0, limit)
       .map((entry) => entryView(entry));
   }
+
+  sorted() {
+    return [...this.byKey.values()].sort((a, b) => a.epoch - b.epoch || a.record.seq - b.record.seq);
+  }
+}
+
+function before(a, b) {
+  return a.epoch < b.epoch || (a.epoch === b.epoch && a.record.seq < b.record.seq);
+}
+
+/**
+ * Whether `found` (the ring's answer to `sameHostQuery(last)`) still holds
+ * `last`: if not, the host restarted (or `last` left its ring long ago) and
+ * the stream must not resume after `last.seq`.
+ */
+export function stillHolds(found, last) {
+  return (found?.events ?? []).some((r) => r.seq === last.seq && r.at_ms === last.at_ms && r.text === last.text);
+}
+
+/** The `/v1/events` query that finds `last` again in the ring, if it is there. */
+export function sameHostQuery(last) {
+  return `/v1/events?after=${last.seq - 1}&since_ms=${last.at_ms}&until_ms=${last.at_ms}&limit=4096`;
 }
 
 /** One timeline row: time, system, target, what (kind and state), cause. */
-export function entryView({ record, live, receivedAt }) {
+export function entryView({ record, live, receivedAt, epoch = 0 }) {
   return {
     seq: record.seq,
+    epoch,
     atMs: record.at_ms,
     system: record.system,
     target: record.target,

@@ -16,7 +16,9 @@ import {
   formatClock,
   formatRate,
   readStreamEvent,
+  sameHostQuery,
   statusView,
+  stillHolds,
 } from "./console-model.js";
 
 /** How often /v1/status is read. */
@@ -43,7 +45,7 @@ function h(tag, props = {}, ...children) {
     else if (key === "data") Object.assign(element.dataset, value);
     else element.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     element.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -213,6 +215,7 @@ async function followEvents(s) {
   }
   render(s);
   let attempt = 0;
+  let connected = false;
   while (s.alive) {
     s.streamState = attempt === 0 ? "connecting" : "reconnecting";
     render(s);
@@ -225,6 +228,10 @@ async function followEvents(s) {
       watchdog = setTimeout(stop, STREAM_SILENCE_MS);
     };
     try {
+      // Resuming: a restarted host numbers its events from 1 again, so check
+      // that its ring still holds the last event seen before resuming after it.
+      const last = connected ? s.timeline.lastRecord() : null;
+      if (last && !stillHolds(await s.get(sameHostQuery(last)), last)) s.timeline.restarted();
       const response = await fetch("/v1/events/stream", {
         headers: {
           authorization: `Bearer ${s.token}`,
@@ -240,6 +247,7 @@ async function followEvents(s) {
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       s.streamState = "live";
+      connected = true;
       attempt = 0;
       render(s);
       feed();
@@ -251,7 +259,8 @@ async function followEvents(s) {
         feed();
         for (const event of parser.push(value)) await onStreamEvent(s, event);
       }
-    } catch {
+    } catch (error) {
+      if (error instanceof AuthError) return signOut(s, error.message);
       // Refused, cut or silent: reconnect below.
     } finally {
       clearTimeout(watchdog);
@@ -395,7 +404,7 @@ function drawBinds(groups) {
                 h("td", {}, since(bind.sinceMs)),
                 h("td", { class: "num", text: bind.inFlight }),
                 h("td", { class: "num", text: bind.attempts }),
-                h("td", { class: "wrap", testid: `bind-cause-${bind.smsc}`, text: bind.cause || bind.lastFailure || "" }),
+                h("td", { class: bind.cause ? "wrap" : "wrap muted", testid: `bind-cause-${bind.smsc}`, text: bind.cause || bind.lastFailure }),
               ),
             ),
           ),
@@ -557,7 +566,7 @@ function chartOptions(width) {
     series: [
       {},
       { label: "queued", scale: "n", stroke: "#0b5cad", width: 2, fill: "rgba(11, 92, 173, 0.08)", value: count },
-      { label: "in msg/s", scale: "rate", stroke: "#8250df", width: 1.5, value: perSecond },
+      { label: "in msg/s", scale: "rate", stroke: "#8250df", width: 1.5, dash: [5, 4], value: perSecond },
       { label: "out msg/s", scale: "rate", stroke: "#1a7f37", width: 1.5, value: perSecond },
     ],
     axes: [
@@ -594,7 +603,7 @@ function drawTimeline(s, statusSystems) {
           class: entry.live ? "live" : null,
           testid: "timeline-entry",
           title: entry.text,
-          data: { seq: entry.seq, system: entry.system, target: entry.target, kind: entry.kind, live: entry.live ? "true" : "false", receivedAt: entry.receivedAt ?? "" },
+          data: { seq: entry.seq, epoch: entry.epoch, system: entry.system, target: entry.target, kind: entry.kind, live: entry.live ? "true" : "false", receivedAt: entry.receivedAt ?? "" },
         },
         h("td", { class: "time", text: formatClock(entry.atMs) }),
         h("td", { text: entry.system }),
