@@ -181,6 +181,7 @@ async function pollLoop(s) {
     try {
       if (!first) s.status = await s.get("/v1/status");
       if ((s.status?.systems ?? []).includes("messaging")) await readQueue(s);
+      else s.queueError = "";
       s.pollOk = true;
       s.pollError = "";
       s.updatedAt = Date.now();
@@ -195,12 +196,21 @@ async function pollLoop(s) {
   }
 }
 
-/** The queue's history once, then a sample per poll. */
+/**
+ * The queue's history once, then a sample per poll. A failure here leaves
+ * the rest of the status standing (the chart says why it stopped).
+ */
 async function readQueue(s) {
   const after = s.series.lastAt();
-  const history = await s.get(after === null ? "/v1/queue/history" : `/v1/queue/history?after_ms=${after}`);
-  if (after === null) for (const sample of history.samples ?? []) s.series.add(sample);
-  if (history.now) s.series.add(history.now);
+  try {
+    const history = await s.get(after === null ? "/v1/queue/history" : `/v1/queue/history?after_ms=${after}`);
+    if (after === null) for (const sample of history.samples ?? []) s.series.add(sample);
+    if (history.now) s.series.add(history.now);
+    s.queueError = "";
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    s.queueError = `Queue history unavailable: ${error.message}`;
+  }
 }
 
 // ---- the event stream ---------------------------------------------------------------
@@ -534,6 +544,7 @@ function drawQueue(s, queue) {
     figure("inbound pending", queue.inboundPending),
     h("div", { class: "figure" }, h("b", {}, badge(queue.storeState, queue.store || "?")), h("span", { text: "store" })),
   );
+  if (s.queueError) figures.append(h("p", { class: "error small", text: s.queueError }));
   const container = $("queue-chart");
   container.hidden = false;
   if (typeof uPlot !== "function") {
