@@ -338,7 +338,7 @@ async function run() {
           (rows, target, after) =>
             rows
               .filter((r) => Number(r.dataset.seq) > after && r.dataset.target === target && r.dataset.kind === "health")
-              .map((r) => ({ seq: Number(r.dataset.seq), live: r.dataset.live, what: r.cells[3].textContent, cause: r.cells[4].textContent, receivedAt: Number(r.dataset.receivedAt) }))
+              .map((r) => ({ seq: Number(r.dataset.seq), live: r.dataset.live, what: r.cells[2].textContent, cause: r.cells[3].textContent, receivedAt: Number(r.dataset.receivedAt) }))
               .find((e) => e.what.includes("down") && e.cause.trim() !== ""),
           KILLED_TARGET,
           seqBefore,
