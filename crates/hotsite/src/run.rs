@@ -86,6 +86,11 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         config.site,
         host.local_addr()
     );
+    println!(
+        "operator console on http://{}{} (asks for an API token)",
+        host.local_addr(),
+        hotsite_host::http::console::PATH
+    );
     if config.messaging {
         println!("{}; {}", config.store.describe(), config.summary());
     }

@@ -7,6 +7,9 @@
 //!   (or message `id`) is reused for a different message (SPEC M8); `413` past
 //!   [`MAX_REQUEST_BODY`]; `507` when the disk is full.
 //! - `GET /v1/messages/{id}`: state and history.
+//! - `GET /v1/queue/history`: the queue's depth and throughput over the last
+//!   fifteen minutes, a sample every five seconds (see [`crate::history`]),
+//!   and a sample taken now; `?after_ms=` only the samples after that time.
 //! - `POST /v1/callbacks/{channel}/receipt` and `.../mo`: an HTTP provider's
 //!   receipts and MO (form-encoded, see [`crate::callback`]); no bearer token,
 //!   signature checked when a callback secret is configured.
@@ -21,7 +24,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +40,7 @@ use tokio::sync::Notify;
 use crate::callback;
 use crate::channel::decode;
 use crate::clock;
+use crate::history::{self, QueueSampler};
 use crate::metrics::Metrics;
 use crate::request;
 use crate::route::Routes;
@@ -48,6 +53,8 @@ pub type ChannelStatus = Arc<dyn Fn() -> Value + Send + Sync>;
 pub struct ApiState<S> {
     /// The durable store.
     pub store: S,
+    /// The queue's recent samples (`GET /v1/queue/history`).
+    pub queue_history: Arc<QueueSampler>,
     /// Sender used when a message names none.
     pub default_from: String,
     /// Counters.
@@ -82,7 +89,8 @@ pub fn routes<S: Store>(state: Arc<ApiState<S>>) -> hotsite_host::HttpRoutes {
     let api = bounded(
         Router::new()
             .route("/v1/messages", post(submit::<S>))
-            .route("/v1/messages/{id}", get(message::<S>)),
+            .route("/v1/messages/{id}", get(message::<S>))
+            .route("/v1/queue/history", get(queue_history::<S>)),
     );
     let open = bounded(
         Router::new()
@@ -377,6 +385,41 @@ async fn message<S: Store>(
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no message {id}")),
         Err(e) => store_error(&e),
     }
+}
+
+/// The query of `GET /v1/queue/history`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Only samples taken after this time (ms since the epoch).
+    after_ms: Option<i64>,
+}
+
+/// How long `GET /v1/queue/history` waits for the store's depth for its
+/// `now` sample; past it `queued` is null.
+const HISTORY_NOW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn queue_history<S: Store>(
+    State(state): State<Arc<ApiState<S>>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{}; the query takes after_ms", rejection.body_text()),
+            )
+        }
+    };
+    let now = state.queue_history.sample(HISTORY_NOW_TIMEOUT).await;
+    Json(json!({
+        "interval_ms": history::SAMPLE_INTERVAL.as_millis() as u64,
+        "window_ms": history::WINDOW.as_millis() as u64,
+        "samples": state.queue_history.points(query.after_ms),
+        "now": now,
+    }))
+    .into_response()
 }
 
 async fn receipt_callback<S: Store>(

@@ -13,3 +13,9 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) fn instant_in(after: std::time::Duration) -> std::time::Instant {
     tokio::time::Instant::now().into_std() + after
 }
+
+/// The monotonic clock now (tokio's, so a paused test clock moves it).
+#[allow(clippy::disallowed_methods)] // the messaging drivers' clock module
+pub(crate) fn monotonic_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

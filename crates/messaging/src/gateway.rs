@@ -21,6 +21,7 @@ use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
 use crate::channel::smpp::SmppChannel;
 use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
+use crate::history::QueueSampler;
 use crate::inbox::{run_inbox, InboxConfig};
 use crate::metrics::Metrics;
 use crate::policy::HopPolicy;
@@ -227,8 +228,12 @@ pub async fn start<S: Store>(
             Box::pin(async move { store.stats().await })
         })
     };
+    // The queue's recent past, for the console's chart (GET /v1/queue/history).
+    let queue_history = Arc::new(QueueSampler::new(stats.clone(), metrics.clone()));
+    tasks.push(tokio::spawn(queue_history.clone().run(shutdown.clone())));
     let state = Arc::new(ApiState {
         store,
+        queue_history,
         default_from: config.default_from.clone(),
         metrics: metrics.clone(),
         routes: routes.clone(),

@@ -24,6 +24,7 @@ pub mod channel;
 mod clock;
 pub mod dispatcher;
 pub mod gateway;
+pub mod history;
 pub mod inbox;
 mod lease;
 pub mod metrics;

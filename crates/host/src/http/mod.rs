@@ -8,8 +8,11 @@
 //!   live (token; `Last-Event-ID` resumes).
 //! - `GET /metrics`: OpenMetrics text of the one registry.
 //! - `GET /v1/openapi.json`: one document over every route.
+//! - `GET /console/`: the operator console, static files (no token: every
+//!   data call the page makes carries one); `GET /` redirects to it.
 
 mod auth;
+pub mod console;
 pub(crate) mod events;
 pub mod server;
 
@@ -59,6 +62,7 @@ pub(crate) fn app(state: Arc<HostState>, tokens: Tokens, api: Router, open: Rout
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .with_state(state)
+        .merge(console::routes())
         .merge(open);
     protected.merge(public).fallback(not_found)
 }

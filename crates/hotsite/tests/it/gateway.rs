@@ -484,6 +484,86 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     s.gateway.shutdown().await;
 }
 
+/// Issue 16: `GET /v1/queue/history` has the queue's past from the gateway's
+/// start (a sample at once, then every 5 s) with the throughput between
+/// samples, and a sample taken now; it needs the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_history_has_depth_and_throughput_since_start() {
+    let s = setup(
+        "queue-history",
+        lab_config(0.0, 0.0),
+        SqliteOptions::default(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let history = |query: &'static str| {
+        http.get(format!("{}/v1/queue/history{query}", s.api))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let first: Value = history("").await.unwrap().json().await.unwrap();
+    assert_eq!(first["interval_ms"], 5_000);
+    assert_eq!(first["window_ms"], 900_000);
+    let samples = first["samples"].as_array().unwrap();
+    assert!(!samples.is_empty(), "a sample from the start: {first}");
+    assert_eq!(samples[0]["submitted"], 0);
+    assert_eq!(samples[0]["submitted_per_s"], Value::Null);
+    let started_ms = samples[0]["at_ms"].as_i64().unwrap();
+
+    post_until_accepted(&http, &s.api, &batch(0..40)).await;
+    wait_until(Duration::from_secs(10), "all 40 sent", || {
+        s.gateway
+            .metrics()
+            .messages_submitted_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 40
+    })
+    .await;
+    let current: Value = history("").await.unwrap().json().await.unwrap();
+    assert_eq!(current["now"]["accepted"], 40, "{current}");
+    assert_eq!(current["now"]["submitted"], 40, "{current}");
+    assert_eq!(current["now"]["queued"], 0, "{current}");
+    // The next 5 s sample carries the 40 as a rate.
+    let until = now() + Duration::from_secs(8);
+    let sample = loop {
+        let after: Value = history_after(&http, &s.api, started_ms).await;
+        if let Some(sample) = after["samples"]
+            .as_array()
+            .and_then(|samples| samples.first())
+        {
+            break sample.clone();
+        }
+        assert!(now() < until, "no sample after the first within 8 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let at_ms = sample["at_ms"].as_i64().unwrap();
+    let rate = sample["submitted_per_s"].as_f64().unwrap();
+    let expected = 40.0 * 1000.0 / (at_ms - started_ms) as f64;
+    assert!((rate - expected).abs() < 1e-9, "{sample}");
+    assert!((4_000..=6_000).contains(&(at_ms - started_ms)), "{sample}");
+
+    let refused = http
+        .get(format!("{}/v1/queue/history", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let bad = history("?after=3").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    s.gateway.shutdown().await;
+}
+
+async fn history_after(http: &reqwest::Client, api: &str, after_ms: i64) -> Value {
+    http.get(format!("{api}/v1/queue/history?after_ms={after_ms}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Invariant 1: a full store refuses new work with a clear error (507) and keeps
 /// and delivers everything it accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
