@@ -18,6 +18,7 @@ use crate::api::{ApiState, ChannelStatus};
 use crate::channel::aggregator::{AggregatorChannel, AggregatorConfig, AggregatorConfigError};
 use crate::channel::digital::{DigitalChannel, DigitalConfig, DigitalConfigError};
 use crate::channel::email::{EmailChannel, EmailConfig, EmailConfigError};
+use crate::channel::passive::PassiveHealth;
 use crate::channel::smpp::SmppChannel;
 use crate::channel::Channel;
 use crate::dispatcher::{run_dispatcher, DispatcherConfig};
@@ -316,6 +317,22 @@ impl GatewayHandle {
 /// Builds every channel and the routes over them. Checked again here (the
 /// binary's config validation names the keys first) so a library user gets a
 /// clear error too.
+/// A channel's `/v1/status` entry read from its passive health.
+fn passive_status(health: &Arc<PassiveHealth>) -> ChannelStatus {
+    let health = health.clone();
+    Arc::new(move || health.status())
+}
+
+/// `scheme://host[:port]` of a webhook URL: its path and query may carry the
+/// endpoint's secret (many chat platforms put the token there), so the status
+/// never shows them.
+fn origin_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed.origin().ascii_serialization(),
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
 fn build_routes(
     config: &GatewayConfig,
     client: Option<&SmppClient>,
@@ -335,12 +352,22 @@ fn build_routes(
             )));
         }
         let built = match channel {
-            ChannelConfig::Digital(digital) => Channel::Digital(Arc::new(
-                DigitalChannel::new(digital.clone()).map_err(|source| GatewayError::Digital {
-                    name: name.clone(),
-                    source,
-                })?,
-            )),
+            ChannelConfig::Digital(digital) => {
+                let channel = DigitalChannel::new(digital.clone()).map_err(|source| {
+                    GatewayError::Digital {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+                let health = Arc::new(PassiveHealth::new(
+                    name,
+                    "digital",
+                    origin_of(&digital.url),
+                    events.clone(),
+                ));
+                status.push((name.clone(), passive_status(&health)));
+                Channel::Digital(Arc::new(channel), health)
+            }
             ChannelConfig::Http { config, .. } => {
                 let channel =
                     AggregatorChannel::start(config.clone(), events.clone(), shutdown.clone())
@@ -355,12 +382,21 @@ fn build_routes(
                 ));
                 Channel::Http(channel)
             }
-            ChannelConfig::Email(email) => Channel::Email(Arc::new(
-                EmailChannel::new(email.clone()).map_err(|source| GatewayError::Email {
-                    name: name.clone(),
-                    source,
-                })?,
-            )),
+            ChannelConfig::Email(email) => {
+                let channel =
+                    EmailChannel::new(email.clone()).map_err(|source| GatewayError::Email {
+                        name: name.clone(),
+                        source,
+                    })?;
+                let health = Arc::new(PassiveHealth::new(
+                    name,
+                    "email",
+                    channel.endpoint().to_owned(),
+                    events.clone(),
+                ));
+                status.push((name.clone(), passive_status(&health)));
+                Channel::Email(Arc::new(channel), health)
+            }
         };
         channels.insert(name.clone(), built);
     }

@@ -227,18 +227,26 @@ impl Collector for GatewayCollector {
             "1 while the store refuses new work for lack of space (invariant 1).",
             i64::from(stats.storage_full),
         )?;
-        self.encode_http_sites(encoder)
+        self.encode_channels(encoder)
     }
 }
 
 impl GatewayCollector {
     /// Per HTTP aggregator: sites up, and the alert raised when every site
-    /// failed (SPEC M3).
-    fn encode_http_sites(&self, encoder: &mut Encoder) -> fmt::Result {
+    /// failed (SPEC M3); per digital or e-mail channel: its endpoint in service.
+    fn encode_channels(&self, encoder: &mut Encoder) -> fmt::Result {
         let mut up = Vec::new();
         let mut alert = Vec::new();
+        let mut passive = Vec::new();
         for (name, status) in &self.view.channel_status {
             let status = status();
+            if let Some(kind) = status["kind"].as_str() {
+                passive.push((
+                    vec![("channel", name.clone()), ("kind", kind.to_owned())],
+                    i64::from(status["health"] == "up"),
+                ));
+                continue;
+            }
             let Some(urls) = status["urls"].as_array() else {
                 continue;
             };
@@ -265,6 +273,12 @@ impl GatewayCollector {
             "http_all_sites_down",
             "1 while every site of an HTTP aggregator has failed (SPEC M3 alert).",
             alert,
+        )?;
+        metrics::gauge_family(
+            encoder,
+            "channel_up",
+            "Whether a digital or e-mail channel's endpoint is in service, as its sends say: out after 3 failed sends in a row, back after one that got through (SPEC M10).",
+            passive,
         )
     }
 }

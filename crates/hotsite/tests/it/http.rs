@@ -625,6 +625,66 @@ async fn webhook_503s_fall_back_to_secondary_then_email() {
         "{metrics}"
     );
 
+    // The channels' endpoints as the operator sees them (SPEC M10): both chat
+    // endpoints out of service after three failed sends in a row, with the
+    // cause, on the status, the metrics and the event stream; the mail relay
+    // in service.
+    for name in ["primary-chat", "secondary-chat"] {
+        let status = s.gateway.channel_status(name).expect("a digital status");
+        assert_eq!(status["kind"], "digital", "{status}");
+        assert_eq!(status["health"], "down", "{status}");
+        assert!(
+            status["last_failure"]["cause"]
+                .as_str()
+                .is_some_and(|cause| cause.contains("503")),
+            "{status}"
+        );
+        // The webhook's path may hold its secret: only the origin is shown.
+        assert!(
+            !status["url"].as_str().unwrap().contains("/messages"),
+            "{status}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "hotsite_channel_up{{channel=\"{name}\",kind=\"digital\"}} 0"
+            )),
+            "{metrics}"
+        );
+    }
+    let mail = s.gateway.channel_status("mail").expect("a mail status");
+    assert_eq!(
+        (mail["kind"].as_str(), mail["health"].as_str()),
+        (Some("email"), Some("up")),
+        "{mail}"
+    );
+    assert_eq!(mail["sends"], 5, "{mail}");
+    let events: Value = http
+        .get(format!(
+            "{}/v1/events?kind=health&target=primary-chat",
+            s.api
+        ))
+        .bearer_auth(crate::gateway::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let down = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["state"] == "down")
+        .unwrap_or_else(|| panic!("no down event for primary-chat: {events}"));
+    assert_eq!(down["target"], "primary-chat/digital", "{down}");
+    assert!(
+        down["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 sends in a row failed"),
+        "{down}"
+    );
+
     // The primary recovers: new messages go to it, signed, once each.
     s.lab
         .set_webhook_fault("primary-chat", HttpFault::Recover)
@@ -638,6 +698,11 @@ async fn webhook_503s_fall_back_to_secondary_then_email() {
     let mut expected: Vec<String> = ok.iter().map(|id| id.0.to_string()).collect();
     expected.sort();
     assert_eq!(delivered, expected);
+    let primary = s.gateway.channel_status("primary-chat").unwrap();
+    assert_eq!(
+        primary["health"], "up",
+        "back in service after a delivered send: {primary}"
+    );
     s.gateway.shutdown().await;
     s.lab.shutdown().await;
 }

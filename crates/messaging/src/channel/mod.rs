@@ -12,6 +12,7 @@ use hotsite_store::QueuedMessage;
 pub mod aggregator;
 pub mod digital;
 pub mod email;
+pub mod passive;
 pub mod smpp;
 
 /// A channel of a hop.
@@ -19,10 +20,16 @@ pub mod smpp;
 pub enum Channel {
     /// The SMPP binds.
     Smpp(smpp::SmppChannel),
-    /// A digital channel's webhook.
-    Digital(std::sync::Arc<digital::DigitalChannel>),
-    /// E-mail over SMTP.
-    Email(std::sync::Arc<email::EmailChannel>),
+    /// A digital channel's webhook, and its health read off the sends.
+    Digital(
+        std::sync::Arc<digital::DigitalChannel>,
+        std::sync::Arc<passive::PassiveHealth>,
+    ),
+    /// E-mail over SMTP, and its health read off the sends.
+    Email(
+        std::sync::Arc<email::EmailChannel>,
+        std::sync::Arc<passive::PassiveHealth>,
+    ),
     /// The aggregator's HTTP API, with site failover (SPEC M2, M3).
     Http(std::sync::Arc<aggregator::AggregatorChannel>),
 }
@@ -71,8 +78,16 @@ impl Channel {
     ) -> Option<SendOutcome> {
         match self {
             Channel::Smpp(channel) => channel.send(message, &mut state.retried, send_before).await,
-            Channel::Digital(channel) => Some(channel.send(message).await),
-            Channel::Email(channel) => Some(channel.send(message).await),
+            Channel::Digital(channel, health) => {
+                let outcome = channel.send(message).await;
+                health.record(&outcome);
+                Some(outcome)
+            }
+            Channel::Email(channel, health) => {
+                let outcome = channel.send(message).await;
+                health.record(&outcome);
+                Some(outcome)
+            }
             Channel::Http(channel) => Some(channel.send(message, &mut state.aggregator).await),
         }
     }
