@@ -21,6 +21,7 @@ mod desktops;
 mod lab;
 #[cfg(not(feature = "lab"))]
 mod no_lab;
+mod notify;
 mod recording;
 mod recording_tap;
 mod run;

@@ -15,6 +15,7 @@ mod interop;
 mod lab_commands;
 mod limits;
 mod netns;
+mod notify;
 mod production_build;
 mod realworld;
 mod recording;
