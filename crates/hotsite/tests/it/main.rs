@@ -16,6 +16,7 @@ mod lab_commands;
 mod limits;
 mod netns;
 mod notify;
+mod packaging;
 mod production_build;
 mod realworld;
 mod recording;
