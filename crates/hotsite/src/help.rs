@@ -554,7 +554,7 @@ mod tests {
         let text = render_text(&[section(
             "EXAMPLES",
             vec![
-                Text("word ".repeat(30).trim()),
+                Text("word word word word word word word word word word word word word word word word word word word word word word word word word"),
                 Example("What:", "hotsite a-very-long-command --with --many --options --that --go --past --the --width --of --eighty"),
             ],
         )]);

@@ -124,32 +124,44 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // a clean one.
     let mut signals = Signals::listen()?;
     let notify = Notify::from_env();
-    let drain_notice = config.continuity.as_ref().map(|site| {
-        tokio::spawn(notify_drain(
-            host.events().clone(),
-            notify.clone(),
-            site.drain_timeout,
-        ))
-    });
+    let drain_timeout = config.continuity.as_ref().map(|site| site.drain_timeout);
+    let drain_started = wait_drain_started(host.events().clone(), drain_timeout.is_some());
+    let drained = wait_drained(drained);
+    tokio::pin!(drain_started, drained);
+    let mut drain_told = false;
     notify.ready(host.local_addr(), &systems);
     let watchdog = notify.watchdog(host.local_addr());
-    tokio::select! {
-        () = signals.wait() => {
-            notify.stopping("signal received; unbinding, queued messages stay in the store");
-            eprintln!("stopping: unbinding; queued messages stay in the store");
+    loop {
+        tokio::select! {
+            () = &mut drain_started, if !drain_told => {
+                tell_drain(&notify, &mut drain_told, drain_timeout);
+            }
+            () = signals.wait() => {
+                notify.stopping("signal received; unbinding, queued messages stay in the store");
+                eprintln!("stopping: unbinding; queued messages stay in the store");
+                break;
+            }
+            () = &mut drained => {
+                // The drain's start is told first, whichever task ran first.
+                tell_drain(&notify, &mut drain_told, drain_timeout);
+                notify.stopping("drained; no call left (or site.drain_timeout passed)");
+                eprintln!("drained: no call left at this site (or site.drain_timeout passed); stopping");
+                break;
+            }
         }
-        () = wait_drained(drained) => {
-            notify.stopping("drained; no call left (or site.drain_timeout passed)");
-            eprintln!("drained: no call left at this site (or site.drain_timeout passed); stopping");
-        }
-    }
-    if let Some(task) = drain_notice {
-        task.abort();
     }
     watchdog.as_ref().map(Watchdog::shutting_down);
     host.shutdown().await;
     drop(watchdog);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd that a drain has started, once.
+fn tell_drain(notify: &Notify, told: &mut bool, drain_timeout: Option<std::time::Duration>) {
+    if let (false, Some(timeout)) = (*told, drain_timeout) {
+        notify.draining(timeout);
+        *told = true;
+    }
 }
 
 /// Adds a started system to the host and its name to `systems`.
@@ -163,10 +175,13 @@ fn add(
     host.add(system, routes);
 }
 
-/// Tells systemd when a site drain starts (SPEC S7): the process will stop
-/// by itself within `drain_timeout`.
-async fn notify_drain(bus: EventBus, notify: Notify, drain_timeout: std::time::Duration) {
+/// Resolves when a site drain starts (SPEC S7: the process will stop by
+/// itself); never without a site.
+async fn wait_drain_started(bus: EventBus, site: bool) {
     use tokio::sync::broadcast::error::RecvError;
+    if !site {
+        return std::future::pending().await;
+    }
     let is_drain = |record: &Record| {
         matches!(
             record.event.kind,
@@ -184,10 +199,9 @@ async fn notify_drain(bus: EventBus, notify: Notify, drain_timeout: std::time::D
             Ok(record) => started = is_drain(&record),
             // Fell behind: look in the ring for what was missed.
             Err(RecvError::Lagged(_)) => started = !bus.recent_where(1, is_drain).is_empty(),
-            Err(RecvError::Closed) => return,
+            Err(RecvError::Closed) => return std::future::pending().await,
         }
     }
-    notify.draining(drain_timeout);
 }
 
 /// Resolves when a drain of the site is over (SPEC S7); never without a

@@ -420,19 +420,17 @@ fn bash_completes_commands_and_values() {
     let complete = |line: &str| -> Vec<String> {
         // As `complete -F` calls it: COMP_WORDS/COMP_CWORD set, then
         // FUNCTION COMMAND WORD PREVIOUS-WORD.
-        let program = format!(
-            r#"source "$1"
-COMP_LINE="$2"; COMP_POINT=${{#COMP_LINE}}
+        let program = r#"source "$1"
+COMP_LINE="$2"; COMP_POINT=${#COMP_LINE}
 read -ra COMP_WORDS <<< "$COMP_LINE"
 [[ "$COMP_LINE" == *" " ]] && COMP_WORDS+=("")
-COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
 complete -p hotsite >/dev/null || exit 3
 fn=$(complete -p hotsite | sed -n 's/.*-F \([^ ]*\).*/\1/p')
-"$fn" hotsite "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
-printf '%s\n' "${{COMPREPLY[@]}}""#
-        );
+"$fn" hotsite "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}""#;
         let output = Command::new("bash")
-            .args(["-c", &program, "bash"])
+            .args(["-c", program, "bash"])
             .arg(&script)
             .arg(line)
             .output()
