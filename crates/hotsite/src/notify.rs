@@ -427,6 +427,77 @@ mod tests {
         assert_eq!(loopback(addr("10.0.0.5:80")), addr("10.0.0.5:80"));
     }
 
+    /// A host stand-in on loopback: answers every connection with `answer`
+    /// (nothing at all: `None`).
+    async fn host(answer: Option<&'static str>) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                match answer {
+                    Some(answer) => {
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        addr
+    }
+
+    /// The datagrams `receiver` gets within `window`.
+    async fn received(receiver: &tokio::net::UnixDatagram, window: Duration) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        let _ = tokio::time::timeout(window, async {
+            loop {
+                let n = receiver.recv(&mut buf).await.unwrap();
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        })
+        .await;
+        got
+    }
+
+    /// The watchdog pings while the host answers its health, whatever the
+    /// status (503 too); not while it does not answer; and without probing
+    /// once the shutdown has begun.
+    #[tokio::test]
+    async fn the_watchdog_pings_only_while_the_host_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let receiver = tokio::net::UnixDatagram::bind(&path).unwrap();
+        let notify = Notify::to(Some(SocketName::Path(path)));
+        let interval = Duration::from_millis(400);
+
+        let busy = host(Some(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        ))
+        .await;
+        let watchdog = Watchdog::start(notify.clone(), interval, busy);
+        let pings = received(&receiver, Duration::from_millis(700)).await;
+        assert!(
+            pings.len() >= 3 && pings.iter().all(|p| p == "WATCHDOG=1\n"),
+            "{pings:?}"
+        );
+        drop(watchdog);
+
+        let stuck = host(None).await;
+        let watchdog = Watchdog::start(notify.clone(), interval, stuck);
+        let pings = received(&receiver, Duration::from_millis(700)).await;
+        assert!(
+            pings.is_empty(),
+            "pinged for a host that never answers: {pings:?}"
+        );
+        watchdog.shutting_down();
+        let pings = received(&receiver, Duration::from_millis(700)).await;
+        assert!(!pings.is_empty(), "no pings while shutting down");
+    }
+
     #[test]
     fn notifications_reach_a_socket_file_and_an_abstract_socket() {
         let dir = tempfile::tempdir().unwrap();

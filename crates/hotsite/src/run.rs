@@ -118,10 +118,10 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    // Every system has started and the host serves: ready (after the lines
-    // above, so a reader of the output sees the addresses first).
-    // Signals are caught from here on, so a stop right after READY=1 is
-    // a clean one.
+    // Every system has started and the host serves: READY=1 (after the
+    // lines above, so a reader of the output sees the addresses first).
+    // Signals are caught from before it, so a stop right after READY=1 is a
+    // clean one.
     let mut signals = Signals::listen()?;
     let notify = Notify::from_env();
     let drain_timeout = config.continuity.as_ref().map(|site| site.drain_timeout);
@@ -150,7 +150,9 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    watchdog.as_ref().map(Watchdog::shutting_down);
+    if let Some(watchdog) = &watchdog {
+        watchdog.shutting_down();
+    }
     host.shutdown().await;
     drop(watchdog);
     Ok(ExitCode::SUCCESS)
