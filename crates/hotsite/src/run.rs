@@ -11,7 +11,7 @@ use hotsite_host::{EventBus, Host, HttpRoutes, Record, System};
 use hotsite_store::{PgStore, SqliteStore};
 
 use crate::config::{Config, StoreChoice};
-use crate::notify::{Notify, Watchdog};
+use crate::notify::Notify;
 
 /// Loads and validates the config before anything opens, then runs.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
