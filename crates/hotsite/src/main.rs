@@ -17,10 +17,12 @@ mod config;
 mod demo;
 #[cfg(feature = "lab")]
 mod desktops;
+mod help;
 #[cfg(feature = "lab")]
 mod lab;
 #[cfg(not(feature = "lab"))]
 mod no_lab;
+mod notify;
 mod recording;
 mod recording_tap;
 mod run;
@@ -85,8 +87,12 @@ enum Command {
     #[cfg(not(feature = "lab"))]
     #[command(hide = true, disable_help_flag = true)]
     Desktops(no_lab::NotInThisBuild),
-    /// Runs the gateway of one site: HTTP API, durable store, SMPP binds to
-    /// every SMSC of every site, MO/DR webhooks. Stops on SIGINT/SIGTERM.
+    /// Runs the systems of one site that the configuration names (messaging:
+    /// durable store, SMPP binds to every SMSC of every site, other
+    /// channels, MO/DR webhooks; voice; recording; site; desktop) behind one
+    /// HTTP API. Stops on SIGINT/SIGTERM, or by itself at the end of a site
+    /// drain. Under systemd (Type=notify) it says when it is ready and when it
+    /// stops, and answers the watchdog.
     Run {
         /// Gateway configuration (see examples/hotsite.toml).
         #[arg(long)]
@@ -179,6 +185,20 @@ enum Command {
         #[arg(long)]
         runtime: bool,
     },
+    /// Prints a completion script for SHELL on stdout (bash, zsh, fish,
+    /// elvish or powershell): commands, options and their values.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page hotsite(1) in roff on stdout, or with --dir
+    /// writes it and a page per command (hotsite-run(1), …) there.
+    Man {
+        /// Where to write the pages, e.g. /usr/local/share/man/man1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `hotsite site …`.
@@ -210,9 +230,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = help::parse();
     let result = match cli.command {
         Command::CheckConfig { file, runtime } => return check_config::run(&file, runtime),
+        Command::Completions { shell } => {
+            help::completions(shell);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => help::man(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "lab")]
         Command::Lab { config } => runtime().and_then(|rt| rt.block_on(lab::run(&config))),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run::run(&config))),

@@ -1,14 +1,17 @@
 //! `hotsite run --config FILE`: the systems of one site behind the host,
-//! until SIGINT/SIGTERM.
+//! until SIGINT/SIGTERM or the end of a site drain. Under systemd it says
+//! when it is ready and when it stops (`notify.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hotsite_host::Host;
+use hotsite_core::EventKind;
+use hotsite_host::{EventBus, Host, HttpRoutes, Record, System};
 use hotsite_store::{PgStore, SqliteStore};
 
 use crate::config::{Config, StoreChoice};
+use crate::notify::Notify;
 
 /// Loads and validates the config before anything opens, then runs.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -31,6 +34,8 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // The port first: a conflict fails before any system starts.
     let mut host = Host::bind(config.host.clone()).await?;
     let deps = host.deps();
+    // The systems started, in order, for the readiness status.
+    let mut systems: Vec<&'static str> = Vec::new();
     // Recording before voice: the voice proxy's relay feeds its recorder.
     let mut tap: Option<std::sync::Arc<dyn hotsite_voice::MediaTap>> = None;
     let mut recording_dir = None;
@@ -42,7 +47,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             handle.recorder(),
         )));
         recording_dir = Some(recording.dir.clone());
-        host.add(Box::new(handle), routes);
+        add(&mut host, &mut systems, Box::new(handle), routes);
     }
     let mut voice_addr = None;
     if let Some(voice) = &config.voice {
@@ -50,7 +55,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot start the voice proxy")?;
         voice_addr = Some(voice.local_addr());
-        host.add(Box::new(voice), routes);
+        add(&mut host, &mut systems, Box::new(voice), routes);
     }
     // Business continuity before messaging: its drain ends the process.
     let mut site = None;
@@ -60,14 +65,14 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .context("cannot start business continuity (site)")?;
         site = Some((handle.local_addr(), handle.drain_watch()));
         let client = handle.client();
-        host.add(Box::new(handle), routes);
+        add(&mut host, &mut systems, Box::new(handle), routes);
         // Desktops after the site they drive (and stopped before it).
         if let Some(desktop) = &config.desktop {
             let (service, routes) =
                 hotsite_desktop::service::start(desktop, &config.site, client, &deps)
                     .await
                     .context("cannot start the desktop service")?;
-            host.add(Box::new(service), routes);
+            add(&mut host, &mut systems, Box::new(service), routes);
         }
     }
     if let Some(store) = store {
@@ -77,7 +82,7 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             OpenStore::Postgres(store) => hotsite_messaging::start(gateway, store, &deps).await,
         };
         let (gateway, routes) = started.context("cannot start the gateway")?;
-        host.add(Box::new(gateway), routes);
+        add(&mut host, &mut systems, Box::new(gateway), routes);
     }
     let host = host.serve()?;
     println!(
@@ -118,17 +123,92 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    tokio::select! {
-        result = wait_for_signal() => {
-            result?;
-            eprintln!("stopping: unbinding; queued messages stay in the store");
-        }
-        () = wait_drained(drained) => {
-            eprintln!("drained: no call left at this site (or site.drain_timeout passed); stopping");
+    // Every system has started and the host serves: READY=1 (after the
+    // lines above, so a reader of the output sees the addresses first).
+    // Signals are caught from before it, so a stop right after READY=1 is a
+    // clean one.
+    let mut signals = Signals::listen()?;
+    let notify = Notify::from_env();
+    let drain_timeout = config.continuity.as_ref().map(|site| site.drain_timeout);
+    let drain_started = wait_drain_started(host.events().clone(), drain_timeout.is_some());
+    let drained = wait_drained(drained);
+    tokio::pin!(drain_started, drained);
+    let mut drain_told = false;
+    notify.ready(host.local_addr(), &systems);
+    let watchdog = notify.watchdog(host.local_addr());
+    loop {
+        tokio::select! {
+            () = &mut drain_started, if !drain_told => {
+                tell_drain(&notify, &mut drain_told, drain_timeout);
+            }
+            () = signals.wait() => {
+                notify.stopping("signal received; unbinding, queued messages stay in the store");
+                eprintln!("stopping: unbinding; queued messages stay in the store");
+                break;
+            }
+            () = &mut drained => {
+                // The drain's start is told first, whichever task ran first.
+                tell_drain(&notify, &mut drain_told, drain_timeout);
+                notify.stopping("drained; no call left (or site.drain_timeout passed)");
+                eprintln!("drained: no call left at this site (or site.drain_timeout passed); stopping");
+                break;
+            }
         }
     }
+    if let Some(watchdog) = &watchdog {
+        watchdog.shutting_down();
+    }
     host.shutdown().await;
+    drop(watchdog);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd that a drain has started, once.
+fn tell_drain(notify: &Notify, told: &mut bool, drain_timeout: Option<std::time::Duration>) {
+    if let (false, Some(timeout)) = (*told, drain_timeout) {
+        notify.draining(timeout);
+        *told = true;
+    }
+}
+
+/// Adds a started system to the host and its name to `systems`.
+fn add(
+    host: &mut Host,
+    systems: &mut Vec<&'static str>,
+    system: Box<dyn System>,
+    routes: HttpRoutes,
+) {
+    systems.push(system.name());
+    host.add(system, routes);
+}
+
+/// Resolves when a site drain starts (SPEC S7: the process will stop by
+/// itself); never without a site.
+async fn wait_drain_started(bus: EventBus, site: bool) {
+    use tokio::sync::broadcast::error::RecvError;
+    if !site {
+        return std::future::pending().await;
+    }
+    let is_drain = |record: &Record| {
+        matches!(
+            record.event.kind,
+            EventKind::SiteMode {
+                mode: "draining",
+                ..
+            }
+        )
+    };
+    let mut events = bus.subscribe();
+    // A drain asked for before the subscription is in the ring.
+    let mut started = !bus.recent_where(1, is_drain).is_empty();
+    while !started {
+        match events.recv().await {
+            Ok(record) => started = is_drain(&record),
+            // Fell behind: look in the ring for what was missed.
+            Err(RecvError::Lagged(_)) => started = !bus.recent_where(1, is_drain).is_empty(),
+            Err(RecvError::Closed) => return std::future::pending().await,
+        }
+    }
 }
 
 /// Resolves when a drain of the site is over (SPEC S7); never without a
@@ -140,14 +220,29 @@ async fn wait_drained(drained: Option<hotsite_site::DrainWatch>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
-        _ = terminate.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM (`systemctl stop`), caught from
+/// [`Signals::listen`] on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
     }
-    Ok(())
+
+    /// Resolves at the first of them.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// The store `[store]` names, open.

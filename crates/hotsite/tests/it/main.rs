@@ -16,6 +16,8 @@ mod lab_commands;
 mod limits;
 mod monitoring;
 mod netns;
+mod notify;
+mod packaging;
 mod production_build;
 mod realworld;
 mod recording;
