@@ -79,11 +79,15 @@ fn default_cloud_wait() -> Duration {
 }
 
 impl RecordingConfig {
-    /// The upload settings, the local archive folder by default.
+    /// The upload settings, the local archive folder by default: `<dir>/archive`,
+    /// made absolute against the working directory when `dir` is relative (the
+    /// uploader's jobs name absolute paths; a relative `dir` such as the
+    /// example's `"recordings"` must not keep `hotsite run` from starting).
     pub fn upload(&self) -> UploadConfig {
         self.upload.clone().unwrap_or_else(|| {
+            let archive = self.dir.join("archive");
             UploadConfig::new(StoreTarget::Local {
-                dir: self.dir.join("archive"),
+                dir: std::path::absolute(&archive).unwrap_or(archive),
             })
         })
     }
@@ -118,5 +122,30 @@ impl RecordingConfig {
                 issues.add("recording.upload", e.to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SPEC R4: a relative `dir` (the example's `"recordings"`) still gives an
+    /// archive folder the uploader accepts; before, `hotsite run` refused to
+    /// start with "recordings/archive is not an absolute path" while
+    /// `check-config` said ok.
+    #[test]
+    fn a_relative_dir_gives_an_absolute_default_archive() {
+        let config: RecordingConfig =
+            toml::from_str("dir = \"recordings\"\nsigning_key = \"key.pem\"\n").unwrap();
+        let upload = config.upload();
+        let StoreTarget::Local { dir } = &upload.target else {
+            panic!("the default is a local folder");
+        };
+        assert!(dir.is_absolute(), "{}", dir.display());
+        assert!(dir.ends_with("recordings/archive"), "{}", dir.display());
+        upload.validate().expect("the default upload settings are valid");
+        let mut issues = Issues::new();
+        config.validate(&mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
     }
 }
