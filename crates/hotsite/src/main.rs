@@ -10,7 +10,6 @@
 
 mod check_config;
 mod client;
-#[cfg(feature = "lab")]
 mod clock;
 mod config;
 #[cfg(feature = "lab")]
@@ -116,14 +115,28 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Shows a running gateway's binds, queue depth and recent failovers.
+    /// Shows a running gateway's picture: site and peer link, SMSC binds per
+    /// provider site, HTTP aggregator sites, trunks with cause and since,
+    /// queue, agents, and a timeline of failover decisions. With --follow it
+    /// stays on and updates live from the event stream: on a terminal the
+    /// screen is redrawn (colours unless NO_COLOR is set); piped, it prints
+    /// the picture, then one `event …` line per event and a new picture when
+    /// the status changed. It reconnects on its own and stops on Ctrl-C or
+    /// SIGTERM; a refused token is an error.
     Status {
         /// The gateway's configuration (for its address and a token).
         #[arg(long, default_value = "hotsite.toml")]
         config: PathBuf,
-        /// Print the raw JSON.
-        #[arg(long)]
+        /// Print the raw JSON of /v1/status.
+        #[arg(long, conflicts_with = "follow")]
         json: bool,
+        /// Stay on: update the picture from the event stream until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        /// Only this system's events in the timeline (messaging, voice,
+        /// site, desktop, recording); repeat for several.
+        #[arg(long = "system", value_name = "NAME")]
+        systems: Vec<String>,
         /// API base URL, overriding the config.
         #[arg(long)]
         api: Option<String>,
@@ -229,10 +242,13 @@ fn main() -> ExitCode {
         Command::Status {
             config,
             json,
+            follow,
+            systems,
             api,
             token,
-        } => client::Endpoint::new(&config, api, token)
-            .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
+        } => client::Endpoint::new(&config, api, token).and_then(|endpoint| {
+            runtime()?.block_on(client::status(endpoint, json, follow, systems))
+        }),
         Command::Site {
             action,
             config,
