@@ -121,13 +121,7 @@ impl Follow {
         self.draw(true)?;
         let mut backoff = Backoff::default();
         loop {
-            let why = match read::open_stream(
-                &self.client,
-                &self.endpoint,
-                self.timeline.last_seq(),
-            )
-            .await
-            {
+            let why = match self.connect(backoff.failures() > 0).await {
                 Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Transient(why)) => why,
                 Ok(response) => {
@@ -159,6 +153,38 @@ impl Follow {
         }
     }
 
+    /// Opens the event stream after the last event seen. After a lost
+    /// connection, first checks that the gateway is the one it was: one that
+    /// restarted numbers its events anew, so the timeline is read again.
+    async fn connect(&mut self, after_loss: bool) -> Result<reqwest::Response, Failure> {
+        if let Some(last_seen) = self.timeline.last_seen().filter(|_| after_loss) {
+            if !read::still_has(&self.client, &self.endpoint, last_seen).await? {
+                let backlog =
+                    read::backlog(&self.client, &self.endpoint, self.timeline.systems()).await?;
+                let mut timeline =
+                    Timeline::new(self.timeline.capacity(), self.timeline.systems().to_vec());
+                timeline.extend(backlog);
+                self.timeline = timeline;
+                // On a pipe, the new gateway's events so far, as lines.
+                let mut lines = vec![
+                    "the gateway restarted (its events are numbered anew): timeline read again"
+                        .to_owned(),
+                ];
+                lines.extend(
+                    self.timeline
+                        .entries()
+                        .map(|entry| format!("event {}", entry.line())),
+                );
+                for line in lines {
+                    self.screen
+                        .line(&line)
+                        .map_err(|error| Failure::Fatal(error.into()))?;
+                }
+            }
+        }
+        read::open_stream(&self.client, &self.endpoint, self.timeline.last_seq()).await
+    }
+
     /// Reads one connection's events until it ends, reading the status when
     /// it is due.
     async fn read_stream(&mut self, mut response: reqwest::Response) -> anyhow::Result<Ended> {
@@ -171,7 +197,7 @@ impl Follow {
                     let bytes = match chunk {
                         Ok(Some(bytes)) => bytes,
                         Ok(None) => return Ok(Ended::Lost("the gateway closed the event stream".into())),
-                        Err(error) => return Ok(Ended::Lost(format!("{:#}", anyhow::Error::from(error)))),
+                        Err(error) => return Ok(Ended::Lost(read::describe(error))),
                     };
                     last_data = clock::now();
                     let mut shown = false;

@@ -50,7 +50,20 @@ pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
 
 /// The failure of a request that got no answer, with its causes.
 pub(crate) fn unreachable(error: reqwest::Error) -> Failure {
-    Failure::Transient(format!("{:#}", anyhow::Error::from(error)))
+    Failure::Transient(describe(error))
+}
+
+/// A transport error in few words: its innermost cause (`Connection
+/// refused (os error 111)`), which says what the layers around it do not.
+pub(crate) fn describe(error: reqwest::Error) -> String {
+    let timeout = error.is_timeout();
+    let error = anyhow::Error::from(error);
+    let root = error.root_cause().to_string();
+    if timeout {
+        format!("timed out ({root})")
+    } else {
+        root
+    }
 }
 
 /// Sorts a non-success answer: 4xx are fatal, the rest transient.
@@ -137,6 +150,27 @@ pub(crate) async fn backlog(
     entries.sort_by_key(|entry| entry.seq);
     entries.dedup_by_key(|entry| entry.seq);
     Ok(entries)
+}
+
+/// Whether the gateway still has the event `last_seen` (seq, at_ms) as it
+/// was: a restarted gateway numbers its events from 1 again, and resuming
+/// after the old number would skip its first events.
+pub(crate) async fn still_has(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    (seq, at_ms): (u64, i64),
+) -> Result<bool, Failure> {
+    let query = [
+        ("after", (seq - 1).to_string()),
+        ("until_ms", at_ms.to_string()),
+        ("limit", "64".to_owned()),
+    ];
+    let answer = get_json(client, endpoint, "/v1/events", &query).await?;
+    Ok(answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|event| event["seq"] == seq && event["at_ms"] == at_ms))
 }
 
 /// Opens `GET /v1/events/stream`, resuming after `last_seq`.

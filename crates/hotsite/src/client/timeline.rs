@@ -122,8 +122,10 @@ pub(crate) struct Timeline {
     capacity: usize,
     /// Shown systems; empty: all.
     systems: Vec<String>,
-    /// The newest `seq` seen, shown or not (where a resume starts).
+    /// The newest `seq` seen, shown or not (where a resume starts), and
+    /// when that event was published.
     last_seq: u64,
+    last_at_ms: i64,
     /// The newest state change of each target, shown or not: where a bind's
     /// "since" comes from (targets are configured things: few).
     changes: HashMap<String, Entry>,
@@ -137,6 +139,7 @@ impl Timeline {
             capacity,
             systems,
             last_seq: 0,
+            last_at_ms: 0,
             changes: HashMap::new(),
         }
     }
@@ -153,6 +156,7 @@ impl Timeline {
             return false;
         }
         self.last_seq = entry.seq;
+        self.last_at_ms = entry.at_ms;
         if entry.state.is_some() {
             self.changes.insert(entry.target.clone(), entry.clone());
         }
@@ -184,6 +188,11 @@ impl Timeline {
         self.last_seq
     }
 
+    /// The newest event seen, as (seq, at_ms); none before the first.
+    pub(crate) fn last_seen(&self) -> Option<(u64, i64)> {
+        (self.last_seq > 0).then_some((self.last_seq, self.last_at_ms))
+    }
+
     /// The newest state change (health event) of `target` seen so far.
     pub(crate) fn last_change(&self, target: &str) -> Option<&Entry> {
         self.changes.get(target)
@@ -192,6 +201,11 @@ impl Timeline {
     /// The kept events, oldest first.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
+    }
+
+    /// How many events it keeps.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The systems shown; empty: all.
