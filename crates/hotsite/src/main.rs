@@ -116,13 +116,23 @@ enum Command {
         token: Option<String>,
     },
     /// Shows a running gateway's picture: site and peer link, SMSC binds per
-    /// provider site, HTTP aggregator sites, trunks with cause and since,
-    /// queue, agents, and a timeline of failover decisions. With --follow it
-    /// stays on and updates live from the event stream: on a terminal the
-    /// screen is redrawn (colours unless NO_COLOR is set); piped, it prints
-    /// the picture, then one `event …` line per event and a new picture when
-    /// the status changed. It reconnects on its own and stops on Ctrl-C or
-    /// SIGTERM; a refused token is an error.
+    /// provider site, HTTP aggregator sites, trunks, queue, agents, failovers.
+    ///
+    /// The picture: site mode and peer link; SMSC binds grouped by provider
+    /// site, each with its state, since when and why; HTTP aggregator sites;
+    /// trunks with cause and since; queue depth (and, with --follow, messages
+    /// per second); agents; and a timeline of failover decisions (time,
+    /// system, target, state, cause; connection attempts and retries left
+    /// out), newest last, filtered with --system. Sections of systems the
+    /// gateway does not run are left out.
+    ///
+    /// With --follow it stays on and updates live from the event stream
+    /// (GET /v1/events/stream). On a terminal the screen is redrawn in place
+    /// (colours unless NO_COLOR is set). Piped, it prints the picture, then
+    /// one `event …` line per event as it arrives and a new picture when the
+    /// status changed. When the stream or the gateway drops it says
+    /// `reconnecting…` and resumes after the last event seen; it stops on
+    /// Ctrl-C or SIGTERM (exit 0). A refused token is an error (exit 1).
     Status {
         /// The gateway's configuration (for its address and a token).
         #[arg(long, default_value = "hotsite.toml")]
