@@ -199,7 +199,7 @@ fn print_site(site: &Value) {
     }
 }
 
-/// Timeline lines in the picture.
+/// Timeline lines in a printed picture.
 const TIMELINE_LINES: usize = 12;
 
 /// `hotsite status`: the picture of `GET /v1/status` and the newest events
@@ -212,7 +212,7 @@ pub(crate) async fn status(
     systems: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     if follow {
-        return follow::run(endpoint, systems, TIMELINE_LINES).await;
+        return follow::run(endpoint, systems).await;
     }
     let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
     let Some(answer) = fetch(&endpoint, request, as_json).await? else {
@@ -230,7 +230,7 @@ pub(crate) async fn status(
     let picture = picture::render(&picture::Frame {
         status: &answer,
         timeline: &timeline,
-        show_timeline: true,
+        timeline_lines: Some(TIMELINE_LINES),
         rate: None,
         now_ms: Some(crate::clock::wall_ms()),
         colour: terminal.colour,

@@ -23,12 +23,11 @@ use crate::clock;
 /// sends a keep-alive comment every 15 s).
 const IDLE: Duration = Duration::from_secs(45);
 
+/// Events kept for the timeline: a terminal shows as many as fit.
+const KEPT: usize = 200;
+
 /// Runs until Ctrl-C or SIGTERM (exit 0), or a failure retrying cannot fix.
-pub(crate) async fn run(
-    endpoint: Endpoint,
-    systems: Vec<String>,
-    timeline_lines: usize,
-) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(endpoint: Endpoint, systems: Vec<String>) -> anyhow::Result<ExitCode> {
     // Installed first, so a signal during the first reads is caught too.
     let stop = stop_signals()?;
     let client = read::http_client()?;
@@ -38,7 +37,7 @@ pub(crate) async fn run(
         .await
         .map_err(|failure| failure.into_error(&endpoint))?;
     super::warn_unknown_systems(&status, &systems);
-    let mut timeline = Timeline::new(timeline_lines, systems.clone());
+    let mut timeline = Timeline::new(KEPT, systems.clone());
     timeline.extend(
         read::backlog(&client, &endpoint, &systems)
             .await
@@ -262,10 +261,31 @@ impl Follow {
     /// status changed (or `first`), with the timeline only the first time.
     fn draw(&mut self, first: bool) -> anyhow::Result<()> {
         let terminal = self.screen.terminal();
+        let timeline_lines = if terminal.tty {
+            // As many of the newest events as fit under the status.
+            let status_lines = render(&Frame {
+                status: &self.status,
+                timeline: &self.timeline,
+                timeline_lines: None,
+                rate: None,
+                now_ms: None,
+                colour: false,
+            })
+            .len();
+            let rows = self.screen.size().map_or(usize::MAX, |(rows, _)| rows);
+            // The timeline's heading, the notice, the last row left empty.
+            let taken = status_lines + 2 + usize::from(self.notice.is_some());
+            Some(
+                rows.saturating_sub(taken)
+                    .clamp(1, self.timeline.capacity().max(1)),
+            )
+        } else {
+            first.then_some(super::TIMELINE_LINES)
+        };
         let picture = render(&Frame {
             status: &self.status,
             timeline: &self.timeline,
-            show_timeline: terminal.tty || first,
+            timeline_lines,
             rate: self.throughput.per_second(),
             now_ms: Some(clock::wall_ms()),
             colour: terminal.colour,
@@ -275,7 +295,7 @@ impl Follow {
         let key = render(&Frame {
             status: &self.status,
             timeline: &self.timeline,
-            show_timeline: false,
+            timeline_lines: None,
             rate: None,
             now_ms: None,
             colour: false,

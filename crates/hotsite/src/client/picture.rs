@@ -23,8 +23,9 @@ pub(crate) struct Frame<'a> {
     pub(crate) status: &'a Value,
     /// The failover timeline (and where the binds' "since" comes from).
     pub(crate) timeline: &'a Timeline,
-    /// Whether the timeline is a section of the picture.
-    pub(crate) show_timeline: bool,
+    /// The timeline section's newest entries to show (all kept: the
+    /// timeline's capacity); `None` leaves the section out.
+    pub(crate) timeline_lines: Option<usize>,
     /// Messages leaving the queue per second, between the last two samples.
     pub(crate) rate: Option<f64>,
     /// Wall-clock now (ms since the epoch), for the header and ages; `None`
@@ -62,8 +63,8 @@ pub(crate) fn render(frame: &Frame<'_>) -> Vec<String> {
     trunks(frame, &mut out);
     queue(frame, &mut out);
     agents(frame, &mut out);
-    if frame.show_timeline {
-        timeline_section(frame.timeline, frame.colour, &mut out);
+    if let Some(lines) = frame.timeline_lines {
+        timeline_section(frame.timeline, lines, frame.colour, &mut out);
     }
     out
 }
@@ -431,6 +432,9 @@ fn trunks(frame: &Frame<'_>, out: &mut Vec<String>) {
             )),
             state,
             plain(since(frame, trunk["since_ms"].as_i64())),
+            // The cause before the regions and counters: on a narrow
+            // terminal, the end of the line is what is cut.
+            plain(cause),
             plain(format!(
                 "media {} / failover {}",
                 trunk["media_region"].as_str().unwrap_or("?"),
@@ -441,7 +445,6 @@ fn trunks(frame: &Frame<'_>, out: &mut Vec<String>) {
                 text_of(&trunk["attempts"]),
                 text_of(&trunk["failed_over"])
             )),
-            plain(cause),
         ]);
     }
     table.render("  ", frame.colour, out);
@@ -556,7 +559,7 @@ fn agents(frame: &Frame<'_>, out: &mut Vec<String>) {
 }
 
 /// The failover timeline, newest last.
-fn timeline_section(timeline: &Timeline, colour: bool, out: &mut Vec<String>) {
+fn timeline_section(timeline: &Timeline, lines: usize, colour: bool, out: &mut Vec<String>) {
     let filter = if timeline.systems().is_empty() {
         String::new()
     } else {
@@ -564,10 +567,11 @@ fn timeline_section(timeline: &Timeline, colour: bool, out: &mut Vec<String>) {
     };
     out.push(format!("timeline (newest last{filter}):"));
     let mut table = Table::new();
-    for entry in timeline.entries() {
+    let entries: Vec<&Entry> = timeline.entries().collect();
+    for entry in &entries[entries.len().saturating_sub(lines)..] {
         table.row(entry.cells().into());
     }
-    if table.rows.is_empty() {
+    if entries.is_empty() {
         out.push("  (no events)".into());
     }
     table.render("  ", colour, out);
@@ -630,7 +634,7 @@ mod tests {
         let picture = render(&Frame {
             status,
             timeline,
-            show_timeline: true,
+            timeline_lines: Some(12),
             rate: Some(12.5),
             now_ms: Some(FIXTURE_NOW_MS),
             colour: false,
@@ -687,7 +691,7 @@ mod tests {
         let frame = |colour| Frame {
             status: &status,
             timeline: &timeline,
-            show_timeline: true,
+            timeline_lines: Some(12),
             rate: None,
             now_ms: Some(FIXTURE_NOW_MS),
             colour,
@@ -723,7 +727,7 @@ mod tests {
         let stable = render(&Frame {
             status: &status,
             timeline: &timeline,
-            show_timeline: false,
+            timeline_lines: None,
             rate: None,
             now_ms: None,
             colour: false,
@@ -746,7 +750,7 @@ mod tests {
         let lines = render(&Frame {
             status: &status,
             timeline: &Timeline::new(5, Vec::new()),
-            show_timeline: false,
+            timeline_lines: None,
             rate: None,
             now_ms: None,
             colour: false,
