@@ -214,12 +214,15 @@ pub(crate) async fn status(
     if follow {
         return follow::run(endpoint, systems).await;
     }
-    let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
+    // Bounded: a gateway that hangs mid-incident must not hang this too.
+    let client = read::http_client()?;
+    let request = client
+        .get(format!("{}/v1/status", endpoint.base))
+        .timeout(read::REQUEST_TIMEOUT);
     let Some(answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
     };
     warn_unknown_systems(&answer, &systems);
-    let client = read::http_client()?;
     let mut timeline = timeline::Timeline::new(TIMELINE_LINES, systems.clone());
     timeline.extend(
         read::backlog(&client, &endpoint, &systems)
@@ -235,10 +238,14 @@ pub(crate) async fn status(
         now_ms: Some(crate::clock::wall_ms()),
         colour: terminal.colour,
     });
-    for line in picture {
-        println!("{line}");
+    let mut text = picture.join("\n");
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut stdout, text.as_bytes()) {
+        // The reader went away (`| head`): it has what it wanted.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Says on stderr when `--system` names a system the gateway does not run

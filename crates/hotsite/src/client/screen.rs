@@ -144,8 +144,13 @@ impl Screen {
         if self.last_printed.as_ref() == Some(&changed_key) {
             return Ok(());
         }
+        // A blank line sets each picture apart from the lines before it.
+        let mut text = String::from(if self.last_printed.is_some() {
+            "\n"
+        } else {
+            ""
+        });
         self.last_printed = Some(changed_key);
-        let mut text = String::from("\n");
         for line in picture {
             text.push_str(line);
             text.push('\n');
