@@ -741,6 +741,37 @@ mod tests {
         assert!(text.contains("a/a1  127.0.0.1:34111  DOWN"), "{text}");
     }
 
+    /// SPEC M10: a `channels` entry without aggregator URLs is a digital
+    /// channel; shown with its state, since and cause when it reports them.
+    /// (Today's gateway lists only HTTP aggregators under `channels`, so this
+    /// shape is the one the renderer expects, not one seen from a gateway.)
+    #[test]
+    fn digital_channels_show_their_health_when_the_status_has_it() {
+        let status = json!({
+            "systems": ["messaging"],
+            "channels": {
+                "primary-chat": {"kind": "webhook", "state": "down", "since_ms": FIXTURE_NOW_MS - 42_000, "cause": "503 Service Unavailable"},
+                "email": {"kind": "email", "up": true},
+            }
+        });
+        let lines = render(&Frame {
+            status: &status,
+            timeline: &Timeline::new(5, Vec::new()),
+            timeline_lines: None,
+            rate: None,
+            now_ms: Some(FIXTURE_NOW_MS),
+            colour: false,
+        });
+        assert_eq!(
+            lines[1..],
+            [
+                "digital channels:",
+                "    email         email    up",
+                "    primary-chat  webhook  DOWN  since 42s  503 Service Unavailable",
+            ]
+        );
+    }
+
     #[test]
     fn many_agents_are_counted_not_listed() {
         let agents: Vec<Value> = (0..20)
