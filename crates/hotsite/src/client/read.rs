@@ -186,11 +186,23 @@ pub(crate) async fn open_stream(
         // Everything after what the timeline has, read back from the ring
         // (0: everything the ring still has, which is nothing new to it).
         .header("Last-Event-ID", last_seq.to_string())
-        .send()
+        .send();
+    // The body is read for as long as the user watches; the answer's head
+    // must come in time, or a hung gateway would hang the reconnect too.
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, response)
         .await
+        .map_err(|_| {
+            Failure::Transient(format!(
+                "no answer to the event stream request within {REQUEST_TIMEOUT:?}"
+            ))
+        })?
         .map_err(unreachable)?;
     if !response.status().is_success() {
-        return Err(refused(response).await);
+        return Err(tokio::time::timeout(REQUEST_TIMEOUT, refused(response))
+            .await
+            .unwrap_or_else(|_| {
+                Failure::Transient("the gateway's refusal did not arrive in time".into())
+            }));
     }
     Ok(response)
 }
