@@ -1,4 +1,14 @@
-//! `hotsite send` and `hotsite status`: clients of a running gateway's API.
+//! `hotsite send`, `hotsite status` and `hotsite site`: clients of a running
+//! gateway's API. `hotsite status` draws the picture of `picture`, once or,
+//! with `--follow`, kept current from the event stream (`follow`).
+
+mod follow;
+mod pacing;
+mod picture;
+mod read;
+mod screen;
+mod sse;
+mod timeline;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -91,7 +101,18 @@ pub(crate) async fn send(
     }
 }
 
-/// Prints binds, queue depth and recent bind events.
+/// What a refusal says: a refused token names the way to fix it.
+fn refusal(status: reqwest::StatusCode, answer: &Value) -> String {
+    let said = answer["error"]
+        .as_str()
+        .map_or_else(|| answer.to_string(), str::to_owned);
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        format!("the gateway refused the token ({status}: {said}); pass the right one with --token or list it in api.tokens")
+    } else {
+        format!("refused ({status}): {answer}")
+    }
+}
+
 /// Sends `request`; a refusal is an error naming the status, and with
 /// `as_json` the answer is printed here (then `None`: nothing left to show).
 async fn fetch(
@@ -101,7 +122,7 @@ async fn fetch(
 ) -> anyhow::Result<Option<Value>> {
     let (status, answer) = call(endpoint, request).await?;
     if !status.is_success() {
-        bail!("refused ({status}): {answer}");
+        bail!("{}", refusal(status, &answer));
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -178,122 +199,70 @@ fn print_site(site: &Value) {
     }
 }
 
-pub(crate) async fn status(endpoint: Endpoint, as_json: bool) -> anyhow::Result<ExitCode> {
-    let request = reqwest::Client::new().get(format!("{}/v1/status", endpoint.base));
+/// Timeline lines in a printed picture.
+const TIMELINE_LINES: usize = 12;
+
+/// `hotsite status`: the picture of `GET /v1/status` and the newest events
+/// of `systems` (all when empty), once; with `follow`, kept current until
+/// Ctrl-C; with `as_json`, the raw status.
+pub(crate) async fn status(
+    endpoint: Endpoint,
+    as_json: bool,
+    follow: bool,
+    systems: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    if follow {
+        return follow::run(endpoint, systems).await;
+    }
+    // Bounded: a gateway that hangs mid-incident must not hang this too.
+    let client = read::http_client()?;
+    let request = client
+        .get(format!("{}/v1/status", endpoint.base))
+        .timeout(read::REQUEST_TIMEOUT);
     let Some(answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    println!("binds:");
-    for bind in answer["binds"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<12} {:<22} {:<8} in flight {:<4} attempts {:<4} {}",
-            bind["smsc"].as_str().unwrap_or("?"),
-            bind["address"].as_str().unwrap_or("?"),
-            bind["health"].as_str().unwrap_or("?"),
-            bind["in_flight"],
-            bind["bind_attempts"],
-            bind["last_failure"]
-                .as_str()
-                .map(|f| format!("last failure: {f}"))
-                .unwrap_or_default()
-        );
+    warn_unknown_systems(&answer, &systems);
+    let mut timeline = timeline::Timeline::new(TIMELINE_LINES, systems.clone());
+    timeline.extend(
+        read::backlog(&client, &endpoint, &systems)
+            .await
+            .map_err(|failure| failure.into_error(&endpoint))?,
+    );
+    let terminal = screen::Terminal::detect();
+    let picture = picture::render(&picture::Frame {
+        status: &answer,
+        timeline: &timeline,
+        timeline_lines: Some(TIMELINE_LINES),
+        rate: None,
+        now_ms: Some(crate::clock::wall_ms()),
+        colour: terminal.colour,
+    });
+    let mut text = picture.join("\n");
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut stdout, text.as_bytes()) {
+        // The reader went away (`| head`): it has what it wanted.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    if let Some(channels) = answer["channels"].as_object() {
-        for (name, channel) in channels {
-            let alert = if channel["all_down_alert"] == true {
-                "  ALERT: every site failed"
-            } else {
-                ""
-            };
-            println!("http channel {name}:{alert}");
-            for url in channel["urls"].as_array().into_iter().flatten() {
-                println!(
-                    "  {:<8} {:<40} {:<8} {}",
-                    url["site"].as_str().unwrap_or("?"),
-                    url["url"].as_str().unwrap_or("?"),
-                    url["state"].as_str().unwrap_or("?"),
-                    url["cause"].as_str().unwrap_or_default()
-                );
-            }
-        }
-    }
-    if answer["site"].is_object() {
-        print_site(&answer["site"]);
-    }
-    if let Some(trunks) = answer["trunks"].as_array() {
-        println!("trunks:");
-        for trunk in trunks {
-            let state = if trunk["in_service"] == true {
-                "in service".to_owned()
-            } else {
-                format!("OUT ({})", trunk["detail"].as_str().unwrap_or("?"))
-            };
-            println!(
-                "  {:<12} {:<26} {:<40} since {} UTC  media {} / failover {}  attempts {} failed over {}",
-                trunk["name"].as_str().unwrap_or("?"),
-                format!(
-                    "{}:{}",
-                    trunk["transport"].as_str().unwrap_or("udp"),
-                    trunk["address"].as_str().unwrap_or("?")
-                ),
-                state,
-                time_of_day(trunk["since_ms"].as_i64().unwrap_or(0)),
-                trunk["media_region"].as_str().unwrap_or("?"),
-                trunk["failover_region"].as_str().unwrap_or("?"),
-                trunk["attempts"],
-                trunk["failed_over"],
+}
+
+/// Says on stderr when `--system` names a system the gateway does not run
+/// (a typo would otherwise show an empty timeline and nothing else).
+fn warn_unknown_systems(status: &Value, systems: &[String]) {
+    let running: Vec<&str> = status["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for system in systems {
+        if !running.contains(&system.as_str()) {
+            eprintln!(
+                "note: this gateway runs no system {system:?} (it runs {}); its timeline stays empty",
+                running.join(", ")
             );
         }
-    }
-    if let Some(routes) = answer["routes"].as_array() {
-        let names: Vec<&str> = routes.iter().filter_map(Value::as_str).collect();
-        println!(
-            "routes: {} (default {})",
-            names.join(", "),
-            answer["default_route"].as_str().unwrap_or("?")
-        );
-    }
-    let queue = &answer["queue"];
-    println!(
-        "queue: {} queued, {} submitted, {} final, {} failed",
-        queue["queued"], queue["submitted"], queue["final"], queue["failed"]
-    );
-    println!(
-        "inbound: {} pending delivery, {} total, {} receipts matching no message",
-        answer["inbound"]["pending"],
-        answer["inbound"]["total"],
-        answer["inbound"]["receipts_uncorrelated"]
-    );
-    println!("store: {}", answer["store"].as_str().unwrap_or("?"));
-    println!("recent bind events:");
-    for event in answer["recent_events"].as_array().into_iter().flatten() {
-        println!(
-            "  {} UTC {}",
-            time_of_day(event["at_ms"].as_i64().unwrap_or(0)),
-            event["event"].as_str().unwrap_or("")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
-fn time_of_day(at_ms: i64) -> String {
-    let ms = at_ms.rem_euclid(86_400_000);
-    let (hours, rest) = (ms / 3_600_000, ms % 3_600_000);
-    let (minutes, rest) = (rest / 60_000, rest % 60_000);
-    format!(
-        "{hours:02}:{minutes:02}:{:02}.{:03}",
-        rest / 1_000,
-        rest % 1_000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn time_of_day_is_utc_clock_time() {
-        // 2026-11-25T12:19:45.123Z
-        assert_eq!(super::time_of_day(1_795_609_185_123), "12:19:45.123");
-        assert_eq!(super::time_of_day(0), "00:00:00.000");
     }
 }

@@ -10,7 +10,6 @@
 
 mod check_config;
 mod client;
-#[cfg(feature = "lab")]
 mod clock;
 mod config;
 #[cfg(feature = "lab")]
@@ -122,14 +121,38 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Shows a running gateway's binds, queue depth and recent failovers.
+    /// Shows a running gateway's picture: site and peer link, SMSC binds per
+    /// provider site, HTTP aggregator sites, trunks, queue, agents, failovers.
+    ///
+    /// The picture: site mode and peer link; SMSC binds grouped by provider
+    /// site, each with its state, since when and why; HTTP aggregator sites;
+    /// trunks with cause and since; queue depth (and, with --follow, messages
+    /// per second); agents; and a timeline of failover decisions (time,
+    /// system, target, state, cause; connection attempts and retries left
+    /// out), newest last, filtered with --system. Sections of systems the
+    /// gateway does not run are left out.
+    ///
+    /// With --follow it stays on and updates live from the event stream
+    /// (GET /v1/events/stream). On a terminal the screen is redrawn in place
+    /// (colours unless NO_COLOR is set). Piped, it prints the picture, then
+    /// one `event …` line per event as it arrives and a new picture when the
+    /// status changed. When the stream or the gateway drops it says
+    /// `reconnecting…` and resumes after the last event seen; it stops on
+    /// Ctrl-C or SIGTERM (exit 0). A refused token is an error (exit 1).
     Status {
         /// The gateway's configuration (for its address and a token).
         #[arg(long, default_value = "hotsite.toml")]
         config: PathBuf,
-        /// Print the raw JSON.
-        #[arg(long)]
+        /// Print the raw JSON of /v1/status.
+        #[arg(long, conflicts_with = "follow")]
         json: bool,
+        /// Stay on: update the picture from the event stream until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        /// Only this system's events in the timeline (messaging, voice,
+        /// site, desktop, recording); repeat for several.
+        #[arg(long = "system", value_name = "NAME")]
+        systems: Vec<String>,
         /// API base URL, overriding the config.
         #[arg(long)]
         api: Option<String>,
@@ -254,10 +277,13 @@ fn main() -> ExitCode {
         Command::Status {
             config,
             json,
+            follow,
+            systems,
             api,
             token,
-        } => client::Endpoint::new(&config, api, token)
-            .and_then(|endpoint| runtime()?.block_on(client::status(endpoint, json))),
+        } => client::Endpoint::new(&config, api, token).and_then(|endpoint| {
+            runtime()?.block_on(client::status(endpoint, json, follow, systems))
+        }),
         Command::Site {
             action,
             config,

@@ -236,7 +236,11 @@ async fn run_send_and_status_work_together() {
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("OUT ("), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.trim_start().starts_with("t1 ") && line.contains(" OUT ")),
+        "{text}"
+    );
     for _ in 0..50 {
         if lab.stats().totals.unique == 1 {
             break;

@@ -25,3 +25,4 @@ mod recording_run;
 mod shared_queue;
 mod shared_store;
 mod site;
+mod status_follow;
