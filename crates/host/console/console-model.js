@@ -250,6 +250,26 @@ export function statusView(status, records = []) {
 }
 
 function channelView(name, channel) {
+  // A digital or e-mail channel: one endpoint whose health its sends tell.
+  if (typeof channel?.kind === "string") {
+    const state = stateClass(channel.health);
+    return {
+      name,
+      kind: channel.kind,
+      endpoint: {
+        url: channel.url ?? "",
+        state,
+        sinceMs: channel.since_ms ?? null,
+        sends: channel.sends ?? 0,
+        failuresInARow: channel.failures_in_a_row ?? 0,
+        lastOkMs: channel.last_ok_ms ?? null,
+        // The last failure is the cause while it is not in service, and
+        // history (shown muted) once it is back.
+        cause: channel.last_failure?.cause ?? "",
+      },
+      sites: [],
+    };
+  }
   const urls = Array.isArray(channel?.urls) ? channel.urls : [];
   return {
     name,

@@ -433,8 +433,36 @@ function drawChannels(channels, status) {
     );
   }
   if (!channels) return parts.length ? h("div", {}, parts) : notConfigured("Messaging");
-  if (channels.length === 0) parts.push(h("p", { class: "muted", text: "No HTTP aggregator configured; SMPP binds above." }));
-  for (const channel of channels) {
+  if (channels.length === 0) parts.push(h("p", { class: "muted", text: "No HTTP aggregator or digital channel configured; SMPP binds above." }));
+  const endpoints = channels.filter((channel) => channel.endpoint);
+  if (endpoints.length > 0) {
+    parts.push(
+      h("h3", { class: "group-head" }, "Digital and e-mail channels"),
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, ["Channel", "Kind", "Endpoint", "State", "Since", "Sends", "Last failure"].map((t) => h("th", { text: t })))),
+        h(
+          "tbody",
+          {},
+          endpoints.map(({ name, kind, endpoint }) =>
+            h(
+              "tr",
+              { class: endpoint.state, testid: `channel-${name}`, data: { state: endpoint.state } },
+              h("td", { text: name }),
+              h("td", { text: kind }),
+              h("td", { text: endpoint.url, class: "mono wrap" }),
+              h("td", {}, badge(endpoint.state)),
+              h("td", { class: "nowrap" }, since(endpoint.sinceMs)),
+              h("td", { class: "num", text: String(endpoint.sends) }),
+              h("td", { class: endpoint.state === "up" ? "wrap muted" : "wrap", text: endpoint.cause }),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  for (const channel of channels.filter((channel) => !channel.endpoint)) {
     parts.push(
       h(
         "h3",

@@ -116,6 +116,16 @@ const STATUS = {
         { site: "b", url: "http://b/sms", up: false, state: "probing", since_ms: 7, cause: "timeout", last_probe: null },
       ],
     },
+    "primary-chat": {
+      kind: "digital",
+      url: "https://chat.example",
+      health: "down",
+      since_ms: 40,
+      sends: 7,
+      failures_in_a_row: 3,
+      last_ok_ms: 20,
+      last_failure: { at_ms: 40, cause: "cannot reach it: connection refused" },
+    },
   },
   routes: ["sms"],
   default_route: "sms",
@@ -156,6 +166,21 @@ test("the status becomes sections; binds grouped by provider site with since and
       ["b", "probing", "timeout", ""],
     ],
   );
+  // A digital channel (SPEC M10): one endpoint, its health from its sends.
+  assert.deepEqual(view.channels[1], {
+    name: "primary-chat",
+    kind: "digital",
+    endpoint: {
+      url: "https://chat.example",
+      state: "down",
+      sinceMs: 40,
+      sends: 7,
+      failuresInARow: 3,
+      lastOkMs: 20,
+      cause: "cannot reach it: connection refused",
+    },
+    sites: [],
+  });
   assert.deepEqual(view.trunks[0], { name: "t1", carrier: "c", address: "10.0.0.1:5060", transport: "udp", state: "down", sinceMs: 99, cause: "options_timeout; no reply", registered: undefined });
   assert.equal(view.queue.queued, 12);
   assert.equal(view.queue.storeState, "up");

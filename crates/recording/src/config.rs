@@ -143,7 +143,9 @@ mod tests {
         };
         assert!(dir.is_absolute(), "{}", dir.display());
         assert!(dir.ends_with("recordings/archive"), "{}", dir.display());
-        upload.validate().expect("the default upload settings are valid");
+        upload
+            .validate()
+            .expect("the default upload settings are valid");
         let mut issues = Issues::new();
         config.validate(&mut issues);
         assert!(issues.is_empty(), "{issues:?}");

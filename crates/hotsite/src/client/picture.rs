@@ -293,15 +293,15 @@ fn aggregators(frame: &Frame<'_>, out: &mut Vec<String>) {
     }
 }
 
-/// Digital channels (webhooks, e-mail) that report a health of their own:
-/// `channels` entries without aggregator URLs.
+/// Digital and e-mail channels: `channels` entries with a `kind`, their
+/// endpoint's health as their sends tell it (SPEC M10).
 fn digital_channels(frame: &Frame<'_>, out: &mut Vec<String>) {
     let Some(channels) = frame.status["channels"].as_object() else {
         return;
     };
     let digital: Vec<(&String, &Value)> = channels
         .iter()
-        .filter(|(_, c)| c.is_object() && !c["urls"].is_array())
+        .filter(|(_, c)| c["kind"].is_string())
         .collect();
     if digital.is_empty() {
         return;
@@ -309,23 +309,19 @@ fn digital_channels(frame: &Frame<'_>, out: &mut Vec<String>) {
     out.push("digital channels:".into());
     let mut table = Table::new();
     for (name, channel) in digital {
-        let state = channel["state"]
-            .as_str()
-            .or(channel["health"].as_str())
-            .map(str::to_owned)
-            .or_else(|| match channel["up"] {
-                Value::Bool(true) => Some("up".into()),
-                Value::Bool(false) => Some("down".into()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "?".into());
+        let state = channel["health"].as_str().unwrap_or("?").to_owned();
         let (word, state_style) = state_word(&state);
+        // The last failure is the cause while the endpoint is out of service.
+        let cause = (state != "up")
+            .then(|| channel["last_failure"]["cause"].as_str())
+            .flatten();
         table.row(vec![
             plain(name.clone()),
             plain(channel["kind"].as_str().unwrap_or_default()),
+            plain(channel["url"].as_str().unwrap_or_default()),
             (word, state_style),
             plain(since(frame, channel["since_ms"].as_i64())),
-            plain(channel["cause"].as_str().unwrap_or_default()),
+            plain(cause.unwrap_or_default()),
         ]);
     }
     table.render("    ", frame.colour, out);

@@ -134,17 +134,20 @@ fn without_a_clock_the_picture_has_no_ages_and_no_rate() {
     assert!(text.contains("a/a1  127.0.0.1:34111  DOWN"), "{text}");
 }
 
-/// SPEC M10: a `channels` entry without aggregator URLs is a digital
-/// channel; shown with its state, since and cause when it reports them.
-/// (Today's gateway lists only HTTP aggregators under `channels`, so this
-/// shape is the one the renderer expects, not one seen from a gateway.)
+/// SPEC M10: digital and e-mail channels with their endpoint's health, in
+/// the shape the gateway's status gives (`channel::passive`): the last
+/// failure is the cause only while the endpoint is out of service.
 #[test]
-fn digital_channels_show_their_health_when_the_status_has_it() {
+fn digital_channels_show_their_health() {
     let status = json!({
         "systems": ["messaging"],
         "channels": {
-            "primary-chat": {"kind": "webhook", "state": "down", "since_ms": FIXTURE_NOW_MS - 42_000, "cause": "503 Service Unavailable"},
-            "email": {"kind": "email", "up": true},
+            "primary-chat": {"kind": "digital", "url": "https://chat.example", "health": "down",
+                "since_ms": FIXTURE_NOW_MS - 42_000, "sends": 9, "failures_in_a_row": 3,
+                "last_ok_ms": null, "last_failure": {"at_ms": FIXTURE_NOW_MS - 42_000, "cause": "503 Service Unavailable"}},
+            "mail": {"kind": "email", "url": "smtp.example:587", "health": "up",
+                "since_ms": FIXTURE_NOW_MS - 60_000, "sends": 4, "failures_in_a_row": 0,
+                "last_ok_ms": FIXTURE_NOW_MS - 1_000, "last_failure": {"at_ms": FIXTURE_NOW_MS - 61_000, "cause": "timeout"}},
         }
     });
     let lines = render(&Frame {
@@ -159,8 +162,8 @@ fn digital_channels_show_their_health_when_the_status_has_it() {
         lines[1..],
         [
             "digital channels:",
-            "    email         email    up",
-            "    primary-chat  webhook  DOWN  since 42s  503 Service Unavailable",
+            "    mail          email    smtp.example:587      up    since 1m00s",
+            "    primary-chat  digital  https://chat.example  DOWN  since 42s    503 Service Unavailable",
         ]
     );
 }
