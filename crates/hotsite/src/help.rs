@@ -112,6 +112,10 @@ const SUMMARIES: &[(&str, &str)] = &[
         "Runs this site's systems behind one HTTP API, until SIGTERM or a drain",
     ),
     (
+        "status",
+        "Shows a running site's picture, once or live with --follow",
+    ),
+    (
         "site",
         "Drains a running site or shows its mode, peer, DNs and agents",
     ),
@@ -258,7 +262,9 @@ fn command_sections(name: &str) -> Vec<Section> {
             Item("1", "Refused (the API's status and answer are printed) or the API did not answer."),
         ])],
         "status" => vec![section("EXAMPLES", vec![
-            Example("Binds per SMSC, trunks, queue depth, recent failovers:", "hotsite status --config /etc/hotsite/hotsite.toml"),
+            Example("The picture once: site and peer link, binds per SMSC, aggregator sites, channels, trunks, queue, agents, recent failovers:", "hotsite status --config /etc/hotsite/hotsite.toml"),
+            Example("Live during an incident, redrawn in place until Ctrl-C:", "hotsite status --config /etc/hotsite/hotsite.toml --follow"),
+            Example("Only the messaging and voice decisions in the timeline, piped to a log (one line per event):", "hotsite status --follow --system messaging --system voice | tee incident.log"),
             Example("Everything the host reports, as JSON:", "hotsite status --json | jq ."),
         ])],
         "site" => vec![section("EXAMPLES", vec![

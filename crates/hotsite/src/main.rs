@@ -121,12 +121,13 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Shows a running gateway's picture: site and peer link, SMSC binds per
-    /// provider site, HTTP aggregator sites, trunks, queue, agents, failovers.
+    /// Shows a running site's picture: site and peer link, SMSC binds per
+    /// provider site, HTTP aggregator sites, channels, trunks, queue, agents,
+    /// failovers.
     ///
     /// The picture: site mode and peer link; SMSC binds grouped by provider
     /// site, each with its state, since when and why; HTTP aggregator sites;
-    /// trunks with cause and since; queue depth (and, with --follow, messages
+    /// digital and e-mail channels with their endpoint's health; trunks with cause and since; queue depth (and, with --follow, messages
     /// per second); agents; and a timeline of failover decisions (time,
     /// system, target, state, cause; connection attempts and retries left
     /// out), newest last, filtered with --system. Sections of systems the
