@@ -9,6 +9,7 @@ mod read;
 mod screen;
 mod sse;
 mod timeline;
+mod untrusted;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -143,9 +144,10 @@ pub(crate) async fn site(
     } else {
         client.get(format!("{}/v1/site", endpoint.base))
     };
-    let Some(answer) = fetch(&endpoint, request, as_json).await? else {
+    let Some(mut answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
     };
+    untrusted::clean(&mut answer);
     print_site(&answer);
     if drain {
         println!("draining: the process stops when no call is left");
@@ -219,9 +221,10 @@ pub(crate) async fn status(
     let request = client
         .get(format!("{}/v1/status", endpoint.base))
         .timeout(read::REQUEST_TIMEOUT);
-    let Some(answer) = fetch(&endpoint, request, as_json).await? else {
+    let Some(mut answer) = fetch(&endpoint, request, as_json).await? else {
         return Ok(ExitCode::SUCCESS);
     };
+    untrusted::clean(&mut answer);
     warn_unknown_systems(&answer, &systems);
     let mut timeline = timeline::Timeline::new(TIMELINE_LINES, systems.clone());
     timeline.extend(

@@ -250,7 +250,7 @@ fn command_sections(name: &str) -> Vec<Section> {
             section("EXIT STATUS", vec![
                 Item("0", "Stopped by a signal or at the end of a drain."),
                 Item("1", "Could not start: a port taken, the store unreachable, a system that failed to start."),
-                Item("2", "The configuration is invalid (every problem printed, each naming its key); nothing was opened."),
+                Item("2", "The configuration is unreadable or invalid (every problem printed, each naming its key); nothing was opened."),
             ]),
         ],
         "send" => vec![section("EXAMPLES", vec![

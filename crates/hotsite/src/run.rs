@@ -15,8 +15,15 @@ use crate::notify::Notify;
 
 /// Loads and validates the config before anything opens, then runs.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Exit status 2, as an invalid file: a restart would not mend it
+    // (the unit's RestartPreventExitStatus=2).
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
     let config = match Config::from_toml_str(&text) {
         Ok(config) => config,
         Err(error) => {

@@ -69,7 +69,8 @@ pub(crate) fn describe(error: reqwest::Error) -> String {
 /// Sorts a non-success answer: 4xx are fatal, the rest transient.
 pub(crate) async fn refused(response: reqwest::Response) -> Failure {
     let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let mut answer: Value = response.json().await.unwrap_or(Value::Null);
+    super::untrusted::clean(&mut answer);
     if status.is_client_error() {
         Failure::Fatal(anyhow::anyhow!("{}", super::refusal(status, &answer)))
     } else {
@@ -95,10 +96,11 @@ async fn get_json(
     if !response.status().is_success() {
         return Err(refused(response).await);
     }
-    response
-        .json()
-        .await
-        .map_err(|error| Failure::Transient(format!("the answer to {path} is not JSON ({error})")))
+    let mut answer: Value = response.json().await.map_err(|error| {
+        Failure::Transient(format!("the answer to {path} is not JSON ({error})"))
+    })?;
+    super::untrusted::clean(&mut answer);
+    Ok(answer)
 }
 
 /// `GET /v1/status`.

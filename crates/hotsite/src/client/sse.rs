@@ -11,6 +11,8 @@
 /// The longest line kept: a longer one is dropped whole (with its event),
 /// so a broken or hostile server cannot grow the buffer without bound.
 const MAX_LINE: usize = 1 << 20;
+/// The longest event kept (all its `data` lines); a longer one is dropped.
+const MAX_EVENT: usize = 4 << 20;
 /// A UTF-8 byte order mark, which may open the stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -96,6 +98,12 @@ impl SseParser {
         };
         match field {
             "event" => self.kind = value.to_owned(),
+            // An event past MAX_EVENT is dropped whole (a stream that never
+            // ends its event must not grow without bound).
+            "data" if self.data.len() + value.len() >= MAX_EVENT => {
+                self.damaged = true;
+                self.data.clear();
+            }
             "data" => {
                 self.data.push_str(value);
                 self.data.push('\n');
@@ -262,6 +270,25 @@ mod tests {
         long.resize(MAX_LINE + 10, b'x');
         assert_eq!(parser.feed(&long), []);
         assert_eq!(parser.feed(b"\n\n"), []);
+        assert_eq!(
+            parser.feed(b"data: next\n\n"),
+            [event("message", "next", None)]
+        );
+    }
+
+    /// Many short `data:` lines with no blank line between them: the event
+    /// is dropped past MAX_EVENT instead of growing, and the next one comes.
+    #[test]
+    fn an_event_that_never_ends_is_dropped_at_its_limit() {
+        let mut parser = SseParser::new();
+        let mut line = b"data: ".to_vec();
+        line.resize(64 * 1024, b'y');
+        line.push(b'\n');
+        for _ in 0..(MAX_EVENT / line.len() + 8) {
+            assert_eq!(parser.feed(&line), []);
+            assert!(parser.data.len() < MAX_EVENT);
+        }
+        assert_eq!(parser.feed(b"\n"), [], "the oversized event is dropped");
         assert_eq!(
             parser.feed(b"data: next\n\n"),
             [event("message", "next", None)]

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::picture::{time_of_day, Cell, Style};
 use super::sse::SseEvent;
@@ -105,11 +106,16 @@ impl StreamItem {
                 Err(error) => StreamItem::Unknown(format!("lagged notice unreadable ({error})")),
             };
         }
-        match serde_json::from_str::<Entry>(&event.data) {
+        let entry = serde_json::from_str::<Value>(&event.data).and_then(|mut value| {
+            super::untrusted::clean(&mut value);
+            serde_json::from_value::<Entry>(value)
+        });
+        match entry {
             Ok(entry) => StreamItem::Event(entry),
             Err(error) => StreamItem::Unknown(format!(
                 "event {:?} unreadable ({error}): {}",
-                event.kind, event.data
+                super::untrusted::printable(&event.kind),
+                super::untrusted::printable(&event.data)
             )),
         }
     }

@@ -113,6 +113,27 @@ async fn check_config_reports_unreadable_and_malformed_files() {
     }
 }
 
+/// `hotsite run` on a file it cannot read exits 2, as on an invalid one: the
+/// systemd unit's `RestartPreventExitStatus=2` does not restart it in a loop.
+#[tokio::test]
+async fn run_on_an_unreadable_config_exits_2() {
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        hotsite()
+            .args(["run", "--config", "/nonexistent/hotsite.toml"])
+            .output(),
+    )
+    .await
+    .expect("exits at once")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/hotsite.toml"),
+        "{stderr}"
+    );
+}
+
 /// `hotsite run`, `send` and `status` as a user runs them: a message sent twice
 /// with one key is accepted once (SPEC M8) and delivered; status shows the binds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,12 +102,14 @@ impl DigitalChannel {
                 }
             }
             Err(error) => {
+                // Without the URL: a webhook's path often is its secret, and
+                // the reason reaches the channel's status and the event stream.
                 return SendOutcome::Retry {
                     endpoint,
                     kind: RetryKind::TransportFailure,
-                    reason: format!("cannot reach it: {}", error_chain(&error)),
+                    reason: format!("cannot reach it: {}", error_chain(&error.without_url())),
                     retry_after: None,
-                }
+                };
             }
         };
         let status = response.status().as_u16();

@@ -1,8 +1,9 @@
 //! The health of a channel nobody probes: a digital channel's webhook, an
 //! SMTP relay. It is read off the sends themselves (passive detection): an
 //! endpoint that cannot be reached, times out or answers 5xx three sends in a
-//! row is out of service until one send gets through. Throttling and
-//! permanent refusals are answers from a working endpoint and leave it alone.
+//! row is out of service until one send gets through. Throttling, temporary
+//! refusals of one message (SMTP 4xx) and permanent refusals are answers from
+//! a working endpoint and leave it alone.
 //!
 //! Nothing routes by this state (the route's hops and backoff already decide
 //! where a message goes next, SPEC M10, M11); it is what the operator sees:
@@ -28,8 +29,11 @@ pub(crate) fn observation(outcome: &SendOutcome) -> Option<Result<(), String>> {
     match outcome {
         SendOutcome::Accepted { .. } => Some(Ok(())),
         SendOutcome::Permanent { .. } => None,
+        // An answer from a working endpoint: paced, or a temporary refusal
+        // of this message (an SMTP relay's 450 greylisting or 452 mailbox
+        // full, a provider's "internal error" code).
         SendOutcome::Retry {
-            kind: RetryKind::Throttled,
+            kind: RetryKind::Throttled | RetryKind::ProviderError,
             ..
         } => None,
         SendOutcome::Retry { reason, .. } | SendOutcome::Ambiguous { reason, .. } => {
@@ -132,7 +136,9 @@ pub struct PassiveHealth {
 
 impl PassiveHealth {
     /// The health of channel `name` (`kind` is `digital` or `email`), reached at
-    /// `url` (shown as is: no secret is in a webhook or SMTP address).
+    /// `url`, shown as given: the caller passes what may be shown (a webhook's
+    /// origin, an SMTP server's host and port; never a path that may hold a
+    /// secret).
     pub fn new(name: &str, kind: &'static str, url: String, events: Events) -> PassiveHealth {
         PassiveHealth {
             // The event's target: site = the channel, name = what it is.
@@ -272,6 +278,8 @@ mod tests {
             assert!(health
                 .record(&retry(RetryKind::Throttled, "429"), t0, 0)
                 .is_none());
+            let greylisted = retry(RetryKind::ProviderError, "450 greylisted, try later");
+            assert!(health.record(&greylisted, t0, 0).is_none());
         }
         assert!(health.is_up());
         assert_eq!(health.status()["sends"], 0);
