@@ -30,7 +30,7 @@
 // process it starts is killed by PID on the way out.
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createSocket } from "node:dgram";
 import { dirname, join, resolve } from "node:path";
@@ -574,6 +574,11 @@ async function aggregatorSiteKill(page, sites, state, shot, pageLog) {
 async function run() {
   if (!existsSync(chromium)) fail(`no Chromium at ${chromium}: apt-get install -y chromium (or set CHROMIUM)`);
   mkdirSync(out, { recursive: true });
+  // Only this run's artefacts: an earlier run's screenshots and logs (other
+  // names, or a failure's) would pass for this one's.
+  for (const name of readdirSync(out)) {
+    if (/\.(png|log)$/.test(name) || name === "page-log.txt" || name === "latency.json") rmSync(join(out, name), { force: true });
+  }
   say(`artefacts in ${out}`);
   const sites = await startSites();
   say(`gateway ${sites.api}, lab control ${sites.control}`);
