@@ -263,9 +263,10 @@ function channelView(name, channel) {
         sends: channel.sends ?? 0,
         failuresInARow: channel.failures_in_a_row ?? 0,
         lastOkMs: channel.last_ok_ms ?? null,
-        // The last failure is the cause while it is not in service, and
-        // history (shown muted) once it is back.
-        cause: channel.last_failure?.cause ?? "",
+        // Out of service: why, in the words of its health event ("3 sends
+        // in a row failed: answered 503"). Back in service: the last failure
+        // as history (shown muted), as a bind's.
+        cause: endpointCause(state, channel.failures_in_a_row ?? 0, channel.last_failure?.cause ?? ""),
       },
       sites: [],
     };
@@ -283,6 +284,12 @@ function channelView(name, channel) {
       probe: url.last_probe ? `${url.last_probe.alive ? "alive" : "dead"}: ${url.last_probe.detail}` : "",
     })),
   };
+}
+
+/** A digital or e-mail channel's cause: the failures in a row while it is not in service. */
+function endpointCause(state, failuresInARow, lastFailure) {
+  if (state === "up" || failuresInARow === 0 || lastFailure === "") return lastFailure;
+  return `${failuresInARow} sends in a row failed: ${lastFailure}`;
 }
 
 /** Agents: ready or on a call is green, logged out grey, the rest amber. */

@@ -441,7 +441,7 @@ function drawChannels(channels, status) {
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, ["Channel", "Kind", "Endpoint", "State", "Since", "Sends", "Last failure"].map((t) => h("th", { text: t })))),
+        h("thead", {}, h("tr", {}, ["Channel", "Kind", "Endpoint", "State", "Since", "Sends", "Cause / last failure"].map((t) => h("th", { text: t, class: t === "Sends" ? "num" : null })))),
         h(
           "tbody",
           {},
@@ -451,7 +451,7 @@ function drawChannels(channels, status) {
               { class: endpoint.state, testid: `channel-${name}`, data: { state: endpoint.state } },
               h("td", { text: name }),
               h("td", { text: kind }),
-              h("td", { text: endpoint.url, class: "mono wrap" }),
+              h("td", { text: endpoint.url, class: "mono url" }),
               h("td", {}, badge(endpoint.state)),
               h("td", { class: "nowrap" }, since(endpoint.sinceMs)),
               h("td", { class: "num", text: String(endpoint.sends) }),
@@ -473,7 +473,7 @@ function drawChannels(channels, status) {
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, ["Site", "URL", "State", "Since", "Cause", "Last probe"].map((t) => h("th", { text: t })))),
+        h("thead", {}, h("tr", {}, ["Site", "URL", "State", "Since", "Cause / last probe"].map((t) => h("th", { text: t })))),
         h(
           "tbody",
           {},
@@ -482,11 +482,17 @@ function drawChannels(channels, status) {
               "tr",
               { class: site.state, testid: `channel-${channel.name}-${site.site}`, data: { state: site.state } },
               h("td", { text: site.site }),
-              h("td", { text: site.url, class: "mono wrap" }),
+              h("td", { text: site.url, class: "mono url" }),
               h("td", {}, badge(site.state)),
               h("td", { class: "nowrap" }, since(site.sinceMs)),
-              h("td", { class: "wrap", text: site.cause }),
-              h("td", { class: "wrap muted", text: site.probe }),
+              // One column for both: the cause of a site out of service
+              // needs the width, and a site in service mostly has neither.
+              h(
+                "td",
+                { class: "wrap", testid: `channel-cause-${channel.name}-${site.site}` },
+                site.cause,
+                site.probe ? h("div", { class: "muted small", text: `last probe ${site.probe}` }) : null,
+              ),
             ),
           ),
         ),
@@ -515,7 +521,8 @@ function drawTrunks(trunks) {
           h("td", { class: "mono", text: `${trunk.address} ${trunk.transport}` }),
           h("td", {}, badge(trunk.state)),
           h("td", { class: "nowrap" }, since(trunk.sinceMs)),
-          h("td", { class: "wrap", text: trunk.cause }),
+          // In service, the cause is the last change's (e.g. "configured"): history.
+          h("td", { class: trunk.state === "up" ? "wrap muted" : "wrap", testid: `trunk-cause-${trunk.name}`, text: trunk.cause }),
         ),
       ),
     ),

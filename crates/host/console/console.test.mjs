@@ -177,7 +177,7 @@ test("the status becomes sections; binds grouped by provider site with since and
       sends: 7,
       failuresInARow: 3,
       lastOkMs: 20,
-      cause: "cannot reach it: connection refused",
+      cause: "3 sends in a row failed: cannot reach it: connection refused",
     },
     sites: [],
   });
@@ -191,6 +191,21 @@ test("the status becomes sections; binds grouped by provider site with since and
       ["dc-east", "bob", "unknown"],
     ],
   );
+});
+
+test("a digital or e-mail channel's cause: its failures in a row while out of service, its last failure as history once back", () => {
+  const endpoint = (channel) => statusView({ channels: { chat: { kind: "digital", url: "http://x/", ...channel } } }).channels[0].endpoint;
+  const failure = { at_ms: 40, cause: "answered 503" };
+  // Out of service: the gateway's health event's words.
+  assert.equal(endpoint({ health: "down", failures_in_a_row: 3, last_failure: failure }).cause, "3 sends in a row failed: answered 503");
+  assert.equal(endpoint({ health: "down", failures_in_a_row: 5, last_failure: failure }).cause, "5 sends in a row failed: answered 503");
+  // Back in service (one send got through, the count is 0): history only.
+  assert.equal(endpoint({ health: "up", failures_in_a_row: 0, last_failure: failure }).cause, "answered 503");
+  // In service with failures not yet enough to take it out: history too.
+  assert.equal(endpoint({ health: "up", failures_in_a_row: 2, last_failure: failure }).cause, "answered 503");
+  // Never failed.
+  assert.equal(endpoint({ health: "up", failures_in_a_row: 0, last_failure: null }).cause, "");
+  assert.equal(endpoint({ health: "down", failures_in_a_row: 0 }).cause, "");
 });
 
 test("systems a site does not run are null sections, not empty ones", () => {
