@@ -323,6 +323,14 @@ export const TIMELINE_CAPACITY = 1000;
  * A restarted host numbers its events from 1 again: after `restarted()` the
  * records are kept under a new epoch, and order is (epoch, seq).
  */
+/**
+ * Kinds hidden from the timeline unless asked for: a bind that stays down
+ * adds a connection attempt and a scheduled retry every ~37 s, which would
+ * push the failover decisions out of view (`hotsite status` leaves them out
+ * too; a bind's attempts are counted in its row).
+ */
+export const QUIET_KINDS = new Set(["connect_attempt", "retry_scheduled"]);
+
 export class Timeline {
   constructor(capacity = TIMELINE_CAPACITY) {
     this.capacity = capacity;
@@ -376,12 +384,14 @@ export class Timeline {
 
   /**
    * The entries to show, newest first: those whose system is in `shown`
-   * (a Set; every system when null), at most `limit`.
+   * (a Set; every system when null) and whose kind is not in `hiddenKinds`,
+   * at most `limit`.
    */
-  entries(shown = null, limit = 200) {
+  entries(shown = null, limit = 200, hiddenKinds = null) {
     return this.sorted()
       .reverse()
       .filter((entry) => shown === null || shown.has(entry.record.system))
+      .filter((entry) => hiddenKinds === null || !hiddenKinds.has(entry.record.kind))
       .slice(0, limit)
       .map((entry) => entryView(entry));
   }

@@ -6,6 +6,7 @@
 // sessionStorage, a cookie or the URL. Reloading the page forgets it.
 
 import {
+  QUIET_KINDS,
   QueueSeries,
   STATE_TEXT,
   SseParser,
@@ -73,8 +74,10 @@ class Session {
     this.pollOk = false;
     this.streamState = "connecting";
     this.hiddenSystems = new Set();
+    this.showAttempts = false;
     this.wakers = {};
     this.chart = null;
+    this.chartResize = null;
     this.renderQueued = false;
   }
 
@@ -166,7 +169,10 @@ async function signIn(token) {
 function signOut(s, message) {
   s.stop();
   if (session === s) session = null;
-  if (s.chart) s.chart.destroy();
+  s.chartResize?.disconnect();
+  s.chartResize = null;
+  s.chart?.destroy();
+  s.chart = null;
   showTokenForm(message);
 }
 
@@ -240,14 +246,21 @@ async function followEvents(s) {
     try {
       // Resuming: a restarted host numbers its events from 1 again, so check
       // that its ring still holds the last event seen before resuming after it.
-      const last = connected ? s.timeline.lastRecord() : null;
+      // Checked after any failed attempt, not only after a connected
+      // stream: the host may restart while the first attempts fail.
+      const last = connected || attempt > 0 ? s.timeline.lastRecord() : null;
       if (last && !stillHolds(await s.get(sameHostQuery(last)), last)) s.timeline.restarted();
-      const response = await fetch("/v1/events/stream", {
-        headers: {
-          authorization: `Bearer ${s.token}`,
-          accept: "text/event-stream",
-          "last-event-id": String(s.timeline.lastSeq()),
-        },
+      // The silence watchdog covers the wait for the answer's head too: a
+      // host that accepts the connection and never answers is given up.
+      feed();
+      const lastSeq = s.timeline.lastSeq();
+      const headers = { authorization: `Bearer ${s.token}`, accept: "text/event-stream" };
+      // Nothing seen yet (the ring could not be read): the newest events as
+      // the stream's backlog, not the whole ring from seq 0.
+      if (lastSeq > 0) headers["last-event-id"] = String(lastSeq);
+      const path = lastSeq > 0 ? "/v1/events/stream" : `/v1/events/stream?limit=${INITIAL_EVENTS}`;
+      const response = await fetch(path, {
+        headers,
         cache: "no-store",
         signal: connection.signal,
       });
@@ -589,7 +602,7 @@ function drawQueue(s, queue) {
   const data = s.series.columns();
   if (!s.chart) {
     s.chart = new uPlot(chartOptions(container.clientWidth || 600), data, container);
-    new ResizeObserver(() => {
+    s.chartResize = new ResizeObserver(() => {
       if (s.chart && container.clientWidth > 0) s.chart.setSize({ width: container.clientWidth, height: 180 });
     }).observe(container);
   } else {
@@ -638,8 +651,17 @@ function drawTimeline(s, statusSystems) {
     });
     filters.append(h("label", {}, input, ` ${system}`));
   }
+  if (!filters.querySelector('[data-testid="filter-attempts"]')) {
+    const input = h("input", { type: "checkbox", value: "attempts", testid: "filter-attempts" });
+    input.checked = s.showAttempts;
+    input.addEventListener("change", () => {
+      s.showAttempts = input.checked;
+      render(s);
+    });
+    filters.append(h("label", { class: "muted", title: "connect_attempt and retry_scheduled events" }, input, " connection attempts"));
+  }
   const shown = new Set(systems.filter((system) => !s.hiddenSystems.has(system)));
-  const entries = s.timeline.entries(shown, TIMELINE_ROWS);
+  const entries = s.timeline.entries(shown, TIMELINE_ROWS, s.showAttempts ? null : QUIET_KINDS);
   $("timeline-empty").hidden = entries.length > 0;
   $("timeline").replaceChildren(
     ...entries.map((entry) =>

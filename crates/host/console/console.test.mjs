@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
+  QUIET_KINDS,
   BACKOFF_MAX_MS,
   QUEUE_MAX_POINTS,
   QUEUE_WINDOW_MS,
@@ -327,4 +328,21 @@ test("ages, rates and the token problem read well", () => {
   assert.equal(formatRate(null), "—");
   assert.match(authProblem(401, { error: "unknown bearer token" }), /refused the API token \(unknown bearer token\)/);
   assert.equal(authProblem(503, {}), null);
+});
+
+test("connection attempts and scheduled retries stay out of the timeline unless asked for", () => {
+  const timeline = new Timeline();
+  const at = (seq, kind, state) => ({ ...RECORD, seq, kind, state, at_ms: seq * 1000 });
+  timeline.add(at(1, "health", "down"));
+  for (let seq = 2; seq < 40; seq += 2) {
+    timeline.add(at(seq, "connect_attempt"));
+    timeline.add(at(seq + 1, "retry_scheduled"));
+  }
+  assert.deepEqual(
+    timeline.entries(null, 5, QUIET_KINDS).map((e) => [e.seq, e.kind]),
+    [[1, "health"]],
+    "the failover decision stays in view",
+  );
+  assert.equal(timeline.entries(null, 5).length, 5, "all kinds when asked for");
+  assert.equal(timeline.entries(null, 5)[0].kind, "retry_scheduled");
 });

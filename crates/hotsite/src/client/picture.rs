@@ -311,10 +311,15 @@ fn digital_channels(frame: &Frame<'_>, out: &mut Vec<String>) {
     for (name, channel) in digital {
         let state = channel["health"].as_str().unwrap_or("?").to_owned();
         let (word, state_style) = state_word(&state);
-        // The last failure is the cause while the endpoint is out of service.
+        // While out of service: the failures in a row and the last one, the
+        // words of its health event.
         let cause = (state != "up")
             .then(|| channel["last_failure"]["cause"].as_str())
-            .flatten();
+            .flatten()
+            .map(|last| match channel["failures_in_a_row"].as_u64() {
+                Some(n) if n > 0 => format!("{n} sends in a row failed: {last}"),
+                _ => last.to_owned(),
+            });
         table.row(vec![
             plain(name.clone()),
             plain(channel["kind"].as_str().unwrap_or_default()),

@@ -163,7 +163,7 @@ fn digital_channels_show_their_health() {
         [
             "digital channels:",
             "    mail          email    smtp.example:587      up    since 1m00s",
-            "    primary-chat  digital  https://chat.example  DOWN  since 42s    503 Service Unavailable",
+            "    primary-chat  digital  https://chat.example  DOWN  since 42s    3 sends in a row failed: 503 Service Unavailable",
         ]
     );
 }
