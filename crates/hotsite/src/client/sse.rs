@@ -294,4 +294,33 @@ mod tests {
             [event("message", "next", None)]
         );
     }
+
+    proptest::proptest! {
+        /// The stream's bytes arrive however TCP cuts them: any split of any
+        /// input (valid or not, CR/LF/CRLF, BOM, stray bytes) gives the same
+        /// events as the whole, and the parser never panics.
+        #[test]
+        fn any_split_gives_the_same_events(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"data: x\nevent: health\nid: 7\n\r:{}".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..400,
+            ),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            let whole = parse(&[&bytes]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut from = 0;
+            for cut in cuts {
+                chunks.push(&bytes[from..cut]);
+                from = cut;
+            }
+            chunks.push(&bytes[from..]);
+            proptest::prop_assert_eq!(parse(&chunks), whole);
+        }
+    }
 }
