@@ -12,20 +12,33 @@
 // $CARGO_TARGET_DIR or <repo>/target, then debug/hotsite), DESKTOP_E2E_OUT
 // (default <repo>/target/desktop-e2e). Every process it starts is killed by
 // PID on the way out; the whole run is bounded (DESKTOP_E2E_TIMEOUT_S, 180).
+// Processes, ports, the bound and the screenshots: the harness shared with
+// the operator console's e2e (tests/e2e/harness.mjs).
 
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { createSocket } from "node:dgram";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import puppeteer from "puppeteer-core";
 
+import {
+  e2eRun,
+  fail,
+  freeTcpPort,
+  freeUdpPort,
+  freshDir,
+  hotsiteBin,
+  hotsiteEnv,
+  needChromium,
+  repo,
+  sleep,
+  waitFetched,
+  waitOutput,
+  writePageLog,
+} from "../../../../tests/e2e/harness.mjs";
+
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../../../..");
 const mock = process.argv.includes("--mock");
-const chromium = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const out = resolve(process.env.DESKTOP_E2E_OUT ?? join(repo, "target", "desktop-e2e"), mock ? "mock" : "sites");
 const limitS = Number(process.env.DESKTOP_E2E_TIMEOUT_S ?? 180);
 
@@ -37,85 +50,10 @@ const PASSWORD = "alice-pw";
 const DN = "1001";
 const PHONE_PASSWORD = "phone-secret-1";
 
-const children = [];
-const started = Date.now();
-const stamp = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
-const say = (line) => console.log(`[e2e ${stamp()}] ${line}`);
-
-function fail(message) {
-  throw new Error(message);
-}
-
-/** Starts a process, keeps its output (for the failure report) and its PID. */
-function start(name, command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
-  const entry = { name, child, output: "", exited: null };
-  const keep = (chunk) => {
-    entry.output += chunk;
-    if (entry.output.length > 200_000) entry.output = entry.output.slice(-100_000);
-  };
-  child.stdout.setEncoding("utf8").on("data", keep);
-  child.stderr.setEncoding("utf8").on("data", keep);
-  child.on("exit", (code, signal) => {
-    entry.exited = signal ?? code;
-  });
-  child.on("error", (error) => {
-    entry.exited = `spawn error: ${error.message}`;
-  });
-  children.push(entry);
-  return entry;
-}
-
-/** Waits (bounded) until `entry` printed a line matching `pattern`. */
-async function waitOutput(entry, pattern, ms = 30_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const match = entry.output.match(pattern);
-    if (match) return match;
-    if (entry.exited !== null) fail(`${entry.name} exited (${entry.exited}) before printing ${pattern}:\n${entry.output}`);
-    if (Date.now() > until) fail(`${entry.name} printed no ${pattern} within ${ms} ms:\n${entry.output}`);
-    await sleep(50);
-  }
-}
-
-function killAll() {
-  for (const entry of children) {
-    if (entry.exited === null && entry.child.pid) {
-      try {
-        process.kill(entry.child.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function freeTcpPort() {
-  return new Promise((res, rej) => {
-    const server = createServer();
-    server.once("error", rej);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => res(port));
-    });
-  });
-}
+const { say, start, launchChromium, keepPageLog, screenshots, main } = e2eRun("e2e");
 
 /** A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both). */
-async function freeSipPort() {
-  for (let tries = 0; tries < 20; tries++) {
-    const port = await freeTcpPort();
-    const ok = await new Promise((res) => {
-      const socket = createSocket("udp4");
-      socket.once("error", () => res(false));
-      socket.bind(port, "127.0.0.1", () => socket.close(() => res(true)));
-    });
-    if (ok) return port;
-  }
-  fail("no free port for SIP");
-}
+const freeSipPort = () => freeUdpPort("no free port for SIP");
 
 // ---- the two sites ----------------------------------------------------------
 
@@ -127,12 +65,6 @@ async function mockSites() {
   await waitOutput(a, /listening a/);
   await waitOutput(b, /listening b/);
   return { a, b, apiA: `http://127.0.0.1:${portA}`, apiB: `http://127.0.0.1:${portB}` };
-}
-
-function hotsiteBin() {
-  if (process.env.HOTSITE_BIN) return process.env.HOTSITE_BIN;
-  const target = process.env.CARGO_TARGET_DIR ?? join(repo, "target");
-  return join(target, "debug", "hotsite");
 }
 
 /** The site's configuration: peered through the link, alice on DN 1001. */
@@ -178,28 +110,12 @@ async function api(base, path) {
 }
 
 /** Waits (bounded) until site `base`'s `/v1/site` satisfies `done`. */
-async function waitSite(base, what, done, ms = 20_000) {
-  const until = Date.now() + ms;
-  let last = null;
-  for (;;) {
-    try {
-      last = await api(base, "/v1/site");
-      if (done(last)) return last;
-    } catch (error) {
-      last = String(error);
-    }
-    if (Date.now() > until) fail(`${what}: not within ${ms} ms: ${JSON.stringify(last)}`);
-    await sleep(100);
-  }
-}
+const waitSite = (base, what, done) => waitFetched(what, () => api(base, "/v1/site"), done);
 
 /** Two `hotsite run` sites, the lab's link between them, the phone at both. */
 async function realSites() {
   const bin = hotsiteBin();
-  if (!existsSync(bin)) fail(`no hotsite binary at ${bin}: build it (cargo build -p hotsite) or set HOTSITE_BIN`);
-  const dir = join(out, "run");
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  const dir = freshDir(join(out, "run"));
   const sip = { a: await freeSipPort(), b: await freeSipPort() };
   const link = { a: await freeSipPort(), b: await freeSipPort() };
   const apis = { a: await freeTcpPort(), b: await freeTcpPort() };
@@ -235,7 +151,7 @@ registrars = ["127.0.0.1:${sip.a}", "127.0.0.1:${sip.b}"]
 expires_s = 30
 `,
   );
-  const env = { ...process.env, HOTSITE_LOG: process.env.HOTSITE_LOG ?? "info" };
+  const env = hotsiteEnv();
   const sites = {};
   for (const [name, peer] of [
     ["a", link.a],
@@ -268,31 +184,18 @@ function dnInService(site) {
 // ---- the browser --------------------------------------------------------------
 
 async function run() {
-  if (!existsSync(chromium)) fail(`no Chromium at ${chromium}: apt-get install -y chromium (or set CHROMIUM)`);
+  needChromium();
   mkdirSync(out, { recursive: true });
   say(`${mock ? "mock" : "hotsite"} sites; artefacts in ${out}`);
   const sites = mock ? await mockSites() : await realSites();
   say(`site a ${sites.apiA}, site b ${sites.apiB}`);
 
-  const browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    // Root in a container: Chromium's sandbox needs user namespaces.
-    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-    protocolTimeout: 30_000,
-  });
-  children.push({ name: "chromium", child: browser.process(), output: "", exited: null });
+  const browser = await launchChromium(puppeteer);
   try {
     const page = await browser.newPage();
     await page.setViewport({ width: 1000, height: 900 });
-    const console_ = [];
-    page.on("console", (m) => console_.push(`${stamp()} ${m.type()} ${m.text()}`));
-    page.on("pageerror", (e) => console_.push(`${stamp()} pageerror ${e.message}`));
-    const shot = async (name) => {
-      const path = join(out, `${name}.png`);
-      await page.screenshot({ path, fullPage: true });
-      say(`screenshot ${path}`);
-    };
+    const console_ = keepPageLog(page);
+    const shot = screenshots(page, out);
     const read = (id) => page.$eval(`[data-testid="${id}"]`, (e) => e.textContent.trim());
     const waitText = async (what, id, test, ms) => {
       const until = Date.now() + ms;
@@ -365,10 +268,10 @@ async function run() {
       // The same page: no reload (D8).
       const navigations = await page.evaluate(() => performance.getEntriesByType("navigation").length);
       if (navigations !== 1) fail(`the page navigated ${navigations} times`);
-      writeFileSync(join(out, "page-log.txt"), console_.join("\n") + "\n");
+      writePageLog(out, console_);
       say(`PASS: warning, then logged in at b in ${took} ms`);
     } catch (error) {
-      writeFileSync(join(out, "page-log.txt"), console_.join("\n") + "\n");
+      writePageLog(out, console_);
       throw error;
     }
   } finally {
@@ -376,25 +279,4 @@ async function run() {
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`[e2e] FAIL: not done within ${limitS} s`);
-  killAll();
-  process.exit(1);
-}, limitS * 1000);
-
-let code = 0;
-try {
-  await run();
-} catch (error) {
-  code = 1;
-  console.error(`[e2e] FAIL: ${error.message}`);
-  for (const entry of children) {
-    if (entry.output) writeFileSync(join(out, `${entry.name.replace(/\W+/g, "-")}.log`), entry.output);
-  }
-  console.error(`[e2e] process logs in ${out}`);
-} finally {
-  killAll();
-  clearTimeout(watchdog);
-}
-console.log(code === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed");
-process.exit(code);
+await main(run, { out, limitS });

@@ -27,20 +27,31 @@
 // Environment: CHROMIUM (default /usr/bin/chromium), HOTSITE_BIN (default
 // $CARGO_TARGET_DIR or <repo>/target, then debug/hotsite), CONSOLE_E2E_OUT
 // (default <repo>/target/console-e2e), CONSOLE_E2E_TIMEOUT_S (120). Every
-// process it starts is killed by PID on the way out.
+// process it starts is killed by PID on the way out. Processes, ports, the
+// bound and the screenshots: the harness shared with the web desktop's e2e
+// (tests/e2e/harness.mjs).
 
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { createSocket } from "node:dgram";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 import puppeteer from "puppeteer-core";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../../../..");
-const chromium = process.env.CHROMIUM ?? "/usr/bin/chromium";
+import {
+  e2eRun,
+  fail,
+  freeTcpPort,
+  freeUdpPort,
+  freshDir,
+  hotsiteBin,
+  hotsiteEnv,
+  needChromium,
+  repo,
+  sleep,
+  waitFetched,
+  waitOutput,
+  writePageLog,
+} from "../../../../tests/e2e/harness.mjs";
+
 const out = resolve(process.env.CONSOLE_E2E_OUT ?? join(repo, "target", "console-e2e"));
 const limitS = Number(process.env.CONSOLE_E2E_TIMEOUT_S ?? 120);
 
@@ -51,91 +62,7 @@ const KILLED = { site: "a", name: "a1" };
 const KILLED_TARGET = `${KILLED.site}/${KILLED.name}`;
 const SMSCS = ["a/a1", "a/a2", "b/b1", "b/b2"];
 
-const children = [];
-const started = Date.now();
-const stamp = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
-const say = (line) => console.log(`[console-e2e ${stamp()}] ${line}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function fail(message) {
-  throw new Error(message);
-}
-
-/** Starts a process, keeps its output (for the failure report) and its PID. */
-function start(name, command, args, options = {}) {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
-  const entry = { name, child, output: "", exited: null };
-  const keep = (chunk) => {
-    entry.output += chunk;
-    if (entry.output.length > 200_000) entry.output = entry.output.slice(-100_000);
-  };
-  child.stdout.setEncoding("utf8").on("data", keep);
-  child.stderr.setEncoding("utf8").on("data", keep);
-  child.on("exit", (code, signal) => {
-    entry.exited = signal ?? code;
-  });
-  child.on("error", (error) => {
-    entry.exited = `spawn error: ${error.message}`;
-  });
-  children.push(entry);
-  return entry;
-}
-
-/** Waits (bounded) until `entry` printed a line matching `pattern`. */
-async function waitOutput(entry, pattern, ms = 30_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const match = entry.output.match(pattern);
-    if (match) return match;
-    if (entry.exited !== null) fail(`${entry.name} exited (${entry.exited}) before printing ${pattern}:\n${entry.output}`);
-    if (Date.now() > until) fail(`${entry.name} printed no ${pattern} within ${ms} ms:\n${entry.output}`);
-    await sleep(50);
-  }
-}
-
-function killAll() {
-  for (const entry of children) {
-    if (entry.exited === null && entry.child?.pid) {
-      try {
-        process.kill(entry.child.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
-
-/** A free loopback TCP port (the OS picks; never a well-known service port). */
-async function freeTcpPort() {
-  return new Promise((res, rej) => {
-    const server = createServer();
-    server.once("error", rej);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => res(port));
-    });
-  });
-}
-
-/** A port free for UDP too (the site's SIP listens on UDP). */
-async function freeUdpPort() {
-  for (let tries = 0; tries < 20; tries++) {
-    const port = await freeTcpPort();
-    const ok = await new Promise((res) => {
-      const socket = createSocket("udp4");
-      socket.once("error", () => res(false));
-      socket.bind(port, "127.0.0.1", () => socket.close(() => res(true)));
-    });
-    if (ok) return port;
-  }
-  fail("no free UDP port");
-}
-
-function hotsiteBin() {
-  if (process.env.HOTSITE_BIN) return process.env.HOTSITE_BIN;
-  const target = process.env.CARGO_TARGET_DIR ?? join(repo, "target");
-  return join(target, "debug", "hotsite");
-}
+const { say, start, launchChromium, keepPageLog, screenshots, main } = e2eRun("console-e2e");
 
 // ---- the lab and the gateway ----------------------------------------------------------
 
@@ -159,10 +86,7 @@ function labAddr(lab, pattern) {
 
 async function startSites() {
   const bin = hotsiteBin();
-  if (!existsSync(bin)) fail(`no hotsite binary at ${bin}: build it (cargo build -p hotsite) or set HOTSITE_BIN`);
-  const dir = join(out, "run");
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  const dir = freshDir(join(out, "run"));
   const control = await freeTcpPort();
   const smsc = {};
   for (const target of SMSCS) smsc[target] = await freeTcpPort();
@@ -218,7 +142,7 @@ listen = "127.0.0.1:0"
 ${TRUNKS.map((t) => `[[lab.media_servers]]\nname = "${t}"\nlisten = "127.0.0.1:0"\nrecordings = "${join(dir, `cloud-${t}`)}"`).join("\n\n")}
 `,
   );
-  const env = { ...process.env, HOTSITE_LOG: process.env.HOTSITE_LOG ?? "info" };
+  const env = hotsiteEnv();
   const lab = start("lab", bin, ["lab", "--config", labToml], { env });
   await waitOutput(lab, /control API on/);
   const controlUrl = `http://127.0.0.1:${control}`;
@@ -340,20 +264,7 @@ async function apiGet(base, path) {
 }
 
 /** Waits (bounded) until the site's `/v1/status` satisfies `done`. */
-async function waitStatus(base, what, done, ms = 20_000) {
-  const until = Date.now() + ms;
-  let last = null;
-  for (;;) {
-    try {
-      last = await apiGet(base, "/v1/status");
-      if (done(last)) return last;
-    } catch (error) {
-      last = String(error);
-    }
-    if (Date.now() > until) fail(`${what}: not within ${ms} ms: ${JSON.stringify(last)}`);
-    await sleep(100);
-  }
-}
+const waitStatus = (base, what, done) => waitFetched(what, () => apiGet(base, "/v1/status"), done);
 
 /** Posts `n` messages (so the queue chart has something to show), on `route` (default: the site's default, SMPP). */
 async function postMessages(base, from, n, route = undefined) {
@@ -572,7 +483,7 @@ async function aggregatorSiteKill(page, sites, state, shot, pageLog) {
 // ---- the browser --------------------------------------------------------------------------
 
 async function run() {
-  if (!existsSync(chromium)) fail(`no Chromium at ${chromium}: apt-get install -y chromium (or set CHROMIUM)`);
+  needChromium();
   mkdirSync(out, { recursive: true });
   // Only this run's artefacts: an earlier run's screenshots and logs (other
   // names, or a failure's) would pass for this one's.
@@ -589,25 +500,13 @@ async function run() {
   await postMessages(sites.api, 1000, 4, AGGREGATOR);
   await postMessages(sites.api, 1010, 2, DIGITAL);
 
-  const browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    // Root in a container: Chromium's sandbox needs user namespaces.
-    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-    protocolTimeout: 30_000,
-  });
-  children.push({ name: "chromium", child: browser.process(), output: "", exited: null });
+  const browser = await launchChromium(puppeteer);
   const pageLog = [];
   try {
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 1000 });
-    page.on("console", (m) => pageLog.push(`${stamp()} ${m.type()} ${m.text()}`));
-    page.on("pageerror", (e) => pageLog.push(`${stamp()} pageerror ${e.message}`));
-    const shot = async (name) => {
-      const path = join(out, `${name}.png`);
-      await page.screenshot({ path, fullPage: true });
-      say(`screenshot ${path}`);
-    };
+    keepPageLog(page, pageLog);
+    const shot = screenshots(page, out);
     const state = (testid) => page.$eval(`[data-testid="${testid}"]`, (e) => e.dataset.state).catch(() => null);
     const waitFor = async (what, test, ms) => {
       const until = Date.now() + ms;
@@ -769,7 +668,7 @@ async function run() {
     if (cspErrors.length) fail(`the page broke its own CSP:\n${cspErrors.join("\n")}`);
     const exceptions = pageLog.filter((line) => / pageerror /.test(line));
     if (exceptions.length) fail(`the page threw:\n${exceptions.join("\n")}`);
-    writeFileSync(join(out, "page-log.txt"), pageLog.join("\n") + "\n");
+    writePageLog(out, pageLog);
     const latency = { bind_down_ms: bindDownMs, timeline_entry_ms: entryMs, budget_ms: BUDGET_MS, sections_filled_ms: filledMs, digital, aggregator };
     writeFileSync(join(out, "latency.json"), JSON.stringify(latency, null, 2) + "\n");
     say(`PASS: ${KILLED_TARGET} out of service after ${bindDownMs} ms, timeline entry after ${entryMs} ms (budget ${BUDGET_MS} ms)`);
@@ -778,32 +677,11 @@ async function run() {
         `aggregator site ${AGG_KILLED} out of service ${aggregator.row_down_after_kill_ms} ms after the kill (budget ${BUDGET_MS} ms)`,
     );
   } catch (error) {
-    writeFileSync(join(out, "page-log.txt"), pageLog.join("\n") + "\n");
+    writePageLog(out, pageLog);
     throw error;
   } finally {
     await browser.close().catch(() => {});
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`[console-e2e] FAIL: not done within ${limitS} s`);
-  killAll();
-  process.exit(1);
-}, limitS * 1000);
-
-let code = 0;
-try {
-  await run();
-} catch (error) {
-  code = 1;
-  console.error(`[console-e2e] FAIL: ${error.message}`);
-  for (const entry of children) {
-    if (entry.output) writeFileSync(join(out, `${entry.name.replace(/\W+/g, "-")}.log`), entry.output);
-  }
-  console.error(`[console-e2e] process logs in ${out}`);
-} finally {
-  killAll();
-  clearTimeout(watchdog);
-}
-console.log(code === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed");
-process.exit(code);
+await main(run, { out, limitS });
