@@ -17,9 +17,23 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use crate::daemon;
-use crate::desktop::free_udp;
 
 const TOKEN: &str = "tok-rec-7d2c91e0a4b3";
+
+/// The media port range of [`config`]: a SIP port inside it is refused.
+const MEDIA_PORTS: std::ops::RangeInclusive<u16> = 41_000..=41_199;
+
+/// A free UDP port for `voice.listen` outside [`MEDIA_PORTS`] (a random one
+/// fell inside it once in CI: the config was refused).
+fn free_sip_port() -> SocketAddr {
+    for _ in 0..100 {
+        let addr = crate::desktop::free_udp();
+        if !MEDIA_PORTS.contains(&addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no free UDP port outside the media range");
+}
 
 fn config(dir: &Path, voice: SocketAddr, media_server: SocketAddr) -> PathBuf {
     let key = dir.join("key.pem");
@@ -39,7 +53,7 @@ listen = "{voice}"
 
 [voice.media]
 address = "127.0.0.1"
-ports = "41000-41199"
+ports = "{media_first}-{media_last}"
 
 [[voice.trunks]]
 name = "cloud-media"
@@ -64,6 +78,8 @@ cloud_wait = "1s"
         rec = dir.join("rec").display(),
         key = key.display(),
         cloud = dir.join("cloud").display(),
+        media_first = MEDIA_PORTS.start(),
+        media_last = MEDIA_PORTS.end(),
     );
     let path = dir.join("hotsite.toml");
     std::fs::write(&path, text).unwrap();
@@ -115,7 +131,7 @@ async fn a_kill_9_mid_call_keeps_the_synced_journal_and_a_restart_merges_it_r1_r
     ))
     .await
     .unwrap();
-    let voice = free_udp();
+    let voice = free_sip_port();
     let config = config(dir, voice, server.local_addr());
     let mut daemon = start(&config).await;
     let caller = MediaCaller::start(MediaCallerConfig::new(
@@ -275,7 +291,7 @@ fn check_config_runtime_loads_the_signing_key_r3() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(
         tmp.path(),
-        free_udp(),
+        free_sip_port(),
         SocketAddr::from(([127, 0, 0, 1], 9)),
     );
     let check = || {
