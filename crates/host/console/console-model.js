@@ -13,6 +13,9 @@
  * reconnect's Last-Event-ID); comments (`:`) and unknown fields are ignored;
  * an event is dispatched at a blank line, and only when it has data.
  */
+/** The longest line or event the SSE parser holds (the host's events are a few hundred bytes). */
+export const SSE_MAX_CHARS = 4 * 1024 * 1024;
+
 export class SseParser {
   constructor() {
     this.buffer = "";
@@ -44,6 +47,9 @@ export class SseParser {
       const event = this.line(line);
       if (event) events.push(event);
     }
+    // A line or an event that never ends must not grow without bound: the
+    // stream is given up (and reconnected by the caller).
+    if (this.buffer.length > SSE_MAX_CHARS) throw new Error(`event stream line over ${SSE_MAX_CHARS} characters`);
     return events;
   }
 
@@ -56,6 +62,8 @@ export class SseParser {
     if (value.startsWith(" ")) value = value.slice(1);
     switch (field) {
       case "data":
+        this.dataChars = (this.dataChars ?? 0) + value.length;
+        if (this.dataChars > SSE_MAX_CHARS) throw new Error(`event stream event over ${SSE_MAX_CHARS} characters`);
         this.data.push(value);
         break;
       case "event":
@@ -74,6 +82,7 @@ export class SseParser {
   }
 
   dispatch() {
+    this.dataChars = 0;
     const data = this.data;
     const type = this.event || "message";
     this.data = [];

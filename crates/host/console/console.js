@@ -602,9 +602,11 @@ function drawQueue(s, queue) {
   const data = s.series.columns();
   if (!s.chart) {
     s.chart = new uPlot(chartOptions(container.clientWidth || 600), data, container);
+    // Kept (not `observe`'s undefined) so that sign-out can disconnect it.
     s.chartResize = new ResizeObserver(() => {
       if (s.chart && container.clientWidth > 0) s.chart.setSize({ width: container.clientWidth, height: 180 });
-    }).observe(container);
+    });
+    s.chartResize.observe(container);
   } else {
     s.chart.setData(data);
   }

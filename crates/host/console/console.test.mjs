@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 
 import {
   QUIET_KINDS,
+  SSE_MAX_CHARS,
   BACKOFF_MAX_MS,
   QUEUE_MAX_POINTS,
   QUEUE_WINDOW_MS,
@@ -345,4 +346,16 @@ test("connection attempts and scheduled retries stay out of the timeline unless 
   );
   assert.equal(timeline.entries(null, 5).length, 5, "all kinds when asked for");
   assert.equal(timeline.entries(null, 5)[0].kind, "retry_scheduled");
+});
+
+test("an event stream line or event that never ends is refused, not buffered", () => {
+  const long = new SseParser();
+  assert.throws(() => long.push("data: " + "x".repeat(SSE_MAX_CHARS + 1)), /line over/);
+  const endless = new SseParser();
+  const line = "data: " + "y".repeat(64 * 1024) + "\n";
+  assert.throws(() => {
+    for (let i = 0; i < SSE_MAX_CHARS / (64 * 1024) + 2; i++) endless.push(line);
+  }, /event over/);
+  const fine = new SseParser();
+  assert.equal(fine.push("data: a\n\ndata: b\n\n").length, 2);
 });

@@ -25,6 +25,7 @@ mod notify;
 mod recording;
 mod recording_tap;
 mod run;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

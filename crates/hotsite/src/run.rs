@@ -12,6 +12,7 @@ use hotsite_store::{PgStore, SqliteStore};
 
 use crate::config::{Config, StoreChoice};
 use crate::notify::Notify;
+use crate::signals::Signals;
 
 /// Loads and validates the config before anything opens, then runs.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -224,31 +225,6 @@ async fn wait_drained(drained: Option<hotsite_site::DrainWatch>) {
     match drained {
         Some(drained) => drained.wait().await,
         None => std::future::pending().await,
-    }
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM (`systemctl stop`), caught from
-/// [`Signals::listen`] on.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn listen() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-        })
-    }
-
-    /// Resolves at the first of them.
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
     }
 }
 

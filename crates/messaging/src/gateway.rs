@@ -314,9 +314,6 @@ impl GatewayHandle {
     }
 }
 
-/// Builds every channel and the routes over them. Checked again here (the
-/// binary's config validation names the keys first) so a library user gets a
-/// clear error too.
 /// A channel's `/v1/status` entry read from its passive health.
 fn passive_status(health: &Arc<PassiveHealth>) -> ChannelStatus {
     let health = health.clone();
@@ -333,6 +330,9 @@ fn origin_of(url: &str) -> String {
     }
 }
 
+/// Builds every channel and the routes over them. Checked again here (the
+/// binary's config validation names the keys first) so a library user gets a
+/// clear error too.
 fn build_routes(
     config: &GatewayConfig,
     client: Option<&SmppClient>,

@@ -133,11 +133,6 @@ impl QueueHistory {
         self.samples.is_empty()
     }
 
-    /// The newest sample.
-    pub fn last(&self) -> Option<&Sample> {
-        self.samples.back()
-    }
-
     /// The samples taken after `after_ms` (all when `None`), oldest first,
     /// each with its rates since the sample before it (held or not returned).
     pub fn points(&self, after_ms: Option<i64>) -> Vec<Point> {
@@ -219,11 +214,6 @@ impl QueueSampler {
     /// The ring's samples after `after_ms`, with their rates.
     pub fn points(&self, after_ms: Option<i64>) -> Vec<Point> {
         self.history().points(after_ms)
-    }
-
-    /// The newest sample in the ring.
-    pub fn last(&self) -> Option<Sample> {
-        self.history().last().copied()
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, QueueHistory> {

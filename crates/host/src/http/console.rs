@@ -11,7 +11,7 @@
 //! The page's Content-Security-Policy allows only this origin's scripts,
 //! styles and connections: no inline script, no third-party host, no framing.
 
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -80,7 +80,7 @@ fn file(content_type: &'static str, bytes: &'static [u8]) -> Response {
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
-            (HeaderName::from_static("x-frame-options"), "DENY"),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         bytes,
     )

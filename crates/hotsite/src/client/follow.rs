@@ -29,7 +29,7 @@ const KEPT: usize = 200;
 /// Runs until Ctrl-C or SIGTERM (exit 0), or a failure retrying cannot fix.
 pub(crate) async fn run(endpoint: Endpoint, systems: Vec<String>) -> anyhow::Result<ExitCode> {
     // Installed first, so a signal during the first reads is caught too.
-    let stop = stop_signals()?;
+    let mut signals = crate::signals::Signals::listen()?;
     let client = read::http_client()?;
     // A first contact that fails is an error: most likely a wrong address
     // or token, which waiting would not mend.
@@ -58,7 +58,7 @@ pub(crate) async fn run(endpoint: Endpoint, systems: Vec<String>) -> anyhow::Res
     };
     let ended = tokio::select! {
         ended = follow.run() => ended,
-        () = stop => Ok(()),
+        () = signals.wait() => Ok(()),
     };
     // Dropping the screen gives the terminal back before any error is printed.
     drop(follow);
@@ -74,20 +74,6 @@ pub(crate) async fn run(endpoint: Endpoint, systems: Vec<String>) -> anyhow::Res
         }
         Err(error) => Err(error),
     }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM; the handlers are in place once
-/// this returns.
-fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }
 
 /// Why a stream ended (none of these ends the program).
@@ -261,20 +247,22 @@ impl Follow {
     /// status changed (or `first`), with the timeline only the first time.
     fn draw(&mut self, first: bool) -> anyhow::Result<()> {
         let terminal = self.screen.terminal();
+        // What must differ for a pipe to get a new picture: the status, not
+        // the clock, the rate or the timeline (printed line by line). On a
+        // terminal its length is the status's height.
+        let key = render(&Frame {
+            status: &self.status,
+            timeline: &self.timeline,
+            timeline_lines: None,
+            rate: None,
+            now_ms: None,
+            colour: false,
+        });
         let timeline_lines = if terminal.tty {
             // As many of the newest events as fit under the status.
-            let status_lines = render(&Frame {
-                status: &self.status,
-                timeline: &self.timeline,
-                timeline_lines: None,
-                rate: None,
-                now_ms: None,
-                colour: false,
-            })
-            .len();
             let rows = self.screen.size().map_or(usize::MAX, |(rows, _)| rows);
             // The timeline's heading, the notice, the last row left empty.
-            let taken = status_lines + 2 + usize::from(self.notice.is_some());
+            let taken = key.len() + 2 + usize::from(self.notice.is_some());
             Some(
                 rows.saturating_sub(taken)
                     .clamp(1, self.timeline.capacity().max(1)),
@@ -289,16 +277,6 @@ impl Follow {
             rate: self.throughput.per_second(),
             now_ms: Some(clock::wall_ms()),
             colour: terminal.colour,
-        });
-        // What must differ for a pipe to get a new picture: the status, not
-        // the clock, the rate or the timeline (printed line by line).
-        let key = render(&Frame {
-            status: &self.status,
-            timeline: &self.timeline,
-            timeline_lines: None,
-            rate: None,
-            now_ms: None,
-            colour: false,
         });
         self.screen.picture(&picture, self.notice.as_deref(), key)?;
         Ok(())

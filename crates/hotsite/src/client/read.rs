@@ -112,7 +112,7 @@ pub(crate) async fn status(
 }
 
 /// The newest [`BACKLOG`] events of each of `systems` (of all when empty),
-/// oldest first: one `GET /v1/events` per system, so a rare system's events
+/// unordered, with repeats: one `GET /v1/events` per system, so a rare system's events
 /// are not crowded out by a busy one's; plus the newest event of any system,
 /// so that a resume starts after it (the timeline shows only its systems);
 /// plus the newest health changes of every system, for the "since" of the
@@ -138,8 +138,12 @@ pub(crate) async fn backlog(
     ]);
     let mut entries = Vec::new();
     for query in queries {
-        let answer = get_json(client, endpoint, "/v1/events", &query).await?;
-        let events = answer["events"].as_array().cloned().unwrap_or_default();
+        let mut answer = get_json(client, endpoint, "/v1/events", &query).await?;
+        let events = answer
+            .get_mut("events")
+            .and_then(Value::as_array_mut)
+            .map(std::mem::take)
+            .unwrap_or_default();
         for event in events {
             match serde_json::from_value::<Entry>(event) {
                 Ok(entry) => entries.push(entry),
@@ -149,8 +153,7 @@ pub(crate) async fn backlog(
             }
         }
     }
-    entries.sort_by_key(|entry| entry.seq);
-    entries.dedup_by_key(|entry| entry.seq);
+    // Sorted and freed of repeats by `Timeline::extend`, where they all go.
     Ok(entries)
 }
 
